@@ -1,0 +1,206 @@
+// dp::shape: a tensor's extents (or strides) in a fixed array, so shapes never allocate; NumPy
+// broadcasting; static extents for the places where a width is known at compile time.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <limits>
+#include <ostream>
+#include <span>
+#include <string>
+
+#include <dp/config.hpp>
+#include <dp/core/error.hpp>
+
+namespace dp::inline DP_ABI {
+
+/// Up to `max_rank` extents. Also used for strides (in elements).
+class shape {
+ public:
+  constexpr shape() = default;
+  constexpr shape(std::initializer_list<index_t> dims) { assign(dims.begin(), dims.end()); }
+  explicit constexpr shape(std::span<const index_t> dims) { assign(dims.begin(), dims.end()); }
+  template <class It>
+  constexpr shape(It first, It last) {
+    assign(first, last);
+  }
+
+  /// A shape of `rank` dimensions all equal to `value`.
+  static constexpr shape filled(int rank, index_t value) {
+    shape s;
+    if (rank < 0 || rank > max_rank) {
+      throw value_error(detail::concat("dp: rank ", rank, " is outside 0..", max_rank));
+    }
+    s.rank_ = rank;
+    for (int i = 0; i < rank; ++i) {
+      s.d_[i] = value;
+    }
+    return s;
+  }
+
+  constexpr int rank() const noexcept { return rank_; }
+  constexpr int size() const noexcept { return rank_; }
+  constexpr bool empty() const noexcept { return rank_ == 0; }
+  constexpr index_t& operator[](int i) noexcept { return d_[i]; }
+  constexpr index_t operator[](int i) const noexcept { return d_[i]; }
+  constexpr index_t* begin() noexcept { return d_.data(); }
+  constexpr index_t* end() noexcept { return d_.data() + rank_; }
+  constexpr const index_t* begin() const noexcept { return d_.data(); }
+  constexpr const index_t* end() const noexcept { return d_.data() + rank_; }
+  constexpr const index_t* data() const noexcept { return d_.data(); }
+  constexpr index_t back() const noexcept { return d_[rank_ - 1]; }
+
+  /// Product of the extents (1 for a 0-d shape).
+  constexpr index_t numel() const noexcept {
+    index_t n = 1;
+    for (int i = 0; i < rank_; ++i) {
+      n *= d_[i];
+    }
+    return n;
+  }
+
+  constexpr void push_back(index_t v) {
+    if (rank_ == max_rank) {
+      throw value_error(detail::concat("dp: a shape holds at most ", max_rank, " dimensions"));
+    }
+    d_[rank_++] = v;
+  }
+  constexpr void insert(int pos, index_t v) {
+    push_back(0);
+    for (int i = rank_ - 1; i > pos; --i) {
+      d_[i] = d_[i - 1];
+    }
+    d_[pos] = v;
+  }
+  constexpr void erase(int pos) {
+    for (int i = pos; i + 1 < rank_; ++i) {
+      d_[i] = d_[i + 1];
+    }
+    --rank_;
+  }
+
+  friend constexpr bool operator==(const shape& a, const shape& b) noexcept {
+    if (a.rank_ != b.rank_) {
+      return false;
+    }
+    for (int i = 0; i < a.rank_; ++i) {
+      if (a.d_[i] != b.d_[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  friend std::ostream& operator<<(std::ostream& os, const shape& s) {
+    os << '{';
+    for (int i = 0; i < s.rank_; ++i) {
+      os << (i ? ", " : "") << s.d_[i];
+    }
+    return os << '}';
+  }
+
+  std::string str() const { return detail::concat(*this); }
+
+ private:
+  template <class It>
+  constexpr void assign(It first, It last) {
+    for (; first != last; ++first) {
+      push_back(static_cast<index_t>(*first));
+    }
+  }
+
+  std::array<index_t, max_rank> d_{};
+  int rank_ = 0;
+};
+
+/// Row-major (C order) strides of a shape.
+constexpr shape contiguous_strides(const shape& s) {
+  shape st = shape::filled(s.rank(), 1);
+  index_t acc = 1;
+  for (int i = s.rank() - 1; i >= 0; --i) {
+    st[i] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+/// Resolves a possibly negative axis against a rank, or throws naming the operation.
+inline int normalize_axis(int axis, int rank, const char* op) {
+  const int r = axis < 0 ? axis + rank : axis;
+  DP_CHECK(r >= 0 && r < std::max(rank, 1), value_error, "dp: ", op, ": axis ", axis,
+           " is out of range for a tensor of rank ", rank, " (expected -", rank, "..", rank - 1, ")");
+  return r;
+}
+
+/// NumPy broadcasting of two shapes; throws shape_error printing both shapes and the operation.
+inline shape broadcast_shapes(const shape& a, const shape& b, const char* op) {
+  const int r = std::max(a.rank(), b.rank());
+  shape out = shape::filled(r, 1);
+  for (int i = 0; i < r; ++i) {
+    const int ia = a.rank() - r + i, ib = b.rank() - r + i;
+    const index_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da == db || db == 1) {
+      out[i] = da;
+    } else if (da == 1) {
+      out[i] = db;
+    } else {
+      throw shape_error(detail::concat("dp: ", op, ": shapes ", a, " and ", b,
+                                       " cannot be broadcast together (dimension ", i, ": ", da, " vs ", db, ")"));
+    }
+  }
+  return out;
+}
+
+/// True when `from` broadcasts to exactly `to` (NumPy rules, `to` fixed).
+constexpr bool broadcastable_to(const shape& from, const shape& to) {
+  if (from.rank() > to.rank()) {
+    return false;
+  }
+  for (int i = 0; i < from.rank(); ++i) {
+    const index_t f = from[i], t = to[to.rank() - from.rank() + i];
+    if (f != t && f != 1) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Marks a dimension whose extent is known only at run time.
+inline constexpr index_t dyn = -1;
+
+/// Compile-time extents: `dp::extents<dp::dyn, 784>` is a rank-2 shape whose second extent is 784.
+template <index_t... E>
+struct extents {
+  static constexpr int rank = sizeof...(E);
+  static constexpr std::array<index_t, sizeof...(E)> values{E...};
+  static_assert(rank <= max_rank, "dp: extents<...> has more dimensions than dp::max_rank");
+  static_assert(((E == dyn || E >= 0) && ...), "dp: an extent is dp::dyn or a non-negative size");
+
+  /// True when the run-time shape agrees with every static extent.
+  static constexpr bool matches(const shape& s) {
+    if (s.rank() != rank) {
+      return false;
+    }
+    for (int i = 0; i < rank; ++i) {
+      if (values[i] != dyn && values[i] != s[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static std::string str() {
+    std::string r = "extents<";
+    for (int i = 0; i < rank; ++i) {
+      r += (i ? ", " : "") + (values[i] == dyn ? std::string("dyn") : std::to_string(values[i]));
+    }
+    return r + ">";
+  }
+};
+
+/// The extents of a tensor whose rank and sizes are all run-time values.
+struct dynamic_extents {};
+
+}  // namespace dp::inline DP_ABI

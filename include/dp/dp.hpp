@@ -1,0 +1,20 @@
+// dp: tensors as fused expressions, models composed at compile time, data-parallel training.
+// This header is the whole public entry point.
+#pragma once
+
+#include <dp/config.hpp>
+#include <dp/core/counters.hpp>
+#include <dp/core/device.hpp>
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/memory.hpp>
+#include <dp/core/print.hpp>
+#include <dp/core/random.hpp>
+#include <dp/core/shape.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/assign.hpp>
+#include <dp/exec/thread_pool.hpp>
+#include <dp/expr/matmul.hpp>
+#include <dp/expr/node.hpp>
+#include <dp/expr/operators.hpp>
+#include <dp/expr/reduce.hpp>

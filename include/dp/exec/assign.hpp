@@ -1,0 +1,113 @@
+// Assignment of an expression to a tensor: shape and device checks, the alias check, and dispatch
+// to the executor of the destination's device. This is the one path every element-wise pass takes.
+#pragma once
+
+#include <dp/config.hpp>
+#include <dp/core/error.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/cpu.hpp>
+#include <dp/expr/node.hpp>
+
+#if DP_HAS_CUDA
+#include <dp/exec/cuda.hpp>
+#endif
+
+namespace dp::inline DP_ABI {
+
+/// A tensor of `shp` on `d` with unspecified values (from the device's caching pool).
+template <class T>
+tensor<T> empty(const shape& shp, device d = cpu()) {
+  for (int i = 0; i < shp.rank(); ++i) {
+    DP_CHECK(shp[i] >= 0, shape_error, "dp: empty: shape ", shp, " has a negative extent");
+  }
+  auto st = detail::allocate(d, std::max<std::size_t>(1, static_cast<std::size_t>(shp.numel()) * sizeof(T)));
+  return tensor<T>(std::move(st), 0, shp, contiguous_strides(shp));
+}
+
+namespace detail {
+
+/// Element range [lo, hi] a view can touch (strides are non-negative).
+inline std::pair<index_t, index_t> touched_range(index_t offset, const shape& shp, const shape& st) {
+  index_t hi = offset;
+  for (int i = 0; i < shp.rank(); ++i) {
+    hi += (shp[i] - 1) * st[i];
+  }
+  return {offset, hi};
+}
+
+/// True when some leaf reads memory that dst writes, other than element-for-element: the
+/// expression must then be evaluated into a temporary first (x = x.t() + 1).
+template <class T, class Node, class Ctx>
+bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
+  if constexpr (leaf_count_v<Node> == 0) {
+    return false;
+  } else {
+    const auto views = leaf_views(node, ctx);
+    const auto [dlo, dhi] = touched_range(dst.storage_offset(), dst.shape(), dst.strides());
+    for (const auto& v : views) {
+      if (v.storage == nullptr || v.storage != dst.storage().get()) {
+        continue;
+      }
+      const shape al = aligned_strides(v.shape, v.strides, dst.shape());
+      bool same = v.offset == dst.storage_offset() && v.elem_size == sizeof(T);
+      for (int i = 0; i < dst.rank() && same; ++i) {
+        same = dst.shape()[i] == 1 || al[i] == dst.strides()[i];
+      }
+      if (same) {
+        continue;
+      }
+      const auto [lo, hi] = touched_range(v.offset, v.shape, v.strides);
+      if (lo <= dhi && dlo <= hi) {
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/// Runs `node` into dst's memory (no checks).
+template <class T, class Node, class Ctx>
+void run_into(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
+  auto [it, ev] = plan_iteration(node, ctx, dst.shape(), dst.strides());
+  if (dst.device().is_cpu()) {
+    cpu_elementwise(dst.data(), it, ev);
+  } else {
+#if DP_HAS_CUDA
+    cuda_elementwise(dst.data(), it, ev, dst.device().index);
+#else
+    require_usable(dst.device());
+#endif
+  }
+}
+
+/// dst = node, with checks; `ctx` resolves leaves that are not plain tensors.
+template <class T, class Node, class Ctx>
+void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
+  const node_meta m = meta_of(node);
+  if (!dst.defined()) {
+    dst = empty<T>(m.shape, m.has_device ? m.dev : cpu());
+  } else {
+    DP_CHECK(broadcastable_to(m.shape, dst.shape()), shape_error, "dp: assignment: an expression of shape ", m.shape,
+             " cannot be written into a tensor of shape ", dst.shape());
+    DP_CHECK(!m.has_device || m.dev == dst.device(), device_error, "dp: assignment: the expression is on ", m.dev,
+             " but the destination is on ", dst.device(), "; move one with .to(device)");
+  }
+  if (dst.numel() == 0) {
+    return;
+  }
+  if (needs_temporary(dst, node, ctx)) {
+    tensor<T> tmp = empty<T>(dst.shape(), dst.device());
+    run_into(tmp, node, ctx);
+    run_into(dst, tensor_node<T>{tmp}, eager_ctx{});
+    return;
+  }
+  run_into(dst, node, ctx);
+}
+
+template <class T, class E>
+void assign(tensor<T>& dst, const E& e) {
+  assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
+}
+
+}  // namespace detail
+}  // namespace dp::inline DP_ABI

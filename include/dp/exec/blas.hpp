@@ -1,0 +1,186 @@
+// GEMM through CBLAS (OpenBLAS) on the host and cuBLAS on CUDA. Operands are described by pointer,
+// leading dimension and a transpose flag, so transposed views are passed without copies.
+//
+// Host threading: dp splits a GEMM over its own thread pool and keeps OpenBLAS single-threaded.
+// One owner of the cores means host workers of dp::parallel can call GEMMs side by side without
+// oversubscribing them or serialising inside OpenBLAS.
+#pragma once
+
+#include <algorithm>
+#include <dlfcn.h>
+#include <mutex>
+
+#include <cblas.h>
+
+#include <dp/config.hpp>
+#include <dp/core/counters.hpp>
+#include <dp/core/device.hpp>
+#include <dp/core/error.hpp>
+#include <dp/exec/thread_pool.hpp>
+
+#if DP_HAS_CUDA
+#include <array>
+
+#include <cublas_v2.h>
+
+#include <dp/core/cuda_support.hpp>
+#endif
+
+namespace dp::inline DP_ABI::detail {
+
+/// A row-major matrix operand: op(X) is rows x cols; X itself is stored with leading dimension ld.
+template <class T>
+struct mat_ref {
+  T* data;
+  index_t rows, cols, ld;
+  bool trans;  // true: the stored matrix is op(X)^T (column-major view of op(X))
+};
+
+/// Makes OpenBLAS single-threaded once (found at run time, so other CBLAS libraries work too).
+inline void blas_single_thread_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    using setter = void (*)(int);
+    if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+      f(1);
+    }
+  });
+}
+
+template <class T>
+void cblas_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  const auto ta = a.trans ? CblasTrans : CblasNoTrans, tb = b.trans ? CblasTrans : CblasNoTrans;
+  const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(a.cols);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, static_cast<int>(a.ld), b.data, static_cast<int>(b.ld),
+                beta, c.data, static_cast<int>(c.ld));
+  } else {
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, static_cast<int>(a.ld), b.data, static_cast<int>(b.ld),
+                beta, c.data, static_cast<int>(c.ld));
+  }
+}
+
+/// Rows [r0, r1) of op(X).
+template <class T>
+mat_ref<T> row_block(const mat_ref<T>& x, index_t r0, index_t r1) {
+  mat_ref<T> r = x;
+  r.data = x.data + (x.trans ? r0 : r0 * x.ld);
+  r.rows = r1 - r0;
+  return r;
+}
+/// Columns [c0, c1) of op(X).
+template <class T>
+mat_ref<T> col_block(const mat_ref<T>& x, index_t c0, index_t c1) {
+  mat_ref<T> r = x;
+  r.data = x.data + (x.trans ? c0 * x.ld : c0);
+  r.cols = c1 - c0;
+  return r;
+}
+
+/// Below this many multiply-adds a GEMM runs on one thread.
+inline constexpr index_t gemm_parallel_macs = 1 << 21;
+
+/// C = alpha op(A) op(B) + beta C on the host, split over the thread pool along the larger of M, N.
+template <class T>
+void host_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "dp: matmul supports float and double");
+  blas_single_thread_once();
+  DP_COUNT(gemms, 1);
+  const index_t m = c.rows, n = c.cols, k = a.cols;
+  if (m == 0 || n == 0) {
+    return;
+  }
+  if (k == 0) {  // BLAS would still scale by beta; make that explicit
+    for (index_t i = 0; i < m; ++i) {
+      for (index_t j = 0; j < n; ++j) {
+        T& v = c.data[c.trans ? j * c.ld + i : i * c.ld + j];
+        v = beta == T(0) ? T(0) : v * beta;
+      }
+    }
+    return;
+  }
+  const index_t macs = m * n * k;
+  const index_t split = std::max(m, n);
+  const index_t unit = 64;  // keep blocks a multiple of the BLAS kernel width
+  const index_t parts = std::min<index_t>({static_cast<index_t>(num_threads()), (split + unit - 1) / unit,
+                                           std::max<index_t>(1, macs / gemm_parallel_macs)});
+  if (parts <= 1) {
+    cblas_gemm_one(a, b, c, alpha, beta);
+    return;
+  }
+  const bool by_rows = m >= n;
+  parallel_for(parts, 1, [&](index_t pb, index_t pe) {
+    for (index_t p = pb; p < pe; ++p) {
+      const index_t lo = (split * p / parts) / unit * unit,
+                    hi = p + 1 == parts ? split : (split * (p + 1) / parts) / unit * unit;
+      if (hi <= lo) {
+        continue;
+      }
+      if (by_rows) {
+        cblas_gemm_one(row_block(a, lo, hi), b, row_block(c, lo, hi), alpha, beta);
+      } else {
+        cblas_gemm_one(a, col_block(b, lo, hi), col_block(c, lo, hi), alpha, beta);
+      }
+    }
+  });
+}
+
+#if DP_HAS_CUDA
+#define DP_CUBLAS_CHECK(expr)                                                                                  \
+  do {                                                                                                         \
+    const cublasStatus_t dp_st_ = (expr);                                                                      \
+    if (dp_st_ != CUBLAS_STATUS_SUCCESS) [[unlikely]] {                                                        \
+      ::dp::detail::raise<::dp::device_error>("dp: cuBLAS call ", #expr, " failed with status ", int(dp_st_)); \
+    }                                                                                                          \
+  } while (0)
+
+/// One cuBLAS handle per device, bound to dp's stream for that device.
+inline cublasHandle_t cublas_handle(int dev) {
+  static std::array<cublasHandle_t, max_cuda_devices> handles{};
+  static std::mutex m;
+  std::lock_guard lock(m);
+  if (!handles[dev]) {
+    cuda_device_guard g(dev);
+    DP_CUBLAS_CHECK(cublasCreate(&handles[dev]));
+    DP_CUBLAS_CHECK(cublasSetStream(handles[dev], cuda_stream(dev)));
+  }
+  return handles[dev];
+}
+
+/// Row-major C = op(A) op(B) computed as column-major C^T = op(B)^T op(A)^T: the operands swap and
+/// keep their flags and leading dimensions.
+template <class T>
+void cuda_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta, int dev) {
+  DP_COUNT(gemms, 1);
+  if (c.rows == 0 || c.cols == 0) {
+    return;
+  }
+  cuda_device_guard g(dev);
+  cublasHandle_t h = cublas_handle(dev);
+  const auto ta = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(a.cols);
+  if constexpr (std::is_same_v<T, float>) {
+    DP_CUBLAS_CHECK(cublasSgemm(h, tb, ta, n, m, k, &alpha, b.data, static_cast<int>(b.ld), a.data,
+                                static_cast<int>(a.ld), &beta, c.data, static_cast<int>(c.ld)));
+  } else {
+    DP_CUBLAS_CHECK(cublasDgemm(h, tb, ta, n, m, k, &alpha, b.data, static_cast<int>(b.ld), a.data,
+                                static_cast<int>(a.ld), &beta, c.data, static_cast<int>(c.ld)));
+  }
+}
+#endif
+
+/// C = alpha op(A) op(B) + beta C on device `d`.
+template <class T>
+void gemm(device d, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  if (d.is_cpu()) {
+    host_gemm(a, b, c, alpha, beta);
+  } else {
+#if DP_HAS_CUDA
+    cuda_gemm(a, b, c, alpha, beta, d.index);
+#else
+    require_usable(d);
+#endif
+  }
+}
+
+}  // namespace dp::inline DP_ABI::detail

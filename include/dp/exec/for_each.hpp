@@ -1,0 +1,58 @@
+// for_each_index: a device-agnostic parallel loop over [0, n) with a functor callable on the host
+// and the GPU. Kernels that are not element-wise expressions (im2col, pooling, gathers, fused
+// optimizer updates) are written once as such functors and run on either device.
+#pragma once
+
+#include <dp/config.hpp>
+#include <dp/core/counters.hpp>
+#include <dp/core/device.hpp>
+#include <dp/exec/cpu.hpp>
+#include <dp/exec/thread_pool.hpp>
+
+#if DP_HAS_CUDA
+#include <dp/core/cuda_support.hpp>
+#endif
+
+namespace dp::inline DP_ABI::detail {
+
+#if DP_HAS_CUDA
+template <class F>
+__global__ void for_each_kernel(index_t n, F f) {
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    f(i);
+  }
+}
+
+inline unsigned grid_for(index_t n, int block) {
+  const index_t blocks = (n + block - 1) / block;
+  return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+}
+#endif
+
+/// Calls f(i) for i in [0, n) on `d`; `grain` is the smallest share worth a host thread.
+template <class F>
+void for_each_index(device d, index_t n, const F& f, index_t grain = parallel_grain) {
+  if (n <= 0) {
+    return;
+  }
+  DP_COUNT(passes, 1);
+  if (d.is_cpu()) {
+    parallel_for(n, grain, [&](index_t b, index_t e) {
+      DP_IVDEP
+      for (index_t i = b; i < e; ++i) {
+        f(i);
+      }
+    });
+    return;
+  }
+#if DP_HAS_CUDA
+  cuda_device_guard g(d.index);
+  for_each_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(d.index)>>>(n, f);
+  DP_CUDA_CHECK(cudaGetLastError());
+#else
+  require_usable(d);
+#endif
+}
+
+}  // namespace dp::inline DP_ABI::detail

@@ -1,0 +1,194 @@
+// The host thread pool and dp's thread budget. One pool per process; a loop uses it when its
+// calling thread's budget allows and the pool is free, and otherwise runs in the caller (host
+// workers of dp::parallel run one thread each, so they never wait on each other for the pool).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dp/config.hpp>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#define DP_CPU_RELAX() _mm_pause()
+#else
+#define DP_CPU_RELAX() ((void)0)
+#endif
+
+namespace dp::inline DP_ABI {
+namespace detail {
+
+inline int env_threads() {
+  for (const char* name : {"DP_NUM_THREADS", "OMP_NUM_THREADS"}) {
+    if (const char* v = std::getenv(name); v && *v) {
+      const int n = std::atoi(v);
+      if (n > 0) {
+        return n;
+      }
+    }
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+inline std::atomic<int>& global_threads() {
+  static std::atomic<int> n{env_threads()};
+  return n;
+}
+
+inline int& thread_budget() {
+  thread_local int n = 0;  // 0: the global setting
+  return n;
+}
+
+class thread_pool {
+ public:
+  static thread_pool& instance() {
+    static thread_pool pool(static_cast<int>(std::max<unsigned>(std::thread::hardware_concurrency(), env_threads())) -
+                            1);
+    return pool;
+  }
+
+  /// Threads a loop can use: the workers plus the caller.
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  /// Runs fn(ctx, part) for every part in [0, parts); the caller works too. Returns false (having
+  /// run nothing) when the pool is busy with another caller's loop. Every worker acknowledges every
+  /// job before this returns, so no worker can still be reading it when the next one is posted.
+  bool try_run(int parts, void (*fn)(void*, int), void* ctx) {
+    if (busy_.exchange(true, std::memory_order_acquire)) {
+      return false;
+    }
+    fn_ = fn;
+    ctx_ = ctx;
+    parts_ = parts;
+    next_.store(0, std::memory_order_relaxed);
+    acks_.store(0, std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+    work();
+    const int n = static_cast<int>(workers_.size());
+    for (int spin = 0; acks_.load(std::memory_order_acquire) != n; ++spin) {
+      if (spin < 100000) {
+        DP_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    busy_.store(false, std::memory_order_release);
+    return true;
+  }
+
+  ~thread_pool() {
+    stop_.store(true);
+    epoch_.fetch_add(1);
+    epoch_.notify_all();
+    for (auto& t : workers_) {
+      t.join();
+    }
+  }
+
+ private:
+  explicit thread_pool(int workers) {
+    workers_.reserve(std::max(0, workers));
+    for (int i = 0; i < workers; ++i) {
+      workers_.emplace_back([this] { loop(); });
+    }
+  }
+
+  void work() {
+    for (int p; (p = next_.fetch_add(1, std::memory_order_relaxed)) < parts_;) {
+      fn_(ctx_, p);
+    }
+  }
+
+  void loop() {
+    unsigned seen = 0;  // the epoch at construction: a job posted before this thread ran is not missed
+    for (;;) {
+      // Spin briefly: back-to-back loops (a training step) then start without a futex wake-up.
+      unsigned now = seen;
+      for (int spin = 0; spin < 4000 && (now = epoch_.load(std::memory_order_acquire)) == seen; ++spin) {
+        DP_CPU_RELAX();
+      }
+      while (now == seen) {
+        epoch_.wait(seen, std::memory_order_acquire);
+        now = epoch_.load(std::memory_order_acquire);
+      }
+      seen = now;
+      if (stop_.load()) {
+        return;
+      }
+      work();
+      acks_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::atomic<bool> busy_{false}, stop_{false};
+  std::atomic<unsigned> epoch_{0};
+  std::atomic<int> next_{0}, acks_{0};
+  void (*fn_)(void*, int) = nullptr;
+  void* ctx_ = nullptr;
+  int parts_ = 0;
+};
+
+}  // namespace detail
+
+/// Threads dp uses for a host loop started by this thread (its own budget if set, else the global one).
+inline int num_threads() {
+  const int own = detail::thread_budget();
+  return own > 0 ? own : detail::global_threads().load(std::memory_order_relaxed);
+}
+
+/// Sets the global number of host threads (DP_NUM_THREADS or OMP_NUM_THREADS set the start value).
+inline void set_num_threads(int n) { detail::global_threads().store(std::max(1, n)); }
+
+/// Sets the calling thread's own budget for the scope (dp::parallel gives each host worker one thread).
+class thread_budget_scope {
+ public:
+  explicit thread_budget_scope(int n) : prev_(detail::thread_budget()) { detail::thread_budget() = std::max(1, n); }
+  ~thread_budget_scope() { detail::thread_budget() = prev_; }
+  thread_budget_scope(const thread_budget_scope&) = delete;
+  thread_budget_scope& operator=(const thread_budget_scope&) = delete;
+
+ private:
+  int prev_;
+};
+
+namespace detail {
+
+/// Calls body(begin, end) over [0, n) split into contiguous parts of at least `grain` items,
+/// in parallel when the budget and the pool allow. Parts are a pure function of (n, grain,
+/// threads), never of timing.
+template <class Body>
+void parallel_for(index_t n, index_t grain, Body&& body) {
+  if (n <= 0) {
+    return;
+  }
+  const int threads = std::min(num_threads(), thread_pool::instance().size());
+  const index_t max_parts = grain > 0 ? (n + grain - 1) / grain : n;
+  const int parts = static_cast<int>(std::min<index_t>(threads, max_parts));
+  if (parts <= 1) {
+    body(index_t{0}, n);
+    return;
+  }
+  struct ctx_t {
+    Body* body;
+    index_t n;
+    int parts;
+  } ctx{&body, n, parts};
+  auto fn = [](void* c, int p) {
+    auto* x = static_cast<ctx_t*>(c);
+    const index_t b = x->n * p / x->parts, e = x->n * (p + 1) / x->parts;
+    (*x->body)(b, e);
+  };
+  if (!thread_pool::instance().try_run(parts, fn, &ctx)) {
+    body(index_t{0}, n);
+  }
+}
+
+}  // namespace detail
+}  // namespace dp::inline DP_ABI

@@ -1,0 +1,331 @@
+// Element functors used by expression nodes, on the host and the GPU. Each differentiable functor
+// also knows its derivative, so backward passes are built from the same functors and fuse the same
+// way forward passes do: unary `grad(x, g)` is g * f'(x); binary `grad_a(a, b, g)` and `grad_b`.
+#pragma once
+
+#include <type_traits>
+
+#include <dp/config.hpp>
+#include <dp/expr/math.hpp>
+
+namespace dp::inline DP_ABI::detail {
+
+// ---------------------------------------------------------------- arithmetic
+struct add_op {
+  static constexpr const char* name = "add (+)";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a + b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T, T g) const {
+    return g;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T, T, T g) const {
+    return g;
+  }
+};
+struct sub_op {
+  static constexpr const char* name = "subtract (-)";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a - b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T, T g) const {
+    return g;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T, T, T g) const {
+    return -g;
+  }
+};
+struct mul_op {
+  static constexpr const char* name = "multiply (*)";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a * b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T b, T g) const {
+    return g * b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T, T g) const {
+    return g * a;
+  }
+};
+struct div_op {
+  static constexpr const char* name = "divide (/)";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a / b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T b, T g) const {
+    return g / b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
+    return -g * a / (b * b);
+  }
+};
+struct pow_op {
+  static constexpr const char* name = "pow";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return math::pow(a, b);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
+    return b == T(0) ? T(0) : g * b * math::pow(a, b - T(1));
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
+    return a > T(0) ? g * math::pow(a, b) * math::log(a) : T(0);
+  }
+};
+// Ties split the gradient evenly, as PyTorch does.
+struct maximum_op {
+  static constexpr const char* name = "maximum";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return (a > b) | (a != a) ? a : b;  // NaN propagates; `|` keeps the loop branch-free
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
+    return a > b ? g : (a == b ? g / T(2) : T(0));
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
+    return b > a ? g : (a == b ? g / T(2) : T(0));
+  }
+};
+struct minimum_op {
+  static constexpr const char* name = "minimum";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return (a < b) | (a != a) ? a : b;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
+    return a < b ? g : (a == b ? g / T(2) : T(0));
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
+    return b < a ? g : (a == b ? g / T(2) : T(0));
+  }
+};
+
+// ---------------------------------------------------------------- comparisons and logic (no gradient)
+#define DP_DETAIL_PREDICATE(NAME, TEXT, EXPR)                       \
+  struct NAME {                                                     \
+    static constexpr const char* name = TEXT;                       \
+    static constexpr bool differentiable = false;                   \
+    template <class T>                                              \
+    DP_HOST_DEVICE DP_FORCEINLINE bool operator()(T a, T b) const { \
+      return EXPR;                                                  \
+    }                                                               \
+  };
+DP_DETAIL_PREDICATE(less_op, "less (<)", a < b)
+DP_DETAIL_PREDICATE(less_equal_op, "less_equal (<=)", a <= b)
+DP_DETAIL_PREDICATE(greater_op, "greater (>)", a > b)
+DP_DETAIL_PREDICATE(greater_equal_op, "greater_equal (>=)", a >= b)
+DP_DETAIL_PREDICATE(equal_op, "equal (==)", a == b)
+DP_DETAIL_PREDICATE(not_equal_op, "not_equal (!=)", a != b)
+DP_DETAIL_PREDICATE(logical_and_op, "logical_and (&&)", static_cast<bool>(a) && static_cast<bool>(b))
+DP_DETAIL_PREDICATE(logical_or_op, "logical_or (||)", static_cast<bool>(a) || static_cast<bool>(b))
+#undef DP_DETAIL_PREDICATE
+
+struct logical_not_op {
+  static constexpr const char* name = "logical_not (!)";
+  static constexpr bool differentiable = false;
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE bool operator()(T a) const {
+    return !static_cast<bool>(a);
+  }
+};
+
+template <class Op>
+inline constexpr bool differentiable_v = !requires { Op::differentiable; } || Op::differentiable;
+
+// ---------------------------------------------------------------- unary math
+struct neg_op {
+  static constexpr const char* name = "negate";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return -x;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T, T g) const {
+    return -g;
+  }
+};
+struct exp_op {
+  static constexpr const char* name = "exp";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::exp(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return g * math::exp(x);
+  }
+};
+struct log_op {
+  static constexpr const char* name = "log";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::log(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return g / x;
+  }
+};
+struct sin_op {
+  static constexpr const char* name = "sin";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::sin(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return g * math::cos(x);
+  }
+};
+struct cos_op {
+  static constexpr const char* name = "cos";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::cos(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return -g * math::sin(x);
+  }
+};
+struct tanh_op {
+  static constexpr const char* name = "tanh";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::tanh(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    const T t = math::tanh(x);
+    return g * (T(1) - t * t);
+  }
+};
+struct sigmoid_op {
+  static constexpr const char* name = "sigmoid";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::sigmoid(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    const T s = math::sigmoid(x);
+    return g * s * (T(1) - s);
+  }
+};
+struct sqrt_op {
+  static constexpr const char* name = "sqrt";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::sqrt(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return g / (T(2) * math::sqrt(x));
+  }
+};
+struct rsqrt_op {
+  static constexpr const char* name = "rsqrt";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return math::rsqrt(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    const T r = math::rsqrt(x);
+    return -g * r * r * r / T(2);
+  }
+};
+struct abs_op {
+  static constexpr const char* name = "abs";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return x < T(0) ? -x : x;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return x > T(0) ? g : (x < T(0) ? -g : T(0));
+  }
+};
+struct square_op {
+  static constexpr const char* name = "square";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return x * x;
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return T(2) * x * g;
+  }
+};
+struct relu_op {
+  static constexpr const char* name = "relu";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return x > T(0) ? x : T(0);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return x > T(0) ? g : T(0);
+  }
+};
+/// GELU with the exact erf form (PyTorch's default, approximate='none').
+struct gelu_op {
+  static constexpr const char* name = "gelu";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    return T(0.5) * x * (T(1) + math::erf(x * T(0.7071067811865476)));
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    const T cdf = T(0.5) * (T(1) + math::erf(x * T(0.7071067811865476)));
+    const T pdf = math::exp(T(-0.5) * x * x) * T(0.3989422804014327);
+    return g * (cdf + x * pdf);
+  }
+};
+/// clamp to [lo, hi]; the gradient passes where lo <= x <= hi (PyTorch's rule).
+template <class S>
+struct clamp_op {
+  static constexpr const char* name = "clamp";
+  S lo, hi;
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    return x < l ? l : (x > h ? h : x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
+    return (x >= static_cast<T>(lo) && x <= static_cast<T>(hi)) ? g : T(0);
+  }
+};
+template <class U>
+struct cast_op {
+  static constexpr const char* name = "cast";
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE U operator()(T x) const {
+    return static_cast<U>(x);
+  }
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T grad(T, T g) const {
+    return g;
+  }
+};
+
+}  // namespace dp::inline DP_ABI::detail

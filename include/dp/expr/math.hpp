@@ -1,0 +1,225 @@
+// Element functions the CPU loop can vectorise. glibc's sinf/expf are scalar calls that stop the
+// vectoriser; these are branch-free (range reduction + polynomial, computed in double for float
+// inputs, so results are within an ulp or two of the correctly rounded value). On the GPU the CUDA
+// math library is used instead. Double inputs use the C library.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include <dp/config.hpp>
+
+namespace dp::inline DP_ABI::detail::math {
+
+template <class To, class From>
+DP_HOST_DEVICE DP_FORCEINLINE To bits(From f) {
+  static_assert(sizeof(To) == sizeof(From));
+  To t;
+  std::memcpy(&t, &f, sizeof(To));
+  return t;
+}
+
+// 1.5 * 2^52: adding it rounds a double (|t| < 2^51) to an integer held in the low mantissa bits.
+inline constexpr double round_magic = 6755399441055744.0;
+
+// Vectorisation rule for this file: every value is computed unconditionally and then selected
+// (`c ? a : b` between finished values); with the default -ftrapping-math a conditionally evaluated
+// floating-point operation is "control flow" that stops GCC's vectoriser. NaN flows through clampd.
+DP_HOST_DEVICE DP_FORCEINLINE double clampd(double x, double lo, double hi) {
+  x = x < lo ? lo : x;
+  return x > hi ? hi : x;
+}
+
+/// e^x for |x| <= ~700 (callers clamp), relative error ~1e-15: x = k ln2 + r, |r| <= ln2/2.
+DP_HOST_DEVICE DP_FORCEINLINE double exp_core(double x) {
+  const double t = x * 1.4426950408889634 + round_magic;
+  const std::int64_t ki = bits<std::int64_t>(t) - bits<std::int64_t>(round_magic);
+  const double k = t - round_magic;
+  const double r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+  double p = 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  return p * bits<double>((ki + 1023) << 52);
+}
+
+DP_HOST_DEVICE DP_FORCEINLINE float exp(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::expf(x);
+#else
+  return static_cast<float>(exp_core(clampd(x, -110.0, 100.0)));  // NaN in, NaN out
+#endif
+}
+
+/// log(x) for float x: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(f / (2 + f)).
+DP_HOST_DEVICE DP_FORCEINLINE float log(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::logf(x);
+#else
+  const double xd = x;
+  const std::uint64_t b = bits<std::uint64_t>(xd);
+  // exponent as a double without an int->double conversion (which AVX2 cannot vectorise)
+  const double e0 = bits<double>((b >> 52) | 0x4330000000000000ull) - 4503599627370496.0 - 1023.0;
+  const double m1 = bits<double>((b & 0x000fffffffffffffull) | 0x3ff0000000000000ull);
+  const double mh = m1 * 0.5, e1 = e0 + 1.0;
+  const bool big = m1 > 1.4142135623730951;
+  const double m = big ? mh : m1;
+  const double e = big ? e1 : e0;
+  const double f = m - 1.0;
+  const double s = f / (2.0 + f), s2 = s * s;
+  double p = 2.0 / 13.0;
+  p = p * s2 + 2.0 / 11.0;
+  p = p * s2 + 2.0 / 9.0;
+  p = p * s2 + 2.0 / 7.0;
+  p = p * s2 + 2.0 / 5.0;
+  p = p * s2 + 2.0 / 3.0;
+  p = p * s2 + 2.0;
+  const double r = e * 0.6931471805599453 + s * p;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  float out = static_cast<float>(r);
+  out = x == 0.0f ? -inf : out;
+  out = x == inf ? inf : out;
+  out = (x < 0.0f) | (x != x) ? std::numeric_limits<float>::quiet_NaN() : out;
+  return out;
+#endif
+}
+
+/// sin and cos of float x: Cody-Waite reduction by pi/2 in double (exact for |x| < ~1.6e6),
+/// polynomials on [-pi/4, pi/4], quadrant from the integer k.
+DP_HOST_DEVICE DP_FORCEINLINE double sin_poly(double r, double r2) {
+  double p = -1.0 / 1307674368000.0;
+  p = p * r2 + 1.0 / 6227020800.0;
+  p = p * r2 - 1.0 / 39916800.0;
+  p = p * r2 + 1.0 / 362880.0;
+  p = p * r2 - 1.0 / 5040.0;
+  p = p * r2 + 1.0 / 120.0;
+  p = p * r2 - 1.0 / 6.0;
+  return r + r * r2 * p;
+}
+DP_HOST_DEVICE DP_FORCEINLINE double cos_poly(double r2) {
+  double p = 1.0 / 87178291200.0;
+  p = p * r2 - 1.0 / 479001600.0;
+  p = p * r2 + 1.0 / 3628800.0;
+  p = p * r2 - 1.0 / 40320.0;
+  p = p * r2 + 1.0 / 720.0;
+  p = p * r2 - 1.0 / 24.0;
+  p = p * r2 + 0.5;
+  return 1.0 - r2 * p;
+}
+DP_HOST_DEVICE DP_FORCEINLINE float sincos_impl(float x, int shift) {
+  const double xd = x;
+  const double t = xd * 0.6366197723675814 + round_magic;
+  const std::int64_t q = bits<std::int64_t>(t) - bits<std::int64_t>(round_magic) + shift;
+  const double k = t - round_magic;
+  const double r = (xd - k * 1.5707963267341256) - k * 6.077100506506192e-11;
+  const double r2 = r * r;
+  const double s = sin_poly(r, r2), c = cos_poly(r2);
+  const double v = (q & 1) ? c : s, nv = -v;
+  return static_cast<float>((q & 2) ? nv : v);
+}
+DP_HOST_DEVICE DP_FORCEINLINE float sin(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::sinf(x);
+#else
+  return sincos_impl(x, 0);
+#endif
+}
+DP_HOST_DEVICE DP_FORCEINLINE float cos(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::cosf(x);
+#else
+  return sincos_impl(x, 1);
+#endif
+}
+
+DP_HOST_DEVICE DP_FORCEINLINE float tanh(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::tanhf(x);
+#else
+  const double xd = clampd(x, -20.0, 20.0);
+  const double e = exp_core(2.0 * xd);
+  const double t = (e - 1.0) / (e + 1.0);
+  const bool tiny = (x < 1e-7f) & (x > -1e-7f);
+  const float out = static_cast<float>(t);
+  return tiny | (x != x) ? x : out;
+#endif
+}
+
+DP_HOST_DEVICE DP_FORCEINLINE float sigmoid(float x) {
+#if defined(__CUDA_ARCH__)
+  return 1.0f / (1.0f + ::expf(-x));
+#else
+  const double e = exp_core(clampd(-static_cast<double>(x), -200.0, 200.0));
+  return static_cast<float>(1.0 / (1.0 + e));
+#endif
+}
+
+/// erf for float: a series near 0, else 1 - erfc with a Chebyshev fit of erfc (fractional error < 1.2e-7).
+DP_HOST_DEVICE DP_FORCEINLINE float erf(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::erff(x);
+#else
+  const double xd = x, nxd = -xd;
+  const double z = x < 0.0f ? nxd : xd;
+  const double t = 1.0 / (1.0 + 0.5 * z);
+  double p = 0.17087277;
+  p = p * t - 0.82215223;
+  p = p * t + 1.48851587;
+  p = p * t - 1.13520398;
+  p = p * t + 0.27886807;
+  p = p * t - 0.18628806;
+  p = p * t + 0.09678418;
+  p = p * t + 0.37409196;
+  p = p * t + 1.00002368;
+  p = p * t - 1.26551223;
+  const double erfc = t * exp_core(clampd(-z * z + p, -700.0, 0.0));
+  // near 0, 1 - erfc cancels: use the Maclaurin series there
+  const double z2 = z * z;
+  double q = -1.0 / 75600.0;
+  q = q * z2 + 1.0 / 9360.0;
+  q = q * z2 - 1.0 / 1320.0;
+  q = q * z2 + 1.0 / 216.0;
+  q = q * z2 - 1.0 / 42.0;
+  q = q * z2 + 1.0 / 10.0;
+  q = q * z2 - 1.0 / 3.0;
+  q = q * z2 + 1.0;
+  const double small = 1.1283791670955126 * z * q;
+  const double big = 1.0 - erfc;
+  const double r = z < 0.5 ? small : big, nr = -r;
+  return static_cast<float>(x < 0.0f ? nr : r);
+#endif
+}
+
+DP_HOST_DEVICE DP_FORCEINLINE float sqrt(float x) { return ::sqrtf(x); }
+DP_HOST_DEVICE DP_FORCEINLINE float rsqrt(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::rsqrtf(x);
+#else
+  return 1.0f / ::sqrtf(x);
+#endif
+}
+DP_HOST_DEVICE DP_FORCEINLINE float pow(float a, float b) { return ::powf(a, b); }
+
+// double: the C library (correct; not vectorised, which double work here does not need).
+DP_HOST_DEVICE DP_FORCEINLINE double exp(double x) { return ::exp(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double log(double x) { return ::log(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double sin(double x) { return ::sin(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double cos(double x) { return ::cos(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double tanh(double x) { return ::tanh(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+DP_HOST_DEVICE DP_FORCEINLINE double erf(double x) { return ::erf(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double sqrt(double x) { return ::sqrt(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double rsqrt(double x) { return 1.0 / ::sqrt(x); }
+DP_HOST_DEVICE DP_FORCEINLINE double pow(double a, double b) { return ::pow(a, b); }
+
+}  // namespace dp::inline DP_ABI::detail::math

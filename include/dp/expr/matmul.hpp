@@ -1,0 +1,134 @@
+// dp::matmul with torch.matmul's rules: 1-D and 2-D operands, batched operands with broadcast
+// batch dimensions. Transposed views are handed to BLAS as transpose flags; only operands whose
+// last two dimensions are neither row- nor column-major are copied.
+#pragma once
+
+#include <dp/config.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/blas.hpp>
+#include <dp/exec/cpu.hpp>
+
+namespace dp::inline DP_ABI {
+namespace detail {
+
+/// The matrix view of a tensor's last two dimensions, or nothing when BLAS cannot take it as is.
+template <class T>
+bool matrix_view(const tensor<T>& t, mat_ref<const T>& out) {
+  const int r = t.rank();
+  const index_t rows = t.shape()[r - 2], cols = t.shape()[r - 1];
+  index_t sr = t.strides()[r - 2], sc = t.strides()[r - 1];
+  if (rows == 1) {
+    sr = std::max<index_t>(cols, 1);
+  }
+  if (cols == 1) {
+    sc = 1;
+    if (rows == 1) {
+      sr = 1;
+    }
+  }
+  if (sc == 1 && sr >= std::max<index_t>(cols, 1)) {
+    out = {t.data(), rows, cols, sr, false};
+    return true;
+  }
+  if (sr == 1 && sc >= std::max<index_t>(rows, 1)) {
+    out = {t.data(), rows, cols, sc, true};
+    return true;
+  }
+  return false;
+}
+
+/// c[batch..., m, n] = alpha a @ b + beta c, with a and b at least 2-D and batch dimensions
+/// broadcast; c contiguous with the broadcast batch shape.
+template <class T>
+void matmul_into(const tensor<T>& c, tensor<T> a, tensor<T> b, T alpha = T(1), T beta = T(0)) {
+  DP_CHECK(a.device() == b.device() && a.device() == c.device(), device_error, "dp: matmul: operands are on ",
+           a.device(), " and ", b.device(), " (result on ", c.device(), "); move them to one device");
+  mat_ref<const T> ma{}, mb{};
+  if (!matrix_view(a, ma)) {
+    a = a.clone();
+    matrix_view(a, ma);
+  }
+  if (!matrix_view(b, mb)) {
+    b = b.clone();
+    matrix_view(b, mb);
+  }
+  const int rc = c.rank();
+  const shape batch = [&] {
+    shape s;
+    for (int i = 0; i + 2 < rc; ++i) {
+      s.push_back(c.shape()[i]);
+    }
+    return s;
+  }();
+  const index_t m = c.shape()[rc - 2], n = c.shape()[rc - 1];
+  const index_t nb = batch.numel();
+  auto batch_offset = [&](const tensor<T>& x, index_t bi) {
+    index_t off = 0;
+    const int lead = batch.rank() - (x.rank() - 2);
+    for (int i = batch.rank() - 1; i >= 0; --i) {
+      const index_t ci = bi % batch[i];
+      bi /= batch[i];
+      const int xi = i - lead;
+      if (xi >= 0 && x.shape()[xi] != 1) {
+        off += ci * x.strides()[xi];
+      }
+    }
+    return off;
+  };
+  for (index_t bi = 0; bi < nb; ++bi) {
+    mat_ref<const T> aa = ma, bb = mb;
+    aa.data += batch_offset(a, bi);
+    bb.data += batch_offset(b, bi);
+    mat_ref<T> cc{c.data() + bi * m * n, m, n, std::max<index_t>(n, 1), false};
+    gemm(c.device(), aa, bb, cc, alpha, beta);
+  }
+}
+
+}  // namespace detail
+
+/// Matrix product with torch.matmul's rules (1-D operands are promoted and the added dimension
+/// removed; batch dimensions broadcast). Float and double.
+template <class T>
+tensor<T> matmul(const tensor<T>& a0, const tensor<T>& b0) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "dp: matmul supports float and double");
+  DP_CHECK(a0.defined() && b0.defined(), value_error, "dp: matmul of an undefined tensor");
+  DP_CHECK(a0.rank() >= 1 && b0.rank() >= 1, shape_error, "dp: matmul: shapes ", a0.shape(), " and ", b0.shape(),
+           ": both operands need at least one dimension");
+  const bool a_vec = a0.rank() == 1, b_vec = b0.rank() == 1;
+  const tensor<T> a = a_vec ? a0.unsqueeze(0) : a0;
+  const tensor<T> b = b_vec ? b0.unsqueeze(1) : b0;
+  const index_t k = a.shape()[a.rank() - 1];
+  DP_CHECK(k == b.shape()[b.rank() - 2], shape_error, "dp: matmul: shapes ", a0.shape(), " and ", b0.shape(),
+           " do not fit: the inner dimensions differ (", k, " vs ", b.shape()[b.rank() - 2], ")");
+  shape ba, bb;
+  for (int i = 0; i + 2 < a.rank(); ++i) {
+    ba.push_back(a.shape()[i]);
+  }
+  for (int i = 0; i + 2 < b.rank(); ++i) {
+    bb.push_back(b.shape()[i]);
+  }
+  shape out = broadcast_shapes(ba, bb, "matmul (batch dimensions)");
+  out.push_back(a.shape()[a.rank() - 2]);
+  out.push_back(b.shape()[b.rank() - 1]);
+  tensor<T> c = empty<T>(out, a.device());
+  detail::matmul_into(c, a, b);
+  shape result;
+  for (int i = 0; i < out.rank(); ++i) {
+    if ((a_vec && i == out.rank() - 2) || (b_vec && i == out.rank() - 1)) {
+      continue;
+    }
+    result.push_back(out[i]);
+  }
+  return c.reshape(result);
+}
+
+/// matmul of expressions: the operands are evaluated first.
+template <expression A, expression B>
+  requires(!tensor_type<A> || !tensor_type<B>)
+auto matmul(const A& a, const B& b) {
+  using T = typename detail::node_of<A>::value_type;
+  return matmul<T>(tensor<T>(a), tensor<T>(b));
+}
+
+}  // namespace dp::inline DP_ABI

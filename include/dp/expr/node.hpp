@@ -1,0 +1,555 @@
+// Expression nodes and their evaluators.
+//
+// A node holds its children by value; leaves hold counted tensor handles, so an expression kept in
+// `auto` keeps its operands alive and never dangles. Shapes are broadcast (and devices checked) when a
+// node is built, so a mismatch is reported on the line that wrote it. To run, a node tree becomes an
+// evaluator tree: trivially copyable, holding raw pointers and strides collapsed for the iteration
+// at hand; the same evaluator runs in the CPU loop and in a CUDA kernel.
+#pragma once
+
+#include <array>
+#include <type_traits>
+#include <utility>
+
+#include <dp/config.hpp>
+#include <dp/core/error.hpp>
+#include <dp/core/shape.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/expr/concepts.hpp>
+#include <dp/expr/functional.hpp>
+
+namespace dp::inline DP_ABI {
+namespace detail {
+
+/// Shape and device of a node, computed when it is built.
+struct node_meta {
+  dp::shape shape;
+  dp::device dev = dp::cpu();
+  bool has_device = false;
+};
+
+// ------------------------------------------------------------------------------------------ nodes
+template <class T>
+struct scalar_node {
+  using value_type = T;
+  T value;
+};
+
+template <class T>
+struct tensor_node {
+  using value_type = T;
+  tensor<T> t;
+};
+
+/// A leaf whose value is computed from its logical (row-major) index: arange, random numbers.
+template <class G>
+struct generator_node {
+  using value_type = typename G::value_type;
+  G gen;
+  node_meta meta;
+};
+
+template <class F, class A>
+struct unary_node {
+  using operand_type = typename A::value_type;
+  using value_type = std::invoke_result_t<F, operand_type>;
+  F f;
+  A a;
+  node_meta meta;
+};
+
+/// Element type two operands are computed in: equal types, or bool with anything (bool converts).
+template <class A, class B>
+struct promote {
+  static constexpr bool ok = std::is_same_v<A, B> || std::is_same_v<A, bool> || std::is_same_v<B, bool>;
+  using type = std::conditional_t<std::is_same_v<A, bool>, B, A>;
+};
+
+template <class F, class A, class B>
+struct binary_node {
+  using operand_type = typename promote<typename A::value_type, typename B::value_type>::type;
+  using value_type = std::invoke_result_t<F, operand_type, operand_type>;
+  F f;
+  A a;
+  B b;
+  node_meta meta;
+};
+
+/// where(c, a, b): a where c is true (non-zero), else b.
+template <class C, class A, class B>
+struct select_node {
+  using value_type = typename promote<typename A::value_type, typename B::value_type>::type;
+  C c;
+  A a;
+  B b;
+  node_meta meta;
+};
+
+// ------------------------------------------------------------------------------------------ leaves
+/// How a leaf is laid out in memory, for iteration planning and alias checks.
+struct leaf_view {
+  const void* storage = nullptr;  // identity of the storage block (nullptr: computed values)
+  index_t offset = 0;
+  dp::shape shape;
+  dp::shape strides;
+  std::size_t elem_size = 0;
+};
+
+/// Leaf protocol: `view(node, ctx)` and `make(node, ctx, strides, rank)`. Specialised for tensor
+/// and generator leaves here, for traced variables in nn.
+template <class N>
+struct leaf_traits;
+
+template <class N>
+concept leaf_node = requires { leaf_traits<N>::is_leaf; };
+
+template <class N>
+inline constexpr int leaf_count_v = 1;
+template <class T>
+inline constexpr int leaf_count_v<scalar_node<T>> = 0;
+template <class F, class A>
+inline constexpr int leaf_count_v<unary_node<F, A>> = leaf_count_v<A>;
+template <class F, class A, class B>
+inline constexpr int leaf_count_v<binary_node<F, A, B>> = leaf_count_v<A> + leaf_count_v<B>;
+template <class C, class A, class B>
+inline constexpr int leaf_count_v<select_node<C, A, B>> = leaf_count_v<C> + leaf_count_v<A> + leaf_count_v<B>;
+
+template <class T, class Fn>
+void for_each_leaf(const scalar_node<T>&, Fn&) {}
+template <class F, class A, class Fn>
+void for_each_leaf(const unary_node<F, A>& n, Fn& fn) {
+  for_each_leaf(n.a, fn);
+}
+template <class F, class A, class B, class Fn>
+void for_each_leaf(const binary_node<F, A, B>& n, Fn& fn) {
+  for_each_leaf(n.a, fn);
+  for_each_leaf(n.b, fn);
+}
+template <class C, class A, class B, class Fn>
+void for_each_leaf(const select_node<C, A, B>& n, Fn& fn) {
+  for_each_leaf(n.c, fn);
+  for_each_leaf(n.a, fn);
+  for_each_leaf(n.b, fn);
+}
+template <leaf_node N, class Fn>
+void for_each_leaf(const N& n, Fn& fn) {
+  fn(n);
+}
+
+// ------------------------------------------------------------------------------------------ metadata
+template <class T>
+node_meta meta_of(const scalar_node<T>&) {
+  return {};
+}
+template <leaf_node N>
+node_meta meta_of(const N& n) {
+  return leaf_traits<N>::meta(n);
+}
+template <class N>
+  requires(!leaf_node<N> && requires(const N& n) { n.meta; })
+const node_meta& meta_of(const N& n) {
+  return n.meta;
+}
+
+inline node_meta merge_meta(const node_meta& a, const node_meta& b, const char* op) {
+  node_meta m;
+  m.shape = broadcast_shapes(a.shape, b.shape, op);
+  if (a.has_device && b.has_device) {
+    DP_CHECK(a.dev == b.dev, device_error, "dp: ", op, ": operands are on ", a.dev, " and ", b.dev,
+             "; move one with .to(device) so both are on the same device");
+  }
+  m.has_device = a.has_device || b.has_device;
+  m.dev = a.has_device ? a.dev : b.dev;
+  return m;
+}
+
+// ------------------------------------------------------------------------------------------ evaluators
+// Interface: seek(coord) positions on a row (coord lists the outer collapsed dimensions), at<Unit>(i)
+// reads element i of that row (Unit: every operand has inner stride 1), at_coord(c) reads the
+// element at a full coordinate (the GPU's general path).
+
+template <class T>
+struct scalar_eval {
+  T v;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t*) {}
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE T at(index_t) const {
+    return v;
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE T at_coord(const index_t*) const { return v; }
+};
+
+template <class T>
+struct load_eval {
+  const T* base;
+  const T* row;
+  index_t st[max_rank];
+  index_t inner;
+  int rank;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
+    index_t off = 0;
+    for (int d = 0; d + 1 < rank; ++d) {
+      off += c[d] * st[d];
+    }
+    row = base + off;
+  }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
+    if constexpr (Unit) {
+      return row[i];
+    } else {
+      return row[i * inner];
+    }
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE T at_coord(const index_t* c) const {
+    index_t off = 0;
+    for (int d = 0; d < rank; ++d) {
+      off += c[d] * st[d];
+    }
+    return base[off];
+  }
+};
+
+template <class G>
+struct gen_eval {
+  using T = typename G::value_type;
+  G g;
+  index_t row;
+  index_t st[max_rank];
+  index_t inner;
+  int rank;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
+    index_t off = 0;
+    for (int d = 0; d + 1 < rank; ++d) {
+      off += c[d] * st[d];
+    }
+    row = off;
+  }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
+    return g(row + (Unit ? i : i * inner));
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE T at_coord(const index_t* c) const {
+    index_t off = 0;
+    for (int d = 0; d < rank; ++d) {
+      off += c[d] * st[d];
+    }
+    return g(off);
+  }
+};
+
+template <class F, class E>
+struct unary_eval {
+  F f;
+  E e;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) { e.seek(c); }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
+    return f(e.template at<Unit>(i));
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE auto at_coord(const index_t* c) const { return f(e.at_coord(c)); }
+};
+
+template <class F, class Tc, class EA, class EB>
+struct binary_eval {
+  F f;
+  EA a;
+  EB b;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
+    a.seek(c);
+    b.seek(c);
+  }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
+    return f(static_cast<Tc>(a.template at<Unit>(i)), static_cast<Tc>(b.template at<Unit>(i)));
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE auto at_coord(const index_t* c) const {
+    return f(static_cast<Tc>(a.at_coord(c)), static_cast<Tc>(b.at_coord(c)));
+  }
+};
+
+template <class T, class EC, class EA, class EB>
+struct select_eval {
+  EC c;
+  EA a;
+  EB b;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* x) {
+    c.seek(x);
+    a.seek(x);
+    b.seek(x);
+  }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
+    const T va = static_cast<T>(a.template at<Unit>(i)), vb = static_cast<T>(b.template at<Unit>(i));
+    return static_cast<bool>(c.template at<Unit>(i)) ? va : vb;
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE T at_coord(const index_t* x) const {
+    return static_cast<bool>(c.at_coord(x)) ? static_cast<T>(a.at_coord(x)) : static_cast<T>(b.at_coord(x));
+  }
+};
+
+/// The evaluation context for eager expressions (traced variables bring their own).
+struct eager_ctx {};
+
+/// Strides of each leaf, collapsed for one iteration, in leaf order.
+struct leaf_strides {
+  const index_t (*st)[max_rank];
+  int rank;
+};
+
+template <class Ctx, class T>
+auto make_eval(const scalar_node<T>& n, const Ctx&, const leaf_strides&, int&) {
+  return scalar_eval<T>{n.value};
+}
+template <class Ctx, class F, class A>
+auto make_eval(const unary_node<F, A>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  auto ea = make_eval(n.a, ctx, ls, k);
+  return unary_eval<F, decltype(ea)>{n.f, ea};
+}
+template <class Ctx, class F, class A, class B>
+auto make_eval(const binary_node<F, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  auto ea = make_eval(n.a, ctx, ls, k);
+  auto eb = make_eval(n.b, ctx, ls, k);
+  return binary_eval<F, typename binary_node<F, A, B>::operand_type, decltype(ea), decltype(eb)>{n.f, ea, eb};
+}
+template <class Ctx, class C, class A, class B>
+auto make_eval(const select_node<C, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  auto ec = make_eval(n.c, ctx, ls, k);
+  auto ea = make_eval(n.a, ctx, ls, k);
+  auto eb = make_eval(n.b, ctx, ls, k);
+  return select_eval<typename select_node<C, A, B>::value_type, decltype(ec), decltype(ea), decltype(eb)>{ec, ea, eb};
+}
+template <class Ctx, leaf_node N>
+auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  const int idx = k++;
+  return leaf_traits<N>::make(n, ctx, ls.st[idx], ls.rank);
+}
+
+template <class T>
+load_eval<T> make_load_eval(const T* base, const index_t* st, int rank) {
+  load_eval<T> e{};
+  e.base = base;
+  e.row = base;
+  e.rank = rank;
+  for (int d = 0; d < rank; ++d) {
+    e.st[d] = st[d];
+  }
+  e.inner = st[rank - 1];
+  return e;
+}
+
+template <class T>
+struct leaf_traits<tensor_node<T>> {
+  static constexpr bool is_leaf = true;
+  static node_meta meta(const tensor_node<T>& n) { return {n.t.shape(), n.t.device(), true}; }
+  template <class Ctx>
+  static leaf_view view(const tensor_node<T>& n, const Ctx&) {
+    return {n.t.storage().get(), n.t.storage_offset(), n.t.shape(), n.t.strides(), sizeof(T)};
+  }
+  template <class Ctx>
+  static load_eval<T> make(const tensor_node<T>& n, const Ctx&, const index_t* st, int rank) {
+    return make_load_eval<T>(n.t.data(), st, rank);
+  }
+};
+
+template <class G>
+struct leaf_traits<generator_node<G>> {
+  static constexpr bool is_leaf = true;
+  static node_meta meta(const generator_node<G>& n) { return n.meta; }
+  template <class Ctx>
+  static leaf_view view(const generator_node<G>& n, const Ctx&) {
+    return {nullptr, 0, n.meta.shape, contiguous_strides(n.meta.shape), 0};
+  }
+  template <class Ctx>
+  static gen_eval<G> make(const generator_node<G>& n, const Ctx&, const index_t* st, int rank) {
+    gen_eval<G> e{};
+    e.g = n.gen;
+    e.rank = rank;
+    for (int d = 0; d < rank; ++d) {
+      e.st[d] = st[d];
+    }
+    e.inner = st[rank - 1];
+    return e;
+  }
+};
+
+// ------------------------------------------------------------------------------------------ iteration
+/// An iteration space shared by an output (operand 0) and N leaves: dimensions of extent 1 dropped
+/// and neighbours merged wherever every operand allows, so most loops become one flat loop.
+template <int N>
+struct iteration {
+  int rank = 1;
+  index_t ext[max_rank] = {1};
+  index_t st[N][max_rank] = {};
+  index_t numel = 1;
+  bool unit = true;         // every operand has inner stride 1 (or the inner extent is 1)
+  bool leaves_unit = true;  // the same for operands 1..N-1 (reductions do not write per element)
+};
+
+/// Strides of a view aligned to an iteration shape (NumPy broadcasting: missing and size-1
+/// dimensions get stride 0).
+inline dp::shape aligned_strides(const dp::shape& shp, const dp::shape& strides, const dp::shape& target) {
+  dp::shape out = dp::shape::filled(target.rank(), 0);
+  for (int i = 0; i < shp.rank(); ++i) {
+    const int j = target.rank() - shp.rank() + i;
+    out[j] = (shp[i] == 1 && target[j] != 1) ? 0 : strides[i];
+  }
+  return out;
+}
+
+template <int N>
+iteration<N> make_iteration(const dp::shape& target, const std::array<dp::shape, N>& strides) {
+  iteration<N> it;
+  it.numel = target.numel();
+  int r = 0;
+  for (int i = 0; i < target.rank(); ++i) {
+    if (target[i] == 1) {
+      continue;
+    }
+    bool merge = r > 0;
+    for (int op = 0; op < N && merge; ++op) {
+      merge = it.st[op][r - 1] == strides[op][i] * target[i];
+    }
+    if (merge) {
+      it.ext[r - 1] *= target[i];
+      for (int op = 0; op < N; ++op) {
+        it.st[op][r - 1] = strides[op][i];
+      }
+    } else {
+      it.ext[r] = target[i];
+      for (int op = 0; op < N; ++op) {
+        it.st[op][r] = strides[op][i];
+      }
+      ++r;
+    }
+  }
+  if (r == 0) {
+    it.ext[0] = 1;
+    for (int op = 0; op < N; ++op) {
+      it.st[op][0] = 0;
+    }
+    r = 1;
+  }
+  it.rank = r;
+  it.unit = it.leaves_unit = true;
+  for (int op = 0; op < N; ++op) {
+    const bool u = it.st[op][r - 1] == 1 || it.ext[r - 1] == 1;
+    it.unit = it.unit && u;
+    it.leaves_unit = it.leaves_unit && (op == 0 || u);
+  }
+  return it;
+}
+
+/// The layout of every leaf of `node`, in leaf order.
+template <class Node, class Ctx>
+std::array<leaf_view, leaf_count_v<Node>> leaf_views(const Node& node, const Ctx& ctx) {
+  std::array<leaf_view, leaf_count_v<Node>> out{};
+  int k = 0;
+  auto fn = [&](const auto& leaf) { out[k++] = leaf_traits<std::remove_cvref_t<decltype(leaf)>>::view(leaf, ctx); };
+  for_each_leaf(node, fn);
+  return out;
+}
+
+/// Builds the iteration of `node` over `target` with operand 0 laid out as `out_strides`, and the
+/// evaluator positioned on it.
+template <class Node, class Ctx>
+auto plan_iteration(const Node& node, const Ctx& ctx, const dp::shape& target, const dp::shape& out_strides) {
+  constexpr int L = leaf_count_v<Node>;
+  const auto views = leaf_views(node, ctx);
+  std::array<dp::shape, L + 1> st;
+  st[0] = out_strides;
+  for (int k = 0; k < L; ++k) {
+    st[k + 1] = aligned_strides(views[k].shape, views[k].strides, target);
+  }
+  const iteration<L + 1> it = make_iteration<L + 1>(target, st);
+  leaf_strides ls{it.st + 1, it.rank};
+  int k = 0;
+  auto ev = make_eval(node, ctx, ls, k);
+  return std::pair{it, ev};
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------ expr
+/// A lazy tensor expression. It holds its operands (tensors by counted handle), so it is safe to
+/// keep in `auto`; it is evaluated when assigned to a tensor, converted to one, or reduced.
+template <class Node>
+class expr {
+ public:
+  using node_type = Node;
+  using value_type = typename Node::value_type;
+
+  explicit expr(Node n) : node_(std::move(n)) {}
+
+  const Node& node() const noexcept { return node_; }
+  dp::shape shape() const { return detail::meta_of(node_).shape; }
+  int rank() const { return shape().rank(); }
+  index_t numel() const { return shape().numel(); }
+  dp::device device() const { return detail::meta_of(node_).dev; }
+  /// Evaluates into a new tensor.
+  tensor<value_type> eval() const { return tensor<value_type>(*this); }
+
+ private:
+  Node node_;
+};
+
+namespace detail {
+
+template <class T, class E>
+struct operand_adapter<tensor<T, E>> {
+  using node_type = tensor_node<T>;
+  static node_type make(const tensor<T>& t) {
+    DP_CHECK(t.defined(), value_error,
+             "dp: an undefined tensor (default-constructed and never assigned) was used in an expression");
+    return {t};
+  }
+};
+
+template <class N>
+struct operand_adapter<expr<N>> {
+  using node_type = N;
+  static const N& make(const expr<N>& e) { return e.node(); }
+};
+
+template <class X>
+using node_of = typename operand_adapter<std::remove_cvref_t<X>>::node_type;
+
+template <class X>
+decltype(auto) to_node(const X& x) {
+  return operand_adapter<std::remove_cvref_t<X>>::make(x);
+}
+
+/// A scalar operand as a node, in the element type of the other operand (or its own type when the
+/// other operand is boolean, so `mask * 0.5` is not truncated to bool).
+template <class Other, class S>
+auto scalar_as_node(S s) {
+  using other_t = typename Other::value_type;
+  using T = std::conditional_t<std::is_same_v<other_t, bool>, S, other_t>;
+  return scalar_node<T>{static_cast<T>(s)};
+}
+
+template <class F, class A>
+auto make_unary_node(F f, A a) {
+  node_meta m = meta_of(a);
+  return unary_node<F, A>{f, std::move(a), m};
+}
+
+template <class F, class A, class B>
+auto make_binary_node(F f, A a, B b) {
+  static_assert(promote<typename A::value_type, typename B::value_type>::ok,
+                "dp: the operands have different element types (for example float and double); convert one with "
+                "dp::cast<T>(x) so both match");
+  node_meta m = merge_meta(meta_of(a), meta_of(b), F::name);
+  return binary_node<F, A, B>{f, std::move(a), std::move(b), m};
+}
+
+template <class C, class A, class B>
+auto make_select_node(C c, A a, B b) {
+  static_assert(promote<typename A::value_type, typename B::value_type>::ok,
+                "dp: where(c, a, b): a and b have different element types; convert one with dp::cast<T>(x)");
+  node_meta m = merge_meta(merge_meta(meta_of(c), meta_of(a), "where"), meta_of(b), "where");
+  return select_node<C, A, B>{std::move(c), std::move(a), std::move(b), m};
+}
+
+}  // namespace detail
+}  // namespace dp::inline DP_ABI

@@ -1,0 +1,245 @@
+// Reductions fused with their input expression: dp::sum(x * x) reads x once and never stores x * x.
+// sum, mean, max, min over everything, one axis or a list of axes (keepdim as in PyTorch), and
+// argmax/argmin. They return tensors (a reduction is evaluated before any expression that uses it).
+#pragma once
+
+#include <initializer_list>
+#include <limits>
+#include <type_traits>
+
+#include <dp/config.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/cpu_reduce.hpp>
+#include <dp/exec/for_each.hpp>
+#include <dp/exec/reduce_ops.hpp>
+#include <dp/expr/node.hpp>
+#include <dp/expr/operators.hpp>
+
+#if DP_HAS_CUDA
+#include <dp/exec/cuda.hpp>
+#endif
+
+namespace dp::inline DP_ABI {
+namespace detail {
+
+/// out = reduction of `node` over the dimensions where out's shape is 1 (or missing): out's shape
+/// must broadcast to the node's shape. With `mean`, the result is divided by the reduced count.
+template <class Op, class OutT, class Node, class Ctx>
+void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool mean) {
+  using T = typename Node::value_type;
+  using A = typename Op::template acc_t<T>;
+  const node_meta m = meta_of(node);
+  DP_CHECK(broadcastable_to(out.shape(), m.shape), shape_error, "dp: ", Op::name, ": a result of shape ", out.shape(),
+           " does not reduce an input of shape ", m.shape);
+  DP_CHECK(!m.has_device || m.dev == out.device(), device_error, "dp: ", Op::name, ": the input is on ", m.dev,
+           " but the result is on ", out.device());
+  if (out.numel() == 0) {
+    return;
+  }
+  const index_t count = m.shape.numel() / out.numel();
+  if (m.shape.numel() == 0) {
+    DP_CHECK((std::is_same_v<Op, sum_reduce>), value_error, "dp: ", Op::name, " of an empty tensor (shape ", m.shape,
+             ") has no value");
+    const_cast<tensor<OutT>&>(out).fill(mean ? std::numeric_limits<OutT>::quiet_NaN() : OutT(0));
+    return;
+  }
+  const A scale = mean ? A(1) / static_cast<A>(count) : A(1);
+  auto [it, ev] = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
+  if (out.device().is_cpu()) {
+    cpu_reduce<Op, A>(out.data(), it, ev, scale, mean);
+  } else {
+#if DP_HAS_CUDA
+    cuda_reduce<Op, A>(out.data(), it, ev, scale, mean, out.device().index);
+#else
+    require_usable(out.device());
+#endif
+  }
+}
+
+/// The keepdim result shape for reducing `axes` (all when empty and `all`).
+inline shape reduced_shape(const shape& in, std::initializer_list<int> axes, bool all, const char* op) {
+  shape out = in;
+  if (all) {
+    for (int i = 0; i < out.rank(); ++i) {
+      out[i] = 1;
+    }
+    return out;
+  }
+  bool seen[max_rank] = {};
+  for (int a : axes) {
+    const int d = normalize_axis(a, in.rank(), op);
+    DP_CHECK(!seen[d], value_error, "dp: ", op, ": axis ", a, " is listed twice");
+    seen[d] = true;
+    out[d] = 1;
+  }
+  return out;
+}
+
+inline shape drop_reduced(const shape& in, std::initializer_list<int> axes, bool all) {
+  if (all) {
+    return {};
+  }
+  bool drop[max_rank] = {};
+  for (int a : axes) {
+    drop[a < 0 ? a + in.rank() : a] = true;
+  }
+  shape out;
+  for (int i = 0; i < in.rank(); ++i) {
+    if (!drop[i]) {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+template <class Op, class OutT, class E>
+tensor<OutT> reduce(const E& e, std::initializer_list<int> axes, bool all, bool keepdim, bool mean, const char* op) {
+  const auto& node = to_node(e);
+  const node_meta m = meta_of(node);
+  const shape kd = reduced_shape(m.shape, axes, all, op);
+  tensor<OutT> out = empty<OutT>(kd, m.has_device ? m.dev : cpu());
+  reduce_into<Op>(out, node, eager_ctx{}, mean);
+  return keepdim ? out : out.reshape(drop_reduced(m.shape, axes, all));
+}
+
+template <class E>
+using reduce_value_t = typename node_of<E>::value_type;
+
+}  // namespace detail
+
+/// Sum of all elements (a 0-d tensor; integers sum to int64).
+template <expression E>
+auto sum(const E& e) {
+  using T = detail::reduce_value_t<E>;
+  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, {}, true, false, false, "sum");
+}
+/// Sum along `axis` (negative counts from the back).
+template <expression E>
+auto sum(const E& e, int axis, bool keepdim = false) {
+  using T = detail::reduce_value_t<E>;
+  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, {axis}, false, keepdim, false, "sum");
+}
+/// Sum along several axes.
+template <expression E>
+auto sum(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  using T = detail::reduce_value_t<E>;
+  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, axes, false, keepdim, false, "sum");
+}
+
+template <expression E>
+auto mean(const E& e) {
+  using T = detail::reduce_value_t<E>;
+  static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
+  return detail::reduce<detail::sum_reduce, T>(e, {}, true, false, true, "mean");
+}
+template <expression E>
+auto mean(const E& e, int axis, bool keepdim = false) {
+  using T = detail::reduce_value_t<E>;
+  static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
+  return detail::reduce<detail::sum_reduce, T>(e, {axis}, false, keepdim, true, "mean");
+}
+template <expression E>
+auto mean(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  using T = detail::reduce_value_t<E>;
+  static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
+  return detail::reduce<detail::sum_reduce, T>(e, axes, false, keepdim, true, "mean");
+}
+
+/// Largest element (NaN if any element is NaN). For the element-wise maximum see dp::maximum.
+template <expression E>
+auto max(const E& e) {
+  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, {}, true, false, false, "max");
+}
+template <expression E>
+auto max(const E& e, int axis, bool keepdim = false) {
+  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, {axis}, false, keepdim, false, "max");
+}
+template <expression E>
+auto min(const E& e) {
+  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, {}, true, false, false, "min");
+}
+template <expression E>
+auto min(const E& e, int axis, bool keepdim = false) {
+  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, {axis}, false, keepdim, false, "min");
+}
+
+namespace detail {
+
+/// Index of the first largest (Max) or smallest value in each row of a contiguous [rows, n] block.
+template <class T, bool Max>
+struct arg_extreme_rows {
+  const T* in;
+  std::int64_t* out;
+  index_t n;
+  DP_HOST_DEVICE void operator()(index_t r) const {
+    const T* row = in + r * n;
+    index_t best = 0;
+    T v = row[0];
+    for (index_t i = 1; i < n; ++i) {
+      const T x = row[i];
+      const bool better = Max ? (x > v) : (x < v);
+      if ((better && v == v) || (x != x && v == v)) {  // NaN counts as the extreme, like PyTorch
+        v = x;
+        best = i;
+      }
+    }
+    out[r] = best;
+  }
+};
+
+template <bool Max, class E>
+tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, const char* op) {
+  using T = reduce_value_t<E>;
+  tensor<T> x = e;
+  DP_CHECK(x.numel() > 0, value_error, "dp: ", op, " of an empty tensor (shape ", x.shape(), ") has no answer");
+  if (all) {
+    tensor<T> flat = x.contiguous().reshape({1, x.numel()});
+    tensor<std::int64_t> out = empty<std::int64_t>({1}, x.device());
+    for_each_index(x.device(), 1, arg_extreme_rows<T, Max>{flat.data(), out.data(), x.numel()}, 1);
+    return keepdim ? out.reshape(shape::filled(x.rank(), 1)) : out.reshape({});
+  }
+  const int d = normalize_axis(axis, x.rank(), op);
+  // Move the axis last and make rows contiguous.
+  shape order;
+  for (int i = 0; i < x.rank(); ++i) {
+    if (i != d) {
+      order.push_back(i);
+    }
+  }
+  order.push_back(d);
+  tensor<T> rows = x.permute(order).contiguous();
+  const index_t n = x.shape()[d];
+  DP_CHECK(n > 0, value_error, "dp: ", op, " along an axis of size 0 (shape ", x.shape(), ")");
+  const index_t count = rows.numel() / n;
+  tensor<std::int64_t> out = empty<std::int64_t>({count}, x.device());
+  for_each_index(x.device(), count, arg_extreme_rows<T, Max>{rows.data(), out.data(), n}, 64);
+  shape kd = x.shape();
+  kd[d] = 1;
+  shape nd = x.shape();
+  nd.erase(d);
+  return out.reshape(keepdim ? kd : nd);
+}
+
+}  // namespace detail
+
+/// Index (int64) of the first largest element of the flattened tensor.
+template <expression E>
+tensor<std::int64_t> argmax(const E& e) {
+  return detail::arg_extreme<true>(e, 0, true, false, "argmax");
+}
+/// Indices of the first largest elements along `axis`.
+template <expression E>
+tensor<std::int64_t> argmax(const E& e, int axis, bool keepdim = false) {
+  return detail::arg_extreme<true>(e, axis, false, keepdim, "argmax");
+}
+template <expression E>
+tensor<std::int64_t> argmin(const E& e) {
+  return detail::arg_extreme<false>(e, 0, true, false, "argmin");
+}
+template <expression E>
+tensor<std::int64_t> argmin(const E& e, int axis, bool keepdim = false) {
+  return detail::arg_extreme<false>(e, axis, false, keepdim, "argmin");
+}
+
+}  // namespace dp::inline DP_ABI

@@ -1,0 +1,22 @@
+#include <sstream>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+TEST_CASE("tensors print like PyTorch with shape and device") {
+  std::ostringstream os;
+  os << dp::from_vector<float>({1, 2.5f, -3, 4}, {2, 2});
+  CHECK(os.str() ==
+        "tensor([[ 1.0000,  2.5000],\n"
+        "        [-3.0000,  4.0000]], shape={2, 2}, device=cpu:0)");
+  std::ostringstream i;
+  i << dp::from_vector<int>({1, 20, 3});
+  CHECK(i.str() == "tensor([ 1, 20,  3], shape={3}, device=cpu:0)");
+  std::ostringstream big;
+  big << dp::arange<float>(5000);
+  CHECK(big.str().find("...") != std::string::npos);
+  std::ostringstream sci;
+  sci << dp::from_vector<double>({1e-6, 1.0});
+  CHECK(sci.str().find("e-06") != std::string::npos);
+}

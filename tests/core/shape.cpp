@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include <dp/core/shape.hpp>
+
+TEST_CASE("shape holds extents, counts elements and prints like a braced list") {
+  const dp::shape s{2, 3, 4};
+  CHECK(s.rank() == 3);
+  CHECK(s.numel() == 24);
+  CHECK(dp::shape{}.numel() == 1);
+  CHECK(dp::shape{5, 0}.numel() == 0);
+  CHECK(s.str() == "{2, 3, 4}");
+  CHECK(dp::contiguous_strides(s) == dp::shape{12, 4, 1});
+}
+
+TEST_CASE("shape rejects more than max_rank dimensions") {
+  dp::shape s = dp::shape::filled(dp::max_rank, 1);
+  CHECK_THROWS_AS(s.push_back(1), dp::value_error);
+}
+
+TEST_CASE("broadcast_shapes follows NumPy rules and names both shapes on failure") {
+  CHECK(dp::broadcast_shapes({3, 1, 5}, {4, 1}, "op") == dp::shape{3, 4, 5});
+  CHECK(dp::broadcast_shapes({}, {2, 2}, "op") == dp::shape{2, 2});
+  CHECK(dp::broadcast_shapes({0, 1}, {1, 3}, "op") == dp::shape{0, 3});
+  try {
+    dp::broadcast_shapes({2, 3}, {4, 3}, "add (+)");
+    FAIL("expected a shape_error");
+  } catch (const dp::shape_error& e) {
+    const std::string m = e.what();
+    CHECK(m.find("{2, 3}") != std::string::npos);
+    CHECK(m.find("{4, 3}") != std::string::npos);
+    CHECK(m.find("add (+)") != std::string::npos);
+  }
+}
+
+TEST_CASE("normalize_axis accepts negative axes and rejects out-of-range ones") {
+  CHECK(dp::normalize_axis(-1, 3, "t") == 2);
+  CHECK(dp::normalize_axis(0, 3, "t") == 0);
+  CHECK_THROWS_AS(dp::normalize_axis(3, 3, "t"), dp::value_error);
+  CHECK_THROWS_AS(dp::normalize_axis(-4, 3, "t"), dp::value_error);
+}
+
+TEST_CASE("static extents match run-time shapes") {
+  using e = dp::extents<dp::dyn, 784>;
+  CHECK(e::rank == 2);
+  CHECK(e::matches({256, 784}));
+  CHECK_FALSE(e::matches({256, 783}));
+  CHECK_FALSE(e::matches({784}));
+  CHECK(e::str() == "extents<dyn, 784>");
+}

@@ -1,0 +1,143 @@
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/reference.hpp"
+
+namespace {
+dp::tensor<float> iota(const dp::shape& s) { return dp::arange<float>(s.numel()).reshape(s); }
+}  // namespace
+
+TEST_CASE("a default tensor is undefined; using it in an expression is a clear error") {
+  dp::tensor<float> t;
+  CHECK_FALSE(t.defined());
+  CHECK_THROWS_WITH_AS((void)(t + 1.f), doctest::Contains("undefined tensor"), dp::value_error);
+}
+
+TEST_CASE("copies share storage; clone copies values") {
+  auto a = iota({2, 3});
+  auto b = a;
+  CHECK(b.shares_storage(a));
+  b.fill(7.f);
+  CHECK(a.to_vector() == std::vector<float>(6, 7.f));
+  auto c = a.clone();
+  CHECK_FALSE(c.shares_storage(a));
+  c.fill(1.f);
+  CHECK(a.to_vector()[0] == 7.f);
+}
+
+TEST_CASE("assigning an expression writes into the tensor's own memory") {
+  auto y = dp::zeros<float>({4});
+  const float* before = y.data();
+  auto x = iota({4});
+  y = x * 2.f;
+  CHECK(y.data() == before);
+  CHECK(y.to_vector() == std::vector<float>{0, 2, 4, 6});
+  // broadcasting into the destination's shape
+  y.assign(dp::full<float>({1}, 3.f));
+  CHECK(y.to_vector() == std::vector<float>(4, 3.f));
+  CHECK_THROWS_AS(y = iota({5}) + 1.f, dp::shape_error);
+}
+
+TEST_CASE("slice, select, transpose, permute and broadcast_to are views") {
+  auto x = iota({3, 4});
+  auto s = x.slice(1, 1, 4, 2);
+  CHECK(s.shape() == dp::shape{3, 2});
+  CHECK(s.shares_storage(x));
+  CHECK(s.to_vector() == std::vector<float>{1, 3, 5, 7, 9, 11});
+  CHECK(x.slice(0, -1, 3).to_vector() == std::vector<float>{8, 9, 10, 11});
+  CHECK(x[1].to_vector() == std::vector<float>{4, 5, 6, 7});
+  CHECK(x.select(1, -1).to_vector() == std::vector<float>{3, 7, 11});
+  CHECK(x.t().to_vector() == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+  auto p = iota({2, 3, 4}).permute({2, 0, 1});
+  CHECK(p.shape() == dp::shape{4, 2, 3});
+  CHECK(p.select(0, 1).to_vector() == std::vector<float>{1, 5, 9, 13, 17, 21});
+  auto b = dp::arange<float>(3).reshape({3, 1}).broadcast_to({3, 2});
+  CHECK(b.to_vector() == std::vector<float>{0, 0, 1, 1, 2, 2});
+  CHECK_THROWS_AS(x.broadcast_to({4, 4}), dp::shape_error);
+  CHECK_THROWS_AS(x.select(0, 3), dp::value_error);
+  CHECK_THROWS_AS(x.permute({0, 0}), dp::shape_error);
+}
+
+TEST_CASE("squeeze, unsqueeze, reshape, view and flatten") {
+  auto x = iota({2, 1, 3});
+  CHECK(x.squeeze(1).shape() == dp::shape{2, 3});
+  CHECK_THROWS_AS(x.squeeze(0), dp::shape_error);
+  CHECK(x.unsqueeze(0).shape() == dp::shape{1, 2, 1, 3});
+  CHECK(x.unsqueeze(-1).shape() == dp::shape{2, 1, 3, 1});
+  CHECK(x.reshape({3, -1}).shape() == dp::shape{3, 2});
+  CHECK(x.reshape({3, -1}).shares_storage(x));
+  CHECK_THROWS_AS(x.reshape({4, -1}), dp::shape_error);
+  CHECK_THROWS_AS(x.reshape({-1, -1}), dp::shape_error);
+  auto t = iota({2, 3}).t();
+  CHECK_FALSE(t.is_contiguous());
+  CHECK_THROWS_AS(t.view({6}), dp::shape_error);
+  auto r = t.reshape({6});  // copies
+  CHECK_FALSE(r.shares_storage(t));
+  CHECK(r.to_vector() == std::vector<float>{0, 3, 1, 4, 2, 5});
+  CHECK(iota({2, 3, 4}).flatten(1).shape() == dp::shape{2, 12});
+  CHECK(iota({2, 3, 4}).flatten().shape() == dp::shape{24});
+}
+
+TEST_CASE("assigning a tensor rebinds a named tensor but writes through a temporary view") {
+  auto x = dp::zeros<float>({2, 2});
+  auto u = dp::ones<float>({2, 2});
+  auto named = x;
+  named = u;  // rebinds, like Python's `named = u`
+  CHECK(named.shares_storage(u));
+  CHECK(x.to_vector() == std::vector<float>(4, 0.f));
+  x[1] = dp::full<float>({2}, 5.f);  // writes, like Python's `x[1] = ...`
+  CHECK(x.to_vector() == std::vector<float>{0, 0, 5, 5});
+  x.t() = dp::arange<float>(4).reshape({2, 2});
+  CHECK(x.to_vector() == std::vector<float>{0, 2, 1, 3});
+}
+
+TEST_CASE("item, to_vector, element types and device moves") {
+  CHECK(dp::full<double>({}, 2.5).item() == 2.5);
+  CHECK_THROWS_AS(iota({2}).item(), dp::value_error);
+  auto i = dp::from_vector<std::int64_t>({1, 2, 3});
+  CHECK(i.to<double>().to_vector() == std::vector<double>{1, 2, 3});
+  auto m = dp::from_vector<bool>({true, false, true}, {3});
+  CHECK(m.to_vector() == std::vector<bool>{true, false, true});
+  auto w = iota({3}).to(dp::cpu(1));
+  CHECK(w.device() == dp::cpu(1));
+  CHECK(w.to_vector() == std::vector<float>{0, 1, 2});
+  auto same = w.to(dp::cpu(1));
+  CHECK(same.shares_storage(w));
+  CHECK_THROWS_AS(dp::from_vector<float>({1, 2, 3}, {2, 2}), dp::shape_error);
+}
+
+TEST_CASE("tensors on different host workers do not mix in one expression") {
+  auto a = dp::ones<float>({2}, dp::cpu(0));
+  auto b = dp::ones<float>({2}, dp::cpu(1));
+  CHECK_THROWS_WITH_AS((void)(a + b), doctest::Contains("cpu:0 and cpu:1"), dp::device_error);
+}
+
+TEST_CASE("static extents check shapes on construction") {
+  dp::tensor<float, dp::extents<dp::dyn, 4>> ok = dp::zeros<float>({3, 4});
+  CHECK(ok.shape() == dp::shape{3, 4});
+  CHECK(decltype(ok)::static_extent(1) == 4);
+  CHECK_THROWS_WITH_AS((dp::tensor<float, dp::extents<dp::dyn, 4>>(dp::zeros<float>({3, 5}))),
+                       doctest::Contains("extents<dyn, 4>"), dp::shape_error);
+}
+
+TEST_CASE("views of random shapes read the same values as a float64 reference") {
+  dp_test::generator g(11);
+  for (int trial = 0; trial < 50; ++trial) {
+    const dp::shape s = g.random_shape();
+    auto x = g.random_tensor<float>(s);
+    const auto ref = dp_test::host_values(x);
+    dp_test::check_close(x.clone(), ref, 0, 0);
+    CHECK(x.clone().is_contiguous());
+    if (s.rank() >= 2) {
+      auto t = x.transpose(0, 1);
+      dp_test::ref want{t.shape(), {}};
+      dp_test::for_each_coord(t.shape(), [&](const std::vector<dp::index_t>& c) {
+        auto c2 = c;
+        std::swap(c2[0], c2[1]);
+        want.v.push_back(ref.at(c2));
+      });
+      dp_test::check_close(t.contiguous(), want, 0, 0);
+    }
+  }
+}

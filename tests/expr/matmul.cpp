@@ -1,0 +1,94 @@
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/reference.hpp"
+
+using dp_test::check_close;
+using dp_test::host_values;
+
+namespace {
+/// float64 batched matmul with broadcast batch dimensions (both operands at least 2-D).
+dp_test::ref ref_matmul(const dp_test::ref& a, const dp_test::ref& b) {
+  const int ra = a.shape.rank(), rb = b.shape.rank();
+  const dp::index_t m = a.shape[ra - 2], k = a.shape[ra - 1], n = b.shape[rb - 1];
+  dp::shape ba, bb;
+  for (int i = 0; i < ra - 2; ++i) {
+    ba.push_back(a.shape[i]);
+  }
+  for (int i = 0; i < rb - 2; ++i) {
+    bb.push_back(b.shape[i]);
+  }
+  dp::shape batch = dp_test::ref_broadcast(ba, bb);
+  dp::shape out = batch;
+  out.push_back(m);
+  out.push_back(n);
+  dp_test::ref o{out, {}};
+  dp_test::for_each_coord(out, [&](const std::vector<dp::index_t>& c) {
+    double s = 0;
+    for (dp::index_t p = 0; p < k; ++p) {
+      std::vector<dp::index_t> ca, cb;
+      for (int i = 0; i < ra - 2; ++i) {
+        ca.push_back(a.shape[i] == 1 ? 0 : c[batch.rank() - (ra - 2) + i]);
+      }
+      for (int i = 0; i < rb - 2; ++i) {
+        cb.push_back(b.shape[i] == 1 ? 0 : c[batch.rank() - (rb - 2) + i]);
+      }
+      ca.push_back(c[batch.rank()]);
+      ca.push_back(p);
+      cb.push_back(p);
+      cb.push_back(c[batch.rank() + 1]);
+      s += a.at(ca) * b.at(cb);
+    }
+    o.v.push_back(s);
+  });
+  return o;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("2-D matmul of plain and transposed views matches float64", T, float, double) {
+  dp_test::generator g(6);
+  for (int trial = 0; trial < 30; ++trial) {
+    const dp::index_t m = 1 + g.pick(40), k = g.pick(40), n = 1 + g.pick(40);
+    auto a = g.pick(2) ? g.random_tensor<T>({m, k}) : g.random_tensor<T>({k, m}).t();
+    auto b = g.pick(2) ? g.random_tensor<T>({k, n}) : g.random_tensor<T>({n, k}).t();
+    // float accumulates k products of magnitude <= 4 in float: allow k * 4 * eps absolute
+    check_close<T>(dp::matmul(a, b), ref_matmul(host_values(a), host_values(b)), 1e-5, 1e-6 * (k + 1) * 4);
+  }
+}
+
+TEST_CASE("large matmuls split over threads (by rows or by columns) match float64") {
+  dp_test::generator g(7);
+  auto a = g.random_tensor<float>({300, 257}), b = g.random_tensor<float>({257, 190});
+  auto c = g.random_tensor<float>({70, 300}), d = g.random_tensor<float>({300, 900});
+  for (int threads : {1, 2}) {
+    dp::set_num_threads(threads);
+    check_close(dp::matmul(a, b), ref_matmul(host_values(a), host_values(b)), 1e-5, 1e-3);
+    check_close(dp::matmul(c, d), ref_matmul(host_values(c), host_values(d)), 1e-5, 1e-3);
+  }
+}
+
+TEST_CASE("batched matmul broadcasts batch dimensions; 1-D operands follow torch.matmul") {
+  dp_test::generator g(8);
+  auto a = g.random_tensor<double>({2, 1, 3, 4}), b = g.random_tensor<double>({5, 4, 2});
+  auto c = dp::matmul(a, b);
+  CHECK(c.shape() == dp::shape{2, 5, 3, 2});
+  check_close<double>(c, ref_matmul(host_values(a), host_values(b)), 1e-12, 1e-12);
+  auto v = dp::from_vector<double>({1, 2, 3, 4});
+  auto m = dp::arange<double>(8).reshape({4, 2});
+  CHECK(dp::matmul(v, m).to_vector() == std::vector<double>{40, 50});
+  CHECK(dp::matmul(m.t(), v).to_vector() == std::vector<double>{40, 50});
+  CHECK(dp::matmul(v, v).item() == 30);
+  CHECK(dp::matmul(m.t(), v).shape() == dp::shape{2});
+}
+
+TEST_CASE("matmul shape errors print both shapes") {
+  CHECK_THROWS_WITH_AS((void)dp::matmul(dp::zeros<float>({2, 3}), dp::zeros<float>({4, 5})),
+                       doctest::Contains("shapes {2, 3} and {4, 5}"), dp::shape_error);
+  CHECK_THROWS_AS((void)dp::matmul(dp::zeros<float>({2, 2, 3}), dp::zeros<float>({3, 3, 2})), dp::shape_error);
+}
+
+TEST_CASE("matmul accepts expressions by evaluating them first") {
+  auto a = dp::ones<float>({2, 2});
+  CHECK(dp::matmul(a * 2.f, a).to_vector() == std::vector<float>(4, 4.f));
+}

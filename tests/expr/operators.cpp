@@ -1,0 +1,100 @@
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/reference.hpp"
+
+using dp_test::check_close;
+using dp_test::host_values;
+using dp_test::ref_map;
+using dp_test::ref_zip;
+
+TEST_CASE_TEMPLATE("unary functions match float64 on random shapes and views", T, float, double) {
+  dp_test::generator g(1);
+  for (int trial = 0; trial < 40; ++trial) {
+    const dp::shape s = g.random_shape();
+    auto x = g.random_tensor<T>(s, -3, 3);
+    auto pos = g.random_tensor<T>(s, 0.01, 5);
+    const auto rx = host_values(x), rp = host_values(pos);
+    check_close<T>(dp::exp(x), ref_map(rx, [](double v) { return std::exp(v); }));
+    check_close<T>(dp::log(pos), ref_map(rp, [](double v) { return std::log(v); }));
+    check_close<T>(dp::sin(x), ref_map(rx, [](double v) { return std::sin(v); }));
+    check_close<T>(dp::cos(x), ref_map(rx, [](double v) { return std::cos(v); }));
+    check_close<T>(dp::tanh(x), ref_map(rx, [](double v) { return std::tanh(v); }));
+    check_close<T>(dp::sqrt(pos), ref_map(rp, [](double v) { return std::sqrt(v); }));
+    check_close<T>(dp::rsqrt(pos), ref_map(rp, [](double v) { return 1 / std::sqrt(v); }));
+    check_close<T>(dp::sigmoid(x), ref_map(rx, [](double v) { return 1 / (1 + std::exp(-v)); }));
+    check_close<T>(dp::abs(x), ref_map(rx, [](double v) { return std::fabs(v); }));
+    check_close<T>(dp::square(x), ref_map(rx, [](double v) { return v * v; }));
+    check_close<T>(-x, ref_map(rx, [](double v) { return -v; }));
+    check_close<T>(dp::clamp(x, -1, 0.5), ref_map(rx, [](double v) { return std::min(0.5, std::max(-1.0, v)); }));
+  }
+}
+
+TEST_CASE_TEMPLATE("binary operators broadcast like NumPy and match float64", T, float, double) {
+  dp_test::generator g(2);
+  for (int trial = 0; trial < 40; ++trial) {
+    const dp::shape s = g.random_shape();
+    const dp::shape s2 = g.broadcast_partner(s);
+    auto a = g.random_tensor<T>(trial % 2 ? s : s2);
+    auto b = g.random_tensor<T>(trial % 2 ? s2 : s, 0.5, 2);
+    const auto ra = host_values(a), rb = host_values(b);
+    check_close<T>(a + b, ref_zip(ra, rb, [](double x, double y) { return x + y; }));
+    check_close<T>(a - b, ref_zip(ra, rb, [](double x, double y) { return x - y; }));
+    check_close<T>(a * b, ref_zip(ra, rb, [](double x, double y) { return x * y; }));
+    check_close<T>(a / b, ref_zip(ra, rb, [](double x, double y) { return x / y; }));
+    check_close<T>(dp::pow(b, a), ref_zip(rb, ra, [](double x, double y) { return std::pow(x, y); }), 1e-5);
+    check_close<T>(dp::maximum(a, b), ref_zip(ra, rb, [](double x, double y) { return std::max(x, y); }));
+    check_close<T>(dp::minimum(a, b), ref_zip(ra, rb, [](double x, double y) { return std::min(x, y); }));
+    check_close<bool>(a < b, ref_zip(ra, rb, [](double x, double y) { return double(x < y); }));
+    check_close<bool>(a >= b, ref_zip(ra, rb, [](double x, double y) { return double(x >= y); }));
+    check_close<bool>(a == a, ref_map(ra, [](double) { return 1.0; }));
+    check_close<T>(dp::where(a > b, a, b * 2), ref_zip(ra, rb, [](double x, double y) { return x > y ? x : 2 * y; }));
+    check_close<T>(2 * a + 1, ref_map(ra, [](double x) { return 2 * x + 1; }));
+    check_close<T>(1 / b, ref_map(rb, [](double x) { return 1 / x; }));
+  }
+}
+
+TEST_CASE("a long fused expression equals the float64 composition") {
+  dp_test::generator g(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    const dp::shape s = g.random_shape(3, false);
+    auto x = g.random_tensor<float>(s), z = g.random_tensor<float>(g.broadcast_partner(s));
+    const auto rx = host_values(x), rz = host_values(z);
+    dp::tensor<float> y = 2.f * x + dp::sin(z) * dp::exp(-x) - dp::tanh(x * z) / 3.f;
+    check_close(
+        y,
+        ref_zip(rx, rz, [](double a, double b) { return 2 * a + std::sin(b) * std::exp(-a) - std::tanh(a * b) / 3; }),
+        1e-5, 1e-5);
+  }
+}
+
+TEST_CASE("an expression held in auto keeps its operands alive") {
+  auto e = dp::arange<float>(4) * 2.f;  // the arange tensor is a temporary
+  auto f = e + dp::ones<float>({4});
+  dp::tensor<float> r = f;
+  CHECK(r.to_vector() == std::vector<float>{1, 3, 5, 7});
+}
+
+TEST_CASE("NaN propagates through maximum and minimum; bools mix with numbers") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto a = dp::from_vector<float>({nan, 1, 2});
+  auto b = dp::from_vector<float>({0, nan, 3});
+  auto mx = dp::tensor<float>(dp::maximum(a, b)).to_vector();
+  CHECK(std::isnan(mx[0]));
+  CHECK(std::isnan(mx[1]));
+  CHECK(mx[2] == 3);
+  dp::tensor<float> masked = (b > 0.5f) * 0.5;  // bool * double scalar keeps 0.5
+  CHECK(masked.to_vector()[2] == 0.5f);
+  dp::tensor<float> mix = (a > 0.f) * a;
+  CHECK(mix.to_vector()[1] == 1.f);
+}
+
+TEST_CASE("shape errors name the operation and both shapes; device errors both devices") {
+  auto a = dp::zeros<float>({2, 3}), b = dp::zeros<float>({4});
+  CHECK_THROWS_WITH_AS((void)(a * b), doctest::Contains("multiply (*): shapes {2, 3} and {4}"), dp::shape_error);
+  CHECK_THROWS_WITH_AS((void)dp::where(a > 0.f, a, b), doctest::Contains("where"), dp::shape_error);
+  CHECK_THROWS_AS((void)dp::clamp(a, 1, 0), dp::value_error);
+}

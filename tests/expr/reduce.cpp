@@ -1,0 +1,141 @@
+#include <cmath>
+#include <limits>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/reference.hpp"
+
+using dp_test::check_close;
+using dp_test::host_values;
+
+namespace {
+/// float64 reduction of `r` over the axes in `mask` (keepdim shape).
+dp_test::ref ref_reduce(const dp_test::ref& r, const std::vector<bool>& mask, int kind /*0 sum 1 mean 2 max 3 min*/) {
+  dp::shape out = r.shape;
+  for (int i = 0; i < out.rank(); ++i) {
+    if (mask[i]) {
+      out[i] = 1;
+    }
+  }
+  const double init = kind == 2 ? -INFINITY : kind == 3 ? INFINITY : 0.0;
+  dp_test::ref o{out, std::vector<double>(static_cast<std::size_t>(out.numel()), init)};
+  std::vector<double> count(o.v.size(), 0);
+  dp_test::for_each_coord(r.shape, [&](const std::vector<dp::index_t>& c) {
+    dp::index_t off = 0;
+    for (int i = 0; i < out.rank(); ++i) {
+      off = off * out[i] + (mask[i] ? 0 : c[i]);
+    }
+    const double v = r.at(c);
+    double& t = o.v[static_cast<std::size_t>(off)];
+    t = kind <= 1 ? t + v : kind == 2 ? std::max(t, v) : std::min(t, v);
+    count[static_cast<std::size_t>(off)] += 1;
+  });
+  if (kind == 1) {
+    for (std::size_t i = 0; i < o.v.size(); ++i) {
+      o.v[i] = count[i] ? o.v[i] / count[i] : NAN;
+    }
+  }
+  return o;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("sum, mean, max and min over one axis match float64 (keepdim and not)", T, float, double) {
+  dp_test::generator g(4);
+  for (int trial = 0; trial < 60; ++trial) {
+    const dp::shape s = g.random_shape(4, true);
+    if (s.rank() == 0) {
+      continue;
+    }
+    auto x = g.random_tensor<T>(s);
+    const auto rx = host_values(x);
+    const int axis = g.pick(s.rank());
+    std::vector<bool> mask(s.rank(), false);
+    mask[axis] = true;
+    const bool keep = g.pick(2);
+    auto want = [&](int kind) {
+      auto r = ref_reduce(rx, mask, kind);
+      if (!keep) {
+        r.shape.erase(axis);
+      }
+      return r;
+    };
+    check_close<T>(dp::sum(x, axis, keep), want(0), 1e-5);
+    check_close<T>(dp::mean(x * 1, axis - s.rank(), keep), want(1), 1e-5);
+    if (s[axis] > 0) {
+      check_close<T>(dp::max(x, axis, keep), want(2), 0, 0);
+      check_close<T>(dp::min(x, axis, keep), want(3), 0, 0);
+    }
+  }
+}
+
+TEST_CASE("reductions over several axes and over everything, fused with their input") {
+  dp_test::generator g(5);
+  for (int trial = 0; trial < 30; ++trial) {
+    const dp::shape s = g.random_shape(4, false);
+    if (s.rank() < 3) {
+      continue;
+    }
+    auto x = g.random_tensor<float>(s);
+    const auto rx = host_values(x);
+    auto sq = dp_test::ref_map(rx, [](double v) { return v * v; });
+    std::vector<bool> mask(s.rank(), false);
+    mask[0] = mask[2] = true;
+    check_close<float>(dp::sum(x * x, {0, 2}, true), ref_reduce(sq, mask, 0), 1e-5, 1e-5);
+    auto all = ref_reduce(sq, std::vector<bool>(s.rank(), true), 0);
+    all.shape = {};
+    check_close<float>(dp::sum(x * x), all, 1e-5, 1e-5);
+  }
+}
+
+TEST_CASE("a whole-tensor sum is accurate over many elements and independent of the thread count") {
+  const dp::index_t n = 3'000'001;
+  auto x = dp::rand<float>({n}, dp::cpu(), 1);
+  double want = 0;
+  for (float v : x.to_vector()) {
+    want += v;
+  }
+  dp::set_num_threads(1);
+  const float one = dp::sum(x).item();
+  dp::set_num_threads(2);
+  const float two = dp::sum(x).item();
+  CHECK(one == two);
+  CHECK(one == doctest::Approx(want).epsilon(1e-6));
+  const float mean_sq = dp::mean(x * x).item();
+  CHECK(mean_sq == doctest::Approx(1.0 / 3).epsilon(2e-3));
+}
+
+TEST_CASE("empty reductions: sum is 0, mean is NaN, max is an error") {
+  auto e = dp::zeros<float>({0, 3});
+  CHECK(dp::sum(e).item() == 0.f);
+  CHECK(std::isnan(dp::mean(e).item()));
+  CHECK(dp::sum(e, 0).to_vector() == std::vector<float>(3, 0.f));
+  CHECK(dp::sum(e, 1).shape() == dp::shape{0});
+  CHECK_THROWS_AS((void)dp::max(e), dp::value_error);
+}
+
+TEST_CASE("integer sums are int64; max propagates NaN") {
+  auto i = dp::from_vector<int>({1, 2, 3});
+  static_assert(std::is_same_v<decltype(dp::sum(i)), dp::tensor<std::int64_t>>);
+  CHECK(dp::sum(i).item() == 6);
+  auto f = dp::from_vector<float>({1, std::numeric_limits<float>::quiet_NaN(), 3});
+  CHECK(std::isnan(dp::max(f).item()));
+}
+
+TEST_CASE("argmax and argmin give the first extreme index, along an axis or overall") {
+  auto x = dp::from_vector<float>({1, 5, 5, 0, 2, -1}, {2, 3});
+  CHECK(dp::argmax(x).item() == 1);
+  CHECK(dp::argmin(x).item() == 5);
+  CHECK(dp::argmax(x, 1).to_vector() == std::vector<std::int64_t>{1, 1});
+  CHECK(dp::argmax(x, 0).to_vector() == std::vector<std::int64_t>{0, 0, 0});
+  CHECK(dp::argmin(x, 1, true).shape() == dp::shape{2, 1});
+  CHECK(dp::argmax(x.t(), 0).to_vector() == std::vector<std::int64_t>{1, 1});
+  CHECK_THROWS_AS((void)dp::argmax(dp::zeros<float>({0})), dp::value_error);
+}
+
+TEST_CASE("bad axes are value errors") {
+  auto x = dp::zeros<float>({2, 3});
+  CHECK_THROWS_AS((void)dp::sum(x, 2), dp::value_error);
+  CHECK_THROWS_AS((void)dp::sum(x, {0, 0}), dp::value_error);
+}
