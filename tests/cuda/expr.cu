@@ -1,0 +1,64 @@
+// CUDA tests: built in CI (no GPU there), run with the device tool when a GPU is lent.
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace {
+void check_same(const std::vector<float>& a, const std::vector<float>& b, double tol) {
+  REQUIRE(a.size() == b.size());
+  int bad = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    bad += !(std::fabs(a[i] - b[i]) <= tol * (1 + std::fabs(b[i])));
+  }
+  CHECK(bad == 0);
+}
+}  // namespace
+
+TEST_CASE("a fused expression on the GPU is one kernel, allocates nothing and matches the host") {
+  const dp::index_t n = 1 << 20;
+  const dp::device g = dp::cuda(0);
+  auto x = dp::rand<float>({n}, g, 1), z = dp::rand<float>({n}, g, 2);
+  auto y = dp::empty<float>({n}, g);
+  y = 2.f * x + 3.f * dp::sin(z);
+  const auto before = dp::counters();
+  y = 2.f * x + 3.f * dp::sin(z);
+  const auto after = dp::counters();
+  CHECK(after.passes - before.passes == 1);
+  CHECK(after.allocations - before.allocations == 0);
+  auto hx = x.to(dp::cpu()), hz = z.to(dp::cpu());
+  dp::tensor<float> hy = 2.f * hx + 3.f * dp::sin(hz);
+  check_same(y.to_vector(), hy.to_vector(), 1e-6);
+}
+
+TEST_CASE("the GPU draws the same uniform numbers as the host") {
+  auto d = dp::rand<float>({4096}, dp::cuda(0), 7).to_vector();
+  auto h = dp::rand<float>({4096}, dp::cpu(), 7).to_vector();
+  CHECK(d == h);
+  check_same(dp::randn<float>({4096}, dp::cuda(0), 7).to_vector(), dp::randn<float>({4096}, dp::cpu(), 7).to_vector(),
+             1e-6);
+}
+
+TEST_CASE("broadcast, strided and transposed operands on the GPU") {
+  auto m = dp::rand<float>({64, 32}, dp::cpu(), 3), b = dp::rand<float>({32, 1}, dp::cpu(), 4);
+  dp::tensor<float> host = dp::tanh(m.t() + b) * 2.f;
+  dp::tensor<float> dev = dp::tanh(m.to(dp::cuda(0)).t() + b.to(dp::cuda(0))) * 2.f;
+  check_same(dev.to_vector(), host.to_vector(), 1e-6);
+}
+
+TEST_CASE("reductions on the GPU match the host") {
+  auto x = dp::rand<float>({300, 70}, dp::cpu(), 5);
+  auto g = x.to(dp::cuda(0));
+  CHECK(dp::sum(g).item() == doctest::Approx(dp::sum(x).item()).epsilon(1e-6));
+  check_same(dp::sum(g, 0).to_vector(), dp::sum(x, 0).to_vector(), 1e-6);
+  check_same(dp::mean(g * g, 1).to_vector(), dp::mean(x * x, 1).to_vector(), 1e-6);
+  check_same(dp::max(g, 1).to_vector(), dp::max(x, 1).to_vector(), 0);
+  CHECK(dp::argmax(g, 1).to_vector() == dp::argmax(x, 1).to_vector());
+}
+
+TEST_CASE("matmul on the GPU (cuBLAS) matches the host, transposed views included") {
+  auto a = dp::randn<float>({64, 48}, dp::cpu(), 1), b = dp::randn<float>({80, 48}, dp::cpu(), 2);
+  auto ga = a.to(dp::cuda(0)), gb = b.to(dp::cuda(0));
+  check_same(dp::matmul(ga, gb.t()).to_vector(), dp::matmul(a, b.t()).to_vector(), 1e-4);
+}
