@@ -40,6 +40,21 @@
 #define DP_FORCEINLINE inline __attribute__((always_inline))
 #endif
 
+// Keeps cold or bulky helpers out of line: error paths and shape bookkeeping would otherwise be
+// inlined into every expression node constructor, which costs compile time and code size.
+#if defined(__CUDA_ARCH__)
+#define DP_NOINLINE __noinline__
+#elif defined(_MSC_VER)
+#define DP_NOINLINE __declspec(noinline)
+#else
+#define DP_NOINLINE __attribute__((noinline))
+#endif
+#if defined(__GNUC__) && !defined(__CUDA_ARCH__)
+#define DP_COLD __attribute__((cold, noinline))
+#else
+#define DP_COLD DP_NOINLINE
+#endif
+
 // Counters of passes, kernel launches and allocations: on in test builds (they prove fusion and
 // the allocation-free step), compiled out otherwise.
 #ifndef DP_ENABLE_COUNTERS

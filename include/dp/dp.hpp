@@ -18,3 +18,4 @@
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
 #include <dp/expr/reduce.hpp>
+#include <dp/nn.hpp>

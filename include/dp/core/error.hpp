@@ -50,14 +50,14 @@ class runtime_error : public error {
 namespace detail {
 
 template <class... Args>
-std::string concat(const Args&... args) {
+DP_NOINLINE std::string concat(const Args&... args) {
   std::ostringstream os;
   (os << ... << args);
   return os.str();
 }
 
 template <class E, class... Args>
-[[noreturn]] void raise(const Args&... args) {
+[[noreturn]] DP_COLD void raise(const Args&... args) {
   throw E(concat(args...));
 }
 

@@ -127,7 +127,7 @@ constexpr shape contiguous_strides(const shape& s) {
 }
 
 /// Resolves a possibly negative axis against a rank, or throws naming the operation.
-inline int normalize_axis(int axis, int rank, const char* op) {
+DP_NOINLINE inline int normalize_axis(int axis, int rank, const char* op) {
   const int r = axis < 0 ? axis + rank : axis;
   DP_CHECK(r >= 0 && r < std::max(rank, 1), value_error, "dp: ", op, ": axis ", axis,
            " is out of range for a tensor of rank ", rank, " (expected -", rank, "..", rank - 1, ")");
@@ -135,7 +135,7 @@ inline int normalize_axis(int axis, int rank, const char* op) {
 }
 
 /// NumPy broadcasting of two shapes; throws shape_error printing both shapes and the operation.
-inline shape broadcast_shapes(const shape& a, const shape& b, const char* op) {
+DP_NOINLINE inline shape broadcast_shapes(const shape& a, const shape& b, const char* op) {
   const int r = std::max(a.rank(), b.rank());
   shape out = shape::filled(r, 1);
   for (int i = 0; i < r; ++i) {

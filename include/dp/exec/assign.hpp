@@ -65,23 +65,24 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
   }
 }
 
-/// Runs `node` into dst's memory (no checks).
-template <class T, class Node, class Ctx>
+/// Runs `node` into dst's memory, or adds it there with Acc (no checks).
+template <bool Acc = false, class T, class Node, class Ctx>
 void run_into(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
   auto [it, ev] = plan_iteration(node, ctx, dst.shape(), dst.strides());
   if (dst.device().is_cpu()) {
-    cpu_elementwise(dst.data(), it, ev);
+    cpu_elementwise<Acc>(dst.data(), it, ev);
   } else {
 #if DP_HAS_CUDA
-    cuda_elementwise(dst.data(), it, ev, dst.device().index);
+    cuda_elementwise<Acc>(dst.data(), it, ev, dst.device().index);
 #else
     require_usable(dst.device());
 #endif
   }
 }
 
-/// dst = node, with checks; `ctx` resolves leaves that are not plain tensors.
-template <class T, class Node, class Ctx>
+/// dst = node (or dst += node with Acc), with checks; `ctx` resolves leaves that are not plain tensors.
+/// Acc is a compile-time choice so that forward passes compile only the plain store.
+template <bool Acc = false, class T, class Node, class Ctx>
 void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   const node_meta m = meta_of(node);
   if (!dst.defined()) {
@@ -98,10 +99,10 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   if (needs_temporary(dst, node, ctx)) {
     tensor<T> tmp = empty<T>(dst.shape(), dst.device());
     run_into(tmp, node, ctx);
-    run_into(dst, tensor_node<T>{tmp}, eager_ctx{});
+    run_into<Acc>(dst, tensor_node<T>{tmp}, eager_ctx{});
     return;
   }
-  run_into(dst, node, ctx);
+  run_into<Acc>(dst, node, ctx);
 }
 
 template <class T, class E>

@@ -31,61 +31,61 @@ DP_FORCEINLINE void unravel(index_t i, index_t* c, const index_t* ext, int dims)
   }
 }
 
-template <bool Unit, class T, class Ev>
+template <bool Unit, bool Acc, class T, class Ev>
 DP_FORCEINLINE void cpu_inner(T* __restrict__ o, index_t ostride, const Ev& ev, index_t b, index_t e) {
   if constexpr (Unit) {
     DP_IVDEP
     for (index_t i = b; i < e; ++i) {
-      o[i] = static_cast<T>(ev.template at<true>(i));
+      const T v = static_cast<T>(ev.template at<true>(i));
+      o[i] = Acc ? static_cast<T>(o[i] + v) : v;
     }
   } else {
     for (index_t i = b; i < e; ++i) {
-      o[i * ostride] = static_cast<T>(ev.template at<false>(i));
+      const T v = static_cast<T>(ev.template at<false>(i));
+      o[i * ostride] = Acc ? static_cast<T>(o[i * ostride] + v) : v;
     }
   }
 }
 
-template <bool Unit, class T, int N, class Ev>
+/// One loop shape for every iteration: the flat range is split into parts, and each part walks its
+/// row segments (a single long row is split too). Keeping one shape keeps generated code small: this
+/// loop is instantiated for every fused expression.
+template <bool Unit, bool Acc, class T, int N, class Ev>
 void cpu_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev) {
   const int r = it.rank;
-  const index_t inner = it.ext[r - 1], rows = it.numel / inner;
+  const index_t inner = it.ext[r - 1];
   const index_t* ost = it.st[0];
-  if (rows == 1) {
-    parallel_for(inner, parallel_grain, [&](index_t b, index_t e) {
-      Ev local = ev;
-      index_t c[max_rank] = {};
-      local.seek(c);
-      cpu_inner<Unit>(out, ost[r - 1], local, b, e);
-    });
-    return;
-  }
-  parallel_for(rows, std::max<index_t>(1, parallel_grain / inner), [&](index_t rb, index_t re) {
+  parallel_for(it.numel, parallel_grain, [&](index_t lo, index_t hi) {
     Ev local = ev;
     index_t c[max_rank] = {};
-    unravel(rb, c, it.ext, r - 1);
-    for (index_t row = rb; row < re; ++row) {
+    unravel(lo / inner, c, it.ext, r - 1);
+    index_t i = lo % inner, pos = lo;
+    while (pos < hi) {
+      const index_t e = std::min(inner, i + (hi - pos));
       local.seek(c);
       index_t off = 0;
       for (int d = 0; d + 1 < r; ++d) {
         off += c[d] * ost[d];
       }
-      cpu_inner<Unit>(out + off, ost[r - 1], local, 0, inner);
+      cpu_inner<Unit, Acc>(out + off, ost[r - 1], local, i, e);
+      pos += e - i;
+      i = 0;
       next_coord(c, it.ext, r - 1);
     }
   });
 }
 
-/// out[i] = ev(i) over the iteration (operand 0 is `out`).
-template <class T, int N, class Ev>
+/// out[i] = ev(i) (or out[i] += ev(i) with Acc) over the iteration (operand 0 is `out`).
+template <bool Acc = false, class T, int N, class Ev>
 void cpu_elementwise(T* out, const iteration<N>& it, const Ev& ev) {
   if (it.numel == 0) {
     return;
   }
   DP_COUNT(passes, 1);
   if (it.unit) {
-    cpu_elementwise_impl<true>(out, it, ev);
+    cpu_elementwise_impl<true, Acc>(out, it, ev);
   } else {
-    cpu_elementwise_impl<false>(out, it, ev);
+    cpu_elementwise_impl<false, Acc>(out, it, ev);
   }
 }
 

@@ -19,9 +19,16 @@ namespace dp::inline DP_ABI::detail {
 
 inline constexpr int reduce_lanes = 16;
 
+/// Writes a reduced value, or adds it to what is there (gradients accumulate into their buffers).
+template <class T, class A>
+DP_FORCEINLINE void reduce_store(T* p, A v, bool accumulate) {
+  *p = accumulate ? static_cast<T>(static_cast<A>(*p) + v) : static_cast<T>(v);
+}
+
 /// Reduces elements [b, e) of the current row of `ev` into `acc` (lane-parallel, fixed order).
+/// Deliberately not forced inline: its callers share one copy per expression (compile time).
 template <class Op, bool Unit, class A, class Ev>
-DP_FORCEINLINE A reduce_row(const Ev& ev, index_t b, index_t e, A acc) {
+A reduce_row(const Ev& ev, index_t b, index_t e, A acc) {
   A lanes[reduce_lanes];
   for (int l = 0; l < reduce_lanes; ++l) {
     lanes[l] = Op::template identity<A>();
@@ -61,7 +68,7 @@ void for_row_segments(const iteration<N>& it, index_t lo, index_t hi, Fn&& fn) {
 }
 
 template <class Op, class A, class T, int N, class Ev>
-void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale) {
+void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale, bool accumulate) {
   // Fixed blocks (their size depends only on numel), partial results combined in block order.
   constexpr index_t max_blocks = 1024;
   const index_t block = std::max<index_t>(16384, (it.numel + max_blocks - 1) / max_blocks);
@@ -90,13 +97,13 @@ void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool 
   for (index_t b = 0; b < blocks; ++b) {
     acc = Op::combine(acc, partial[b]);
   }
-  *out = static_cast<T>(apply_scale ? acc * scale : acc);
+  reduce_store(out, apply_scale ? acc * scale : acc, accumulate);
 }
 
 /// out (strides it.st[0], zero on reduced dimensions) = reduction of ev over the reduced dimensions.
 /// The input is not empty (callers fill the identity for empty inputs).
 template <class Op, class A, class T, int N, class Ev>
-void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale) {
+void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale, bool accumulate = false) {
   DP_COUNT(passes, 1);
   const int r = it.rank;
   const index_t* ost = it.st[0];
@@ -124,13 +131,13 @@ void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool appl
           }
           for (index_t i = ib; i < ie; ++i) {
             const A v = static_cast<A>(local.template at<false>(i));
-            out[off + i * ost[r - 1]] = static_cast<T>(apply_scale ? v * scale : v);
+            reduce_store(out + off + i * ost[r - 1], apply_scale ? v * scale : v, accumulate);
           }
         });
       });
       return;
     }
-    cpu_reduce_all<Op>(out, it, ev, scale, apply_scale);
+    cpu_reduce_all<Op>(out, it, ev, scale, apply_scale, accumulate);
     return;
   }
   const index_t inner = it.ext[r - 1];
@@ -166,7 +173,7 @@ void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool appl
               c[reduced_dims[k]] = 0;
             }
           }
-          out[off] = static_cast<T>(apply_scale ? acc * scale : acc);
+          reduce_store(out + off, apply_scale ? acc * scale : acc, accumulate);
         }
       });
     };
@@ -215,7 +222,7 @@ void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool appl
                      }
                      const index_t ostep = ost[r - 1];
                      for (index_t i = ib; i < ie; ++i) {
-                       out[off + i * ostep] = static_cast<T>(apply_scale ? acc[i - ib] * scale : acc[i - ib]);
+                       reduce_store(out + off + i * ostep, apply_scale ? acc[i - ib] * scale : acc[i - ib], accumulate);
                      }
                    }
                  });

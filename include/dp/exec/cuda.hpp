@@ -24,20 +24,25 @@ inline constexpr int cuda_block = 256;
 
 /// Flat, unit-stride case: out[i] = ev(i). Each thread handles four elements a grid-stride apart
 /// per iteration (independent loads in flight, every access coalesced).
-template <class T, class Ev>
+template <bool Acc, class T, class V>
+DP_HOST_DEVICE DP_FORCEINLINE void store_value(T* p, V v) {
+  *p = Acc ? static_cast<T>(*p + static_cast<T>(v)) : static_cast<T>(v);
+}
+
+template <bool Acc, class T, class Ev>
 __global__ void elementwise_flat_kernel(T* __restrict__ out, Ev ev, index_t n) {
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (; i + 3 * stride < n; i += 4 * stride) {
     const auto v0 = ev.template at<true>(i), v1 = ev.template at<true>(i + stride);
     const auto v2 = ev.template at<true>(i + 2 * stride), v3 = ev.template at<true>(i + 3 * stride);
-    out[i] = static_cast<T>(v0);
-    out[i + stride] = static_cast<T>(v1);
-    out[i + 2 * stride] = static_cast<T>(v2);
-    out[i + 3 * stride] = static_cast<T>(v3);
+    store_value<Acc>(out + i, v0);
+    store_value<Acc>(out + i + stride, v1);
+    store_value<Acc>(out + i + 2 * stride, v2);
+    store_value<Acc>(out + i + 3 * stride, v3);
   }
   for (; i < n; i += stride) {
-    out[i] = static_cast<T>(ev.template at<true>(i));
+    store_value<Acc>(out + i, ev.template at<true>(i));
   }
 }
 
@@ -49,7 +54,7 @@ struct cuda_dims {
 };
 
 /// General case: each thread finds its coordinate and reads every operand through its strides.
-template <class T, class Ev, int N>
+template <bool Acc, class T, class Ev, int N>
 __global__ void elementwise_nd_kernel(T* __restrict__ out, Ev ev, cuda_dims<N> dims, index_t n) {
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -60,12 +65,12 @@ __global__ void elementwise_nd_kernel(T* __restrict__ out, Ev ev, cuda_dims<N> d
       rest /= dims.ext[d];
       off += c[d] * dims.ost[d];
     }
-    out[off] = static_cast<T>(ev.at_coord(c));
+    store_value<Acc>(out + off, ev.at_coord(c));
   }
 }
 
-template <class T, int N, class Ev>
-void cuda_elementwise(T* out, const iteration<N>& it, const Ev& ev, int dev) {
+template <bool Acc, class T, int N, class Ev>
+void cuda_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev, int dev) {
   if (it.numel == 0) {
     return;
   }
@@ -74,16 +79,21 @@ void cuda_elementwise(T* out, const iteration<N>& it, const Ev& ev, int dev) {
   cudaStream_t s = cuda_stream(dev);
   const unsigned grid = grid_for((it.numel + 3) / 4, cuda_block);
   if (it.rank == 1 && it.unit) {
-    elementwise_flat_kernel<<<grid, cuda_block, 0, s>>>(out, ev, it.numel);
+    elementwise_flat_kernel<Acc><<<grid, cuda_block, 0, s>>>(out, ev, it.numel);
   } else {
     cuda_dims<N> dims{it.rank, {}, {}};
     for (int d = 0; d < it.rank; ++d) {
       dims.ext[d] = it.ext[d];
       dims.ost[d] = it.st[0][d];
     }
-    elementwise_nd_kernel<<<grid_for(it.numel, cuda_block), cuda_block, 0, s>>>(out, ev, dims, it.numel);
+    elementwise_nd_kernel<Acc><<<grid_for(it.numel, cuda_block), cuda_block, 0, s>>>(out, ev, dims, it.numel);
   }
   DP_CUDA_CHECK(cudaGetLastError());
+}
+
+template <bool Acc = false, class T, int N, class Ev>
+void cuda_elementwise(T* out, const iteration<N>& it, const Ev& ev, int dev) {
+  cuda_elementwise_impl<Acc>(out, it, ev, dev);
 }
 
 /// Layout of a reduction for the kernels: kept and reduced dimensions of the collapsed iteration.
@@ -113,8 +123,14 @@ DP_HOST_DEVICE DP_FORCEINLINE index_t reduce_coord(const cuda_reduce_dims& d, in
 
 /// Many outputs: one thread per output, reduced positions in order (coalesced when the innermost
 /// dimension is kept, as for a bias gradient).
+template <class T, class A>
+DP_HOST_DEVICE DP_FORCEINLINE void cuda_store(T* p, A v, bool accumulate) {
+  *p = accumulate ? static_cast<T>(static_cast<A>(*p) + v) : static_cast<T>(v);
+}
+
 template <class Op, class A, class T, class Ev>
-__global__ void reduce_thread_kernel(T* out, Ev ev, cuda_reduce_dims d, index_t outputs, A scale, bool apply) {
+__global__ void reduce_thread_kernel(T* out, Ev ev, cuda_reduce_dims d, index_t outputs, A scale, bool apply,
+                                     bool accumulate) {
   for (index_t o = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < outputs;
        o += static_cast<index_t>(gridDim.x) * blockDim.x) {
     index_t c[max_rank];
@@ -124,13 +140,13 @@ __global__ void reduce_thread_kernel(T* out, Ev ev, cuda_reduce_dims d, index_t 
       off = reduce_coord(d, o, j, c);
       acc = Op::combine(acc, static_cast<A>(ev.at_coord(c)));
     }
-    out[off] = static_cast<T>(apply ? acc * scale : acc);
+    cuda_store(out + off, apply ? acc * scale : acc, accumulate);
   }
 }
 
 /// Few outputs: one block per output, threads striding over the reduced positions.
 template <class Op, class A, class T, class Ev>
-__global__ void reduce_block_kernel(T* out, Ev ev, cuda_reduce_dims d, A scale, bool apply) {
+__global__ void reduce_block_kernel(T* out, Ev ev, cuda_reduce_dims d, A scale, bool apply, bool accumulate) {
   __shared__ A part[cuda_block];
   const index_t o = blockIdx.x;
   index_t c[max_rank];
@@ -150,7 +166,7 @@ __global__ void reduce_block_kernel(T* out, Ev ev, cuda_reduce_dims d, A scale, 
   }
   if (threadIdx.x == 0) {
     off = reduce_coord(d, o, 0, c);
-    out[off] = static_cast<T>(apply ? part[0] * scale : part[0]);
+    cuda_store(out + off, apply ? part[0] * scale : part[0], accumulate);
   }
 }
 
@@ -177,12 +193,12 @@ struct cuda_combine {
 };
 
 template <class A, class T>
-__global__ void finish_scalar_kernel(T* out, const A* acc, A scale, bool apply) {
-  *out = static_cast<T>(apply ? *acc * scale : *acc);
+__global__ void finish_scalar_kernel(T* out, const A* acc, A scale, bool apply, bool accumulate) {
+  cuda_store(out, apply ? *acc * scale : *acc, accumulate);
 }
 
 template <class Op, class A, class T, int N, class Ev>
-void cuda_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply, int dev) {
+void cuda_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply, bool accumulate, int dev) {
   DP_COUNT(passes, 1);
   cuda_device_guard g(dev);
   cudaStream_t s = cuda_stream(dev);
@@ -215,11 +231,13 @@ void cuda_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool app
     storage_ref temp = allocate(cuda(dev), temp_bytes);
     DP_CUDA_CHECK(cub::DeviceReduce::Reduce(temp->data, temp_bytes, values, static_cast<A*>(acc->data), it.numel,
                                             cuda_combine<Op>{}, Op::template identity<A>(), s));
-    finish_scalar_kernel<<<1, 1, 0, s>>>(out, static_cast<const A*>(acc->data), scale, apply);
+    finish_scalar_kernel<<<1, 1, 0, s>>>(out, static_cast<const A*>(acc->data), scale, apply, accumulate);
   } else if (outputs >= 2048 || d.red_count < 64) {
-    reduce_thread_kernel<Op, A><<<grid_for(outputs, cuda_block), cuda_block, 0, s>>>(out, ev, d, outputs, scale, apply);
+    reduce_thread_kernel<Op, A>
+        <<<grid_for(outputs, cuda_block), cuda_block, 0, s>>>(out, ev, d, outputs, scale, apply, accumulate);
   } else {
-    reduce_block_kernel<Op, A><<<static_cast<unsigned>(outputs), cuda_block, 0, s>>>(out, ev, d, scale, apply);
+    reduce_block_kernel<Op, A>
+        <<<static_cast<unsigned>(outputs), cuda_block, 0, s>>>(out, ev, d, scale, apply, accumulate);
   }
   DP_CUDA_CHECK(cudaGetLastError());
 }

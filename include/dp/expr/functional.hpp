@@ -148,7 +148,15 @@ struct logical_not_op {
 };
 
 template <class Op>
-inline constexpr bool differentiable_v = !requires { Op::differentiable; } || Op::differentiable;
+constexpr bool differentiable() {
+  if constexpr (requires { Op::differentiable; }) {
+    return Op::differentiable;
+  } else {
+    return true;
+  }
+}
+template <class Op>
+inline constexpr bool differentiable_v = differentiable<Op>();
 
 // ---------------------------------------------------------------- unary math
 struct neg_op {

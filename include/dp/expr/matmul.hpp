@@ -125,7 +125,8 @@ tensor<T> matmul(const tensor<T>& a0, const tensor<T>& b0) {
 
 /// matmul of expressions: the operands are evaluated first.
 template <expression A, expression B>
-  requires(!tensor_type<A> || !tensor_type<B>)
+  requires((!tensor_type<A> || !tensor_type<B>) && !detail::traced_v<detail::node_of<A>> &&
+           !detail::traced_v<detail::node_of<B>>)
 auto matmul(const A& a, const B& b) {
   using T = typename detail::node_of<A>::value_type;
   return matmul<T>(tensor<T>(a), tensor<T>(b));

@@ -85,6 +85,19 @@ struct select_node {
   node_meta meta;
 };
 
+/// f(a, b, c) for a ternary functor (derived backward passes use these).
+template <class F, class A, class B, class C>
+struct ternary_node {
+  using operand_type = typename promote<typename promote<typename A::value_type, typename B::value_type>::type,
+                                        typename C::value_type>::type;
+  using value_type = std::invoke_result_t<F, operand_type, operand_type, operand_type>;
+  F f;
+  A a;
+  B b;
+  C c;
+  node_meta meta;
+};
+
 // ------------------------------------------------------------------------------------------ leaves
 /// How a leaf is laid out in memory, for iteration planning and alias checks.
 struct leaf_view {
@@ -113,6 +126,23 @@ template <class F, class A, class B>
 inline constexpr int leaf_count_v<binary_node<F, A, B>> = leaf_count_v<A> + leaf_count_v<B>;
 template <class C, class A, class B>
 inline constexpr int leaf_count_v<select_node<C, A, B>> = leaf_count_v<C> + leaf_count_v<A> + leaf_count_v<B>;
+template <class F, class A, class B, class C>
+inline constexpr int leaf_count_v<ternary_node<F, A, B, C>> = leaf_count_v<A> + leaf_count_v<B> + leaf_count_v<C>;
+
+// All overloads are declared first: a node's children may be leaves from other namespaces (nn's
+// traced values), for which argument-dependent lookup would not find overloads declared later.
+template <class T, class Fn>
+void for_each_leaf(const scalar_node<T>&, Fn&);
+template <class F, class A, class Fn>
+void for_each_leaf(const unary_node<F, A>& n, Fn& fn);
+template <class F, class A, class B, class Fn>
+void for_each_leaf(const binary_node<F, A, B>& n, Fn& fn);
+template <class C, class A, class B, class Fn>
+void for_each_leaf(const select_node<C, A, B>& n, Fn& fn);
+template <class F, class A, class B, class C, class Fn>
+void for_each_leaf(const ternary_node<F, A, B, C>& n, Fn& fn);
+template <leaf_node N, class Fn>
+void for_each_leaf(const N& n, Fn& fn);
 
 template <class T, class Fn>
 void for_each_leaf(const scalar_node<T>&, Fn&) {}
@@ -130,6 +160,12 @@ void for_each_leaf(const select_node<C, A, B>& n, Fn& fn) {
   for_each_leaf(n.c, fn);
   for_each_leaf(n.a, fn);
   for_each_leaf(n.b, fn);
+}
+template <class F, class A, class B, class C, class Fn>
+void for_each_leaf(const ternary_node<F, A, B, C>& n, Fn& fn) {
+  for_each_leaf(n.a, fn);
+  for_each_leaf(n.b, fn);
+  for_each_leaf(n.c, fn);
 }
 template <leaf_node N, class Fn>
 void for_each_leaf(const N& n, Fn& fn) {
@@ -151,7 +187,7 @@ const node_meta& meta_of(const N& n) {
   return n.meta;
 }
 
-inline node_meta merge_meta(const node_meta& a, const node_meta& b, const char* op) {
+DP_NOINLINE inline node_meta merge_meta(const node_meta& a, const node_meta& b, const char* op) {
   node_meta m;
   m.shape = broadcast_shapes(a.shape, b.shape, op);
   if (a.has_device && b.has_device) {
@@ -288,6 +324,27 @@ struct select_eval {
   }
 };
 
+template <class F, class Tc, class EA, class EB, class EC>
+struct ternary_eval {
+  F f;
+  EA a;
+  EB b;
+  EC c;
+  DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* x) {
+    a.seek(x);
+    b.seek(x);
+    c.seek(x);
+  }
+  template <bool Unit>
+  DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
+    return f(static_cast<Tc>(a.template at<Unit>(i)), static_cast<Tc>(b.template at<Unit>(i)),
+             static_cast<Tc>(c.template at<Unit>(i)));
+  }
+  DP_HOST_DEVICE DP_FORCEINLINE auto at_coord(const index_t* x) const {
+    return f(static_cast<Tc>(a.at_coord(x)), static_cast<Tc>(b.at_coord(x)), static_cast<Tc>(c.at_coord(x)));
+  }
+};
+
 /// The evaluation context for eager expressions (traced variables bring their own).
 struct eager_ctx {};
 
@@ -296,6 +353,19 @@ struct leaf_strides {
   const index_t (*st)[max_rank];
   int rank;
 };
+
+template <class Ctx, class T>
+auto make_eval(const scalar_node<T>& n, const Ctx&, const leaf_strides&, int&);
+template <class Ctx, class F, class A>
+auto make_eval(const unary_node<F, A>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
+template <class Ctx, class F, class A, class B>
+auto make_eval(const binary_node<F, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
+template <class Ctx, class C, class A, class B>
+auto make_eval(const select_node<C, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
+template <class Ctx, class F, class A, class B, class C>
+auto make_eval(const ternary_node<F, A, B, C>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
+template <class Ctx, leaf_node N>
+auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k);
 
 template <class Ctx, class T>
 auto make_eval(const scalar_node<T>& n, const Ctx&, const leaf_strides&, int&) {
@@ -318,6 +388,14 @@ auto make_eval(const select_node<C, A, B>& n, const Ctx& ctx, const leaf_strides
   auto ea = make_eval(n.a, ctx, ls, k);
   auto eb = make_eval(n.b, ctx, ls, k);
   return select_eval<typename select_node<C, A, B>::value_type, decltype(ec), decltype(ea), decltype(eb)>{ec, ea, eb};
+}
+template <class Ctx, class F, class A, class B, class C>
+auto make_eval(const ternary_node<F, A, B, C>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  auto ea = make_eval(n.a, ctx, ls, k);
+  auto eb = make_eval(n.b, ctx, ls, k);
+  auto ec = make_eval(n.c, ctx, ls, k);
+  return ternary_eval<F, typename ternary_node<F, A, B, C>::operand_type, decltype(ea), decltype(eb), decltype(ec)>{
+      n.f, ea, eb, ec};
 }
 template <class Ctx, leaf_node N>
 auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
@@ -388,7 +466,7 @@ struct iteration {
 
 /// Strides of a view aligned to an iteration shape (NumPy broadcasting: missing and size-1
 /// dimensions get stride 0).
-inline dp::shape aligned_strides(const dp::shape& shp, const dp::shape& strides, const dp::shape& target) {
+DP_NOINLINE inline dp::shape aligned_strides(const dp::shape& shp, const dp::shape& strides, const dp::shape& target) {
   dp::shape out = dp::shape::filled(target.rank(), 0);
   for (int i = 0; i < shp.rank(); ++i) {
     const int j = target.rank() - shp.rank() + i;
@@ -542,6 +620,26 @@ auto make_binary_node(F f, A a, B b) {
   node_meta m = merge_meta(meta_of(a), meta_of(b), F::name);
   return binary_node<F, A, B>{f, std::move(a), std::move(b), m};
 }
+
+template <class F, class A, class B, class C>
+auto make_ternary_node(F f, A a, B b, C c) {
+  node_meta m = merge_meta(merge_meta(meta_of(a), meta_of(b), F::name), meta_of(c), F::name);
+  return ternary_node<F, A, B, C>{f, std::move(a), std::move(b), std::move(c), m};
+}
+
+/// True when some leaf of the node is a traced variable (specialised by nn for its slot leaves).
+template <class N>
+inline constexpr bool traced_leaf_v = false;
+template <class N>
+inline constexpr bool traced_v = traced_leaf_v<N>;
+template <class F, class A>
+inline constexpr bool traced_v<unary_node<F, A>> = traced_v<A>;
+template <class F, class A, class B>
+inline constexpr bool traced_v<binary_node<F, A, B>> = traced_v<A> || traced_v<B>;
+template <class C, class A, class B>
+inline constexpr bool traced_v<select_node<C, A, B>> = traced_v<C> || traced_v<A> || traced_v<B>;
+template <class F, class A, class B, class C>
+inline constexpr bool traced_v<ternary_node<F, A, B, C>> = traced_v<A> || traced_v<B> || traced_v<C>;
 
 template <class C, class A, class B>
 auto make_select_node(C c, A a, B b) {

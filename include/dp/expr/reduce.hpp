@@ -5,6 +5,7 @@
 
 #include <initializer_list>
 #include <limits>
+#include <span>
 #include <type_traits>
 
 #include <dp/config.hpp>
@@ -26,7 +27,7 @@ namespace detail {
 /// out = reduction of `node` over the dimensions where out's shape is 1 (or missing): out's shape
 /// must broadcast to the node's shape. With `mean`, the result is divided by the reduced count.
 template <class Op, class OutT, class Node, class Ctx>
-void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool mean) {
+void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool mean, bool accumulate = false) {
   using T = typename Node::value_type;
   using A = typename Op::template acc_t<T>;
   const node_meta m = meta_of(node);
@@ -41,16 +42,18 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
   if (m.shape.numel() == 0) {
     DP_CHECK((std::is_same_v<Op, sum_reduce>), value_error, "dp: ", Op::name, " of an empty tensor (shape ", m.shape,
              ") has no value");
-    const_cast<tensor<OutT>&>(out).fill(mean ? std::numeric_limits<OutT>::quiet_NaN() : OutT(0));
+    if (!accumulate) {
+      tensor<OutT>(out).fill(mean ? std::numeric_limits<OutT>::quiet_NaN() : OutT(0));
+    }
     return;
   }
   const A scale = mean ? A(1) / static_cast<A>(count) : A(1);
   auto [it, ev] = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
   if (out.device().is_cpu()) {
-    cpu_reduce<Op, A>(out.data(), it, ev, scale, mean);
+    cpu_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate);
   } else {
 #if DP_HAS_CUDA
-    cuda_reduce<Op, A>(out.data(), it, ev, scale, mean, out.device().index);
+    cuda_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate, out.device().index);
 #else
     require_usable(out.device());
 #endif
@@ -58,7 +61,7 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
 }
 
 /// The keepdim result shape for reducing `axes` (all when empty and `all`).
-inline shape reduced_shape(const shape& in, std::initializer_list<int> axes, bool all, const char* op) {
+inline shape reduced_shape(const shape& in, std::span<const int> axes, bool all, const char* op) {
   shape out = in;
   if (all) {
     for (int i = 0; i < out.rank(); ++i) {
@@ -76,7 +79,7 @@ inline shape reduced_shape(const shape& in, std::initializer_list<int> axes, boo
   return out;
 }
 
-inline shape drop_reduced(const shape& in, std::initializer_list<int> axes, bool all) {
+inline shape drop_reduced(const shape& in, std::span<const int> axes, bool all) {
   if (all) {
     return {};
   }
@@ -93,14 +96,25 @@ inline shape drop_reduced(const shape& in, std::initializer_list<int> axes, bool
   return out;
 }
 
-template <class Op, class OutT, class E>
-tensor<OutT> reduce(const E& e, std::initializer_list<int> axes, bool all, bool keepdim, bool mean, const char* op) {
-  const auto& node = to_node(e);
+template <class Op, class OutT, class Node>
+tensor<OutT> eager_reduce(const Node& node, std::span<const int> axes, bool all, bool keepdim, bool mean,
+                          const char* op) {
   const node_meta m = meta_of(node);
   const shape kd = reduced_shape(m.shape, axes, all, op);
   tensor<OutT> out = empty<OutT>(kd, m.has_device ? m.dev : cpu());
   reduce_into<Op>(out, node, eager_ctx{}, mean);
   return keepdim ? out : out.reshape(drop_reduced(m.shape, axes, all));
+}
+
+template <class Op, class OutT, class E>
+auto reduce(const E& e, std::span<const int> axes, bool all, bool keepdim, bool mean, const char* op) {
+  const auto& node = to_node(e);
+  if constexpr (traced_v<std::remove_cvref_t<decltype(node)>>) {
+    // A value traced for training: record the reduction (nn/autograd/ops.hpp, found by ADL).
+    return traced_reduce<Op, OutT>(node, axes, all, keepdim, mean, op);
+  } else {
+    return eager_reduce<Op, OutT>(node, axes, all, keepdim, mean, op);
+  }
 }
 
 template <class E>
@@ -118,13 +132,18 @@ auto sum(const E& e) {
 template <expression E>
 auto sum(const E& e, int axis, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
-  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, {axis}, false, keepdim, false, "sum");
+  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, std::span<const int>(&axis, 1), false, keepdim,
+                                                                     false, "sum");
 }
 /// Sum along several axes.
 template <expression E>
-auto sum(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+auto sum(const E& e, std::span<const int> axes, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
   return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, axes, false, keepdim, false, "sum");
+}
+template <expression E>
+auto sum(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  return sum(e, std::span<const int>(axes.begin(), axes.size()), keepdim);
 }
 
 template <expression E>
@@ -137,13 +156,17 @@ template <expression E>
 auto mean(const E& e, int axis, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
   static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
-  return detail::reduce<detail::sum_reduce, T>(e, {axis}, false, keepdim, true, "mean");
+  return detail::reduce<detail::sum_reduce, T>(e, std::span<const int>(&axis, 1), false, keepdim, true, "mean");
 }
 template <expression E>
-auto mean(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+auto mean(const E& e, std::span<const int> axes, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
   static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
   return detail::reduce<detail::sum_reduce, T>(e, axes, false, keepdim, true, "mean");
+}
+template <expression E>
+auto mean(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  return mean(e, std::span<const int>(axes.begin(), axes.size()), keepdim);
 }
 
 /// Largest element (NaN if any element is NaN). For the element-wise maximum see dp::maximum.
@@ -153,7 +176,8 @@ auto max(const E& e) {
 }
 template <expression E>
 auto max(const E& e, int axis, bool keepdim = false) {
-  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, {axis}, false, keepdim, false, "max");
+  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
+                                                                       keepdim, false, "max");
 }
 template <expression E>
 auto min(const E& e) {
@@ -161,7 +185,8 @@ auto min(const E& e) {
 }
 template <expression E>
 auto min(const E& e, int axis, bool keepdim = false) {
-  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, {axis}, false, keepdim, false, "min");
+  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
+                                                                       keepdim, false, "min");
 }
 
 namespace detail {

@@ -1,0 +1,367 @@
+// The traced graph ("plan") of a training step.
+//
+// Design (see ../shared/design/AUTOGRAD.md, option 2, trace once and replay): the first step of a
+// given input shape runs `forward` eagerly with nn::var values flowing through it; every operation
+// both computes and records itself. The recording is then frozen: gradient buffers are allocated,
+// and each backward write is decided once to be a plain write (first contribution) or an
+// accumulation. Later steps with the same shapes replay the recorded operations on the same
+// buffers: no graph is built, nothing is allocated. Element-wise chains are recorded as single fused
+// operations whose backward is derived from the functors' derivatives (derive.hpp), so it fuses too.
+//
+// Values live in slots of the graph; leaves refer to slots by index through the graph, so an input
+// slot can be rebound to the next batch without copying.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/assign.hpp>
+#include <dp/expr/node.hpp>
+#include <dp/expr/operators.hpp>
+#include <dp/expr/reduce.hpp>
+#include <dp/nn/parameter.hpp>
+
+namespace dp::inline DP_ABI::nn {
+
+namespace detail {
+class graph;
+}
+
+/// A value flowing through `forward` while a training step is traced. It has a shape and a device
+/// but no readable values, so forward cannot depend on data (only on shapes), which is what makes
+/// replaying the trace correct.
+template <class V>
+class var {
+ public:
+  using value_type = V;
+
+  var(detail::graph* g, int slot, dp::shape s, dp::device d, bool no_grad = false)
+      : g_(g), slot_(slot), shape_(s), dev_(d), no_grad_(no_grad) {}
+
+  const dp::shape& shape() const noexcept { return shape_; }
+  int rank() const noexcept { return shape_.rank(); }
+  index_t numel() const noexcept { return shape_.numel(); }
+  index_t size(int dim) const { return shape_[normalize_axis(dim, rank(), "size")]; }
+  dp::device device() const noexcept { return dev_; }
+
+  // Views, recorded (their backward routes the gradient back).
+  var reshape(dp::shape target) const;
+  var view(dp::shape target) const { return reshape(target); }
+  var flatten(int start = 0, int end = -1) const;
+  var transpose(int d0, int d1) const;
+  var t() const { return transpose(0, 1); }
+  var unsqueeze(int dim) const;
+  var squeeze(int dim) const;
+
+  detail::graph* graph() const noexcept { return g_; }
+  int slot() const noexcept { return slot_; }
+  bool no_grad() const noexcept { return no_grad_; }
+
+ private:
+  detail::graph* g_;
+  int slot_;
+  dp::shape shape_;
+  dp::device dev_;
+  bool no_grad_;
+};
+
+namespace detail {
+
+/// Which element types have slots.
+template <class V>
+inline constexpr bool slot_type_v =
+    std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::int64_t>;
+
+/// A leaf reading a slot's value (or, with `grad`, its gradient) through the graph.
+template <class V>
+struct slot_node {
+  using value_type = V;
+  graph* g;
+  int slot;
+  bool grad;
+  bool no_grad;  // a detached value: constant for differentiation
+  dp::shape shape;
+  dp::device dev;
+};
+
+/// One recorded operation.
+struct op {
+  virtual ~op() = default;
+  /// Computes the outputs from the inputs (into the outputs' slots).
+  virtual void forward(graph& g) = 0;
+  /// Adds this operation's contribution to its inputs' gradients.
+  virtual void backward(graph& g) = 0;
+  /// At freeze, in reverse order: claims the gradient targets this op writes (first claim writes).
+  virtual void plan(graph& g) = 0;
+  virtual const char* name() const = 0;
+};
+
+/// A gradient destination and whether this contribution is the first (a write) or not (an add).
+template <class V>
+struct grad_target {
+  tensor<V> t;
+  bool first = false;
+  bool is_param = false;
+  bool active = false;
+};
+
+class graph {
+ public:
+  graph() = default;
+  graph(const graph&) = delete;
+  graph& operator=(const graph&) = delete;
+
+  template <class V>
+  std::vector<tensor<V>>& values() {
+    static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
+    if constexpr (std::is_same_v<V, float>) {
+      return f_.values;
+    } else if constexpr (std::is_same_v<V, double>) {
+      return d_.values;
+    } else {
+      return i_.values;
+    }
+  }
+  template <class V>
+  std::vector<tensor<V>>& grads() {
+    if constexpr (std::is_same_v<V, float>) {
+      return f_.grads;
+    } else if constexpr (std::is_same_v<V, double>) {
+      return d_.grads;
+    } else {
+      return i_.grads;
+    }
+  }
+  template <class V>
+  std::vector<std::uint8_t>& requires_grad_flags() {
+    if constexpr (std::is_same_v<V, float>) {
+      return f_.req;
+    } else if constexpr (std::is_same_v<V, double>) {
+      return d_.req;
+    } else {
+      return i_.req;
+    }
+  }
+
+  template <class V>
+  tensor<V>& value(int slot) {
+    return values<V>()[static_cast<std::size_t>(slot)];
+  }
+  template <class V>
+  tensor<V>& grad(int slot) {
+    return grads<V>()[static_cast<std::size_t>(slot)];
+  }
+  template <class V>
+  bool requires_grad(int slot) {
+    return requires_grad_flags<V>()[static_cast<std::size_t>(slot)] != 0;
+  }
+
+  /// A new slot holding `value`.
+  template <class V>
+  int add_slot(tensor<V> value, bool requires_grad) {
+    DP_CHECK(!frozen_, runtime_error, "dp: internal: a slot was added to a frozen graph");
+    values<V>().push_back(std::move(value));
+    grads<V>().emplace_back();
+    requires_grad_flags<V>().push_back(requires_grad && !std::is_integral_v<V>);
+    return static_cast<int>(values<V>().size()) - 1;
+  }
+
+  template <class V>
+  var<V> make_var(int slot) {
+    const auto& t = value<V>(slot);
+    return var<V>(this, slot, t.shape(), t.device());
+  }
+
+  /// Records an operation that has already computed its outputs.
+  void record(std::unique_ptr<op> o) { ops_.push_back(std::move(o)); }
+
+  /// Claims a gradient destination during freeze; true for the first claim (that op writes).
+  bool claim(const void* id) {
+    for (const void* c : claimed_) {
+      if (c == id) {
+        return false;
+      }
+    }
+    claimed_.push_back(id);
+    return true;
+  }
+  bool claimed(const void* id) const {
+    for (const void* c : claimed_) {
+      if (c == id) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Whether an operation's output receives a gradient: during freeze, when its consumers (planned
+  /// before it) claimed it. An output nobody differentiates (a detached value) runs no backward.
+  template <class V>
+  bool receives_grad(int slot) {
+    return requires_grad<V>(slot) && claimed(&grads<V>()[static_cast<std::size_t>(slot)]);
+  }
+
+  /// Resolves a slot-gradient target at freeze (allocated already).
+  template <class V>
+  grad_target<V> slot_target(int slot) {
+    grad_target<V> t;
+    if (!requires_grad<V>(slot)) {
+      return t;
+    }
+    t.t = grad<V>(slot);
+    t.first = claim(&grads<V>()[static_cast<std::size_t>(slot)]);
+    t.active = true;
+    return t;
+  }
+  /// A parameter-gradient target (the parameter must belong to a trainer: its grad is defined).
+  template <class V>
+  grad_target<V> param_target(const tensor<V>& param_grad) {
+    grad_target<V> t;
+    if (!param_grad.defined()) {
+      return t;
+    }
+    t.t = param_grad;
+    t.first = claim(param_grad.data());
+    t.is_param = true;
+    t.active = true;
+    return t;
+  }
+
+  /// Allocates gradients, plans every backward write (the loss's gradient is seeded by the caller),
+  /// and seals the graph.
+  template <class V>
+  void freeze(int loss_slot) {
+    alloc_grads<float>();
+    alloc_grads<double>();
+    claimed_.clear();
+    claimed_.push_back(&grads<V>()[static_cast<std::size_t>(loss_slot)]);
+    for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
+      (*it)->plan(*this);
+    }
+    frozen_ = true;
+  }
+
+  void run_forward() {
+    for (auto& o : ops_) {
+      o->forward(*this);
+    }
+  }
+  void run_backward() {
+    for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
+      (*it)->backward(*this);
+    }
+  }
+
+  bool frozen() const noexcept { return frozen_; }
+  std::size_t op_count() const noexcept { return ops_.size(); }
+
+  /// Per-step state read by operations: the step number (random streams), the global index of this
+  /// replica's first sample (so random masks do not depend on how the batch was split), and whether
+  /// parameter gradients add to pending ones (accumulation across backward calls).
+  std::uint64_t step = 0;
+  index_t sample_offset = 0;
+  bool accumulate_params = false;
+
+  /// Whether the parameter gradient `data` was written by this graph's backward.
+  bool writes_param_grad(const void* data) const { return claimed(data); }
+
+ private:
+  template <class V>
+  void alloc_grads() {
+    auto& vals = values<V>();
+    auto& gr = grads<V>();
+    auto& req = requires_grad_flags<V>();
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      if (req[i] && !gr[i].defined()) {
+        gr[i] = empty<V>(vals[i].shape(), vals[i].device());
+      }
+    }
+  }
+
+  template <class V>
+  struct slots {
+    std::vector<tensor<V>> values, grads;
+    std::vector<std::uint8_t> req;
+  };
+  slots<float> f_;
+  slots<double> d_;
+  slots<std::int64_t> i_;
+  std::vector<std::unique_ptr<op>> ops_;
+  std::vector<const void*> claimed_;
+  bool frozen_ = false;
+};
+
+/// Writes `node` into a gradient target: a write for the first contribution, else an addition.
+/// An expression smaller than the target (the gradient of a reduction) is broadcast. One larger than
+/// the target (the gradient of a broadcast operand) is first evaluated at its full shape and then
+/// summed: the reduction then runs on a plain tensor, which is compiled once for all gradients
+/// instead of once per gradient expression (a derived model's compile time depends on this).
+template <class V, class Node>
+void apply_grad(graph& g, const grad_target<V>& t, const Node& node) {
+  const bool acc = !t.first || (t.is_param && g.accumulate_params);
+  tensor<V> dst = t.t;
+  const dp::shape& s = dp::detail::meta_of(node).shape;
+  if (broadcastable_to(s, dst.shape())) {
+    if (acc) {
+      dp::detail::assign_node<true>(dst, node, dp::detail::eager_ctx{});
+    } else {
+      dp::detail::assign_node<false>(dst, node, dp::detail::eager_ctx{});
+    }
+  } else {
+    tensor<V> full = empty<V>(s, dst.device());
+    dp::detail::assign_node(full, node, dp::detail::eager_ctx{});
+    dp::detail::reduce_into<dp::detail::sum_reduce>(dst, dp::detail::tensor_node<V>{full}, dp::detail::eager_ctx{},
+                                                    false, acc);
+  }
+}
+
+/// Zeroes a first-claimed target that receives nothing (a structurally zero gradient).
+template <class V>
+void apply_zero_grad(graph& g, const grad_target<V>& t) {
+  const bool acc = !t.first || (t.is_param && g.accumulate_params);
+  if (!acc) {
+    tensor<V>(t.t).fill(V(0));
+  }
+}
+
+}  // namespace detail
+}  // namespace dp::inline DP_ABI::nn
+
+namespace dp::inline DP_ABI::detail {
+
+template <class V>
+struct leaf_traits<nn::detail::slot_node<V>> {
+  static constexpr bool is_leaf = true;
+  static node_meta meta(const nn::detail::slot_node<V>& n) { return {n.shape, n.dev, true}; }
+  static const tensor<V>& get(const nn::detail::slot_node<V>& n) {
+    return n.grad ? n.g->template grad<V>(n.slot) : n.g->template value<V>(n.slot);
+  }
+  template <class Ctx>
+  static leaf_view view(const nn::detail::slot_node<V>& n, const Ctx&) {
+    const tensor<V>& t = get(n);
+    return {t.storage().get(), t.storage_offset(), t.shape(), t.strides(), sizeof(V)};
+  }
+  template <class Ctx>
+  static load_eval<V> make(const nn::detail::slot_node<V>& n, const Ctx&, const index_t* st, int rank) {
+    return make_load_eval<V>(get(n).data(), st, rank);
+  }
+};
+
+template <class V>
+inline constexpr bool traced_leaf_v<nn::detail::slot_node<V>> = true;
+
+template <class V>
+struct operand_adapter<nn::var<V>> {
+  using node_type = nn::detail::slot_node<V>;
+  static node_type make(const nn::var<V>& v) {
+    return {v.graph(), v.slot(), false, v.no_grad(), v.shape(), v.device()};
+  }
+};
+
+}  // namespace dp::inline DP_ABI::detail

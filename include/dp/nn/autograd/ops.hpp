@@ -1,0 +1,535 @@
+// The generic recorded operations: fused element-wise expressions, reductions, matrix products,
+// views and side effects on buffers, plus the functions that record them when traced values flow
+// through dp's ordinary API (expressions, dp::sum/mean/max/min, dp::matmul, var views).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include <dp/exec/assign.hpp>
+#include <dp/expr/matmul.hpp>
+#include <dp/expr/reduce.hpp>
+#include <dp/nn/autograd/derive.hpp>
+#include <dp/nn/autograd/graph.hpp>
+
+namespace dp::inline DP_ABI::nn::detail {
+
+namespace dd = dp::detail;
+
+template <class X>
+struct is_var : std::false_type {};
+template <class V>
+struct is_var<var<V>> : std::true_type {};
+
+/// A traced expression: a var, or an expression with at least one var leaf.
+template <class X>
+concept traced = is_var<std::remove_cvref_t<X>>::value || (dp::expression<X> && dd::traced_v<dd::node_of<X>>);
+
+/// The graph a traced node records into (that of its first var leaf).
+template <class Node>
+graph* graph_of(const Node& n) {
+  graph* g = nullptr;
+  auto fn = [&](const auto& leaf) {
+    using L = std::remove_cvref_t<decltype(leaf)>;
+    if constexpr (dd::traced_leaf_v<L>) {
+      if (!g) {
+        g = leaf.g;
+      }
+    }
+  };
+  dd::for_each_leaf(n, fn);
+  return g;
+}
+
+/// Whether any leaf of the node carries a gradient (a var that requires one, or a trainer's parameter).
+template <class Node>
+bool any_requires_grad(const Node& n) {
+  bool r = false;
+  auto fn = [&](const auto& leaf) {
+    using L = std::remove_cvref_t<decltype(leaf)>;
+    if constexpr (dd::traced_leaf_v<L>) {
+      r = r || (!leaf.no_grad && leaf.g->template requires_grad<typename L::value_type>(leaf.slot));
+    } else if constexpr (requires {
+                           leaf.grad.defined();
+                           leaf.id;
+                         }) {
+      r = r || leaf.grad.defined();
+    }
+  };
+  dd::for_each_leaf(n, fn);
+  return r;
+}
+
+/// The gradient target of leaf K of a node (inactive unless it is a var or parameter of type V).
+template <class V, std::size_t K, class Node>
+grad_target<V> leaf_target(graph& g, const Node& node) {
+  const auto& leaf = leaf_at<K>(node);
+  using L = std::remove_cvref_t<decltype(leaf)>;
+  if constexpr (std::is_same_v<L, slot_node<V>>) {
+    if (!leaf.no_grad && !leaf.grad) {
+      return g.slot_target<V>(leaf.slot);
+    }
+  } else if constexpr (std::is_same_v<L, dd::param_node<V>>) {
+    return g.param_target<V>(leaf.grad);
+  }
+  return {};
+}
+
+/// Plans (in leaf order) and applies the gradients of every leaf of `node` given the gradient
+/// expression `root` that reaches the node's output.
+template <class V, class Node>
+struct expr_backward {
+  static constexpr std::size_t L = static_cast<std::size_t>(dd::leaf_count_v<Node>);
+  std::array<grad_target<V>, L> targets{};
+
+  void plan(graph& g, const Node& node) {
+    [&]<std::size_t... K>(std::index_sequence<K...>) {
+      ((targets[K] = leaf_target<V, K>(g, node)), ...);
+    }(std::make_index_sequence<L>{});
+  }
+  template <class Root>
+  void apply(graph& g, const Node& node, const Root& root) {
+    [&]<std::size_t... K>(std::index_sequence<K...>) {
+      (apply_one<K>(g, node, root), ...);
+    }(std::make_index_sequence<L>{});
+  }
+  template <std::size_t K, class Root>
+  void apply_one(graph& g, const Node& node, const Root& root) {
+    if (!targets[K].active) {
+      return;
+    }
+    auto ge = leaf_grad<K>(node, root);
+    if constexpr (std::is_same_v<decltype(ge), zero_grad>) {
+      apply_zero_grad(g, targets[K]);
+    } else {
+      apply_grad(g, targets[K], ge);
+    }
+  }
+};
+
+template <class V>
+slot_node<V> grad_node(graph& g, int slot) {
+  const auto& t = g.value<V>(slot);
+  return {&g, slot, true, true, t.shape(), t.device()};
+}
+
+// ------------------------------------------------------------------------------------------ fused
+template <class V, class Node>
+struct fused_op final : op {
+  Node node;
+  int out;
+  expr_backward<V, Node> bw;
+
+  fused_op(Node n, int o) : node(std::move(n)), out(o) {}
+  const char* name() const override { return "fused element-wise"; }
+  void forward(graph& g) override { dd::assign_node(g.value<V>(out), node, dd::eager_ctx{}); }
+  bool active = false;
+  void plan(graph& g) override {
+    active = g.receives_grad<V>(out);
+    if (active) {
+      bw.plan(g, node);
+    }
+  }
+  void backward(graph& g) override {
+    if (active) {
+      bw.apply(g, node, grad_node<V>(g, out));
+    }
+  }
+};
+
+/// Records `node` as one fused operation and returns its value as a var.
+template <class Node>
+auto record_fused(const Node& node) {
+  using V = typename Node::value_type;
+  if constexpr (std::is_same_v<V, bool>) {
+    return record_fused(dd::make_unary_node(dd::cast_op<float>{}, node));
+  } else {
+    static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
+    graph& g = *graph_of(node);
+    const dd::node_meta m = dd::meta_of(node);
+    const int out = g.add_slot<V>(empty<V>(m.shape, m.has_device ? m.dev : dp::cpu()), any_requires_grad(node));
+    auto o = std::make_unique<fused_op<V, Node>>(node, out);
+    o->forward(g);
+    g.record(std::move(o));
+    return g.make_var<V>(out);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ side effect
+/// Writes an expression into a buffer during forward (running statistics); no gradient.
+template <class V, class Node>
+struct side_effect_op final : op {
+  tensor<V> target;
+  Node node;
+  side_effect_op(tensor<V> t, Node n) : target(std::move(t)), node(std::move(n)) {}
+  const char* name() const override { return "buffer update"; }
+  void forward(graph&) override { dd::assign_node(target, node, dd::eager_ctx{}); }
+  void plan(graph&) override {}
+  void backward(graph&) override {}
+};
+
+// ------------------------------------------------------------------------------------------ reduce
+template <class Op, class V, class Node>
+struct reduce_op final : op {
+  Node node;
+  int out;  // keepdim shape
+  bool mean;
+  expr_backward<V, Node> bw;
+
+  reduce_op(Node n, int o, bool m) : node(std::move(n)), out(o), mean(m) {}
+  const char* name() const override { return Op::name; }
+  void forward(graph& g) override { dd::reduce_into<Op>(g.value<V>(out), node, dd::eager_ctx{}, mean); }
+  bool active = false;
+  void plan(graph& g) override {
+    active = g.receives_grad<V>(out);
+    if (active) {
+      bw.plan(g, node);
+    }
+  }
+  void backward(graph& g) override {
+    if (!active) {
+      return;
+    }
+    // The gradient of a reduction is its output gradient spread over the reduced input: a
+    // broadcast view (no copy) of the input's shape, so leaves broadcast inside the reduced
+    // expression are summed over every position they covered.
+    const dp::shape in_shape = dd::meta_of(node).shape;
+    dd::tensor_node<V> gn{g.grad<V>(out).broadcast_to(in_shape)};
+    if constexpr (std::is_same_v<Op, dd::sum_reduce>) {
+      if (mean) {
+        const V scale = V(g.value<V>(out).numel()) / V(dd::meta_of(node).shape.numel());
+        bw.apply(g, node, dd::make_binary_node(dd::mul_op{}, gn, dd::scalar_node<V>{scale}));
+      } else {
+        bw.apply(g, node, gn);
+      }
+    } else {  // max / min: the gradient goes to every element equal to the result
+      const dd::tensor_node<V> val{g.value<V>(out).broadcast_to(in_shape)};
+      bw.apply(g, node,
+               dd::make_select_node(dd::make_binary_node(dd::equal_op{}, node, val), gn, dd::scalar_node<V>{V(0)}));
+    }
+  }
+};
+
+// ------------------------------------------------------------------------------------------ views
+enum class view_kind : std::uint8_t { reshape, transpose };
+
+template <class V>
+struct view_op final : op {
+  int in, out;
+  view_kind kind;
+  dp::shape target;  // reshape: the new shape
+  int d0 = 0, d1 = 0;
+  grad_target<V> t;
+
+  const char* name() const override { return "view"; }
+  tensor<V> make(const tensor<V>& x) const {
+    return kind == view_kind::reshape ? x.reshape(target) : x.transpose(d0, d1);
+  }
+  void forward(graph& g) override { g.value<V>(out) = make(g.value<V>(in)); }
+  void plan(graph& g) override {
+    if (g.receives_grad<V>(out)) {
+      t = g.slot_target<V>(in);
+    }
+  }
+  void backward(graph& g) override {
+    if (!t.active) {
+      return;
+    }
+    const tensor<V>& go = g.grad<V>(out);
+    const tensor<V> back = kind == view_kind::reshape ? go.reshape(g.value<V>(in).shape()) : go.transpose(d0, d1);
+    apply_grad(g, t, dd::tensor_node<V>{back});
+  }
+};
+
+template <class V>
+var<V> record_view(const var<V>& x, view_kind kind, dp::shape target, int d0, int d1) {
+  graph& g = *x.graph();
+  auto o = std::make_unique<view_op<V>>();
+  o->in = x.slot();
+  o->kind = kind;
+  o->target = target;
+  o->d0 = d0;
+  o->d1 = d1;
+  tensor<V> v = o->make(g.value<V>(x.slot()));
+  DP_CHECK(kind != view_kind::reshape || v.shares_storage(g.value<V>(x.slot())), runtime_error,
+           "dp: internal: a traced reshape of a non-contiguous value");
+  o->out = g.add_slot<V>(std::move(v), g.requires_grad<V>(x.slot()) && !x.no_grad());
+  const int out = o->out;
+  g.record(std::move(o));
+  return g.make_var<V>(out);
+}
+
+// ------------------------------------------------------------------------------------------ matmul
+/// An operand of a traced matrix product: a slot, or a parameter/constant tensor.
+template <class V>
+struct mm_operand {
+  int slot = -1;
+  bool no_grad = false;
+  tensor<V> value;  // parameters and constants
+  tensor<V> grad;   // parameters (undefined for constants)
+  bool trans = false;
+
+  tensor<V> get(graph& g) const {
+    const tensor<V>& v = slot >= 0 ? g.value<V>(slot) : value;
+    return trans ? v.t() : v;
+  }
+};
+
+template <class V>
+struct matmul_op final : op {
+  mm_operand<V> a, b;
+  int out;
+  grad_target<V> ta, tb;
+
+  const char* name() const override { return "matmul"; }
+  void forward(graph& g) override { dd::matmul_into(g.value<V>(out), a.get(g), b.get(g)); }
+  grad_target<V> target_of(graph& g, const mm_operand<V>& x) {
+    if (x.slot >= 0) {
+      return x.no_grad ? grad_target<V>{} : g.slot_target<V>(x.slot);
+    }
+    return g.param_target<V>(x.grad);
+  }
+  void plan(graph& g) override {
+    if (g.receives_grad<V>(out)) {
+      ta = target_of(g, a);
+      tb = target_of(g, b);
+    }
+  }
+  static V beta(graph& g, const grad_target<V>& t) {
+    return (!t.first || (t.is_param && g.accumulate_params)) ? V(1) : V(0);
+  }
+  void backward(graph& g) override {
+    const tensor<V>& go = g.grad<V>(out);
+    if (ta.active) {  // d op(A) = G op(B)^T; stored A^T when transposed
+      const tensor<V> opb = b.get(g);
+      if (a.trans) {
+        dd::matmul_into(ta.t, opb, go.t(), V(1), beta(g, ta));
+      } else {
+        dd::matmul_into(ta.t, go, opb.t(), V(1), beta(g, ta));
+      }
+    }
+    if (tb.active) {  // d op(B) = op(A)^T G
+      const tensor<V> opa = a.get(g);
+      if (b.trans) {
+        dd::matmul_into(tb.t, go.t(), opa, V(1), beta(g, tb));
+      } else {
+        dd::matmul_into(tb.t, opa.t(), go, V(1), beta(g, tb));
+      }
+    }
+  }
+};
+
+template <class V>
+mm_operand<V> as_operand(const var<V>& v) {
+  mm_operand<V> o;
+  o.slot = v.slot();
+  o.no_grad = v.no_grad();
+  return o;
+}
+template <class V>
+mm_operand<V> as_operand(const parameter<V>& p) {
+  mm_operand<V> o;
+  o.value = p.value();
+  o.grad = p.grad();
+  return o;
+}
+template <class V>
+mm_operand<V> as_operand(const tensor<V>& t) {
+  mm_operand<V> o;
+  o.value = t;
+  return o;
+}
+
+template <class V>
+var<V> record_matmul(graph& g, mm_operand<V> a, mm_operand<V> b) {
+  const tensor<V> va = a.get(g), vb = b.get(g);
+  DP_CHECK(va.rank() == 2 && vb.rank() == 2, shape_error, "dp: traced matmul takes 2-D operands, got ", va.shape(),
+           " and ", vb.shape(), "; flatten leading dimensions first");
+  DP_CHECK(va.shape()[1] == vb.shape()[0], shape_error, "dp: matmul: shapes ", va.shape(), " and ", vb.shape(),
+           " do not fit: the inner dimensions differ (", va.shape()[1], " vs ", vb.shape()[0], ")");
+  const bool rg = (a.slot >= 0 ? (!a.no_grad && g.requires_grad<V>(a.slot)) : a.grad.defined()) ||
+                  (b.slot >= 0 ? (!b.no_grad && g.requires_grad<V>(b.slot)) : b.grad.defined());
+  auto o = std::make_unique<matmul_op<V>>();
+  o->a = std::move(a);
+  o->b = std::move(b);
+  o->out = g.add_slot<V>(empty<V>({va.shape()[0], vb.shape()[1]}, va.device()), rg);
+  o->forward(g);
+  const int out = o->out;
+  g.record(std::move(o));
+  return g.make_var<V>(out);
+}
+
+// ------------------------------------------------------------------------------------------ materialize
+/// A tensor or var holding the value of `x` (an expression is evaluated, or recorded when traced).
+template <class X>
+auto materialize(const X& x) {
+  using Xr = std::remove_cvref_t<X>;
+  if constexpr (tensor_type<Xr>) {
+    return tensor<typename Xr::value_type>(x);
+  } else if constexpr (is_var<Xr>::value) {
+    return x;
+  } else if constexpr (parameter_type<Xr> || buffer_type<Xr>) {
+    return x.value();
+  } else {
+    static_assert(dp::expression<X>, "dp: expected a tensor, an expression or a traced value");
+    const auto& node = dd::to_node(x);
+    using Node = std::remove_cvref_t<decltype(node)>;
+    if constexpr (dd::traced_v<Node>) {
+      return record_fused(node);
+    } else {
+      return tensor<typename Node::value_type>(x);
+    }
+  }
+}
+
+/// The type materialize gives.
+template <class X>
+using value_t = decltype(materialize(std::declval<const X&>()));
+
+}  // namespace dp::inline DP_ABI::nn::detail
+
+// ------------------------------------------------------------------------------------------ var views
+namespace dp::inline DP_ABI::nn {
+
+template <class V>
+var<V> var<V>::reshape(dp::shape target) const {
+  int unknown = -1;
+  index_t known = 1;
+  for (int i = 0; i < target.rank(); ++i) {
+    if (target[i] == -1) {
+      DP_CHECK(unknown < 0, shape_error, "dp: reshape: only one extent of ", target, " may be -1");
+      unknown = i;
+    } else {
+      known *= target[i];
+    }
+  }
+  if (unknown >= 0) {
+    DP_CHECK(known != 0 && numel() % known == 0, shape_error, "dp: reshape: cannot reshape ", shape_, " to ", target);
+    target[unknown] = numel() / known;
+  }
+  DP_CHECK(target.numel() == numel(), shape_error, "dp: reshape: cannot reshape ", shape_, " (", numel(),
+           " elements) to ", target);
+  if (!g_->template value<V>(slot_).is_contiguous()) {  // a transposed value: copy it first, as torch.reshape does
+    return detail::record_fused(dp::detail::to_node(*this)).reshape(target);
+  }
+  return detail::record_view(*this, detail::view_kind::reshape, target, 0, 0);
+}
+
+template <class V>
+var<V> var<V>::flatten(int start, int end) const {
+  if (rank() == 0) {
+    return reshape({1});
+  }
+  const int s = normalize_axis(start, rank(), "flatten"), e = normalize_axis(end, rank(), "flatten");
+  dp::shape target;
+  index_t merged = 1;
+  for (int i = 0; i < rank(); ++i) {
+    if (i < s || i > e) {
+      target.push_back(shape_[i]);
+    } else {
+      merged *= shape_[i];
+      if (i == e) {
+        target.push_back(merged);
+      }
+    }
+  }
+  return reshape(target);
+}
+
+template <class V>
+var<V> var<V>::transpose(int d0, int d1) const {
+  const int a = normalize_axis(d0, rank(), "transpose"), b = normalize_axis(d1, rank(), "transpose");
+  return detail::record_view(*this, detail::view_kind::transpose, {}, a, b);
+}
+
+template <class V>
+var<V> var<V>::unsqueeze(int dim) const {
+  const int d = dim < 0 ? dim + rank() + 1 : dim;
+  DP_CHECK(d >= 0 && d <= rank(), value_error, "dp: unsqueeze: position ", dim, " is out of range for rank ", rank());
+  dp::shape t = shape_;
+  t.insert(d, 1);
+  return reshape(t);
+}
+
+template <class V>
+var<V> var<V>::squeeze(int dim) const {
+  const int d = normalize_axis(dim, rank(), "squeeze");
+  DP_CHECK(shape_[d] == 1, shape_error, "dp: squeeze: dimension ", d, " of shape ", shape_, " has size ", shape_[d],
+           ", expected 1");
+  dp::shape t = shape_;
+  t.erase(d);
+  return reshape(t);
+}
+
+/// A value that flows on without a gradient (like torch's detach()).
+template <class V>
+var<V> detach(const var<V>& v) {
+  return var<V>(v.graph(), v.slot(), v.shape(), v.device(), true);
+}
+template <class V>
+tensor<V> detach(const tensor<V>& t) {
+  return t;
+}
+
+}  // namespace dp::inline DP_ABI::nn
+
+// ------------------------------------------------------------------------------------------ dp API hooks
+namespace dp::inline DP_ABI::nn::detail {
+
+/// dp::sum/mean/max/min of a traced expression record a reduction (found by argument-dependent lookup
+/// from expr/reduce.hpp: every traced expression has a slot_node of this namespace among its types).
+template <class Op, class OutT, class Node>
+auto traced_reduce(const Node& node, std::span<const int> axes, bool all, bool keepdim, bool mean, const char* op) {
+  using V = typename Node::value_type;
+  static_assert(std::is_floating_point_v<V>, "dp: traced reductions need floating-point values");
+  graph& g = *graph_of(node);
+  const dd::node_meta m = dd::meta_of(node);
+  const dp::shape kd = dd::reduced_shape(m.shape, axes, all, op);
+  const bool rg = any_requires_grad(node);
+  const int out = g.add_slot<V>(empty<V>(kd, m.has_device ? m.dev : dp::cpu()), rg);
+  auto o = std::make_unique<reduce_op<Op, V, Node>>(node, out, mean);
+  if (m.shape.numel() == 0 && !std::is_same_v<Op, dd::sum_reduce>) {
+    throw value_error(dd::concat("dp: ", op, " of an empty tensor (shape ", m.shape, ") has no value"));
+  }
+  o->forward(g);
+  g.record(std::move(o));
+  var<V> v = g.make_var<V>(out);
+  return keepdim ? v : v.reshape(dd::drop_reduced(m.shape, axes, all));
+}
+
+}  // namespace dp::inline DP_ABI::nn::detail
+
+namespace dp::inline DP_ABI {
+
+/// matmul of traced operands (vars, traced expressions, parameters): 2-D, recorded with its backward.
+template <class A, class B>
+  requires(nn::detail::traced<A> || nn::detail::traced<B>)
+auto matmul(const A& a, const B& b) {
+  auto operand = [](const auto& x) {
+    using X = std::remove_cvref_t<decltype(x)>;
+    if constexpr (nn::parameter_type<X> || tensor_type<X>) {
+      return nn::detail::as_operand(x);
+    } else {
+      return nn::detail::as_operand(nn::detail::materialize(x));
+    }
+  };
+  auto oa = operand(a);
+  auto ob = operand(b);
+  nn::detail::graph* g = nullptr;
+  auto find = [&](const auto& x) {
+    using X = std::remove_cvref_t<decltype(x)>;
+    if constexpr (nn::detail::is_var<X>::value) {
+      g = x.graph();
+    } else if constexpr (nn::detail::traced<X>) {
+      g = nn::detail::graph_of(detail::to_node(x));
+    }
+  };
+  find(b);
+  find(a);
+  return nn::detail::record_matmul(*g, std::move(oa), std::move(ob));
+}
+
+}  // namespace dp::inline DP_ABI

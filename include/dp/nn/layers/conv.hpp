@@ -1,0 +1,180 @@
+// nn::conv2d<In, Out, K, Stride, Padding>: 2-D convolution of [N, In, H, W] by im2col and GEMM
+// (PyTorch's initialisation: U(-b, b) with b = 1/sqrt(In*K*K) for weight and bias). Backward: two
+// GEMMs and col2im written as a gather (each input element sums the columns that read it), so no
+// atomics are needed and the result does not depend on thread count.
+#pragma once
+
+#include <cmath>
+#include <memory>
+
+#include <dp/exec/for_each.hpp>
+#include <dp/expr/matmul.hpp>
+#include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/functional.hpp>
+#include <dp/nn/parameter.hpp>
+
+namespace dp::inline DP_ABI::nn {
+namespace detail {
+
+struct conv_geometry {
+  index_t n, c, h, w, k, s, p, ho, wo;
+  index_t ckk() const { return c * k * k; }
+  index_t hw_out() const { return ho * wo; }
+};
+
+template <class T>
+struct im2col_fn {
+  const T* x;
+  T* col;  // [N, C*K*K, Ho*Wo]
+  conv_geometry g;
+  DP_HOST_DEVICE void operator()(index_t e) const {
+    const index_t o = e % (g.ho * g.wo), r = (e / (g.ho * g.wo)) % (g.c * g.k * g.k),
+                  n = e / (g.ho * g.wo * g.c * g.k * g.k);
+    const index_t c = r / (g.k * g.k), kh = (r / g.k) % g.k, kw = r % g.k;
+    const index_t h = (o / g.wo) * g.s - g.p + kh, w = (o % g.wo) * g.s - g.p + kw;
+    col[e] = (h >= 0 && h < g.h && w >= 0 && w < g.w) ? x[((n * g.c + c) * g.h + h) * g.w + w] : T(0);
+  }
+};
+
+template <class T>
+struct col2im_fn {
+  const T* dcol;
+  T* dx;  // [N, C, H, W]
+  conv_geometry g;
+  bool accumulate;
+  DP_HOST_DEVICE void operator()(index_t e) const {
+    const index_t w = e % g.w, h = (e / g.w) % g.h, c = (e / (g.w * g.h)) % g.c, n = e / (g.w * g.h * g.c);
+    T acc = T(0);
+    for (index_t kh = 0; kh < g.k; ++kh) {
+      const index_t th = h + g.p - kh;
+      if (th < 0 || th % g.s != 0 || th / g.s >= g.ho) {
+        continue;
+      }
+      for (index_t kw = 0; kw < g.k; ++kw) {
+        const index_t tw = w + g.p - kw;
+        if (tw < 0 || tw % g.s != 0 || tw / g.s >= g.wo) {
+          continue;
+        }
+        const index_t r = (c * g.k + kh) * g.k + kw;
+        acc += dcol[(n * g.ckk() + r) * g.hw_out() + (th / g.s) * g.wo + tw / g.s];
+      }
+    }
+    dx[e] = accumulate ? dx[e] + acc : acc;
+  }
+};
+
+template <class T>
+void im2col(const tensor<T>& x, const tensor<T>& col, const conv_geometry& g) {
+  dp::detail::for_each_index(x.device(), col.numel(), im2col_fn<T>{x.data(), col.data(), g});
+}
+
+template <class T>
+struct conv2d_op final : op {
+  int in, out;                    // in: [N, C, H, W]; out: [N, O, Ho*Wo]
+  tensor<T> weight, weight_grad;  // [O, C*K*K] views
+  conv_geometry geo{};
+  tensor<T> col, dcol;
+  grad_target<T> tx, tw;
+
+  const char* name() const override { return "conv2d"; }
+  void forward(graph& g) override {
+    im2col(g.value<T>(in), col, geo);
+    dp::detail::matmul_into(g.value<T>(out), weight.unsqueeze(0), col);
+  }
+  void plan(graph& g) override {
+    if (g.receives_grad<T>(out)) {
+      tx = g.slot_target<T>(in);
+      tw = g.param_target<T>(weight_grad);
+    }
+  }
+  void backward(graph& g) override {
+    const tensor<T>& go = g.grad<T>(out);  // [N, O, Ho*Wo]
+    if (tw.active) {
+      for (index_t n = 0; n < geo.n; ++n) {
+        const bool add = n > 0 || !tw.first || g.accumulate_params;
+        dp::detail::matmul_into(tw.t, go[n], col[n].t(), T(1), add ? T(1) : T(0));
+      }
+    }
+    if (tx.active) {
+      dp::detail::matmul_into(dcol, weight.t().unsqueeze(0), go);
+      dp::detail::for_each_index(dcol.device(), g.value<T>(in).numel(),
+                                 col2im_fn<T>{dcol.data(), tx.t.data(), geo, !tx.first});
+    }
+  }
+};
+
+}  // namespace detail
+
+template <index_t In, index_t Out, index_t K, index_t Stride = 1, index_t Padding = 0, class T = float,
+          bool Bias = true>
+struct conv2d {
+  static_assert(In > 0 && Out > 0 && K > 0 && Stride > 0 && Padding >= 0, "dp: conv2d needs positive sizes");
+  static constexpr index_t in_features = In;  // channels, for nn::sequential's width check
+  static constexpr index_t out_features = Out;
+  using value_type = T;
+
+  parameter<T> weight{init::uniform<T>({Out, In, K, K}, T(1) / std::sqrt(T(In * K * K)))};
+  parameter<T> bias{Bias ? init::uniform<T>({Out}, T(1) / std::sqrt(T(In * K * K))) : tensor<T>{}};
+
+  static void dp_members(auto& self, auto&& f) {
+    f("weight", self.weight);
+    if constexpr (Bias) {
+      f("bias", self.bias);
+    }
+  }
+
+  template <class X>
+  auto forward(const X& x) const {
+    auto in = detail::materialize(x);
+    DP_CHECK(in.rank() == 4 && in.shape()[1] == In, shape_error, "dp: conv2d<", In, ", ", Out, ", ", K,
+             ">: the input has shape ", in.shape(), " but must be [N, ", In, ", H, W]");
+    const detail::conv_geometry g{in.shape()[0],
+                                  In,
+                                  in.shape()[2],
+                                  in.shape()[3],
+                                  K,
+                                  Stride,
+                                  Padding,
+                                  (in.shape()[2] + 2 * Padding - K) / Stride + 1,
+                                  (in.shape()[3] + 2 * Padding - K) / Stride + 1};
+    DP_CHECK(g.ho > 0 && g.wo > 0, shape_error, "dp: conv2d: a ", K, "x", K, " kernel does not fit the input of shape ",
+             in.shape(), " with padding ", Padding);
+    const tensor<T> w2 = weight.value().reshape({Out, In * K * K});
+    auto y = [&] {
+      if constexpr (detail::is_var<decltype(in)>::value) {
+        detail::graph& gr = *in.graph();
+        auto o = std::make_unique<detail::conv2d_op<T>>();
+        o->in = in.slot();
+        o->weight = w2;
+        o->weight_grad = weight.grad().defined() ? weight.grad().reshape({Out, In * K * K}) : tensor<T>{};
+        o->geo = g;
+        o->col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
+        o->dcol = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
+        o->out = gr.add_slot<T>(empty<T>({g.n, Out, g.hw_out()}, in.device()),
+                                gr.requires_grad<T>(in.slot()) || weight.grad().defined());
+        o->forward(gr);
+        const int out = o->out;
+        gr.record(std::move(o));
+        return gr.make_var<T>(out);
+      } else {
+        tensor<T> col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
+        detail::im2col(in.contiguous(), col, g);
+        tensor<T> out = empty<T>({g.n, Out, g.hw_out()}, in.device());
+        dp::detail::matmul_into(out, w2.unsqueeze(0), col);
+        return out;
+      }
+    }();
+    auto y4 = y.reshape({g.n, Out, g.ho, g.wo});
+    if constexpr (Bias) {
+      return y4 + detail::param_view(bias, {Out, 1, 1});
+    } else {
+      return y4 * T(1);
+    }
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    return forward(x);
+  }
+};
+
+}  // namespace dp::inline DP_ABI::nn

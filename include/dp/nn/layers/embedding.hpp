@@ -1,0 +1,128 @@
+// nn::embedding<Num, Dim>: rows of a [Num, Dim] table picked by int64 indices (N(0, 1) init, as in
+// PyTorch). Backward adds each output row's gradient to its table row, parallel over the Dim
+// columns so no two threads write the same element (deterministic on the host).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <dp/exec/for_each.hpp>
+#include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/parameter.hpp>
+
+namespace dp::inline DP_ABI::nn {
+namespace detail {
+
+template <class T>
+struct embedding_gather {
+  const T* table;
+  const std::int64_t* idx;
+  T* out;
+  index_t dim;
+  DP_HOST_DEVICE void operator()(index_t e) const { out[e] = table[idx[e / dim] * dim + e % dim]; }
+};
+
+template <class T>
+struct embedding_scatter {  // one column per call: deterministic order over rows
+  const T* grad;
+  const std::int64_t* idx;
+  T* dtable;
+  index_t rows, dim;
+  DP_HOST_DEVICE void operator()(index_t d) const {
+    for (index_t r = 0; r < rows; ++r) {
+      dtable[idx[r] * dim + d] += grad[r * dim + d];
+    }
+  }
+};
+
+inline void check_indices(const tensor<std::int64_t>& idx, index_t num) {
+  if (!idx.device().is_cpu()) {
+    return;  // checked on the host only (reading device memory each step would cost a synchronisation)
+  }
+  const std::int64_t* p = idx.data();
+  for (index_t i = 0; i < idx.numel(); ++i) {
+    DP_CHECK(p[i] >= 0 && p[i] < num, value_error, "dp: embedding: index ", p[i], " at position ", i,
+             " is outside [0, ", num, ")");
+  }
+}
+
+template <class T>
+struct embedding_op final : op {
+  int idx_slot, out;
+  tensor<T> table, table_grad;
+  index_t num;
+  grad_target<T> t;
+
+  const char* name() const override { return "embedding"; }
+  void forward(graph& g) override {
+    const tensor<std::int64_t>& idx = g.value<std::int64_t>(idx_slot);
+    check_indices(idx, num);
+    const index_t dim = table.shape()[1];
+    dp::detail::for_each_index(table.device(), idx.numel() * dim,
+                               embedding_gather<T>{table.data(), idx.data(), g.value<T>(out).data(), dim});
+  }
+  void plan(graph& g) override {
+    if (g.receives_grad<T>(out)) {
+      t = g.param_target<T>(table_grad);
+    }
+  }
+  void backward(graph& g) override {
+    if (!t.active) {
+      return;
+    }
+    if (t.first && !g.accumulate_params) {
+      tensor<T>(t.t).fill(T(0));
+    }
+    const tensor<std::int64_t>& idx = g.value<std::int64_t>(idx_slot);
+    const index_t dim = table.shape()[1];
+    dp::detail::for_each_index(
+        table.device(), dim, embedding_scatter<T>{g.grad<T>(out).data(), idx.data(), t.t.data(), idx.numel(), dim}, 1);
+  }
+};
+
+}  // namespace detail
+
+template <index_t Num, index_t Dim, class T = float>
+struct embedding {
+  static_assert(Num > 0 && Dim > 0, "dp: embedding<Num, Dim> needs positive sizes");
+  static constexpr index_t out_features = Dim;
+  using value_type = T;
+  parameter<T> weight{init::normal<T>({Num, Dim}, T(1))};
+
+  static void dp_members(auto& self, auto&& f) { f("weight", self.weight); }
+
+  template <class X>
+  auto forward(const X& x) const {
+    auto idx = detail::materialize(x);
+    static_assert(std::is_same_v<typename decltype(idx)::value_type, std::int64_t>,
+                  "dp: embedding takes int64 indices (dp::tensor<std::int64_t>)");
+    dp::shape out = idx.shape();
+    out.push_back(Dim);
+    if constexpr (detail::is_var<decltype(idx)>::value) {
+      detail::graph& g = *idx.graph();
+      auto o = std::make_unique<detail::embedding_op<T>>();
+      o->idx_slot = idx.slot();
+      o->table = weight.value();
+      o->table_grad = weight.grad();
+      o->num = Num;
+      o->out = g.add_slot<T>(empty<T>(out, weight.device()), weight.grad().defined());
+      o->forward(g);
+      const int slot = o->out;
+      g.record(std::move(o));
+      return g.make_var<T>(slot);
+    } else {
+      const tensor<std::int64_t> c = idx.contiguous();
+      detail::check_indices(c, Num);
+      tensor<T> y = empty<T>(out, weight.device());
+      dp::detail::for_each_index(weight.device(), c.numel() * Dim,
+                                 detail::embedding_gather<T>{weight.value().data(), c.data(), y.data(), Dim});
+      return y;
+    }
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    return forward(x);
+  }
+};
+
+}  // namespace dp::inline DP_ABI::nn

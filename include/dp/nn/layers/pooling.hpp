@@ -1,0 +1,165 @@
+// nn::max_pool2d<K, Stride, Padding>: maximum over K x K windows of [N, C, H, W] (padding counts as
+// -infinity; the first maximum of a window wins, as in PyTorch). Forward remembers each window's
+// winner; backward is a gather (each input element sums the gradients of the windows it won).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include <dp/exec/for_each.hpp>
+#include <dp/nn/autograd/ops.hpp>
+
+namespace dp::inline DP_ABI::nn {
+namespace detail {
+
+struct pool_geometry {
+  index_t n, c, h, w, k, s, p, ho, wo;
+};
+
+template <class T>
+struct maxpool_fwd {
+  const T* x;
+  T* y;
+  std::int64_t* arg;  // index of the winner within the (n, c) plane
+  pool_geometry g;
+  DP_HOST_DEVICE void operator()(index_t e) const {
+    const index_t ow = e % g.wo, oh = (e / g.wo) % g.ho, plane = e / (g.wo * g.ho);
+    const T* xp = x + plane * g.h * g.w;
+    // PyTorch's rule: start at the window's first valid element with -inf; a larger value or a NaN
+    // replaces the current one.
+    const index_t h0 = oh * g.s - g.p < 0 ? 0 : oh * g.s - g.p, w0 = ow * g.s - g.p < 0 ? 0 : ow * g.s - g.p;
+    T best = -std::numeric_limits<T>::infinity();
+    std::int64_t where = h0 * g.w + w0;
+    for (index_t kh = 0; kh < g.k; ++kh) {
+      const index_t h = oh * g.s - g.p + kh;
+      if (h < 0 || h >= g.h) {
+        continue;
+      }
+      for (index_t kw = 0; kw < g.k; ++kw) {
+        const index_t w = ow * g.s - g.p + kw;
+        if (w < 0 || w >= g.w) {
+          continue;
+        }
+        const T v = xp[h * g.w + w];
+        if (v > best || v != v) {
+          best = v;
+          where = h * g.w + w;
+        }
+      }
+    }
+    y[e] = best;
+    if (arg) {
+      arg[e] = where;
+    }
+  }
+};
+
+template <class T>
+struct maxpool_bwd {
+  const T* gy;
+  const std::int64_t* arg;
+  T* dx;
+  pool_geometry g;
+  bool accumulate;
+  DP_HOST_DEVICE void operator()(index_t e) const {
+    const index_t w = e % g.w, h = (e / g.w) % g.h, plane = e / (g.w * g.h);
+    const std::int64_t me = h * g.w + w;
+    T acc = T(0);
+    for (index_t kh = 0; kh < g.k; ++kh) {
+      const index_t th = h + g.p - kh;
+      if (th < 0 || th % g.s != 0 || th / g.s >= g.ho) {
+        continue;
+      }
+      for (index_t kw = 0; kw < g.k; ++kw) {
+        const index_t tw = w + g.p - kw;
+        if (tw < 0 || tw % g.s != 0 || tw / g.s >= g.wo) {
+          continue;
+        }
+        const index_t o = (plane * g.ho + th / g.s) * g.wo + tw / g.s;
+        if (arg[o] == me) {
+          acc += gy[o];
+        }
+      }
+    }
+    dx[e] = accumulate ? dx[e] + acc : acc;
+  }
+};
+
+template <class T>
+struct maxpool_op final : op {
+  int in, out;
+  pool_geometry geo{};
+  tensor<std::int64_t> arg;
+  grad_target<T> t;
+
+  const char* name() const override { return "max_pool2d"; }
+  void forward(graph& g) override {
+    dp::detail::for_each_index(arg.device(), arg.numel(),
+                               maxpool_fwd<T>{g.value<T>(in).data(), g.value<T>(out).data(), arg.data(), geo});
+  }
+  void plan(graph& g) override {
+    if (g.receives_grad<T>(out)) {
+      t = g.slot_target<T>(in);
+    }
+  }
+  void backward(graph& g) override {
+    if (t.active) {
+      dp::detail::for_each_index(arg.device(), g.value<T>(in).numel(),
+                                 maxpool_bwd<T>{g.grad<T>(out).data(), arg.data(), t.t.data(), geo, !t.first});
+    }
+  }
+};
+
+}  // namespace detail
+
+template <index_t K, index_t Stride = K, index_t Padding = 0>
+struct max_pool2d {
+  static_assert(K > 0 && Stride > 0 && Padding >= 0 && 2 * Padding <= K,
+                "dp: max_pool2d needs K, Stride > 0 and Padding at most K / 2");
+  static constexpr bool preserves_width = true;  // channels are unchanged
+  static void dp_members(auto&, auto&&) {}
+
+  template <class X>
+  auto forward(const X& x) const {
+    auto in = detail::materialize(x);
+    using T = typename decltype(in)::value_type;
+    DP_CHECK(in.rank() == 4, shape_error, "dp: max_pool2d: the input has shape ", in.shape(),
+             " but must be [N, C, H, W]");
+    const detail::pool_geometry g{in.shape()[0],
+                                  in.shape()[1],
+                                  in.shape()[2],
+                                  in.shape()[3],
+                                  K,
+                                  Stride,
+                                  Padding,
+                                  (in.shape()[2] + 2 * Padding - K) / Stride + 1,
+                                  (in.shape()[3] + 2 * Padding - K) / Stride + 1};
+    DP_CHECK(g.ho > 0 && g.wo > 0, shape_error, "dp: max_pool2d: a ", K, "x", K, " window does not fit shape ",
+             in.shape());
+    const dp::shape out_shape{g.n, g.c, g.ho, g.wo};
+    if constexpr (detail::is_var<decltype(in)>::value) {
+      detail::graph& gr = *in.graph();
+      auto o = std::make_unique<detail::maxpool_op<T>>();
+      o->in = in.slot();
+      o->geo = g;
+      o->arg = empty<std::int64_t>(out_shape, in.device());
+      o->out = gr.add_slot<T>(empty<T>(out_shape, in.device()), gr.requires_grad<T>(in.slot()));
+      o->forward(gr);
+      const int out = o->out;
+      gr.record(std::move(o));
+      return gr.make_var<T>(out);
+    } else {
+      const tensor<T> c = in.contiguous();
+      tensor<T> y = empty<T>(out_shape, in.device());
+      dp::detail::for_each_index(in.device(), y.numel(), detail::maxpool_fwd<T>{c.data(), y.data(), nullptr, g});
+      return y;
+    }
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    return forward(x);
+  }
+};
+
+}  // namespace dp::inline DP_ABI::nn

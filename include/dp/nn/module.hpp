@@ -1,0 +1,238 @@
+// The module concept and its visitors. A model is either a library module (which lists its members
+// through `dp_members`) or an aggregate whose every member is a module, an nn::parameter or an
+// nn::buffer; members and their names are found by reflection, so none can be forgotten. Names nest
+// with dots and equal PyTorch's for the same structure (fc1.weight, bn.running_mean, 0.weight).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <dp/core/tensor.hpp>
+#include <dp/nn/parameter.hpp>
+#include <dp/nn/reflect.hpp>
+
+namespace dp::inline DP_ABI::nn {
+namespace detail {
+
+/// A library module names its members: `static void dp_members(auto& self, auto&& f)` calls
+/// f(name, member) for each parameter, buffer and submodule.
+template <class M>
+concept declares_members = requires(M& m) { M::dp_members(m, [](std::string_view, auto&) {}); };
+
+template <class X>
+struct is_dp_tensor : std::false_type {};
+template <class T, class E>
+struct is_dp_tensor<dp::tensor<T, E>> : std::true_type {};
+
+template <class M>
+constexpr bool aggregate_model();
+
+/// What a member of a model is.
+template <class X>
+constexpr int member_kind() {
+  using T = std::remove_cvref_t<X>;
+  if constexpr (parameter_type<T>) {
+    return 1;
+  } else if constexpr (buffer_type<T>) {
+    return 2;
+  } else if constexpr (declares_members<T>) {
+    return 3;
+  } else if constexpr (is_dp_tensor<T>::value) {
+    return -1;  // an unregistered tensor
+  } else if constexpr (std::is_aggregate_v<T> && std::is_class_v<T>) {
+    return aggregate_model<T>() ? 3 : -2;
+  } else {
+    return -2;
+  }
+}
+
+template <class M, std::size_t... I>
+constexpr bool all_members_ok(std::index_sequence<I...>) {
+  using tied = decltype(reflect::tie_fields<sizeof...(I)>(std::declval<M&>()));
+  return ((member_kind<std::tuple_element_t<I, tied>>() > 0) && ...);
+}
+
+template <class M>
+constexpr bool aggregate_model() {
+  if constexpr (!std::is_aggregate_v<M> || !std::is_class_v<M>) {
+    return false;
+  } else {
+    constexpr std::size_t n = reflect::field_count<M>();
+    if constexpr (n == 0 || n > reflect::max_fields) {
+      return false;
+    } else {
+      return all_members_ok<M>(std::make_index_sequence<n>{});
+    }
+  }
+}
+
+template <std::size_t N>
+struct fixed_name {
+  char s[N + 1]{};
+  constexpr fixed_name(std::string_view v) {  // NOLINT(google-explicit-constructor)
+    for (std::size_t i = 0; i < N; ++i) {
+      s[i] = v[i];
+    }
+  }
+};
+
+template <class>
+inline constexpr bool always_false = false;
+
+// The index and name of the offending member appear in these types' template arguments, which the
+// compiler prints above the message.
+template <class Model, std::size_t Index, fixed_name Name>
+struct unregistered_tensor_member {
+  static_assert(always_false<Model>,
+                "dp: a member of this model is a dp::tensor that is neither nn::parameter nor nn::buffer; wrap it "
+                "so it is trained/synchronised, or move it out of the model (model, member index and name are the "
+                "template arguments above)");
+};
+template <class Model, std::size_t Index, fixed_name Name>
+struct unsupported_member {
+  static_assert(always_false<Model>,
+                "dp: a member of this model is not a module, an nn::parameter or an nn::buffer, so dp could not keep "
+                "it identical across replicas; make it a template argument or a static constexpr, store it in an "
+                "nn::buffer, or move it out of the model (model, member index and name are the template arguments "
+                "above)");
+};
+
+template <class M, std::size_t I>
+constexpr bool check_member();
+
+template <class M>
+constexpr bool check_model() {
+  if constexpr (declares_members<M>) {
+    return true;
+  } else {
+    static_assert(std::is_aggregate_v<M> && std::is_class_v<M>,
+                  "dp: a model is a library module or an aggregate struct whose members are modules, nn::parameter "
+                  "or nn::buffer (no constructors, no private members)");
+    constexpr std::size_t n = reflect::field_count<M>();
+    static_assert(n > 0, "dp: a model aggregate needs at least one member");
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return (check_member<M, I>() && ...);
+    }(std::make_index_sequence<n>{});
+  }
+}
+
+template <class M, std::size_t I>
+constexpr bool check_member() {
+  constexpr std::size_t n = reflect::field_count<M>();
+  using tied = decltype(reflect::tie_fields<n>(std::declval<M&>()));
+  using X = std::remove_cvref_t<std::tuple_element_t<I, tied>>;
+  constexpr int kind = member_kind<X>();
+  constexpr std::string_view name = reflect::field_name_v<M, I>;
+  if constexpr (kind == -1) {
+    (void)sizeof(unregistered_tensor_member<M, I, fixed_name<name.size()>(name)>);
+    return false;
+  } else if constexpr (kind == -2 && !(std::is_aggregate_v<X> && std::is_class_v<X>)) {
+    (void)sizeof(unsupported_member<M, I, fixed_name<name.size()>(name)>);
+    return false;
+  } else if constexpr (kind == -2 || kind == 3) {
+    return check_model<X>();
+  } else {
+    return true;
+  }
+}
+
+/// Calls f(name, member) for each direct member of a model.
+template <class M, class F>
+void for_each_member(M& m, F&& f) {
+  using Mc = std::remove_const_t<M>;
+  if constexpr (declares_members<Mc>) {
+    Mc::dp_members(m, f);
+  } else {
+    constexpr std::size_t n = reflect::field_count<Mc>();
+    auto fields = reflect::tie_fields<n>(m);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(reflect::field_name_v<Mc, I>, std::get<I>(fields)), ...);
+    }(std::make_index_sequence<n>{});
+  }
+}
+
+inline std::string join_name(std::string_view prefix, std::string_view name) {
+  if (prefix.empty()) {
+    return std::string(name);
+  }
+  std::string s(prefix);
+  s += '.';
+  s += name;
+  return s;
+}
+
+/// Visits every parameter (kind 1) and/or buffer (kind 2) in declaration order with dotted names.
+template <class M, class F>
+void visit_tensors(M& m, std::string_view prefix, F& f) {
+  for_each_member(m, [&](std::string_view name, auto& member) {
+    using X = std::remove_cvref_t<decltype(member)>;
+    if constexpr (parameter_type<X> || buffer_type<X>) {
+      f(join_name(prefix, name), member);
+    } else {
+      visit_tensors(member, join_name(prefix, name), f);
+    }
+  });
+}
+
+}  // namespace detail
+
+/// True for library modules and for aggregates whose members are all modules, parameters or buffers.
+template <class M>
+concept module = detail::declares_members<std::remove_cvref_t<M>> || detail::aggregate_model<std::remove_cvref_t<M>>();
+
+/// Checks a model's structure at compile time, with a message naming the offending member.
+template <class M>
+constexpr void check_model() {
+  static_assert(detail::check_model<std::remove_cvref_t<M>>(), "dp: the model above is not a dp::nn::module");
+}
+
+/// Calls f(name, parameter&) for every parameter, in declaration order, with PyTorch's dotted names.
+template <class M, class F>
+void for_each_parameter(M&& model, F&& f) {
+  auto g = [&](const std::string& name, auto& member) {
+    if constexpr (parameter_type<decltype(member)>) {
+      f(name, member);
+    }
+  };
+  detail::visit_tensors(model, "", g);
+}
+
+/// Calls f(name, buffer&) for every buffer, in declaration order.
+template <class M, class F>
+void for_each_buffer(M&& model, F&& f) {
+  auto g = [&](const std::string& name, auto& member) {
+    if constexpr (buffer_type<decltype(member)>) {
+      f(name, member);
+    }
+  };
+  detail::visit_tensors(model, "", g);
+}
+
+/// Calls f(name, member) for every parameter and buffer, in declaration order (a state dict's order).
+template <class M, class F>
+void for_each_tensor(M&& model, F&& f) {
+  detail::visit_tensors(model, "", f);
+}
+
+/// The dotted names of all parameters, in declaration order.
+template <class M>
+std::vector<std::string> parameter_names(const M& model) {
+  std::vector<std::string> out;
+  for_each_parameter(model, [&](const std::string& name, const auto&) { out.push_back(name); });
+  return out;
+}
+
+/// Number of trainable values.
+template <class M>
+index_t parameter_count(const M& model) {
+  index_t n = 0;
+  for_each_parameter(model, [&](const std::string&, const auto& p) { n += p.numel(); });
+  return n;
+}
+
+}  // namespace dp::inline DP_ABI::nn

@@ -1,0 +1,245 @@
+// nn::parameter and nn::buffer: the only tensors a model may hold. Parameters are trained (they get
+// gradients); buffers are state that is not trained but is kept in sync across replicas by a
+// declared policy (batch_norm's running statistics: their mean). Both copy by value: copying a model
+// gives an independent model.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/expr/node.hpp>
+#include <dp/expr/operators.hpp>
+
+namespace dp::inline DP_ABI::nn {
+
+namespace detail {
+struct init_state {
+  std::uint64_t seed = 0;
+  std::uint64_t counter = 0;
+};
+/// Where parameter initialisation draws from: a seed and the number of tensors drawn so far.
+inline init_state& init_stream() {
+  thread_local init_state s;
+  return s;
+}
+struct param_access;
+}  // namespace detail
+
+/// Seeds parameter initialisation (like torch.manual_seed): models built after this call, in the same
+/// order, get the same weights. Each initialised tensor takes the next Philox stream of the seed.
+inline void manual_seed(std::uint64_t seed) { detail::init_stream() = {seed, 0}; }
+
+/// Seeds initialisation for a scope and restores the previous state after it.
+class seed_scope {
+ public:
+  explicit seed_scope(std::uint64_t seed) : saved_(detail::init_stream()) { manual_seed(seed); }
+  ~seed_scope() { detail::init_stream() = saved_; }
+  seed_scope(const seed_scope&) = delete;
+  seed_scope& operator=(const seed_scope&) = delete;
+
+ private:
+  detail::init_state saved_;
+};
+
+namespace init {
+/// U(-bound, bound) from the next initialisation stream.
+template <class T = float>
+tensor<T> uniform(const shape& s, T bound) {
+  auto& st = detail::init_stream();
+  return tensor<T>(
+      dp::detail::generator(dp::detail::uniform_gen<T>{st.seed, 0x1000 + st.counter++, -bound, bound}, s, dp::cpu()));
+}
+/// N(0, stddev^2) from the next initialisation stream.
+template <class T = float>
+tensor<T> normal(const shape& s, T stddev) {
+  auto& st = detail::init_stream();
+  return tensor<T>(
+      dp::detail::generator(dp::detail::normal_gen<T>{st.seed, 0x1000 + st.counter++, T(0), stddev}, s, dp::cpu()));
+}
+}  // namespace init
+
+/// A trained tensor. Its gradient lives in the trainer's flat gradient buffer (grad() is undefined
+/// until a trainer or dp::parallel owns the model).
+template <class T = float>
+class parameter {
+ public:
+  using value_type = T;
+
+  parameter() = default;
+  parameter(tensor<T> v) : value_(std::move(v)) {}  // NOLINT(google-explicit-constructor): `parameter<float> p{t}`
+  parameter(const parameter& o) : value_(o.value_.defined() ? o.value_.clone() : tensor<T>{}) {}
+  parameter(parameter&&) noexcept = default;
+  parameter& operator=(const parameter& o) {
+    if (this != &o) {
+      assign(o.value_);
+    }
+    return *this;
+  }
+  parameter& operator=(parameter&&) noexcept = default;
+
+  const tensor<T>& value() const noexcept { return value_; }
+  const tensor<T>& grad() const noexcept { return grad_; }
+  const dp::shape& shape() const noexcept { return value_.shape(); }
+  dp::device device() const noexcept { return value_.device(); }
+  index_t numel() const noexcept { return value_.numel(); }
+
+  /// Writes new values into the parameter's own memory (its storage is never replaced, so a
+  /// trainer that owns it keeps seeing it).
+  template <class E>
+  void assign(const E& values) {
+    if (value_.defined()) {
+      value_.assign(values);
+    } else {
+      value_ = tensor<T>(values).clone();
+    }
+  }
+
+ private:
+  friend struct detail::param_access;
+  tensor<T> value_;
+  tensor<T> grad_;
+};
+
+/// How a buffer is kept equal across replicas after a training step.
+enum class buffer_sync : std::uint8_t {
+  mean,   ///< the mean over replicas (running statistics)
+  first,  ///< replica 0's value (counters that are equal anyway)
+};
+
+/// A tensor of model state that is not trained (running statistics, counters).
+template <class T = float>
+class buffer {
+ public:
+  using value_type = T;
+
+  buffer() = default;
+  buffer(tensor<T> v, buffer_sync sync = buffer_sync::mean)  // NOLINT(google-explicit-constructor)
+      : value_(std::move(v)), sync_(sync) {}
+  buffer(const buffer& o) : value_(o.value_.defined() ? o.value_.clone() : tensor<T>{}), sync_(o.sync_) {}
+  buffer(buffer&&) noexcept = default;
+  buffer& operator=(const buffer& o) {
+    if (this != &o) {
+      assign(o.value_);
+      sync_ = o.sync_;
+    }
+    return *this;
+  }
+  buffer& operator=(buffer&&) noexcept = default;
+
+  const tensor<T>& value() const noexcept { return value_; }
+  const dp::shape& shape() const noexcept { return value_.shape(); }
+  dp::device device() const noexcept { return value_.device(); }
+  buffer_sync sync() const noexcept { return sync_; }
+
+  template <class E>
+  void assign(const E& values) {
+    if (value_.defined()) {
+      value_.assign(values);
+    } else {
+      value_ = tensor<T>(values).clone();
+    }
+  }
+
+ private:
+  friend struct detail::param_access;
+  tensor<T> value_;
+  buffer_sync sync_ = buffer_sync::mean;
+};
+
+namespace detail {
+/// The library's access to a parameter's storage (rebinding to flat buffers, device moves).
+struct param_access {
+  template <class T>
+  static tensor<T>& value(parameter<T>& p) {
+    return p.value_;
+  }
+  template <class T>
+  static tensor<T>& grad(parameter<T>& p) {
+    return p.grad_;
+  }
+  template <class T>
+  static tensor<T>& value(buffer<T>& b) {
+    return b.value_;
+  }
+};
+
+template <class X>
+struct is_parameter : std::false_type {};
+template <class T>
+struct is_parameter<parameter<T>> : std::true_type {};
+template <class X>
+struct is_buffer : std::false_type {};
+template <class T>
+struct is_buffer<buffer<T>> : std::true_type {};
+}  // namespace detail
+
+template <class X>
+concept parameter_type = detail::is_parameter<std::remove_cvref_t<X>>::value;
+template <class X>
+concept buffer_type = detail::is_buffer<std::remove_cvref_t<X>>::value;
+
+// Operators are found by argument-dependent lookup; parameters and traced values live in dp::nn,
+// so dp's operators are made visible here too (`scale * 2.f` where scale is a parameter).
+using dp::operator+;
+using dp::operator-;
+using dp::operator*;
+using dp::operator/;
+using dp::operator<;
+using dp::operator<=;
+using dp::operator>;
+using dp::operator>=;
+using dp::operator==;
+using dp::operator!=;
+using dp::operator&&;
+using dp::operator||;
+using dp::operator!;
+
+}  // namespace dp::inline DP_ABI::nn
+
+namespace dp::inline DP_ABI::detail {
+
+/// A parameter inside an expression: its values, and the gradient it receives when traced.
+template <class T>
+struct param_node {
+  using value_type = T;
+  tensor<T> value;
+  tensor<T> grad;
+  const void* id;
+};
+
+template <class T>
+struct leaf_traits<param_node<T>> {
+  static constexpr bool is_leaf = true;
+  static node_meta meta(const param_node<T>& n) { return {n.value.shape(), n.value.device(), true}; }
+  template <class Ctx>
+  static leaf_view view(const param_node<T>& n, const Ctx&) {
+    return {n.value.storage().get(), n.value.storage_offset(), n.value.shape(), n.value.strides(), sizeof(T)};
+  }
+  template <class Ctx>
+  static load_eval<T> make(const param_node<T>& n, const Ctx&, const index_t* st, int rank) {
+    return make_load_eval<T>(n.value.data(), st, rank);
+  }
+};
+
+template <class T>
+struct operand_adapter<nn::parameter<T>> {
+  using node_type = param_node<T>;
+  static node_type make(const nn::parameter<T>& p) {
+    DP_CHECK(p.value().defined(), value_error, "dp: a parameter without a value was used in an expression");
+    return {p.value(), p.grad(), &p};
+  }
+};
+
+/// Buffers are constants inside expressions.
+template <class T>
+struct operand_adapter<nn::buffer<T>> {
+  using node_type = tensor_node<T>;
+  static node_type make(const nn::buffer<T>& b) {
+    DP_CHECK(b.value().defined(), value_error, "dp: a buffer without a value was used in an expression");
+    return {b.value()};
+  }
+};
+
+}  // namespace dp::inline DP_ABI::detail

@@ -1,0 +1,369 @@
+// nn::trainer<Model>: trains one model on one device. It owns the model (moved in), keeps all
+// parameters in one flat buffer (and their gradients in another, in reverse order of declaration,
+// which is roughly the order backward finishes them, so gradients can later be reduced in buckets
+// while backward runs), and caches one traced plan per input shape and mode. dp::parallel runs one
+// trainer per device; optimizers are made from a trainer or a parallel, never from loose tensors.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/loss.hpp>
+#include <dp/nn/mode.hpp>
+#include <dp/nn/module.hpp>
+
+namespace dp::inline DP_ABI {
+
+/// Tag for backward: accumulate this gradient locally and do not synchronise (the next plain
+/// backward adds to it and synchronises).
+struct no_sync_t {
+  explicit constexpr no_sync_t() = default;
+};
+inline constexpr no_sync_t no_sync{};
+
+namespace nn {
+
+/// Where one parameter sits in the flat buffers.
+struct param_entry {
+  std::string name;
+  index_t offset;
+  dp::shape shape;
+};
+
+/// The state of the gradients between backward and the optimizer step.
+enum class grad_state : std::uint8_t {
+  none,      ///< no gradient since the last step
+  local,     ///< accumulated with dp::no_sync, not yet synchronised
+  complete,  ///< ready for a step
+};
+
+namespace detail {
+
+template <class X>
+struct value_type_of;
+
+template <class P0, class... P>
+constexpr auto first_of();
+template <class... P>
+constexpr auto first_non_void() {
+  if constexpr (sizeof...(P) == 0) {
+    return std::type_identity<void>{};
+  } else {
+    return first_of<P...>();
+  }
+}
+template <class P0, class... P>
+constexpr auto first_of() {
+  if constexpr (!std::is_void_v<typename P0::type>) {
+    return P0{};
+  } else {
+    return first_non_void<P...>();
+  }
+}
+
+/// The element type of a model's parameters: a library module's value_type, or that of the first
+/// member of an aggregate that has one.
+template <class M>
+constexpr auto model_value_probe() {
+  using Mc = std::remove_cvref_t<M>;
+  if constexpr (parameter_type<Mc> || buffer_type<Mc>) {
+    return std::type_identity<typename Mc::value_type>{};
+  } else if constexpr (requires { typename Mc::value_type; }) {
+    return std::type_identity<typename Mc::value_type>{};
+  } else if constexpr (declares_members<Mc> || !std::is_aggregate_v<Mc> || !std::is_class_v<Mc>) {
+    return std::type_identity<void>{};
+  } else {
+    constexpr std::size_t n = reflect::field_count<Mc>();
+    using tied = decltype(reflect::tie_fields<n>(std::declval<Mc&>()));
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return first_non_void<decltype(model_value_probe<std::tuple_element_t<I, tied>>())...>();
+    }(std::make_index_sequence<n>{});
+  }
+}
+
+template <class M>
+using model_value_t = typename decltype(model_value_probe<M>())::type;
+
+inline constexpr int max_step_args = 8;
+
+/// A traced plan for one combination of argument shapes and mode.
+struct plan_entry {
+  std::array<dp::shape, max_step_args> shapes{};
+  std::array<int, max_step_args> kinds{};
+  std::array<int, max_step_args> slots{};
+  int n = 0;
+  bool training = true;
+  std::unique_ptr<graph> g;
+  int loss_slot = -1;
+  std::vector<tensor<float>> zero_f;  // parameter gradients this plan never writes
+  std::vector<tensor<double>> zero_d;
+};
+
+template <class X>
+constexpr int kind_of() {
+  using Xr = std::remove_cvref_t<X>;
+  if constexpr (std::is_same_v<Xr, tensor<float>>) {
+    return 1;
+  } else if constexpr (std::is_same_v<Xr, tensor<double>>) {
+    return 2;
+  } else if constexpr (std::is_same_v<Xr, tensor<std::int64_t>>) {
+    return 3;
+  } else {
+    return 0;
+  }
+}
+
+template <class X>
+using arg_value_t = typename std::remove_cvref_t<X>::value_type;
+
+}  // namespace detail
+
+template <class Model>
+class trainer {
+  static_assert(detail::check_model<Model>(), "dp: trainer<Model> needs a dp::nn::module");
+
+ public:
+  using model_type = Model;
+  using value_type = detail::model_value_t<Model>;
+  using T = value_type;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "dp: a model's parameters are float or double (and all of one type)");
+
+  /// Takes the model and places its parameters and buffers on `d`.
+  explicit trainer(Model model, dp::device d = dp::cpu()) : model_(std::move(model)), dev_(d) {
+    nn::check_model<Model>();
+    require_usable(d);
+    bind();
+  }
+  trainer(const trainer&) = delete;
+  trainer& operator=(const trainer&) = delete;
+
+  /// The model (its parameters are views of the trainer's flat buffer).
+  const Model& model() const noexcept { return model_; }
+  dp::device device() const noexcept { return dev_; }
+
+  void train() noexcept { training_ = true; }
+  void eval() noexcept { training_ = false; }
+  bool training() const noexcept { return training_; }
+
+  /// Runs forward in the trainer's mode and returns the result evaluated to tensors.
+  template <class... Args>
+  auto operator()(const Args&... args) const {
+    mode_scope mode(training_);
+    return detail::materialize(model_.forward(args...));
+  }
+
+  /// One step's gradients: forward, loss, backward. The last argument is the target passed to the
+  /// loss; the ones before it are the model's inputs. A trailing dp::no_sync accumulates. Returns the
+  /// loss.
+  template <class Loss, class... Args>
+  double backward(const Loss& loss, const Args&... args) {
+    auto all = std::forward_as_tuple(args...);
+    constexpr std::size_t n = sizeof...(Args);
+    if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return step_grads(loss, true, T(1), 0, std::get<I>(all)...);
+      }(std::make_index_sequence<n - 1>{});
+    } else {
+      return step_grads(loss, false, T(1), 0, args...);
+    }
+  }
+
+  /// The general form dp::parallel uses: `scale` multiplies the loss's gradient (a replica's share of
+  /// the global batch) and `sample_offset` is the global index of this replica's first sample.
+  template <class Loss, class... Args>
+  double step_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset, const Args&... args) {
+    static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
+    static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
+    static_assert(((detail::kind_of<Args>() != 0) && ...),
+                  "dp: backward's inputs and target are dp::tensor<float>, dp::tensor<double> or "
+                  "dp::tensor<std::int64_t> (class indices)");
+    (check_arg(args), ...);
+    detail::plan_entry* p = find_plan(args...);
+    const bool traced_now = p == nullptr;
+    if (traced_now) {
+      p = trace(loss, args...);
+    }
+    detail::graph& g = *p->g;
+    g.step = step_;
+    g.sample_offset = sample_offset;
+    if (!traced_now) {
+      bind_args(*p, args...);
+      mode_scope mode(p->training);
+      g.run_forward();
+    }
+    const bool accumulate = state_ == grad_state::local;
+    g.grad<T>(p->loss_slot).fill(scale);
+    g.accumulate_params = accumulate;
+    g.run_backward();
+    if (!accumulate) {
+      for (auto& z : zero_list(*p)) {
+        z.fill(T(0));
+      }
+    }
+    ++step_;
+    state_ = local_only ? grad_state::local : grad_state::complete;
+    return static_cast<double>(g.value<T>(p->loss_slot).item());
+  }
+
+  // ---------------------------------------------------------------- for optimizers and dp::parallel
+  std::size_t replica_count() const noexcept { return 1; }
+  /// Calls f(0, flat parameters, flat gradients): a trainer is one replica.
+  template <class F>
+  void for_each_replica(F&& f) {
+    f(std::size_t{0}, params_, grads_);
+  }
+  const tensor<T>& flat_params() const noexcept { return params_; }
+  const tensor<T>& flat_grads() const noexcept { return grads_; }
+  const std::vector<param_entry>& layout() const noexcept { return layout_; }
+  grad_state gradients() const noexcept { return state_; }
+  void set_gradients(grad_state s) noexcept { state_ = s; }
+  std::uint64_t steps() const noexcept { return step_; }
+  Model& mutable_model() noexcept { return model_; }
+
+  /// The number of traced plans (one per input shape and mode seen).
+  std::size_t plan_count() const noexcept { return plans_.size(); }
+
+ private:
+  template <class X>
+  void check_arg(const X& x) const {
+    DP_CHECK(x.defined(), value_error, "dp: backward got an undefined tensor");
+    DP_CHECK(x.device() == dev_, device_error, "dp: the trainer runs on ", dev_, " but an argument is on ", x.device(),
+             "; move it with .to(", dev_, ")");
+  }
+
+  template <class... Args>
+  detail::plan_entry* find_plan(const Args&... args) {
+    for (auto& pe : plans_) {
+      if (pe->n != static_cast<int>(sizeof...(Args)) || pe->training != training_) {
+        continue;
+      }
+      int i = 0;
+      bool ok = true;
+      ((ok = ok && pe->kinds[i] == detail::kind_of<Args>() && pe->shapes[i] == args.shape(), ++i), ...);
+      if (ok) {
+        return pe.get();
+      }
+    }
+    return nullptr;
+  }
+
+  template <class... Args>
+  void bind_args(detail::plan_entry& p, const Args&... args) {
+    int i = 0;
+    ((p.g->template value<detail::arg_value_t<Args>>(p.slots[i++]) = args.contiguous()), ...);
+  }
+
+  template <class Loss, class... Args>
+  detail::plan_entry* trace(const Loss& loss, const Args&... args) {
+    auto pe = std::make_unique<detail::plan_entry>();
+    pe->g = std::make_unique<detail::graph>();
+    pe->n = sizeof...(Args);
+    pe->training = training_;
+    detail::graph& g = *pe->g;
+    g.step = step_;
+    {
+      int i = 0;
+      ((pe->kinds[i] = detail::kind_of<Args>(), pe->shapes[i] = args.shape(),
+        pe->slots[i] = g.add_slot<detail::arg_value_t<Args>>(args.contiguous(), false), ++i),
+       ...);
+    }
+    mode_scope mode(training_);
+    auto vars = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::tuple{g.make_var<detail::arg_value_t<Args>>(pe->slots[I])...};
+    }(std::index_sequence_for<Args...>{});
+    constexpr std::size_t n = sizeof...(Args);
+    auto out = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return call_forward(std::get<I>(vars)...);
+    }(std::make_index_sequence<n - 1>{});
+    auto l = detail::materialize(loss(out, std::get<n - 1>(vars)));
+    using L = decltype(l);
+    static_assert(detail::is_var<L>::value && std::is_same_v<typename L::value_type, T>,
+                  "dp: the loss must be computed from the model's output with dp operations (a traced value of the "
+                  "model's element type)");
+    DP_CHECK(l.numel() == 1, shape_error, "dp: the loss must be a single value, got shape ", l.shape());
+    pe->loss_slot = l.slot();
+    DP_CHECK(g.requires_grad<T>(pe->loss_slot), value_error,
+             "dp: the loss does not depend on any parameter of the model, so there is nothing to train");
+    g.freeze<T>(pe->loss_slot);
+    for (const auto& e : layout_) {
+      const tensor<T> gv = grads_.slice(0, e.offset, e.offset + e.shape.numel());
+      if (!g.writes_param_grad(gv.data())) {
+        zero_list(*pe).push_back(gv);
+      }
+    }
+    plans_.push_back(std::move(pe));
+    return plans_.back().get();
+  }
+
+  static std::vector<tensor<T>>& zero_list(detail::plan_entry& p) {
+    if constexpr (std::is_same_v<T, float>) {
+      return p.zero_f;
+    } else {
+      return p.zero_d;
+    }
+  }
+
+  template <class... V>
+  auto call_forward(const V&... v) const {
+    static_assert(
+        requires(const Model& m) { m.forward(v...); },
+        "dp: the model needs a const forward taking its inputs: `auto forward(auto x) const` (const: state "
+        "changes only through nn::buffer, never by writing members)");
+    return model_.forward(v...);
+  }
+
+  /// Moves every parameter into one flat buffer on the device (reverse declaration order), every
+  /// gradient into another, and every buffer to the device.
+  void bind() {
+    std::vector<std::pair<std::string, parameter<T>*>> ps;
+    for_each_parameter(model_, [&](const std::string& name, auto& p) {
+      static_assert(std::is_same_v<typename std::remove_cvref_t<decltype(p)>::value_type, T>,
+                    "dp: all parameters of a model have one element type");
+      ps.emplace_back(name, &p);
+    });
+    constexpr index_t align = 16;  // elements: every parameter starts on a 64-byte boundary
+    index_t total = 0;
+    for (auto it = ps.rbegin(); it != ps.rend(); ++it) {
+      const parameter<T>& p = *it->second;
+      DP_CHECK(p.value().defined(), value_error, "dp: parameter ", it->first, " has no value");
+      layout_.push_back({it->first, total, p.shape()});
+      total += (p.numel() + align - 1) / align * align;
+    }
+    params_ = zeros<T>({total}, dev_);
+    grads_ = zeros<T>({total}, dev_);
+    for (std::size_t k = 0; k < layout_.size(); ++k) {
+      parameter<T>& p = *ps[ps.size() - 1 - k].second;
+      const auto& e = layout_[k];
+      tensor<T> v = params_.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+      v.assign(p.value().to(dev_));
+      detail::param_access::value(p) = v;
+      detail::param_access::grad(p) = grads_.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+    }
+    for_each_buffer(model_, [&](const std::string&, auto& b) {
+      auto& v = detail::param_access::value(b);
+      v = v.to(dev_).clone();
+    });
+  }
+
+  Model model_;
+  dp::device dev_;
+  tensor<T> params_, grads_;
+  std::vector<param_entry> layout_;
+  std::vector<std::unique_ptr<detail::plan_entry>> plans_;
+  bool training_ = true;
+  std::uint64_t step_ = 0;
+  grad_state state_ = grad_state::none;
+};
+
+}  // namespace nn
+}  // namespace dp::inline DP_ABI

@@ -1,0 +1,125 @@
+// Adam and AdamW with PyTorch's formulas (bias-corrected moments; Adam adds weight decay to the
+// gradient, AdamW decays the weights directly). One fused pass over all parameters.
+#pragma once
+
+#include <cmath>
+
+#include <dp/exec/for_each.hpp>
+#include <dp/expr/math.hpp>
+#include <dp/optim/optimizer.hpp>
+
+namespace dp::inline DP_ABI::optim {
+
+struct adam_options {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  lr_schedule schedule = {};
+};
+
+namespace detail {
+template <class T>
+struct adam_update {
+  T* p;
+  const T* g;
+  T* m;
+  T* v;
+  T lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt;
+  bool decoupled;
+  DP_HOST_DEVICE DP_FORCEINLINE void operator()(index_t i) const {
+    T pi = p[i];
+    T gi = g[i];
+    if (decoupled) {
+      pi = pi * (T(1) - lr * weight_decay);
+    } else {
+      gi = gi + weight_decay * pi;
+    }
+    const T mi = beta1 * m[i] + (T(1) - beta1) * gi;
+    const T vi = beta2 * v[i] + (T(1) - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const T denom = dp::detail::math::sqrt(vi) / bc2_sqrt + eps;
+    p[i] = pi - step_size * mi / denom;
+  }
+};
+
+template <parameter_owner Owner, bool Decoupled>
+class adam_impl {
+ public:
+  using T = typename Owner::value_type;
+
+  adam_impl(Owner& owner, adam_options o) : owner_(&owner), o_(o), m_(state_like(owner)), v_(state_like(owner)) {
+    DP_CHECK(o.lr >= 0 && o.eps >= 0 && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, value_error,
+             "dp: adam: lr and eps must be non-negative and betas in [0, 1), got lr ", o.lr, ", betas (", o.beta1, ", ",
+             o.beta2, "), eps ", o.eps);
+  }
+
+  void step() {
+    require_gradients(*owner_, Decoupled ? "adamw" : "adam");
+    const double lr = current_lr();
+    const double t = static_cast<double>(steps_ + 1);
+    const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
+    owner_->for_each_replica([&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+      dp::detail::for_each_index(params.device(), params.numel(),
+                                 adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(),
+                                                static_cast<T>(lr), static_cast<T>(o_.beta1), static_cast<T>(o_.beta2),
+                                                static_cast<T>(o_.eps), static_cast<T>(o_.weight_decay),
+                                                static_cast<T>(lr / bc1), static_cast<T>(std::sqrt(bc2)), Decoupled});
+    });
+    ++steps_;
+    owner_->set_gradients(nn::grad_state::none);
+  }
+
+  double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }
+  std::int64_t steps() const noexcept { return steps_; }
+  const adam_options& options() const noexcept { return o_; }
+
+  /// Named state: "<parameter>.exp_avg" and "<parameter>.exp_avg_sq" (PyTorch's keys).
+  std::vector<named_state<T>> state() const {
+    std::vector<named_state<T>> out;
+    for (const auto& e : owner_->layout()) {
+      out.push_back({e.name + ".exp_avg", m_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
+      out.push_back({e.name + ".exp_avg_sq", v_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
+    }
+    return out;
+  }
+  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
+    steps_ = steps;
+    for (const auto& ns : s) {
+      for (const auto& e : owner_->layout()) {
+        for (auto [suffix, bufs] : {std::pair{".exp_avg", &m_}, std::pair{".exp_avg_sq", &v_}}) {
+          if (ns.name == e.name + suffix) {
+            for (auto& b : *bufs) {
+              b.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape) = ns.value.to(b.device());
+            }
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  Owner* owner_;
+  adam_options o_;
+  std::vector<tensor<T>> m_, v_;
+  std::int64_t steps_ = 0;
+};
+}  // namespace detail
+
+/// Adam (weight decay as L2 added to the gradient).
+template <parameter_owner Owner>
+class adam : public detail::adam_impl<Owner, false> {
+ public:
+  adam(Owner& owner, adam_options o = {}) : detail::adam_impl<Owner, false>(owner, o) {}
+};
+
+/// AdamW (decoupled weight decay). PyTorch's default weight_decay for AdamW is 0.01.
+template <parameter_owner Owner>
+class adamw : public detail::adam_impl<Owner, true> {
+ public:
+  adamw(Owner& owner, adam_options o = {.weight_decay = 0.01}) : detail::adam_impl<Owner, true>(owner, o) {}
+};
+
+}  // namespace dp::inline DP_ABI::optim

@@ -1,0 +1,85 @@
+// Learning-rate schedules: a multiplier of the base learning rate as a function of the optimizer
+// step (0 for the first step). Step decay, cosine and linear decay, each with an optional linear
+// warm-up.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include <dp/config.hpp>
+
+namespace dp::inline DP_ABI::optim {
+
+struct lr_schedule {
+  enum class kind : std::uint8_t { constant, step, cosine, linear };
+  kind type = kind::constant;
+  std::int64_t step_size = 1;  // step: multiply by gamma every step_size steps
+  double gamma = 0.1;
+  std::int64_t total_steps = 0;  // cosine / linear: steps until the final factor
+  double final_factor = 0.0;
+  std::int64_t warmup_steps = 0;  // linear warm-up from warmup_start to the schedule's value
+  double warmup_start = 0.0;
+
+  /// The factor at optimizer step t.
+  double factor(std::int64_t t) const {
+    double f = 1.0;
+    switch (type) {
+      case kind::constant:
+        break;
+      case kind::step:
+        f = std::pow(gamma, static_cast<double>(t / std::max<std::int64_t>(1, step_size)));
+        break;
+      case kind::cosine: {
+        const double x = std::min(1.0, static_cast<double>(t) / std::max<std::int64_t>(1, total_steps));
+        f = final_factor + (1.0 - final_factor) * 0.5 * (1.0 + std::cos(3.141592653589793 * x));
+        break;
+      }
+      case kind::linear: {
+        const double x = std::min(1.0, static_cast<double>(t) / std::max<std::int64_t>(1, total_steps));
+        f = 1.0 + (final_factor - 1.0) * x;
+        break;
+      }
+    }
+    if (t < warmup_steps) {
+      const double w = warmup_start + (1.0 - warmup_start) * static_cast<double>(t) / static_cast<double>(warmup_steps);
+      f *= w;
+    }
+    return f;
+  }
+};
+
+/// The learning rate stays at its base value.
+inline lr_schedule constant_lr() { return {}; }
+/// Multiplies the learning rate by gamma every step_size optimizer steps (PyTorch's StepLR, in steps).
+inline lr_schedule step_lr(std::int64_t step_size, double gamma = 0.1) {
+  lr_schedule s;
+  s.type = lr_schedule::kind::step;
+  s.step_size = step_size;
+  s.gamma = gamma;
+  return s;
+}
+/// Cosine from the base rate down to final_factor x base over total_steps (CosineAnnealingLR).
+inline lr_schedule cosine_lr(std::int64_t total_steps, double final_factor = 0.0) {
+  lr_schedule s;
+  s.type = lr_schedule::kind::cosine;
+  s.total_steps = total_steps;
+  s.final_factor = final_factor;
+  return s;
+}
+/// Linear from the base rate to final_factor x base over total_steps.
+inline lr_schedule linear_lr(std::int64_t total_steps, double final_factor = 0.0) {
+  lr_schedule s;
+  s.type = lr_schedule::kind::linear;
+  s.total_steps = total_steps;
+  s.final_factor = final_factor;
+  return s;
+}
+/// Adds a linear warm-up over the first `steps` steps, starting at start x the schedule's value.
+inline lr_schedule with_warmup(lr_schedule s, std::int64_t steps, double start = 0.0) {
+  s.warmup_steps = steps;
+  s.warmup_start = start;
+  return s;
+}
+
+}  // namespace dp::inline DP_ABI::optim

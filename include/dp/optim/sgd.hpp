@@ -1,0 +1,104 @@
+// Stochastic gradient descent with PyTorch's semantics: weight decay added to the gradient, momentum
+// with dampening (the buffer starts at the first gradient), Nesterov momentum. One fused pass.
+#pragma once
+
+#include <dp/exec/for_each.hpp>
+#include <dp/optim/optimizer.hpp>
+
+namespace dp::inline DP_ABI::optim {
+
+struct sgd_options {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  lr_schedule schedule = {};
+};
+
+namespace detail {
+template <class T>
+struct sgd_update {
+  T* p;
+  const T* g;
+  T* buf;
+  T lr, momentum, dampening, weight_decay;
+  bool first, nesterov, use_momentum;
+  DP_HOST_DEVICE DP_FORCEINLINE void operator()(index_t i) const {
+    T d = g[i] + weight_decay * p[i];
+    if (use_momentum) {
+      const T b = first ? d : momentum * buf[i] + (T(1) - dampening) * d;
+      buf[i] = b;
+      d = nesterov ? d + momentum * b : b;
+    }
+    p[i] = p[i] - lr * d;
+  }
+};
+}  // namespace detail
+
+template <parameter_owner Owner>
+class sgd {
+ public:
+  using T = typename Owner::value_type;
+
+  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(o) {
+    DP_CHECK(o.lr >= 0, value_error, "dp: sgd: lr must be non-negative, got ", o.lr);
+    DP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), value_error,
+             "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0");
+    if (o.momentum != 0) {
+      buf_ = detail::state_like(owner);
+    }
+  }
+
+  /// One update of every parameter (on every replica), from the owner's gradients.
+  void step() {
+    detail::require_gradients(*owner_, "sgd");
+    const T lr = static_cast<T>(current_lr());
+    owner_->for_each_replica([&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+      dp::detail::for_each_index(
+          params.device(), params.numel(),
+          detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(), lr,
+                                static_cast<T>(o_.momentum), static_cast<T>(o_.dampening),
+                                static_cast<T>(o_.weight_decay), steps_ == 0, o_.nesterov, o_.momentum != 0});
+    });
+    ++steps_;
+    owner_->set_gradients(nn::grad_state::none);
+  }
+
+  double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }
+  std::int64_t steps() const noexcept { return steps_; }
+  const sgd_options& options() const noexcept { return o_; }
+
+  /// Named state: "<parameter>.momentum_buffer" (PyTorch's key) for each parameter.
+  std::vector<named_state<T>> state() const {
+    std::vector<named_state<T>> out;
+    if (!buf_.empty()) {
+      for (const auto& e : owner_->layout()) {
+        out.push_back(
+            {e.name + ".momentum_buffer", buf_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
+      }
+    }
+    return out;
+  }
+  /// Restores the step count and state (the same values on every replica).
+  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
+    steps_ = steps;
+    for (const auto& ns : s) {
+      for (const auto& e : owner_->layout()) {
+        if (ns.name == e.name + ".momentum_buffer" && !buf_.empty()) {
+          for (auto& b : buf_) {
+            b.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape) = ns.value.to(b.device());
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  Owner* owner_;
+  sgd_options o_;
+  std::vector<tensor<T>> buf_;
+  std::int64_t steps_ = 0;
+};
+
+}  // namespace dp::inline DP_ABI::optim

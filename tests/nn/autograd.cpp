@@ -1,0 +1,105 @@
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/gradcheck.hpp"
+
+namespace nn = dp::nn;
+
+namespace {
+
+/// Every differentiable element-wise function and operator, broadcast against parameters.
+struct expression_model {
+  nn::linear<3, 4, double> fc;
+  nn::parameter<double> a{dp::from_vector<double>({0.7, -0.4, 1.1, 0.3})};
+  nn::parameter<double> b{dp::from_vector<double>({0.5, 1.5, 2.0, 0.8})};
+  auto forward(auto x) const {
+    auto h = fc(x);
+    auto u = dp::tanh(h) * a + dp::sigmoid(h * b) - dp::exp(-dp::square(h)) / (b + 1.0) + dp::pow(dp::abs(h) + 1.0, b) +
+             dp::maximum(h, a * 0.1) - dp::minimum(h, -a) + dp::where(h > 0.0, h * a, h / b) + dp::clamp(h, -0.5, 0.5) +
+             dp::log(dp::square(h) + 1.0) + dp::sqrt(dp::square(h) + 1.0) + dp::gelu(h) + dp::relu(h) +
+             dp::rsqrt(dp::square(h) + 2.0) + dp::sin(h) * dp::cos(a) - h * h * h;
+    return u;
+  }
+};
+
+/// Reductions, views and a parameter used twice.
+struct reduction_model {
+  nn::linear<5, 6, double> fc;
+  nn::parameter<double> w{dp::from_vector<double>({0.3, -0.2, 0.9, 1.2, -0.7, 0.4})};
+  auto forward(auto x) const {
+    auto h = fc(x) * w;                                       // [N, 6]
+    auto s = dp::sum(h * h, 1, true) + dp::mean(h, 0, true);  // [N, 6] by broadcasting
+    auto m = dp::max(h, 1, true) - dp::min(h * w, 1, true);
+    auto v = dp::nn::detail::materialize(s + m).reshape({-1, 3, 2}).transpose(1, 2);  // [N, 2, 3]
+    return dp::mean(v * dp::from_vector<double>({1.0, -2.0, 0.5}), {1});              // [N, 3]
+  }
+};
+
+struct softmax_model {
+  nn::linear<4, 5, double> fc;
+  auto forward(auto x) const {
+    auto h = fc(x);
+    return nn::softmax(h, 1) * 2.0 + nn::log_softmax(h * 0.5, 1);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the derived backward of every element-wise function matches finite differences") {
+  auto x = dp::randn<double>({6, 3}, dp::cpu(), 1);
+  auto y = dp::randn<double>({6, 4}, dp::cpu(), 2);
+  dp::nn::manual_seed(3);
+  dp_test::gradcheck(expression_model{}, nn::mse_loss, x, y);
+}
+
+TEST_CASE("reductions (sum, mean, max, min over axes), views and repeated parameters backpropagate") {
+  auto x = dp::randn<double>({4, 5}, dp::cpu(), 4);
+  auto y = dp::randn<double>({4, 3}, dp::cpu(), 5);
+  dp::nn::manual_seed(6);
+  dp_test::gradcheck(reduction_model{}, nn::mse_loss, x, y);
+}
+
+TEST_CASE("softmax and log_softmax backpropagate") {
+  auto x = dp::randn<double>({7, 4}, dp::cpu(), 7);
+  auto y = dp::randn<double>({7, 5}, dp::cpu(), 8);
+  dp::nn::manual_seed(9);
+  dp_test::gradcheck(softmax_model{}, nn::mse_loss, x, y);
+}
+
+namespace {
+struct chain {
+  nn::parameter<float> w{dp::ones<float>({64})};
+  nn::parameter<float> b{dp::zeros<float>({64})};
+  auto forward(auto x) const { return dp::tanh(dp::relu(x * w + b) * 2.f) + 1.f; }
+};
+struct constant_out {
+  nn::parameter<float> w{dp::ones<float>({2})};
+  auto forward(auto x) const { return x * 1.f; }
+};
+template <class V>
+concept readable = requires(V v) { v.item(); } || requires(V v) { v.to_vector(); } || requires(V v) { v.data(); };
+}  // namespace
+
+TEST_CASE("an element-wise chain is one fused pass forward and a fixed number of passes per gradient backward") {
+  nn::trainer<chain> t{chain{}};
+  auto x = dp::randn<float>({32, 64}, dp::cpu(), 1), y = dp::randn<float>({32, 64}, dp::cpu(), 2);
+  (void)t.backward(nn::mse_loss, x, y);  // trace
+  const auto before = dp::counters();
+  (void)t.backward(nn::mse_loss, x, y);
+  const auto passes = dp::counters().passes - before.passes;
+  // forward: the fused chain (1), the loss's fused square-and-mean (1);
+  // backward: seeding the loss gradient (1), the mean's 0-d view (1), the loss into the prediction (1),
+  // then the chain: w and b are broadcast leaves, each evaluated at full shape and summed (2 + 2).
+  // The input x needs no gradient. Nothing is evaluated per operator of the chain.
+  CHECK(passes == 9);
+  CHECK(dp::counters().allocations == before.allocations);
+}
+
+TEST_CASE("a traced value has no readable data, and a loss that ignores the parameters is an error") {
+  static_assert(!readable<nn::var<float>>);
+  static_assert(readable<dp::tensor<float>>);
+  nn::trainer<constant_out> t{constant_out{}};
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::ones<float>({3, 2}), dp::ones<float>({3, 2})),
+                       doctest::Contains("does not depend on any parameter"), dp::value_error);
+}

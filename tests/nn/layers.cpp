@@ -1,0 +1,216 @@
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+#include "../support/gradcheck.hpp"
+
+namespace nn = dp::nn;
+
+namespace {
+template <class L, class In>
+struct head {  // layer -> linear to a scalar per sample, so any layer can feed an MSE loss
+  L layer;
+  In out;
+  auto forward(auto x) const { return out(layer(x)); }
+};
+}  // namespace
+
+namespace {
+struct model0 {
+  nn::linear<6, 6, double> fc;
+  nn::layer_norm<6, double> ln;
+  auto forward(auto x) const { return ln(fc(x)); }
+};
+
+struct model1 {
+  nn::linear<4, 3, double> fc;
+  nn::batch_norm<3, double> bn;
+  auto forward(auto x) const { return bn(fc(x)); }
+};
+
+struct model2 {
+  nn::conv2d<2, 3, 3, 1, 1, double> conv;
+  nn::batch_norm<3, double> bn;
+  auto forward(auto x) const { return bn(conv(x)); }
+};
+
+struct model3 {
+  nn::conv2d<2, 3, 3, 2, 1, double> conv;
+  nn::max_pool2d<2, 1, 1> pool;
+  nn::flatten flat;
+  nn::linear<3 * 5 * 5, 2, double> fc;
+  auto forward(auto x) const { return fc(flat(pool(conv(x)))); }
+};
+
+struct model4 {
+  nn::embedding<7, 3, double> emb;
+  nn::linear<3, 2, double> fc;
+  auto forward(auto idx) const { return fc(dp::tanh(emb(idx))); }
+};
+
+struct model5 {
+  nn::parameter<float> w{dp::ones<float>({50})};
+  nn::dropout drop{0.5f};
+  auto forward(auto x) const { return drop(x * w); }
+};
+}  // namespace
+
+TEST_CASE("linear and activations: gradients match finite differences") {
+  nn::manual_seed(1);
+  using net =
+      nn::sequential<nn::linear<5, 7, double>, nn::tanh, nn::linear<7, 6, double>, nn::gelu, nn::linear<6, 4, double>,
+                     nn::sigmoid, nn::linear<4, 3, double>, nn::relu, nn::linear<3, 2, double>>;
+  dp_test::gradcheck(net{}, nn::mse_loss, dp::randn<double>({8, 5}, dp::cpu(), 2),
+                     dp::randn<double>({8, 2}, dp::cpu(), 3));
+}
+
+TEST_CASE("linear applies to the last dimension of 3-D inputs") {
+  nn::manual_seed(4);
+  dp_test::gradcheck(nn::linear<4, 3, double>{}, nn::mse_loss, dp::randn<double>({2, 5, 4}, dp::cpu(), 5),
+                     dp::randn<double>({2, 5, 3}, dp::cpu(), 6));
+}
+
+TEST_CASE("layer_norm: gradients match finite differences; output is normalised") {
+  nn::manual_seed(7);
+  model0 model;
+  model.ln.weight.assign(dp::randn<double>({6}, dp::cpu(), 8));
+  model.ln.bias.assign(dp::randn<double>({6}, dp::cpu(), 9));
+  dp_test::gradcheck(model, nn::mse_loss, dp::randn<double>({5, 6}, dp::cpu(), 10),
+                     dp::randn<double>({5, 6}, dp::cpu(), 11));
+  nn::layer_norm<6, double> plain;
+  dp::tensor<double> y = plain(dp::randn<double>({3, 6}, dp::cpu(), 12));
+  CHECK(std::fabs(dp::mean(y).item()) < 1e-12);
+  CHECK(dp::mean(dp::square(y), 1).to_vector()[0] == doctest::Approx(1.0).epsilon(1e-4));
+}
+
+TEST_CASE("batch_norm in training: gradients match; running statistics follow PyTorch's update") {
+  nn::manual_seed(13);
+  dp_test::gradcheck(model1{}, nn::mse_loss, dp::randn<double>({6, 4}, dp::cpu(), 14),
+                     dp::randn<double>({6, 3}, dp::cpu(), 15));
+  // one eager training forward from the initial statistics
+  nn::batch_norm<2, double> bn;
+  auto x = dp::from_vector<double>({1, 10, 2, 20, 3, 30, 6, 40}, {4, 2});
+  {
+    nn::mode_scope train(true);
+    dp::tensor<double> y = bn(x);
+  }
+  // mean {3, 25}; unbiased variance {14/3, 500/3}; momentum 0.1 from (0, 1)
+  auto rm = bn.running_mean.value().to_vector(), rv = bn.running_var.value().to_vector();
+  CHECK(rm[0] == doctest::Approx(0.3));
+  CHECK(rm[1] == doctest::Approx(2.5));
+  CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * 14.0 / 3));
+  CHECK(rv[1] == doctest::Approx(0.9 + 0.1 * 500.0 / 3));
+  CHECK(bn.num_batches_tracked.value().item() == 1);
+}
+
+TEST_CASE("batch_norm over [N, C, H, W] and in evaluation mode") {
+  nn::manual_seed(16);
+  dp_test::gradcheck(model2{}, nn::mse_loss, dp::randn<double>({2, 2, 4, 4}, dp::cpu(), 17),
+                     dp::randn<double>({2, 3, 4, 4}, dp::cpu(), 18));
+  nn::batch_norm<2, double> bn;
+  bn.running_mean.assign(dp::from_vector<double>({1, 2}));
+  bn.running_var.assign(dp::from_vector<double>({4, 9}));
+  dp::tensor<double> y = bn(dp::from_vector<double>({3, 2}, {1, 2}));  // evaluation outside a trainer
+  CHECK(y.to_vector()[0] == doctest::Approx(2 / std::sqrt(4 + 1e-5)));
+  CHECK(y.to_vector()[1] == doctest::Approx(0.0));
+}
+
+TEST_CASE("conv2d with stride and padding, max_pool2d and flatten: gradients match") {
+  nn::manual_seed(19);
+  dp_test::gradcheck(model3{}, nn::mse_loss, dp::randn<double>({3, 2, 7, 7}, dp::cpu(), 20),
+                     dp::randn<double>({3, 2}, dp::cpu(), 21));
+}
+
+TEST_CASE("conv2d matches a direct float64 convolution") {
+  nn::manual_seed(22);
+  nn::conv2d<2, 3, 3, 2, 1, double> conv;
+  auto x = dp::randn<double>({2, 2, 5, 6}, dp::cpu(), 23);
+  dp::tensor<double> y = conv(x);
+  REQUIRE(y.shape() == dp::shape{2, 3, 3, 3});
+  auto xv = x.to_vector(), wv = conv.weight.value().to_vector(), bv = conv.bias.value().to_vector(), yv = y.to_vector();
+  int bad = 0;
+  for (int n = 0; n < 2; ++n) {
+    for (int o = 0; o < 3; ++o) {
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) {
+          double s = bv[o];
+          for (int c = 0; c < 2; ++c) {
+            for (int kh = 0; kh < 3; ++kh) {
+              for (int kw = 0; kw < 3; ++kw) {
+                const int h = i * 2 - 1 + kh, w = j * 2 - 1 + kw;
+                if (h >= 0 && h < 5 && w >= 0 && w < 6) {
+                  s += wv[((o * 2 + c) * 3 + kh) * 3 + kw] * xv[((n * 2 + c) * 5 + h) * 6 + w];
+                }
+              }
+            }
+          }
+          bad += std::fabs(s - yv[((n * 3 + o) * 3 + i) * 3 + j]) > 1e-12;
+        }
+      }
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("max_pool2d picks the first maximum and pads with -inf") {
+  nn::max_pool2d<2> pool;
+  auto x = dp::from_vector<float>({1, 3, 3, 0, 2, 2, 5, 1, 0, 0, 0, 0, 9, 9, 4, 4}, {1, 1, 4, 4});
+  dp::tensor<float> y = pool(x);
+  CHECK(y.to_vector() == std::vector<float>{3, 5, 9, 4});
+  nn::max_pool2d<3, 2, 1> padded;
+  dp::tensor<float> z = padded(dp::full<float>({1, 1, 3, 3}, -2.f));
+  CHECK(z.to_vector() == std::vector<float>(4, -2.f));
+}
+
+TEST_CASE("embedding: gradients match; bad indices are errors") {
+  nn::manual_seed(24);
+  auto idx = dp::from_vector<std::int64_t>({0, 3, 3, 6, 1});  // index 3 twice: gradients add
+  dp_test::gradcheck(model4{}, nn::mse_loss, idx, dp::randn<double>({5, 2}, dp::cpu(), 25));
+  nn::embedding<7, 3> e;
+  CHECK_THROWS_WITH_AS((void)e(dp::from_vector<std::int64_t>({1, 7})), doctest::Contains("index 7 at position 1"),
+                       dp::value_error);
+}
+
+TEST_CASE("residual adds its block's output to its input") {
+  nn::manual_seed(26);
+  using net =
+      nn::sequential<nn::linear<4, 5, double>, nn::residual<nn::linear<5, 5, double>>, nn::linear<5, 1, double>>;
+  dp_test::gradcheck(net{}, nn::mse_loss, dp::randn<double>({6, 4}, dp::cpu(), 27),
+                     dp::randn<double>({6, 1}, dp::cpu(), 28));
+  CHECK(nn::parameter_names(net{})[2] == "1.block.weight");
+}
+
+TEST_CASE("dropout: scaled mask in training, identity in evaluation, the same mask in backward") {
+  nn::dropout drop{0.25f};
+  auto x = dp::ones<float>({200, 50});
+  dp::tensor<float> ev = drop(x);
+  CHECK(dp::sum(ev).item() == doctest::Approx(10000.f));
+  dp::tensor<float> tr;
+  {
+    nn::mode_scope train(true);
+    tr = drop(x);
+  }
+  const auto v = tr.to_vector();
+  int zeros = 0;
+  bool scaled = true;
+  for (float f : v) {
+    zeros += f == 0.f;
+    scaled = scaled && (f == 0.f || std::fabs(f - 1 / 0.75f) < 1e-6);
+  }
+  CHECK(scaled);
+  CHECK(zeros / 10000.0 == doctest::Approx(0.25).epsilon(0.06));
+  // With x = w = 1 the output is the mask (entries 0 or 2 at p = 0.5). mse against 0 is
+  // mean(mask^2) = 4 kept / 200, and d/dw_j = (2/200) * 4 * kept_j: backward must see forward's mask.
+  nn::trainer<model5> t{model5{}};
+  const float loss = t.backward(nn::mse_loss, dp::ones<float>({4, 50}), dp::zeros<float>({4, 50}));
+  const auto g = t.flat_grads().to_vector();
+  double kept_by_grad = 0;
+  for (int j = 0; j < 50; ++j) {
+    kept_by_grad += g[static_cast<std::size_t>(j)] * 25.0;
+  }
+  CHECK(kept_by_grad == doctest::Approx(loss * 50.0).epsilon(1e-5));
+  CHECK(loss > 0.5f);
+  CHECK(loss < 3.5f);
+}

@@ -1,0 +1,87 @@
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+
+namespace {
+struct classifier {
+  nn::linear<64, 128> fc1;
+  nn::batch_norm<128> bn;
+  nn::linear<128, 10> fc2;
+  nn::parameter<float> scale{dp::ones<float>({10})};
+  auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))) * scale; }
+};
+struct outer {
+  classifier inner;
+  nn::sequential<nn::linear<10, 4>, nn::relu, nn::linear<4, 2>> head;
+  auto forward(auto x) const { return head(inner.forward(x)); }
+};
+struct not_a_model {
+  int x;
+};
+}  // namespace
+
+TEST_CASE("aggregates of modules, parameters and buffers are modules") {
+  static_assert(nn::module<classifier>);
+  static_assert(nn::module<outer>);
+  static_assert(nn::module<nn::linear<3, 4>>);
+  static_assert(!nn::module<not_a_model>);
+  static_assert(!nn::module<int>);
+}
+
+TEST_CASE("member names nest with dots and equal PyTorch's") {
+  const std::vector<std::string> want{"inner.fc1.weight", "inner.fc1.bias", "inner.bn.weight", "inner.bn.bias",
+                                      "inner.fc2.weight", "inner.fc2.bias", "inner.scale",     "head.0.weight",
+                                      "head.0.bias",      "head.2.weight",  "head.2.bias"};
+  CHECK(nn::parameter_names(outer{}) == want);
+  std::vector<std::string> buffers;
+  nn::for_each_buffer(classifier{}, [&](const std::string& n, const auto&) { buffers.push_back(n); });
+  CHECK(buffers == std::vector<std::string>{"bn.running_mean", "bn.running_var", "bn.num_batches_tracked"});
+  CHECK(nn::parameter_count(classifier{}) == 64 * 128 + 128 + 2 * 128 + 128 * 10 + 10 + 10);
+}
+
+TEST_CASE("initialisation follows PyTorch's defaults and the seed") {
+  nn::manual_seed(5);
+  nn::linear<100, 50> a;
+  nn::manual_seed(5);
+  nn::linear<100, 50> b;
+  CHECK(a.weight.value().to_vector() == b.weight.value().to_vector());
+  const auto w = a.weight.value().to_vector();
+  const float bound = 1 / std::sqrt(100.f);
+  double mean = 0, sq = 0;
+  for (float v : w) {
+    CHECK(std::fabs(v) <= bound);
+    mean += v;
+    sq += v * v;
+  }
+  mean /= w.size();
+  CHECK(std::fabs(mean) < 0.01 * bound);
+  CHECK(sq / w.size() == doctest::Approx(bound * bound / 3).epsilon(0.05));  // U(-b, b) variance b^2 / 3
+  nn::linear<100, 50> c;                                                     // the next stream: different weights
+  CHECK(c.weight.value().to_vector() != a.weight.value().to_vector());
+  nn::embedding<1000, 8> e;
+  double esq = 0;
+  for (float v : e.weight.value().to_vector()) {
+    esq += v * v;
+  }
+  CHECK(esq / 8000 == doctest::Approx(1.0).epsilon(0.05));
+}
+
+TEST_CASE("parameters copy by value; assign writes into their own storage") {
+  nn::linear<2, 2> a;
+  nn::linear<2, 2> b = a;
+  CHECK_FALSE(b.weight.value().shares_storage(a.weight.value()));
+  const float* before = a.weight.value().data();
+  a.weight.assign(dp::zeros<float>({2, 2}));
+  CHECK(a.weight.value().data() == before);
+  CHECK(b.weight.value().to_vector() != a.weight.value().to_vector());
+}
+
+TEST_CASE("sequential applies layers in order") {
+  nn::sequential<nn::linear<3, 2>, nn::relu> s;
+  s.get<0>().weight.assign(dp::from_vector<float>({1, 0, 0, 0, -1, 0}, {2, 3}));
+  s.get<0>().bias.assign(dp::zeros<float>({2}));
+  dp::tensor<float> y = s(dp::from_vector<float>({2, 5, 7}, {1, 3}));
+  CHECK(y.to_vector() == std::vector<float>{2, 0});
+}

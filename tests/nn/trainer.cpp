@@ -1,0 +1,169 @@
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+
+// A counting global allocator for this test binary: every operator new is counted.
+namespace {
+std::atomic<long> heap_allocations{0};
+}
+void* operator new(std::size_t n) {
+  heap_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) {
+    return p;
+  }
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  heap_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::aligned_alloc(
+          static_cast<std::size_t>(a),
+          (n + static_cast<std::size_t>(a) - 1) / static_cast<std::size_t>(a) * static_cast<std::size_t>(a))) {
+    return p;
+  }
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+struct classifier {
+  nn::linear<64, 128> fc1;
+  nn::batch_norm<128> bn;
+  nn::linear<128, 10> fc2;
+  nn::dropout drop{0.1f};
+  nn::parameter<float> scale{dp::ones<float>({10})};
+  auto forward(auto x) const { return fc2(drop(dp::relu(bn(fc1(x))))) * scale; }
+};
+struct replay_model {
+  nn::linear<5, 4> a;
+  nn::layer_norm<4> ln;
+  nn::linear<4, 3> b;
+  auto forward(auto x) const { return b(dp::gelu(ln(a(x)))); }
+};
+}  // namespace
+
+TEST_CASE("a steady-state training step allocates nothing (heap or pool) after the first") {
+  nn::trainer<classifier> t{classifier{}};
+  auto opt = dp::optim::adamw(t, {.lr = 1e-3});
+  auto x = dp::randn<float>({32, 64}, dp::cpu(), 1);
+  auto y = dp::from_vector<std::int64_t>(std::vector<std::int64_t>(32, 3));
+  for (int i = 0; i < 3; ++i) {  // trace, then warm the pools
+    (void)t.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const long heap_before = heap_allocations.load();
+  const auto before = dp::counters();
+  for (int i = 0; i < 20; ++i) {
+    (void)t.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const long heap = heap_allocations.load() - heap_before;
+  const auto after = dp::counters();
+  CHECK(heap == 0);
+  CHECK(after.allocations - before.allocations == 0);
+  CHECK(t.plan_count() == 1);
+}
+
+TEST_CASE("each input shape and each mode gets its own plan") {
+  nn::trainer<classifier> t{classifier{}};
+  auto y8 = dp::zeros<std::int64_t>({8}), y4 = dp::zeros<std::int64_t>({4});
+  (void)t.backward(nn::cross_entropy, dp::randn<float>({8, 64}), y8);
+  (void)t.backward(nn::cross_entropy, dp::randn<float>({8, 64}), y8);
+  CHECK(t.plan_count() == 1);
+  (void)t.backward(nn::cross_entropy, dp::randn<float>({4, 64}), y4);
+  CHECK(t.plan_count() == 2);
+  t.eval();
+  (void)t.backward(nn::cross_entropy, dp::randn<float>({4, 64}), y4);
+  CHECK(t.plan_count() == 3);
+}
+
+TEST_CASE("replaying a plan on new data gives the gradients of a fresh trace") {
+  nn::manual_seed(3);
+  replay_model model;
+  nn::trainer<replay_model> replayed{model};
+  nn::trainer<replay_model> fresh{model};
+  auto x1 = dp::randn<float>({6, 5}, dp::cpu(), 1), x2 = dp::randn<float>({6, 5}, dp::cpu(), 2);
+  auto y = dp::from_vector<std::int64_t>({0, 1, 2, 0, 1, 2});
+  (void)replayed.backward(nn::cross_entropy, x1, y);
+  const float l2 = replayed.backward(nn::cross_entropy, x2, y);  // replay
+  const float f2 = fresh.backward(nn::cross_entropy, x2, y);     // trace
+  CHECK(l2 == f2);
+  CHECK(replayed.flat_grads().to_vector() == fresh.flat_grads().to_vector());
+}
+
+TEST_CASE("no_sync accumulates; the next plain backward adds to it") {
+  nn::manual_seed(4);
+  nn::linear<3, 2> model;
+  nn::trainer<nn::linear<3, 2>> acc{model}, a{model}, b{model};
+  auto x1 = dp::randn<float>({4, 3}, dp::cpu(), 1), x2 = dp::randn<float>({4, 3}, dp::cpu(), 2);
+  auto y = dp::randn<float>({4, 2}, dp::cpu(), 3);
+  (void)acc.backward(nn::mse_loss, x1, y, dp::no_sync);
+  CHECK(acc.gradients() == nn::grad_state::local);
+  (void)acc.backward(nn::mse_loss, x2, y);
+  CHECK(acc.gradients() == nn::grad_state::complete);
+  (void)a.backward(nn::mse_loss, x1, y);
+  (void)b.backward(nn::mse_loss, x2, y);
+  const auto ga = a.flat_grads().to_vector(), gb = b.flat_grads().to_vector(), gacc = acc.flat_grads().to_vector();
+  for (std::size_t i = 0; i < ga.size(); ++i) {
+    CHECK(gacc[i] == doctest::Approx(ga[i] + gb[i]).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("an optimizer refuses to step without gradients, or after only a no_sync backward") {
+  nn::trainer<nn::linear<3, 2>> t{nn::linear<3, 2>{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("without a backward"), dp::runtime_error);
+  auto x = dp::randn<float>({4, 3}), y = dp::randn<float>({4, 2});
+  (void)t.backward(nn::mse_loss, x, y, dp::no_sync);
+  CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("no_sync"), dp::runtime_error);
+  (void)t.backward(nn::mse_loss, x, y);
+  opt.step();
+  CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // the gradients were used
+}
+
+TEST_CASE("arguments on another device are rejected with both devices named") {
+  nn::trainer<nn::linear<3, 2>> t{nn::linear<3, 2>{}};
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::randn<float>({4, 3}, dp::cpu(1)), dp::randn<float>({4, 2})),
+                       doctest::Contains("runs on cpu:0 but an argument is on cpu:1"), dp::device_error);
+}
+
+TEST_CASE("a small classifier learns a separable problem") {
+  nn::manual_seed(7);
+  using mlp = nn::sequential<nn::linear<2, 16>, nn::relu, nn::linear<16, 2>>;
+  nn::trainer<mlp> t{mlp{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.5, .momentum = 0.9});
+  auto x = dp::randn<float>({64, 2}, dp::cpu(), 8);
+  auto xs = x.to_vector();
+  std::vector<std::int64_t> labels;
+  for (int i = 0; i < 64; ++i) {
+    labels.push_back(xs[2 * i] + xs[2 * i + 1] > 0 ? 1 : 0);
+  }
+  auto y = dp::from_vector<std::int64_t>(labels);
+  float first = 0, last = 0;
+  for (int i = 0; i < 100; ++i) {
+    last = t.backward(nn::cross_entropy, x, y);
+    if (i == 0) {
+      first = last;
+    }
+    opt.step();
+  }
+  CHECK(last < 0.2f * first);
+  t.eval();
+  auto pred = dp::argmax(t(x), 1).to_vector();
+  int right = 0;
+  for (int i = 0; i < 64; ++i) {
+    right += pred[i] == labels[i];
+  }
+  CHECK(right >= 60);
+}

@@ -1,0 +1,118 @@
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+
+namespace {
+/// A trainer whose gradients the test sets by hand.
+struct one {
+  nn::parameter<double> w{dp::from_vector<double>({1.0, -2.0, 0.5})};
+  auto forward(auto x) const { return x * w; }
+};
+void set_grads(nn::trainer<one>& t, std::vector<double> g) {
+  dp::tensor<double>(t.flat_grads()).slice(0, 0, 3) = dp::from_vector<double>(g);
+  t.set_gradients(nn::grad_state::complete);
+}
+std::vector<double> weights(nn::trainer<one>& t) {
+  auto v = t.flat_params().to_vector();
+  return {v[0], v[1], v[2]};
+}
+const std::vector<std::vector<double>> grads{{0.1, -0.3, 0.7}, {0.2, 0.1, -0.4}, {-0.5, 0.6, 0.05}};
+}  // namespace
+
+TEST_CASE("sgd with momentum, dampening, weight decay and Nesterov follows PyTorch's update rule") {
+  for (bool nesterov : {false, true}) {
+    nn::trainer<one> t{one{}};
+    const double lr = 0.1, mom = 0.9, damp = nesterov ? 0.0 : 0.2, wd = 0.01;
+    auto opt =
+        dp::optim::sgd(t, {.lr = lr, .momentum = mom, .dampening = damp, .nesterov = nesterov, .weight_decay = wd});
+    std::vector<double> p{1.0, -2.0, 0.5}, buf(3);
+    for (int s = 0; s < 3; ++s) {
+      set_grads(t, grads[s]);
+      opt.step();
+      for (int i = 0; i < 3; ++i) {
+        const double d = grads[s][i] + wd * p[i];
+        buf[i] = s == 0 ? d : mom * buf[i] + (1 - damp) * d;
+        p[i] -= lr * (nesterov ? d + mom * buf[i] : buf[i]);
+      }
+    }
+    const auto w = weights(t);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(w[i] == doctest::Approx(p[i]).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("adam and adamw follow PyTorch's bias-corrected update") {
+  for (bool decoupled : {false, true}) {
+    nn::trainer<one> t{one{}};
+    const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.05;
+    std::vector<double> p{1.0, -2.0, 0.5}, m(3), v(3);
+    auto run = [&](auto& opt) {
+      for (int s = 0; s < 3; ++s) {
+        set_grads(t, grads[s]);
+        opt.step();
+        for (int i = 0; i < 3; ++i) {
+          double g = grads[s][i];
+          if (decoupled) {
+            p[i] *= 1 - lr * wd;
+          } else {
+            g += wd * p[i];
+          }
+          m[i] = b1 * m[i] + (1 - b1) * g;
+          v[i] = b2 * v[i] + (1 - b2) * g * g;
+          const double bc1 = 1 - std::pow(b1, s + 1), bc2 = 1 - std::pow(b2, s + 1);
+          p[i] -= lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+        }
+      }
+    };
+    if (decoupled) {
+      auto opt = dp::optim::adamw(t, {.lr = lr, .weight_decay = wd});
+      run(opt);
+      CHECK(opt.state().size() == 2);
+      CHECK(opt.state()[0].name == "w.exp_avg");
+    } else {
+      auto opt = dp::optim::adam(t, {.lr = lr, .weight_decay = wd});
+      run(opt);
+    }
+    const auto w = weights(t);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(w[i] == doctest::Approx(p[i]).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE("learning-rate schedules: step, cosine, linear, warm-up") {
+  using namespace dp::optim;
+  CHECK(step_lr(10, 0.5).factor(9) == 1.0);
+  CHECK(step_lr(10, 0.5).factor(25) == 0.25);
+  CHECK(cosine_lr(100).factor(0) == doctest::Approx(1.0));
+  CHECK(cosine_lr(100).factor(50) == doctest::Approx(0.5));
+  CHECK(cosine_lr(100, 0.1).factor(100) == doctest::Approx(0.1));
+  CHECK(linear_lr(10, 0.0).factor(5) == doctest::Approx(0.5));
+  const auto w = with_warmup(cosine_lr(100), 10);
+  CHECK(w.factor(0) == doctest::Approx(0.0));
+  CHECK(w.factor(5) == doctest::Approx(0.5 * cosine_lr(100).factor(5)));
+  CHECK(w.factor(10) == doctest::Approx(cosine_lr(100).factor(10)));
+  nn::trainer<one> t{one{}};
+  auto opt = dp::optim::sgd(t, {.lr = 1.0, .schedule = step_lr(1, 0.5)});
+  set_grads(t, {1, 1, 1});
+  opt.step();
+  CHECK(opt.current_lr() == 0.5);
+  CHECK(weights(t)[0] == doctest::Approx(0.0));
+}
+
+TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
+  nn::trainer<one> t{one{}};
+  set_grads(t, {3, 0, 4});
+  CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(5.0));
+  const auto g = t.flat_grads().to_vector();
+  CHECK(g[0] == doctest::Approx(0.6).epsilon(1e-5));
+  CHECK(g[2] == doctest::Approx(0.8).epsilon(1e-5));
+  set_grads(t, {0.3, 0, 0.4});
+  CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(0.5));
+  CHECK(t.flat_grads().to_vector()[0] == doctest::Approx(0.3));
+}
