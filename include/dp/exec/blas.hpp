@@ -78,7 +78,7 @@ mat_ref<T> col_block(const mat_ref<T>& x, index_t c0, index_t c1) {
 }
 
 /// Below this many multiply-adds a GEMM runs on one thread.
-inline constexpr index_t gemm_parallel_macs = 1 << 21;
+inline constexpr index_t gemm_parallel_macs = 1 << 20;
 
 /// C = alpha op(A) op(B) + beta C on the host, split over the thread pool along the larger of M, N.
 template <class T>

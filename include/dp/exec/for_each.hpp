@@ -39,9 +39,10 @@ void for_each_index(device d, index_t n, const F& f, index_t grain = parallel_gr
   DP_COUNT(passes, 1);
   if (d.is_cpu()) {
     parallel_for(n, grain, [&](index_t b, index_t e) {
+      const F local = f;  // a local copy: stores through its pointers cannot alias its members
       DP_IVDEP
       for (index_t i = b; i < e; ++i) {
-        f(i);
+        local(i);
       }
     });
     return;

@@ -65,6 +65,7 @@ struct ce_rows {
   }
 };
 
+/// dlogits for one row: g * w_i / denom * (softmax - target distribution).
 template <class T>
 struct ce_grad {
   const T* x;
@@ -78,16 +79,19 @@ struct ce_grad {
   float smoothing;
   bool accumulate;
 
-  DP_HOST_DEVICE void operator()(index_t k) const {
-    const index_t i = k / classes, j = k % classes;
-    T g = T(0);
-    if (weight[i] != T(0)) {
-      const T eps = static_cast<T>(smoothing);
-      const T p = dp::detail::math::exp(x[k] - lse[i]);
-      const T target = (j == y[i] ? T(1) - eps : T(0)) + eps / T(classes);
-      g = *gout * weight[i] / *denom * (p - target);
+  DP_HOST_DEVICE void operator()(index_t i) const {
+    const T* row = x + i * classes;
+    T* out = dx + i * classes;
+    const T eps = static_cast<T>(smoothing);
+    const T scale = weight[i] != T(0) ? *gout * weight[i] / *denom : T(0);
+    const T l = lse[i], base = eps / T(classes);
+    const std::int64_t label = y[i];
+    for (index_t j = 0; j < classes; ++j) {
+      const T p = dp::detail::math::exp(row[j] - l);
+      const T target = base + (j == label ? T(1) - eps : T(0));
+      const T g = scale * (p - target);
+      out[j] = accumulate ? out[j] + g : g;
     }
-    dx[k] = accumulate ? dx[k] + g : g;
   }
 };
 
@@ -165,9 +169,10 @@ struct cross_entropy_op final : op {
     const tensor<T>& x = g.value<T>(logits);
     const index_t c = x.shape()[1];
     dp::detail::for_each_index(
-        x.device(), x.numel(),
+        x.device(), x.shape()[0],
         ce_grad<T>{x.data(), g.value<std::int64_t>(target).data(), st.lse.data(), st.weight.data(),
-                   g.grad<T>(out).data(), st.denom.data(), t.t.data(), c, smoothing, !t.first});
+                   g.grad<T>(out).data(), st.denom.data(), t.t.data(), c, smoothing, !t.first},
+        std::max<index_t>(1, 4096 / std::max<index_t>(c, 1)));
   }
 };
 

@@ -1,0 +1,42 @@
+// A full training step (forward, cross_entropy, backward, SGD with momentum) for two MLPs, fp32:
+//   large: 784-512-512-10 at batch 256 (GEMM bound: about 1 GFLOP per step)
+//   small:  64-128-128-10 at batch 64  (overhead bound)
+// at 1 and 2 threads. The PyTorch side runs in compare/torch_mlp_step.py; benchmarks/run prints both.
+#include <dp/dp.hpp>
+
+#include "common.hpp"
+
+namespace nn = dp::nn;
+
+namespace {
+
+using large_mlp = nn::sequential<nn::linear<784, 512>, nn::relu, nn::linear<512, 512>, nn::relu, nn::linear<512, 10>>;
+using small_mlp = nn::sequential<nn::linear<64, 128>, nn::relu, nn::linear<128, 128>, nn::relu, nn::linear<128, 10>>;
+
+template <class Model>
+void step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
+  dp::set_num_threads(static_cast<int>(s.range(0)));
+  nn::manual_seed(0);
+  nn::trainer<Model> t{Model{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.01, .momentum = 0.9});
+  auto x = dp::randn<float>({batch, features}, dp::cpu(), 1);
+  auto y = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({batch}, dp::cpu(), 2) * 9.99f));
+  for (int i = 0; i < 3; ++i) {
+    (void)t.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  for (auto _ : s) {
+    benchmark::DoNotOptimize(t.backward(nn::cross_entropy, x, y));
+    opt.step();
+  }
+  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
+}
+
+void mlp_large(benchmark::State& s) { step<large_mlp>(s, 256, 784); }
+void mlp_small(benchmark::State& s) { step<small_mlp>(s, 64, 64); }
+
+}  // namespace
+
+BENCHMARK(mlp_large)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(mlp_small)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+BENCHMARK_MAIN();
