@@ -2,6 +2,8 @@
 //   large: 784-512-512-10 at batch 256 (GEMM bound: about 1 GFLOP per step)
 //   small:  64-128-128-10 at batch 64  (overhead bound)
 // at 1 and 2 threads. The PyTorch side runs in compare/torch_mlp_step.py; benchmarks/run prints both.
+// Also dp::parallel: on one device (its overhead over the bare trainer) and on two host workers of
+// one thread each (its scaling over one worker of one thread).
 #include <dp/dp.hpp>
 
 #include "common.hpp"
@@ -35,8 +37,39 @@ void step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
 void mlp_large(benchmark::State& s) { step<large_mlp>(s, 256, 784); }
 void mlp_small(benchmark::State& s) { step<small_mlp>(s, 64, 64); }
 
+/// The same step through dp::parallel on `workers` host workers (the total thread count is
+/// range(0); each worker gets its share).
+template <class Model>
+void parallel_step(benchmark::State& s, int workers, dp::index_t batch, dp::index_t features) {
+  dp::set_num_threads(static_cast<int>(s.range(0)));
+  nn::manual_seed(0);
+  std::vector<dp::device> devices;
+  for (int i = 0; i < workers; ++i) {
+    devices.push_back(dp::cpu(i));
+  }
+  dp::parallel<Model> par{Model{}, devices};
+  auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
+  auto x = dp::randn<float>({batch, features}, dp::cpu(), 1);
+  auto y = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({batch}, dp::cpu(), 2) * 9.99f));
+  for (int i = 0; i < 3; ++i) {
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  for (auto _ : s) {
+    benchmark::DoNotOptimize(par.backward(nn::cross_entropy, x, y));
+    opt.step();
+  }
+  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
+}
+void parallel1_large(benchmark::State& s) { parallel_step<large_mlp>(s, 1, 256, 784); }
+void parallel2_large(benchmark::State& s) { parallel_step<large_mlp>(s, 2, 256, 784); }
+void parallel1_small(benchmark::State& s) { parallel_step<small_mlp>(s, 1, 64, 64); }
+
 }  // namespace
 
 BENCHMARK(mlp_large)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(mlp_small)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+BENCHMARK(parallel1_large)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(parallel1_small)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+BENCHMARK(parallel2_large)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK_MAIN();

@@ -12,6 +12,7 @@
 #include <dp/core/random.hpp>
 #include <dp/core/shape.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/dist.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/exec/thread_pool.hpp>
 #include <dp/expr/matmul.hpp>

@@ -167,3 +167,22 @@ TEST_CASE("a small classifier learns a separable problem") {
   }
   CHECK(right >= 60);
 }
+
+TEST_CASE("a steady-state dp::parallel step over host workers allocates nothing either") {
+  dp::parallel<classifier> par{classifier{}, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
+  auto opt = dp::optim::sgd(par, {.lr = 1e-2, .momentum = 0.9});
+  auto x = dp::randn<float>({30, 64}, dp::cpu(), 1);
+  auto y = dp::from_vector<std::int64_t>(std::vector<std::int64_t>(30, 2));
+  for (int i = 0; i < 3; ++i) {
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const long heap_before = heap_allocations.load();
+  const auto before = dp::counters();
+  for (int i = 0; i < 10; ++i) {
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  CHECK(heap_allocations.load() - heap_before == 0);
+  CHECK(dp::counters().allocations - before.allocations == 0);
+}

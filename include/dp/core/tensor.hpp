@@ -25,6 +25,7 @@
 namespace dp::inline DP_ABI {
 
 namespace detail {
+struct tensor_access;
 template <class X>
 struct is_tensor : std::false_type {};
 template <class T, class E>
@@ -288,6 +289,8 @@ class tensor<T, dynamic_extents> {
   std::vector<T> to_vector() const;
 
  private:
+  friend struct detail::tensor_access;
+
   dp::shape infer_shape(dp::shape target) const {
     int unknown = -1;
     index_t known = 1;
@@ -316,6 +319,20 @@ class tensor<T, dynamic_extents> {
   dp::shape strides_;
   dp::device dev_ = dp::cpu();
 };
+
+namespace detail {
+struct tensor_access {
+  /// The same host memory seen as belonging to another host worker: no copy. Host workers share
+  /// memory; the device tag only keeps one replica's tensors from mixing with another's by mistake.
+  template <class T>
+  static tensor<T> on_host_worker(const tensor<T>& t, dp::device d) {
+    DP_CHECK(t.device().is_cpu() && d.is_cpu(), device_error, "dp: internal: retagging needs host tensors");
+    tensor<T> r = t;
+    r.dev_ = d;
+    return r;
+  }
+};
+}  // namespace detail
 
 /// A tensor whose rank and some extents are fixed at compile time:
 /// `tensor<float, extents<dyn, 784>>` holds only shapes {n, 784}; construction checks it.

@@ -109,10 +109,12 @@ template <class M>
 constexpr bool check_model() {
   if constexpr (declares_members<M>) {
     return true;
-  } else {
-    static_assert(std::is_aggregate_v<M> && std::is_class_v<M>,
+  } else if constexpr (!std::is_aggregate_v<M> || !std::is_class_v<M>) {
+    static_assert(always_false<M>,
                   "dp: a model is a library module or an aggregate struct whose members are modules, nn::parameter "
                   "or nn::buffer (no constructors, no private members)");
+    return false;
+  } else {
     constexpr std::size_t n = reflect::field_count<M>();
     static_assert(n > 0, "dp: a model aggregate needs at least one member");
     return [&]<std::size_t... I>(std::index_sequence<I...>) {

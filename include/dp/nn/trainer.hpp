@@ -159,7 +159,7 @@ class trainer {
   template <class... Args>
   auto operator()(const Args&... args) const {
     mode_scope mode(training_);
-    return detail::materialize(model_.forward(args...));
+    return detail::materialize_output(model_.forward(args...));
   }
 
   /// One step's gradients: forward, loss, backward. The last argument is the target passed to the
@@ -191,7 +191,7 @@ class trainer {
     detail::plan_entry* p = find_plan(args...);
     const bool traced_now = p == nullptr;
     if (traced_now) {
-      p = trace(loss, args...);
+      p = trace(loss, sample_offset, args...);
     }
     detail::graph& g = *p->g;
     g.step = step_;
@@ -264,13 +264,14 @@ class trainer {
   }
 
   template <class Loss, class... Args>
-  detail::plan_entry* trace(const Loss& loss, const Args&... args) {
+  detail::plan_entry* trace(const Loss& loss, index_t sample_offset, const Args&... args) {
     auto pe = std::make_unique<detail::plan_entry>();
     pe->g = std::make_unique<detail::graph>();
     pe->n = sizeof...(Args);
     pe->training = training_;
     detail::graph& g = *pe->g;
     g.step = step_;
+    g.sample_offset = sample_offset;
     {
       int i = 0;
       ((pe->kinds[i] = detail::kind_of<Args>(), pe->shapes[i] = args.shape(),

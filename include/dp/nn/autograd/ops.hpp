@@ -389,6 +389,19 @@ auto materialize(const X& x) {
 template <class X>
 using value_t = decltype(materialize(std::declval<const X&>()));
 
+/// Materializes a forward's result: an expression, or a tuple/pair of them element by element;
+/// anything else is returned as it is.
+template <class X>
+auto materialize_output(const X& x) {
+  if constexpr (dp::expression<X> || is_var<X>::value || tensor_type<X>) {
+    return materialize(x);
+  } else if constexpr (requires { std::tuple_size<X>::value; }) {
+    return std::apply([](const auto&... e) { return std::tuple{materialize_output(e)...}; }, x);
+  } else {
+    return x;
+  }
+}
+
 }  // namespace dp::inline DP_ABI::nn::detail
 
 // ------------------------------------------------------------------------------------------ var views

@@ -1,0 +1,9 @@
+// Data parallelism: communicators and dp::parallel.
+#pragma once
+
+#include <dp/dist/bucket.hpp>
+#include <dp/dist/communicator.hpp>
+#include <dp/dist/local.hpp>
+#include <dp/dist/nccl.hpp>
+#include <dp/dist/parallel.hpp>
+#include <dp/dist/workers.hpp>

@@ -1,0 +1,250 @@
+// The local communicator: ranks are threads of one process working on host memory (dp::parallel's
+// host workers). Collectives rendezvous at a barrier, then every rank reduces its own chunk of the
+// data, reading the other ranks' buffers directly: no copies beyond the result, sums in rank order.
+// A rank that fails aborts the group, so the others stop with an error instead of waiting.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dp/core/error.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/dist/communicator.hpp>
+#include <dp/exec/thread_pool.hpp>
+
+namespace dp::inline DP_ABI::dist {
+
+/// State shared by the ranks of one local group.
+class local_group {
+ public:
+  explicit local_group(int size, communicator_options o = {})
+      : size_(size), opts_(o), posted_(static_cast<std::size_t>(size)), counts_(static_cast<std::size_t>(size)) {
+    DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
+  }
+  local_group(const local_group&) = delete;
+  local_group& operator=(const local_group&) = delete;
+
+  int size() const noexcept { return size_; }
+
+  /// Waits for every rank (sense-reversing barrier; spins briefly, then sleeps).
+  void arrive(const char* collective, int rank) {
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    check_abort(collective);
+    if (arriving_.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
+      arriving_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      generation_.notify_all();
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
+    for (int spin = 0; generation_.load(std::memory_order_acquire) == gen; ++spin) {
+      check_abort(collective);
+      if (spin < 2000) {
+        DP_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+        if ((spin & 1023) == 0 && std::chrono::steady_clock::now() > deadline) {
+          abort(detail::concat("dp: ", collective, " timed out on rank ", rank, " after ", opts_.timeout.count(),
+                               " ms waiting for the other ranks"));
+          check_abort(collective);
+        }
+      }
+    }
+    check_abort(collective);  // an abort also wakes the waiters
+  }
+
+  /// Marks the group failed: every rank waiting in (or entering) a collective throws `why`.
+  void abort(const std::string& why) {
+    std::lock_guard lock(m_);
+    if (!aborted_.load()) {
+      why_ = why;
+      aborted_.store(true, std::memory_order_release);
+      generation_.fetch_add(1);
+      generation_.notify_all();
+    }
+  }
+  bool aborted() const noexcept { return aborted_.load(std::memory_order_acquire); }
+  /// Clears a failure once every rank has left its collective (the next step starts clean).
+  void reset() {
+    std::lock_guard lock(m_);
+    aborted_ = false;
+    arriving_ = 0;
+    why_.clear();
+  }
+
+  void post(int rank, void* p, index_t n) {
+    posted_[static_cast<std::size_t>(rank)] = p;
+    counts_[static_cast<std::size_t>(rank)] = n;
+  }
+  void* posted(int rank) const { return posted_[static_cast<std::size_t>(rank)]; }
+  index_t count(int rank) const { return counts_[static_cast<std::size_t>(rank)]; }
+
+ private:
+  void check_abort(const char* collective) {
+    if (aborted_.load(std::memory_order_acquire)) {
+      std::lock_guard lock(m_);
+      throw runtime_error(detail::concat("dp: ", collective, " aborted: ", why_));
+    }
+  }
+
+  int size_;
+  communicator_options opts_;
+  std::vector<void*> posted_;
+  std::vector<index_t> counts_;
+  std::atomic<int> arriving_{0};
+  std::atomic<unsigned> generation_{0};
+  std::atomic<bool> aborted_{false};
+  std::mutex m_;
+  std::string why_;
+};
+
+/// One rank's handle on a local group.
+class local_communicator {
+ public:
+  local_communicator(std::shared_ptr<local_group> g, int rank) : g_(std::move(g)), rank_(rank) {}
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return g_->size(); }
+  std::string name() const { return "local communicator"; }
+  local_group& group() noexcept { return *g_; }
+
+  void barrier() { g_->arrive("barrier", rank_); }
+
+  template <class T>
+  void all_reduce(tensor<T>& t, reduce_op op) {
+    check(t, "all_reduce");
+    const int n = size();
+    if (n == 1) {
+      return;
+    }
+    g_->post(rank_, t.data(), t.numel());
+    g_->arrive("all_reduce", rank_);
+    const index_t total = g_->count(0);
+    for (int r = 1; r < n; ++r) {
+      DP_CHECK(g_->count(r) == total, value_error, "dp: all_reduce: rank ", r, " passed ", g_->count(r),
+               " elements but rank 0 passed ", total);
+    }
+    // My chunk: read every rank's values in rank order, then write the result to every rank.
+    const index_t lo = total * rank_ / n, hi = total * (rank_ + 1) / n;
+    constexpr index_t block = 1024;
+    T acc[block];
+    for (index_t b = lo; b < hi; b += block) {
+      const index_t e = std::min(hi, b + block);
+      const T* first = static_cast<const T*>(g_->posted(0));
+      for (index_t i = b; i < e; ++i) {
+        acc[i - b] = first[i];
+      }
+      for (int r = 1; r < n; ++r) {
+        const T* src = static_cast<const T*>(g_->posted(r));
+        for (index_t i = b; i < e; ++i) {
+          acc[i - b] = combine(acc[i - b], src[i], op);
+        }
+      }
+      if (op == reduce_op::mean) {
+        for (index_t i = b; i < e; ++i) {
+          acc[i - b] = static_cast<T>(acc[i - b] / static_cast<T>(n));
+        }
+      }
+      for (int r = 0; r < n; ++r) {
+        std::memcpy(static_cast<T*>(g_->posted(r)) + b, acc, static_cast<std::size_t>(e - b) * sizeof(T));
+      }
+    }
+    g_->arrive("all_reduce", rank_);
+  }
+
+  template <class T>
+  void broadcast(tensor<T>& t, int root) {
+    check(t, "broadcast");
+    DP_CHECK(root >= 0 && root < size(), value_error, "dp: broadcast: root ", root, " is not a rank of ", size());
+    if (size() == 1) {
+      return;
+    }
+    g_->post(rank_, t.data(), t.numel());
+    g_->arrive("broadcast", rank_);
+    DP_CHECK(g_->count(root) == t.numel(), value_error, "dp: broadcast: rank ", rank_, " has ", t.numel(),
+             " elements but the root has ", g_->count(root));
+    if (rank_ != root) {
+      std::memcpy(t.data(), g_->posted(root), static_cast<std::size_t>(t.numel()) * sizeof(T));
+    }
+    g_->arrive("broadcast", rank_);
+  }
+
+  template <class T>
+  void all_gather(const tensor<T>& in, tensor<T>& out) {
+    check(in, "all_gather");
+    check(out, "all_gather");
+    DP_CHECK(out.numel() == in.numel() * size(), shape_error, "dp: all_gather: the output has ", out.numel(),
+             " elements, expected ", size(), " x ", in.numel());
+    g_->post(rank_, in.data(), in.numel());
+    g_->arrive("all_gather", rank_);
+    for (int r = 0; r < size(); ++r) {
+      DP_CHECK(g_->count(r) == in.numel(), value_error, "dp: all_gather: ranks passed different sizes");
+      std::memcpy(out.data() + r * in.numel(), g_->posted(r), static_cast<std::size_t>(in.numel()) * sizeof(T));
+    }
+    g_->arrive("all_gather", rank_);
+  }
+
+  template <class T>
+  void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
+    check(in, "reduce_scatter");
+    check(out, "reduce_scatter");
+    const int n = size();
+    DP_CHECK(in.numel() == out.numel() * n, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
+             " elements, expected ", n, " x ", out.numel());
+    g_->post(rank_, in.data(), in.numel());
+    g_->arrive("reduce_scatter", rank_);
+    const index_t c = out.numel(), off = c * rank_;
+    T* dst = out.data();
+    for (index_t i = 0; i < c; ++i) {
+      T acc = static_cast<const T*>(g_->posted(0))[off + i];
+      for (int r = 1; r < n; ++r) {
+        acc = combine(acc, static_cast<const T*>(g_->posted(r))[off + i], op);
+      }
+      dst[i] = op == reduce_op::mean ? static_cast<T>(acc / static_cast<T>(n)) : acc;
+    }
+    g_->arrive("reduce_scatter", rank_);
+  }
+
+ private:
+  template <class T>
+  static T combine(T a, T b, reduce_op op) {
+    switch (op) {
+      case reduce_op::max:
+        return a > b ? a : b;
+      case reduce_op::min:
+        return a < b ? a : b;
+      default:
+        return static_cast<T>(a + b);
+    }
+  }
+  template <class T>
+  static void check(const tensor<T>& t, const char* what) {
+    DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,
+             " on the local communicator needs a contiguous host tensor");
+  }
+
+  std::shared_ptr<local_group> g_;
+  int rank_;
+};
+
+static_assert(communicator<local_communicator>);
+
+/// A group of `size` local ranks and their communicators.
+inline std::vector<local_communicator> make_local_communicators(int size, communicator_options o = {}) {
+  auto g = std::make_shared<local_group>(size, o);
+  std::vector<local_communicator> out;
+  for (int r = 0; r < size; ++r) {
+    out.emplace_back(g, r);
+  }
+  return out;
+}
+
+}  // namespace dp::inline DP_ABI::dist

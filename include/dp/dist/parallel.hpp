@@ -1,0 +1,617 @@
+// dp::parallel<Model>: one model trained on many devices of one process.
+//
+//   dp::parallel<classifier> par{classifier{}, dp::devices()};
+//   auto opt = dp::optim::adamw(par, {.lr = 1e-3});
+//   double loss = par.backward(nn::cross_entropy, x, labels);   // x split on dim 0 over the devices
+//   opt.step();                                                  // the same update on every replica
+//
+// One replica (an nn::trainer) per device; replica 0 holds the canonical model (par.model()), the
+// others start as copies of it. Arguments are scattered by rule: a tensor is split on dimension 0
+// (uneven shards allowed, empty ones too), dp::replicated(v) goes to every replica; any other type
+// is a compile error. Gradients are summed across replicas with each replica's loss weighted by its
+// share of the batch, so they equal the single-device gradients of the whole batch; buffers are
+// synchronised by their declared policy. On one device parallel is the bare trainer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <dp/core/device.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/dist/bucket.hpp>
+#include <dp/dist/communicator.hpp>
+#include <dp/dist/local.hpp>
+#include <dp/dist/nccl.hpp>
+#include <dp/dist/workers.hpp>
+#include <dp/nn/module.hpp>
+#include <dp/nn/reflect.hpp>
+#include <dp/nn/trainer.hpp>
+
+namespace dp::inline DP_ABI {
+
+/// An argument every replica receives whole (a tensor is copied to each replica's device).
+template <class V>
+struct replicated_t {
+  V value;
+};
+template <class V>
+replicated_t<std::decay_t<V>> replicated(V&& v) {
+  return {std::forward<V>(v)};
+}
+
+struct parallel_options {
+  std::size_t bucket_bytes = std::size_t{25} << 20;       ///< gradient bucket size (about 25 MiB)
+  std::size_t first_bucket_bytes = std::size_t{1} << 20;  ///< the first bucket is small
+  dist::communicator_options comm{};
+};
+
+namespace detail {
+
+template <class X>
+struct is_replicated : std::false_type {};
+template <class V>
+struct is_replicated<replicated_t<V>> : std::true_type {};
+
+// The compiler prints these types' template arguments: the argument's position and its type.
+template <std::size_t Position, class Argument>
+struct no_scatter_rule {
+  static_assert(nn::detail::always_false<Argument>,
+                "dp: an argument of dp::parallel has no scatter rule (its position and type are the template "
+                "arguments above): pass a batched dp::tensor (split on dimension 0) or wrap it in dp::replicated(v) "
+                "(the same value on every replica)");
+  static constexpr bool value = false;
+};
+template <class Output>
+struct no_gather_rule {
+  static_assert(nn::detail::always_false<Output>,
+                "dp: the model's forward returns a type dp::parallel cannot gather (the template argument above): "
+                "return a dp::tensor (concatenated on dimension 0; a 0-d tensor is a loss, averaged over samples), "
+                "or a tuple or struct of those");
+  static constexpr bool value = false;
+};
+
+template <std::size_t I, class X>
+constexpr bool scatterable() {
+  using Xr = std::remove_cvref_t<X>;
+  if constexpr (tensor_type<Xr> || is_replicated<Xr>::value) {
+    return true;
+  } else {
+    return no_scatter_rule<I, Xr>::value;
+  }
+}
+
+/// A readable name of T for messages: "classifier", "nn::sequential<nn::linear<64, 128, float, true>, ...>".
+template <class T>
+std::string type_name() {
+  const std::string_view p = __PRETTY_FUNCTION__;
+  const auto b = p.find("T = ") + 4;
+  std::string n(p.substr(b, p.find_first_of(";]", b) - b));
+  for (const std::string_view noise : {"dp::cpu_abi::", "dp::cuda_abi::", "(anonymous namespace)::", "{anonymous}::"}) {
+    for (auto at = n.find(noise); at != std::string::npos; at = n.find(noise)) {
+      n.erase(at, noise.size());
+    }
+  }
+  return n;
+}
+
+/// The collectives dp::parallel needs, behind one interface so local and NCCL replicas share code.
+struct replica_comm {
+  virtual ~replica_comm() = default;
+  virtual void all_reduce(tensor<float>& t, dist::reduce_op op) = 0;
+  virtual void all_reduce(tensor<double>& t, dist::reduce_op op) = 0;
+  virtual void broadcast(tensor<float>& t, int root) = 0;
+  virtual void broadcast(tensor<double>& t, int root) = 0;
+  virtual void broadcast(tensor<std::int64_t>& t, int root) = 0;
+  virtual void abort(const std::string& why) = 0;
+  virtual void recover() = 0;
+  virtual std::string name() const = 0;
+};
+
+template <class C>
+struct replica_comm_of final : replica_comm {
+  C c;
+  explicit replica_comm_of(C x) : c(std::move(x)) {}
+  void all_reduce(tensor<float>& t, dist::reduce_op op) override { c.all_reduce(t, op); }
+  void all_reduce(tensor<double>& t, dist::reduce_op op) override { c.all_reduce(t, op); }
+  void broadcast(tensor<float>& t, int root) override { c.broadcast(t, root); }
+  void broadcast(tensor<double>& t, int root) override { c.broadcast(t, root); }
+  void broadcast(tensor<std::int64_t>& t, int root) override { c.broadcast(t, root); }
+  void abort(const std::string& why) override {
+    if constexpr (std::is_same_v<C, dist::local_communicator>) {
+      c.group().abort(why);
+    }
+  }
+  void recover() override {
+    if constexpr (std::is_same_v<C, dist::local_communicator>) {
+      c.group().reset();
+    }
+  }
+  std::string name() const override { return c.name(); }
+};
+
+/// A replica's buffers, found once (their storage never moves), with their sync policy.
+template <class T>
+struct buffer_ref {
+  tensor<T> t;
+  nn::buffer_sync sync;
+};
+
+}  // namespace detail
+
+template <class Model>
+class parallel {
+  static_assert(nn::detail::check_model<Model>(),
+                "dp: parallel<Model> needs a dp::nn::module: a library module or an aggregate of modules, "
+                "nn::parameter and nn::buffer members");
+
+ public:
+  using model_type = Model;
+  using value_type = typename nn::trainer<Model>::value_type;
+  using T = value_type;
+
+  /// One replica per device; the model's parameters and buffers are copied to every device.
+  parallel(Model model, std::vector<device> devices, parallel_options o = {}) : devices_(std::move(devices)), opts_(o) {
+    validate_devices();
+    const int n = static_cast<int>(devices_.size());
+    replicas_.push_back(std::make_unique<nn::trainer<Model>>(std::move(model), devices_[0]));
+    for (int i = 1; i < n; ++i) {
+      replicas_.push_back(std::make_unique<nn::trainer<Model>>(Model(replicas_[0]->model()), devices_[i]));
+    }
+    make_communicators();
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int budget = devices_[0].is_cpu() ? std::max(1, std::min(num_threads(), cores) / n) : 1;
+    threads_ = std::make_unique<dist::detail::replica_threads>(n, budget);
+    buckets_ = dist::make_buckets(replicas_[0]->layout(), replicas_[0]->flat_grads().numel(), sizeof(T),
+                                  opts_.bucket_bytes, opts_.first_bucket_bytes);
+    for (auto& r : replicas_) {
+      collect_buffers(*r);
+    }
+    shard_begin_.resize(devices_.size() + 1);
+    losses_.resize(devices_.size());
+  }
+  parallel(const parallel&) = delete;
+  parallel& operator=(const parallel&) = delete;
+
+  /// The canonical model (replica 0's). There is no way to reach another replica's parameters.
+  const Model& model() const noexcept { return replicas_[0]->model(); }
+  /// The devices the replicas run on.
+  const std::vector<device>& devices() const noexcept { return devices_; }
+  std::size_t replica_count() const noexcept { return replicas_.size(); }
+
+  void train() noexcept {
+    for (auto& r : replicas_) {
+      r->train();
+    }
+  }
+  void eval() noexcept {
+    for (auto& r : replicas_) {
+      r->eval();
+    }
+  }
+  bool training() const noexcept { return replicas_[0]->training(); }
+
+  /// Forward on every replica: tensors scattered on dimension 0, outputs gathered on devices()[0].
+  template <class... Args>
+  auto operator()(const Args&... args) {
+    check_scatter(std::index_sequence_for<Args...>{}, args...);
+    if (replicas_.size() == 1) {  // the bare model: no scatter, no gather, no copy
+      return (*replicas_[0])(unwrap(args)...);
+    }
+    const index_t n = batch_size(args...);
+    shard(n);
+    using Out = decltype((*replicas_[0])(shard_arg(0, args)...));
+    std::vector<Out> outs(replicas_.size());
+    auto job = [&](int i) {
+      if (count(i) > 0) {
+        outs[static_cast<std::size_t>(i)] = (*replicas_[static_cast<std::size_t>(i)])(shard_arg(i, args)...);
+      }
+    };
+    run(job);
+    if (training()) {
+      auto sync = [&](int i) { sync_buffers(i); };
+      run(sync);
+    }
+    return gather(outs);
+  }
+
+  /// One step's gradients on every replica, summed across replicas (unless the last argument is
+  /// dp::no_sync, which accumulates locally). Returns the loss of the whole batch.
+  template <class Loss, class... Args>
+  double backward(const Loss& loss, const Args&... args) {
+    auto all = std::forward_as_tuple(args...);
+    constexpr std::size_t n = sizeof...(Args);
+    if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return step(loss, true, std::get<I>(all)...);
+      }(std::make_index_sequence<n - 1>{});
+    } else {
+      return step(loss, false, args...);
+    }
+  }
+
+  // ---------------------------------------------------------------- for optimizers
+  /// Calls f(i, parameters, gradients) on every replica's thread at once.
+  template <class F>
+  void for_each_replica(F&& f) {
+    auto job = [&](int i) {
+      auto& r = *replicas_[static_cast<std::size_t>(i)];
+      f(static_cast<std::size_t>(i), r.flat_params(), r.flat_grads());
+    };
+    run(job);
+  }
+  const std::vector<nn::param_entry>& layout() const noexcept { return replicas_[0]->layout(); }
+  nn::grad_state gradients() const noexcept { return replicas_[0]->gradients(); }
+  void set_gradients(nn::grad_state s) noexcept {
+    for (auto& r : replicas_) {
+      r->set_gradients(s);
+    }
+  }
+  /// The communicator kind ("local communicator", "NCCL communicator").
+  std::string communicator_name() const { return comms_[0]->name(); }
+
+  friend std::ostream& operator<<(std::ostream& os, const parallel& p) {
+    const index_t params = nn::parameter_count(p.model());
+    os << "parallel<" << detail::type_name<Model>() << ">: " << p.replicas_.size()
+       << (p.replicas_.size() == 1 ? " replica on" : " replicas on");
+    for (auto d : p.devices_) {
+      os << ' ' << d;
+    }
+    std::string digits = std::to_string(params), grouped;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+      if (i && (digits.size() - i) % 3 == 0) {
+        grouped += ',';
+      }
+      grouped += digits[i];
+    }
+    const double kib = static_cast<double>(params) * sizeof(T) / 1024.0;
+    os << ", " << grouped << " parameters (" << static_cast<index_t>(kib + 0.5) << " KiB), " << p.comms_[0]->name();
+    return os;
+  }
+
+ private:
+  template <class Loss, class... Args>
+  double step(const Loss& loss, bool local_only, const Args&... args) {
+    check_scatter(std::index_sequence_for<Args...>{}, args...);
+    if (replicas_.size() == 1) {  // the bare trainer
+      return replicas_[0]->step_grads(loss, local_only, T(1), 0, unwrap(args)...);
+    }
+    const index_t n = batch_size(args...);
+    shard(n);
+    const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
+    const bool accumulating = replicas_[0]->gradients() == nn::grad_state::local;
+    auto job = [&](int i) {
+      auto& r = *replicas_[static_cast<std::size_t>(i)];
+      const index_t c = count(i);
+      if (c > 0) {
+        const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(n)) : T(1);
+        losses_[static_cast<std::size_t>(i)] =
+            static_cast<double>(scale) *
+            r.step_grads(loss, local_only, scale, shard_begin_[static_cast<std::size_t>(i)], shard_arg(i, args)...);
+      } else {  // no samples here: contribute nothing, but take part in every collective
+        losses_[static_cast<std::size_t>(i)] = 0;
+        if (!accumulating) {
+          tensor<T>(r.flat_grads()).fill(T(0));
+        }
+        r.set_gradients(local_only ? nn::grad_state::local : nn::grad_state::complete);
+      }
+      if (!local_only) {
+        reduce_gradients(i);
+      }
+      if (r.training()) {
+        sync_buffers(i);
+      }
+    };
+    run(job);
+    double total = 0;
+    for (double l : losses_) {
+      total += l;
+    }
+    return total;
+  }
+
+  /// Sums the gradients of every replica, bucket by bucket (each replica calls this on its thread).
+  void reduce_gradients(int i) {
+    auto& comm = *comms_[static_cast<std::size_t>(i)];
+    const tensor<T>& g = replicas_[static_cast<std::size_t>(i)]->flat_grads();
+    for (const auto& b : buckets_) {
+      tensor<T> part = g.slice(0, b.begin, b.end);
+      comm.all_reduce(part, dist::reduce_op::sum);
+    }
+  }
+
+  /// Buffers with the mean policy become the mean over replicas weighted by each replica's share of
+  /// the batch (replicas without samples did not update theirs); the others take replica 0's value.
+  void sync_buffers(int i) {
+    auto& comm = *comms_[static_cast<std::size_t>(i)];
+    const index_t total = shard_begin_.back();
+    const double w = total > 0 ? static_cast<double>(count(i)) / static_cast<double>(total) : 0.0;
+    auto& refs = buffers_[static_cast<std::size_t>(i)];
+    for (auto& b : refs.f) {
+      sync_one(comm, b, w);
+    }
+    for (auto& b : refs.d) {
+      sync_one(comm, b, w);
+    }
+    for (auto& b : refs.i) {
+      comm.broadcast(b.t, 0);
+    }
+  }
+  template <class V>
+  static void sync_one(detail::replica_comm& comm, detail::buffer_ref<V>& b, double w) {
+    if (b.sync == nn::buffer_sync::mean) {
+      b.t *= static_cast<V>(w);
+      comm.all_reduce(b.t, dist::reduce_op::sum);
+    } else {
+      comm.broadcast(b.t, 0);
+    }
+  }
+
+  /// Runs job(i) on every replica; a failing replica aborts the collectives the others wait in.
+  /// The first failure is rethrown as it was; the replicas it released report "aborted" errors.
+  template <class Job>
+  void run(Job& job) {
+    std::exception_ptr first;
+    std::mutex m;
+    auto guarded = [&](int i) {
+      try {
+        job(i);
+      } catch (const std::exception& e) {
+        {
+          std::lock_guard lock(m);
+          if (!first) {
+            first = std::current_exception();
+          }
+        }
+        comms_[static_cast<std::size_t>(i)]->abort(
+            detail::concat("replica ", i, " (", devices_[static_cast<std::size_t>(i)], ") failed: ", e.what()));
+        throw;
+      }
+    };
+    try {
+      threads_->run(guarded);
+    } catch (...) {
+      comms_[0]->recover();
+      set_gradients(nn::grad_state::none);
+      if (first) {
+        std::rethrow_exception(first);
+      }
+      throw;
+    }
+  }
+
+  // ---------------------------------------------------------------- scatter / gather
+  template <std::size_t... I, class... Args>
+  static void check_scatter(std::index_sequence<I...>, const Args&...) {
+    static_assert((detail::scatterable<I, Args>() && ...));
+  }
+
+  template <class... Args>
+  index_t batch_size(const Args&... args) const {
+    index_t n = -1;
+    auto one = [&](const auto& a) {
+      using A = std::remove_cvref_t<decltype(a)>;
+      if constexpr (tensor_type<A>) {
+        DP_CHECK(a.rank() >= 1, shape_error, "dp: parallel: a scattered tensor needs a batch dimension, got shape ",
+                 a.shape(), "; wrap it in dp::replicated(...) to give it whole to every replica");
+        DP_CHECK(n < 0 || a.shape()[0] == n, shape_error,
+                 "dp: parallel: scattered tensors disagree on the batch size (", n, " and ", a.shape()[0], ", shape ",
+                 a.shape(), ")");
+        n = a.shape()[0];
+      }
+    };
+    (one(args), ...);
+    DP_CHECK(n >= 0, value_error, "dp: parallel: at least one argument must be a batched tensor");
+    return n;
+  }
+
+  /// Replica i gets samples [begin_i, begin_{i+1}): the first n % R replicas one more.
+  void shard(index_t n) {
+    const index_t r = static_cast<index_t>(replicas_.size());
+    shard_begin_[0] = 0;
+    for (index_t i = 0; i < r; ++i) {
+      shard_begin_[static_cast<std::size_t>(i + 1)] = shard_begin_[static_cast<std::size_t>(i)] + n / r + (i < n % r);
+    }
+  }
+  index_t count(int i) const {
+    return shard_begin_[static_cast<std::size_t>(i) + 1] - shard_begin_[static_cast<std::size_t>(i)];
+  }
+
+  template <class V>
+  tensor<V> to_replica(const tensor<V>& t, int i) const {
+    const device d = devices_[static_cast<std::size_t>(i)];
+    if (t.device() == d) {
+      return t;
+    }
+    if (t.device().is_cpu() && d.is_cpu()) {
+      return detail::tensor_access::on_host_worker(t, d);  // host workers share memory
+    }
+    return t.to(d);
+  }
+
+  template <class A>
+  static const auto& unwrap(const A& a) {
+    if constexpr (detail::is_replicated<A>::value) {
+      return a.value;
+    } else {
+      return a;  // a tensor (anything else was rejected by check_scatter)
+    }
+  }
+
+  template <class A>
+  auto shard_arg(int i, const A& a) const {
+    if constexpr (tensor_type<A>) {
+      return to_replica(
+          a.slice(0, shard_begin_[static_cast<std::size_t>(i)], shard_begin_[static_cast<std::size_t>(i) + 1]), i);
+    } else if constexpr (detail::is_replicated<A>::value) {
+      if constexpr (tensor_type<decltype(a.value)>) {
+        return to_replica(a.value, i);
+      } else {
+        return a.value;
+      }
+    } else {
+      return a;  // rejected by check_scatter
+    }
+  }
+
+  template <class Out>
+  Out gather(std::vector<Out>& outs) const {
+    if constexpr (tensor_type<Out>) {
+      using V = typename Out::value_type;
+      int first = -1;
+      for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (count(static_cast<int>(i)) > 0) {
+          first = static_cast<int>(i);
+          break;
+        }
+      }
+      DP_CHECK(first >= 0, value_error, "dp: parallel: an empty batch has no output");
+      const Out& proto = outs[static_cast<std::size_t>(first)];
+      if (proto.rank() == 0) {  // a per-replica mean (a loss): the mean over all samples
+        const index_t total = shard_begin_.back();
+        double acc = 0;
+        for (std::size_t i = 0; i < outs.size(); ++i) {
+          if (count(static_cast<int>(i)) > 0) {
+            acc += static_cast<double>(outs[i].item()) * static_cast<double>(count(static_cast<int>(i))) /
+                   static_cast<double>(total);
+          }
+        }
+        return full<V>({}, static_cast<V>(acc), devices_[0]);
+      }
+      dp::shape s = proto.shape();
+      s[0] = shard_begin_.back();
+      Out out = empty<V>(s, devices_[0]);
+      for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (count(static_cast<int>(i)) == 0) {
+          continue;
+        }
+        const tensor<V>& o = outs[i];
+        DP_CHECK(o.shape()[0] == count(static_cast<int>(i)), shape_error, "dp: parallel: replica ", i, "'s output has ",
+                 o.shape()[0], " rows for ", count(static_cast<int>(i)),
+                 " samples: outputs must keep the batch on dimension 0 to be gathered");
+        tensor<V> src = o.device().is_cpu() && devices_[0].is_cpu()
+                            ? detail::tensor_access::on_host_worker(o, devices_[0])
+                            : o.to(devices_[0]);
+        out.slice(0, shard_begin_[i], shard_begin_[i + 1]) = src;
+      }
+      return out;
+    } else if constexpr (requires { std::tuple_size<Out>::value; }) {
+      return [&]<std::size_t... K>(std::index_sequence<K...>) {
+        return Out{gather_field<K>(outs)...};
+      }(std::make_index_sequence<std::tuple_size_v<Out>>{});
+    } else if constexpr (std::is_aggregate_v<Out> && std::is_class_v<Out>) {
+      constexpr std::size_t n = nn::detail::reflect::field_count<Out>();
+      return [&]<std::size_t... K>(std::index_sequence<K...>) {
+        return Out{gather_member<K, n>(outs)...};
+      }(std::make_index_sequence<n>{});
+    } else {
+      static_assert(detail::no_gather_rule<Out>::value);
+      return Out{};
+    }
+  }
+  template <std::size_t K, class Out>
+  auto gather_field(std::vector<Out>& outs) const {
+    using F = std::remove_cvref_t<std::tuple_element_t<K, Out>>;
+    std::vector<F> parts;
+    for (auto& o : outs) {
+      parts.push_back(std::get<K>(o));
+    }
+    return gather(parts);
+  }
+  template <std::size_t K, std::size_t N, class Out>
+  auto gather_member(std::vector<Out>& outs) const {
+    using F = std::remove_cvref_t<std::tuple_element_t<K, decltype(nn::detail::reflect::tie_fields<N>(outs[0]))>>;
+    std::vector<F> parts;
+    for (auto& o : outs) {
+      parts.push_back(std::get<K>(nn::detail::reflect::tie_fields<N>(o)));
+    }
+    return gather(parts);
+  }
+
+  // ---------------------------------------------------------------- setup
+  void validate_devices() {
+    DP_CHECK(!devices_.empty(), value_error, "dp: parallel needs at least one device");
+    auto list = [&] {
+      std::string s = "{";
+      for (std::size_t i = 0; i < devices_.size(); ++i) {
+        s += (i ? ", " : "") + devices_[i].str();
+      }
+      return s + "}";
+    };
+    for (std::size_t i = 0; i < devices_.size(); ++i) {
+      require_usable(devices_[i]);
+      DP_CHECK(devices_[i].kind == devices_[0].kind, device_error, "dp: parallel: the device list ", list(),
+               " mixes host workers and GPUs; use one kind");
+      for (std::size_t j = 0; j < i; ++j) {
+        DP_CHECK(devices_[i] != devices_[j], value_error, "dp: parallel: device ", devices_[i],
+                 " appears twice in the device list ", list(),
+                 "; each replica needs its own device (two models on one device are two parallel objects)");
+      }
+    }
+  }
+
+  void make_communicators() {
+    const int n = static_cast<int>(devices_.size());
+    if (devices_[0].is_cpu()) {
+      for (auto& c : dist::make_local_communicators(n, opts_.comm)) {
+        comms_.push_back(std::make_unique<detail::replica_comm_of<dist::local_communicator>>(std::move(c)));
+      }
+      return;
+    }
+#if DP_HAS_CUDA && DP_HAS_NCCL
+    std::vector<int> ids;
+    for (auto d : devices_) {
+      ids.push_back(d.index);
+    }
+    for (auto& c : dist::make_nccl_communicators(ids)) {
+      comms_.push_back(std::make_unique<detail::replica_comm_of<dist::nccl_communicator>>(std::move(c)));
+    }
+#else
+    DP_CHECK(n == 1, device_error, "dp: parallel over several GPUs needs NCCL: compile with nvcc and link dp::nccl");
+    for (auto& c : dist::make_local_communicators(1, opts_.comm)) {
+      comms_.push_back(std::make_unique<detail::replica_comm_of<dist::local_communicator>>(std::move(c)));
+    }
+#endif
+  }
+
+  struct replica_buffers {
+    std::vector<detail::buffer_ref<float>> f;
+    std::vector<detail::buffer_ref<double>> d;
+    std::vector<detail::buffer_ref<std::int64_t>> i;
+  };
+  void collect_buffers(nn::trainer<Model>& r) {
+    replica_buffers rb;
+    nn::for_each_buffer(r.mutable_model(), [&](const std::string&, auto& b) {
+      using V = typename std::remove_cvref_t<decltype(b)>::value_type;
+      const tensor<V>& t = b.value();
+      if constexpr (std::is_same_v<V, float>) {
+        rb.f.push_back({t, b.sync()});
+      } else if constexpr (std::is_same_v<V, double>) {
+        rb.d.push_back({t, b.sync()});
+      } else {
+        static_assert(std::is_same_v<V, std::int64_t>, "dp: buffers are float, double or int64");
+        rb.i.push_back({t, b.sync()});
+      }
+    });
+    buffers_.push_back(std::move(rb));
+  }
+
+  std::vector<device> devices_;
+  parallel_options opts_;
+  std::vector<std::unique_ptr<nn::trainer<Model>>> replicas_;
+  std::vector<std::unique_ptr<detail::replica_comm>> comms_;
+  std::unique_ptr<dist::detail::replica_threads> threads_;
+  std::vector<dist::bucket> buckets_;
+  std::vector<replica_buffers> buffers_;
+  std::vector<index_t> shard_begin_;
+  std::vector<double> losses_;
+};
+
+}  // namespace dp::inline DP_ABI

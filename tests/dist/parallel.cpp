@@ -1,0 +1,275 @@
+#include <cmath>
+#include <sstream>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+
+namespace {
+
+struct classifier {
+  nn::linear<12, 16> fc1;
+  nn::batch_norm<16> bn;
+  nn::linear<16, 8> fc2;
+  nn::dropout drop{0.2f};
+  nn::linear<8, 5> fc3;
+  auto forward(auto x) const { return fc3(drop(dp::gelu(fc2(dp::relu(bn(fc1(x))))))); }
+};
+
+struct dropout_net {
+  nn::linear<6, 10> a;
+  nn::dropout drop{0.5f};
+  nn::linear<10, 3> b;
+  auto forward(auto x) const { return b(drop(dp::tanh(a(x)))); }
+};
+struct scaled {
+  nn::linear<4, 3> fc;
+  auto forward(auto x, auto s) const { return fc(x) * s; }
+};
+struct two_heads {
+  nn::linear<4, 3> a;
+  nn::linear<4, 2> b;
+  auto forward(auto x) const {
+    return std::tuple{dp::nn::detail::materialize(a(x)), dp::nn::detail::materialize(b(x))};
+  }
+};
+
+std::vector<dp::device> workers(int n) {
+  std::vector<dp::device> d;
+  for (int i = 0; i < n; ++i) {
+    d.push_back(dp::cpu(i));
+  }
+  return d;
+}
+
+dp::tensor<std::int64_t> labels(dp::index_t n, std::uint64_t seed) {
+  return dp::cast<std::int64_t>(dp::rand<float>({n}, dp::cpu(), seed) * 4.99f);
+}
+
+void close(const std::vector<float>& got, const std::vector<float>& want, double rel, double abs) {
+  REQUIRE(got.size() == want.size());
+  int bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= abs + rel * std::fabs(want[i]))) {
+      if (bad++ < 3) {
+        FAIL_CHECK("element " << i << ": " << got[i] << " vs " << want[i]);
+      }
+    }
+  }
+  CHECK(bad == 0);
+}
+
+template <class Owner>
+std::vector<float> replica_grads(Owner& p, std::size_t r) {
+  std::vector<float> out;
+  p.for_each_replica([&](std::size_t i, const auto&, const auto& g) {
+    if (i == r) {
+      out = g.to_vector();
+    }
+  });
+  return out;
+}
+template <class Owner>
+std::vector<float> replica_params(Owner& p, std::size_t r) {
+  std::vector<float> out;
+  p.for_each_replica([&](std::size_t i, const auto& w, const auto&) {
+    if (i == r) {
+      out = w.to_vector();
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for 1-4 workers and any batch") {
+  for (int devices : {1, 2, 3, 4}) {
+    for (dp::index_t batch : {1, 7, 36, 256}) {
+      CAPTURE(devices);
+      CAPTURE(batch);
+      nn::manual_seed(11);
+      const classifier model;
+      nn::trainer<classifier> single{model};
+      dp::parallel<classifier> par{model, workers(devices)};
+      auto x = dp::randn<float>({batch, 12}, dp::cpu(), 100 + batch);
+      auto y = labels(batch, 200 + batch);
+      // forward in evaluation mode
+      single.eval();
+      par.eval();
+      dp::tensor<float> out_single = single(x), out_par = par(x);
+      close(out_par.to_vector(), out_single.to_vector(), 1e-6, 1e-6);
+      // gradients (training mode: batch_norm uses batch statistics, so compare in evaluation mode
+      // where the result must not depend on the split)
+      const double ls = single.backward(nn::cross_entropy, x, y);
+      const double lp = par.backward(nn::cross_entropy, x, y);
+      CHECK(lp == doctest::Approx(ls).epsilon(1e-6));
+      for (std::size_t r = 0; r < par.replica_count(); ++r) {
+        close(replica_grads(par, r), single.flat_grads().to_vector(), 1e-6, 1e-7);
+      }
+      auto opt_s = dp::optim::adamw(single, {.lr = 1e-2});
+      auto opt_p = dp::optim::adamw(par, {.lr = 1e-2});
+      opt_s.step();
+      opt_p.step();
+      for (int step = 1; step < 10; ++step) {
+        (void)single.backward(nn::cross_entropy, x, y);
+        (void)par.backward(nn::cross_entropy, x, y);
+        opt_s.step();
+        opt_p.step();
+      }
+      for (std::size_t r = 0; r < par.replica_count(); ++r) {
+        close(replica_params(par, r), single.flat_params().to_vector(), 1e-5, 1e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("in training mode dropout masks and gradients do not depend on the device count") {
+  // batch_norm is left out: its batch statistics are per replica, as in PyTorch's DataParallel.
+  nn::manual_seed(5);
+  const dropout_net model;
+  nn::trainer<dropout_net> single{model};
+  dp::parallel<dropout_net> par{model, workers(3)};
+  auto x = dp::randn<float>({20, 6}, dp::cpu(), 1);
+  auto y = dp::cast<std::int64_t>(dp::rand<float>({20}, dp::cpu(), 2) * 2.99f);
+  (void)single.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
+  (void)par.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
+  close(replica_grads(par, 0), single.flat_grads().to_vector(), 1e-6, 1e-7);
+}
+
+TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count") {
+  nn::manual_seed(3);
+  const classifier model;
+  for (dp::index_t batch : {36, 3}) {
+    nn::trainer<classifier> single{model};
+    dp::parallel<classifier> par{model, workers(7)};
+    single.eval();
+    par.eval();
+    auto x = dp::randn<float>({batch, 12}, dp::cpu(), 1);
+    auto y = labels(batch, 2);
+    CHECK(par.backward(nn::cross_entropy, x, y) ==
+          doctest::Approx(single.backward(nn::cross_entropy, x, y)).epsilon(1e-6));
+    close(replica_grads(par, 6), single.flat_grads().to_vector(), 1e-6, 1e-7);
+  }
+}
+
+TEST_CASE("training-mode batch_norm: running means are the weighted mean over replicas") {
+  // The mean of the running means of equal shards is the running mean of the whole batch (the
+  // update is linear in the batch mean), so the canonical model must match a single device.
+  nn::manual_seed(4);
+  const classifier model;
+  nn::trainer<classifier> single{model};
+  dp::parallel<classifier> par{model, workers(3)};
+  auto x = dp::randn<float>({30, 12}, dp::cpu(), 1);
+  auto y = labels(30, 2);
+  (void)single.backward(nn::cross_entropy, x, y);
+  (void)par.backward(nn::cross_entropy, x, y);
+  close(par.model().bn.running_mean.value().to_vector(), single.model().bn.running_mean.value().to_vector(), 1e-6,
+        1e-7);
+  CHECK(par.model().bn.running_mean.value().to_vector() != std::vector<float>(16, 0.f));
+  CHECK(par.model().bn.num_batches_tracked.value().item() == 1);
+}
+
+TEST_CASE("two parallel models on the same workers stay independent") {
+  nn::manual_seed(6);
+  const classifier m1, m2;
+  dp::parallel<classifier> a{m1, workers(2)}, b{m2, workers(2)};
+  nn::trainer<classifier> sa{m1}, sb{m2};
+  a.eval();
+  b.eval();
+  sa.eval();
+  sb.eval();
+  auto oa = dp::optim::sgd(a, {.lr = 0.1, .momentum = 0.9});
+  auto ob = dp::optim::sgd(b, {.lr = 0.05});
+  auto osa = dp::optim::sgd(sa, {.lr = 0.1, .momentum = 0.9});
+  auto osb = dp::optim::sgd(sb, {.lr = 0.05});
+  for (int i = 0; i < 5; ++i) {
+    auto x = dp::randn<float>({10, 12}, dp::cpu(), 10 + i);
+    auto y = labels(10, 20 + i);
+    (void)a.backward(nn::cross_entropy, x, y);
+    (void)b.backward(nn::cross_entropy, x, y);
+    oa.step();
+    (void)sb.backward(nn::cross_entropy, x, y);
+    (void)sa.backward(nn::cross_entropy, x, y);
+    ob.step();
+    osa.step();
+    osb.step();
+  }
+  close(replica_params(a, 1), sa.flat_params().to_vector(), 1e-5, 1e-6);
+  close(replica_params(b, 1), sb.flat_params().to_vector(), 1e-5, 1e-6);
+}
+
+TEST_CASE("no_sync accumulates locally; stepping before synchronising is an error") {
+  nn::manual_seed(7);
+  const classifier model;
+  nn::trainer<classifier> single{model};
+  dp::parallel<classifier> par{model, workers(2)};
+  single.eval();
+  par.eval();
+  auto x1 = dp::randn<float>({8, 12}, dp::cpu(), 1), x2 = dp::randn<float>({8, 12}, dp::cpu(), 2);
+  auto y = labels(8, 3);
+  (void)par.backward(nn::cross_entropy, x1, y, dp::no_sync);
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("no_sync"), dp::runtime_error);
+  (void)par.backward(nn::cross_entropy, x2, y);
+  (void)single.backward(nn::cross_entropy, x1, y, dp::no_sync);
+  (void)single.backward(nn::cross_entropy, x2, y);
+  close(replica_grads(par, 1), single.flat_grads().to_vector(), 1e-6, 1e-7);
+  opt.step();
+}
+
+TEST_CASE("device lists with duplicates or mixed kinds are rejected") {
+  CHECK_THROWS_WITH_AS((dp::parallel<classifier>{classifier{}, {dp::cpu(0), dp::cpu(1), dp::cpu(1)}}),
+                       doctest::Contains("device cpu:1 appears twice in the device list {cpu:0, cpu:1, cpu:1}"),
+                       dp::value_error);
+  CHECK_THROWS_AS((dp::parallel<classifier>{classifier{}, {}}), dp::value_error);
+}
+
+TEST_CASE("a replica that fails stops the others with a clear error, and the next step works") {
+  dp::parallel<classifier> par{classifier{}, workers(2)};
+  auto x = dp::randn<float>({8, 12}, dp::cpu(), 1);
+  auto bad = dp::from_vector<std::int64_t>({0, 1, 2, 3, 0, 1, 2, 9});  // 9: only replica 1's shard
+  // replica 1 fails; replica 0, waiting in the gradient all-reduce, is released (instead of waiting
+  // for ever) and the original error is what the caller sees
+  CHECK_THROWS_WITH_AS((void)par.backward(nn::cross_entropy, x, bad), doctest::Contains("outside [0, 5)"),
+                       dp::value_error);
+  CHECK(par.gradients() == nn::grad_state::none);
+  CHECK_NOTHROW((void)par.backward(nn::cross_entropy, x, labels(8, 1)));
+}
+
+TEST_CASE("on one device parallel is the bare trainer: the same passes, no copy") {
+  nn::manual_seed(8);
+  const classifier model;
+  nn::trainer<classifier> single{model};
+  dp::parallel<classifier> par{model, workers(1)};
+  auto x = dp::randn<float>({16, 12}, dp::cpu(), 1);
+  auto y = labels(16, 2);
+  (void)single.backward(nn::cross_entropy, x, y);
+  (void)par.backward(nn::cross_entropy, x, y);
+  auto c0 = dp::counters();
+  (void)single.backward(nn::cross_entropy, x, y);
+  auto c1 = dp::counters();
+  (void)par.backward(nn::cross_entropy, x, y);
+  auto c2 = dp::counters();
+  CHECK(c2.passes - c1.passes == c1.passes - c0.passes);
+  CHECK(c2.gemms - c1.gemms == c1.gemms - c0.gemms);
+  CHECK(c2.pool_hits - c1.pool_hits == c1.pool_hits - c0.pool_hits);
+}
+
+TEST_CASE("replicated arguments, tuple outputs and printing") {
+  nn::manual_seed(9);
+  const scaled m;
+  dp::parallel<scaled> par{m, workers(3)};
+  auto x = dp::randn<float>({7, 4}, dp::cpu(), 1);
+  dp::tensor<float> got = par(x, dp::replicated(2.f));
+  dp::tensor<float> want = m.fc(x) * 2.f;
+  close(got.to_vector(), want.to_vector(), 1e-6, 1e-6);
+  dp::parallel<two_heads> heads{two_heads{}, workers(2)};
+  auto [ha, hb] = heads(x);
+  CHECK(ha.shape() == dp::shape{7, 3});
+  CHECK(hb.shape() == dp::shape{7, 2});
+  std::ostringstream os;
+  os << par;
+  CHECK(os.str() == "parallel<scaled>: 3 replicas on cpu:0 cpu:1 cpu:2, 15 parameters (0 KiB), local communicator");
+}
