@@ -19,10 +19,17 @@
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
+/// A callable standing in for a member visitor in concepts (no lambdas in unevaluated operands:
+/// nvcc's front end does not accept them there).
+struct member_probe {
+  template <class X>
+  void operator()(std::string_view, X&) const {}
+};
+
 /// A library module names its members: `static void dp_members(auto& self, auto&& f)` calls
 /// f(name, member) for each parameter, buffer and submodule.
 template <class M>
-concept declares_members = requires(M& m) { M::dp_members(m, [](std::string_view, auto&) {}); };
+concept declares_members = requires(M& m) { M::dp_members(m, member_probe{}); };
 
 template <class X>
 struct is_dp_tensor : std::false_type {};

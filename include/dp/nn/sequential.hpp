@@ -74,20 +74,22 @@ inline constexpr std::string_view index_names[] = {
     "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
     "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63"};
 
+template <class L, class = void>
+struct value_type_or_void {
+  using type = void;
+};
+template <class L>
+struct value_type_or_void<L, std::void_t<typename L::value_type>> {
+  using type = typename L::value_type;
+};
 template <class... L>
 struct first_value_type {
   using type = void;
 };
 template <class L0, class... L>
 struct first_value_type<L0, L...> {
-  using type = std::conditional_t<requires { typename L0::value_type; }, typename decltype([] {
-                                    if constexpr (requires { typename L0::value_type; }) {
-                                      return std::type_identity<typename L0::value_type>{};
-                                    } else {
-                                      return std::type_identity<void>{};
-                                    }
-                                  }())::type,
-                                  typename first_value_type<L...>::type>;
+  using own = typename value_type_or_void<L0>::type;
+  using type = std::conditional_t<std::is_void_v<own>, typename first_value_type<L...>::type, own>;
 };
 
 }  // namespace detail

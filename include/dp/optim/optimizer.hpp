@@ -16,6 +16,14 @@
 
 namespace dp::inline DP_ABI::optim {
 
+namespace detail {
+/// Stands in for a per-replica callback in the concept below (no lambdas in unevaluated operands).
+template <class T>
+struct replica_probe {
+  void operator()(std::size_t, const tensor<T>&, const tensor<T>&) const {}
+};
+}  // namespace detail
+
 /// What an optimizer needs from the owner of the parameters.
 template <class O>
 concept parameter_owner = requires(O& o) {
@@ -24,7 +32,7 @@ concept parameter_owner = requires(O& o) {
   o.layout();
   o.gradients();
   o.set_gradients(nn::grad_state::none);
-  o.for_each_replica([](std::size_t, const tensor<typename O::value_type>&, const tensor<typename O::value_type>&) {});
+  o.for_each_replica(detail::replica_probe<typename O::value_type>{});
 };
 
 namespace detail {

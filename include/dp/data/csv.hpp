@@ -1,0 +1,131 @@
+// CSV datasets (plain or gzip-compressed, through zlib): numeric features and one integer label
+// column. Malformed input is an io_error naming the file, the line (and column), and what was
+// expected.
+#pragma once
+
+#include <zlib.h>
+
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/data/dataset.hpp>
+
+namespace dp::inline DP_ABI::data {
+
+struct csv_options {
+  int label_column = -1;  ///< which column holds the class index; negative counts from the end
+  bool header = false;    ///< skip the first line
+  char delimiter = ',';
+};
+
+namespace detail {
+
+/// Reads a whole file, decompressing gzip transparently (zlib reads plain files as they are).
+inline std::string read_file(const std::string& path, std::size_t limit = std::size_t{1} << 32) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  DP_CHECK(f, io_error, "dp: cannot open '", path, "' for reading");
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const int n = gzread(f, buf, sizeof buf);
+    if (n < 0) {
+      int code = 0;
+      const std::string why = gzerror(f, &code);
+      gzclose(f);
+      throw io_error(dp::detail::concat("dp: cannot read '", path, "': ", why, " (truncated or not gzip?)"));
+    }
+    if (n == 0) {
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+    DP_CHECK(out.size() <= limit, io_error, "dp: '", path, "' is larger than ", limit, " bytes");
+  }
+  gzclose(f);
+  return out;
+}
+
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace detail
+
+/// Parses CSV text (`source` names it in errors) into features [N, columns - 1] and labels [N].
+inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, const csv_options& o = {},
+                                                     std::string_view source = "<csv>") {
+  std::vector<float> features;
+  std::vector<std::int64_t> labels;
+  index_t columns = -1, line_no = 0, label_col = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    const std::string_view line = detail::trim(text.substr(pos, end - pos));
+    pos = end + 1;
+    ++line_no;
+    if (line.empty() || (o.header && line_no == 1)) {
+      continue;
+    }
+    // split
+    index_t count = 1;
+    for (char c : line) {
+      count += c == o.delimiter;
+    }
+    if (columns < 0) {
+      columns = count;
+      DP_CHECK(columns >= 2, io_error, "dp: ", source, " line ", line_no, ": ", columns,
+               " column(s), expected features and a label column");
+      label_col = o.label_column < 0 ? columns + o.label_column : o.label_column;
+      DP_CHECK(label_col >= 0 && label_col < columns, io_error, "dp: ", source, ": label column ", o.label_column,
+               " does not exist in rows of ", columns, " columns");
+    }
+    DP_CHECK(count == columns, io_error, "dp: ", source, " line ", line_no, ": ", count, " columns, expected ",
+             columns, " (as in the first row)");
+    std::size_t f = 0;
+    for (index_t c = 0; c < columns; ++c) {
+      std::size_t g = line.find(o.delimiter, f);
+      if (g == std::string_view::npos) {
+        g = line.size();
+      }
+      const std::string_view cell = detail::trim(line.substr(f, g - f));
+      f = g + 1;
+      if (c == label_col) {
+        std::int64_t v = 0;
+        const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), v);
+        DP_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size() && v >= 0, io_error, "dp: ", source,
+                 " line ", line_no, ", column ", c + 1, ": label '", cell,
+                 "' is not a class index (a non-negative integer)");
+        labels.push_back(v);
+      } else {
+        float v = 0;
+        const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), v);
+        DP_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size() && !cell.empty(), io_error, "dp: ", source,
+                 " line ", line_no, ", column ", c + 1, ": '", cell, "' is not a number");
+        features.push_back(v);
+      }
+    }
+  }
+  DP_CHECK(!labels.empty(), io_error, "dp: ", source, " holds no data rows");
+  const index_t n = static_cast<index_t>(labels.size());
+  return {from_vector<float>(features, {n, columns - 1}), from_vector<std::int64_t>(labels)};
+}
+
+/// Reads a CSV file (gzip-compressed when it ends in .gz or starts with the gzip magic).
+inline tensor_dataset<float, std::int64_t> csv_dataset(const std::string& path, const csv_options& o = {}) {
+  return parse_csv(detail::read_file(path), o, path);
+}
+
+}  // namespace dp::inline DP_ABI::data

@@ -1,0 +1,127 @@
+// IDX files (the MNIST format): a big-endian header (two zero bytes, a type byte, the number of
+// dimensions, one 32-bit size per dimension) followed by the data. Truncated or malformed files are
+// io_errors naming the file, the offset and what was expected.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/data/csv.hpp>
+#include <dp/data/dataset.hpp>
+
+namespace dp::inline DP_ABI::data {
+
+namespace detail {
+inline std::uint32_t be32(const unsigned char* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+inline std::size_t idx_type_size(unsigned type) {
+  switch (type) {
+    case 0x08:
+    case 0x09:
+      return 1;
+    case 0x0B:
+      return 2;
+    case 0x0C:
+    case 0x0D:
+      return 4;
+    case 0x0E:
+      return 8;
+    default:
+      return 0;
+  }
+}
+}  // namespace detail
+
+/// The values of an IDX file as floats, with its dimensions as the shape.
+inline tensor<float> parse_idx(std::string_view bytes, std::string_view source = "<idx>") {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  DP_CHECK(bytes.size() >= 4, io_error, "dp: ", source, ": truncated: ", bytes.size(),
+           " bytes, an IDX header needs at least 4");
+  DP_CHECK(p[0] == 0 && p[1] == 0, io_error, "dp: ", source, ", offset 0: not an IDX file (the first two bytes must be 0)");
+  const unsigned type = p[2], dims = p[3];
+  const std::size_t esize = detail::idx_type_size(type);
+  DP_CHECK(esize != 0, io_error, "dp: ", source, ", offset 2: unknown IDX element type 0x", std::hex, type,
+           " (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
+  DP_CHECK(dims >= 1 && dims <= max_rank, io_error, "dp: ", source, ", offset 3: ", dims,
+           " dimensions (expected 1 to ", max_rank, ")");
+  const std::size_t header = 4 + 4 * std::size_t{dims};
+  DP_CHECK(bytes.size() >= header, io_error, "dp: ", source, ": truncated header: ", bytes.size(), " bytes, expected ",
+           header, " for ", dims, " dimensions");
+  dp::shape s;
+  std::uint64_t count = 1;
+  for (unsigned d = 0; d < dims; ++d) {
+    const std::uint32_t n = detail::be32(p + 4 + 4 * d);
+    s.push_back(static_cast<index_t>(n));
+    count *= n;
+    DP_CHECK(count <= (std::uint64_t{1} << 40), io_error, "dp: ", source, ": dimensions ", s, " are implausibly large");
+  }
+  const std::uint64_t need = count * esize;
+  DP_CHECK(bytes.size() - header >= need, io_error, "dp: ", source, ": truncated: the header (shape ", s,
+           ") announces ", need, " bytes of data at offset ", header, " but only ", bytes.size() - header, " follow");
+  std::vector<float> v(static_cast<std::size_t>(count));
+  const unsigned char* d = p + header;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const unsigned char* q = d + i * esize;
+    switch (type) {
+      case 0x08:
+        v[i] = static_cast<float>(q[0]);
+        break;
+      case 0x09:
+        v[i] = static_cast<float>(static_cast<std::int8_t>(q[0]));
+        break;
+      case 0x0B:
+        v[i] = static_cast<float>(static_cast<std::int16_t>((q[0] << 8) | q[1]));
+        break;
+      case 0x0C:
+        v[i] = static_cast<float>(static_cast<std::int32_t>(detail::be32(q)));
+        break;
+      case 0x0D: {
+        const std::uint32_t b = detail::be32(q);
+        float f;
+        std::memcpy(&f, &b, 4);
+        v[i] = f;
+        break;
+      }
+      default: {
+        const std::uint64_t b = (std::uint64_t{detail::be32(q)} << 32) | detail::be32(q + 4);
+        double f;
+        std::memcpy(&f, &b, 8);
+        v[i] = static_cast<float>(f);
+      }
+    }
+  }
+  return from_vector<float>(v, s);
+}
+
+/// Reads an IDX file (plain or gzip-compressed).
+inline tensor<float> read_idx(const std::string& path) { return parse_idx(detail::read_file(path), path); }
+
+/// MNIST from the four standard files in `dir` (train-images-idx3-ubyte, ... optionally .gz):
+/// images as [N, 784] floats in [0, 1], labels as int64.
+inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir, bool train = true) {
+  const std::string stem = train ? "train" : "t10k";
+  auto find = [&](const std::string& name) {
+    for (const std::string& candidate : {dir + "/" + name, dir + "/" + name + ".gz"}) {
+      if (gzFile f = gzopen(candidate.c_str(), "rb")) {
+        gzclose(f);
+        return candidate;
+      }
+    }
+    throw io_error(dp::detail::concat("dp: MNIST file ", name, " (or ", name, ".gz) was not found in '", dir,
+                                      "'; dp downloads nothing: place the four IDX files there"));
+  };
+  const tensor<float> images = read_idx(find(stem + "-images-idx3-ubyte"));
+  const tensor<float> labels = read_idx(find(stem + "-labels-idx1-ubyte"));
+  DP_CHECK(images.rank() == 3 && labels.rank() == 1 && images.shape()[0] == labels.shape()[0], io_error,
+           "dp: MNIST files in '", dir, "' disagree: images ", images.shape(), ", labels ", labels.shape());
+  tensor<float> flat = images.reshape({images.shape()[0], -1}) * (1.f / 255.f);
+  return {flat, labels.to<std::int64_t>()};
+}
+
+}  // namespace dp::inline DP_ABI::data

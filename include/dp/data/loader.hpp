@@ -1,0 +1,198 @@
+// The loader: batches of a dataset in an order derived from (seed, epoch), prefetched on a
+// background thread.
+//
+//   dp::data::loader loader{train, {.batch = 32, .shuffle = true, .seed = 7}};
+//   for (int epoch = 0; epoch < 30; ++epoch)
+//     for (auto [x, y] : loader.epoch(epoch)) { ... }
+//
+// The epoch is an argument, not state, so there is nothing to forget between epochs (PyTorch's
+// DistributedSampler.set_epoch), and resuming is loader.epoch(e, first_batch). A rank-sharded loader
+// (next milestone) is the same type constructed with a communicator: each rank then takes its
+// share of every global batch.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <dp/data/dataset.hpp>
+
+namespace dp::inline DP_ABI::data {
+
+struct loader_options {
+  index_t batch = 32;
+  bool shuffle = false;
+  std::uint64_t seed = 0;
+  bool drop_last = false;  ///< training loaders may drop a last partial batch; evaluation ones must not
+  int prefetch = 2;        ///< batches prepared ahead on a background thread (0: none)
+};
+
+template <dataset D>
+class loader {
+ public:
+  using batch_type = decltype(std::declval<const D&>().get(std::span<const index_t>{}));
+
+  loader(D data, loader_options o = {}) : data_(std::move(data)), o_(o) {
+    DP_CHECK(o.batch > 0, value_error, "dp: loader: batch must be positive, got ", o.batch);
+    DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
+             o.prefetch);
+  }
+
+  const D& data() const noexcept { return data_; }
+  const loader_options& options() const noexcept { return o_; }
+  /// Batches per epoch.
+  index_t batches() const noexcept {
+    const index_t n = data_.size();
+    return o_.drop_last ? n / o_.batch : (n + o_.batch - 1) / o_.batch;
+  }
+
+  /// The sample order of an epoch: a permutation derived from (seed, epoch), or 0..n-1.
+  std::vector<index_t> order(std::int64_t epoch) const {
+    if (!o_.shuffle) {
+      std::vector<index_t> p(static_cast<std::size_t>(data_.size()));
+      for (index_t i = 0; i < data_.size(); ++i) {
+        p[static_cast<std::size_t>(i)] = i;
+      }
+      return p;
+    }
+    return permutation(data_.size(), o_.seed, 0xE90C0000ull + static_cast<std::uint64_t>(epoch));
+  }
+
+  class iterator;
+  struct sentinel {};
+
+  /// One epoch's batches, starting at batch `first` (for resuming).
+  class epoch_range {
+   public:
+    epoch_range(const loader* l, std::int64_t e, index_t first) : l_(l), e_(e), first_(first) {}
+    iterator begin() const { return iterator(l_, e_, first_); }
+    sentinel end() const { return {}; }
+    index_t size() const { return l_->batches() - first_; }
+
+   private:
+    const loader* l_;
+    std::int64_t e_;
+    index_t first_;
+  };
+
+  epoch_range epoch(std::int64_t e, index_t first_batch = 0) const {
+    DP_CHECK(first_batch >= 0 && first_batch <= batches(), value_error, "dp: loader: first batch ", first_batch,
+             " is outside [0, ", batches(), "]");
+    return {this, e, first_batch};
+  }
+
+  /// Prepares batches [next, count) in order; with prefetch, on a background thread.
+  class iterator {
+   public:
+    iterator(const loader* l, std::int64_t e, index_t first)
+        : l_(l), order_(l->order(e)), next_(first), count_(l->batches()) {
+      if (l_->o_.prefetch > 0 && next_ < count_) {
+        ring_.resize(static_cast<std::size_t>(l_->o_.prefetch));
+        worker_ = std::thread([this] { produce(); });
+      }
+      advance();
+    }
+    iterator(const iterator&) = delete;
+    iterator& operator=(const iterator&) = delete;
+    ~iterator() {
+      {
+        std::lock_guard lock(m_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      if (worker_.joinable()) {
+        worker_.join();
+      }
+    }
+
+    const batch_type& operator*() const { return *current_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    bool operator==(sentinel) const { return !current_.has_value(); }
+    /// The index of the batch operator* returns.
+    index_t position() const noexcept { return next_ + pos_ - 1; }
+
+   private:
+    batch_type make(index_t k) const {
+      const index_t b = l_->o_.batch, n = static_cast<index_t>(order_.size());
+      const index_t lo = k * b, hi = std::min(n, lo + b);
+      return l_->data_.get(std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo),
+                                                                     static_cast<std::size_t>(hi - lo)));
+    }
+
+    void produce() {
+      try {
+        for (index_t k = next_; k < count_; ++k) {
+          batch_type b = make(k);
+          std::unique_lock lock(m_);
+          cv_.wait(lock, [&] { return stop_ || filled_ < ring_.size(); });
+          if (stop_) {
+            return;
+          }
+          ring_[(head_ + filled_) % ring_.size()] = std::move(b);
+          ++filled_;
+          cv_.notify_all();
+        }
+      } catch (...) {
+        std::lock_guard lock(m_);
+        error_ = std::current_exception();
+        cv_.notify_all();
+      }
+    }
+
+    void advance() {
+      current_.reset();
+      if (pos_ + next_ >= count_ && ring_.empty()) {
+        return;
+      }
+      if (ring_.empty()) {  // no prefetch
+        if (next_ + pos_ < count_) {
+          current_ = make(next_ + pos_);
+          ++pos_;
+        }
+        return;
+      }
+      if (next_ + pos_ >= count_) {
+        return;
+      }
+      std::unique_lock lock(m_);
+      cv_.wait(lock, [&] { return filled_ > 0 || error_; });
+      if (error_) {
+        std::rethrow_exception(error_);
+      }
+      current_ = std::move(*ring_[head_]);
+      ring_[head_].reset();
+      head_ = (head_ + 1) % ring_.size();
+      --filled_;
+      ++pos_;
+      cv_.notify_all();
+    }
+
+    const loader* l_;
+    std::vector<index_t> order_;
+    index_t next_, count_, pos_ = 0;
+    std::optional<batch_type> current_;
+    std::vector<std::optional<batch_type>> ring_;
+    std::size_t head_ = 0, filled_ = 0;
+    bool stop_ = false;
+    std::exception_ptr error_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::thread worker_;
+  };
+
+ private:
+  D data_;
+  loader_options o_;
+};
+
+}  // namespace dp::inline DP_ABI::data
