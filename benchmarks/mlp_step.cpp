@@ -4,6 +4,10 @@
 // at 1 and 2 threads. The PyTorch side runs in compare/torch_mlp_step.py; benchmarks/run prints both.
 // Also dp::parallel: on one device (its overhead over the bare trainer) and on two host workers of
 // one thread each (its scaling over one worker of one thread).
+#include <vector>
+
+#include <cblas.h>
+
 #include <dp/dp.hpp>
 
 #include "common.hpp"
@@ -65,8 +69,42 @@ void parallel1_large(benchmark::State& s) { parallel_step<large_mlp>(s, 1, 256, 
 void parallel2_large(benchmark::State& s) { parallel_step<large_mlp>(s, 2, 256, 784); }
 void parallel1_small(benchmark::State& s) { parallel_step<small_mlp>(s, 1, 64, 64); }
 
+/// Only the GEMMs of one small-MLP step (3 forward, 5 backward: no dX for the first layer), straight
+/// through cblas at 1 thread: the floor of the small step that no fusion removes.
+void gemms_small(benchmark::State& s) {
+  dp_bench::openblas_threads(1);
+  const int b = 64, d[4] = {64, 128, 128, 10};
+  std::vector<std::vector<float>> act(4), grad(4), w(3), dw(3);
+  for (int l = 0; l < 4; ++l) {
+    act[static_cast<std::size_t>(l)].assign(static_cast<std::size_t>(b * d[l]), 0.5f);
+    grad[static_cast<std::size_t>(l)].assign(static_cast<std::size_t>(b * d[l]), 0.25f);
+  }
+  for (int l = 0; l < 3; ++l) {
+    w[static_cast<std::size_t>(l)].assign(static_cast<std::size_t>(d[l] * d[l + 1]), 0.01f);
+    dw[static_cast<std::size_t>(l)].assign(static_cast<std::size_t>(d[l] * d[l + 1]), 0.f);
+  }
+  auto at = [](auto& v, int l) { return v[static_cast<std::size_t>(l)].data(); };
+  for (auto _ : s) {
+    for (int l = 0; l < 3; ++l) {  // Y[b, out] = X[b, in] W[out, in]^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, d[l + 1], d[l], 1.f, at(act, l), d[l], at(w, l), d[l],
+                  0.f, at(act, l + 1), d[l + 1]);
+    }
+    for (int l = 2; l >= 0; --l) {  // dW = dY^T X, dX = dY W
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d[l + 1], d[l], b, 1.f, at(grad, l + 1), d[l + 1],
+                  at(act, l), d[l], 0.f, at(dw, l), d[l]);
+      if (l > 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, d[l], d[l + 1], 1.f, at(grad, l + 1), d[l + 1],
+                    at(w, l), d[l], 0.f, at(grad, l), d[l]);
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
+BENCHMARK(gemms_small)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
 BENCHMARK(mlp_large)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(mlp_small)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
 BENCHMARK(parallel1_large)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);

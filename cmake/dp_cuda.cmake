@@ -1,4 +1,4 @@
-# CUDA: dp::cuda (cudart + cuBLAS, flags for device lambdas) and dp::nccl when NCCL is found.
+# CUDA: dp::cuda (cudart + cuBLAS + CCCL, flags for device lambdas) and dp::nccl when NCCL is found.
 # CMake 3.25 knows no "CUDA 20" standard; the option is set by hand before targets ask for it.
 set(DP_HAS_CUDA_BUILD OFF)
 if(NOT DP_WITH_CUDA STREQUAL "OFF")
@@ -16,6 +16,8 @@ if(NOT DP_WITH_CUDA STREQUAL "OFF")
     set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION -std=c++20)
     set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION -std=c++20)
     find_package(CUDAToolkit REQUIRED)
+    # Thrust/CUB/libcu++ (dp/exec/cuda.hpp uses them); the toolkit ships their config under lib/cmake.
+    find_package(CCCL CONFIG REQUIRED HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake)
     set(DP_HAS_CUDA_BUILD ON)
   elseif(DP_WITH_CUDA STREQUAL "ON")
     message(FATAL_ERROR "dp: DP_WITH_CUDA=ON but no CUDA compiler was found")
@@ -25,7 +27,7 @@ endif()
 if(DP_HAS_CUDA_BUILD)
   add_library(dp_cuda INTERFACE)
   add_library(dp::cuda ALIAS dp_cuda)
-  target_link_libraries(dp_cuda INTERFACE dp::dp CUDA::cudart CUDA::cublas)
+  target_link_libraries(dp_cuda INTERFACE dp::dp CUDA::cudart CUDA::cublas CCCL::CCCL)
   target_compile_options(dp_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--extended-lambda --expt-relaxed-constexpr>)
   set_target_properties(dp_cuda PROPERTIES EXPORT_NAME cuda)
 
@@ -34,8 +36,9 @@ if(DP_HAS_CUDA_BUILD)
   if(DP_NCCL_INCLUDE_DIR AND DP_NCCL_LIBRARY)
     add_library(dp_nccl INTERFACE)
     add_library(dp::nccl ALIAS dp_nccl)
-    target_include_directories(dp_nccl SYSTEM INTERFACE ${DP_NCCL_INCLUDE_DIR})
-    target_link_libraries(dp_nccl INTERFACE dp::cuda ${DP_NCCL_LIBRARY})
+    # Paths of this machine stay out of the installed target: dpConfig.cmake finds NCCL again.
+    target_include_directories(dp_nccl SYSTEM INTERFACE $<BUILD_INTERFACE:${DP_NCCL_INCLUDE_DIR}>)
+    target_link_libraries(dp_nccl INTERFACE dp::cuda $<BUILD_INTERFACE:${DP_NCCL_LIBRARY}>)
     target_compile_definitions(dp_nccl INTERFACE DP_HAS_NCCL=1)
     set_target_properties(dp_nccl PROPERTIES EXPORT_NAME nccl)
   endif()

@@ -3,7 +3,7 @@
 # The CUDA toolkit, when present, is expected at /usr/local/cuda (it is not an apt package here).
 set -euo pipefail
 packages=(cmake make g++ python3 python3-pip doctest-dev libopenblas-dev libeigen3-dev libbenchmark-dev zlib1g-dev
-          libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev)
+          libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev pkg-config git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,8 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# clang-format 18 (Debian's 14 does not know InsertBraces, which .clang-format uses).
-if ! clang-format --version 2>/dev/null | grep -q "version 18"; then
-  python3 -m pip install -q --disable-pip-version-check clang-format==18.1.8 2>/dev/null ||
-    python3 -m pip install -q --disable-pip-version-check --break-system-packages clang-format==18.1.8
-fi
+# clang-format and clang-tidy 18 from PyPI (Debian's 14 does not know InsertBraces, which
+# .clang-format uses; clang-tidy 14 cannot parse all of dp's C++20).
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+clang-format --version 2>/dev/null | grep -q "version 18" || pip_install clang-format==18.1.8
+clang-tidy --version 2>/dev/null | grep -q "version 18" || pip_install clang-tidy==18.1.8

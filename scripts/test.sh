@@ -1,14 +1,38 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine, builds dp's tests (and the CUDA tests when nvcc is present:
-# built, not run, without a GPU), examples and benchmarks, and runs the test suite.
+# Sets up a fresh Debian machine and runs everything CI checks:
+#   1. lint: clang-format and clang-tidy (scripts/lint.sh)
+#   2. build dp's tests, examples, docs snippets, benchmarks (and the CUDA tests when nvcc is present:
+#      built, not run, without a GPU); print the compile time of the test suite and its heaviest units
+#   3. the test suite (ctest: unit, compile-fail, examples, docs snippets; CUDA too when a GPU is present)
+#   4. packaging: install, find_package and pkg-config consumers, conan create (scripts/package_test.sh)
+#   5. fuzzing the loaders under ASan/UBSan (scripts/fuzz.sh)
+#   6. the CPU suite under ASan+UBSan, host workers and the loader under TSan (scripts/sanitize.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+root=$(pwd)
 build=${DP_BUILD_DIR:-build}
-start=$(date +%s)
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+
+bash scripts/lint.sh
+
+start=$SECONDS
+times="$root/$build/compile_times.txt"
+mkdir -p "$build"
+: >"$times"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
+  -DCMAKE_CUDA_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times"
 cmake --build "$build" -j "$(nproc)"
-echo "build took $(( $(date +%s) - start )) s"
+echo "build took $((SECONDS - start)) s (wall, $(nproc) jobs)"
+awk -v root="$root/" '{ sub(root, "", $2) } $2 ~ /^tests\// { t += $1; n++ } END {
+  printf "test suite: %d translation units, %.0f s of compile time\n", n, t }' "$times"
+echo "heaviest translation units (seconds):"
+sort -rn "$times" | head -10 | sed "s|$root/||"
+
 labels="cpu"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then labels="cpu|cuda"; fi
 ctest --test-dir "$build" -L "$labels" --output-on-failure -j "$(nproc)"
+
+bash scripts/package_test.sh
+DP_FUZZ_RUNS=${DP_FUZZ_RUNS:-100000} bash scripts/fuzz.sh
+bash scripts/sanitize.sh
+echo "test.sh: all checks passed"

@@ -12,6 +12,7 @@
 #include <dp/core/random.hpp>
 #include <dp/core/shape.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/data.hpp>
 #include <dp/dist.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/exec/thread_pool.hpp>
@@ -19,4 +20,5 @@
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
 #include <dp/expr/reduce.hpp>
+#include <dp/io.hpp>
 #include <dp/nn.hpp>

@@ -1,8 +1,8 @@
 // Training on a GPU: the same traced plan, kernels instead of host loops. Built in CI, run when a
 // GPU is lent.
-#include <doctest/doctest.h>
-
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
 

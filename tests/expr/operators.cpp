@@ -50,7 +50,7 @@ TEST_CASE_TEMPLATE("binary operators broadcast like NumPy and match float64", T,
     check_close<T>(dp::minimum(a, b), ref_zip(ra, rb, [](double x, double y) { return std::min(x, y); }));
     check_close<bool>(a < b, ref_zip(ra, rb, [](double x, double y) { return double(x < y); }));
     check_close<bool>(a >= b, ref_zip(ra, rb, [](double x, double y) { return double(x >= y); }));
-    check_close<bool>(a == a, ref_map(ra, [](double) { return 1.0; }));
+    check_close<bool>(a == a, ref_map(ra, [](double) { return 1.0; }));  // NOLINT(misc-redundant-expression)
     check_close<T>(dp::where(a > b, a, b * 2), ref_zip(ra, rb, [](double x, double y) { return x > y ? x : 2 * y; }));
     check_close<T>(2 * a + 1, ref_map(ra, [](double x) { return 2 * x + 1; }));
     check_close<T>(1 / b, ref_map(rb, [](double x) { return 1 / x; }));

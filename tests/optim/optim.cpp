@@ -85,6 +85,26 @@ TEST_CASE("adam and adamw follow PyTorch's bias-corrected update") {
   }
 }
 
+TEST_CASE("weight decay left unset takes PyTorch's default: 0.01 for adamw, 0 for adam") {
+  // One step from w with gradient g: adamw decays w by lr * 0.01 first; Adam's first step is lr * sign(g).
+  const double lr = 0.1;
+  nn::trainer<one> a{one{}}, b{one{}};
+  auto wa = dp::optim::adamw(a, {.lr = lr});
+  auto wb = dp::optim::adam(b, {.lr = lr});
+  set_grads(a, grads[0]);
+  set_grads(b, grads[0]);
+  wa.step();
+  wb.step();
+  const std::vector<double> w0{1.0, -2.0, 0.5};
+  for (int i = 0; i < 3; ++i) {
+    const double sign = grads[0][static_cast<std::size_t>(i)] > 0 ? 1.0 : -1.0;
+    const double step = lr * std::abs(grads[0][static_cast<std::size_t>(i)]) /
+                        (std::abs(grads[0][static_cast<std::size_t>(i)]) + 1e-8) * sign;
+    CHECK(weights(a)[static_cast<std::size_t>(i)] == doctest::Approx(w0[i] * (1 - lr * 0.01) - step).epsilon(1e-12));
+    CHECK(weights(b)[static_cast<std::size_t>(i)] == doctest::Approx(w0[i] - step).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("learning-rate schedules: step, cosine, linear, warm-up") {
   using namespace dp::optim;
   CHECK(step_lr(10, 0.5).factor(9) == 1.0);

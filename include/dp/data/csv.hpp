@@ -3,13 +3,13 @@
 // expected.
 #pragma once
 
-#include <zlib.h>
-
 #include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <zlib.h>
 
 #include <dp/core/error.hpp>
 #include <dp/core/factory.hpp>
@@ -92,8 +92,8 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
       DP_CHECK(label_col >= 0 && label_col < columns, io_error, "dp: ", source, ": label column ", o.label_column,
                " does not exist in rows of ", columns, " columns");
     }
-    DP_CHECK(count == columns, io_error, "dp: ", source, " line ", line_no, ": ", count, " columns, expected ",
-             columns, " (as in the first row)");
+    DP_CHECK(count == columns, io_error, "dp: ", source, " line ", line_no, ": ", count, " columns, expected ", columns,
+             " (as in the first row)");
     std::size_t f = 0;
     for (index_t c = 0; c < columns; ++c) {
       std::size_t g = line.find(o.delimiter, f);

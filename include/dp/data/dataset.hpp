@@ -56,8 +56,8 @@ class tensor_dataset {
     batch_type b{empty<X>(s), empty<Y>({static_cast<index_t>(idx.size())})};
     const index_t row = sample_size();
     for (std::size_t i = 0; i < idx.size(); ++i) {
-      DP_CHECK(idx[i] >= 0 && idx[i] < size(), value_error, "dp: tensor_dataset: sample ", idx[i],
-               " is outside [0, ", size(), ")");
+      DP_CHECK(idx[i] >= 0 && idx[i] < size(), value_error, "dp: tensor_dataset: sample ", idx[i], " is outside [0, ",
+               size(), ")");
       std::memcpy(b.x.data() + static_cast<index_t>(i) * row, x_.data() + idx[i] * row,
                   static_cast<std::size_t>(row) * sizeof(X));
       b.y.data()[i] = y_.data()[idx[i]];
@@ -78,7 +78,8 @@ inline std::vector<index_t> permutation(index_t n, std::uint64_t seed, std::uint
   }
   dp::detail::philox_stream rng(seed, stream);
   for (index_t i = n - 1; i > 0; --i) {
-    std::swap(p[static_cast<std::size_t>(i)], p[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(i + 1)))]);
+    std::swap(p[static_cast<std::size_t>(i)],
+              p[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(i + 1)))]);
   }
   return p;
 }

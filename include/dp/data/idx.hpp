@@ -43,23 +43,28 @@ inline tensor<float> parse_idx(std::string_view bytes, std::string_view source =
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   DP_CHECK(bytes.size() >= 4, io_error, "dp: ", source, ": truncated: ", bytes.size(),
            " bytes, an IDX header needs at least 4");
-  DP_CHECK(p[0] == 0 && p[1] == 0, io_error, "dp: ", source, ", offset 0: not an IDX file (the first two bytes must be 0)");
+  DP_CHECK(p[0] == 0 && p[1] == 0, io_error, "dp: ", source,
+           ", offset 0: not an IDX file (the first two bytes must be 0)");
   const unsigned type = p[2], dims = p[3];
   const std::size_t esize = detail::idx_type_size(type);
   DP_CHECK(esize != 0, io_error, "dp: ", source, ", offset 2: unknown IDX element type 0x", std::hex, type,
            " (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
-  DP_CHECK(dims >= 1 && dims <= max_rank, io_error, "dp: ", source, ", offset 3: ", dims,
-           " dimensions (expected 1 to ", max_rank, ")");
+  DP_CHECK(dims >= 1 && dims <= max_rank, io_error, "dp: ", source, ", offset 3: ", dims, " dimensions (expected 1 to ",
+           max_rank, ")");
   const std::size_t header = 4 + 4 * std::size_t{dims};
   DP_CHECK(bytes.size() >= header, io_error, "dp: ", source, ": truncated header: ", bytes.size(), " bytes, expected ",
            header, " for ", dims, " dimensions");
   dp::shape s;
-  std::uint64_t count = 1;
+  // `extent`, the product of the non-zero dimensions, is checked before it can overflow; it bounds
+  // every stride and partial product, so a zero dimension cannot hide huge others.
+  std::uint64_t count = 1, extent = 1;
   for (unsigned d = 0; d < dims; ++d) {
     const std::uint32_t n = detail::be32(p + 4 + 4 * d);
     s.push_back(static_cast<index_t>(n));
+    DP_CHECK(n == 0 || extent <= (std::uint64_t{1} << 40) / n, io_error, "dp: ", source, ", offset ", 4 + 4 * d,
+             ": dimensions ", s, " are implausibly large (the non-zero ones multiply to more than 2^40)");
     count *= n;
-    DP_CHECK(count <= (std::uint64_t{1} << 40), io_error, "dp: ", source, ": dimensions ", s, " are implausibly large");
+    extent *= n == 0 ? 1 : n;
   }
   const std::uint64_t need = count * esize;
   DP_CHECK(bytes.size() - header >= need, io_error, "dp: ", source, ": truncated: the header (shape ", s,

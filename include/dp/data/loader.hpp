@@ -125,8 +125,8 @@ class loader {
     batch_type make(index_t k) const {
       const index_t b = l_->o_.batch, n = static_cast<index_t>(order_.size());
       const index_t lo = k * b, hi = std::min(n, lo + b);
-      return l_->data_.get(std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo),
-                                                                     static_cast<std::size_t>(hi - lo)));
+      return l_->data_.get(
+          std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)));
     }
 
     void produce() {
@@ -166,7 +166,7 @@ class loader {
       }
       std::unique_lock lock(m_);
       cv_.wait(lock, [&] { return filled_ > 0 || error_; });
-      if (error_) {
+      if (filled_ == 0) {  // the batches made before a failure are delivered first
         std::rethrow_exception(error_);
       }
       current_ = std::move(*ring_[head_]);

@@ -15,6 +15,13 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <ctime>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include <dp/core/error.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
@@ -22,12 +29,31 @@
 
 namespace dp::inline DP_ABI::dist {
 
+namespace detail {
+/// Sleeps while *word == expected, for at most `ns` nanoseconds (a futex on Linux, else a yield).
+inline void wait_for_change(std::atomic<unsigned>& word, unsigned expected, long ns) {
+#if defined(__linux__)
+  timespec ts{ns / 1000000000L, ns % 1000000000L};
+  static_assert(sizeof(std::atomic<unsigned>) == sizeof(unsigned));
+  ::syscall(SYS_futex, reinterpret_cast<unsigned*>(&word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+#else
+  (void)word;
+  (void)expected;
+  (void)ns;
+  std::this_thread::yield();
+#endif
+}
+}  // namespace detail
+
 /// State shared by the ranks of one local group.
 class local_group {
  public:
   explicit local_group(int size, communicator_options o = {})
       : size_(size), opts_(o), posted_(static_cast<std::size_t>(size)), counts_(static_cast<std::size_t>(size)) {
     DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
+    // Spinning only pays when every rank has a core; with more ranks than cores it starves the
+    // rank everyone waits for, so then waiters sleep at once.
+    spin_ = size <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) ? 2000 : 0;
   }
   local_group(const local_group&) = delete;
   local_group& operator=(const local_group&) = delete;
@@ -41,19 +67,19 @@ class local_group {
     if (arriving_.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
       arriving_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_acq_rel);
-      generation_.notify_all();
+      wake_all();
       return;
     }
     const auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
     for (int spin = 0; generation_.load(std::memory_order_acquire) == gen; ++spin) {
       check_abort(collective);
-      if (spin < 2000) {
+      if (spin < spin_) {
         DP_CPU_RELAX();
       } else {
-        std::this_thread::yield();
-        if ((spin & 1023) == 0 && std::chrono::steady_clock::now() > deadline) {
-          abort(detail::concat("dp: ", collective, " timed out on rank ", rank, " after ", opts_.timeout.count(),
-                               " ms waiting for the other ranks"));
+        detail::wait_for_change(generation_, gen, 10'000'000);  // 10 ms slices: timeouts stay responsive
+        if (std::chrono::steady_clock::now() > deadline) {
+          abort(dp::detail::concat("dp: ", collective, " timed out on rank ", rank, " after ", opts_.timeout.count(),
+                                   " ms waiting for the other ranks"));
           check_abort(collective);
         }
       }
@@ -68,7 +94,7 @@ class local_group {
       why_ = why;
       aborted_.store(true, std::memory_order_release);
       generation_.fetch_add(1);
-      generation_.notify_all();
+      wake_all();
     }
   }
   bool aborted() const noexcept { return aborted_.load(std::memory_order_acquire); }
@@ -88,14 +114,20 @@ class local_group {
   index_t count(int rank) const { return counts_[static_cast<std::size_t>(rank)]; }
 
  private:
+  void wake_all() {
+#if defined(__linux__)
+    ::syscall(SYS_futex, reinterpret_cast<unsigned*>(&generation_), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+#endif
+  }
   void check_abort(const char* collective) {
     if (aborted_.load(std::memory_order_acquire)) {
       std::lock_guard lock(m_);
-      throw runtime_error(detail::concat("dp: ", collective, " aborted: ", why_));
+      throw runtime_error(dp::detail::concat("dp: ", collective, " aborted: ", why_));
     }
   }
 
   int size_;
+  int spin_ = 0;
   communicator_options opts_;
   std::vector<void*> posted_;
   std::vector<index_t> counts_;

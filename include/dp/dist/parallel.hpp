@@ -254,6 +254,20 @@ class parallel {
       r->set_gradients(s);
     }
   }
+  /// Applies `f` to every replica's model, one after the other (loading weights keeps replicas equal).
+  template <class F>
+  void update_model(F&& f) {
+    for (auto& r : replicas_) {
+      r->update_model(f);
+    }
+  }
+  std::uint64_t steps() const noexcept { return replicas_[0]->steps(); }
+  void restore_steps(std::uint64_t steps) noexcept {
+    for (auto& r : replicas_) {
+      r->restore_steps(steps);
+    }
+  }
+
   /// The communicator kind ("local communicator", "NCCL communicator").
   std::string communicator_name() const { return comms_[0]->name(); }
 

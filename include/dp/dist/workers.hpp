@@ -3,6 +3,7 @@
 // allocation per call: the job is a pointer to the caller's callable.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <thread>
@@ -17,7 +18,11 @@ class replica_threads {
  public:
   /// `budget` is each replica's host thread budget (dp::parallel gives host workers cores / replicas).
   replica_threads(int replicas, int budget)
-      : n_(replicas), budget_(budget), errors_(static_cast<std::size_t>(replicas)) {
+      : n_(replicas),
+        budget_(budget),
+        // Spinning pays only when every replica has a core; oversubscribed, it starves the one awaited.
+        spin_(replicas <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) ? 20000 : 0),
+        errors_(static_cast<std::size_t>(replicas)) {
     for (int i = 1; i < replicas; ++i) {
       threads_.emplace_back([this, i] { loop(i); });
     }
@@ -48,7 +53,7 @@ class replica_threads {
       call(0);
     }
     for (int spin = 0; acks_.load(std::memory_order_acquire) != n_ - 1; ++spin) {
-      if (spin < 20000) {
+      if (spin < spin_) {
         DP_CPU_RELAX();
       } else {
         acks_.wait(acks_.load(std::memory_order_acquire), std::memory_order_acquire);
@@ -78,7 +83,7 @@ class replica_threads {
     unsigned seen = 0;
     for (;;) {
       unsigned now = seen;
-      for (int spin = 0; spin < 20000 && (now = epoch_.load(std::memory_order_acquire)) == seen; ++spin) {
+      for (int spin = 0; spin < spin_ && (now = epoch_.load(std::memory_order_acquire)) == seen; ++spin) {
         DP_CPU_RELAX();
       }
       while (now == seen) {
@@ -95,7 +100,7 @@ class replica_threads {
     }
   }
 
-  int n_, budget_;
+  int n_, budget_, spin_;
   std::vector<std::thread> threads_;
   std::vector<std::exception_ptr> errors_;
   std::atomic<unsigned> epoch_{0};

@@ -188,7 +188,36 @@ void visit_tensors(M& m, std::string_view prefix, F& f) {
   });
 }
 
+template <class X>
+concept seeded = requires(X& x) {
+  { x.seed } -> std::same_as<std::uint64_t&>;
+};
+
+/// Calls f(name, module) for the model and every module nested in it, outermost first.
+template <class M, class F>
+void visit_modules(M& m, std::string_view prefix, F& f) {
+  f(std::string(prefix), m);
+  for_each_member(m, [&](std::string_view name, auto& member) {
+    using X = std::remove_cvref_t<decltype(member)>;
+    if constexpr (!parameter_type<X> && !buffer_type<X>) {
+      visit_modules(member, join_name(prefix, name), f);
+    }
+  });
+}
+
 }  // namespace detail
+
+/// Calls f(name, seed) for every module that draws random numbers (a `std::uint64_t seed` member,
+/// as dropout has): the state beyond parameters and buffers that a checkpoint must keep.
+template <class M, class F>
+void for_each_seed(M&& model, F&& f) {
+  auto g = [&](const std::string& name, auto& module) {
+    if constexpr (detail::seeded<std::remove_cvref_t<decltype(module)>>) {
+      f(name, module.seed);
+    }
+  };
+  detail::visit_modules(model, "", g);
+}
 
 /// True for library modules and for aggregates whose members are all modules, parameters or buffers.
 template <class M>

@@ -229,6 +229,14 @@ class trainer {
   void set_gradients(grad_state s) noexcept { state_ = s; }
   std::uint64_t steps() const noexcept { return step_; }
   Model& mutable_model() noexcept { return model_; }
+  /// Applies `f` to the model (loading weights: values are written into the existing storage).
+  template <class F>
+  void update_model(F&& f) {
+    f(model_);
+    state_ = grad_state::none;
+  }
+  /// Restores the step counter (it seeds dropout's random streams) when resuming a run.
+  void restore_steps(std::uint64_t steps) noexcept { step_ = steps; }
 
   /// The number of traced plans (one per input shape and mode seen).
   std::size_t plan_count() const noexcept { return plans_.size(); }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 
 #include <dp/exec/for_each.hpp>
 #include <dp/expr/math.hpp>
@@ -15,7 +16,8 @@ struct adam_options {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  double weight_decay = 0.0;
+  /// Unset: PyTorch's default for the optimizer (adam 0, adamw 0.01), also when only lr is given.
+  std::optional<double> weight_decay;
   lr_schedule schedule = {};
 };
 
@@ -62,11 +64,12 @@ class adam_impl {
     const double t = static_cast<double>(steps_ + 1);
     const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
     owner_->for_each_replica([&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
-      dp::detail::for_each_index(params.device(), params.numel(),
-                                 adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(),
-                                                static_cast<T>(lr), static_cast<T>(o_.beta1), static_cast<T>(o_.beta2),
-                                                static_cast<T>(o_.eps), static_cast<T>(o_.weight_decay),
-                                                static_cast<T>(lr / bc1), static_cast<T>(std::sqrt(bc2)), Decoupled});
+      dp::detail::for_each_index(
+          params.device(), params.numel(),
+          adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), static_cast<T>(lr),
+                         static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(o_.eps),
+                         static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), static_cast<T>(lr / bc1),
+                         static_cast<T>(std::sqrt(bc2)), Decoupled});
     });
     ++steps_;
     owner_->set_gradients(nn::grad_state::none);
@@ -119,7 +122,7 @@ class adam : public detail::adam_impl<Owner, false> {
 template <parameter_owner Owner>
 class adamw : public detail::adam_impl<Owner, true> {
  public:
-  adamw(Owner& owner, adam_options o = {.weight_decay = 0.01}) : detail::adam_impl<Owner, true>(owner, o) {}
+  adamw(Owner& owner, adam_options o = {}) : detail::adam_impl<Owner, true>(owner, o) {}
 };
 
 }  // namespace dp::inline DP_ABI::optim

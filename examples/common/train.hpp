@@ -1,0 +1,64 @@
+// The training loop the examples share: epochs of dp::parallel steps with a progress bar,
+// checkpoints after every epoch, resuming, and the test accuracy.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string>
+
+#include <dp/dp.hpp>
+
+#include "progress.hpp"
+
+namespace example {
+
+/// Share of correctly classified samples (evaluation mode, batches of 512).
+template <class Par>
+double accuracy(Par& par, const dp::data::tensor_dataset<float, std::int64_t>& data) {
+  par.eval();
+  dp::data::loader eval{data, {.batch = 512, .prefetch = 0}};
+  std::int64_t right = 0;
+  for (auto [x, y] : eval.epoch(0)) {
+    dp::tensor<std::int64_t> pred = dp::argmax(par(x), 1);
+    right += dp::sum(pred == y).item();
+  }
+  par.train();
+  return static_cast<double>(right) / static_cast<double>(data.size());
+}
+
+/// Trains `par` for `epochs` (from a checkpoint when `resume` names one), checkpointing to `save`
+/// after each epoch, then prints the test accuracy and the time spent training.
+template <class Par, class Opt, class Loss, class Loader>
+void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
+         const dp::data::tensor_dataset<float, std::int64_t>& test, int epochs, const std::string& save,
+         const std::string& resume) {
+  dp::io::progress start{};
+  if (!resume.empty()) {
+    start = dp::io::load_checkpoint(resume, par, opt);
+    std::printf("resumed from %s at epoch %lld\n", resume.c_str(), static_cast<long long>(start.epoch));
+  }
+  std::ostringstream os;
+  os << par;
+  std::printf("%s\ntraining on %lld samples, testing on %lld\n", os.str().c_str(),
+              static_cast<long long>(loader.data().size()), static_cast<long long>(test.size()));
+  double seconds = 0;
+  for (int epoch = static_cast<int>(start.epoch); epoch < epochs; ++epoch) {
+    progress bar(epoch, epochs, loader.batches(), loader.data().size());
+    const auto t0 = std::chrono::steady_clock::now();
+    long long step = 0;
+    for (auto [x, y] : loader.epoch(epoch)) {
+      bar.update(step++, par.backward(loss, x, y));
+      opt.step();
+    }
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!save.empty()) {
+      dp::io::save_checkpoint(save, par, opt, {.epoch = epoch + 1});
+    }
+    bar.finish(accuracy(par, test));
+  }
+  std::printf("test accuracy %.2f%% (%lld samples), training took %.3f s\n", accuracy(par, test) * 100,
+              static_cast<long long>(test.size()), seconds);
+}
+
+}  // namespace example

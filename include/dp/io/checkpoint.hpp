@@ -1,0 +1,89 @@
+// Checkpoints: the model, the optimizer's state (by parameter name), the step counters (which
+// also seed dropout's random streams) and the loader's position (epoch and next batch; the order
+// itself derives from the seed and the epoch), in one safetensors file, written atomically. A run
+// resumed from a checkpoint reproduces the uninterrupted run bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <dp/io/model.hpp>
+#include <dp/io/safetensors.hpp>
+#include <dp/optim/optimizer.hpp>
+
+namespace dp::inline DP_ABI::io {
+
+/// Where the training loop was: the next batch to run is `batch` of `epoch`.
+struct progress {
+  std::int64_t epoch = 0;
+  std::int64_t batch = 0;
+};
+
+template <class Owner, class Opt>
+void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, progress p = {}) {
+  auto entries = detail::model_entries(owner.model());
+  for (const auto& s : opt.state()) {
+    entries.push_back(make_entry("optimizer." + s.name, s.value));
+  }
+  std::vector<std::pair<std::string, std::string>> meta{{"format", "pt"},
+                                                        {"dp.kind", "checkpoint"},
+                                                        {"dp.epoch", std::to_string(p.epoch)},
+                                                        {"dp.batch", std::to_string(p.batch)},
+                                                        {"dp.optimizer_steps", std::to_string(opt.steps())},
+                                                        {"dp.trainer_steps", std::to_string(owner.steps())}};
+  // Random modules' seeds (dropout): with the step counter they fix every mask still to come.
+  nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t seed) {
+    meta.emplace_back("dp.seed." + name, std::to_string(seed));
+  });
+  write(path, std::move(entries), std::move(meta));
+}
+
+/// Restores a checkpoint into `owner` and `opt` (made like the ones that wrote it) and returns the
+/// position to resume from. All-or-nothing, like dp::io::load.
+template <class Owner, class Opt>
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+  const reader r(path);
+  r.verify();
+  const header& h = r.info();
+  auto number = [&](const char* key) {
+    const std::string* v = h.meta(key);
+    DP_CHECK(v != nullptr, io_error, "dp: ", path, " is not a dp checkpoint (no ", key, " in its metadata)");
+    try {
+      return static_cast<std::int64_t>(std::stoull(*v));  // seeds use all 64 bits
+    } catch (...) {
+      throw io_error(dp::detail::concat("dp: ", path, ": metadata ", key, " = '", *v, "' is not a number"));
+    }
+  };
+  const progress p{number("dp.epoch"), number("dp.batch")};
+  std::vector<std::uint64_t> seeds;
+  nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
+    seeds.push_back(static_cast<std::uint64_t>(number(("dp.seed." + name).c_str())));
+  });
+  const std::int64_t opt_steps = number("dp.optimizer_steps"), trainer_steps = number("dp.trainer_steps");
+  // The optimizer's expected state, checked together with the model's names.
+  std::vector<std::string> opt_names;
+  std::vector<optim::named_state<typename Owner::value_type>> state = opt.state();
+  for (const auto& s : state) {
+    opt_names.push_back("optimizer." + s.name);
+    const tensor_entry* e = h.find("optimizer." + s.name);
+    DP_CHECK(e && e->shape == s.value.shape() && e->type == dtype_of<typename Owner::value_type>(), io_error,
+             "dp: ", path, " does not fit this optimizer: state '", s.name, "' is ", e ? "mis-shaped" : "missing",
+             "; nothing was loaded");
+  }
+  detail::check_against(owner.model(), h, path, "", opt_names);
+  // Everything fits: assign.
+  detail::assign_all(owner, r, "");
+  owner.update_model([&](auto& m) {
+    std::size_t i = 0;
+    nn::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
+  });
+  for (auto& s : state) {
+    s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
+  }
+  opt.load_state(opt_steps, state);
+  owner.restore_steps(static_cast<std::uint64_t>(trainer_steps));
+  return p;
+}
+
+}  // namespace dp::inline DP_ABI::io

@@ -1,0 +1,127 @@
+// DLPack exchange without copies (PyTorch, CuPy, JAX and others speak it). The structures below
+// follow the DLPack ABI (dlpack.h, v0.8), declared in dp's namespace so that including the official
+// header as well does not clash; pointers to them may be passed where a DLManagedTensor* is expected.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+#include <dp/core/error.hpp>
+#include <dp/core/memory.hpp>
+#include <dp/core/tensor.hpp>
+
+namespace dp::inline DP_ABI::io::dlpack {
+
+enum device_type : std::int32_t { kDLCPU = 1, kDLCUDA = 2 };
+enum type_code : std::uint8_t { kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBool = 6 };
+
+struct DLDevice {
+  std::int32_t device_type;
+  std::int32_t device_id;
+};
+struct DLDataType {
+  std::uint8_t code;
+  std::uint8_t bits;
+  std::uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  std::int32_t ndim;
+  DLDataType dtype;
+  std::int64_t* shape;
+  std::int64_t* strides;
+  std::uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor* self);
+};
+
+template <class T>
+constexpr DLDataType dtype_of() {
+  if constexpr (std::is_same_v<T, bool>) {
+    return {kDLBool, 8, 1};
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return {kDLFloat, static_cast<std::uint8_t>(8 * sizeof(T)), 1};
+  } else if constexpr (std::is_signed_v<T>) {
+    return {kDLInt, static_cast<std::uint8_t>(8 * sizeof(T)), 1};
+  } else {
+    return {kDLUInt, static_cast<std::uint8_t>(8 * sizeof(T)), 1};
+  }
+}
+
+namespace detail {
+template <class T>
+struct exported {
+  DLManagedTensor managed{};
+  tensor<T> keep;  // holds the storage while the consumer uses it
+  std::int64_t shape[max_rank]{}, strides[max_rank]{};
+};
+}  // namespace detail
+
+/// Exports a tensor: no copy; the storage lives until the consumer calls the deleter.
+template <class T>
+DLManagedTensor* to_dlpack(const tensor<T>& t) {
+  DP_CHECK(t.defined(), value_error, "dp: to_dlpack of an undefined tensor");
+  auto* e = new detail::exported<T>;
+  e->keep = t;
+  for (int i = 0; i < t.rank(); ++i) {
+    e->shape[i] = t.shape()[i];
+    e->strides[i] = t.strides()[i];
+  }
+  DLTensor& d = e->managed.dl_tensor;
+  d.data = t.data();
+  d.device = {t.device().is_cuda() ? kDLCUDA : kDLCPU, t.device().is_cuda() ? t.device().index : 0};
+  d.ndim = t.rank();
+  d.dtype = dtype_of<T>();
+  d.shape = e->shape;
+  d.strides = e->strides;
+  d.byte_offset = 0;
+  e->managed.manager_ctx = e;
+  e->managed.deleter = [](DLManagedTensor* self) { delete static_cast<detail::exported<T>*>(self->manager_ctx); };
+  return &e->managed;
+}
+
+/// Imports a DLPack tensor without copying; dp calls its deleter when the last tensor lets go.
+/// The element type must be T's; host memory becomes a dp::cpu() tensor, CUDA memory a dp::cuda(i) one.
+template <class T>
+tensor<T> from_dlpack(DLManagedTensor* m) {
+  DP_CHECK(m != nullptr, value_error, "dp: from_dlpack of a null tensor");
+  const DLTensor& d = m->dl_tensor;
+  const DLDataType want = dtype_of<T>();
+  DP_CHECK(d.dtype.code == want.code && d.dtype.bits == want.bits && d.dtype.lanes == 1, value_error,
+           "dp: from_dlpack: the tensor holds type code ", int(d.dtype.code), " with ", int(d.dtype.bits),
+           " bits, not the requested element type (code ", int(want.code), ", ", int(want.bits), " bits)");
+  DP_CHECK(d.device.device_type == kDLCPU || d.device.device_type == kDLCUDA, device_error,
+           "dp: from_dlpack: device type ", d.device.device_type, " is neither the host nor CUDA");
+  DP_CHECK(d.ndim >= 0 && d.ndim <= max_rank, shape_error, "dp: from_dlpack: ", d.ndim, " dimensions (at most ",
+           max_rank, ")");
+  const dp::device dev = d.device.device_type == kDLCUDA ? dp::cuda(d.device.device_id) : dp::cpu();
+  dp::shape s, st;
+  index_t extent = 1;
+  for (int i = 0; i < d.ndim; ++i) {
+    s.push_back(d.shape[i]);
+  }
+  st = d.strides ? dp::shape(std::span<const index_t>(d.strides, static_cast<std::size_t>(d.ndim)))
+                 : contiguous_strides(s);
+  for (int i = 0; i < d.ndim; ++i) {
+    DP_CHECK(st[i] >= 0, shape_error, "dp: from_dlpack: negative strides are not supported");
+    extent += (s[i] - 1) * st[i];
+  }
+  auto* data = static_cast<char*>(d.data) + d.byte_offset;
+  auto storage = dp::detail::adopt(
+      dev, data, static_cast<std::size_t>(s.numel() == 0 ? 0 : extent) * sizeof(T),
+      [](void* ctx, void*) {
+        auto* managed = static_cast<DLManagedTensor*>(ctx);
+        if (managed->deleter) {
+          managed->deleter(managed);
+        }
+      },
+      m);
+  return tensor<T>(std::move(storage), 0, s, st);
+}
+
+}  // namespace dp::inline DP_ABI::io::dlpack

@@ -1,0 +1,274 @@
+// A small JSON reader and writer for safetensors headers. It parses untrusted input: depth and size
+// are bounded, numbers are checked, and every error says where it happened.
+#pragma once
+
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <dp/core/error.hpp>
+
+namespace dp::inline DP_ABI::io::json {
+
+struct value {
+  enum class kind : std::uint8_t { null, boolean, number, string, array, object };
+  kind type = kind::null;
+  bool b = false;
+  std::string text;                                    // a string's contents, or a number's spelling
+  std::vector<value> items;                            // array
+  std::vector<std::pair<std::string, value>> members;  // object, in document order
+
+  // User-provided, so that std::pair<std::string, value> can be instantiated inside this class:
+  // with an implicit one, clang 14 + libstdc++ 12 reject the header (a recursive instantiation).
+  value() noexcept {}
+
+  const value* find(std::string_view key) const {
+    for (const auto& [k, v] : members) {
+      if (k == key) {
+        return &v;
+      }
+    }
+    return nullptr;
+  }
+  /// A non-negative integer number (throws otherwise).
+  std::uint64_t as_uint(std::string_view what) const {
+    std::uint64_t v = 0;
+    const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (type != kind::number || r.ec != std::errc() || r.ptr != text.data() + text.size()) {
+      throw io_error(dp::detail::concat("dp: ", what, " must be a non-negative integer"));
+    }
+    return v;
+  }
+};
+
+class parser {
+ public:
+  parser(std::string_view s, std::string_view source) : s_(s), source_(source) {}
+
+  value parse() {
+    value v = parse_value(0);
+    skip_ws();
+    if (i_ != s_.size()) {
+      fail("unexpected characters after the JSON value");
+    }
+    return v;
+  }
+
+ private:
+  static constexpr int max_depth = 32;
+
+  [[noreturn]] void fail(std::string_view why) const {
+    throw io_error(dp::detail::concat("dp: ", source_, ": malformed header at byte ", i_, ": ", why));
+  }
+  void skip_ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) {
+      ++i_;
+    }
+  }
+  char peek() {
+    skip_ws();
+    if (i_ >= s_.size()) {
+      fail("unexpected end");
+    }
+    return s_[i_];
+  }
+  void expect(char c) {
+    if (peek() != c) {
+      fail(dp::detail::concat("expected '", c, "'"));
+    }
+    ++i_;
+  }
+
+  value parse_value(int depth) {
+    if (depth > max_depth) {
+      fail("nested too deeply");
+    }
+    const char c = peek();
+    value v;
+    if (c == '{') {
+      ++i_;
+      v.type = value::kind::object;
+      if (peek() == '}') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        if (peek() != '"') {
+          fail("expected a key string");
+        }
+        std::string key = parse_string();
+        expect(':');
+        v.members.emplace_back(std::move(key), parse_value(depth + 1));
+        const char d = peek();
+        ++i_;
+        if (d == '}') {
+          return v;
+        }
+        if (d != ',') {
+          fail("expected ',' or '}'");
+        }
+      }
+    }
+    if (c == '[') {
+      ++i_;
+      v.type = value::kind::array;
+      if (peek() == ']') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        v.items.push_back(parse_value(depth + 1));
+        const char d = peek();
+        ++i_;
+        if (d == ']') {
+          return v;
+        }
+        if (d != ',') {
+          fail("expected ',' or ']'");
+        }
+      }
+    }
+    if (c == '"') {
+      v.type = value::kind::string;
+      v.text = parse_string();
+      return v;
+    }
+    if (s_.substr(i_, 4) == "true") {
+      i_ += 4;
+      v.type = value::kind::boolean;
+      v.b = true;
+      return v;
+    }
+    if (s_.substr(i_, 5) == "false") {
+      i_ += 5;
+      v.type = value::kind::boolean;
+      return v;
+    }
+    if (s_.substr(i_, 4) == "null") {
+      i_ += 4;
+      return v;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      const std::size_t b = i_;
+      while (i_ < s_.size() && (std::string_view("+-.eE0123456789").find(s_[i_]) != std::string_view::npos)) {
+        ++i_;
+      }
+      v.type = value::kind::number;
+      v.text = std::string(s_.substr(b, i_ - b));
+      double d = 0;
+      const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
+      if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size()) {
+        fail(dp::detail::concat("'", v.text, "' is not a number"));
+      }
+      return v;
+    }
+    fail("expected a value");
+  }
+
+  std::string parse_string() {
+    ++i_;  // opening quote
+    std::string out;
+    while (i_ < s_.size()) {
+      const char c = s_[i_++];
+      if (c == '"') {
+        return out;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) {
+        fail("control character in a string");
+      }
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) {
+        break;
+      }
+      const char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': {
+          if (i_ + 4 > s_.size()) {
+            fail("truncated \\u escape");
+          }
+          unsigned cp = 0;
+          const auto r = std::from_chars(s_.data() + i_, s_.data() + i_ + 4, cp, 16);
+          if (r.ec != std::errc() || r.ptr != s_.data() + i_ + 4) {
+            fail("bad \\u escape");
+          }
+          i_ += 4;
+          // UTF-8 of the code unit (surrogate pairs are kept as two code units: names are ASCII here)
+          if (cp < 0x80) {
+            out += static_cast<char>(cp);
+          } else if (cp < 0x800) {
+            out += static_cast<char>(0xC0 | (cp >> 6));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+          } else {
+            out += static_cast<char>(0xE0 | (cp >> 12));
+            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+          }
+          break;
+        }
+        default:
+          fail("unknown escape");
+      }
+    }
+    fail("unterminated string");
+  }
+
+  std::string_view s_, source_;
+  std::size_t i_ = 0;
+};
+
+/// A JSON string literal for `s`.
+inline std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace dp::inline DP_ABI::io::json

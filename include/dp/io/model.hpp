@@ -1,0 +1,117 @@
+// Saving and loading a model's parameters and buffers as safetensors, by PyTorch's names. A
+// trainer or a dp::parallel is saved as its canonical model (so saving `par` and `par.model()` give
+// the same bytes) and loaded into every replica. Loading is strict and all-or-nothing: a file for
+// another model, with a wrong dtype or shape, or corrupt, is an io_error listing the missing, extra
+// and mis-shaped names, and the model is left untouched.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <dp/io/safetensors.hpp>
+#include <dp/nn/module.hpp>
+
+namespace dp::inline DP_ABI::io {
+
+namespace detail {
+
+template <class X>
+concept owner = requires(X& x) { x.model(); };
+
+template <class X>
+const auto& model_of(const X& x) {
+  if constexpr (owner<const X>) {
+    return x.model();
+  } else {
+    return x;
+  }
+}
+
+template <class M>
+std::vector<entry> model_entries(const M& model, const std::string& prefix = "") {
+  std::vector<entry> out;
+  nn::for_each_tensor(model, [&](const std::string& name, const auto& member) {
+    out.push_back(make_entry(prefix + name, member.value()));
+  });
+  return out;
+}
+
+/// What the model expects to find, checked against a file; throws listing every difference.
+template <class M>
+void check_against(const M& model, const header& h, const std::string& source, const std::string& prefix,
+                   const std::vector<std::string>& also_expected = {}) {
+  std::vector<std::string> missing, wrong, extra;
+  std::vector<std::string> expected = also_expected;
+  nn::for_each_tensor(model, [&](const std::string& name, const auto& member) {
+    using V = typename std::remove_cvref_t<decltype(member)>::value_type;
+    const std::string full = prefix + name;
+    expected.push_back(full);
+    const tensor_entry* e = h.find(full);
+    if (!e) {
+      missing.push_back(full);
+    } else if (e->type != dtype_of<V>() || e->shape != member.shape()) {
+      wrong.push_back(dp::detail::concat(full, " (file: ", dtype_name(e->type), " ", e->shape,
+                                         ", model: ", dtype_name(dtype_of<V>()), " ", member.shape(), ")"));
+    }
+  });
+  for (const auto& t : h.tensors) {
+    if (std::find(expected.begin(), expected.end(), t.name) == expected.end()) {
+      extra.push_back(t.name);
+    }
+  }
+  if (missing.empty() && wrong.empty() && extra.empty()) {
+    return;
+  }
+  std::string msg = "dp: " + source + " does not fit this model; nothing was loaded.";
+  auto list = [&](const char* what, const std::vector<std::string>& v) {
+    if (!v.empty()) {
+      msg += std::string("\n  ") + what + ":";
+      for (const auto& x : v) {
+        msg += " " + x + (&x == &v.back() ? "" : ",");
+      }
+    }
+  };
+  list("missing", missing);
+  list("mis-shaped or wrong dtype", wrong);
+  list("extra", extra);
+  throw io_error(msg);
+}
+
+template <class M>
+void assign_model(M& model, const reader& r, const std::string& prefix) {
+  nn::for_each_tensor(model, [&](const std::string& name, auto& member) {
+    using V = typename std::remove_cvref_t<decltype(member)>::value_type;
+    const tensor<V> host = r.read<V>(*r.info().find(prefix + name));
+    member.assign(host.to(member.device()));
+  });
+}
+
+template <class X>
+void assign_all(X& target, const reader& r, const std::string& prefix) {
+  if constexpr (owner<X>) {
+    target.update_model([&](auto& m) { assign_model(m, r, prefix); });
+  } else {
+    assign_model(target, r, prefix);
+  }
+}
+
+}  // namespace detail
+
+/// Writes the parameters and buffers of a model (or of a trainer's or dp::parallel's canonical model).
+template <class X>
+void save(const std::string& path, const X& model_or_owner) {
+  write(path, detail::model_entries(detail::model_of(model_or_owner)), {{"format", "pt"}});
+}
+
+/// Loads a file written by dp::io::save or by PyTorch (safetensors.torch.save_file of a state_dict).
+template <class X>
+void load(const std::string& path, X& model_or_owner) {
+  const reader r(path);
+  r.verify();
+  detail::check_against(detail::model_of(model_or_owner), r.info(), path, "");
+  detail::assign_all(model_or_owner, r, "");
+}
+
+}  // namespace dp::inline DP_ABI::io

@@ -1,0 +1,350 @@
+// safetensors files: an 8-byte little-endian header length, a JSON header naming each tensor's
+// dtype, shape and byte range, then the data. PyTorch's safetensors.torch reads what dp writes and
+// dp reads what it writes. Writes are atomic (temporary file, fsync, rename, fsync of the folder) and
+// carry a CRC-32 of the data in the metadata, which loading verifies. Headers are untrusted input:
+// every size and offset is checked before use.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+#include <zlib.h>
+
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/io/json.hpp>
+
+namespace dp::inline DP_ABI::io {
+
+enum class dtype : std::uint8_t { f32, f64, i64, i32, u8, boolean };
+
+template <class T>
+constexpr dtype dtype_of() {
+  if constexpr (std::is_same_v<T, float>) {
+    return dtype::f32;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return dtype::f64;
+  } else if constexpr (std::is_same_v<T, std::int64_t>) {
+    return dtype::i64;
+  } else if constexpr (std::is_same_v<T, std::int32_t>) {
+    return dtype::i32;
+  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+    return dtype::u8;
+  } else {
+    static_assert(std::is_same_v<T, bool>, "dp: safetensors holds float, double, int64, int32, uint8 or bool");
+    return dtype::boolean;
+  }
+}
+inline const char* dtype_name(dtype d) {
+  constexpr const char* names[] = {"F32", "F64", "I64", "I32", "U8", "BOOL"};
+  return names[static_cast<int>(d)];
+}
+inline std::size_t dtype_size(dtype d) {
+  constexpr std::size_t sizes[] = {4, 8, 8, 4, 1, 1};
+  return sizes[static_cast<int>(d)];
+}
+inline std::optional<dtype> parse_dtype(std::string_view s) {
+  for (int i = 0; i < 6; ++i) {
+    if (s == dtype_name(static_cast<dtype>(i))) {
+      return static_cast<dtype>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+/// One tensor of a file: name, dtype, shape and its byte range within the data section.
+struct tensor_entry {
+  std::string name;
+  dtype type;
+  dp::shape shape;
+  std::uint64_t begin, end;
+};
+
+struct header {
+  std::vector<tensor_entry> tensors;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::uint64_t data_start = 0;  // byte offset of the data section in the file
+
+  const tensor_entry* find(std::string_view name) const {
+    for (const auto& t : tensors) {
+      if (t.name == name) {
+        return &t;
+      }
+    }
+    return nullptr;
+  }
+  const std::string* meta(std::string_view key) const {
+    for (const auto& [k, v] : metadata) {
+      if (k == key) {
+        return &v;
+      }
+    }
+    return nullptr;
+  }
+};
+
+inline constexpr std::uint64_t max_header_bytes = 100'000'000;
+
+/// Parses and validates the header of a file of `file_size` bytes whose beginning is `bytes`.
+inline header parse_header(std::string_view bytes, std::uint64_t file_size, std::string_view source) {
+  DP_CHECK(bytes.size() >= 8 && file_size >= 8, io_error, "dp: ", source, ": truncated: ", file_size,
+           " bytes, a safetensors file starts with an 8-byte header length");
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) {
+    n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+  }
+  DP_CHECK(n <= max_header_bytes, io_error, "dp: ", source, ": corrupt header: its length field says ", n,
+           " bytes (the format allows at most ", max_header_bytes, ")");
+  DP_CHECK(n <= file_size - 8 && n <= bytes.size() - 8, io_error, "dp: ", source, ": truncated: the header needs ", n,
+           " bytes but the file has ", file_size - 8, " after the length field");
+  header h;
+  h.data_start = 8 + n;
+  const json::value root = json::parser(bytes.substr(8, n), source).parse();
+  DP_CHECK(root.type == json::value::kind::object, io_error, "dp: ", source, ": corrupt header: not a JSON object");
+  const std::uint64_t data_size = file_size - h.data_start;
+  for (const auto& [name, v] : root.members) {
+    if (name == "__metadata__") {
+      DP_CHECK(v.type == json::value::kind::object, io_error, "dp: ", source, ": __metadata__ must be an object");
+      for (const auto& [k, m] : v.members) {
+        DP_CHECK(m.type == json::value::kind::string, io_error, "dp: ", source, ": metadata '", k,
+                 "' must be a string");
+        h.metadata.emplace_back(k, m.text);
+      }
+      continue;
+    }
+    DP_CHECK(v.type == json::value::kind::object, io_error, "dp: ", source, ": entry '", name, "' is not an object");
+    const json::value *dt = v.find("dtype"), *sh = v.find("shape"), *off = v.find("data_offsets");
+    DP_CHECK(dt && sh && off && dt->type == json::value::kind::string && sh->type == json::value::kind::array &&
+                 off->type == json::value::kind::array && off->items.size() == 2,
+             io_error, "dp: ", source, ": entry '", name, "' needs dtype, shape and two data_offsets");
+    const auto type = parse_dtype(dt->text);
+    DP_CHECK(type.has_value(), io_error, "dp: ", source, ": entry '", name, "' has dtype '", dt->text,
+             "' (dp reads F32, F64, I64, I32, U8, BOOL)");
+    tensor_entry e{name, *type, {}, off->items[0].as_uint("data_offsets"), off->items[1].as_uint("data_offsets")};
+    DP_CHECK(sh->items.size() <= static_cast<std::size_t>(max_rank), io_error, "dp: ", source, ": entry '", name,
+             "' has ", sh->items.size(), " dimensions (at most ", max_rank, ")");
+    // `extent`, the product of the non-zero dimensions, bounds every stride and partial product, so
+    // a zero dimension cannot hide huge others.
+    std::uint64_t count = 1, extent = 1;
+    for (const auto& d : sh->items) {
+      const std::uint64_t x = d.as_uint("a shape entry");
+      DP_CHECK(x < (std::uint64_t{1} << 40) && (x == 0 || extent <= (std::uint64_t{1} << 48) / x), io_error,
+               "dp: ", source, ": entry '", name,
+               "' has an implausible shape (its non-zero dimensions multiply to more than 2^48)");
+      count *= x;
+      extent *= std::max<std::uint64_t>(x, 1);
+      e.shape.push_back(static_cast<index_t>(x));
+    }
+    DP_CHECK(e.begin <= e.end && e.end <= data_size, io_error, "dp: ", source, ": entry '", name, "' spans bytes [",
+             e.begin, ", ", e.end, ") but the data section has ", data_size, " bytes (truncated file?)");
+    DP_CHECK(e.end - e.begin == count * dtype_size(e.type), io_error, "dp: ", source, ": entry '", name, "' (",
+             dt->text, ", shape ", e.shape, ") needs ", count * dtype_size(e.type), " bytes but spans ",
+             e.end - e.begin);
+    for (const auto& other : h.tensors) {
+      DP_CHECK(other.name != name, io_error, "dp: ", source, ": entry '", name, "' appears twice");
+    }
+    h.tensors.push_back(std::move(e));
+  }
+  // The data section is covered exactly, without overlaps or holes (the format's rule).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  for (const auto& t : h.tensors) {
+    ranges.emplace_back(t.begin, t.end);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  std::uint64_t at = 0;
+  for (const auto& [b, e] : ranges) {
+    DP_CHECK(b == at, io_error, "dp: ", source, ": corrupt header: tensor data ", b < at ? "overlaps" : "leaves a hole",
+             " at byte ", std::min(b, at), " of the data section");
+    at = e;
+  }
+  DP_CHECK(at == data_size, io_error, "dp: ", source, ": the data section has ", data_size,
+           " bytes but the tensors cover ", at, " (truncated or padded file)");
+  return h;
+}
+
+/// A whole file in memory, validated.
+class reader {
+ public:
+  /// Reads and validates `path`.
+  explicit reader(const std::string& path) : source_(path) {
+    std::ifstream in(path, std::ios::binary);
+    DP_CHECK(in.good(), io_error, "dp: cannot open '", path, "' for reading");
+    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    h_ = parse_header(bytes_, bytes_.size(), source_);
+  }
+  /// Validates bytes already in memory (fuzzing, tests).
+  reader(std::string bytes, std::string source) : source_(std::move(source)), bytes_(std::move(bytes)) {
+    h_ = parse_header(bytes_, bytes_.size(), source_);
+  }
+
+  const header& info() const noexcept { return h_; }
+  const std::string& source() const noexcept { return source_; }
+
+  /// The stored CRC-32 of the data (when the writer recorded one) matches the data.
+  void verify() const {
+    if (const std::string* want = h_.meta("dp.crc32")) {
+      const std::uint32_t got = crc();
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "%08x", got);
+      DP_CHECK(*want == buf, io_error, "dp: ", source_, ": the data is corrupt: its CRC-32 is ", buf,
+               " but the header recorded ", *want);
+    }
+  }
+  std::uint32_t crc() const {
+    const auto* p = reinterpret_cast<const Bytef*>(bytes_.data() + h_.data_start);
+    std::uint64_t left = bytes_.size() - h_.data_start;
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (left > 0) {
+      const uInt chunk = static_cast<uInt>(std::min<std::uint64_t>(left, 1u << 30));
+      c = crc32(c, p, chunk);
+      p += chunk;
+      left -= chunk;
+    }
+    return static_cast<std::uint32_t>(c);
+  }
+
+  /// A host copy of an entry's values (the entry's dtype must be T's).
+  template <class T>
+  tensor<T> read(const tensor_entry& e) const {
+    DP_CHECK(e.type == dtype_of<T>(), io_error, "dp: ", source_, ": '", e.name, "' is ", dtype_name(e.type),
+             ", expected ", dtype_name(dtype_of<T>()));
+    const char* src = bytes_.data() + h_.data_start + e.begin;
+    if constexpr (std::is_same_v<T, bool>) {  // any other byte would make an invalid bool
+      for (std::uint64_t i = 0; i < e.end - e.begin; ++i) {
+        DP_CHECK(src[i] == 0 || src[i] == 1, io_error, "dp: ", source_, ": '", e.name, "' is BOOL but its byte ", i,
+                 " (file offset ", h_.data_start + e.begin + i, ") is ",
+                 static_cast<int>(static_cast<unsigned char>(src[i])), ", expected 0 or 1");
+      }
+    }
+    tensor<T> t = empty<T>(e.shape);
+    std::memcpy(t.data(), src, e.end - e.begin);
+    return t;
+  }
+
+ private:
+  std::string source_, bytes_;
+  header h_;
+};
+
+/// A tensor to write: its name, dtype, shape and host bytes.
+struct entry {
+  std::string name;
+  dtype type;
+  dp::shape shape;
+  std::vector<char> bytes;
+};
+
+template <class T>
+entry make_entry(std::string name, const tensor<T>& t) {
+  const tensor<T> host = t.to(dp::cpu()).contiguous();
+  entry e{std::move(name), dtype_of<T>(), host.shape(),
+          std::vector<char>(static_cast<std::size_t>(host.numel()) * sizeof(T))};
+  if (!e.bytes.empty()) {
+    std::memcpy(e.bytes.data(), host.data(), e.bytes.size());
+  }
+  return e;
+}
+
+namespace detail {
+inline void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    DP_CHECK(w > 0, io_error, "dp: writing '", path, "' failed: ", std::strerror(errno));
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+/// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
+/// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix.
+inline void atomic_write(const std::string& path, const std::string& content) {
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
+  try {
+    write_all(fd, content.data(), content.size(), tmp);
+    DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw io_error(dp::detail::concat("dp: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e)));
+  }
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+}  // namespace detail
+
+/// The bytes of a safetensors file holding `entries` (sorted by name, so the same tensors always give
+/// the same bytes) and `metadata`, plus a CRC-32 of the data.
+inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std::string, std::string>> metadata) {
+  std::sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) { return a.name < b.name; });
+  std::string data;
+  std::string head = "{";
+  std::uint64_t at = 0;
+  for (const auto& e : entries) {
+    head += json::quote(e.name) + ":{\"dtype\":\"" + dtype_name(e.type) + "\",\"shape\":[";
+    for (int i = 0; i < e.shape.rank(); ++i) {
+      head += (i ? "," : "") + std::to_string(e.shape[i]);
+    }
+    head += "],\"data_offsets\":[" + std::to_string(at) + "," + std::to_string(at + e.bytes.size()) + "]},";
+    at += e.bytes.size();
+    data.append(e.bytes.data(), e.bytes.size());
+  }
+  uLong c = crc32(0L, Z_NULL, 0);
+  for (std::size_t off = 0; off < data.size(); off += std::size_t{1} << 30) {
+    const std::size_t chunk = std::min<std::size_t>(data.size() - off, std::size_t{1} << 30);
+    c = crc32(c, reinterpret_cast<const Bytef*>(data.data() + off), static_cast<uInt>(chunk));
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
+  metadata.emplace_back("dp.crc32", buf);
+  head += "\"__metadata__\":{";
+  for (std::size_t i = 0; i < metadata.size(); ++i) {
+    head += (i ? "," : "") + json::quote(metadata[i].first) + ":" + json::quote(metadata[i].second);
+  }
+  head += "}}";
+  while ((8 + head.size()) % 8 != 0) {  // the data section starts 8-byte aligned
+    head += ' ';
+  }
+  std::string out(8, '\0');
+  std::uint64_t n = head.size();
+  for (int i = 0; i < 8; ++i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  }
+  return out + head + data;
+}
+
+/// Writes tensors to a safetensors file, atomically.
+inline void write(const std::string& path, std::vector<entry> entries,
+                  std::vector<std::pair<std::string, std::string>> metadata = {}) {
+  detail::atomic_write(path, encode(std::move(entries), std::move(metadata)));
+}
+
+}  // namespace dp::inline DP_ABI::io

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer and runs it; then
+# builds the tests of host workers, communicators and the prefetching loader under ThreadSanitizer
+# and runs them. Compile-fail tests are skipped (they check diagnostics, not behaviour).
+#
+#   scripts/sanitize.sh            both
+#   scripts/sanitize.sh asan|tsan  one of them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+jobs="$(nproc)"
+common=(-DCMAKE_BUILD_TYPE=Debug -DDP_WITH_CUDA=OFF -DDP_WITH_MPI=OFF -DDP_BUILD_BENCHMARKS=OFF -DDP_INSTALL=OFF)
+
+if [ "$what" = all ] || [ "$what" = asan ]; then
+  start=$SECONDS
+  cmake -S . -B build-asan "${common[@]}" -DDP_BUILD_EXAMPLES=OFF \
+    -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" >/dev/null
+  cmake --build build-asan -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan -L cpu -LE compile_fail --output-on-failure -j "$jobs"
+  echo "sanitize: ASan+UBSan suite passed in $((SECONDS - start)) s"
+fi
+if [ "$what" = all ] || [ "$what" = tsan ]; then
+  start=$SECONDS
+  cmake -S . -B build-tsan "${common[@]}" -DDP_BUILD_EXAMPLES=OFF \
+    -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" >/dev/null
+  cmake --build build-tsan -j "$jobs" --target dp_test_dist dp_test_data dp_test_exec
+  for t in dp_test_exec dp_test_dist dp_test_data; do
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "build-tsan/tests/$t"
+  done
+  echo "sanitize: ThreadSanitizer (workers, communicators, loader) passed in $((SECONDS - start)) s"
+fi

@@ -1,0 +1,61 @@
+#include <cstdio>
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace data = dp::data;
+
+TEST_CASE("parse_csv reads features and the label column, which may sit anywhere") {
+  const auto last = data::parse_csv("1,2.5,3\n4,-5e-1,0\n", {});
+  CHECK(last.features().shape() == dp::shape{2, 2});
+  CHECK(last.features().to_vector() == std::vector<float>{1, 2.5f, 4, -0.5f});
+  CHECK(last.labels().to_vector() == std::vector<std::int64_t>{3, 0});
+
+  const auto first =
+      data::parse_csv("label;a;b\r\n 7 ; 1;2\r\n\r\n8;3 ;4\r\n", {.label_column = 0, .header = true, .delimiter = ';'});
+  CHECK(first.features().to_vector() == std::vector<float>{1, 2, 3, 4});
+  CHECK(first.labels().to_vector() == std::vector<std::int64_t>{7, 8});
+}
+
+TEST_CASE("malformed CSV names the source, the line, the column and what was expected") {
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2,3\n4,5\n", {}, "f.csv"),
+                       doctest::Contains("f.csv line 2: 2 columns, expected 3 (as in the first row)"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2,3\n4,x5,6\n", {}, "f.csv"),
+                       doctest::Contains("f.csv line 2, column 2: 'x5' is not a number"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2,3\n4,5,6.5\n", {}, "f.csv"),
+                       doctest::Contains("line 2, column 3: label '6.5' is not a class index"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2,-1\n", {}, "f.csv"), doctest::Contains("label '-1'"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,,3\n", {}, "f.csv"),
+                       doctest::Contains("line 1, column 2: '' is not a number"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("\n\n", {}, "f.csv"), doctest::Contains("f.csv holds no data rows"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2\n", {.label_column = 5}, "f.csv"),
+                       doctest::Contains("label column 5 does not exist in rows of 2 columns"), dp::io_error);
+}
+
+TEST_CASE("csv_dataset reads gzip files and plain files alike; a missing or truncated file is an io_error") {
+  const std::string plain = "dp_test_plain.csv";
+  { std::ofstream(plain) << "0,1,2\n3,4,5\n"; }
+  const auto d = data::csv_dataset(plain);
+  CHECK(d.labels().to_vector() == std::vector<std::int64_t>{2, 5});
+  std::remove(plain.c_str());
+
+  const auto digits = data::csv_dataset(DP_TEST_PROJECT_DIR "/examples/data/digits.csv.gz", {.label_column = 64});
+  CHECK(digits.size() == 1797);  // examples/data/README.md: 1797 rows
+  CHECK(digits.features().shape() == dp::shape{1797, 64});
+  CHECK(dp::max(digits.features()).item() == 16.f);
+  CHECK(dp::max(digits.labels()).item() == 9);
+
+  CHECK_THROWS_WITH_AS(data::csv_dataset("does/not/exist.csv"), doctest::Contains("cannot open 'does/not/exist.csv'"),
+                       dp::io_error);
+  // The first 200 bytes of a gzip stream: zlib reports the truncation.
+  std::ifstream in(DP_TEST_PROJECT_DIR "/examples/data/digits.csv.gz", std::ios::binary);
+  std::string head(200, '\0');
+  in.read(head.data(), 200);
+  const std::string cut = "dp_test_cut.csv.gz";
+  { std::ofstream(cut, std::ios::binary) << head; }
+  CHECK_THROWS_AS(data::csv_dataset(cut, {.label_column = 64}), dp::io_error);
+  std::remove(cut.c_str());
+}

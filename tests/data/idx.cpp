@@ -1,0 +1,76 @@
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace data = dp::data;
+
+namespace {
+/// An IDX file: magic (0, 0, type, dims), big-endian dimensions, then the payload.
+std::string idx(unsigned char type, std::vector<std::uint32_t> dims, const std::string& payload) {
+  std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
+  for (std::uint32_t d : dims) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      s += static_cast<char>((d >> shift) & 0xff);
+    }
+  }
+  return s + payload;
+}
+}  // namespace
+
+TEST_CASE("parse_idx reads unsigned bytes, signed shorts and big-endian floats with their shape") {
+  const auto u8 = data::parse_idx(idx(0x08, {2, 3}, std::string("\x00\x01\x02\x7f\x80\xff", 6)));
+  CHECK(u8.shape() == dp::shape{2, 3});
+  CHECK(u8.to_vector() == std::vector<float>{0, 1, 2, 127, 128, 255});
+  const auto i16 = data::parse_idx(idx(0x0B, {2}, std::string("\xff\xfe\x01\x00", 4)));
+  CHECK(i16.to_vector() == std::vector<float>{-2, 256});
+  const auto f32 = data::parse_idx(idx(0x0D, {1}, std::string("\x3f\xc0\x00\x00", 4)));  // 1.5f big-endian
+  CHECK(f32.to_vector() == std::vector<float>{1.5f});
+}
+
+TEST_CASE("malformed IDX names the offset and what was expected") {
+  CHECK_THROWS_WITH_AS(data::parse_idx(std::string("\0\0", 2), "a.idx"), doctest::Contains("a.idx: truncated: 2 bytes"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(std::string("\1\0\x08\x01", 4), "a.idx"),
+                       doctest::Contains("a.idx, offset 0: not an IDX file"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x07, {1}, "x"), "a.idx"),
+                       doctest::Contains("offset 2: unknown IDX element type 0x7"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {}, ""), "a.idx"), doctest::Contains("offset 3: 0 dimensions"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {2, 3}, "").substr(0, 9), "a.idx"),
+                       doctest::Contains("truncated header: 9 bytes, expected 12"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {2, 3}, "abcd"), "a.idx"),
+                       doctest::Contains("announces 6 bytes of data at offset 12 but only 4 follow"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {65536, 65536, 65536}, ""), "a.idx"),
+                       doctest::Contains("implausibly large"), dp::io_error);
+}
+
+TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is missing") {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dp_test_mnist";
+  std::filesystem::create_directories(dir);
+  std::string pixels;
+  for (int i = 0; i < 2 * 28 * 28; ++i) {
+    pixels += static_cast<char>(i % 256);
+  }
+  auto put = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+  };
+  put("t10k-images-idx3-ubyte", idx(0x08, {2, 28, 28}, pixels));
+  put("t10k-labels-idx1-ubyte", idx(0x08, {2}, std::string("\x07\x03", 2)));
+  const auto test = data::mnist_dataset(dir.string(), false);
+  CHECK(test.features().shape() == dp::shape{2, 784});
+  CHECK(test.labels().to_vector() == std::vector<std::int64_t>{7, 3});
+  CHECK(test.features()[0][255].item() == doctest::Approx(1.0));
+  CHECK(test.features()[1][0].item() == doctest::Approx(16.0 / 255));  // 784 % 256 = 16
+
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), true),
+                       doctest::Contains("train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) was not found"),
+                       dp::io_error);
+  put("t10k-labels-idx1-ubyte", idx(0x08, {3}, std::string("\x07\x03\x01", 3)));
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("disagree"), dp::io_error);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,145 @@
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace data = dp::data;
+
+namespace {
+data::tensor_dataset<float, std::int64_t> numbered(dp::index_t n) {
+  std::vector<float> x;
+  std::vector<std::int64_t> y;
+  for (dp::index_t i = 0; i < n; ++i) {
+    x.push_back(static_cast<float>(i));
+    x.push_back(static_cast<float>(-i));
+    y.push_back(i);
+  }
+  return {dp::from_vector<float>(x, {n, 2}), dp::from_vector<std::int64_t>(y)};
+}
+
+template <class L>
+std::vector<std::vector<std::int64_t>> batches_of(const L& l, std::int64_t epoch, dp::index_t first = 0) {
+  std::vector<std::vector<std::int64_t>> out;
+  for (auto [x, y] : l.epoch(epoch, first)) {
+    const auto labels = y.to_vector();
+    const auto feats = x.to_vector();
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      REQUIRE(feats[2 * i] == static_cast<float>(labels[i]));  // rows stay with their labels
+    }
+    out.push_back(labels);
+  }
+  return out;
+}
+
+std::vector<std::int64_t> flat(const std::vector<std::vector<std::int64_t>>& b) {
+  std::vector<std::int64_t> v;
+  for (const auto& x : b) {
+    v.insert(v.end(), x.begin(), x.end());
+  }
+  return v;
+}
+
+/// A dataset that is not a tensor_dataset: the loader needs only size() and get().
+struct squares {
+  dp::index_t size() const { return 10; }
+  data::batch<float, std::int64_t> get(std::span<const dp::index_t> idx) const {
+    std::vector<float> x;
+    std::vector<std::int64_t> y;
+    for (auto i : idx) {
+      if (i == 7 && fail) {
+        throw dp::value_error("dp: squares: sample 7 is unreadable");
+      }
+      x.push_back(static_cast<float>(i * i));
+      y.push_back(i);
+    }
+    return {dp::from_vector<float>(x), dp::from_vector<std::int64_t>(y)};
+  }
+  bool fail = false;
+};
+static_assert(data::dataset<squares>);
+}  // namespace
+
+TEST_CASE("without shuffling batches come in order; the last one is partial unless drop_last") {
+  const data::loader keep{numbered(10), {.batch = 4}};
+  CHECK(keep.batches() == 3);
+  CHECK(batches_of(keep, 0) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9}});
+  const data::loader drop{numbered(10), {.batch = 4, .drop_last = true}};
+  CHECK(drop.batches() == 2);
+  CHECK(batches_of(drop, 0) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {4, 5, 6, 7}});
+}
+
+TEST_CASE("the shuffled order is a function of (seed, epoch): every sample once per epoch, nothing to reset") {
+  const data::loader a{numbered(103), {.batch = 8, .shuffle = true, .seed = 5}};
+  const data::loader b{numbered(103), {.batch = 8, .shuffle = true, .seed = 5}};
+  const data::loader other{numbered(103), {.batch = 8, .shuffle = true, .seed = 6}};
+  const auto e0 = batches_of(a, 0), e1 = batches_of(a, 1);
+  CHECK(e0.size() == 13);
+  CHECK(e0.back().size() == 103 % 8);
+  CHECK(batches_of(a, 0) == e0);  // asking again gives the same epoch
+  CHECK(batches_of(b, 1) == e1);  // another loader with the same seed agrees, epochs in any order
+  CHECK(e0 != e1);
+  CHECK(batches_of(other, 0) != e0);
+  for (const auto& e : {e0, e1}) {
+    auto v = flat(e);
+    std::sort(v.begin(), v.end());
+    for (std::int64_t i = 0; i < 103; ++i) {
+      REQUIRE(v[static_cast<std::size_t>(i)] == i);
+    }
+  }
+}
+
+TEST_CASE("resuming at batch k of an epoch gives the rest of that epoch; prefetching changes nothing") {
+  const data::loader pre{numbered(50), {.batch = 6, .shuffle = true, .seed = 2, .prefetch = 3}};
+  const data::loader none{numbered(50), {.batch = 6, .shuffle = true, .seed = 2, .prefetch = 0}};
+  const auto all = batches_of(pre, 4);
+  CHECK(batches_of(none, 4) == all);
+  const auto rest = batches_of(pre, 4, 5);
+  CHECK(rest == std::vector<std::vector<std::int64_t>>(all.begin() + 5, all.end()));
+  CHECK(pre.epoch(4, 5).size() == static_cast<dp::index_t>(all.size()) - 5);
+  CHECK(batches_of(pre, 4, pre.batches()).empty());
+  CHECK_THROWS_WITH_AS(pre.epoch(4, pre.batches() + 1), doctest::Contains("first batch 10 is outside [0, 9]"),
+                       dp::value_error);
+}
+
+TEST_CASE("leaving an epoch early stops the prefetching thread; a failing dataset's error reaches the loop") {
+  const data::loader l{numbered(1000), {.batch = 10, .shuffle = true, .seed = 1, .prefetch = 4}};
+  for (int rep = 0; rep < 20; ++rep) {
+    int seen = 0;
+    for (auto [x, y] : l.epoch(rep)) {
+      if (++seen == 3) {
+        break;
+      }
+    }
+    CHECK(seen == 3);
+  }
+  const data::loader bad{squares{.fail = true}, {.batch = 3, .prefetch = 2}};
+  std::vector<std::int64_t> got;
+  auto run = [&] {
+    for (auto [x, y] : bad.epoch(0)) {
+      for (auto v : y.to_vector()) {
+        got.push_back(v);
+      }
+    }
+  };
+  CHECK_THROWS_WITH_AS(run(), "dp: squares: sample 7 is unreadable", dp::value_error);
+  CHECK(got == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5});  // the batches before the failing one arrived
+  const data::loader good{squares{}, {.batch = 4}};
+  std::vector<float> xs;
+  for (auto [x, y] : good.epoch(0)) {
+    for (auto v : x.to_vector()) {
+      xs.push_back(v);
+    }
+  }
+  CHECK(xs == std::vector<float>{0, 1, 4, 9, 16, 25, 36, 49, 64, 81});
+}
+
+TEST_CASE("loader options are checked") {
+  CHECK_THROWS_WITH_AS((data::loader{numbered(4), {.batch = 0}}), doctest::Contains("batch must be positive, got 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((data::loader{numbered(4), {.prefetch = -1}}), doctest::Contains("prefetch must lie in [0, 64]"),
+                       dp::value_error);
+}

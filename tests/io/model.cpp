@@ -1,0 +1,142 @@
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+namespace io = dp::io;
+
+namespace {
+struct net {
+  nn::linear<5, 8> fc1;
+  nn::batch_norm<8> bn;
+  nn::linear<8, 3> fc2;
+  auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
+};
+struct wider {
+  nn::linear<5, 9> fc1;
+  nn::batch_norm<9> bn;
+  nn::linear<9, 3> head;
+  auto forward(auto x) const { return head(dp::relu(bn(fc1(x)))); }
+};
+struct net64 {
+  nn::linear<5, 8, double> fc1;
+  nn::batch_norm<8, double> bn;
+  nn::linear<8, 3, double> fc2;
+  auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
+};
+
+std::string path_of(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("dp_test_" + name + ".safetensors")).string();
+}
+std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+template <class M>
+std::vector<std::vector<double>> values_of(const M& m) {
+  std::vector<std::vector<double>> out;
+  nn::for_each_tensor(m, [&](const std::string&, const auto& t) {
+    std::vector<double> v;
+    for (auto x : t.value().to_vector()) {
+      v.push_back(static_cast<double>(x));
+    }
+    out.push_back(v);
+  });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("save then load restores every parameter and buffer under PyTorch's names") {
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
+  const auto x = dp::randn<float>({16, 5}, dp::cpu(), 3);
+  const auto y = dp::from_vector<std::int64_t>({0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0});
+  par.backward(nn::cross_entropy_loss{}, x, y);  // moves batch_norm's running statistics too
+  opt.step();
+  const std::string path = path_of("roundtrip");
+  io::save(path, par);
+  const io::reader r(path);
+  std::vector<std::string> names;
+  for (const auto& t : r.info().tensors) {
+    names.push_back(t.name);
+  }
+  CHECK(names == std::vector<std::string>{"bn.bias", "bn.num_batches_tracked", "bn.running_mean", "bn.running_var",
+                                          "bn.weight", "fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"});
+  nn::manual_seed(2);
+  net fresh{};
+  CHECK(values_of(fresh) != values_of(par.model()));
+  io::load(path, fresh);
+  CHECK(values_of(fresh) == values_of(par.model()));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("saving parallel, its model, or a 3-worker parallel gives identical bytes") {
+  nn::manual_seed(4);
+  const net m{};
+  dp::parallel<net> one{m, {dp::cpu()}};
+  dp::parallel<net> three{m, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
+  io::save(path_of("a"), one);
+  io::save(path_of("b"), one.model());
+  io::save(path_of("c"), three);
+  io::save(path_of("d"), m);
+  const std::string a = bytes_of(path_of("a"));
+  CHECK(a.size() > 100);
+  CHECK(a == bytes_of(path_of("b")));
+  CHECK(a == bytes_of(path_of("c")));
+  CHECK(a == bytes_of(path_of("d")));
+  // Loading into parallel reaches every replica: the 3-worker forward equals the saved model's.
+  nn::manual_seed(9);
+  dp::parallel<net> other{net{}, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
+  io::load(path_of("a"), other);
+  other.eval();
+  const auto x = dp::randn<float>({7, 5}, dp::cpu(), 5);
+  nn::trainer<net> bare{m};
+  bare.eval();
+  CHECK(dp::tensor<float>(other(x)).to_vector() == dp::tensor<float>(bare(x)).to_vector());
+  for (const char* n : {"a", "b", "c", "d"}) {
+    std::filesystem::remove(path_of(n));
+  }
+}
+
+TEST_CASE("a file for another model, a wrong dtype or a corrupt file is an io_error; nothing is loaded") {
+  nn::manual_seed(5);
+  const std::string path = path_of("strict");
+  io::save(path, wider{});
+  nn::manual_seed(6);
+  net target{};
+  const auto before = values_of(target);
+  try {
+    io::load(path, target);
+    FAIL("loading another model's file must throw");
+  } catch (const dp::io_error& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("does not fit this model; nothing was loaded") != std::string::npos);
+    CHECK(msg.find("missing: fc2.weight, fc2.bias") != std::string::npos);
+    CHECK(msg.find("fc1.weight (file: F32 {9, 5}, model: F32 {8, 5})") != std::string::npos);
+    CHECK(msg.find("extra: head.bias, head.weight") != std::string::npos);
+  }
+  CHECK(values_of(target) == before);
+
+  io::save(path, target);
+  net64 doubles{};
+  CHECK_THROWS_WITH_AS(io::load(path, doubles), doctest::Contains("fc1.weight (file: F32 {8, 5}, model: F64 {8, 5})"),
+                       dp::io_error);
+
+  std::string bytes = bytes_of(path);
+  bytes[bytes.size() - 3] ^= 0x10;
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; }
+  nn::manual_seed(7);
+  net victim{};
+  const auto untouched = values_of(victim);
+  CHECK_THROWS_WITH_AS(io::load(path, victim), doctest::Contains("the data is corrupt"), dp::io_error);
+  CHECK(values_of(victim) == untouched);
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2); }
+  CHECK_THROWS_WITH_AS(io::load(path, victim), doctest::Contains("truncated"), dp::io_error);
+  CHECK(values_of(victim) == untouched);
+  std::filesystem::remove(path);
+}

@@ -1,0 +1,114 @@
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace io = dp::io;
+
+namespace {
+/// A safetensors file built by hand from the format's definition: 8-byte little-endian header
+/// length, a JSON header, then the data section.
+std::string file_of(const std::string& json, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  }
+  return out + json + data;
+}
+std::string floats(std::initializer_list<float> v) {
+  std::string s(v.size() * 4, '\0');
+  std::memcpy(s.data(), std::data(v), s.size());
+  return s;
+}
+}  // namespace
+
+TEST_CASE("a file written by the format's rules is read: names, dtypes, shapes, values, metadata") {
+  const std::string data = floats({1, 2, 3, 4, 5, 6}) + std::string("\x07\0\0\0\0\0\0\0", 8);
+  const io::reader r(file_of(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+                             R"("n":{"dtype":"I64","shape":[],"data_offsets":[24,32]},)"
+                             R"("__metadata__":{"format":"pt"}})",
+                             data),
+                     "hand.safetensors");
+  r.verify();  // no dp.crc32: nothing to verify
+  REQUIRE(r.info().tensors.size() == 2);
+  const auto* w = r.info().find("w");
+  REQUIRE(w != nullptr);
+  CHECK(w->shape == dp::shape{2, 3});
+  CHECK(r.read<float>(*w).to_vector() == std::vector<float>{1, 2, 3, 4, 5, 6});
+  CHECK(r.read<std::int64_t>(*r.info().find("n")).item() == 7);
+  CHECK(*r.info().meta("format") == "pt");
+  CHECK_THROWS_WITH_AS(r.read<double>(*w), doctest::Contains("'w' is F32, expected F64"), dp::io_error);
+}
+
+TEST_CASE("encode writes what the format says: sorted names, aligned data, a CRC that verify checks") {
+  const auto a = dp::from_vector<float>({1, 2, 3, 4}, {2, 2});
+  const auto b = dp::from_vector<double>({0.5});
+  const std::string bytes = io::encode({io::make_entry("zeta", a), io::make_entry("alpha", b)}, {{"k", "v"}});
+  std::uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);  // little-endian host
+  CHECK((8 + n) % 8 == 0);
+  const std::string head = bytes.substr(8, n);
+  CHECK(head.find("\"alpha\"") < head.find("\"zeta\""));
+  CHECK(head.find(R"("alpha":{"dtype":"F64","shape":[1],"data_offsets":[0,8]})") != std::string::npos);
+  CHECK(head.find(R"("zeta":{"dtype":"F32","shape":[2,2],"data_offsets":[8,24]})") != std::string::npos);
+  const io::reader r(bytes, "mem");
+  r.verify();
+  CHECK(r.read<float>(*r.info().find("zeta")).to_vector() == std::vector<float>{1, 2, 3, 4});
+  CHECK(*r.info().meta("k") == "v");
+  // One flipped bit in the data is caught by the CRC.
+  std::string flipped = bytes;
+  flipped.back() ^= 1;
+  CHECK_THROWS_WITH_AS(io::reader(flipped, "mem").verify(), doctest::Contains("mem: the data is corrupt: its CRC-32"),
+                       dp::io_error);
+}
+
+TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
+  const std::string good = io::encode({io::make_entry("w", dp::from_vector<float>({1, 2, 3}))}, {});
+  auto error_of = [](const std::string& bytes) {
+    try {
+      io::reader r(bytes, "f");
+      r.verify();
+    } catch (const dp::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(good.substr(0, 5)).find("f: truncated: 5 bytes") != std::string::npos);
+  CHECK(error_of(good.substr(0, 20)).find("truncated: the header needs") != std::string::npos);
+  CHECK(error_of(good.substr(0, good.size() - 4)).find("spans bytes [0, 12) but the data section has 8") !=
+        std::string::npos);
+  CHECK(error_of(good + "xx").find("the data section has 14 bytes but the tensors cover 12") != std::string::npos);
+  CHECK(error_of(file_of("[1,2]", "")).find("not a JSON object") != std::string::npos);
+  CHECK(error_of(file_of("{\"w\":{\"dtype\":\"F32\"", "")).find("f") != std::string::npos);
+  CHECK(error_of(file_of(R"({"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})", "ab"))
+            .find("dtype 'F16' (dp reads F32, F64, I64, I32, U8, BOOL)") != std::string::npos);
+  CHECK(error_of(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "abcd"))
+            .find("needs 8 bytes but spans 4") != std::string::npos);
+  CHECK(error_of(file_of(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                         R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
+                         "abc"))
+            .find("overlaps") != std::string::npos);
+  std::string huge = good;
+  huge[7] = 0x40;
+  CHECK(error_of(huge).find("corrupt header: its length field says") != std::string::npos);
+  CHECK(error_of(good) == "no error");
+}
+
+TEST_CASE("writes are atomic: a failed write leaves the old file, no temporary is left behind") {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dp_test_atomic";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "w.safetensors").string();
+  io::write(path, {io::make_entry("w", dp::from_vector<float>({1, 2}))});
+  io::write(path, {io::make_entry("w", dp::from_vector<float>({3, 4}))});
+  CHECK(io::reader(path).read<float>(*io::reader(path).info().find("w")).to_vector() == std::vector<float>{3, 4});
+  CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 1);
+  CHECK_THROWS_WITH_AS(io::write((dir / "missing" / "x.safetensors").string(), {}), doctest::Contains("cannot create"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(io::reader((dir / "absent.safetensors").string()), doctest::Contains("cannot open"),
+                       dp::io_error);
+  std::filesystem::remove_all(dir);
+}
