@@ -18,8 +18,8 @@ namespace detail {
 
 struct conv_geometry {
   index_t n, c, h, w, k, s, p, ho, wo;
-  index_t ckk() const { return c * k * k; }
-  index_t hw_out() const { return ho * wo; }
+  DP_HOST_DEVICE index_t ckk() const { return c * k * k; }
+  DP_HOST_DEVICE index_t hw_out() const { return ho * wo; }
 };
 
 template <class T>
