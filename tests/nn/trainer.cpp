@@ -75,6 +75,30 @@ TEST_CASE("a steady-state training step allocates nothing (heap or pool) after t
   CHECK(t.plan_count() == 1);
 }
 
+TEST_CASE("backward_async leaves the loss on the device: same loss and gradients, no read-back") {
+  nn::manual_seed(5);
+  replay_model model;
+  nn::trainer<replay_model> sync{model}, async{model};
+  auto x1 = dp::randn<float>({6, 5}, dp::cpu(), 1), x2 = dp::randn<float>({6, 5}, dp::cpu(), 2);
+  auto y = dp::from_vector<std::int64_t>({0, 1, 2, 0, 1, 2});
+  const double l1 = sync.backward(nn::cross_entropy, x1, y);
+  const dp::tensor<float> loss = async.backward_async(nn::cross_entropy, x1, y);
+  CHECK(loss.numel() == 1);
+  CHECK(loss.device() == async.device());
+  CHECK(loss.item() == static_cast<float>(l1));
+  CHECK(async.flat_grads().to_vector() == sync.flat_grads().to_vector());
+  // The returned tensor is the plan's loss slot: the next step of that shape writes into it.
+  const double l2 = sync.backward(nn::cross_entropy, x2, y);
+  const long heap_before = heap_allocations.load();
+  (void)async.backward_async(nn::cross_entropy, x2, y);
+  CHECK(heap_allocations.load() - heap_before == 0);
+  CHECK(loss.item() == static_cast<float>(l2));
+  CHECK(l1 != l2);
+  // A trailing no_sync works as with backward.
+  (void)async.backward_async(nn::cross_entropy, x1, y, dp::no_sync);
+  CHECK(async.gradients() == nn::grad_state::local);
+}
+
 TEST_CASE("each input shape and each mode gets its own plan") {
   nn::trainer<classifier> t{classifier{}};
   auto y8 = dp::zeros<std::int64_t>({8}), y4 = dp::zeros<std::int64_t>({4});

@@ -167,14 +167,24 @@ class trainer {
   /// loss.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
+    return static_cast<double>(backward_async(loss, args...).item());
+  }
+
+  /// backward without reading the loss back: returns it as a one-element tensor on the trainer's
+  /// device (overwritten by the next step of the same input shape). Nothing in a steady step then
+  /// waits for the device, so the step can be captured in a CUDA graph; a replay reads the inputs
+  /// and writes the loss at the addresses seen when it was captured, and repeats its step number
+  /// (dropout masks).
+  template <class Loss, class... Args>
+  tensor<T> backward_async(const Loss& loss, const Args&... args) {
     auto all = std::forward_as_tuple(args...);
     constexpr std::size_t n = sizeof...(Args);
     if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return step_grads(loss, true, T(1), 0, std::get<I>(all)...);
+        return enqueue_grads(loss, true, T(1), 0, std::get<I>(all)...);
       }(std::make_index_sequence<n - 1>{});
     } else {
-      return step_grads(loss, false, T(1), 0, args...);
+      return enqueue_grads(loss, false, T(1), 0, args...);
     }
   }
 
@@ -182,6 +192,12 @@ class trainer {
   /// the global batch) and `sample_offset` is the global index of this replica's first sample.
   template <class Loss, class... Args>
   double step_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset, const Args&... args) {
+    return static_cast<double>(enqueue_grads(loss, local_only, scale, sample_offset, args...).item());
+  }
+
+  /// step_grads without the read-back: the loss stays on the device.
+  template <class Loss, class... Args>
+  tensor<T> enqueue_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset, const Args&... args) {
     static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
     static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
     static_assert(((detail::kind_of<Args>() != 0) && ...),
@@ -212,7 +228,7 @@ class trainer {
     }
     ++step_;
     state_ = local_only ? grad_state::local : grad_state::complete;
-    return static_cast<double>(g.value<T>(p->loss_slot).item());
+    return g.value<T>(p->loss_slot);
   }
 
   // ---------------------------------------------------------------- for optimizers and dp::parallel
