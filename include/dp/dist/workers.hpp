@@ -52,11 +52,17 @@ class replica_threads {
       thread_budget_scope budget(budget_);
       call(0);
     }
-    for (int spin = 0; acks_.load(std::memory_order_acquire) != n_ - 1; ++spin) {
+    // Sleep on the count just checked: reloading it for wait() could see the last ack and then
+    // sleep on that value, which no worker changes again (a lost wake-up).
+    for (int spin = 0;; ++spin) {
+      const int acks = acks_.load(std::memory_order_acquire);
+      if (acks == n_ - 1) {
+        break;
+      }
       if (spin < spin_) {
         DP_CPU_RELAX();
       } else {
-        acks_.wait(acks_.load(std::memory_order_acquire), std::memory_order_acquire);
+        acks_.wait(acks, std::memory_order_acquire);
       }
     }
     for (auto& e : errors_) {
