@@ -64,7 +64,7 @@ void close(const std::vector<float>& got, const std::vector<float>& want, double
 template <class Owner>
 std::vector<float> replica_grads(Owner& p, std::size_t r) {
   std::vector<float> out;
-  p.for_each_replica([&](std::size_t i, const auto&, const auto& g) {
+  dp::detail::replica_access::for_each_replica(p, [&](std::size_t i, const auto&, const auto& g) {
     if (i == r) {
       out = g.to_vector();
     }
@@ -74,7 +74,7 @@ std::vector<float> replica_grads(Owner& p, std::size_t r) {
 template <class Owner>
 std::vector<float> replica_params(Owner& p, std::size_t r) {
   std::vector<float> out;
-  p.for_each_replica([&](std::size_t i, const auto& w, const auto&) {
+  dp::detail::replica_access::for_each_replica(p, [&](std::size_t i, const auto& w, const auto&) {
     if (i == r) {
       out = w.to_vector();
     }
@@ -83,6 +83,26 @@ std::vector<float> replica_params(Owner& p, std::size_t r) {
 }
 
 }  // namespace
+
+// Replicas are reached only through dp::detail::replica_access (optimizers, checkpoints): the
+// public API of parallel cannot touch one replica's parameters or model.
+struct replica_visitor {
+  void operator()(std::size_t, const dp::tensor<float>&, const dp::tensor<float>&) const {}
+};
+struct model_visitor {
+  void operator()(classifier&) const {}
+};
+template <class P>
+constexpr bool replicas_public = requires(P& p, replica_visitor v) { p.for_each_replica(v); } ||
+                                 requires(P& p, model_visitor m) { p.update_model(m); };
+
+TEST_CASE("no public member of parallel reaches a replica; the trainer's one replica is its model") {
+  CHECK_FALSE(replicas_public<dp::parallel<classifier>>);
+  CHECK(replicas_public<nn::trainer<classifier>>);  // the detector sees public members
+  CHECK(dp::detail::replica_access::visitable<dp::parallel<classifier>, replica_visitor>);
+  CHECK(dp::optim::parameter_owner<dp::parallel<classifier>>);
+  CHECK(dp::optim::parameter_owner<nn::trainer<classifier>>);
+}
 
 TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for 1-4 workers and any batch") {
   for (int devices : {1, 2, 3, 4}) {

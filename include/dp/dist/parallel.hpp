@@ -33,6 +33,7 @@
 #include <dp/dist/workers.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/reflect.hpp>
+#include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 
 namespace dp::inline DP_ABI {
@@ -238,15 +239,6 @@ class parallel {
   }
 
   // ---------------------------------------------------------------- for optimizers
-  /// Calls f(i, parameters, gradients) on every replica's thread at once.
-  template <class F>
-  void for_each_replica(F&& f) {
-    auto job = [&](int i) {
-      auto& r = *replicas_[static_cast<std::size_t>(i)];
-      f(static_cast<std::size_t>(i), r.flat_params(), r.flat_grads());
-    };
-    run(job);
-  }
   const std::vector<nn::param_entry>& layout() const noexcept { return replicas_[0]->layout(); }
   nn::grad_state gradients() const noexcept { return replicas_[0]->gradients(); }
   void set_gradients(nn::grad_state s) noexcept {
@@ -254,19 +246,7 @@ class parallel {
       r->set_gradients(s);
     }
   }
-  /// Applies `f` to every replica's model, one after the other (loading weights keeps replicas equal).
-  template <class F>
-  void update_model(F&& f) {
-    for (auto& r : replicas_) {
-      r->update_model(f);
-    }
-  }
   std::uint64_t steps() const noexcept { return replicas_[0]->steps(); }
-  void restore_steps(std::uint64_t steps) noexcept {
-    for (auto& r : replicas_) {
-      r->restore_steps(steps);
-    }
-  }
 
   /// The communicator kind ("local communicator", "NCCL communicator").
   std::string communicator_name() const { return comms_[0]->name(); }
@@ -291,6 +271,30 @@ class parallel {
   }
 
  private:
+  // What reaches every replica is for optimizers and checkpoints only (dp::detail::replica_access).
+  friend struct dp::detail::replica_access;
+  /// Calls f(i, parameters, gradients) on every replica's thread at once.
+  template <class F>
+  void for_each_replica(F&& f) {
+    auto job = [&](int i) {
+      auto& r = *replicas_[static_cast<std::size_t>(i)];
+      f(static_cast<std::size_t>(i), r.flat_params(), r.flat_grads());
+    };
+    run(job);
+  }
+  /// Applies `f` to every replica's model, one after the other (loading weights keeps replicas equal).
+  template <class F>
+  void update_model(F&& f) {
+    for (auto& r : replicas_) {
+      r->update_model(f);
+    }
+  }
+  void restore_steps(std::uint64_t steps) noexcept {
+    for (auto& r : replicas_) {
+      r->restore_steps(steps);
+    }
+  }
+
   template <class Loss, class... Args>
   double step(const Loss& loss, bool local_only, const Args&... args) {
     check_scatter(std::index_sequence_for<Args...>{}, args...);

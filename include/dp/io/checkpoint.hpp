@@ -74,7 +74,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   detail::check_against(owner.model(), h, path, "", opt_names);
   // Everything fits: assign.
   detail::assign_all(owner, r, "");
-  owner.update_model([&](auto& m) {
+  dp::detail::replica_access::update_model(owner, [&](auto& m) {
     std::size_t i = 0;
     nn::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
   });
@@ -82,7 +82,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
     s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
   }
   opt.load_state(opt_steps, state);
-  owner.restore_steps(static_cast<std::uint64_t>(trainer_steps));
+  dp::detail::replica_access::restore_steps(owner, static_cast<std::uint64_t>(trainer_steps));
   return p;
 }
 

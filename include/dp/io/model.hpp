@@ -12,6 +12,7 @@
 
 #include <dp/io/safetensors.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/replica_access.hpp>
 
 namespace dp::inline DP_ABI::io {
 
@@ -91,7 +92,7 @@ void assign_model(M& model, const reader& r, const std::string& prefix) {
 template <class X>
 void assign_all(X& target, const reader& r, const std::string& prefix) {
   if constexpr (owner<X>) {
-    target.update_model([&](auto& m) { assign_model(m, r, prefix); });
+    dp::detail::replica_access::update_model(target, [&](auto& m) { assign_model(m, r, prefix); });
   } else {
     assign_model(target, r, prefix);
   }

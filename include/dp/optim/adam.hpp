@@ -63,14 +63,15 @@ class adam_impl {
     const double lr = current_lr();
     const double t = static_cast<double>(steps_ + 1);
     const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
-    owner_->for_each_replica([&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
-      dp::detail::for_each_index(
-          params.device(), params.numel(),
-          adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), static_cast<T>(lr),
-                         static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(o_.eps),
-                         static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), static_cast<T>(lr / bc1),
-                         static_cast<T>(std::sqrt(bc2)), Decoupled});
-    });
+    dp::detail::replica_access::for_each_replica(
+        *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+          dp::detail::for_each_index(
+              params.device(), params.numel(),
+              adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), static_cast<T>(lr),
+                             static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(o_.eps),
+                             static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), static_cast<T>(lr / bc1),
+                             static_cast<T>(std::sqrt(bc2)), Decoupled});
+        });
     ++steps_;
     owner_->set_gradients(nn::grad_state::none);
   }

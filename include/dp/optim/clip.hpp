@@ -16,7 +16,7 @@ double clip_grad_norm(Owner& owner, double max_norm) {
   DP_CHECK(max_norm > 0, value_error, "dp: clip_grad_norm: max_norm must be positive, got ", max_norm);
   detail::require_gradients(owner, "clip_grad_norm (before the optimizer)");
   double norm = 0;
-  owner.for_each_replica([&](std::size_t r, const tensor<T>&, const tensor<T>& grads) {
+  dp::detail::replica_access::for_each_replica(owner, [&](std::size_t r, const tensor<T>&, const tensor<T>& grads) {
     const double n = std::sqrt(static_cast<double>(dp::sum(dp::square(grads)).item()));
     if (r == 0) {
       norm = n;

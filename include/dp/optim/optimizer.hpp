@@ -11,6 +11,7 @@
 
 #include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 #include <dp/optim/schedule.hpp>
 
@@ -32,8 +33,7 @@ concept parameter_owner = requires(O& o) {
   o.layout();
   o.gradients();
   o.set_gradients(nn::grad_state::none);
-  o.for_each_replica(detail::replica_probe<typename O::value_type>{});
-};
+} && dp::detail::replica_access::visitable<O, detail::replica_probe<typename O::value_type>>;
 
 namespace detail {
 
@@ -60,7 +60,8 @@ void require_gradients(const O& owner, const char* who) {
 template <class O>
 std::vector<tensor<typename O::value_type>> state_like(O& owner) {
   std::vector<tensor<typename O::value_type>> out(owner.replica_count());
-  owner.for_each_replica([&](std::size_t i, const auto& params, const auto&) { out[i] = zeros_like(params); });
+  dp::detail::replica_access::for_each_replica(
+      owner, [&](std::size_t i, const auto& params, const auto&) { out[i] = zeros_like(params); });
   return out;
 }
 

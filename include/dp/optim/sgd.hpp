@@ -54,13 +54,14 @@ class sgd {
   void step() {
     detail::require_gradients(*owner_, "sgd");
     const T lr = static_cast<T>(current_lr());
-    owner_->for_each_replica([&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
-      dp::detail::for_each_index(
-          params.device(), params.numel(),
-          detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(), lr,
-                                static_cast<T>(o_.momentum), static_cast<T>(o_.dampening),
-                                static_cast<T>(o_.weight_decay), steps_ == 0, o_.nesterov, o_.momentum != 0});
-    });
+    dp::detail::replica_access::for_each_replica(
+        *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+          dp::detail::for_each_index(
+              params.device(), params.numel(),
+              detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(), lr,
+                                    static_cast<T>(o_.momentum), static_cast<T>(o_.dampening),
+                                    static_cast<T>(o_.weight_decay), steps_ == 0, o_.nesterov, o_.momentum != 0});
+        });
     ++steps_;
     owner_->set_gradients(nn::grad_state::none);
   }

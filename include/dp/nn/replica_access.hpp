@@ -1,0 +1,33 @@
+// The one door to every replica of a parameter owner (trainer, dp::parallel): each replica's flat
+// parameters and gradients, each replica's model. Optimizers and checkpoint loading go through it;
+// dp::parallel keeps these members private, so user code has no API that reaches a replica and
+// replicas cannot drift apart.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <dp/config.hpp>
+
+namespace dp::inline DP_ABI::detail {
+
+struct replica_access {
+  /// Whether O lets f(i, parameters, gradients) visit its replicas (checked with this class's access).
+  template <class O, class F>
+  static constexpr bool visitable = requires(O& o, F f) { o.for_each_replica(f); };
+
+  template <class O, class F>
+  static void for_each_replica(O& o, F&& f) {
+    o.for_each_replica(std::forward<F>(f));
+  }
+  template <class O, class F>
+  static void update_model(O& o, F&& f) {
+    o.update_model(std::forward<F>(f));
+  }
+  template <class O>
+  static void restore_steps(O& o, std::uint64_t steps) {
+    o.restore_steps(steps);
+  }
+};
+
+}  // namespace dp::inline DP_ABI::detail
