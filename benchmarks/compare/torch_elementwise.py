@@ -7,23 +7,17 @@ thread counts given. Run with Debian's python3-torch: /usr/bin/python3 torch_ele
 """
 import json
 import sys
-import time
 
 import torch
+
+from timing import median_seconds
 
 N = 1 << 24
 A, B = 2.0, 3.0
 
 
 def best_rate(fn, reps=7):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return N * 12 / times[len(times) // 2] / 1e9  # median
+    return N * 12 / median_seconds(fn, reps) / 1e9
 
 
 def main():

@@ -5,22 +5,16 @@ thread counts given. Run with Debian's python3-torch: /usr/bin/python3 torch_red
 """
 import json
 import sys
-import time
 
 import torch
+
+from timing import median_seconds
 
 N = 1 << 24
 
 
 def rate(fn, reps=9):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return N * 4 / times[len(times) // 2] / 1e9  # median
+    return N * 4 / median_seconds(fn, reps) / 1e9
 
 
 def main():
