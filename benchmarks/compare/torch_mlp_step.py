@@ -12,14 +12,7 @@ import time
 
 import torch
 
-
-def mlp(sizes):
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-        if i + 2 < len(sizes):
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
+from models import mlp
 
 
 def steps_per_second(sizes, batch, seconds=2.0, runs=5):

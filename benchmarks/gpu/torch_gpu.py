@@ -18,9 +18,14 @@ Prints one JSON line after each section, each holding everything measured so far
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compare"))
+from models import mlp  # noqa: E402
 
 A, B = 2.0, 3.0
 SIZES = {"16M": 1 << 24, "64M": 1 << 26}
@@ -109,15 +114,6 @@ def matmul(reps):
         c = torch.empty(n, n, device="cuda")
         out[str(n)] = 2.0 * n**3 / gpu_seconds(lambda: torch.mm(a, b, out=c), reps) / 1e9
     return out
-
-
-def mlp(sizes):
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-        if i + 2 < len(sizes):
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
 
 
 def steps_per_second(sizes, batch, seconds, runs, compile_mode=None, read_loss=False):
