@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch peer for train_digits: the same data (examples/data/digits.csv.gz, pixels / 16, an 80/20
-split from the seed), model (64-128-10 MLP), recipe (SGD momentum 0.9, lr 0.1 with a cosine
-schedule per step, label smoothing 0.1, batch 32, 30 epochs), 1 thread. Prints JSON: training
+split from the seed), model (64-256-10 MLP), recipe (SGD momentum 0.9, lr 0.1 with a cosine
+schedule per step, label smoothing 0.1, batch 32, 40 epochs), 1 thread. Prints JSON: training
 seconds (epochs only, as train_digits reports) and test accuracy. Usage: torch_digits.py SEED"""
 import gzip
 import json
@@ -21,9 +21,9 @@ x, y = data[:, :64] / 16, data[:, 64].long()
 perm = torch.randperm(len(y))
 k = int(len(y) * 0.8 + 0.5)
 xtr, ytr, xte, yte = x[perm[:k]], y[perm[:k]], x[perm[k:]], y[perm[k:]]
-model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-epochs, batch = 30, 32
+epochs, batch = 40, 32
 steps = epochs * ((len(ytr) + batch - 1) // batch)
 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
