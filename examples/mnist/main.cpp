@@ -1,6 +1,6 @@
 // Trains an MLP on MNIST from the four IDX files a user already has (dp downloads nothing):
 //
-//   mnist --data DIR [--devices cpu:2] [--epochs 5] [--batch 128] [--lr 0.05] [--seed 1]
+//   mnist --data DIR [--devices cpu:0-1] [--epochs 5] [--batch 128] [--lr 0.05] [--seed 1]
 //         [--save PATH] [--resume PATH]
 //
 // DIR holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
@@ -21,7 +21,8 @@ const char* usage =
     "mnist: trains a 784-256-128-10 MLP on MNIST with dp::parallel.\n"
     "\n"
     "  --data DIR       folder with the four MNIST IDX files (plain or .gz); required\n"
-    "  --devices LIST   cpu:N or cuda:0,1 (default: every GPU, else one host worker per core)\n"
+    "  --devices LIST   device indices: cpu:0-3 (host workers 0 to 3), cuda:0,1 (default: every GPU, else one host "
+    "worker per core)\n"
     "  --epochs N       epochs (default 5)\n"
     "  --batch N        global batch size (default 128)\n"
     "  --lr X           SGD learning rate, momentum 0.9, cosine schedule (default 0.05)\n"

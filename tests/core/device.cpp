@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -12,20 +15,47 @@ TEST_CASE("devices print and compare") {
   CHECK(dp::cpu(1) != dp::cpu(0));
 }
 
-TEST_CASE("device lists parse the DP_DEVICES forms") {
-  CHECK(dp::parse_devices("cpu:3") == std::vector<dp::device>{dp::cpu(0), dp::cpu(1), dp::cpu(2)});
-  CHECK(dp::parse_devices("cuda:0,1") == std::vector<dp::device>{dp::cuda(0), dp::cuda(1)});
-  CHECK(dp::parse_devices("cpu:0,cpu:2") == std::vector<dp::device>{dp::cpu(0), dp::cpu(2)});
-  CHECK_THROWS_AS(dp::parse_devices("gpu:1"), dp::value_error);
-  CHECK_THROWS_AS(dp::parse_devices("cpu:0"), dp::value_error);
+TEST_CASE("a device list names indices and ranges, never counts") {
+  using v = std::vector<dp::device>;
+  CHECK(dp::parse_devices("cpu:3") == v{dp::cpu(3)});
+  CHECK(dp::parse_devices("cpu:0") == v{dp::cpu(0)});
+  CHECK(dp::parse_devices("cpu:0-2") == v{dp::cpu(0), dp::cpu(1), dp::cpu(2)});
+  CHECK(dp::parse_devices("cpu:3,4") == v{dp::cpu(3), dp::cpu(4)});
+  CHECK(dp::parse_devices("cpu:0,cpu:2") == v{dp::cpu(0), dp::cpu(2)});
+  CHECK(dp::parse_devices("cpu:0-1,5") == v{dp::cpu(0), dp::cpu(1), dp::cpu(5)});
+  CHECK(dp::parse_devices("cuda:1") == v{dp::cuda(1)});
+  CHECK(dp::parse_devices("cuda:0,1") == v{dp::cuda(0), dp::cuda(1)});
+  CHECK(dp::parse_devices("cpu:1,cuda:0-1") == v{dp::cpu(1), dp::cuda(0), dp::cuda(1)});
+  CHECK(dp::parse_devices("cpu").size() == std::max(1u, std::thread::hardware_concurrency()));
+}
+
+TEST_CASE("a device list that cannot be read is a value_error that prints the grammar") {
+  for (const char* bad : {"gpu:1", "cpu:", "cpu:x", "cpu:-1", "cpu:2-1", "3", ",cpu:0", "cpu:0,", "cpu:0,,1", "cpu:1-",
+                          "cpu:0 ", "cuda:0:1"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(dp::parse_devices(bad), doctest::Contains("KIND:FIRST-LAST"), dp::value_error);
+  }
+  CHECK_THROWS_WITH_AS(dp::parse_devices(""), doctest::Contains("e.g. cpu:0-3"), dp::value_error);
+}
+
+TEST_CASE("device indices past the supported range and duplicates are rejected, not wrapped") {
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cpu:99999999999"),
+                       doctest::Contains("index 99999999999 is out of range (cpu indices are 0 to 1023)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cuda:64"), doctest::Contains("cuda indices are 0 to 63"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cpu:0-2,1"), doctest::Contains("names cpu:1 twice"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::require_usable(dp::cpu(-1)), doctest::Contains("expected 0 to 1023"), dp::device_error);
 }
 
 TEST_CASE("devices() gives host workers on a machine without GPUs and honours DP_DEVICES") {
-  ::setenv("DP_DEVICES", "cpu:7", 1);
+  ::setenv("DP_DEVICES", "cpu:0-6", 1);
   const auto d = dp::devices();
+  ::setenv("DP_DEVICES", "cpu:7", 1);
+  const auto one = dp::devices();
   ::unsetenv("DP_DEVICES");
   REQUIRE(d.size() == 7);
   CHECK(d[6] == dp::cpu(6));
+  CHECK(one == std::vector<dp::device>{dp::cpu(7)});
   if (dp::cuda_device_count() == 0) {
     for (auto x : dp::devices()) {
       CHECK(x.is_cpu());

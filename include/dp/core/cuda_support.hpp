@@ -12,6 +12,7 @@
 
 #include <cuda_runtime.h>
 
+#include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
 
 #define DP_CUDA_CHECK(expr)                                                                                       \
@@ -45,8 +46,6 @@ class cuda_device_guard {
  private:
   int prev_ = 0, now_ = 0;
 };
-
-inline constexpr int max_cuda_devices = 64;
 
 /// The stream on which dp orders all work for a device.
 inline cudaStream_t cuda_stream(int index) {
