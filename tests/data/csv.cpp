@@ -1,5 +1,7 @@
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <string>
 
 #include <doctest/doctest.h>
 
@@ -33,6 +35,21 @@ TEST_CASE("malformed CSV names the source, the line, the column and what was exp
                        dp::io_error);
   CHECK_THROWS_WITH_AS(data::parse_csv("1,2\n", {.label_column = 5}, "f.csv"),
                        doctest::Contains("label column 5 does not exist in rows of 2 columns"), dp::io_error);
+}
+
+TEST_CASE("a float cell outside float's range, nan or inf is an error that says so") {
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,2\n1e40,3\n", {}, "f.csv"),
+                       doctest::Contains("f.csv line 2, column 1: '1e40' is outside float's range"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("-1e39,3\n", {}, "f.csv"), doctest::Contains("outside float's range"),
+                       dp::io_error);
+  for (const char* cell : {"nan", "inf", "-inf", "NaN"}) {
+    CAPTURE(cell);
+    CHECK_THROWS_WITH_AS(data::parse_csv(std::string(cell) + ",1\n", {}, "f.csv"),
+                         doctest::Contains("is not finite (set csv_options::allow_non_finite"), dp::io_error);
+  }
+  const auto kept = data::parse_csv("nan,1\ninf,2\n", {.allow_non_finite = true});
+  CHECK(std::isnan(kept.features().to_vector()[0]));
+  CHECK(std::isinf(kept.features().to_vector()[1]));
 }
 
 TEST_CASE("csv_dataset reads gzip files and plain files alike; a missing or truncated file is an io_error") {

@@ -22,6 +22,7 @@ TEST_CASE("to_dlpack shares memory and describes shape, strides and dtype; the d
     // Round trip: the imported tensor is the same memory, with the same view.
     const auto back = dl::from_dlpack<float>(e);
     CHECK(back.data() == t.data());
+    CHECK(back.shares_storage(t));  // dp's own export comes back as the same storage
     CHECK(back.shape() == dp::shape{4, 3});
     CHECK(back.to_vector() == view.to_vector());
     t[0][1] = 100.f;  // writes through the shared storage

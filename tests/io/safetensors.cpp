@@ -97,6 +97,23 @@ TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
   CHECK(error_of(good) == "no error");
 }
 
+TEST_CASE("a header of many small values is refused before it costs more memory than a real one") {
+  // 1.5 million zeros in one array: 3 MB of header, within the length cap, but 150+ MB of parsed
+  // values. The parser stops at a million values.
+  std::string many = "{\"__metadata__\":{\"x\":\"y\"},\"w\":{\"dtype\":\"U8\",\"shape\":[";
+  for (int i = 0; i < 1'500'000; ++i) {
+    many += i ? ",0" : "0";
+  }
+  many += "],\"data_offsets\":[0,0]}}";
+  try {
+    io::reader r(file_of(many, ""), "f");
+    FAIL("expected an io_error");
+  } catch (const dp::io_error& e) {
+    CHECK(std::string(e.what()).find("f: malformed header at byte") != std::string::npos);
+    CHECK(std::string(e.what()).find("more than 1000000 values") != std::string::npos);
+  }
+}
+
 TEST_CASE("writes are atomic: a failed write leaves the old file, no temporary is left behind") {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dp_test_atomic";
   std::filesystem::remove_all(dir);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@ struct csv_options {
   int label_column = -1;  ///< which column holds the class index; negative counts from the end
   bool header = false;    ///< skip the first line
   char delimiter = ',';
+  bool allow_non_finite = false;  ///< keep nan and inf cells (rejected by default: they poison training)
 };
 
 namespace detail {
@@ -112,8 +114,14 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
       } else {
         float v = 0;
         const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-        DP_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size() && !cell.empty(), io_error, "dp: ", source,
-                 " line ", line_no, ", column ", c + 1, ": '", cell, "' is not a number");
+        const bool whole = r.ptr == cell.data() + cell.size() && !cell.empty();
+        DP_CHECK(r.ec != std::errc::result_out_of_range || !whole, io_error, "dp: ", source, " line ", line_no,
+                 ", column ", c + 1, ": '", cell,
+                 "' is outside float's range (finite magnitudes from about 1.2e-38 to ", "3.4e38, or 0)");
+        DP_CHECK(r.ec == std::errc() && whole, io_error, "dp: ", source, " line ", line_no, ", column ", c + 1, ": '",
+                 cell, "' is not a number");
+        DP_CHECK(o.allow_non_finite || std::isfinite(v), io_error, "dp: ", source, " line ", line_no, ", column ",
+                 c + 1, ": '", cell, "' is not finite (set csv_options::allow_non_finite to keep nan and inf)");
         features.push_back(v);
       }
     }

@@ -59,6 +59,8 @@ struct exported {
   DLManagedTensor managed{};
   tensor<T> keep;  // holds the storage while the consumer uses it
   std::int64_t shape[max_rank]{}, strides[max_rank]{};
+
+  static void release(DLManagedTensor* self) { delete static_cast<exported*>(self->manager_ctx); }
 };
 }  // namespace detail
 
@@ -81,7 +83,7 @@ DLManagedTensor* to_dlpack(const tensor<T>& t) {
   d.strides = e->strides;
   d.byte_offset = 0;
   e->managed.manager_ctx = e;
-  e->managed.deleter = [](DLManagedTensor* self) { delete static_cast<detail::exported<T>*>(self->manager_ctx); };
+  e->managed.deleter = &detail::exported<T>::release;
   return &e->managed;
 }
 
@@ -99,6 +101,13 @@ tensor<T> from_dlpack(DLManagedTensor* m) {
            "dp: from_dlpack: device type ", d.device.device_type, " is neither the host nor CUDA");
   DP_CHECK(d.ndim >= 0 && d.ndim <= max_rank, shape_error, "dp: from_dlpack: ", d.ndim, " dimensions (at most ",
            max_rank, ")");
+  if (m->deleter == &detail::exported<T>::release) {
+    // dp's own export coming back: the original tensor, so the round trip keeps its storage (and
+    // shares_storage with the tensor that was exported).
+    tensor<T> back = static_cast<detail::exported<T>*>(m->manager_ctx)->keep;
+    m->deleter(m);
+    return back;
+  }
   const dp::device dev = d.device.device_type == kDLCUDA ? dp::cuda(d.device.device_id) : dp::cpu();
   dp::shape s, st;
   index_t extent = 1;

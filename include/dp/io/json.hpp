@@ -61,6 +61,9 @@ class parser {
 
  private:
   static constexpr int max_depth = 32;
+  // Each parsed value costs about 100 bytes of memory: a header of a million values (a model of
+  // 100,000+ tensors) stays near 100 MB whatever the header's length field claims.
+  static constexpr std::size_t max_values = 1'000'000;
 
   [[noreturn]] void fail(std::string_view why) const {
     throw io_error(dp::detail::concat("dp: ", source_, ": malformed header at byte ", i_, ": ", why));
@@ -87,6 +90,9 @@ class parser {
   value parse_value(int depth) {
     if (depth > max_depth) {
       fail("nested too deeply");
+    }
+    if (++values_ > max_values) {
+      fail(dp::detail::concat("more than ", max_values, " values (a safetensors header names tensors, not data)"));
     }
     const char c = peek();
     value v;
@@ -242,6 +248,7 @@ class parser {
 
   std::string_view s_, source_;
   std::size_t i_ = 0;
+  std::size_t values_ = 0;
 };
 
 /// A JSON string literal for `s`.
