@@ -85,7 +85,8 @@ std::vector<float> replica_params(Owner& p, std::size_t r) {
 }  // namespace
 
 // Replicas are reached only through dp::detail::replica_access (optimizers, checkpoints): the
-// public API of parallel cannot touch one replica's parameters or model.
+// public API of neither parallel nor trainer can touch a replica's parameters, gradients or model,
+// or mark gradients ready without a backward.
 struct replica_visitor {
   void operator()(std::size_t, const dp::tensor<float>&, const dp::tensor<float>&) const {}
 };
@@ -93,12 +94,20 @@ struct model_visitor {
   void operator()(classifier&) const {}
 };
 template <class P>
-constexpr bool replicas_public = requires(P& p, replica_visitor v) { p.for_each_replica(v); } ||
-                                 requires(P& p, model_visitor m) { p.update_model(m); };
+constexpr bool replicas_public =
+    requires(P& p, replica_visitor v) { p.for_each_replica(v); } ||
+    requires(P& p, model_visitor m) { p.update_model(m); } || requires(P& p) { p.mutable_model(); } ||
+    requires(P& p) { p.flat_params(); } || requires(P& p) { p.flat_grads(); } ||
+    requires(P& p) { p.set_gradients(nn::grad_state::complete); } || requires(P& p) { p.restore_steps(0); };
+// The detector's control: a type with one such public member is seen.
+struct exposes_one {
+  classifier& mutable_model();
+};
 
-TEST_CASE("no public member of parallel reaches a replica; the trainer's one replica is its model") {
+TEST_CASE("no public member of parallel or trainer reaches a replica's state") {
+  CHECK(replicas_public<exposes_one>);
   CHECK_FALSE(replicas_public<dp::parallel<classifier>>);
-  CHECK(replicas_public<nn::trainer<classifier>>);  // the detector sees public members
+  CHECK_FALSE(replicas_public<nn::trainer<classifier>>);
   CHECK(dp::detail::replica_access::visitable<dp::parallel<classifier>, replica_visitor>);
   CHECK(dp::optim::parameter_owner<dp::parallel<classifier>>);
   CHECK(dp::optim::parameter_owner<nn::trainer<classifier>>);
@@ -126,7 +135,7 @@ TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for
       const double lp = par.backward(nn::cross_entropy, x, y);
       CHECK(lp == doctest::Approx(ls).epsilon(1e-6));
       for (std::size_t r = 0; r < par.replica_count(); ++r) {
-        close(replica_grads(par, r), single.flat_grads().to_vector(), 1e-6, 1e-7);
+        close(replica_grads(par, r), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
       }
       auto opt_s = dp::optim::adamw(single, {.lr = 1e-2});
       auto opt_p = dp::optim::adamw(par, {.lr = 1e-2});
@@ -139,7 +148,7 @@ TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for
         opt_p.step();
       }
       for (std::size_t r = 0; r < par.replica_count(); ++r) {
-        close(replica_params(par, r), single.flat_params().to_vector(), 1e-5, 1e-6);
+        close(replica_params(par, r), dp::detail::replica_access::flat_params(single).to_vector(), 1e-5, 1e-6);
       }
     }
   }
@@ -155,7 +164,7 @@ TEST_CASE("in training mode dropout masks and gradients do not depend on the dev
   auto y = dp::cast<std::int64_t>(dp::rand<float>({20}, dp::cpu(), 2) * 2.99f);
   (void)single.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
   (void)par.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
-  close(replica_grads(par, 0), single.flat_grads().to_vector(), 1e-6, 1e-7);
+  close(replica_grads(par, 0), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
 }
 
 TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count") {
@@ -170,7 +179,7 @@ TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count"
     auto y = labels(batch, 2);
     CHECK(par.backward(nn::cross_entropy, x, y) ==
           doctest::Approx(single.backward(nn::cross_entropy, x, y)).epsilon(1e-6));
-    close(replica_grads(par, 6), single.flat_grads().to_vector(), 1e-6, 1e-7);
+    close(replica_grads(par, 6), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
   }
 }
 
@@ -216,8 +225,8 @@ TEST_CASE("two parallel models on the same workers stay independent") {
     osa.step();
     osb.step();
   }
-  close(replica_params(a, 1), sa.flat_params().to_vector(), 1e-5, 1e-6);
-  close(replica_params(b, 1), sb.flat_params().to_vector(), 1e-5, 1e-6);
+  close(replica_params(a, 1), dp::detail::replica_access::flat_params(sa).to_vector(), 1e-5, 1e-6);
+  close(replica_params(b, 1), dp::detail::replica_access::flat_params(sb).to_vector(), 1e-5, 1e-6);
 }
 
 TEST_CASE("no_sync accumulates locally; stepping before synchronising is an error") {
@@ -235,7 +244,7 @@ TEST_CASE("no_sync accumulates locally; stepping before synchronising is an erro
   (void)par.backward(nn::cross_entropy, x2, y);
   (void)single.backward(nn::cross_entropy, x1, y, dp::no_sync);
   (void)single.backward(nn::cross_entropy, x2, y);
-  close(replica_grads(par, 1), single.flat_grads().to_vector(), 1e-6, 1e-7);
+  close(replica_grads(par, 1), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
   opt.step();
 }
 

@@ -20,6 +20,10 @@ struct outer {
 struct not_a_model {
   int x;
 };
+struct net {
+  nn::linear<4, 2> fc;
+  auto forward(auto x) const { return fc(x); }
+};
 }  // namespace
 
 TEST_CASE("aggregates of modules, parameters and buffers are modules") {
@@ -76,6 +80,38 @@ TEST_CASE("parameters copy by value; assign writes into their own storage") {
   a.weight.assign(dp::zeros<float>({2, 2}));
   CHECK(a.weight.value().data() == before);
   CHECK(b.weight.value().to_vector() != a.weight.value().to_vector());
+}
+
+TEST_CASE("assigning a layer writes its parameters in place, so a trainer's flat buffer keeps them") {
+  nn::manual_seed(1);
+  nn::trainer<net> t{net{}};
+  const float* before = t.model().fc.weight.value().data();
+  net replacement;  // a copy of the model, edited outside the trainer, assigned back member by member
+  replacement.fc.weight.assign(dp::full<float>({2, 4}, 0.5f));
+  net& inside = const_cast<net&>(t.model());  // what a public mutable_model() used to hand out
+  inside.fc = nn::linear<4, 2>{};             // move assignment
+  inside.fc = replacement.fc;                 // copy assignment
+  CHECK(t.model().fc.weight.value().data() == before);
+  CHECK(t.model().fc.weight.value().to_vector() == std::vector<float>(8, 0.5f));
+  // The optimizer updates the flat buffer: the model sees every step.
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  (void)t.backward(nn::mse_loss, dp::ones<float>({3, 4}), dp::zeros<float>({3, 2}));
+  opt.step();
+  CHECK(t.model().fc.weight.value().to_vector() != std::vector<float>(8, 0.5f));
+}
+
+TEST_CASE("assigning a parameter or buffer of another shape, or without a value, is an error") {
+  nn::parameter<float> p{dp::zeros<float>({2, 3})};
+  CHECK_THROWS_WITH_AS(p = nn::parameter<float>{dp::zeros<float>({3, 2})},
+                       doctest::Contains("assigning a parameter of shape {3, 2} to one of shape {2, 3}"),
+                       dp::shape_error);
+  CHECK_THROWS_WITH_AS(p = nn::parameter<float>{}, doctest::Contains("without a value"), dp::value_error);
+  nn::buffer<float> b{dp::zeros<float>({4})};
+  CHECK_THROWS_AS(b = nn::buffer<float>{dp::zeros<float>({1})}, dp::shape_error);
+  nn::parameter<float> empty;
+  empty = p;  // an empty parameter takes a copy
+  CHECK(empty.shape() == dp::shape{2, 3});
+  CHECK_FALSE(empty.value().shares_storage(p.value()));
 }
 
 TEST_CASE("sequential applies layers in order") {

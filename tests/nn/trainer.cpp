@@ -1,4 +1,5 @@
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -86,7 +87,8 @@ TEST_CASE("backward_async leaves the loss on the device: same loss and gradients
   CHECK(loss.numel() == 1);
   CHECK(loss.device() == async.device());
   CHECK(loss.item() == static_cast<float>(l1));
-  CHECK(async.flat_grads().to_vector() == sync.flat_grads().to_vector());
+  CHECK(dp::detail::replica_access::flat_grads(async).to_vector() ==
+        dp::detail::replica_access::flat_grads(sync).to_vector());
   // The returned tensor is the plan's loss slot: the next step of that shape writes into it.
   const double l2 = sync.backward(nn::cross_entropy, x2, y);
   const long heap_before = heap_allocations.load();
@@ -123,7 +125,8 @@ TEST_CASE("replaying a plan on new data gives the gradients of a fresh trace") {
   const float l2 = replayed.backward(nn::cross_entropy, x2, y);  // replay
   const float f2 = fresh.backward(nn::cross_entropy, x2, y);     // trace
   CHECK(l2 == f2);
-  CHECK(replayed.flat_grads().to_vector() == fresh.flat_grads().to_vector());
+  CHECK(dp::detail::replica_access::flat_grads(replayed).to_vector() ==
+        dp::detail::replica_access::flat_grads(fresh).to_vector());
 }
 
 TEST_CASE("no_sync accumulates; the next plain backward adds to it") {
@@ -138,7 +141,9 @@ TEST_CASE("no_sync accumulates; the next plain backward adds to it") {
   CHECK(acc.gradients() == nn::grad_state::complete);
   (void)a.backward(nn::mse_loss, x1, y);
   (void)b.backward(nn::mse_loss, x2, y);
-  const auto ga = a.flat_grads().to_vector(), gb = b.flat_grads().to_vector(), gacc = acc.flat_grads().to_vector();
+  const auto ga = dp::detail::replica_access::flat_grads(a).to_vector(),
+             gb = dp::detail::replica_access::flat_grads(b).to_vector(),
+             gacc = dp::detail::replica_access::flat_grads(acc).to_vector();
   for (std::size_t i = 0; i < ga.size(); ++i) {
     CHECK(gacc[i] == doctest::Approx(ga[i] + gb[i]).epsilon(1e-6));
   }
@@ -154,6 +159,130 @@ TEST_CASE("an optimizer refuses to step without gradients, or after only a no_sy
   (void)t.backward(nn::mse_loss, x, y);
   opt.step();
   CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // the gradients were used
+}
+
+TEST_CASE("an optimizer made from a trainer that was then wrapped refuses its first step") {
+  using mlp = nn::sequential<nn::linear<3, 4>, nn::relu, nn::linear<4, 2>>;
+  nn::trainer<mlp> t{mlp{}};
+  auto stale = dp::optim::sgd(t, {.lr = 0.1});
+  auto x = dp::randn<float>({6, 3}), y = dp::randn<float>({6, 2});
+  (void)t.backward(nn::mse_loss, x, y);  // gradients are ready on t...
+  const auto before = t.model().get<0>().weight.value().to_vector();
+  dp::parallel<mlp> par{std::move(t), {dp::cpu(0), dp::cpu(1)}};  // ...but t's model now trains in par
+  // A retired trainer is still a valid object (what the stale optimizer points at): reading it is the test.
+  CHECK(t.retired());  // NOLINT(bugprone-use-after-move)
+  CHECK_THROWS_WITH_AS(stale.step(), doctest::Contains("moved into a dp::parallel"), dp::runtime_error);
+  CHECK(t.model().get<0>().weight.value().to_vector() == before);    // NOLINT(bugprone-use-after-move): nothing stepped
+  CHECK(par.model().get<0>().weight.value().to_vector() == before);  // par starts from t's model
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  (void)par.backward(nn::mse_loss, x, y);
+  opt.step();
+}
+
+TEST_CASE("an empty batch is the same error for every device count, and nothing steps") {
+  using mlp = nn::sequential<nn::linear<3, 2>>;
+  auto x = dp::zeros<float>({0, 3});
+  dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({0});
+  for (int n : {1, 3}) {
+    CAPTURE(n);
+    std::vector<dp::device> devs;
+    for (int i = 0; i < n; ++i) {
+      devs.push_back(dp::cpu(i));
+    }
+    nn::manual_seed(2);
+    dp::parallel<mlp> par{mlp{}, devs};
+    auto opt = dp::optim::sgd(par, {.lr = 0.1});
+    const auto before = par.model().get<0>().weight.value().to_vector();
+    CHECK_THROWS_WITH_AS((void)par.backward(nn::cross_entropy, x, y),
+                         doctest::Contains("dp: backward got an empty batch (the target has shape {0})"),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("without a backward"), dp::runtime_error);
+    CHECK(par.model().get<0>().weight.value().to_vector() == before);
+    dp::tensor<float> out = par(x);  // forward of an empty batch: an empty result, on any device count
+    CHECK(out.shape() == dp::shape{0, 2});
+  }
+  nn::trainer<mlp> t{mlp{}};
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::cross_entropy, x, y), doctest::Contains("empty batch"), dp::value_error);
+}
+
+namespace {
+// A custom layer with state it updates in forward: a call counter and a running mean of the input,
+// both changed through nn::update, the declared buffer-update API.
+struct counting {
+  nn::linear<3, 2> fc;
+  nn::buffer<float> calls{dp::zeros<float>({})};
+  nn::buffer<float> input_mean{dp::zeros<float>({3})};
+  auto forward(auto x) const {
+    nn::update(calls, calls + 1.f);
+    nn::update(input_mean, 0.5f * input_mean + 0.5f * dp::mean(nn::detach(x), 0));
+    return fc(x);
+  }
+};
+// The same state changed the wrong way: a copied tensor handle written in forward.
+struct writes_through_handle {
+  nn::linear<3, 2> fc;
+  nn::buffer<float> calls{dp::zeros<float>({})};
+  auto forward(auto x) const {
+    dp::tensor<float> handle = calls.value();
+    handle += 1.f;
+    return fc(x);
+  }
+};
+}  // namespace
+
+TEST_CASE("nn::update changes a buffer on every step and every call, traced or not") {
+  nn::trainer<counting> t{counting{}};
+  auto x = dp::from_vector<float>({1, 2, 3, 3, 4, 5}, {2, 3});
+  auto y = dp::zeros<float>({2, 2});
+  for (int i = 0; i < 5; ++i) {
+    (void)t.backward(nn::mse_loss, x, y);  // step 1 traces, steps 2-5 replay
+  }
+  CHECK(t.plan_count() == 1);
+  CHECK(t.model().calls.value().item() == 5.f);
+  // Five halvings towards the column means {2, 3, 4}: 1 - 2^-5 of the way there.
+  const auto m = t.model().input_mean.value().to_vector();
+  CHECK(m[0] == doctest::Approx(2.0 * (1 - 1.0 / 32)));
+  CHECK(m[2] == doctest::Approx(4.0 * (1 - 1.0 / 32)));
+  t.eval();
+  for (int i = 0; i < 3; ++i) {
+    (void)t(x);  // untraced calls update at once
+  }
+  CHECK(t.model().calls.value().item() == 8.f);
+}
+
+TEST_CASE("buffers changed by nn::update are synchronised across replicas by their policy") {
+  dp::parallel<counting> par{counting{}, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
+  nn::trainer<counting> single{counting{}};
+  auto x = dp::randn<float>({7, 3}, dp::cpu(), 3);
+  auto y = dp::zeros<float>({7, 2});
+  for (int i = 0; i < 4; ++i) {
+    (void)par.backward(nn::mse_loss, x, y);
+    (void)single.backward(nn::mse_loss, x, y);
+  }
+  // Every replica counted every step; the mean policy weights replicas by their share of the batch.
+  CHECK(par.model().calls.value().item() == doctest::Approx(4.0));
+  CHECK(single.model().calls.value().item() == 4.f);
+  // Each replica saw its own shard's mean; the share-weighted mean over replicas is the batch mean, so
+  // the synchronised running mean equals the single-device one (replica 0's alone would not).
+  const auto a = par.model().input_mean.value().to_vector(), b = single.model().input_mean.value().to_vector();
+  const auto shard0 = dp::mean(x.slice(0, 0, 3), 0).to_vector(), whole = dp::mean(x, 0).to_vector();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-5));
+    CHECK(std::abs(shard0[i] - whole[i]) > 1e-3);  // the check above could fail
+  }
+}
+
+TEST_CASE("writing a buffer from forward through a tensor handle is refused, traced or not") {
+  nn::trainer<writes_through_handle> t{writes_through_handle{}};
+  auto x = dp::randn<float>({2, 3}), y = dp::zeros<float>({2, 2});
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, y), doctest::Contains("nn::update(buffer, new_value)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)t(x), doctest::Contains("wrote into one of its parameters or buffers"), dp::value_error);
+  CHECK(t.model().calls.value().item() == 0.f);
+  // Outside forward the same handle writes as usual (loading, user code between steps).
+  dp::tensor<float> h = t.model().calls.value();
+  h += 1.f;
+  CHECK(t.model().calls.value().item() == 1.f);
 }
 
 TEST_CASE("arguments on another device are rejected with both devices named") {

@@ -9,6 +9,7 @@
 #include <dp/config.hpp>
 #include <dp/core/random.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/core/write_guard.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
@@ -136,6 +137,7 @@ tensor<T> from_vector(const std::vector<T>& values, device d = cpu()) {
 template <class T>
 tensor<T>& tensor<T>::fill(T value) {
   DP_CHECK(defined(), value_error, "dp: fill() needs a defined tensor");
+  detail::check_writable(st_.get());
   detail::assign_node(*this, detail::scalar_node<T>{value}, detail::eager_ctx{});
   return *this;
 }

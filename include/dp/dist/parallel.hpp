@@ -170,13 +170,20 @@ class parallel {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const int budget = devices_[0].is_cpu() ? std::max(1, std::min(num_threads(), cores) / n) : 1;
     threads_ = std::make_unique<dist::detail::replica_threads>(n, budget);
-    buckets_ = dist::make_buckets(replicas_[0]->layout(), replicas_[0]->flat_grads().numel(), sizeof(T),
-                                  opts_.bucket_bytes, opts_.first_bucket_bytes);
+    buckets_ = dist::make_buckets(replicas_[0]->layout(), detail::replica_access::flat_grads(*replicas_[0]).numel(),
+                                  sizeof(T), opts_.bucket_bytes, opts_.first_bucket_bytes);
     for (auto& r : replicas_) {
       collect_buffers(*r);
     }
     shard_begin_.resize(devices_.size() + 1);
     losses_.resize(devices_.size());
+  }
+  /// Wraps a trainer: its model (and step count) move into the replicas, and the trainer is retired,
+  /// so an optimizer made from it refuses its next step instead of updating a model nobody trains.
+  parallel(nn::trainer<Model>&& t, std::vector<device> devices, parallel_options o = {})
+      : parallel(Model(t.model()), std::move(devices), o) {
+    restore_steps(t.steps());
+    detail::replica_access::retire(t);
   }
   parallel(const parallel&) = delete;
   parallel& operator=(const parallel&) = delete;
@@ -203,7 +210,9 @@ class parallel {
   template <class... Args>
   auto operator()(const Args&... args) {
     check_scatter(std::index_sequence_for<Args...>{}, args...);
-    if (replicas_.size() == 1) {  // the bare model: no scatter, no gather, no copy
+    // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
+    // number of devices, so that its result does not depend on the device count.
+    if (replicas_.size() == 1 || batch_size(args...) == 0) {
       return (*replicas_[0])(unwrap(args)...);
     }
     const index_t n = batch_size(args...);
@@ -241,11 +250,6 @@ class parallel {
   // ---------------------------------------------------------------- for optimizers
   const std::vector<nn::param_entry>& layout() const noexcept { return replicas_[0]->layout(); }
   nn::grad_state gradients() const noexcept { return replicas_[0]->gradients(); }
-  void set_gradients(nn::grad_state s) noexcept {
-    for (auto& r : replicas_) {
-      r->set_gradients(s);
-    }
-  }
   std::uint64_t steps() const noexcept { return replicas_[0]->steps(); }
 
   /// The communicator kind ("local communicator", "NCCL communicator").
@@ -273,12 +277,17 @@ class parallel {
  private:
   // What reaches every replica is for optimizers and checkpoints only (dp::detail::replica_access).
   friend struct dp::detail::replica_access;
+  void set_gradients(nn::grad_state s) noexcept {
+    for (auto& r : replicas_) {
+      detail::replica_access::set_gradients(*r, s);
+    }
+  }
   /// Calls f(i, parameters, gradients) on every replica's thread at once.
   template <class F>
   void for_each_replica(F&& f) {
     auto job = [&](int i) {
       auto& r = *replicas_[static_cast<std::size_t>(i)];
-      f(static_cast<std::size_t>(i), r.flat_params(), r.flat_grads());
+      f(static_cast<std::size_t>(i), detail::replica_access::flat_params(r), detail::replica_access::flat_grads(r));
     };
     run(job);
   }
@@ -286,20 +295,21 @@ class parallel {
   template <class F>
   void update_model(F&& f) {
     for (auto& r : replicas_) {
-      r->update_model(f);
+      detail::replica_access::update_model(*r, f);
     }
   }
   void restore_steps(std::uint64_t steps) noexcept {
     for (auto& r : replicas_) {
-      r->restore_steps(steps);
+      detail::replica_access::restore_steps(*r, steps);
     }
   }
 
   template <class Loss, class... Args>
   double step(const Loss& loss, bool local_only, const Args&... args) {
     check_scatter(std::index_sequence_for<Args...>{}, args...);
+    nn::detail::require_samples(unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
     if (replicas_.size() == 1) {  // the bare trainer
-      return replicas_[0]->step_grads(loss, local_only, T(1), 0, unwrap(args)...);
+      return detail::replica_access::step_grads(*replicas_[0], loss, local_only, T(1), index_t{0}, unwrap(args)...);
     }
     const index_t n = batch_size(args...);
     shard(n);
@@ -311,14 +321,15 @@ class parallel {
       if (c > 0) {
         const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(n)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
-            static_cast<double>(scale) *
-            r.step_grads(loss, local_only, scale, shard_begin_[static_cast<std::size_t>(i)], shard_arg(i, args)...);
+            static_cast<double>(scale) * detail::replica_access::step_grads(r, loss, local_only, scale,
+                                                                            shard_begin_[static_cast<std::size_t>(i)],
+                                                                            shard_arg(i, args)...);
       } else {  // no samples here: contribute nothing, but take part in every collective
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
-          tensor<T>(r.flat_grads()).fill(T(0));
+          tensor<T>(detail::replica_access::flat_grads(r)).fill(T(0));
         }
-        r.set_gradients(local_only ? nn::grad_state::local : nn::grad_state::complete);
+        detail::replica_access::set_gradients(r, local_only ? nn::grad_state::local : nn::grad_state::complete);
       }
       if (!local_only) {
         reduce_gradients(i);
@@ -338,7 +349,7 @@ class parallel {
   /// Sums the gradients of every replica, bucket by bucket (each replica calls this on its thread).
   void reduce_gradients(int i) {
     auto& comm = *comms_[static_cast<std::size_t>(i)];
-    const tensor<T>& g = replicas_[static_cast<std::size_t>(i)]->flat_grads();
+    const tensor<T>& g = detail::replica_access::flat_grads(*replicas_[static_cast<std::size_t>(i)]);
     for (const auto& b : buckets_) {
       tensor<T> part = g.slice(0, b.begin, b.end);
       comm.all_reduce(part, dist::reduce_op::sum);
@@ -606,7 +617,7 @@ class parallel {
   };
   void collect_buffers(nn::trainer<Model>& r) {
     replica_buffers rb;
-    nn::for_each_buffer(r.mutable_model(), [&](const std::string&, auto& b) {
+    nn::for_each_buffer(detail::replica_access::mutable_model(r), [&](const std::string&, auto& b) {
       using V = typename std::remove_cvref_t<decltype(b)>::value_type;
       const tensor<V>& t = b.value();
       if constexpr (std::is_same_v<V, float>) {

@@ -5,6 +5,7 @@
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/core/write_guard.hpp>
 #include <dp/exec/cpu.hpp>
 #include <dp/expr/node.hpp>
 
@@ -105,8 +106,12 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   run_into<Acc>(dst, node, ctx);
 }
 
+/// The public write (=, +=, assign): assign_node behind the write guard.
 template <class T, class E>
 void assign(tensor<T>& dst, const E& e) {
+  if (dst.defined()) {
+    check_writable(dst.storage().get());
+  }
   assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
 }
 

@@ -40,16 +40,6 @@ tensor<T> buffer_view(const buffer<T>& b, const dp::shape& s) {
   return b.value().reshape(s);
 }
 
-/// The graph a value is traced in (nullptr for tensors).
-template <class X>
-graph* graph_of_value(const X& x) {
-  if constexpr (is_var<X>::value) {
-    return x.graph();
-  } else {
-    return nullptr;
-  }
-}
-
 /// A constant with the kind of `like`: the tensor itself, or (when tracing) a slot holding it that
 /// needs no gradient.
 template <class X, class T>
@@ -62,19 +52,30 @@ auto constant_like(const X& like, const tensor<T>& t) {
   }
 }
 
-/// Writes `e` into a buffer: at once when `g` is null, else as a recorded step of g's forward.
+}  // namespace detail
+
+/// The one way forward code changes a buffer: `nn::update(running_mean, 0.9f * running_mean + 0.1f * m)`.
+/// While a trainer traces a step the write is recorded and replayed on every later step (reading
+/// the values that step computes); outside a trace it happens at once. After each training step
+/// dp::parallel synchronises buffers by their policy. Writing a buffer any other way from forward
+/// is an error (the write guard). The value may be any expression of tensors, buffers and traced
+/// values (gradients never flow into it) that broadcasts to the buffer's shape.
 template <class T, class E>
-void update_buffer(const buffer<T>& b, const E& e, graph* g) {
-  const auto& node = dp::detail::to_node(e);
+void update(const buffer<T>& b, const E& value) {
+  DP_CHECK(b.value().defined(), value_error, "dp: nn::update of a buffer without a value");
+  const auto& node = dp::detail::to_node(value);
   using Node = std::remove_cvref_t<decltype(node)>;
-  if (g) {
-    auto o = std::make_unique<side_effect_op<T, Node>>(b.value(), node);
+  const dp::shape s = dp::detail::meta_of(node).shape;
+  DP_CHECK(broadcastable_to(s, b.shape()), shape_error, "dp: nn::update: a value of shape ", s,
+           " cannot be written into a buffer of shape ", b.shape());
+  if (detail::graph* g = detail::tracing_graph()) {
+    auto o = std::make_unique<detail::side_effect_op<T, Node>>(b.value(), node);
     o->forward(*g);
     g->record(std::move(o));
   } else {
-    tensor<T>(b.value()).assign(e);
+    tensor<T> target = b.value();
+    dp::detail::assign_node(target, node, dp::detail::eager_ctx{});
   }
 }
-}  // namespace detail
 
 }  // namespace dp::inline DP_ABI::nn

@@ -25,6 +25,21 @@ inline init_state& init_stream() {
   return s;
 }
 struct param_access;
+
+/// Assigning a parameter or buffer: values are written into the target's storage (which a trainer
+/// may own); an empty target takes a copy.
+template <class T>
+void assign_same_shape(tensor<T>& to, const tensor<T>& from, const char* what) {
+  if (!to.defined()) {
+    to = from.defined() ? from.clone() : tensor<T>{};
+    return;
+  }
+  DP_CHECK(from.defined(), value_error, "dp: assigning a ", what, " without a value to one of shape ", to.shape(),
+           " (it would detach its memory)");
+  DP_CHECK(to.shape() == from.shape(), shape_error, "dp: assigning a ", what, " of shape ", from.shape(),
+           " to one of shape ", to.shape(), ": a ", what, " keeps its shape (its memory may belong to a trainer)");
+  to.assign(from);
+}
 }  // namespace detail
 
 /// Seeds parameter initialisation (like torch.manual_seed): models built after this call, in the same
@@ -71,13 +86,16 @@ class parameter {
   parameter(tensor<T> v) : value_(std::move(v)) {}  // NOLINT(google-explicit-constructor): `parameter<float> p{t}`
   parameter(const parameter& o) : value_(o.value_.defined() ? o.value_.clone() : tensor<T>{}) {}
   parameter(parameter&&) noexcept = default;
+  /// Assignment writes values into this parameter's own memory (a trainer's flat buffer keeps seeing
+  /// them: `model.fc = nn::linear<4, 2>{}` cannot detach the weights the optimizer updates), and
+  /// needs the same shape.
   parameter& operator=(const parameter& o) {
     if (this != &o) {
-      assign(o.value_);
+      detail::assign_same_shape(value_, o.value_, "parameter");
     }
     return *this;
   }
-  parameter& operator=(parameter&&) noexcept = default;
+  parameter& operator=(parameter&& o) { return *this = static_cast<const parameter&>(o); }
 
   const tensor<T>& value() const noexcept { return value_; }
   const tensor<T>& grad() const noexcept { return grad_; }
@@ -119,14 +137,15 @@ class buffer {
       : value_(std::move(v)), sync_(sync) {}
   buffer(const buffer& o) : value_(o.value_.defined() ? o.value_.clone() : tensor<T>{}), sync_(o.sync_) {}
   buffer(buffer&&) noexcept = default;
+  /// Like parameter's: writes in place, same shape.
   buffer& operator=(const buffer& o) {
     if (this != &o) {
-      assign(o.value_);
+      detail::assign_same_shape(value_, o.value_, "buffer");
       sync_ = o.sync_;
     }
     return *this;
   }
-  buffer& operator=(buffer&&) noexcept = default;
+  buffer& operator=(buffer&& o) { return *this = static_cast<const buffer&>(o); }
 
   const tensor<T>& value() const noexcept { return value_; }
   const dp::shape& shape() const noexcept { return value_.shape(); }

@@ -28,6 +28,32 @@ struct replica_access {
   static void restore_steps(O& o, std::uint64_t steps) {
     o.restore_steps(steps);
   }
+  template <class O, class S>
+  static void set_gradients(O& o, S state) {
+    o.set_gradients(state);
+  }
+
+  // A trainer's own state, for dp::parallel (which holds one trainer per replica) and tests.
+  template <class Trainer>
+  static const auto& flat_params(const Trainer& t) noexcept {
+    return t.flat_params();
+  }
+  template <class Trainer>
+  static const auto& flat_grads(const Trainer& t) noexcept {
+    return t.flat_grads();
+  }
+  template <class Trainer>
+  static auto& mutable_model(Trainer& t) noexcept {
+    return t.mutable_model();
+  }
+  template <class Trainer, class... Args>
+  static double step_grads(Trainer& t, const Args&... args) {
+    return t.step_grads(args...);
+  }
+  template <class Trainer>
+  static void retire(Trainer& t) noexcept {
+    t.retire();
+  }
 };
 
 }  // namespace dp::inline DP_ABI::detail

@@ -16,10 +16,12 @@
 
 #include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/core/write_guard.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/replica_access.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -125,6 +127,13 @@ constexpr int kind_of() {
 template <class X>
 using arg_value_t = typename std::remove_cvref_t<X>::value_type;
 
+/// A training step needs samples: the loss of an empty batch is undefined (a mean over nothing), so
+/// an empty target is an error for every device count, before anything is computed or stepped.
+inline void require_samples(const dp::shape& target) {
+  DP_CHECK(target.numel() > 0, value_error, "dp: backward got an empty batch (the target has shape ", target,
+           "): a training step needs at least one sample; skip empty batches");
+}
+
 }  // namespace detail
 
 template <class Model>
@@ -159,6 +168,7 @@ class trainer {
   template <class... Args>
   auto operator()(const Args&... args) const {
     mode_scope mode(training_);
+    const dp::detail::write_guard guard(locked_);
     return detail::materialize_output(model_.forward(args...));
   }
 
@@ -188,6 +198,24 @@ class trainer {
     }
   }
 
+  /// The layout of the flat buffers (names, offsets, shapes), in PyTorch's parameter names.
+  const std::vector<param_entry>& layout() const noexcept { return layout_; }
+  /// Whether gradients are ready for a step (none, local after no_sync, or complete).
+  grad_state gradients() const noexcept { return state_; }
+  /// Training steps so far (they seed dropout's random streams).
+  std::uint64_t steps() const noexcept { return step_; }
+  /// A trainer is one replica.
+  std::size_t replica_count() const noexcept { return 1; }
+  /// The number of traced plans (one per input shape and mode seen).
+  std::size_t plan_count() const noexcept { return plans_.size(); }
+  /// Whether this trainer's model was moved into a dp::parallel (it trains nothing any more).
+  bool retired() const noexcept { return retired_; }
+
+ private:
+  // Everything below reaches the flat buffers or replaces state: only optimizers, checkpoints and
+  // dp::parallel use it, through dp::detail::replica_access (the one audited door).
+  friend struct dp::detail::replica_access;
+
   /// The general form dp::parallel uses: `scale` multiplies the loss's gradient (a replica's share of
   /// the global batch) and `sample_offset` is the global index of this replica's first sample.
   template <class Loss, class... Args>
@@ -204,6 +232,7 @@ class trainer {
                   "dp: backward's inputs and target are dp::tensor<float>, dp::tensor<double> or "
                   "dp::tensor<std::int64_t> (class indices)");
     (check_arg(args), ...);
+    detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
     detail::plan_entry* p = find_plan(args...);
     const bool traced_now = p == nullptr;
     if (traced_now) {
@@ -231,8 +260,6 @@ class trainer {
     return g.value<T>(p->loss_slot);
   }
 
-  // ---------------------------------------------------------------- for optimizers and dp::parallel
-  std::size_t replica_count() const noexcept { return 1; }
   /// Calls f(0, flat parameters, flat gradients): a trainer is one replica.
   template <class F>
   void for_each_replica(F&& f) {
@@ -240,10 +267,7 @@ class trainer {
   }
   const tensor<T>& flat_params() const noexcept { return params_; }
   const tensor<T>& flat_grads() const noexcept { return grads_; }
-  const std::vector<param_entry>& layout() const noexcept { return layout_; }
-  grad_state gradients() const noexcept { return state_; }
   void set_gradients(grad_state s) noexcept { state_ = s; }
-  std::uint64_t steps() const noexcept { return step_; }
   Model& mutable_model() noexcept { return model_; }
   /// Applies `f` to the model (loading weights: values are written into the existing storage).
   template <class F>
@@ -253,11 +277,12 @@ class trainer {
   }
   /// Restores the step counter (it seeds dropout's random streams) when resuming a run.
   void restore_steps(std::uint64_t steps) noexcept { step_ = steps; }
+  /// Marks the trainer as moved into a dp::parallel: optimizers made from it refuse to step.
+  void retire() noexcept {
+    retired_ = true;
+    state_ = grad_state::none;
+  }
 
-  /// The number of traced plans (one per input shape and mode seen).
-  std::size_t plan_count() const noexcept { return plans_.size(); }
-
- private:
   template <class X>
   void check_arg(const X& x) const {
     DP_CHECK(x.defined(), value_error, "dp: backward got an undefined tensor");
@@ -303,6 +328,10 @@ class trainer {
        ...);
     }
     mode_scope mode(training_);
+    // Forward records nn::update's buffer writes into g; any other write into the model's storage
+    // would happen once, at trace time, and is refused.
+    const detail::trace_scope tracing(&g);
+    const dp::detail::write_guard guard(locked_);
     auto vars = [&]<std::size_t... I>(std::index_sequence<I...>) {
       return std::tuple{g.make_var<detail::arg_value_t<Args>>(pe->slots[I])...};
     }(std::index_sequence_for<Args...>{});
@@ -374,9 +403,11 @@ class trainer {
       detail::param_access::value(p) = v;
       detail::param_access::grad(p) = grads_.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
     }
+    locked_.push_back(params_.storage().get());
     for_each_buffer(model_, [&](const std::string&, auto& b) {
       auto& v = detail::param_access::value(b);
       v = v.to(dev_).clone();
+      locked_.push_back(v.storage().get());
     });
   }
 
@@ -384,8 +415,10 @@ class trainer {
   dp::device dev_;
   tensor<T> params_, grads_;
   std::vector<param_entry> layout_;
+  std::vector<const dp::detail::storage*> locked_;  // what forward may not write (the write guard)
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
   bool training_ = true;
+  bool retired_ = false;
   std::uint64_t step_ = 0;
   grad_state state_ = grad_state::none;
 };

@@ -47,10 +47,12 @@ struct adam_update {
   }
 };
 
-template <parameter_owner Owner, bool Decoupled>
+template <class Owner, bool Decoupled>
 class adam_impl {
+  static_assert(check_owner<Owner>());
+
  public:
-  using T = typename Owner::value_type;
+  using T = typename owner_value<Owner>::type;
 
   adam_impl(Owner& owner, adam_options o) : owner_(&owner), o_(o), m_(state_like(owner)), v_(state_like(owner)) {
     DP_CHECK(o.lr >= 0 && o.eps >= 0 && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, value_error,
@@ -73,7 +75,7 @@ class adam_impl {
                              static_cast<T>(std::sqrt(bc2)), Decoupled});
         });
     ++steps_;
-    owner_->set_gradients(nn::grad_state::none);
+    dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
 
   double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }
@@ -113,14 +115,14 @@ class adam_impl {
 }  // namespace detail
 
 /// Adam (weight decay as L2 added to the gradient).
-template <parameter_owner Owner>
+template <class Owner>
 class adam : public detail::adam_impl<Owner, false> {
  public:
   adam(Owner& owner, adam_options o = {}) : detail::adam_impl<Owner, false>(owner, o) {}
 };
 
 /// AdamW (decoupled weight decay). PyTorch's default weight_decay for AdamW is 0.01.
-template <parameter_owner Owner>
+template <class Owner>
 class adamw : public detail::adam_impl<Owner, true> {
  public:
   adamw(Owner& owner, adam_options o = {}) : detail::adam_impl<Owner, true>(owner, o) {}

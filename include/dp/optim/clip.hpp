@@ -10,9 +10,10 @@
 
 namespace dp::inline DP_ABI::optim {
 
-template <parameter_owner Owner>
+template <class Owner>
 double clip_grad_norm(Owner& owner, double max_norm) {
-  using T = typename Owner::value_type;
+  static_assert(detail::check_owner<Owner>());
+  using T = typename detail::owner_value<Owner>::type;
   DP_CHECK(max_norm > 0, value_error, "dp: clip_grad_norm: max_norm must be positive, got ", max_norm);
   detail::require_gradients(owner, "clip_grad_norm (before the optimizer)");
   double norm = 0;

@@ -25,21 +25,45 @@ struct replica_probe {
 };
 }  // namespace detail
 
-/// What an optimizer needs from the owner of the parameters.
+/// What an optimizer needs from the owner of the parameters: an nn::trainer or a dp::parallel.
 template <class O>
 concept parameter_owner = requires(O& o) {
   typename O::value_type;
   { o.replica_count() } -> std::convertible_to<std::size_t>;
   o.layout();
   o.gradients();
-  o.set_gradients(nn::grad_state::none);
 } && dp::detail::replica_access::visitable<O, detail::replica_probe<typename O::value_type>>;
 
 namespace detail {
 
+/// The one compile-time check every optimizer and clip_grad_norm make of what they were given.
+template <class O>
+constexpr bool check_owner() {
+  static_assert(parameter_owner<O>,
+                "dp: an optimizer is made from the object that trains the parameters, an nn::trainer or a "
+                "dp::parallel: write dp::optim::sgd(trainer, {...}) or dp::optim::sgd(par, {...}), not sgd(model) "
+                "or sgd(par.model()) (a model is not being trained, so its optimizer would update nothing)");
+  return parameter_owner<O>;
+}
+
+/// The owner's element type, or float where the owner is not one (its error is check_owner's).
+template <class O>
+struct owner_value {
+  using type = float;
+};
+template <parameter_owner O>
+struct owner_value<O> {
+  using type = typename O::value_type;
+};
+
 /// Throws unless the owner's gradients are complete (a backward since the last step, synchronised).
 template <class O>
 void require_gradients(const O& owner, const char* who) {
+  if constexpr (requires { owner.retired(); }) {
+    DP_CHECK(!owner.retired(), runtime_error, "dp: ", who,
+             ".step(): the trainer this optimizer was made from has been moved into a dp::parallel, which now "
+             "trains its model; make the optimizer from the parallel (dp::optim::sgd(par, {...}))");
+  }
   switch (owner.gradients()) {
     case nn::grad_state::complete:
       return;

@@ -36,10 +36,12 @@ struct sgd_update {
 };
 }  // namespace detail
 
-template <parameter_owner Owner>
+template <class Owner>
 class sgd {
+  static_assert(detail::check_owner<Owner>());
+
  public:
-  using T = typename Owner::value_type;
+  using T = typename detail::owner_value<Owner>::type;
 
   sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(o) {
     DP_CHECK(o.lr >= 0, value_error, "dp: sgd: lr must be non-negative, got ", o.lr);
@@ -63,7 +65,7 @@ class sgd {
                                     static_cast<T>(o_.weight_decay), steps_ == 0, o_.nesterov, o_.momentum != 0});
         });
     ++steps_;
-    owner_->set_gradients(nn::grad_state::none);
+    dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
 
   double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }

@@ -330,6 +330,25 @@ void apply_zero_grad(graph& g, const grad_target<V>& t) {
   }
 }
 
+/// The graph a trainer is tracing on this thread (nullptr outside a trace): nn::update records its
+/// buffer writes there, so they are replayed on every step.
+inline graph*& tracing_graph() {
+  thread_local graph* g = nullptr;
+  return g;
+}
+
+/// Marks `g` as the graph being traced on this thread for the scope's lifetime.
+class trace_scope {
+ public:
+  explicit trace_scope(graph* g) noexcept : prev_(tracing_graph()) { tracing_graph() = g; }
+  ~trace_scope() { tracing_graph() = prev_; }
+  trace_scope(const trace_scope&) = delete;
+  trace_scope& operator=(const trace_scope&) = delete;
+
+ private:
+  graph* prev_;
+};
+
 }  // namespace detail
 }  // namespace dp::inline DP_ABI::nn
 

@@ -90,11 +90,10 @@ struct batch_norm {
                  ">: training needs more than one value per channel, got shape ", in.shape());
         auto mu = dp::mean(in, axes, true);
         auto var = dp::mean(dp::square(in - mu), axes, true);
-        detail::graph* g = detail::graph_of_value(in);
         const T m = momentum, unbias = T(n) / T(n - 1);
-        detail::update_buffer(running_mean, (T(1) - m) * running_mean + m * nn::detach(mu).reshape({C}), g);
-        detail::update_buffer(running_var, (T(1) - m) * running_var + (m * unbias) * nn::detach(var).reshape({C}), g);
-        detail::update_buffer(num_batches_tracked, num_batches_tracked + std::int64_t{1}, g);
+        nn::update(running_mean, (T(1) - m) * running_mean + m * nn::detach(mu).reshape({C}));
+        nn::update(running_var, (T(1) - m) * running_var + (m * unbias) * nn::detach(var).reshape({C}));
+        nn::update(num_batches_tracked, num_batches_tracked + std::int64_t{1});
         return std::pair{mu, var};
       }
       // Evaluation: the running statistics, as constants of the same kind as the input.
