@@ -19,6 +19,7 @@ from conan.tools.system.package_manager import Apt, Dnf
 class DpConan(ConanFile):
     name = "dp"
     description = "Fused tensor expressions and data-parallel training in C++20 (header-only)"
+    license = "Apache-2.0"
     topics = ("tensor", "deep-learning", "header-only", "cuda", "mpi")
     package_type = "header-library"
     # Only CMake's configure and install run; settings are cleared from the package id below.

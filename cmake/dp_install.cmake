@@ -48,3 +48,6 @@ file(RELATIVE_PATH DP_PC_PREFIX /prefix/${DP_INSTALL_PKGCONFIGDIR} /prefix)
 string(REGEX REPLACE "/$" "" DP_PC_PREFIX "${DP_PC_PREFIX}")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/dp.pc.in ${PROJECT_BINARY_DIR}/dp.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/dp.pc DESTINATION ${DP_INSTALL_PKGCONFIGDIR})
+
+# The license (Apache-2.0) travels with every installed copy.
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -44,7 +44,8 @@ install_dp() {
   cmake -S . -B "$work/build" -DDP_BUILD_TESTS=OFF -DDP_BUILD_EXAMPLES=OFF -DDP_BUILD_BENCHMARKS=OFF \
     -DCMAKE_INSTALL_PREFIX="$prefix" &&
     cmake --install "$work/build" &&
-    test -f "$prefix/share/cmake/dp/dpConfig.cmake" -a -f "$prefix/share/pkgconfig/dp.pc" -a -f "$prefix/include/dp/dp.hpp"
+    test -f "$prefix/share/cmake/dp/dpConfig.cmake" -a -f "$prefix/share/pkgconfig/dp.pc" -a -f "$prefix/include/dp/dp.hpp" \
+      -a -f "$prefix/share/doc/dp/LICENSE"
 }
 
 consumer_cmake() {
@@ -92,7 +93,7 @@ conan_create() {
   local src=$work/conan-src
   mkdir -p "$src" &&
     cp -r conanfile.py CMakeLists.txt cmake include test_package "$src"/ &&
-    { cp LICENSE* COPYING* "$src"/ 2>/dev/null || true; } &&
+    cp LICENSE "$src"/ &&
     (cd "$src" && conan create . --build=missing)
 }
 

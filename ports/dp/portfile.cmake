@@ -28,10 +28,5 @@ vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/dp)
 vcpkg_fixup_pkgconfig()
 
 file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
-# The repository has no license file yet; the copyright file says so rather than inventing one.
-file(GLOB DP_LICENSE_FILES "${SOURCE_PATH}/LICENSE*" "${SOURCE_PATH}/COPYING*")
-if(DP_LICENSE_FILES)
-  vcpkg_install_copyright(FILE_LIST ${DP_LICENSE_FILES})
-else()
-  file(WRITE "${CURRENT_PACKAGES_DIR}/share/${PORT}/copyright" "dp: no license file in the source tree.\n")
-endif()
+# Apache-2.0 (the LICENSE file at the top of the source tree).
+vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
