@@ -16,6 +16,7 @@ if(MPI_CXX_FOUND AND NOT DP_WITH_MPI STREQUAL "OFF")
   target_compile_definitions(dp_mpi INTERFACE DP_HAS_MPI=1)
   set_target_properties(dp_mpi PROPERTIES EXPORT_NAME mpi)
   set(DP_HAS_MPI_BUILD ON)
+  find_program(DP_MPIRUN NAMES mpirun mpiexec)  # for dp's own MPI tests and examples
   message(STATUS "dp: MPI ${MPI_CXX_VERSION}")
 else()
   message(STATUS "dp: building without MPI")

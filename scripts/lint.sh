@@ -20,5 +20,8 @@ start=$SECONDS
 mapfile -t units < <(git ls-files 'tests/*.cpp' 'examples/*.cpp' | grep -v -e '^tests/compile_fail/' -e '^tests/consumer/' \
   -e '^tests/fuzz/')
 defs=(-DDP_TEST_PROJECT_DIR=\".\" -DDP_TEST_SOURCE_DIR=\"tests\" -DDP_EXAMPLE_DATA=\"examples/data\" -DDP_ENABLE_COUNTERS=1)
+# MPI's headers and dp's MPI code for every unit (tests/mpi and examples/distributed need them).
+read -r -a mpi_flags <<<"$(mpicxx --showme:compile)"
+defs+=(-DDP_HAS_MPI=1 "${mpi_flags[@]}")
 printf '%s\n' "${units[@]}" | xargs -P "$(nproc)" -I{} "$clang_tidy" -quiet {} -- -std=c++20 -Iinclude "${defs[@]}"
 echo "lint: clang-tidy clean on ${#units[@]} translation units ($((SECONDS - start)) s)"

@@ -3,7 +3,8 @@
 #   1. lint: clang-format and clang-tidy (scripts/lint.sh)
 #   2. build dp's tests, examples, docs snippets, benchmarks (and the CUDA tests when nvcc is present:
 #      built, not run, without a GPU); print the compile time of the test suite and its heaviest units
-#   3. the test suite (ctest: unit, compile-fail, examples, docs snippets; CUDA too when a GPU is present)
+#   3. the test suite (ctest: unit, compile-fail, examples, docs snippets; CUDA too when a GPU is present),
+#      then the MPI tests (label mpi: mpirun -np 2 and -np 3, a stalled and a killed rank)
 #   4. packaging: install, find_package and pkg-config consumers, conan create (scripts/package_test.sh)
 #   5. fuzzing the loaders under ASan/UBSan (scripts/fuzz.sh)
 #   6. the CPU suite under ASan+UBSan, host workers and the loader under TSan (scripts/sanitize.sh)
@@ -31,6 +32,9 @@ sort -rn "$times" | head -10 | sed "s|$root/||"
 labels="cpu"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then labels="cpu|cuda"; fi
 ctest --test-dir "$build" -L "$labels" --output-on-failure -j "$(nproc)"
+# MPI: the suite under mpirun at 2 and 3 ranks and the stalled/killed-rank programs, one at a time
+# (each job takes the machine's cores).
+ctest --test-dir "$build" -L "^mpi$" --output-on-failure --no-tests=error
 
 bash scripts/package_test.sh
 DP_FUZZ_RUNS=${DP_FUZZ_RUNS:-100000} bash scripts/fuzz.sh

@@ -70,8 +70,9 @@ class flags {
 /// Progress of one epoch: call update() after each step and finish() at the end.
 class progress {
  public:
-  progress(int epoch, int epochs, long long steps, long long samples_per_epoch)
-      : epoch_(epoch),
+  progress(int epoch, int epochs, long long steps, long long samples_per_epoch, bool shown = true)
+      : shown_(shown),
+        epoch_(epoch),
         epochs_(epochs),
         steps_(steps),
         samples_(samples_per_epoch),
@@ -81,7 +82,7 @@ class progress {
   void update(long long step, double loss) {
     loss_sum_ += loss;
     done_ = step + 1;
-    if (!tty_) {
+    if (!tty_ || !shown_) {
       return;
     }
     const auto now = clock::now();
@@ -94,6 +95,9 @@ class progress {
 
   /// Ends the epoch's line with the evaluation accuracy.
   void finish(double accuracy) {
+    if (!shown_) {
+      return;
+    }
     if (tty_) {
       draw(accuracy);
       std::printf("\n");
@@ -126,6 +130,7 @@ class progress {
     std::fflush(stdout);
   }
 
+  bool shown_;  // false on the ranks that are not the leader
   int epoch_, epochs_;
   long long steps_, samples_, done_ = 0;
   double loss_sum_ = 0;

@@ -28,23 +28,28 @@ double accuracy(Par& par, const dp::data::tensor_dataset<float, std::int64_t>& d
 }
 
 /// Trains `par` for `epochs` (from a checkpoint when `resume` names one), checkpointing to `save`
-/// after each epoch, then prints the test accuracy and the time spent training.
+/// after each epoch, then prints the test accuracy and the time spent training. Across processes
+/// every rank trains and evaluates (their weights are equal); only the `leader` prints and saves.
 template <class Par, class Opt, class Loss, class Loader>
 void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
          const dp::data::tensor_dataset<float, std::int64_t>& test, int epochs, const std::string& save,
-         const std::string& resume) {
+         const std::string& resume, bool leader = true) {
   dp::io::progress start{};
   if (!resume.empty()) {
     start = dp::io::load_checkpoint(resume, par, opt);
-    std::printf("resumed from %s at epoch %lld\n", resume.c_str(), static_cast<long long>(start.epoch));
+    if (leader) {
+      std::printf("resumed from %s at epoch %lld\n", resume.c_str(), static_cast<long long>(start.epoch));
+    }
   }
-  std::ostringstream os;
-  os << par;
-  std::printf("%s\ntraining on %lld samples, testing on %lld\n", os.str().c_str(),
-              static_cast<long long>(loader.data().size()), static_cast<long long>(test.size()));
+  if (leader) {
+    std::ostringstream os;
+    os << par;
+    std::printf("%s\ntraining on %lld samples, testing on %lld\n", os.str().c_str(),
+                static_cast<long long>(loader.data().size()), static_cast<long long>(test.size()));
+  }
   double seconds = 0;
   for (int epoch = static_cast<int>(start.epoch); epoch < epochs; ++epoch) {
-    progress bar(epoch, epochs, loader.batches(), loader.data().size());
+    progress bar(epoch, epochs, loader.batches(), loader.data().size(), leader);
     const auto t0 = std::chrono::steady_clock::now();
     long long step = 0;
     for (auto [x, y] : loader.epoch(epoch)) {
@@ -52,13 +57,16 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
       opt.step();
     }
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!save.empty()) {
+    if (!save.empty() && leader) {
       dp::io::save_checkpoint(save, par, opt, {.epoch = epoch + 1});
     }
-    bar.finish(accuracy(par, test));
+    bar.finish(leader ? accuracy(par, test) : 0.0);
   }
-  std::printf("test accuracy %.2f%% (%lld samples), training took %.3f s\n", accuracy(par, test) * 100,
-              static_cast<long long>(test.size()), seconds);
+  const double acc = accuracy(par, test);
+  if (leader) {
+    std::printf("test accuracy %.2f%% (%lld samples), training took %.3f s\n", acc * 100,
+                static_cast<long long>(test.size()), seconds);
+  }
 }
 
 }  // namespace example

@@ -1,6 +1,7 @@
 // The main job: train a classifier on the UCI handwritten digits (8x8 images, 10 classes) with
 // dp::parallel over every device (host workers on a CPU machine, every GPU where there are GPUs),
-// then report the test accuracy and the time taken.
+// then report the test accuracy and the time taken. The same program runs as one process or as
+// every rank of `mpirun -np N train_digits` (examples/distributed/run.sh).
 //
 //   train_digits [--devices cpu:0-1] [--epochs 40] [--batch 32] [--lr 0.1] [--seed 1]
 //                [--save run.ckpt] [--resume run.ckpt] [--data examples/data/digits.csv.gz]
@@ -40,6 +41,7 @@ const char* usage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  dp::dist::session world{argc, argv};  // this process alone, or every rank of `mpirun -np N train_digits`
   const example::flags f(argc, argv, usage,
                          {{"devices", ""},
                           {"epochs", "40"},
@@ -54,20 +56,21 @@ int main(int argc, char** argv) {
     const auto seed = static_cast<std::uint64_t>(f.integer("seed"));
     const int epochs = static_cast<int>(f.integer("epochs"));
     const std::vector<dp::device> devices =
-        f.str("devices").empty() ? dp::devices() : dp::parse_devices(f.str("devices"));
+        f.str("devices").empty() ? world.local_devices() : dp::parse_devices(f.str("devices"));
 
     // Data: pixel counts 0..16 scaled to [0, 1]; a seeded 80/20 split.
     auto all = dp::data::csv_dataset(f.str("data"), {.label_column = 64});
     all = {dp::tensor<float>(all.features() * (1.f / 16.f)), all.labels()};
     const auto [train, test] = dp::data::split(all, 0.8, seed);
-    dp::data::loader loader{train, {.batch = f.integer("batch"), .shuffle = true, .seed = seed}};
+    // Each rank takes its share of every global batch of --batch samples.
+    dp::data::loader loader{train, {.batch = f.integer("batch"), .shuffle = true, .seed = seed}, world};
 
     nn::manual_seed(seed);
-    dp::parallel<model> par{model{}, devices};
+    dp::parallel<model> par{model{}, world, devices};
     auto opt = dp::optim::sgd(
         par, {.lr = f.number("lr"), .momentum = 0.9, .schedule = dp::optim::cosine_lr(epochs * loader.batches())});
     const nn::cross_entropy_loss loss{.label_smoothing = static_cast<float>(f.number("smoothing"))};
-    example::fit(par, opt, loss, loader, test, epochs, f.str("save"), f.str("resume"));
+    example::fit(par, opt, loss, loader, test, epochs, f.str("save"), f.str("resume"), world.rank() == 0);
   } catch (const dp::error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

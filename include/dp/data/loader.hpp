@@ -7,10 +7,11 @@
 //
 // The epoch is an argument, not state, so there is nothing to forget between epochs (PyTorch's
 // DistributedSampler.set_epoch), and resuming is loader.epoch(e, first_batch). A rank-sharded loader
-// (next milestone) is the same type constructed with a communicator: each rank then takes its
-// share of every global batch.
+// is the same type constructed with a dp::dist::session (or a rank_share): each rank then takes its
+// share of every global batch, and every rank sees the same number of batches.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -26,6 +27,22 @@
 
 namespace dp::inline DP_ABI::data {
 
+/// Which share of every global batch a loader yields: rank `rank` of `ranks` takes a contiguous
+/// part of each batch (the first batch % ranks ranks one sample more), so the union over ranks is
+/// exactly the single-process batch. dp::dist::session converts to it.
+struct rank_share {
+  int rank = 0;
+  int ranks = 1;
+};
+
+/// Elements [begin, end) of part `i` when `n` elements are split into `parts` contiguous parts, the
+/// first n % parts of them one element larger.
+inline std::pair<index_t, index_t> even_part(index_t n, index_t i, index_t parts) {
+  const index_t base = n / parts, extra = n % parts;
+  const index_t begin = i * base + std::min(i, extra);
+  return {begin, begin + base + (i < extra ? 1 : 0)};
+}
+
 struct loader_options {
   index_t batch = 32;
   bool shuffle = false;
@@ -39,15 +56,18 @@ class loader {
  public:
   using batch_type = decltype(std::declval<const D&>().get(std::span<const index_t>{}));
 
-  loader(D data, loader_options o = {}) : data_(std::move(data)), o_(o) {
+  loader(D data, loader_options o = {}, rank_share share = {}) : data_(std::move(data)), o_(o), share_(share) {
     DP_CHECK(o.batch > 0, value_error, "dp: loader: batch must be positive, got ", o.batch);
+    DP_CHECK(share.ranks >= 1 && share.rank >= 0 && share.rank < share.ranks, value_error, "dp: loader: rank ",
+             share.rank, " is not one of ", share.ranks, " ranks");
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
              o.prefetch);
   }
 
   const D& data() const noexcept { return data_; }
   const loader_options& options() const noexcept { return o_; }
-  /// Batches per epoch.
+  const rank_share& share() const noexcept { return share_; }
+  /// Batches per epoch (global batches: the same number on every rank).
   index_t batches() const noexcept {
     const index_t n = data_.size();
     return o_.drop_last ? n / o_.batch : (n + o_.batch - 1) / o_.batch;
@@ -124,7 +144,9 @@ class loader {
    private:
     batch_type make(index_t k) const {
       const index_t b = l_->o_.batch, n = static_cast<index_t>(order_.size());
-      const index_t lo = k * b, hi = std::min(n, lo + b);
+      const index_t first = k * b, last = std::min(n, first + b);
+      const auto [from, to] = even_part(last - first, l_->share_.rank, l_->share_.ranks);
+      const index_t lo = first + from, hi = first + to;  // this rank's share of global batch k
       return l_->data_.get(
           std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)));
     }
@@ -193,6 +215,7 @@ class loader {
  private:
   D data_;
   loader_options o_;
+  rank_share share_;
 };
 
 }  // namespace dp::inline DP_ABI::data

@@ -149,6 +149,10 @@ class local_communicator {
   local_group& group() noexcept { return *g_; }
 
   void barrier() { g_->arrive("barrier", rank_); }
+  /// Fails the group: every rank waiting in (or entering) a collective throws `why`.
+  void abort(const std::string& why) { g_->abort(why); }
+  /// Clears a failure once every rank has left its collective.
+  void recover() { g_->reset(); }
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {

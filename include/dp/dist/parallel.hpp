@@ -13,9 +13,12 @@
 // synchronised by their declared policy. On one device parallel is the bare trainer.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -28,8 +31,11 @@
 #include <dp/core/tensor.hpp>
 #include <dp/dist/bucket.hpp>
 #include <dp/dist/communicator.hpp>
+#include <dp/dist/hierarchical.hpp>
 #include <dp/dist/local.hpp>
+#include <dp/dist/mpi.hpp>
 #include <dp/dist/nccl.hpp>
+#include <dp/dist/session.hpp>
 #include <dp/dist/workers.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/reflect.hpp>
@@ -126,13 +132,13 @@ struct replica_comm_of final : replica_comm {
   void broadcast(tensor<double>& t, int root) override { c.broadcast(t, root); }
   void broadcast(tensor<std::int64_t>& t, int root) override { c.broadcast(t, root); }
   void abort(const std::string& why) override {
-    if constexpr (std::is_same_v<C, dist::local_communicator>) {
-      c.group().abort(why);
+    if constexpr (requires { c.abort(why); }) {
+      c.abort(why);
     }
   }
   void recover() override {
-    if constexpr (std::is_same_v<C, dist::local_communicator>) {
-      c.group().reset();
+    if constexpr (requires { c.recover(); }) {
+      c.recover();
     }
   }
   std::string name() const override { return c.name(); }
@@ -159,25 +165,60 @@ class parallel {
   using T = value_type;
 
   /// One replica per device; the model's parameters and buffers are copied to every device.
-  parallel(Model model, std::vector<device> devices, parallel_options o = {}) : devices_(std::move(devices)), opts_(o) {
+  parallel(Model model, std::vector<device> devices, parallel_options o = {})
+      : parallel(std::move(model), std::move(devices), o, nullptr) {}
+
+  /// One replica per rank of `world`, on the host (GPUs across processes are the NCCL milestone).
+  /// Rank 0's parameters and buffers are broadcast to every rank, after checking that every rank
+  /// holds the same model. Each rank passes its own share of every global batch (a loader made
+  /// with `world` yields it); gradients and losses are those of the global batch.
+  parallel(Model model, dist::session& world, parallel_options o = {})
+      : parallel(std::move(model), world, {cpu(0)}, o) {}
+  /// Ranks x local devices: each rank scatters its share over `local` (the same results as one
+  /// process with ranks x local replicas).
+  parallel(Model model, dist::session& world, std::vector<device> local, parallel_options o = {})
+      : parallel(std::move(model), std::move(local), o, &world) {}
+
+ private:
+  parallel(Model model, std::vector<device> devices, parallel_options o, dist::session* world)
+      : devices_(std::move(devices)), opts_(o) {
     validate_devices();
+    if (world != nullptr) {
+      world_rank_ = world->rank();
+      world_size_ = world->size();
+    }
     const int n = static_cast<int>(devices_.size());
     replicas_.push_back(std::make_unique<nn::trainer<Model>>(std::move(model), devices_[0]));
     for (int i = 1; i < n; ++i) {
       replicas_.push_back(std::make_unique<nn::trainer<Model>>(Model(replicas_[0]->model()), devices_[i]));
     }
-    make_communicators();
+    make_communicators(world);
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int budget = devices_[0].is_cpu() ? std::max(1, std::min(num_threads(), cores) / n) : 1;
+    // Host workers share the cores of their machine with the other ranks on it.
+    const int processes_here = world != nullptr ? world->local_size() : 1;
+    const int budget = devices_[0].is_cpu() ? std::max(1, std::min(num_threads(), cores) / (n * processes_here)) : 1;
     threads_ = std::make_unique<dist::detail::replica_threads>(n, budget);
     buckets_ = dist::make_buckets(replicas_[0]->layout(), detail::replica_access::flat_grads(*replicas_[0]).numel(),
                                   sizeof(T), opts_.bucket_bytes, opts_.first_bucket_bytes);
+    for (const auto& b : buckets_) {
+      bucket_ranges_.emplace_back(b.begin, b.end);
+    }
+    hook_ = {bucket_ranges_, this, [](void* self, int b) { static_cast<parallel*>(self)->start_bucket(b); },
+             [](void* self) { static_cast<parallel*>(self)->poll_buckets(); }};
+#if DP_HAS_MPI
+    in_flight_.resize(buckets_.size());
+#endif
     for (auto& r : replicas_) {
       collect_buffers(*r);
     }
     shard_begin_.resize(devices_.size() + 1);
     losses_.resize(devices_.size());
+    if (world_size_ > 1) {
+      join_world();
+    }
   }
+
+ public:
   /// Wraps a trainer: its model (and step count) move into the replicas, and the trainer is retired,
   /// so an optimizer made from it refuses its next step instead of updating a model nobody trains.
   parallel(nn::trainer<Model>&& t, std::vector<device> devices, parallel_options o = {})
@@ -210,12 +251,23 @@ class parallel {
   template <class... Args>
   auto operator()(const Args&... args) {
     check_scatter(std::index_sequence_for<Args...>{}, args...);
+    const index_t n = batch_size(args...);
+    // Across processes each rank computes the outputs of its own share; in training mode the
+    // buffers are then synchronised over every rank, weighted by the global batch.
+    if (world_size_ > 1 && training()) {
+      global_batch(n);
+    }
     // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
     // number of devices, so that its result does not depend on the device count.
-    if (replicas_.size() == 1 || batch_size(args...) == 0) {
-      return (*replicas_[0])(unwrap(args)...);
+    if (replicas_.size() == 1 || n == 0) {
+      auto out = (*replicas_[0])(unwrap(args)...);
+      if (world_size_ > 1 && training()) {
+        shard(n);
+        auto sync = [&](int i) { sync_buffers(i); };
+        run(sync);
+      }
+      return out;
     }
-    const index_t n = batch_size(args...);
     shard(n);
     using Out = decltype((*replicas_[0])(shard_arg(0, args)...));
     std::vector<Out> outs(replicas_.size());
@@ -257,8 +309,11 @@ class parallel {
 
   friend std::ostream& operator<<(std::ostream& os, const parallel& p) {
     const index_t params = nn::parameter_count(p.model());
-    os << "parallel<" << detail::type_name<Model>() << ">: " << p.replicas_.size()
-       << (p.replicas_.size() == 1 ? " replica on" : " replicas on");
+    os << "parallel<" << detail::type_name<Model>() << ">: ";
+    if (p.world_size_ > 1) {
+      os << p.world_size_ << " ranks x ";
+    }
+    os << p.replicas_.size() << (p.replicas_.size() == 1 ? " replica on" : " replicas on");
     for (auto d : p.devices_) {
       os << ' ' << d;
     }
@@ -307,23 +362,32 @@ class parallel {
   template <class Loss, class... Args>
   double step(const Loss& loss, bool local_only, const Args&... args) {
     check_scatter(std::index_sequence_for<Args...>{}, args...);
-    nn::detail::require_samples(unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
-    if (replicas_.size() == 1) {  // the bare trainer
-      return detail::replica_access::step_grads(*replicas_[0], loss, local_only, T(1), index_t{0}, unwrap(args)...);
-    }
     const index_t n = batch_size(args...);
+    global_batch(n);       // across ranks: every rank learns the global batch (a collective)
+    if (global_n_ == 0) {  // the same error on every rank and every device count
+      nn::detail::require_samples(unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
+    }
+    if (replicas_.size() == 1 && world_size_ == 1) {  // the bare trainer
+      return detail::replica_access::step_grads(*replicas_[0], loss, local_only, T(1), index_t{0},
+                                                static_cast<const nn::detail::grad_ready_hook*>(nullptr),
+                                                unwrap(args)...);
+    }
     shard(n);
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
     const bool accumulating = replicas_[0]->gradients() == nn::grad_state::local;
+    // One replica per rank: each bucket's all-reduce starts as soon as backward has finished it.
+    const bool overlap = overlapped() && !local_only;
     auto job = [&](int i) {
       auto& r = *replicas_[static_cast<std::size_t>(i)];
       const index_t c = count(i);
+      const nn::detail::grad_ready_hook* hook = overlap ? &hook_ : nullptr;
       if (c > 0) {
-        const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(n)) : T(1);
+        const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
-            static_cast<double>(scale) * detail::replica_access::step_grads(r, loss, local_only, scale,
-                                                                            shard_begin_[static_cast<std::size_t>(i)],
-                                                                            shard_arg(i, args)...);
+            static_cast<double>(scale) *
+            detail::replica_access::step_grads(r, loss, local_only, scale,
+                                               global_offset_ + shard_begin_[static_cast<std::size_t>(i)], hook,
+                                               shard_arg(i, args)...);
       } else {  // no samples here: contribute nothing, but take part in every collective
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
@@ -331,7 +395,14 @@ class parallel {
         }
         detail::replica_access::set_gradients(r, local_only ? nn::grad_state::local : nn::grad_state::complete);
       }
-      if (!local_only) {
+      if (overlap) {
+        if (c == 0) {  // nothing computed here: every bucket is final (zero) at once
+          for (int b = 0; b < static_cast<int>(buckets_.size()); ++b) {
+            start_bucket(b);
+          }
+        }
+        finish_buckets();
+      } else if (!local_only) {
         reduce_gradients(i);
       }
       if (r.training()) {
@@ -343,7 +414,74 @@ class parallel {
     for (double l : losses_) {
       total += l;
     }
+#if DP_HAS_MPI
+    if (world_size_ > 1) {  // the global loss: every rank's share of it, summed
+      tensor<double> t = full<double>({1}, total);
+      world_comm_->all_reduce(t, dist::reduce_op::sum);
+      total = t.item();
+    }
+#endif
     return total;
+  }
+
+  /// Sets the global batch size and this rank's first sample in it: the local batch in one process,
+  /// every rank's count gathered across processes.
+  void global_batch(index_t n) {
+    global_n_ = n;
+    global_offset_ = 0;
+#if DP_HAS_MPI
+    if (world_size_ > 1) {
+      tensor<std::int64_t> mine = full<std::int64_t>({1}, n), all = empty<std::int64_t>({world_size_});
+      world_comm_->all_gather(mine, all);
+      const auto counts = all.to_vector();
+      global_n_ = 0;
+      for (int r = 0; r < world_size_; ++r) {
+        if (r == world_rank_) {
+          global_offset_ = global_n_;
+        }
+        global_n_ += counts[static_cast<std::size_t>(r)];
+      }
+    }
+#endif
+  }
+
+  /// Whether gradients travel while backward runs: one replica per rank of several, over MPI.
+  bool overlapped() const noexcept {
+#if DP_HAS_MPI
+    return world_size_ > 1 && replicas_.size() == 1;
+#else
+    return false;
+#endif
+  }
+  /// Starts bucket b's all-reduce (called by backward's hook as b becomes final, in bucket order).
+  void start_bucket(int b) {
+#if DP_HAS_MPI
+    const auto& bk = buckets_[static_cast<std::size_t>(b)];
+    tensor<T> part = detail::replica_access::flat_grads(*replicas_[0]).slice(0, bk.begin, bk.end);
+    in_flight_[static_cast<std::size_t>(b)] = world_comm_->start_all_reduce(part, dist::reduce_op::sum);
+    ++started_;
+#else
+    (void)b;
+#endif
+  }
+  /// Lets the buckets in flight progress (MPI moves data inside its calls).
+  void poll_buckets() {
+#if DP_HAS_MPI
+    while (finished_ < started_ && world_comm_->test(in_flight_[static_cast<std::size_t>(finished_)])) {
+      ++finished_;
+    }
+#endif
+  }
+  /// Waits for every bucket of the step.
+  void finish_buckets() {
+#if DP_HAS_MPI
+    DP_CHECK(started_ == static_cast<int>(buckets_.size()), runtime_error, "dp: parallel: backward announced ",
+             started_, " of ", buckets_.size(), " gradient buckets");
+    for (auto& q : in_flight_) {
+      world_comm_->wait(q);
+    }
+    started_ = finished_ = 0;
+#endif
   }
 
   /// Sums the gradients of every replica, bucket by bucket (each replica calls this on its thread).
@@ -360,7 +498,7 @@ class parallel {
   /// the batch (replicas without samples did not update theirs); the others take replica 0's value.
   void sync_buffers(int i) {
     auto& comm = *comms_[static_cast<std::size_t>(i)];
-    const index_t total = shard_begin_.back();
+    const index_t total = world_size_ > 1 ? global_n_ : shard_begin_.back();
     const double w = total > 0 ? static_cast<double>(count(i)) / static_cast<double>(total) : 0.0;
     auto& refs = buffers_[static_cast<std::size_t>(i)];
     for (auto& b : refs.f) {
@@ -586,8 +724,29 @@ class parallel {
     }
   }
 
-  void make_communicators() {
+  void make_communicators(dist::session* world) {
     const int n = static_cast<int>(devices_.size());
+    if (world_size_ > 1) {
+#if DP_HAS_MPI
+      DP_CHECK(devices_[0].is_cpu(), device_error,
+               "dp: parallel over processes runs on host workers for now (GPUs across processes need NCCL "
+               "bootstrapped over MPI, not yet there)");
+      world_comm_.emplace(world->make_communicator(opts_.comm));
+      using hier = dist::hierarchical_communicator<dist::local_communicator, dist::mpi_communicator>;
+      auto locals = dist::make_local_communicators(n, opts_.comm);
+      for (int i = 0; i < n; ++i) {
+        std::optional<dist::mpi_communicator> global;
+        if (i == 0) {
+          global.emplace(world->make_communicator(opts_.comm));
+        }
+        comms_.push_back(std::make_unique<detail::replica_comm_of<hier>>(
+            hier(std::move(locals[static_cast<std::size_t>(i)]), std::move(global), world_rank_, world_size_)));
+      }
+      return;
+#else
+      (void)world;  // a session without MPI has one rank
+#endif
+    }
     if (devices_[0].is_cpu()) {
       for (auto& c : dist::make_local_communicators(n, opts_.comm)) {
         comms_.push_back(std::make_unique<detail::replica_comm_of<dist::local_communicator>>(std::move(c)));
@@ -609,6 +768,84 @@ class parallel {
     }
 #endif
   }
+
+  /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters
+  /// and buffers become everyone's. A difference is the same error on every rank, naming it.
+  void join_world() {
+#if DP_HAS_MPI
+    std::string sig = detail::concat("local replicas ", replicas_.size(), "\n");
+    const std::string type = sizeof(T) == 4 ? "float" : "double";
+    for (const auto& e : replicas_[0]->layout()) {
+      sig += dp::detail::concat("parameter ", e.name, " ", type, " ", e.shape, "\n");
+    }
+    nn::for_each_buffer(replicas_[0]->model(), [&](const std::string& name, const auto& b) {
+      using V = typename std::remove_cvref_t<decltype(b)>::value_type;
+      const char* vt = std::is_same_v<V, float> ? "float" : std::is_same_v<V, double> ? "double" : "int64";
+      sig += dp::detail::concat("buffer ", name, " ", vt, " ", b.shape(), "\n");
+    });
+    const std::vector<std::string> all = all_gather_text(sig);
+    for (int r = 1; r < world_size_; ++r) {
+      if (all[static_cast<std::size_t>(r)] != all[0]) {
+        throw value_error(detail::concat("dp: parallel: the ranks hold different models: ",
+                                         first_difference(all[0], all[static_cast<std::size_t>(r)], r),
+                                         "; every rank must build the same model (the same code and sizes)"));
+      }
+    }
+    auto job = [&](int i) {
+      auto& r = *replicas_[static_cast<std::size_t>(i)];
+      tensor<T> params = detail::replica_access::flat_params(r);
+      comms_[static_cast<std::size_t>(i)]->broadcast(params, 0);
+      auto& refs = buffers_[static_cast<std::size_t>(i)];
+      for (auto& b : refs.f) {
+        comms_[static_cast<std::size_t>(i)]->broadcast(b.t, 0);
+      }
+      for (auto& b : refs.d) {
+        comms_[static_cast<std::size_t>(i)]->broadcast(b.t, 0);
+      }
+      for (auto& b : refs.i) {
+        comms_[static_cast<std::size_t>(i)]->broadcast(b.t, 0);
+      }
+    };
+    run(job);
+#endif
+  }
+
+#if DP_HAS_MPI
+  /// Every rank's text, gathered on every rank (lengths first, then the bytes padded to one size).
+  std::vector<std::string> all_gather_text(const std::string& mine) {
+    tensor<std::int64_t> len = full<std::int64_t>({1}, static_cast<std::int64_t>(mine.size()));
+    tensor<std::int64_t> lens = empty<std::int64_t>({world_size_});
+    world_comm_->all_gather(len, lens);
+    const auto sizes = lens.to_vector();
+    const std::int64_t longest = *std::max_element(sizes.begin(), sizes.end());
+    const index_t words = (longest + 7) / 8;
+    tensor<std::int64_t> in = zeros<std::int64_t>({std::max<index_t>(words, 1)});
+    std::memcpy(in.data(), mine.data(), mine.size());
+    tensor<std::int64_t> out = empty<std::int64_t>({in.numel() * world_size_});
+    world_comm_->all_gather(in, out);
+    std::vector<std::string> texts;
+    for (int r = 0; r < world_size_; ++r) {
+      const char* p = reinterpret_cast<const char*>(out.data() + r * in.numel());
+      texts.emplace_back(p, static_cast<std::size_t>(sizes[static_cast<std::size_t>(r)]));
+    }
+    return texts;
+  }
+  /// The first line where rank r's model description differs from rank 0's.
+  static std::string first_difference(const std::string& a, const std::string& b, int r) {
+    std::size_t pa = 0, pb = 0;
+    for (;;) {
+      const std::size_t ea = a.find('\n', pa), eb = b.find('\n', pb);
+      const std::string la = ea == std::string::npos ? std::string() : a.substr(pa, ea - pa);
+      const std::string lb = eb == std::string::npos ? std::string() : b.substr(pb, eb - pb);
+      if (la != lb) {
+        return detail::concat("rank 0 has ", la.empty() ? std::string("nothing") : "'" + la + "'", " where rank ", r,
+                              " has ", lb.empty() ? std::string("nothing") : "'" + lb + "'");
+      }
+      pa = ea + 1;
+      pb = eb + 1;
+    }
+  }
+#endif
 
   struct replica_buffers {
     std::vector<detail::buffer_ref<float>> f;
@@ -641,6 +878,16 @@ class parallel {
   std::vector<replica_buffers> buffers_;
   std::vector<index_t> shard_begin_;
   std::vector<double> losses_;
+  // Across processes (a dp::dist::session of several ranks).
+  int world_rank_ = 0, world_size_ = 1;
+  index_t global_n_ = 0, global_offset_ = 0;  // the global batch and this rank's first sample in it
+  std::vector<std::pair<index_t, index_t>> bucket_ranges_;
+  nn::detail::grad_ready_hook hook_;
+  int started_ = 0, finished_ = 0;  // buckets of the current step started, and found done
+#if DP_HAS_MPI
+  std::optional<dist::mpi_communicator> world_comm_;
+  std::vector<dist::mpi_communicator::request> in_flight_;
+#endif
 };
 
 }  // namespace dp::inline DP_ABI

@@ -5,9 +5,11 @@
 // trainer per device; optimizers are made from a trainer or a parallel, never from loose tensors.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -108,6 +110,18 @@ struct plan_entry {
   int loss_slot = -1;
   std::vector<tensor<float>> zero_f;  // parameter gradients this plan never writes
   std::vector<tensor<double>> zero_d;
+  std::vector<int> ready_at;  // per range of a grad_ready_hook: the op after which it is final
+};
+
+/// What dp::parallel hears while backward runs: ready(r) for each range of the flat gradients (its
+/// buckets), in the ranges' order, as soon as that range and every one before it are final, so
+/// that their all-reduce overlaps the rest of backward; poll() after every op (communication
+/// progress). Every rank announces the same ranges in the same order.
+struct grad_ready_hook {
+  std::span<const std::pair<index_t, index_t>> ranges;
+  void* ctx = nullptr;
+  void (*ready)(void* ctx, int range) = nullptr;
+  void (*poll)(void* ctx) = nullptr;
 };
 
 template <class X>
@@ -191,10 +205,10 @@ class trainer {
     constexpr std::size_t n = sizeof...(Args);
     if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return enqueue_grads(loss, true, T(1), 0, std::get<I>(all)...);
+        return enqueue_grads(loss, true, T(1), 0, nullptr, std::get<I>(all)...);
       }(std::make_index_sequence<n - 1>{});
     } else {
-      return enqueue_grads(loss, false, T(1), 0, args...);
+      return enqueue_grads(loss, false, T(1), 0, nullptr, args...);
     }
   }
 
@@ -218,14 +232,17 @@ class trainer {
 
   /// The general form dp::parallel uses: `scale` multiplies the loss's gradient (a replica's share of
   /// the global batch) and `sample_offset` is the global index of this replica's first sample.
+  /// With a `hook`, it hears which gradient ranges are final while backward runs.
   template <class Loss, class... Args>
-  double step_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset, const Args&... args) {
-    return static_cast<double>(enqueue_grads(loss, local_only, scale, sample_offset, args...).item());
+  double step_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset,
+                    const detail::grad_ready_hook* hook, const Args&... args) {
+    return static_cast<double>(enqueue_grads(loss, local_only, scale, sample_offset, hook, args...).item());
   }
 
   /// step_grads without the read-back: the loss stays on the device.
   template <class Loss, class... Args>
-  tensor<T> enqueue_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset, const Args&... args) {
+  tensor<T> enqueue_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset,
+                          const detail::grad_ready_hook* hook, const Args&... args) {
     static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
     static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
     static_assert(((detail::kind_of<Args>() != 0) && ...),
@@ -249,11 +266,15 @@ class trainer {
     const bool accumulate = state_ == grad_state::local;
     g.grad<T>(p->loss_slot).fill(scale);
     g.accumulate_params = accumulate;
-    g.run_backward();
-    if (!accumulate) {
+    if (!accumulate) {  // backward never writes these: zero them first, so their ranges are final now
       for (auto& z : zero_list(*p)) {
         z.fill(T(0));
       }
+    }
+    if (hook == nullptr) {
+      g.run_backward();
+    } else {
+      announce_while_backward(*p, *hook);
     }
     ++step_;
     state_ = local_only ? grad_state::local : grad_state::complete;
@@ -357,6 +378,40 @@ class trainer {
     }
     plans_.push_back(std::move(pe));
     return plans_.back().get();
+  }
+
+  /// Runs backward and calls hook.ready for each range once it and the ranges before it are final.
+  void announce_while_backward(detail::plan_entry& p, const detail::grad_ready_hook& hook) {
+    detail::graph& g = *p.g;
+    const int ops = static_cast<int>(g.op_count()), n = static_cast<int>(hook.ranges.size());
+    if (static_cast<int>(p.ready_at.size()) != n) {
+      // The last op (the lowest index: backward runs ops from the last) writing into each range.
+      p.ready_at.assign(static_cast<std::size_t>(n), ops);
+      const index_t base = grads_.storage_offset();
+      for (const auto& w : g.param_writes()) {
+        if (w.storage != grads_.storage().get()) {
+          continue;
+        }
+        for (int r = 0; r < n; ++r) {
+          const auto [lo, hi] = hook.ranges[static_cast<std::size_t>(r)];
+          if (w.begin - base < hi && lo < w.end - base) {
+            p.ready_at[static_cast<std::size_t>(r)] = std::min(p.ready_at[static_cast<std::size_t>(r)], w.op);
+          }
+        }
+      }
+    }
+    int next = 0;
+    auto announce = [&](int after) {
+      while (next < n && p.ready_at[static_cast<std::size_t>(next)] >= after) {
+        hook.ready(hook.ctx, next++);
+      }
+    };
+    announce(ops);
+    g.run_backward([&](int i) {
+      announce(i);
+      hook.poll(hook.ctx);
+    });
+    announce(-1);
   }
 
   static std::vector<tensor<T>>& zero_list(detail::plan_entry& p) {

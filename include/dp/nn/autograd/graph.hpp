@@ -230,8 +230,21 @@ class graph {
     t.first = claim(param_grad.data());
     t.is_param = true;
     t.active = true;
+    // Plans run in backward's order, so the last op recorded for a region is the last to write it.
+    const auto [lo, hi] =
+        dp::detail::touched_range(param_grad.storage_offset(), param_grad.shape(), param_grad.strides());
+    param_writes_.push_back({param_grad.storage().get(), lo, hi + 1, planning_op_});
     return t;
   }
+
+  /// Where backward writes parameter gradients: elements [begin, end) of `storage`, written for the
+  /// last time by op `op` (backward runs ops from the last to the first).
+  struct param_write {
+    const void* storage;
+    index_t begin, end;
+    int op;
+  };
+  const std::vector<param_write>& param_writes() const noexcept { return param_writes_; }
 
   /// Allocates gradients, plans every backward write (the loss's gradient is seeded by the caller),
   /// and seals the graph.
@@ -241,8 +254,9 @@ class graph {
     alloc_grads<double>();
     claimed_.clear();
     claimed_.push_back(&grads<V>()[static_cast<std::size_t>(loss_slot)]);
-    for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
-      (*it)->plan(*this);
+    param_writes_.clear();
+    for (planning_op_ = static_cast<int>(ops_.size()) - 1; planning_op_ >= 0; --planning_op_) {
+      ops_[static_cast<std::size_t>(planning_op_)]->plan(*this);
     }
     frozen_ = true;
   }
@@ -253,8 +267,15 @@ class graph {
     }
   }
   void run_backward() {
-    for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
-      (*it)->backward(*this);
+    run_backward([](int) {});
+  }
+  /// Backward, calling after_op(i) once op i has run (ops run from the last to the first), so
+  /// that gradients final after op i can be sent while the rest of backward runs.
+  template <class F>
+  void run_backward(F&& after_op) {
+    for (int i = static_cast<int>(ops_.size()) - 1; i >= 0; --i) {
+      ops_[static_cast<std::size_t>(i)]->backward(*this);
+      after_op(i);
     }
   }
 
@@ -294,6 +315,8 @@ class graph {
   slots<std::int64_t> i_;
   std::vector<std::unique_ptr<op>> ops_;
   std::vector<const void*> claimed_;
+  std::vector<param_write> param_writes_;
+  int planning_op_ = -1;
   bool frozen_ = false;
 };
 

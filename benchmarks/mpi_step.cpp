@@ -1,0 +1,97 @@
+// dp::parallel over MPI ranks: the large MLP step (784-512-512-10, global batch 256, SGD with
+// momentum), each rank one thread and its share of the batch. Run as `mpirun -np N bench_mpi_step`;
+// rank 0 prints one JSON object:
+//   steps_per_s           whole training steps (forward, loss, backward, all-reduce, update)
+//   compute_steps_per_s   the same steps with dp::no_sync (no gradient all-reduce): the compute alone
+//   allreduce_ms          dp's gradient all-reduce of one step alone (its buckets, through the
+//                         communicator dp::parallel uses)
+//   raw_allreduce_ms      one MPI_Allreduce of the same bytes
+//   bytes                 gradient bytes all-reduced per step
+// benchmarks/run runs it at 1 and 2 ranks beside PyTorch DDP (compare/torch_ddp.py).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include <mpi.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+using large_mlp = nn::sequential<nn::linear<784, 512>, nn::relu, nn::linear<512, 512>, nn::relu, nn::linear<512, 10>>;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+/// Median over `runs` of the seconds `f` takes, each run repeated until it lasts `min_s`.
+template <class F>
+double median_seconds(F&& f, int runs = 5, double min_s = 0.4) {
+  std::vector<double> per_call;
+  for (int r = 0; r < runs; ++r) {
+    int n = 0;
+    const auto t0 = clock_type::now();
+    double s = 0;
+    // Every rank must make the same number of calls (they are collectives): rank 0 decides.
+    for (int go = 1; go != 0; ++n) {
+      f();
+      s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      go = s < min_s ? 1 : 0;
+      MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    }
+    per_call.push_back(s / n);
+  }
+  std::sort(per_call.begin(), per_call.end());
+  return per_call[per_call.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dp::dist::session world{argc, argv};
+  dp::set_num_threads(1);
+  const dp::index_t global = 256;
+  const auto [lo, hi] = dp::data::even_part(global, world.rank(), world.size());
+  auto x_all = dp::randn<float>({global, 784}, dp::cpu(), 1);
+  auto y_all = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({global}, dp::cpu(), 2) * 9.99f));
+  const dp::tensor<float> x = x_all.slice(0, lo, hi).contiguous();
+  const dp::tensor<std::int64_t> y = y_all.slice(0, lo, hi).contiguous();
+
+  nn::manual_seed(0);
+  dp::parallel<large_mlp> par{large_mlp{}, world};
+  auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
+  for (int i = 0; i < 5; ++i) {
+    par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const double step_s = median_seconds([&] {
+    par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  });
+  const double compute_s = median_seconds([&] { par.backward(nn::cross_entropy, x, y, dp::no_sync); });
+
+  // The all-reduce alone: the flat gradient in dp::parallel's buckets, through the same kind of
+  // communicator, against one MPI_Allreduce of the same bytes.
+  dp::index_t n = 0;  // the flat gradient buffer: every parameter, each aligned as dp::parallel's
+  for (const auto& e : par.layout()) {
+    n = std::max(n, e.offset + e.shape.numel());
+  }
+  auto grads = dp::randn<float>({n}, dp::cpu(), 3);
+  dp::dist::mpi_communicator comm = world.make_communicator({});
+  const auto buckets = dp::dist::make_buckets(par.layout(), n, sizeof(float), dp::parallel_options{}.bucket_bytes,
+                                              dp::parallel_options{}.first_bucket_bytes);
+  const double dp_ar = median_seconds([&] {
+    for (const auto& b : buckets) {
+      dp::tensor<float> part = grads.slice(0, b.begin, b.end);
+      comm.all_reduce(part, dp::dist::reduce_op::sum);
+    }
+  });
+  const double raw_ar = median_seconds(
+      [&] { MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
+  if (world.rank() == 0) {
+    std::printf(
+        "{\"ranks\": %d, \"steps_per_s\": %.3f, \"compute_steps_per_s\": %.3f, \"allreduce_ms\": %.4f, "
+        "\"raw_allreduce_ms\": %.4f, \"bytes\": %lld, \"buckets\": %zu}\n",
+        world.size(), 1.0 / step_s, 1.0 / compute_s, dp_ar * 1e3, raw_ar * 1e3,
+        static_cast<long long>(dp::nn::parameter_count(par.model()) * sizeof(float)), buckets.size());
+  }
+}

@@ -1,0 +1,104 @@
+// The hierarchical communicator: ranks x local replicas. A collective runs first among the replicas
+// of one process (a local group), then across processes between the local leaders (replica 0 of
+// each process, the only one that holds the cross-process communicator), and the result is handed
+// back to the local replicas. Replica r of process p is global rank p * local_size + r.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/dist/communicator.hpp>
+
+namespace dp::inline DP_ABI::dist {
+
+template <communicator Local, communicator Global>
+class hierarchical_communicator {
+ public:
+  /// `global` is given to local rank 0 only; `process` and `processes` place this process.
+  hierarchical_communicator(Local local, std::optional<Global> global, int process, int processes)
+      : local_(std::move(local)), global_(std::move(global)), process_(process), processes_(processes) {
+    DP_CHECK(global_.has_value() == (local_.rank() == 0), value_error,
+             "dp: hierarchical communicator: exactly local rank 0 holds the cross-process communicator");
+  }
+
+  int rank() const noexcept { return process_ * local_.size() + local_.rank(); }
+  int size() const noexcept { return processes_ * local_.size(); }
+  std::string name() const {
+    return dp::detail::concat(processes_, " processes x ", local_.size(), " local replicas (", local_.name(),
+                              global_ ? ", " + global_->name() : std::string(), ")");
+  }
+
+  void barrier() {
+    local_.barrier();
+    if (global_) {
+      global_->barrier();
+    }
+    local_.barrier();
+  }
+
+  template <class T>
+  void all_reduce(tensor<T>& t, reduce_op op) {
+    const reduce_op partial = op == reduce_op::mean ? reduce_op::sum : op;
+    local_.all_reduce(t, partial);
+    if (global_) {
+      global_->all_reduce(t, partial);
+    }
+    local_.broadcast(t, 0);
+    if (op == reduce_op::mean) {
+      t *= T(1) / static_cast<T>(size());
+    }
+  }
+
+  template <class T>
+  void broadcast(tensor<T>& t, int root) {
+    DP_CHECK(root >= 0 && root < size(), value_error, "dp: broadcast: root ", root, " is not a rank of ", size());
+    const int root_process = root / local_.size(), root_local = root % local_.size();
+    local_.broadcast(t, root_local);  // on the root's process the leader now holds the root's values
+    if (global_) {
+      global_->broadcast(t, root_process);
+    }
+    local_.broadcast(t, 0);
+  }
+
+  template <class T>
+  void all_gather(const tensor<T>& in, tensor<T>& out) {
+    DP_CHECK(out.numel() == in.numel() * size(), shape_error, "dp: all_gather: the output has ", out.numel(),
+             " elements, expected ", size(), " x ", in.numel());
+    tensor<T> mine = empty<T>({in.numel() * local_.size()}, in.device());
+    local_.all_gather(in, mine);
+    if (global_) {
+      global_->all_gather(mine, out);
+    }
+    local_.broadcast(out, 0);
+  }
+
+  template <class T>
+  void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
+    DP_CHECK(in.numel() == out.numel() * size(), shape_error, "dp: reduce_scatter: the input has ", in.numel(),
+             " elements, expected ", size(), " x ", out.numel());
+    tensor<T> all = in.clone();
+    all_reduce(all, op);
+    out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)));
+  }
+
+  /// Fails the local group (its replicas stop waiting) and marks the cross-process world failed.
+  void abort(const std::string& why) {
+    local_.abort(why);
+    if (global_) {
+      global_->abort(why);
+    }
+  }
+  /// Clears a local failure for the next step (a cross-process failure cannot be recovered).
+  void recover() { local_.recover(); }
+
+ private:
+  Local local_;
+  std::optional<Global> global_;
+  int process_, processes_;
+};
+
+}  // namespace dp::inline DP_ABI::dist

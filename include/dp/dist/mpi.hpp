@@ -1,0 +1,266 @@
+// The MPI communicator: ranks are processes (on one machine or many), tensors are host memory.
+// Every collective is started non-blocking (MPI_Iallreduce, MPI_Ibcast, ...) and then waited for
+// with a deadline, so a rank that stalls or dies is an error on the others within the timeout,
+// never a hang. Only in programs linked with dp::mpi (DP_HAS_MPI).
+#pragma once
+
+#include <dp/config.hpp>
+
+#if DP_HAS_MPI
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <type_traits>
+
+#include <mpi.h>
+
+#include <dp/core/error.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/dist/communicator.hpp>
+
+namespace dp::inline DP_ABI::dist {
+
+namespace detail {
+
+template <class T>
+MPI_Datatype mpi_type() {
+  if constexpr (std::is_same_v<T, float>) {
+    return MPI_FLOAT;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return MPI_DOUBLE;
+  } else {
+    static_assert(std::is_same_v<T, std::int64_t>, "dp: MPI collectives take float, double or int64 tensors");
+    return MPI_INT64_T;
+  }
+}
+
+inline MPI_Op mpi_op(reduce_op op) {
+  switch (op) {
+    case reduce_op::max:
+      return MPI_MAX;
+    case reduce_op::min:
+      return MPI_MIN;
+    default:
+      return MPI_SUM;  // mean: a sum, divided afterwards
+  }
+}
+
+inline std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int n = 0;
+  MPI_Error_string(code, text, &n);
+  return std::string(text, static_cast<std::size_t>(n));
+}
+
+/// What the ranks of one process share about their MPI world: whether a collective failed (a
+/// pending request can never be completed or cancelled, so the process must not finalize MPI
+/// normally: the session aborts the job instead, and no rank is left waiting).
+struct mpi_world_state {
+  bool failed = false;
+  std::string why;
+};
+
+/// An MPI communicator owned by dp: freed with the last handle (unless MPI is gone, or a
+/// collective on it failed and left a request that can never complete).
+struct owned_comm {
+  MPI_Comm comm = MPI_COMM_NULL;
+  std::shared_ptr<mpi_world_state> state;
+  owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s) : comm(c), state(std::move(s)) {}
+  owned_comm(const owned_comm&) = delete;
+  owned_comm& operator=(const owned_comm&) = delete;
+  ~owned_comm() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && !state->failed && comm != MPI_COMM_NULL) {
+      MPI_Comm_free(&comm);
+    }
+  }
+};
+
+}  // namespace detail
+
+/// One rank's handle on an MPI communicator (a duplicate of the session's, so dp's messages never
+/// meet the application's). Copies share the communicator.
+class mpi_communicator {
+ public:
+  /// Takes ownership of `comm`.
+  mpi_communicator(MPI_Comm comm, communicator_options o, std::shared_ptr<detail::mpi_world_state> state)
+      : owned_(std::make_shared<detail::owned_comm>(comm, std::move(state))), comm_(comm), opts_(o) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  std::string name() const { return dp::detail::concat("MPI communicator (", size_, " ranks)"); }
+  MPI_Comm native() const noexcept { return comm_; }
+  const communicator_options& options() const noexcept { return opts_; }
+
+  void barrier() {
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Ibarrier(comm_, &r), "barrier");
+    wait(r, "barrier", 0);
+  }
+
+  template <class T>
+  void all_reduce(tensor<T>& t, reduce_op op) {
+    check(t, "all_reduce");
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r),
+            "all_reduce");
+    wait(r, "all_reduce", t.numel());
+    if (op == reduce_op::mean) {
+      t *= T(1) / static_cast<T>(size_);
+    }
+  }
+
+  template <class T>
+  void broadcast(tensor<T>& t, int root) {
+    check(t, "broadcast");
+    DP_CHECK(root >= 0 && root < size_, value_error, "dp: broadcast: root ", root, " is not a rank of ", size_);
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Ibcast(t.data(), count(t), detail::mpi_type<T>(), root, comm_, &r), "broadcast");
+    wait(r, "broadcast", t.numel());
+  }
+
+  template <class T>
+  void all_gather(const tensor<T>& in, tensor<T>& out) {
+    check(in, "all_gather");
+    check(out, "all_gather");
+    DP_CHECK(out.numel() == in.numel() * size_, shape_error, "dp: all_gather: the output has ", out.numel(),
+             " elements, expected ", size_, " x ", in.numel());
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Iallgather(in.data(), count(in), detail::mpi_type<T>(), out.data(), count(in), detail::mpi_type<T>(),
+                           comm_, &r),
+            "all_gather");
+    wait(r, "all_gather", out.numel());
+  }
+
+  template <class T>
+  void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
+    check(in, "reduce_scatter");
+    check(out, "reduce_scatter");
+    DP_CHECK(in.numel() == out.numel() * size_, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
+             " elements, expected ", size_, " x ", out.numel());
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Ireduce_scatter_block(in.data(), out.data(), count(out), detail::mpi_type<T>(), detail::mpi_op(op),
+                                      comm_, &r),
+            "reduce_scatter");
+    wait(r, "reduce_scatter", in.numel());
+    if (op == reduce_op::mean) {
+      out *= T(1) / static_cast<T>(size_);
+    }
+  }
+
+  /// A collective in flight, started by start_all_reduce and finished by wait (or found done by test).
+  struct request {
+    MPI_Request r = MPI_REQUEST_NULL;
+    const char* what = "";
+    index_t elements = 0;
+  };
+
+  /// Starts a sum, max or min all-reduce in place and returns at once; `t` must stay untouched
+  /// until wait() (communication overlaps what the caller does meanwhile).
+  template <class T>
+  request start_all_reduce(tensor<T>& t, reduce_op op) {
+    check(t, "all_reduce");
+    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    request q{MPI_REQUEST_NULL, "all_reduce", t.numel()};
+    started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &q.r),
+            "all_reduce");
+    return q;
+  }
+  /// Lets the collective progress; true once it is done.
+  bool test(request& q) {
+    int done = 1;
+    if (q.r != MPI_REQUEST_NULL) {
+      MPI_Test(&q.r, &done, MPI_STATUS_IGNORE);
+    }
+    return done != 0;
+  }
+  /// Waits for the collective (with the timeout).
+  void wait(request& q) {
+    if (q.r != MPI_REQUEST_NULL) {
+      wait(q.r, q.what, q.elements);
+    }
+  }
+
+  /// Marks the world failed (the session then ends the job with MPI_Abort instead of hanging in
+  /// MPI_Finalize); the ranks waiting for this one time out.
+  void abort(const std::string& why) {
+    if (!owned_->state->failed) {
+      owned_->state->failed = true;
+      owned_->state->why = why;
+    }
+  }
+
+ private:
+  template <class T>
+  static void check(const tensor<T>& t, const char* what) {
+    DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,
+             " on the MPI communicator needs a contiguous host tensor");
+  }
+  template <class T>
+  static int count(const tensor<T>& t) {
+    DP_CHECK(t.numel() <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ",
+             t.numel());
+    return static_cast<int>(t.numel());
+  }
+  void started(int code, const char* what) {
+    DP_CHECK(!owned_->state->failed, runtime_error, "dp: ", what, " on rank ", rank_,
+             " refused: an earlier collective failed (", owned_->state->why, ")");
+    DP_CHECK(code == MPI_SUCCESS, runtime_error, "dp: ", what, " on rank ", rank_,
+             " failed to start: ", detail::mpi_error_text(code));
+    ++sequence_;
+  }
+
+  /// Polls the request until it completes or the timeout passes. Spins for the first 2 ms (a
+  /// collective's progress happens inside MPI_Test, and one between processes on one machine takes
+  /// microseconds; a sleep costs 50 us or more), then sleeps in short slices so that a rank waiting
+  /// for a slow one leaves its core to others.
+  void wait(MPI_Request& r, const char* what, index_t elements) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + opts_.timeout;
+    const auto spin_until = start + std::chrono::milliseconds(2);
+    for (int poll = 0;; ++poll) {
+      int done = 0;
+      const int code = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS) {
+        fail(dp::detail::concat("dp: ", what, " (collective #", sequence_, ") failed on rank ", rank_, ": ",
+                                detail::mpi_error_text(code)));
+      }
+      if (done) {
+        return;
+      }
+      if (poll % 64 == 63) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < spin_until) {
+          continue;
+        }
+        if (now > deadline) {
+          fail(dp::detail::concat("dp: ", what, " (collective #", sequence_, ", ", elements,
+                                  " elements) timed out on rank ", rank_, " of ", size_, " after ",
+                                  opts_.timeout.count(), " ms: another rank stalled or died before joining it"));
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    }
+  }
+  [[noreturn]] void fail(const std::string& why) {
+    abort(why);
+    throw runtime_error(why);
+  }
+
+  std::shared_ptr<detail::owned_comm> owned_;
+  MPI_Comm comm_;
+  communicator_options opts_;
+  int rank_ = 0, size_ = 1;
+  std::int64_t sequence_ = 0;
+};
+
+static_assert(communicator<mpi_communicator>);
+
+}  // namespace dp::inline DP_ABI::dist
+#endif

@@ -1,0 +1,154 @@
+// dp::dist::session: the processes of one training job.
+//
+//   int main(int argc, char** argv) {
+//     dp::dist::session world{argc, argv};                  // MPI_Init_thread ... MPI_Finalize
+//     dp::parallel<model> par{model{}, world};              // one replica per rank
+//     dp::data::loader loader{data, {.batch = 64}, world};  // this rank's share of each batch
+//
+// Under `mpirun -np N` it is rank world.rank() of N; run alone, it is a session of one, with or
+// without MPI compiled in. A program started by mpirun but compiled without MPI would silently train
+// N independent copies, so that is an error that says how to fix it.
+#pragma once
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dp/config.hpp>
+#include <dp/core/device.hpp>
+#include <dp/core/error.hpp>
+#include <dp/data/loader.hpp>
+#include <dp/dist/communicator.hpp>
+#include <dp/dist/mpi.hpp>
+
+namespace dp::inline DP_ABI::dist {
+
+namespace detail {
+/// The number of processes a launcher (Open MPI, MPICH/PMI, PMIx, Slurm) says it started, or 0.
+inline int launcher_size() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(var); v && *v) {
+      return std::atoi(v);
+    }
+  }
+  return 0;
+}
+}  // namespace detail
+
+class session {
+ public:
+  /// A session of one process (no MPI).
+  session() { check_not_launched(); }
+
+  /// Joins the job: when a launcher started this process (or the application initialised MPI),
+  /// initialises MPI (MPI_THREAD_MULTIPLE asked, MPI_THREAD_SERIALIZED at least) unless the
+  /// application already did, and finalises it at destruction. Run alone it is a session of one
+  /// that never touches MPI.
+  session(int& argc, char**& argv, communicator_options o = {}) : opts_(o) {
+#if DP_HAS_MPI
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized && detail::launcher_size() == 0) {
+      return;
+    }
+    if (!initialized) {
+      int provided = 0;
+      const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+      DP_CHECK(rc == MPI_SUCCESS, runtime_error, "dp: session: MPI_Init_thread failed: ", detail::mpi_error_text(rc));
+      owns_mpi_ = true;
+      DP_CHECK(provided >= MPI_THREAD_SERIALIZED, runtime_error, "dp: session: this MPI grants thread level ", provided,
+               " but dp calls MPI from its worker threads and needs MPI_THREAD_SERIALIZED or more");
+    }
+    MPI_Comm_dup(MPI_COMM_WORLD, &world_);
+    MPI_Comm_rank(world_, &rank_);
+    MPI_Comm_size(world_, &size_);
+    MPI_Comm local = MPI_COMM_NULL;
+    MPI_Comm_split_type(world_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, &local_rank_);
+    MPI_Comm_size(local, &local_size_);
+    MPI_Comm_free(&local);
+    state_ = std::make_shared<detail::mpi_world_state>();
+#else
+    (void)argc;
+    (void)argv;
+    check_not_launched();
+#endif
+  }
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  ~session() {
+#if DP_HAS_MPI
+    if (state_ && state_->failed) {
+      // A collective failed: its request can never complete, so MPI_Finalize could wait forever.
+      // End the whole job instead: mpirun then stops every rank (none is left hanging).
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    if (world_ != MPI_COMM_NULL) {
+      MPI_Comm_free(&world_);
+    }
+    if (owns_mpi_) {
+      MPI_Finalize();
+    }
+#endif
+  }
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  /// This process's rank among the processes of its machine (one GPU each), and their number.
+  int local_rank() const noexcept { return local_rank_; }
+  int local_size() const noexcept { return local_size_; }
+  const communicator_options& options() const noexcept { return opts_; }
+
+  /// This process's devices. Alone: dp::devices() (every GPU, else a host worker per core, or
+  /// DP_DEVICES). One of several processes on a machine: its GPU (one per local rank), else its
+  /// share of the cores as host workers (cores / local_size(), at least one).
+  std::vector<device> local_devices() const {
+    if (local_size_ == 1) {
+      return devices();
+    }
+    const int gpus = cuda_device_count();
+    if (gpus > 0) {
+      return {cuda(local_rank_ % gpus)};
+    }
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<device> out;
+    for (int i = 0; i < std::max(1, cores / local_size_); ++i) {
+      out.push_back(cpu(i));
+    }
+    return out;
+  }
+
+  /// This rank's share of every global batch (`dp::data::loader{data, options, world}`).
+  operator data::rank_share() const noexcept { return {rank_, size_}; }  // NOLINT(google-explicit-constructor)
+
+#if DP_HAS_MPI
+  /// A new communicator over every rank (a duplicate: its traffic never meets another's).
+  mpi_communicator make_communicator(communicator_options o) const {
+    MPI_Comm c = MPI_COMM_NULL;
+    MPI_Comm_dup(world_, &c);
+    return mpi_communicator(c, o, state_);
+  }
+#endif
+
+ private:
+  static void check_not_launched() {
+    const int n = detail::launcher_size();
+    DP_CHECK(n <= 1, runtime_error, "dp: session: this process was started as one of ", n,
+             " (by mpirun or a launcher) but the program was built without MPI, so each would train alone; link "
+             "dp::mpi (find_package(dp COMPONENTS mpi), target_link_libraries(app PRIVATE dp::mpi))");
+  }
+
+  communicator_options opts_{};
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+#if DP_HAS_MPI
+  bool owns_mpi_ = false;
+  MPI_Comm world_ = MPI_COMM_NULL;
+  std::shared_ptr<detail::mpi_world_state> state_;
+#endif
+};
+
+}  // namespace dp::inline DP_ABI::dist

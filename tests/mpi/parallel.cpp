@@ -1,0 +1,196 @@
+// dp::parallel over MPI ranks: N processes train the weights one process trains with the same
+// replicas (to rounding), construction rejects ranks that hold different models, and the rank-
+// sharded loader gives every rank its share of each global batch.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <mpi.h>
+
+#include "world.hpp"
+
+namespace nn = dp::nn;
+
+namespace {
+
+// No bias before batch_norm (it would receive a gradient that is zero up to rounding, which adamw
+// normalises into full-size steps: noise, not a difference between configurations).
+struct net {
+  nn::linear<10, 16, float, false> fc1;
+  nn::batch_norm<16> bn;
+  nn::linear<16, 4> fc2;
+  auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
+};
+struct plain_net {
+  nn::linear<10, 16> fc1;
+  nn::linear<16, 4> fc2;
+  auto forward(auto x) const { return fc2(dp::tanh(fc1(x))); }
+};
+
+using dataset = dp::data::tensor_dataset<float, std::int64_t>;
+
+dataset make_data(dp::index_t n) {
+  dp::tensor<float> x = dp::randn<float>({n, 10}, dp::cpu(), 11);
+  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({n}, dp::cpu(), 12) * 3.99f);
+  return {x, y};
+}
+
+std::vector<dp::device> workers(int n) {
+  std::vector<dp::device> d;
+  for (int i = 0; i < n; ++i) {
+    d.push_back(dp::cpu(i));
+  }
+  return d;
+}
+
+/// Every parameter and buffer of a model, in declaration order, as doubles.
+template <class M>
+std::vector<double> state_of(const M& m) {
+  std::vector<double> out;
+  nn::for_each_tensor(m, [&](const std::string&, const auto& t) {
+    for (auto v : t.value().contiguous().to_vector()) {
+      out.push_back(static_cast<double>(v));
+    }
+  });
+  return out;
+}
+
+/// max |a - b| / max(|b|, 1): a relative difference that does not blow up near zero.
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1.0));
+  }
+  return d;
+}
+
+/// Trains `steps` steps: `ranked` on this rank's shares, `reference` in this process alone on the
+/// whole global batches (the same loader options), with the same optimizer kind.
+template <class P, class R, class MakeOpt>
+void train_both(P& ranked, R& reference, MakeOpt make_opt, int steps, dp::index_t batch) {
+  const dataset data = make_data(93);  // 93 = 5 batches of 16 and one of 13: uneven shards too
+  dp::data::loader shards{data, {.batch = batch, .shuffle = true, .seed = 5}, test::world()};
+  dp::data::loader whole{data, {.batch = batch, .shuffle = true, .seed = 5}};
+  auto opt_a = make_opt(ranked);
+  auto opt_b = make_opt(reference);
+  int done = 0;
+  for (int epoch = 0; done < steps; ++epoch) {
+    auto a = shards.epoch(epoch).begin();
+    for (auto [x, y] : whole.epoch(epoch)) {
+      if (done++ == steps) {
+        break;
+      }
+      const auto& [xs, ys] = *a;
+      const double la = ranked.backward(nn::cross_entropy, xs, ys);
+      const double lb = reference.backward(nn::cross_entropy, x, y);
+      CHECK(la == doctest::Approx(lb).epsilon(1e-5));  // the global loss on every rank
+      opt_a.step();
+      opt_b.step();
+      ++a;
+    }
+  }
+}
+
+/// 20 steps of `Model` on `local` workers per rank against one process with `workers` workers,
+/// from the same initial weights: every parameter and buffer within 1e-6 (relative).
+template <class Model, class MakeOpt>
+void check_equals_one_process(std::uint64_t seed, std::vector<dp::device> local, int workers_total, MakeOpt make_opt) {
+  nn::manual_seed(seed);
+  dp::parallel<Model> ranked{Model{}, test::world(), std::move(local)};
+  nn::manual_seed(seed);
+  dp::parallel<Model> one_process{Model{}, workers(workers_total)};
+  train_both(ranked, one_process, make_opt, 20, 16);
+  CHECK(max_rel_diff(state_of(ranked.model()), state_of(one_process.model())) < 1e-6);
+}
+
+auto sgd = [](auto& owner) { return dp::optim::sgd(owner, {.lr = 0.1, .momentum = 0.9}); };
+auto adamw = [](auto& owner) { return dp::optim::adamw(owner, {.lr = 1e-2, .weight_decay = 1e-2}); };
+
+}  // namespace
+
+TEST_CASE("N ranks train the weights of one process with N workers: 20 sgd and 20 adamw steps, batch_norm") {
+  const int n = test::world().size();
+  check_equals_one_process<net>(1, workers(1), n, sgd);
+  check_equals_one_process<net>(2, workers(1), n, adamw);
+}
+
+TEST_CASE("without batch statistics, N ranks train the weights of one device") {
+  nn::manual_seed(3);
+  dp::parallel<plain_net> ranked{plain_net{}, test::world()};
+  nn::manual_seed(3);
+  nn::trainer<plain_net> single{plain_net{}};
+  train_both(ranked, single, [](auto& o) { return dp::optim::sgd(o, {.lr = 0.1, .momentum = 0.9}); }, 20, 16);
+  CHECK(max_rel_diff(state_of(ranked.model()), state_of(single.model())) < 1e-6);
+}
+
+TEST_CASE("ranks x 2 workers equal one process with 2N workers") {
+  const int n = test::world().size();
+  check_equals_one_process<plain_net>(4, workers(2), 2 * n, adamw);
+  // batch_norm normalises by each replica's share, so it matches where the shares do: 2 ranks x 2
+  // workers split every batch of 16 (and the last of 13) like 4 workers.
+  if (n == 2) {
+    check_equals_one_process<net>(5, workers(2), 4, adamw);
+  }
+}
+
+TEST_CASE("construction gives every rank rank 0's parameters") {
+  nn::manual_seed(100 + static_cast<std::uint64_t>(test::world().rank()));  // a different init per rank
+  dp::parallel<plain_net> par{plain_net{}, test::world()};
+  nn::manual_seed(100);
+  const plain_net rank0;
+  CHECK(state_of(par.model()) == state_of(rank0));
+}
+
+namespace {
+struct sized {
+  nn::parameter<float> w;
+  auto forward(auto x) const { return x * w; }
+};
+}  // namespace
+
+TEST_CASE("ranks that hold different models are rejected on every rank, naming the difference") {
+  const int r = test::world().rank();
+  sized m{nn::parameter<float>{dp::ones<float>({r == 1 ? 3 : 2})}};
+  CHECK_THROWS_WITH_AS(dp::parallel<sized>(m, test::world()),
+                       doctest::Contains("the ranks hold different models: rank 0 has 'parameter w float {2}' where "
+                                         "rank 1 has 'parameter w float {3}'"),
+                       dp::value_error);
+}
+
+TEST_CASE("a rank-sharded loader gives each rank its part of every global batch; the union is the batch") {
+  const int rank = test::world().rank(), n = test::world().size();
+  const dp::index_t samples = 50;
+  dp::tensor<std::int64_t> ids = dp::arange<std::int64_t>(0, samples);
+  const dataset data{dp::zeros<float>({samples, 2}), ids};
+  for (const bool shuffle : {true, false}) {
+    CAPTURE(shuffle);
+    dp::data::loader shards{data, {.batch = 7, .shuffle = shuffle, .seed = 9}, test::world()};
+    dp::data::loader whole{data, {.batch = 7, .shuffle = shuffle, .seed = 9}};
+    REQUIRE(shards.batches() == whole.batches());
+    std::vector<std::int64_t> seen;
+    auto a = shards.epoch(3).begin();
+    for (auto [x, y] : whole.epoch(3)) {
+      const auto mine = (*a).y.to_vector();
+      // Gather every rank's part of this batch (rank order) and compare with the whole batch.
+      int count = static_cast<int>(mine.size());
+      std::vector<int> counts(static_cast<std::size_t>(n)), displs(static_cast<std::size_t>(n));
+      MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
+      for (int i = 1; i < n; ++i) {
+        displs[static_cast<std::size_t>(i)] =
+            displs[static_cast<std::size_t>(i - 1)] + counts[static_cast<std::size_t>(i - 1)];
+      }
+      std::vector<std::int64_t> all(static_cast<std::size_t>(displs.back() + counts.back()));
+      MPI_Allgatherv(mine.data(), count, MPI_INT64_T, all.data(), counts.data(), displs.data(), MPI_INT64_T,
+                     MPI_COMM_WORLD);
+      CHECK(all == y.to_vector());
+      CHECK(std::abs(count - static_cast<int>(y.numel()) / n) <= 1);  // shares differ by at most one
+      seen.insert(seen.end(), all.begin(), all.end());
+      ++a;
+    }
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == ids.to_vector());  // every sample once: none duplicated, none dropped
+    (void)rank;
+  }
+}
