@@ -228,6 +228,15 @@ struct writes_through_handle {
     return fc(x);
   }
 };
+// State kept outside the model altogether, written in forward: the same pitfall by another door.
+struct writes_static {
+  nn::linear<3, 2> fc;
+  static inline dp::tensor<float> calls = dp::zeros<float>({});
+  auto forward(auto x) const {
+    calls += 1.f;
+    return fc(x);
+  }
+};
 }  // namespace
 
 TEST_CASE("nn::update changes a buffer on every step and every call, traced or not") {
@@ -272,13 +281,19 @@ TEST_CASE("buffers changed by nn::update are synchronised across replicas by the
   }
 }
 
-TEST_CASE("writing a buffer from forward through a tensor handle is refused, traced or not") {
+TEST_CASE("writing a buffer or a static tensor from forward through a handle is refused, traced or not") {
   nn::trainer<writes_through_handle> t{writes_through_handle{}};
   auto x = dp::randn<float>({2, 3}), y = dp::zeros<float>({2, 2});
   CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, y), doctest::Contains("nn::update(buffer, new_value)"),
                        dp::value_error);
-  CHECK_THROWS_WITH_AS((void)t(x), doctest::Contains("wrote into one of its parameters or buffers"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)t(x), doctest::Contains("wrote into a tensor that existed before it started"),
+                       dp::value_error);
   CHECK(t.model().calls.value().item() == 0.f);
+  // A static member: not the model's storage, but older than forward, so refused too.
+  nn::trainer<writes_static> s{writes_static{}};
+  CHECK_THROWS_WITH_AS((void)s.backward(nn::mse_loss, x, y), doctest::Contains("such as a static member"),
+                       dp::value_error);
+  CHECK(writes_static::calls.item() == 0.f);
   // Outside forward the same handle writes as usual (loading, user code between steps).
   dp::tensor<float> h = t.model().calls.value();
   h += 1.f;

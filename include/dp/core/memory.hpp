@@ -60,7 +60,15 @@ struct storage {
   void (*deleter)(void* ctx, void* data) = nullptr;
   void* deleter_ctx = nullptr;
   storage* next = nullptr;
+  std::uint64_t born = 0;  // when it was handed out (birth_clock): the write guard's "older than"
 };
+
+/// Counts allocations: a block's `born` orders it against a moment (forward may write only
+/// tensors it made itself).
+inline std::atomic<std::uint64_t>& birth_clock() {
+  static std::atomic<std::uint64_t> clock{1};
+  return clock;
+}
 
 /// Free list of storage headers; slabs are never returned, so after warm-up this never allocates.
 class header_pool {
@@ -289,7 +297,9 @@ class storage_ref {
 /// A block of at least `bytes` bytes on `d` (from the pool when one of its size class is free).
 inline storage_ref allocate(device d, std::size_t bytes) {
   require_usable(d);
-  return storage_ref(pool_of(d).acquire(bytes));
+  storage* s = pool_of(d).acquire(bytes);
+  s->born = birth_clock().fetch_add(1, std::memory_order_relaxed);
+  return storage_ref(s);
 }
 
 /// Wraps memory someone else owns; `deleter(ctx, data)` runs when the last tensor lets go.
@@ -301,6 +311,7 @@ inline storage_ref adopt(device d, void* data, std::size_t bytes, void (*deleter
   s->size_class = -1;
   s->deleter = deleter;
   s->deleter_ctx = ctx;
+  s->born = birth_clock().fetch_add(1, std::memory_order_relaxed);
   return storage_ref(s);
 }
 
