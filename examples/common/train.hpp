@@ -20,8 +20,8 @@ double accuracy(Par& par, const dp::data::tensor_dataset<float, std::int64_t>& d
   dp::data::loader eval{data, {.batch = 512, .prefetch = 0}};
   std::int64_t right = 0;
   for (auto [x, y] : eval.epoch(0)) {
-    dp::tensor<std::int64_t> pred = dp::argmax(par(x), 1);
-    right += dp::sum(pred == y).item();
+    dp::tensor<std::int64_t> pred = dp::argmax(par(x), 1);  // on the first device of par
+    right += dp::sum(pred == y.to(pred.device())).item();
   }
   par.train();
   return static_cast<double>(right) / static_cast<double>(data.size());

@@ -286,6 +286,20 @@ TEST_CASE("on one device parallel is the bare trainer: the same passes, no copy"
   CHECK(c2.pool_hits - c1.pool_hits == c1.pool_hits - c0.pool_hits);
 }
 
+TEST_CASE("one host worker that is not worker 0 takes host tensors like any other (cpu:1 alone)") {
+  nn::manual_seed(8);
+  const classifier model;
+  nn::trainer<classifier> single{model};
+  dp::parallel<classifier> par{model, {dp::cpu(1)}};
+  auto x = dp::randn<float>({16, 12}, dp::cpu(), 1);
+  auto y = labels(16, 2);
+  CHECK(par.backward(nn::cross_entropy, x, y) == single.backward(nn::cross_entropy, x, y));
+  par.eval();
+  single.eval();
+  dp::tensor<float> a = par(x), b = single(x);
+  CHECK(a.to_vector() == b.to_vector());
+}
+
 TEST_CASE("replicated arguments, tuple outputs and printing") {
   nn::manual_seed(9);
   const scaled m;

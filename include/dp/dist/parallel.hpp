@@ -260,7 +260,7 @@ class parallel {
     // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
     // number of devices, so that its result does not depend on the device count.
     if (replicas_.size() == 1 || n == 0) {
-      auto out = (*replicas_[0])(unwrap(args)...);
+      auto out = (*replicas_[0])(whole_arg(args)...);
       if (world_size_ > 1 && training()) {
         shard(n);
         auto sync = [&](int i) { sync_buffers(i); };
@@ -370,7 +370,7 @@ class parallel {
     if (replicas_.size() == 1 && world_size_ == 1) {  // the bare trainer
       return detail::replica_access::step_grads(*replicas_[0], loss, local_only, T(1), index_t{0},
                                                 static_cast<const nn::detail::grad_ready_hook*>(nullptr),
-                                                unwrap(args)...);
+                                                whole_arg(args)...);
     }
     shard(n);
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
@@ -609,6 +609,17 @@ class parallel {
       return a.value;
     } else {
       return a;  // a tensor (anything else was rejected by check_scatter)
+    }
+  }
+
+  /// An argument given whole to replica 0 (one device): on its device, a copy only when it is on
+  /// another kind of device (host memory is every host worker's).
+  template <class A>
+  auto whole_arg(const A& a) const {
+    if constexpr (tensor_type<A>) {
+      return to_replica(a, 0);
+    } else {
+      return shard_arg(0, a);  // dp::replicated
     }
   }
 
