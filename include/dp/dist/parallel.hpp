@@ -214,6 +214,10 @@ class parallel {
     shard_begin_.resize(devices_.size() + 1);
     losses_.resize(devices_.size());
     if (world_size_ > 1) {
+      // Per-step exchange buffers, made once: a steady step allocates nothing.
+      count_mine_ = empty<std::int64_t>({1});
+      counts_ = empty<std::int64_t>({world_size_});
+      loss_sum_ = empty<double>({1});
       join_world();
     }
   }
@@ -416,9 +420,9 @@ class parallel {
     }
 #if DP_HAS_MPI
     if (world_size_ > 1) {  // the global loss: every rank's share of it, summed
-      tensor<double> t = full<double>({1}, total);
-      world_comm_->all_reduce(t, dist::reduce_op::sum);
-      total = t.item();
+      loss_sum_.fill(total);
+      world_comm_->all_reduce(loss_sum_, dist::reduce_op::sum);
+      total = loss_sum_.item();
     }
 #endif
     return total;
@@ -431,15 +435,15 @@ class parallel {
     global_offset_ = 0;
 #if DP_HAS_MPI
     if (world_size_ > 1) {
-      tensor<std::int64_t> mine = full<std::int64_t>({1}, n), all = empty<std::int64_t>({world_size_});
-      world_comm_->all_gather(mine, all);
-      const auto counts = all.to_vector();
+      count_mine_.fill(n);
+      world_comm_->all_gather(count_mine_, counts_);
+      const std::int64_t* counts = counts_.data();
       global_n_ = 0;
       for (int r = 0; r < world_size_; ++r) {
         if (r == world_rank_) {
           global_offset_ = global_n_;
         }
-        global_n_ += counts[static_cast<std::size_t>(r)];
+        global_n_ += counts[r];
       }
     }
 #endif
@@ -894,7 +898,9 @@ class parallel {
   index_t global_n_ = 0, global_offset_ = 0;  // the global batch and this rank's first sample in it
   std::vector<std::pair<index_t, index_t>> bucket_ranges_;
   nn::detail::grad_ready_hook hook_;
-  int started_ = 0, finished_ = 0;  // buckets of the current step started, and found done
+  int started_ = 0, finished_ = 0;            // buckets of the current step started, and found done
+  tensor<std::int64_t> count_mine_, counts_;  // this rank's batch, and every rank's (all-gathered)
+  tensor<double> loss_sum_;
 #if DP_HAS_MPI
   std::optional<dist::mpi_communicator> world_comm_;
   std::vector<dist::mpi_communicator::request> in_flight_;
