@@ -76,3 +76,64 @@ TEST_CASE("a collective whose peers never arrive times out with the collective's
   CHECK_THROWS_WITH_AS(comms[0].all_reduce(t, dp::dist::reduce_op::sum),
                        doctest::Contains("all_reduce timed out on rank 0"), dp::runtime_error);
 }
+
+TEST_CASE("a started all-reduce completes at start on the local communicator; mean is refused") {
+  auto comms = dp::dist::make_local_communicators(2);
+  std::vector<dp::tensor<float>> t{dp::full<float>({5}, 1.0f), dp::full<float>({5}, 2.0f)};
+  on_ranks(2, [&](int r) {
+    auto q = comms[r].start_all_reduce(t[r], dp::dist::reduce_op::sum);
+    CHECK(comms[r].test(q));
+    comms[r].wait(q);
+  });
+  CHECK(t[0].to_vector() == std::vector<float>(5, 3.0f));
+  CHECK(t[1].to_vector() == std::vector<float>(5, 3.0f));
+  CHECK_THROWS_WITH_AS((void)comms[0].start_all_reduce(t[0], dp::dist::reduce_op::mean),
+                       doctest::Contains("takes sum, max or min"), dp::value_error);
+}
+
+TEST_CASE("any_communicator carries every collective and request of the communicator it erases") {
+  static_assert(dp::dist::communicator<dp::dist::any_communicator>);
+  auto locals = dp::dist::make_local_communicators(3);
+  std::vector<dp::dist::any_communicator> comms;
+  for (auto& c : locals) {
+    comms.emplace_back(std::move(c));
+  }
+  CHECK(comms[1].rank() == 1);
+  CHECK(comms[1].size() == 3);
+  CHECK(comms[0].name() == "local communicator");
+  std::vector<dp::tensor<double>> d(3), g(3);
+  std::vector<dp::tensor<std::int64_t>> b(3);
+  std::vector<dp::tensor<float>> s(3);
+  for (int r = 0; r < 3; ++r) {
+    d[r] = dp::full<double>({4}, r + 1.0);
+    g[r] = dp::zeros<double>({12});
+    b[r] = dp::full<std::int64_t>({2}, r * 10);
+    s[r] = dp::full<float>({3}, float(r));
+  }
+  on_ranks(3, [&](int r) {
+    comms[r].all_gather(d[r], g[r]);
+    comms[r].all_reduce(d[r], dp::dist::reduce_op::max);
+    comms[r].broadcast(b[r], 2);
+    auto q = comms[r].start_all_reduce(s[r], dp::dist::reduce_op::sum);
+    comms[r].wait(q);
+    comms[r].barrier();
+  });
+  CHECK(g[1].to_vector() == std::vector<double>{1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3});
+  CHECK(d[0].to_vector() == std::vector<double>(4, 3.0));
+  CHECK(b[0].to_vector() == std::vector<std::int64_t>{20, 20});
+  CHECK(s[2].to_vector() == std::vector<float>(3, 3.0f));
+}
+
+TEST_CASE("abort through any_communicator releases a rank waiting in a collective at once") {
+  auto locals = dp::dist::make_local_communicators(2, {.timeout = std::chrono::seconds(60)});
+  dp::dist::any_communicator a{std::move(locals[0])}, b{std::move(locals[1])};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread waiter(
+      [&] { CHECK_THROWS_WITH_AS(a.barrier(), doctest::Contains("rank 1 gave up"), dp::runtime_error); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  b.abort("rank 1 gave up");
+  waiter.join();
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+  a.recover();
+  on_ranks(2, [&](int r) { (r == 0 ? a : b).barrier(); });  // clean again
+}

@@ -1,3 +1,4 @@
+#include <chrono>
 #include <cmath>
 #include <sstream>
 
@@ -315,4 +316,22 @@ TEST_CASE("replicated arguments, tuple outputs and printing") {
   std::ostringstream os;
   os << par;
   CHECK(os.str() == "parallel<scaled>: 3 replicas on cpu:0 cpu:1 cpu:2, 15 parameters (0 KiB), local communicator");
+}
+
+TEST_CASE("a replica that throws something not derived from std::exception releases the others") {
+  // Replica 1 throws an int while replica 0 waits in a collective with a one-minute timeout: the
+  // abort must reach replica 0 at once, and the int is what the caller sees.
+  dp::dist::detail::replica_group<classifier> group{
+      classifier{}, workers(2), {.timeout = std::chrono::minutes(1)}, nullptr};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto job = [&](int i) {
+    if (i == 1) {
+      throw 42;
+    }
+    group.comm(0).barrier();
+  };
+  CHECK_THROWS_AS(group.run(job), int);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+  auto fine = [&](int i) { group.comm(i).barrier(); };
+  CHECK_NOTHROW(group.run(fine));  // recovered for the next step
 }

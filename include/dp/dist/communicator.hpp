@@ -1,15 +1,18 @@
-// The communicator concept: the collectives dp::parallel is written against. A local implementation
-// (threads of one process, host memory), NCCL (GPUs of one process) and MPI (processes, next
-// milestone) implement the same operations, so the parallel logic is written once and tested on the
-// CPU in CI.
+// The communicator concept: the collectives dp::parallel is written against. The local communicator
+// (threads of one process, host memory), MPI (processes, host memory), NCCL (GPUs, one process or
+// many) and the hierarchical one (ranks x local replicas) implement the same operations, so the
+// parallel logic is written once and tested on the CPU in CI; dist::any_communicator erases it once.
 //
 // Every collective is called by all ranks in the same order. Sums are taken in rank order, so a
-// result never depends on timing.
+// result never depends on timing. A collective that waits past the timeout, or that another rank
+// aborted, throws dp::runtime_error on every rank that waits in it.
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include <dp/core/tensor.hpp>
 
@@ -24,17 +27,32 @@ struct communicator_options {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 
+/// The most bytes a communicator's request may take: requests are plain values that an erased
+/// communicator carries inline, so a step that overlaps its buckets allocates nothing.
+inline constexpr std::size_t max_request_bytes = 64;
+
 // clang-format off
 template <class C>
-concept communicator = requires(C& c, tensor<float>& t, const tensor<float>& in, int root) {
-  { c.rank() } -> std::convertible_to<int>;
-  { c.size() } -> std::convertible_to<int>;
-  { c.name() } -> std::convertible_to<std::string>;
+concept communicator =
+    std::is_trivially_copyable_v<typename C::request> && sizeof(typename C::request) <= max_request_bytes &&
+    requires(C& c, const C& cc, tensor<float>& t, tensor<double>& d, const tensor<float>& in, int root,
+             typename C::request& q, const std::string& why) {
+  { cc.rank() } -> std::convertible_to<int>;
+  { cc.size() } -> std::convertible_to<int>;
+  { cc.name() } -> std::convertible_to<std::string>;
   c.all_reduce(t, reduce_op::sum);       // in place, the same result on every rank
   c.broadcast(t, root);                  // root's values to every rank
   c.all_gather(in, t);                   // t = concatenation of every rank's `in` (equal sizes)
   c.reduce_scatter(in, t, reduce_op::sum);  // t = rank r's chunk of the reduction of every `in`
   c.barrier();
+  // Non-blocking: start a sum, max or min all-reduce in place (t untouched until it completes), then
+  // test (true once done) or wait (with the timeout). An implementation may complete it at start.
+  { c.start_all_reduce(t, reduce_op::sum) } -> std::same_as<typename C::request>;
+  { c.start_all_reduce(d, reduce_op::sum) } -> std::same_as<typename C::request>;
+  { c.test(q) } -> std::same_as<bool>;
+  c.wait(q);
+  c.abort(why);   // fail every collective another rank waits in (or enters) with `why`
+  c.recover();    // after a failure every rank has left: the next collectives start clean (if they can)
 };
 // clang-format on
 

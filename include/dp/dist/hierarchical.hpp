@@ -4,6 +4,7 @@
 // back to the local replicas. Replica r of process p is global rank p * local_size + r.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,11 +13,14 @@
 #include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
+#include <dp/dist/local.hpp>
 
 namespace dp::inline DP_ABI::dist {
 
-template <communicator Local, communicator Global>
+template <communicator Global>
 class hierarchical_communicator {
+  using Local = local_communicator;
+
  public:
   /// `global` is given to local rank 0 only; `process` and `processes` place this process.
   hierarchical_communicator(Local local, std::optional<Global> global, int process, int processes)
@@ -83,6 +87,33 @@ class hierarchical_communicator {
     tensor<T> all = in.clone();
     all_reduce(all, op);
     out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)));
+  }
+
+  /// The local part runs at start (a rendezvous of threads); the cross-process part is in flight
+  /// until wait, which then hands the result to the local replicas.
+  struct request {
+    typename Global::request global{};
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    bool leader = false;
+  };
+  template <class T>
+  request start_all_reduce(tensor<T>& t, reduce_op op) {
+    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    local_.all_reduce(t, op);
+    request q{{}, t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T), global_.has_value()};
+    if (global_) {
+      q.global = global_->start_all_reduce(t, op);
+    }
+    return q;
+  }
+  /// Whether the cross-process part is done (the hand-back to local replicas happens in wait).
+  bool test(request& q) { return q.leader ? global_->test(q.global) : true; }
+  void wait(request& q) {
+    if (q.leader) {
+      global_->wait(q.global);
+    }
+    local_.broadcast_bytes(q.data, q.bytes, 0);
   }
 
   /// Fails the local group (its replicas stop waiting) and marks the cross-process world failed.

@@ -154,6 +154,34 @@ class local_communicator {
   /// Clears a failure once every rank has left its collective.
   void recover() { g_->reset(); }
 
+  /// The ranks are threads that rendezvous: a started all-reduce is complete when start returns.
+  struct request {
+    bool done = true;
+  };
+  template <class T>
+  request start_all_reduce(tensor<T>& t, reduce_op op) {
+    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    all_reduce(t, op);
+    return {};
+  }
+  static bool test(request& q) noexcept { return q.done; }
+  static void wait(request&) noexcept {}
+
+  /// Copies `bytes` bytes at `p` from `root` to every rank (the hierarchical communicator's hand-back).
+  void broadcast_bytes(void* p, std::size_t bytes, int root) {
+    if (size() == 1) {
+      return;
+    }
+    g_->post(rank_, p, static_cast<index_t>(bytes));
+    g_->arrive("broadcast", rank_);
+    DP_CHECK(g_->count(root) == static_cast<index_t>(bytes), value_error, "dp: broadcast: rank ", rank_, " has ", bytes,
+             " bytes but the root has ", g_->count(root));
+    if (rank_ != root) {
+      std::memcpy(p, g_->posted(root), bytes);
+    }
+    g_->arrive("broadcast", rank_);
+  }
+
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
     check(t, "all_reduce");
@@ -200,17 +228,7 @@ class local_communicator {
   void broadcast(tensor<T>& t, int root) {
     check(t, "broadcast");
     DP_CHECK(root >= 0 && root < size(), value_error, "dp: broadcast: root ", root, " is not a rank of ", size());
-    if (size() == 1) {
-      return;
-    }
-    g_->post(rank_, t.data(), t.numel());
-    g_->arrive("broadcast", rank_);
-    DP_CHECK(g_->count(root) == t.numel(), value_error, "dp: broadcast: rank ", rank_, " has ", t.numel(),
-             " elements but the root has ", g_->count(root));
-    if (rank_ != root) {
-      std::memcpy(t.data(), g_->posted(root), static_cast<std::size_t>(t.numel()) * sizeof(T));
-    }
-    g_->arrive("broadcast", rank_);
+    broadcast_bytes(t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T), root);
   }
 
   template <class T>

@@ -187,6 +187,9 @@ class mpi_communicator {
     }
   }
 
+  /// A failed MPI collective leaves a request that can never complete: the world stays failed.
+  void recover() noexcept {}
+
   /// Marks the world failed (the session then ends the job with MPI_Abort instead of hanging in
   /// MPI_Finalize); the ranks waiting for this one time out.
   void abort(const std::string& why) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 #include <dp/data/loader.hpp>
 #include <dp/dist/communicator.hpp>
 #include <dp/dist/mpi.hpp>
+#include <dp/dist/nccl.hpp>
 
 namespace dp::inline DP_ABI::dist {
 
@@ -131,6 +133,27 @@ class session {
     MPI_Comm c = MPI_COMM_NULL;
     MPI_Comm_dup(world_, &c);
     return mpi_communicator(c, o, state_);
+  }
+#endif
+
+#if DP_HAS_CUDA && DP_HAS_NCCL
+  /// An NCCL communicator over every rank, this rank on CUDA device `device` (one GPU per rank):
+  /// rank 0 makes NCCL's unique id and broadcasts it over MPI. Collective: every rank calls it.
+  nccl_communicator make_nccl_communicator(int device, communicator_options o) const {
+    ncclUniqueId id{};
+    if (rank_ == 0) {
+      DP_NCCL_CHECK(ncclGetUniqueId(&id));
+    }
+#if DP_HAS_MPI
+    if (size_ > 1) {
+      mpi_communicator c = make_communicator(o);
+      tensor<std::int64_t> bytes = zeros<std::int64_t>({(static_cast<index_t>(sizeof(id)) + 7) / 8});
+      std::memcpy(bytes.data(), &id, sizeof(id));
+      c.broadcast(bytes, 0);
+      std::memcpy(&id, bytes.data(), sizeof(id));
+    }
+#endif
+    return dist::make_nccl_communicator(id, rank_, size_, device, o);
   }
 #endif
 

@@ -1,0 +1,63 @@
+// Buffer synchronisation for dp::parallel: after a training forward every replica's buffers agree
+// again, by each buffer's declared policy. Mean buffers (running statistics) become the mean over
+// replicas weighted by each one's share of the batch (a replica without samples did not update
+// its own and weighs nothing); the others (counters, int64 buffers) take replica 0's value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include <dp/core/tensor.hpp>
+#include <dp/dist/any_communicator.hpp>
+#include <dp/nn/module.hpp>
+
+namespace dp::inline DP_ABI::dist::detail {
+
+/// One replica's buffers, found once (their storage never moves), with their policies.
+class replica_buffers {
+ public:
+  template <class Model>
+  explicit replica_buffers(Model& model) {
+    nn::for_each_buffer(model, [&](const std::string&, auto& b) {
+      using V = typename std::remove_cvref_t<decltype(b)>::value_type;
+      static_assert(std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::int64_t>,
+                    "dp: buffers are float, double or int64");
+      refs_.push_back(ref{tensor<V>(b.value()), std::is_integral_v<V> ? nn::buffer_sync::first : b.sync()});
+    });
+  }
+
+  /// Synchronises them; `weight` is this replica's share of the (global) batch.
+  void sync(any_communicator& comm, double weight) {
+    for (auto& r : refs_) {
+      std::visit(
+          [&](auto& t) {
+            using V = typename std::remove_cvref_t<decltype(t)>::value_type;
+            if (r.sync == nn::buffer_sync::mean) {
+              t *= static_cast<V>(weight);
+              comm.all_reduce(t, reduce_op::sum);
+            } else {
+              comm.broadcast(t, 0);
+            }
+          },
+          r.t);
+    }
+  }
+  /// Every buffer takes rank `root`'s values.
+  void broadcast(any_communicator& comm, int root) {
+    for (auto& r : refs_) {
+      std::visit([&](auto& t) { comm.broadcast(t, root); }, r.t);
+    }
+  }
+
+ private:
+  struct ref {
+    std::variant<tensor<float>, tensor<double>, tensor<std::int64_t>> t;
+    nn::buffer_sync sync;
+  };
+  std::vector<ref> refs_;
+};
+
+}  // namespace dp::inline DP_ABI::dist::detail

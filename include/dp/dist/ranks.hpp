@@ -1,0 +1,125 @@
+// What the ranks of a session agree on before and during training with dp::parallel: that they
+// hold the same model (checked once, the first difference named), and each step's global batch
+// (every rank's sample count, gathered, so each rank knows its offset and the total).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <dp/core/error.hpp>
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/dist/any_communicator.hpp>
+#include <dp/nn/module.hpp>
+#include <dp/nn/trainer.hpp>
+
+namespace dp::inline DP_ABI::dist::detail {
+
+/// One line per parameter and buffer (name, element type, shape), after the local replica count.
+template <class Model, class T>
+std::string model_signature(const Model& model, const std::vector<nn::param_entry>& layout, std::size_t replicas) {
+  auto type = []<class V>(const V*) {
+    return std::is_same_v<V, float> ? "float" : std::is_same_v<V, double> ? "double" : "int64";
+  };
+  std::string sig = dp::detail::concat("local replicas ", replicas, "\n");
+  for (const auto& e : layout) {
+    sig += dp::detail::concat("parameter ", e.name, " ", type(static_cast<const T*>(nullptr)), " ", e.shape, "\n");
+  }
+  nn::for_each_buffer(model, [&](const std::string& name, const auto& b) {
+    using V = typename std::remove_cvref_t<decltype(b)>::value_type;
+    sig += dp::detail::concat("buffer ", name, " ", type(static_cast<const V*>(nullptr)), " ", b.shape(), "\n");
+  });
+  return sig;
+}
+
+/// Every rank's text, gathered on every rank (lengths first, then the bytes padded to one size).
+inline std::vector<std::string> all_gather_text(any_communicator& comm, const std::string& mine) {
+  const int n = comm.size();
+  tensor<std::int64_t> len = full<std::int64_t>({1}, static_cast<std::int64_t>(mine.size()));
+  tensor<std::int64_t> lens = empty<std::int64_t>({n});
+  comm.all_gather(len, lens);
+  const auto sizes = lens.to_vector();
+  const std::int64_t longest = *std::max_element(sizes.begin(), sizes.end());
+  const index_t words = std::max<index_t>((longest + 7) / 8, 1);
+  tensor<std::int64_t> in = zeros<std::int64_t>({words});
+  std::memcpy(in.data(), mine.data(), mine.size());
+  tensor<std::int64_t> out = empty<std::int64_t>({words * n});
+  comm.all_gather(in, out);
+  std::vector<std::string> texts;
+  for (int r = 0; r < n; ++r) {
+    const char* p = reinterpret_cast<const char*>(out.data() + r * words);
+    texts.emplace_back(p, static_cast<std::size_t>(sizes[static_cast<std::size_t>(r)]));
+  }
+  return texts;
+}
+
+/// The first line where rank r's text differs from rank 0's.
+inline std::string first_difference(const std::string& a, const std::string& b, int r) {
+  std::size_t pa = 0, pb = 0;
+  for (;;) {
+    const std::size_t ea = a.find('\n', pa), eb = b.find('\n', pb);
+    const std::string la = ea == std::string::npos ? std::string() : a.substr(pa, ea - pa);
+    const std::string lb = eb == std::string::npos ? std::string() : b.substr(pb, eb - pb);
+    if (la != lb) {
+      auto quoted = [](const std::string& l) { return l.empty() ? std::string("nothing") : "'" + l + "'"; };
+      return dp::detail::concat("rank 0 has ", quoted(la), " where rank ", r, " has ", quoted(lb));
+    }
+    pa = ea + 1;
+    pb = eb + 1;
+  }
+}
+
+/// Throws the same error on every rank unless every rank's `signature` equals rank 0's.
+inline void require_same_model(any_communicator& comm, const std::string& signature) {
+  const std::vector<std::string> all = all_gather_text(comm, signature);
+  for (int r = 1; r < comm.size(); ++r) {
+    if (all[static_cast<std::size_t>(r)] != all[0]) {
+      throw value_error(dp::detail::concat("dp: parallel: the ranks hold different models: ",
+                                           first_difference(all[0], all[static_cast<std::size_t>(r)], r),
+                                           "; every rank must build the same model (the same code and sizes)"));
+    }
+  }
+}
+
+/// Each step's global batch: every rank's sample count gathered (buffers made once, so a steady
+/// step allocates nothing).
+class global_batch {
+ public:
+  explicit global_batch(int ranks)
+      : mine_(empty<std::int64_t>({1})), counts_(empty<std::int64_t>({ranks})), loss_(empty<double>({1})) {}
+
+  /// Learns the global batch from this rank's `n` (a collective).
+  void exchange(any_communicator& comm, index_t n) {
+    mine_.fill(n);
+    comm.all_gather(mine_, counts_);
+    const std::int64_t* counts = counts_.data();
+    total_ = 0;
+    for (int r = 0; r < comm.size(); ++r) {
+      if (r == comm.rank()) {
+        offset_ = total_;
+      }
+      total_ += counts[r];
+    }
+  }
+  index_t total() const noexcept { return total_; }
+  /// This rank's first sample in the global batch.
+  index_t offset() const noexcept { return offset_; }
+
+  /// The sum over ranks of `part` (each rank's share of the loss).
+  double sum(any_communicator& comm, double part) {
+    loss_.fill(part);
+    comm.all_reduce(loss_, reduce_op::sum);
+    return loss_.item();
+  }
+
+ private:
+  tensor<std::int64_t> mine_, counts_;
+  tensor<double> loss_;
+  index_t total_ = 0, offset_ = 0;
+};
+
+}  // namespace dp::inline DP_ABI::dist::detail
