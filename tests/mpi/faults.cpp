@@ -1,7 +1,9 @@
 // A rank that stalls or dies: the others must fail with a clear error within the timeout, and the
-// job must end (no hang). Run as `mpirun -np 2 dp_mpi_faults stall|kill`; ctest checks the output.
-//   stall: rank 1 sleeps 3 s before its first step; rank 0's collective times out after 300 ms.
-//   kill:  rank 1 kills itself with SIGKILL before its first step.
+// job must end (no hang), and the error must name the missing rank. Run as `mpirun -np N
+// dp_mpi_faults stall|kill`; ctest checks the output.
+//   stall: the last rank sleeps 3 s before its first step; the others' collective times out after
+//          300 ms and names it (not each other).
+//   kill:  the last rank kills itself with SIGKILL before its first step.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -20,7 +22,7 @@ int main(int argc, char** argv) {
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
   auto x = dp::randn<float>({8, 4}, dp::cpu(), 1);
   dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({8});
-  if (world.rank() == 1) {
+  if (world.rank() == world.size() - 1) {
     if (kill) {
       std::raise(SIGKILL);
     }

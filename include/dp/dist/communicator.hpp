@@ -31,6 +31,37 @@ struct communicator_options {
 /// communicator carries inline, so a step that overlaps its buckets allocates nothing.
 inline constexpr std::size_t max_request_bytes = 64;
 
+namespace detail {
+/// What the calling thread's collectives are for, so that an error can say it: dp::parallel sets
+/// "gradients" and the step, a communicator's message then reads "all_reduce of step 3's gradients".
+struct collective_context {
+  const char* what = nullptr;
+  std::uint64_t step = 0;
+};
+inline thread_local collective_context current_context;
+
+/// Sets the calling thread's context for a scope.
+class context_scope {
+ public:
+  context_scope(const char* what, std::uint64_t step) : saved_(current_context) { current_context = {what, step}; }
+  context_scope(const context_scope&) = delete;
+  context_scope& operator=(const context_scope&) = delete;
+  ~context_scope() { current_context = saved_; }
+
+ private:
+  collective_context saved_;
+};
+
+/// " of step 3's gradients" (" of the model check" at step 0), or nothing outside a context.
+inline std::string context_text() {
+  const collective_context c = current_context;
+  if (c.what == nullptr) {
+    return {};
+  }
+  return c.step == 0 ? dp::detail::concat(" of the ", c.what) : dp::detail::concat(" of step ", c.step, "'s ", c.what);
+}
+}  // namespace detail
+
 // clang-format off
 template <class C>
 concept communicator =

@@ -78,8 +78,8 @@ class local_group {
       } else {
         detail::wait_for_change(generation_, gen, 10'000'000);  // 10 ms slices: timeouts stay responsive
         if (std::chrono::steady_clock::now() > deadline) {
-          abort(dp::detail::concat("dp: ", collective, " timed out on rank ", rank, " after ", opts_.timeout.count(),
-                                   " ms waiting for the other ranks"));
+          abort(dp::detail::concat("dp: ", collective, detail::context_text(), " timed out on rank ", rank, " after ",
+                                   opts_.timeout.count(), " ms waiting for the other ranks"));
           check_abort(collective);
         }
       }

@@ -7,12 +7,15 @@
 #include <dp/config.hpp>
 
 #if DP_HAS_MPI
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include <mpi.h>
 
@@ -60,20 +63,32 @@ inline std::string mpi_error_text(int code) {
 struct mpi_world_state {
   bool failed = false;
   std::string why;
+  // The messages of a failed world's missing-rank probes, kept until the job ends (MPI may still
+  // read them; a deque keeps them where they are).
+  std::deque<std::int64_t> probe_sends;
+  std::vector<MPI_Request> probe_requests;
 };
 
 /// An MPI communicator owned by dp: freed with the last handle (unless MPI is gone, or a
 /// collective on it failed and left a request that can never complete).
 struct owned_comm {
   MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm probe = MPI_COMM_NULL;  // for asking, after a timeout, which ranks are missing
   std::shared_ptr<mpi_world_state> state;
-  owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s) : comm(c), state(std::move(s)) {}
+  /// Takes `c`, duplicates it for the probe, and makes MPI errors on both return codes (a dead
+  /// peer is then a dp error, not the default handler ending the process).
+  owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s) : comm(c), state(std::move(s)) {
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_dup(comm, &probe);
+    MPI_Comm_set_errhandler(probe, MPI_ERRORS_RETURN);
+  }
   owned_comm(const owned_comm&) = delete;
   owned_comm& operator=(const owned_comm&) = delete;
   ~owned_comm() {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized && !state->failed && comm != MPI_COMM_NULL) {
+    if (!finalized && !state->failed) {
+      MPI_Comm_free(&probe);
       MPI_Comm_free(&comm);
     }
   }
@@ -231,8 +246,8 @@ class mpi_communicator {
       int done = 0;
       const int code = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS) {
-        fail(dp::detail::concat("dp: ", what, " (collective #", sequence_, ") failed on rank ", rank_, ": ",
-                                detail::mpi_error_text(code)));
+        fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", sequence_, ") failed on rank ",
+                                rank_, ": ", detail::mpi_error_text(code)));
       }
       if (done) {
         return;
@@ -243,13 +258,72 @@ class mpi_communicator {
           continue;
         }
         if (now > deadline) {
-          fail(dp::detail::concat("dp: ", what, " (collective #", sequence_, ", ", elements,
+          const std::string context = detail::context_text();  // before the probe, which may take a while
+          fail(dp::detail::concat("dp: ", what, context, " (collective #", sequence_, ", ", elements,
                                   " elements) timed out on rank ", rank_, " of ", size_, " after ",
-                                  opts_.timeout.count(), " ms: another rank stalled or died before joining it"));
+                                  opts_.timeout.count(), " ms; ", missing_ranks()));
         }
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
     }
+  }
+
+  /// After a timeout: which ranks are not in this collective. Every rank that times out tells every
+  /// other its collective number (on the probe communicator) and listens for theirs for a short
+  /// grace (a quarter of the timeout, 100 ms to 2 s): the ranks waiting with it answer with the
+  /// same number at about the same moment; a stalled or dead rank does not answer at all.
+  std::string missing_ranks() {
+    auto& st = *owned_->state;
+    const std::size_t first = st.probe_sends.size();
+    st.probe_sends.push_back(sequence_);
+    std::vector<std::int64_t> theirs(static_cast<std::size_t>(size_), -1);
+    std::vector<MPI_Request> recvs(static_cast<std::size_t>(size_), MPI_REQUEST_NULL);
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_) {
+        st.probe_requests.emplace_back(MPI_REQUEST_NULL);
+        MPI_Isend(&st.probe_sends[first], 1, MPI_INT64_T, r, 0, owned_->probe, &st.probe_requests.back());
+        MPI_Irecv(&theirs[static_cast<std::size_t>(r)], 1, MPI_INT64_T, r, 0, owned_->probe,
+                  &recvs[static_cast<std::size_t>(r)]);
+      }
+    }
+    const auto grace = std::clamp(opts_.timeout / 4, std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
+    const auto until = std::chrono::steady_clock::now() + grace;
+    int pending = size_ - 1;
+    while (pending > 0 && std::chrono::steady_clock::now() < until) {
+      pending = 0;
+      for (auto& q : recvs) {
+        int done = 1;
+        if (q != MPI_REQUEST_NULL && MPI_Test(&q, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+          q = MPI_REQUEST_NULL;  // the peer is gone: no answer
+          done = 0;
+        }
+        pending += done ? 0 : 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::string silent, elsewhere;
+    for (int r = 0; r < size_; ++r) {
+      const std::int64_t t = theirs[static_cast<std::size_t>(r)];
+      if (r == rank_ || t == sequence_) {
+        continue;
+      }
+      if (t < 0) {
+        silent += dp::detail::concat(silent.empty() ? "" : ", ", r);
+      } else {
+        elsewhere += dp::detail::concat(elsewhere.empty() ? "" : ", ", "rank ", r, " at collective #", t);
+      }
+    }
+    // The receives still open can never be cancelled portably: they stay with the failed world.
+    for (auto& q : recvs) {
+      if (q != MPI_REQUEST_NULL) {
+        st.probe_requests.push_back(q);
+      }
+    }
+    if (silent.empty() && elsewhere.empty()) {
+      return "every other rank is waiting in it too (a message lost in the network?)";
+    }
+    return dp::detail::concat("missing: ", silent.empty() ? "" : "rank(s) " + silent + " (no answer: stalled or dead)",
+                              !silent.empty() && !elsewhere.empty() ? "; " : "", elsewhere);
   }
   [[noreturn]] void fail(const std::string& why) {
     abort(why);

@@ -265,8 +265,9 @@ class nccl_communicator {
       }
       check_async(what);
       if (std::chrono::steady_clock::now() > deadline) {
-        fail(dp::detail::concat("dp: ", what, " timed out on NCCL rank ", rank_, " of ", size_, " after ",
-                                opts_.timeout.count(), " ms: another rank stalled or died before joining it"));
+        fail(dp::detail::concat("dp: ", what, detail::context_text(), " timed out on NCCL rank ", rank_, " of ", size_,
+                                " after ", opts_.timeout.count(),
+                                " ms: another rank stalled or died before joining it"));
       }
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }

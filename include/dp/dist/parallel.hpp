@@ -146,6 +146,7 @@ class parallel {
     // buffers are then synchronised over every rank, weighted by the global batch.
     const bool train_mode = training();
     if (train_mode && group_.world_size() > 1) {
+      const dist::detail::context_scope context("forward batch sizes", steps() + 1);
       global_batch(n);
     }
     plan_.split(n);
@@ -155,7 +156,10 @@ class parallel {
     if (group_.size() == 1 || n == 0) {
       auto out = group_[0](plan_.whole(args)...);
       if (sync) {
-        auto job = [&](int i) { sync_buffers(i); };
+        auto job = [&](int i) {
+          const dist::detail::context_scope context("buffers", steps() + 1);
+          sync_buffers(i);
+        };
         run(job);
       }
       return out;
@@ -167,6 +171,7 @@ class parallel {
         outs[static_cast<std::size_t>(i)] = group_[i](plan_.shard(i, args)...);
       }
       if (sync) {
+        const dist::detail::context_scope context("buffers", steps() + 1);
         sync_buffers(i);
       }
     };
@@ -253,7 +258,11 @@ class parallel {
   double step(const Loss& loss, bool local_only, const Args&... args) {
     detail::check_scatter(std::index_sequence_for<Args...>{}, args...);
     const index_t n = plan_.batch_size(args...);
-    global_batch(n);       // across ranks: every rank learns the global batch (a collective)
+    const std::uint64_t step_number = steps() + 1;
+    {
+      const dist::detail::context_scope context("batch sizes", step_number);
+      global_batch(n);  // across ranks: every rank learns the global batch (a collective)
+    }
     if (global_n_ == 0) {  // the same error on every rank and every device count
       nn::detail::require_samples(
           detail::unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
@@ -271,6 +280,7 @@ class parallel {
     auto job = [&](int i) {
       auto& r = group_[i];
       const index_t c = plan_.count(i);
+      const dist::detail::context_scope context("gradients", step_number);
       if (c > 0) {
         const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
@@ -293,6 +303,7 @@ class parallel {
         reducer_.reduce(group_.comm(i), detail::replica_access::flat_grads(r));
       }
       if (r.training()) {
+        const dist::detail::context_scope buffers("buffers", step_number);
         sync_buffers(i);
       }
     };
@@ -302,6 +313,7 @@ class parallel {
       total += l;
     }
     // Across ranks the global loss is every rank's share of it, summed.
+    const dist::detail::context_scope context("loss", step_number);
     return group_.world_size() > 1 ? batch_.sum(*group_.world(), total) : total;
   }
 
@@ -345,9 +357,11 @@ class parallel {
   /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters
   /// and buffers become everyone's. A difference is the same error on every rank, naming it.
   void join_world() {
+    const dist::detail::context_scope context("model check at construction", 0);
     dist::detail::require_same_model(*group_.world(),
                                      dist::detail::model_signature<Model, T>(model(), layout(), replica_count()));
     auto job = [&](int i) {
+      const dist::detail::context_scope broadcast("broadcast of rank 0's model at construction", 0);
       tensor<T> params = detail::replica_access::flat_params(group_[i]);
       group_.comm(i).broadcast(params, 0);
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);
