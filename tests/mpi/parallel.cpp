@@ -194,3 +194,16 @@ TEST_CASE("a rank-sharded loader gives each rank its part of every global batch;
     (void)rank;
   }
 }
+
+TEST_CASE("ranks whose loaders would give different batch counts are refused at construction, on every rank") {
+  const int rank = test::world().rank();
+  const dp::index_t samples = rank == 1 ? 49 : 50;  // rank 1 loaded one sample less
+  const dataset data{dp::zeros<float>({samples, 2}), dp::arange<std::int64_t>(0, samples)};
+  CHECK_THROWS_WITH_AS((dp::data::loader{data, {.batch = 7}, test::world()}),
+                       doctest::Contains("loader: the ranks disagree: rank 0 has dataset size 50 where rank 1 has 49"),
+                       dp::value_error);
+  const dataset same{dp::zeros<float>({50, 2}), dp::arange<std::int64_t>(0, 50)};
+  CHECK_THROWS_WITH_AS((dp::data::loader{same, {.batch = 7, .seed = static_cast<std::uint64_t>(rank)}, test::world()}),
+                       doctest::Contains("rank 0 has seed 0 where rank 1 has 1"), dp::value_error);
+  CHECK_NOTHROW((dp::data::loader{same, {.batch = 7, .seed = 3}, test::world()}));
+}

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,6 +34,10 @@ namespace dp::inline DP_ABI::data {
 struct rank_share {
   int rank = 0;
   int ranks = 1;
+  /// Checks that every rank passes the same values (a collective, set by dp::dist::session) and
+  /// otherwise throws, on every rank, naming the first that differs and the ranks. The loader calls
+  /// it once at construction, before any training collective; null in one process.
+  std::function<void(std::span<const std::int64_t> values, std::span<const char* const> names)> agree;
 };
 
 /// Elements [begin, end) of part `i` when `n` elements are split into `parts` contiguous parts, the
@@ -62,6 +67,14 @@ class loader {
              share.rank, " is not one of ", share.ranks, " ranks");
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
              o.prefetch);
+    if (share_.agree) {
+      // Ranks whose loaders would yield different batch counts would hang in their first unmatched
+      // collective: they are refused here instead.
+      const std::int64_t values[] = {data_.size(), o.batch, o.shuffle, static_cast<std::int64_t>(o.seed), o.drop_last};
+      const char* const names[] = {"dataset size", "batch", "shuffle", "seed", "drop_last"};
+      share_.agree(values, names);
+      share_.agree = nullptr;  // it may refer to the session; it is needed only here
+    }
   }
 
   const D& data() const noexcept { return data_; }

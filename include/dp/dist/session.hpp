@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -124,8 +125,39 @@ class session {
     return out;
   }
 
-  /// This rank's share of every global batch (`dp::data::loader{data, options, world}`).
-  operator data::rank_share() const noexcept { return {rank_, size_}; }  // NOLINT(google-explicit-constructor)
+  /// This rank's share of every global batch (`dp::data::loader{data, options, world}`); the
+  /// loader checks with the other ranks that they load the same number of samples the same way.
+  operator data::rank_share() const {  // NOLINT(google-explicit-constructor)
+    data::rank_share s{rank_, size_, nullptr};
+#if DP_HAS_MPI
+    if (size_ > 1) {
+      s.agree = [this](std::span<const std::int64_t> values, std::span<const char* const> names) {
+        agree(values, names, "loader");
+      };
+    }
+#endif
+    return s;
+  }
+
+#if DP_HAS_MPI
+  /// Throws the same error on every rank unless every rank passes the same `values` (a collective).
+  void agree(std::span<const std::int64_t> values, std::span<const char* const> names, const char* who) const {
+    mpi_communicator c = make_communicator(opts_);
+    const auto n = static_cast<index_t>(values.size());
+    tensor<std::int64_t> mine = empty<std::int64_t>({n}), all = empty<std::int64_t>({n * size_});
+    std::copy(values.begin(), values.end(), mine.data());
+    c.all_gather(mine, all);
+    const std::int64_t* v = all.data();
+    for (int r = 1; r < size_; ++r) {
+      for (index_t k = 0; k < n; ++k) {
+        DP_CHECK(v[r * n + k] == v[k], value_error, "dp: ", who, ": the ranks disagree: rank 0 has ",
+                 names[static_cast<std::size_t>(k)], " ", v[k], " where rank ", r, " has ", v[r * n + k],
+                 "; every rank must load the same data with the same options (each takes its share of every "
+                 "global batch), otherwise they see different numbers of batches and the job would hang");
+      }
+    }
+  }
+#endif
 
 #if DP_HAS_MPI
   /// A new communicator over every rank (a duplicate: its traffic never meets another's).
