@@ -326,8 +326,12 @@ inline void copy_bytes(void* dst, device dst_dev, const void* src, device src_de
   }
 #if DP_HAS_CUDA
   if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
+    // On dp's (non-blocking) streams, never the legacy stream: after the source's pending work,
+    // before the destination's next, and finished before the host goes on.
     cuda_sync(src_dev.index);
-    DP_CUDA_CHECK(cudaMemcpyPeer(dst, dst_dev.index, src, src_dev.index, bytes));
+    cuda_device_guard g(dst_dev.index);
+    DP_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, cuda_stream(dst_dev.index)));
+    cuda_sync(dst_dev.index);
     return;
   }
   const int idx = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;

@@ -166,16 +166,17 @@ class parallel {
     }
     using Out = decltype(group_[0](plan_.shard(0, args)...));
     std::vector<Out> outs(static_cast<std::size_t>(group_.size()));
+    auto& parts = plan_.scatter(args...);
     auto job = [&](int i) {
       if (plan_.count(i) > 0) {
-        outs[static_cast<std::size_t>(i)] = group_[i](plan_.shard(i, args)...);
+        outs[static_cast<std::size_t>(i)] = std::apply(group_[i], parts[static_cast<std::size_t>(i)]);
       }
       if (sync) {
         const dist::detail::context_scope context("buffers", steps() + 1);
         sync_buffers(i);
       }
     };
-    run(job);
+    run_then_release(job, parts);
     return plan_.gather(outs);
   }
 
@@ -277,6 +278,7 @@ class parallel {
     const bool accumulating = group_[0].gradients() == nn::grad_state::local;
     // One replica per rank: each bucket's all-reduce starts as soon as backward has finished it.
     const bool overlap = overlapped() && !local_only;
+    auto& parts = plan_.scatter(args...);
     auto job = [&](int i) {
       auto& r = group_[i];
       const index_t c = plan_.count(i);
@@ -285,8 +287,12 @@ class parallel {
         const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
             static_cast<double>(scale) *
-            detail::replica_access::step_grads(r, loss, local_only, scale, global_offset_ + plan_.begin(i),
-                                               overlap ? reducer_.hook() : nullptr, plan_.shard(i, args)...);
+            std::apply(
+                [&](const auto&... part) {
+                  return detail::replica_access::step_grads(r, loss, local_only, scale, global_offset_ + plan_.begin(i),
+                                                            overlap ? reducer_.hook() : nullptr, part...);
+                },
+                parts[static_cast<std::size_t>(i)]);
       } else {  // no samples here: contribute nothing, but take part in every collective
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
@@ -307,7 +313,7 @@ class parallel {
         sync_buffers(i);
       }
     };
-    run(job);
+    run_then_release(job, parts);
     double total = 0;
     for (double l : losses_) {
       total += l;
@@ -352,6 +358,16 @@ class parallel {
       set_gradients(nn::grad_state::none);
       throw;
     }
+  }
+
+  /// run(job), then the scattered parts are let go (GPU copies return to their pools).
+  template <class Job, class Parts>
+  void run_then_release(Job& job, Parts& parts) {
+    struct release {
+      Parts& p;
+      ~release() { p.clear(); }
+    } guard{parts};
+    run(job);
   }
 
   /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters

@@ -146,6 +146,21 @@ class scatter_plan {
     }
   }
 
+  /// Every replica's part of `args`, made on the calling thread before the replicas start: a copy
+  /// to a GPU waits for its source device's stream, which must not already hold a collective that
+  /// waits for the replica making the copy. Kept in a buffer reused by the next call (a steady step
+  /// allocates nothing); the caller clears it after the step to let the parts go.
+  template <class... Args>
+  auto& scatter(const Args&... args) const {
+    using parts = std::tuple<decltype(shard(0, args))...>;
+    thread_local std::vector<parts> out;
+    out.clear();
+    for (int i = 0; i + 1 < static_cast<int>(begin_.size()); ++i) {
+      out.emplace_back(shard(i, args)...);
+    }
+    return out;
+  }
+
   /// The replicas' outputs as the output of the whole batch, on the first device.
   template <class Out>
   Out gather(std::vector<Out>& outs) const {
