@@ -3,6 +3,7 @@
 // sharded loader gives every rank its share of each global batch.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -206,4 +207,63 @@ TEST_CASE("ranks whose loaders would give different batch counts are refused at 
   CHECK_THROWS_WITH_AS((dp::data::loader{same, {.batch = 7, .seed = static_cast<std::uint64_t>(rank)}, test::world()}),
                        doctest::Contains("rank 0 has seed 0 where rank 1 has 1"), dp::value_error);
   CHECK_NOTHROW((dp::data::loader{same, {.batch = 7, .seed = 3}, test::world()}));
+}
+
+namespace {
+/// Every parameter and buffer's bytes after 20 adamw steps on the global batches of a loader
+/// (92 samples in batches of 40, 40 and 12, chunks of 6 whose last in a batch of 40 is 4 samples,
+/// so shares of whole chunks are uneven), and the last loss.
+template <class P>
+std::vector<unsigned char> deterministic_run(P& par, bool ranked) {
+  const dataset data = make_data(92);
+  dp::data::loader loader =
+      ranked ? dp::data::loader{data, {.batch = 40, .shuffle = true, .seed = 5, .align = 6}, test::world()}
+             : dp::data::loader{data, {.batch = 40, .shuffle = true, .seed = 5}};
+  auto opt = adamw(par);
+  double loss = 0;
+  int done = 0;
+  for (int epoch = 0; done < 20; ++epoch) {
+    for (auto [x, y] : loader.epoch(epoch)) {
+      if (done++ == 20) {
+        break;
+      }
+      loss = par.backward(nn::cross_entropy, x, y);
+      opt.step();
+    }
+  }
+  std::vector<unsigned char> bytes;
+  nn::for_each_tensor(par.model(), [&](const std::string&, const auto& t) {
+    const auto v = t.value().contiguous().to_vector();
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    bytes.insert(bytes.end(), p, p + v.size() * sizeof(v[0]));
+  });
+  const auto* l = reinterpret_cast<const unsigned char*>(&loss);
+  bytes.insert(bytes.end(), l, l + sizeof(loss));
+  return bytes;
+}
+}  // namespace
+
+TEST_CASE("deterministic: N ranks, and N ranks x 2 workers, give the bits of one worker in one process") {
+  const dp::parallel_options det{.deterministic = true, .chunk = 6};
+  nn::manual_seed(21);
+  dp::parallel<net> one{net{}, {dp::cpu(0)}, det};
+  const auto want = deterministic_run(one, false);
+  for (int local : {1, 2}) {
+    CAPTURE(local);
+    nn::manual_seed(21);
+    dp::parallel<net> ranked{net{}, test::world(), workers(local), det};
+    const auto got = deterministic_run(ranked, true);
+    CHECK(got.size() == want.size());
+    CHECK(std::memcmp(got.data(), want.data(), std::min(got.size(), want.size())) == 0);
+  }
+}
+
+TEST_CASE("deterministic: a rank whose share is not whole chunks is told to align its loader") {
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, test::world(), {.deterministic = true, .chunk = 6}};
+  const dataset data = make_data(40);
+  dp::data::loader loader{data, {.batch = 40}, test::world()};  // shares of 20 and 20 (or 14, 13, 13): not chunks of 6
+  auto [x, y] = *loader.epoch(0).begin();
+  CHECK_THROWS_WITH_AS((void)par.backward(nn::cross_entropy, x, y),
+                       doctest::Contains("make the loader with {.align = 6}"), dp::value_error);
 }

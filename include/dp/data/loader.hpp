@@ -48,12 +48,22 @@ inline std::pair<index_t, index_t> even_part(index_t n, index_t i, index_t parts
   return {begin, begin + base + (i < extra ? 1 : 0)};
 }
 
+/// Like even_part, in whole units of `unit` elements (the last unit may be short): part i's
+/// elements [begin, end). dp::parallel's deterministic mode shards batches in its chunks.
+inline std::pair<index_t, index_t> aligned_part(index_t n, index_t i, index_t parts, index_t unit) {
+  const auto [ub, ue] = even_part((n + unit - 1) / unit, i, parts);
+  return {std::min(n, ub * unit), std::min(n, ue * unit)};
+}
+
 struct loader_options {
   index_t batch = 32;
   bool shuffle = false;
   std::uint64_t seed = 0;
   bool drop_last = false;  ///< training loaders may drop a last partial batch; evaluation ones must not
   int prefetch = 2;        ///< batches prepared ahead on a background thread (0: none)
+  /// Rank shares are whole units of this many samples (dp::parallel's deterministic mode needs its
+  /// chunk size here, parallel_options::chunk); 1: shares differ by at most one sample.
+  index_t align = 1;
 };
 
 template <dataset D>
@@ -67,11 +77,13 @@ class loader {
              share.rank, " is not one of ", share.ranks, " ranks");
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
              o.prefetch);
+    DP_CHECK(o.align >= 1, value_error, "dp: loader: align must be positive, got ", o.align);
     if (share_.agree) {
       // Ranks whose loaders would yield different batch counts would hang in their first unmatched
       // collective: they are refused here instead.
-      const std::int64_t values[] = {data_.size(), o.batch, o.shuffle, static_cast<std::int64_t>(o.seed), o.drop_last};
-      const char* const names[] = {"dataset size", "batch", "shuffle", "seed", "drop_last"};
+      const std::int64_t values[] = {data_.size(), o.batch, o.shuffle, static_cast<std::int64_t>(o.seed),
+                                     o.drop_last,  o.align};
+      const char* const names[] = {"dataset size", "batch", "shuffle", "seed", "drop_last", "align"};
       share_.agree(values, names);
       share_.agree = nullptr;  // it may refer to the session; it is needed only here
     }
@@ -158,7 +170,7 @@ class loader {
     batch_type make(index_t k) const {
       const index_t b = l_->o_.batch, n = static_cast<index_t>(order_.size());
       const index_t first = k * b, last = std::min(n, first + b);
-      const auto [from, to] = even_part(last - first, l_->share_.rank, l_->share_.ranks);
+      const auto [from, to] = aligned_part(last - first, l_->share_.rank, l_->share_.ranks, l_->o_.align);
       const index_t lo = first + from, hi = first + to;  // this rank's share of global batch k
       return l_->data_.get(
           std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)));

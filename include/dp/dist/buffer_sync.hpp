@@ -52,12 +52,52 @@ class replica_buffers {
     }
   }
 
+  // For the deterministic mode, where every chunk of the batch starts from the step's buffers.
+  /// Keeps every buffer's values (the copies are made once).
+  void save() {
+    if (saved_.size() != refs_.size()) {
+      saved_.clear();
+      for (auto& r : refs_) {
+        saved_.push_back(std::visit([](auto& t) -> any_tensor { return t.clone(); }, r.t));
+      }
+      return;
+    }
+    for (std::size_t i = 0; i < refs_.size(); ++i) {
+      std::visit([&](auto& t) { std::get<std::remove_cvref_t<decltype(t)>>(saved_[i]).assign(t); }, refs_[i].t);
+    }
+  }
+  /// Puts the saved values back.
+  void restore() {
+    for (std::size_t i = 0; i < refs_.size(); ++i) {
+      std::visit([&](auto& t) { t.assign(std::get<std::remove_cvref_t<decltype(t)>>(saved_[i])); }, refs_[i].t);
+    }
+  }
+  /// Calls f(tensor) for every buffer with the mean policy, in declaration order.
+  template <class F>
+  void for_each_mean(F&& f) {
+    for (auto& r : refs_) {
+      if (r.sync == nn::buffer_sync::mean) {
+        std::visit(f, r.t);
+      }
+    }
+  }
+  /// The other buffers take rank `root`'s values.
+  void broadcast_others(any_communicator& comm, int root) {
+    for (auto& r : refs_) {
+      if (r.sync != nn::buffer_sync::mean) {
+        std::visit([&](auto& t) { comm.broadcast(t, root); }, r.t);
+      }
+    }
+  }
+
  private:
+  using any_tensor = std::variant<tensor<float>, tensor<double>, tensor<std::int64_t>>;
   struct ref {
-    std::variant<tensor<float>, tensor<double>, tensor<std::int64_t>> t;
+    any_tensor t;
     nn::buffer_sync sync;
   };
   std::vector<ref> refs_;
+  std::vector<any_tensor> saved_;
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

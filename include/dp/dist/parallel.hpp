@@ -30,6 +30,7 @@
 #include <dp/core/tensor.hpp>
 #include <dp/dist/buffer_sync.hpp>
 #include <dp/dist/communicator.hpp>
+#include <dp/dist/deterministic.hpp>
 #include <dp/dist/gradient_reducer.hpp>
 #include <dp/dist/ranks.hpp>
 #include <dp/dist/replica_group.hpp>
@@ -45,6 +46,13 @@ struct parallel_options {
   std::size_t bucket_bytes = std::size_t{25} << 20;       ///< gradient bucket size (about 25 MiB)
   std::size_t first_bucket_bytes = std::size_t{1} << 20;  ///< the first bucket is small
   dist::communicator_options comm{};
+  /// Bitwise the same weights, buffers and losses for any number of workers, ranks and GPUs, for a
+  /// given global batch, seed and model: the batch is computed in fixed chunks of `chunk` samples
+  /// (each its own forward and backward, batch statistics per chunk) summed exactly, and every
+  /// replica runs its host loops on one thread. Across ranks each rank's share must be whole
+  /// chunks (loader_options::align = chunk). Not with dp::no_sync. See docs/parallel.md.
+  bool deterministic = false;
+  index_t chunk = 32;  ///< the deterministic mode's unit: samples [k chunk, (k + 1) chunk) of a batch
 };
 
 namespace detail {
@@ -101,14 +109,22 @@ class parallel {
 
  private:
   parallel(Model model, std::vector<device> devices, parallel_options o, dist::session* world)
-      : group_(std::move(model), devices, o.comm, world),
+      : opts_(o),
+        group_(std::move(model), devices, o.comm, world, o.deterministic),
         plan_(std::move(devices)),
         reducer_(group_[0].layout(), detail::replica_access::flat_grads(group_[0]).numel(), o.bucket_bytes,
                  o.first_bucket_bytes),
         losses_(static_cast<std::size_t>(group_.size())),
         batch_(group_.world_size()) {
+    DP_CHECK(o.chunk >= 1, value_error, "dp: parallel: parallel_options::chunk must be positive, got ", o.chunk);
     for (int i = 0; i < group_.size(); ++i) {
       buffers_.emplace_back(detail::replica_access::mutable_model(group_[i]));
+    }
+    if (o.deterministic) {
+      for (int i = 0; i < group_.size(); ++i) {
+        exact_.emplace_back(layout(), detail::replica_access::flat_grads(group_[i]).numel(),
+                            buffers_[static_cast<std::size_t>(i)]);
+      }
     }
     if (overlapped()) {
       reducer_.overlap(detail::replica_access::flat_grads(group_[0]), &group_.comm(0));
@@ -268,6 +284,12 @@ class parallel {
       nn::detail::require_samples(
           detail::unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
     }
+    if (opts_.deterministic) {
+      DP_CHECK(!local_only, value_error,
+               "dp: parallel: dp::no_sync is not available in the deterministic mode (its sums are exact per step); "
+               "use a larger global batch instead of accumulating");
+      return deterministic_step(loss, step_number, n, args...);
+    }
     if (group_.size() == 1 && group_.world_size() == 1) {  // the bare trainer
       return detail::replica_access::step_grads(group_[0], loss, local_only, T(1), index_t{0},
                                                 static_cast<const nn::detail::grad_ready_hook*>(nullptr),
@@ -321,6 +343,71 @@ class parallel {
     // Across ranks the global loss is every rank's share of it, summed.
     const dist::detail::context_scope context("loss", step_number);
     return group_.world_size() > 1 ? batch_.sum(*group_.world(), total) : total;
+  }
+
+  /// The deterministic mode's step: every replica computes its whole chunks one by one, from the
+  /// step's buffers and step counter, and keeps each chunk's results; then the chunks of every
+  /// replica and rank are summed exactly (dist/deterministic.hpp).
+  template <class Loss, class... Args>
+  double deterministic_step(const Loss& loss, std::uint64_t step_number, index_t n, const Args&... args) {
+    const index_t c = opts_.chunk;
+    // Every rank checks every rank's share (the counts were gathered), so all refuse together.
+    const int odd = group_.world_size() > 1 ? batch_.first_unaligned(c) : -1;
+    DP_CHECK(odd < 0, value_error, "dp: parallel: the deterministic mode computes whole chunks of ", c,
+             " samples, but rank ", odd, "'s share of the global batch of ", global_n_,
+             " is not whole chunks: make the loader with {.align = ", c, "} (parallel_options::chunk)");
+    plan_.split(n, c);
+    const int chunks = static_cast<int>((global_n_ + c - 1) / c);
+    const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
+    auto& parts = plan_.scatter(args...);
+    auto job = [&](int i) {
+      auto& r = group_[i];
+      auto& exact = exact_[static_cast<std::size_t>(i)];
+      auto& buffers = buffers_[static_cast<std::size_t>(i)];
+      const dist::detail::context_scope context("exact sums", step_number);
+      const std::uint64_t before = r.steps();
+      const bool training = r.training();
+      exact.clear();
+      if (training) {
+        buffers.save();
+      }
+      const index_t first = plan_.begin(i), last = plan_.begin(i + 1);
+      for (index_t a = first; a < last; a += c) {
+        const index_t b = std::min(last, a + c);
+        if (training) {
+          buffers.restore();
+        }
+        detail::replica_access::restore_steps(r, before);
+        detail::replica_access::set_gradients(r, nn::grad_state::none);
+        const double share = static_cast<double>(b - a) / static_cast<double>(global_n_);
+        const T scale = mean ? static_cast<T>(share) : T(1);
+        const double l = [&]<std::size_t... K>(std::index_sequence<K...>) {
+          return detail::replica_access::step_grads(
+              r, loss, false, scale, global_offset_ + a, nullptr,
+              rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
+        }(std::index_sequence_for<Args...>{});
+        exact.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
+                   static_cast<double>(scale) * l);
+      }
+      detail::replica_access::restore_steps(r, before + 1);
+      losses_[static_cast<std::size_t>(i)] =
+          exact.reduce(group_.comm(i), chunks, detail::replica_access::flat_grads(r), training ? &buffers : nullptr);
+      if (training) {
+        buffers.broadcast_others(group_.comm(i), 0);
+      }
+      detail::replica_access::set_gradients(r, nn::grad_state::complete);
+    };
+    run_then_release(job, parts);
+    return losses_[0];  // the global loss, the same on every replica and rank
+  }
+  /// Rows [lo, hi) of a scattered tensor's part; any other part whole.
+  template <class Arg, class Part>
+  static Part rows(const Part& p, index_t lo, index_t hi) {
+    if constexpr (tensor_type<Arg>) {
+      return p.slice(0, lo, hi);
+    } else {
+      return p;
+    }
   }
 
   /// Sets the global batch size and this rank's first sample in it: the local batch in one process,
@@ -385,10 +472,12 @@ class parallel {
     run(job);
   }
 
+  parallel_options opts_;
   dist::detail::replica_group<Model> group_;
   detail::scatter_plan plan_;
   dist::detail::gradient_reducer<T> reducer_;
   std::vector<dist::detail::replica_buffers> buffers_;
+  std::vector<dist::detail::exact_chunks<T>> exact_;  // the deterministic mode's per-replica sums
   std::vector<double> losses_;
   dist::detail::global_batch batch_;
   index_t global_n_ = 0, global_offset_ = 0;  // the global batch and this rank's first sample in it

@@ -106,6 +106,19 @@ class global_batch {
     }
   }
   index_t total() const noexcept { return total_; }
+  /// The first rank whose share is not whole units of `unit` samples (the last share may end the
+  /// batch with a short one), or -1; the same answer on every rank.
+  int first_unaligned(index_t unit) const {
+    const std::int64_t* counts = counts_.data();
+    index_t at = 0;
+    for (int r = 0; r < static_cast<int>(counts_.numel()); ++r) {
+      if (at % unit != 0 || (counts[r] % unit != 0 && at + counts[r] != total_)) {
+        return r;
+      }
+      at += counts[r];
+    }
+    return -1;
+  }
   /// This rank's first sample in the global batch.
   index_t offset() const noexcept { return offset_; }
 

@@ -54,7 +54,10 @@ inline void validate_devices(const std::vector<device>& devices) {
 template <class Model>
 class replica_group {
  public:
-  replica_group(Model model, std::vector<device> devices, const communicator_options& o, session* world)
+  /// `one_thread`: every replica runs its host loops on one thread (so that their results cannot
+  /// depend on how many replicas share the cores).
+  replica_group(Model model, std::vector<device> devices, const communicator_options& o, session* world,
+                bool one_thread = false)
       : devices_(std::move(devices)) {
     validate_devices(devices_);
     const int n = static_cast<int>(devices_.size());
@@ -66,7 +69,8 @@ class replica_group {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     // Host workers share the cores of their machine with the other ranks on it.
     const int processes_here = world != nullptr ? world->local_size() : 1;
-    const int budget = devices_[0].is_cpu() ? std::max(1, std::min(num_threads(), cores) / (n * processes_here)) : 1;
+    const int budget =
+        devices_[0].is_cpu() && !one_thread ? std::max(1, std::min(num_threads(), cores) / (n * processes_here)) : 1;
     threads_ = std::make_unique<replica_threads>(n, budget);
   }
 

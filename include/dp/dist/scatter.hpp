@@ -16,6 +16,7 @@
 #include <dp/core/device.hpp>
 #include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/data/loader.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/reflect.hpp>
 
@@ -108,12 +109,14 @@ class scatter_plan {
     return n;
   }
 
-  /// Splits n samples: replica i gets [begin(i), begin(i + 1)), the first n % R one more.
-  void split(index_t n) {
+  /// Splits n samples in whole units of `unit`: replica i gets [begin(i), begin(i + 1)), the first
+  /// ones a unit more where they do not divide evenly (data::aligned_part).
+  void split(index_t n, index_t unit = 1) {
     const index_t r = static_cast<index_t>(devices_.size());
-    begin_[0] = 0;
     for (index_t i = 0; i < r; ++i) {
-      begin_[static_cast<std::size_t>(i + 1)] = begin_[static_cast<std::size_t>(i)] + n / r + (i < n % r);
+      const auto [b, e] = data::aligned_part(n, i, r, unit);
+      begin_[static_cast<std::size_t>(i)] = b;
+      begin_[static_cast<std::size_t>(i + 1)] = e;
     }
   }
   index_t begin(int i) const { return begin_[static_cast<std::size_t>(i)]; }
