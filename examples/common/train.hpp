@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -25,6 +26,20 @@ double accuracy(Par& par, const dp::data::tensor_dataset<float, std::int64_t>& d
   }
   par.train();
   return static_cast<double>(right) / static_cast<double>(data.size());
+}
+
+/// FNV-1a over the bytes of every parameter and buffer: equal fingerprints, equal weights.
+template <class Model>
+std::uint64_t fingerprint(const Model& m) {
+  std::uint64_t h = 1469598103934665603ull;
+  dp::nn::for_each_tensor(m, [&](const std::string&, const auto& t) {
+    const auto v = t.value().contiguous().to_vector();
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    for (std::size_t i = 0; i < v.size() * sizeof(v[0]); ++i) {
+      h = (h ^ p[i]) * 1099511628211ull;
+    }
+  });
+  return h;
 }
 
 /// Trains `par` for `epochs` (from a checkpoint when `resume` names one), checkpointing to `save`

@@ -65,7 +65,8 @@ class exact_chunks {
       chunks_.push_back(empty<double>({total_}));
     }
     double* out = chunks_[static_cast<std::size_t>(kept_)].data();
-    const T* g = grads.data();
+    const tensor<T> host = on_host(grads);
+    const T* g = host.data();
     for (index_t e = 0; e < params_; ++e) {
       out[e] = static_cast<double>(g[e]);
     }
@@ -74,8 +75,9 @@ class exact_chunks {
     if (buffers != nullptr) {
       index_t b = at;
       buffers->for_each_mean([&](auto& t) {
-        const auto* p = t.data();  // buffers are whole, contiguous tensors
-        for (index_t e = 0; e < t.numel(); ++e) {
+        const auto v = on_host(t);
+        const auto* p = v.data();  // buffers are whole, contiguous tensors
+        for (index_t e = 0; e < v.numel(); ++e) {
           out[b + e] = weight * static_cast<double>(p[e]);
         }
         b += t.numel();
@@ -134,21 +136,23 @@ class exact_chunks {
       }
       return std::ldexp(static_cast<double>(acc[e]), -scales_[static_cast<std::size_t>(s)]);
     };
-    T* g = grads.data();
     int s = 0;
-    for (; s < static_cast<int>(starts_.size()) - 1 && starts_[static_cast<std::size_t>(s)] < params_; ++s) {
-      for (index_t e = starts_[static_cast<std::size_t>(s)]; e < starts_[static_cast<std::size_t>(s) + 1]; ++e) {
-        g[e] = static_cast<T>(value(s, e));
+    write(grads, [&](T* g) {
+      for (; s < segments() && starts_[static_cast<std::size_t>(s)] < params_; ++s) {
+        for (index_t e = starts_[static_cast<std::size_t>(s)]; e < starts_[static_cast<std::size_t>(s) + 1]; ++e) {
+          g[e] = static_cast<T>(value(s, e));
+        }
       }
-    }
+    });
     if (buffers != nullptr) {
       buffers->for_each_mean([&](auto& t) {
         using V = typename std::remove_cvref_t<decltype(t)>::value_type;
-        V* p = t.data();
-        const index_t b = starts_[static_cast<std::size_t>(s)];
-        for (index_t e = 0; e < t.numel(); ++e) {
-          p[e] = static_cast<V>(value(s, b + e));
-        }
+        write(t, [&](V* p) {
+          const index_t b = starts_[static_cast<std::size_t>(s)];
+          for (index_t e = 0; e < t.numel(); ++e) {
+            p[e] = static_cast<V>(value(s, b + e));
+          }
+        });
         ++s;
       });
     }
@@ -156,6 +160,24 @@ class exact_chunks {
   }
 
  private:
+  // On a GPU the sums run on the host: the chunks are copied there, the results back (the mode's
+  // guarantee first; its speed on GPUs is not measured yet).
+  template <class V>
+  static tensor<V> on_host(const tensor<V>& t) {
+    return t.device().is_cpu() ? t : t.to(cpu());
+  }
+  /// Calls fill(pointer) on t's elements, through a host copy when t is on a GPU.
+  template <class V, class F>
+  static void write(tensor<V>& t, F&& fill) {
+    if (t.device().is_cpu()) {
+      fill(t.data());
+      return;
+    }
+    tensor<V> host = empty<V>(t.shape());
+    fill(host.data());
+    t.assign(host.to(t.device()));
+  }
+
   index_t params_ = 0, total_ = 0;
   std::vector<index_t> starts_;  // segment s is elements [starts_[s], starts_[s + 1])
   std::vector<int> scales_;
