@@ -7,6 +7,9 @@
 //                         communicator dp::parallel uses)
 //   raw_allreduce_ms      one MPI_Allreduce of the same bytes
 //   bytes                 gradient bytes all-reduced per step
+//   det_steps_per_s       whole steps in the deterministic mode (chunks of 128 samples: one per replica)
+//   workers2_steps_per_s, workers2_det_steps_per_s   (1 rank only) 2 host workers x 1 thread in one
+//                         process, default and deterministic mode
 // benchmarks/run runs it at 1 and 2 ranks beside PyTorch DDP (compare/torch_ddp.py).
 #include <algorithm>
 #include <chrono>
@@ -69,6 +72,29 @@ int main(int argc, char** argv) {
   });
   const double compute_s = median_seconds([&] { par.backward(nn::cross_entropy, x, y, dp::no_sync); });
 
+  // The deterministic mode on the same ranks (each share, 256 / ranks, is whole chunks of 128).
+  auto steps_of = [&](auto& p) {
+    auto o = dp::optim::sgd(p, {.lr = 0.01, .momentum = 0.9});
+    return median_seconds([&] {
+      p.backward(nn::cross_entropy, x, y);
+      o.step();
+    });
+  };
+  nn::manual_seed(0);
+  dp::parallel<large_mlp> det{large_mlp{}, world, {.deterministic = true, .chunk = dp::index_t{128}}};
+  const double det_s = steps_of(det);
+  // One process, 2 host workers of one thread each: default against deterministic.
+  double workers2_s = 0, workers2_det_s = 0;
+  if (world.size() == 1) {
+    nn::manual_seed(0);
+    dp::parallel<large_mlp> two{large_mlp{}, {dp::cpu(0), dp::cpu(1)}};
+    workers2_s = steps_of(two);
+    nn::manual_seed(0);
+    dp::parallel<large_mlp> two_det{
+        large_mlp{}, {dp::cpu(0), dp::cpu(1)}, {.deterministic = true, .chunk = dp::index_t{128}}};
+    workers2_det_s = steps_of(two_det);
+  }
+
   // The all-reduce alone: the flat gradient in dp::parallel's buckets, through the same kind of
   // communicator, against one MPI_Allreduce of the same bytes.
   dp::index_t n = 0;  // the flat gradient buffer: every parameter, each aligned as dp::parallel's
@@ -90,8 +116,10 @@ int main(int argc, char** argv) {
   if (world.rank() == 0) {
     std::printf(
         "{\"ranks\": %d, \"steps_per_s\": %.3f, \"compute_steps_per_s\": %.3f, \"allreduce_ms\": %.4f, "
-        "\"raw_allreduce_ms\": %.4f, \"bytes\": %lld, \"buckets\": %zu}\n",
+        "\"raw_allreduce_ms\": %.4f, \"bytes\": %lld, \"buckets\": %zu, \"det_steps_per_s\": %.3f, "
+        "\"workers2_steps_per_s\": %.3f, \"workers2_det_steps_per_s\": %.3f}\n",
         world.size(), 1.0 / step_s, 1.0 / compute_s, dp_ar * 1e3, raw_ar * 1e3,
-        static_cast<long long>(dp::nn::parameter_count(par.model()) * sizeof(float)), buckets.size());
+        static_cast<long long>(dp::nn::parameter_count(par.model()) * sizeof(float)), buckets.size(), 1.0 / det_s,
+        workers2_s > 0 ? 1.0 / workers2_s : 0.0, workers2_det_s > 0 ? 1.0 / workers2_det_s : 0.0);
   }
 }

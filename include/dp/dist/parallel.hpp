@@ -387,7 +387,7 @@ class parallel {
               rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
         }(std::index_sequence_for<Args...>{});
         exact.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
-                   static_cast<double>(scale) * l);
+                   static_cast<double>(scale) * l, b == last);
       }
       detail::replica_access::restore_steps(r, before + 1);
       losses_[static_cast<std::size_t>(i)] =
