@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -36,16 +37,17 @@ class flags {
     }
   }
   const std::string& str(const std::string& k) const { return values_.at(k); }
-  long long integer(const std::string& k) const {
+  /// The flag as an integer in [lo, hi] (a value out of range would wrap where it is used).
+  long long integer(const std::string& k, long long lo = INT32_MIN, long long hi = INT32_MAX) const {
     try {
       std::size_t used = 0;
       const long long v = std::stoll(values_.at(k), &used);
-      if (used == values_.at(k).size()) {
+      if (used == values_.at(k).size() && v >= lo && v <= hi) {
         return v;
       }
     } catch (const std::exception&) {
     }
-    bad(k, "an integer");
+    bad(k, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   }
   double number(const std::string& k) const {
     try {

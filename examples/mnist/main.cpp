@@ -49,12 +49,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto seed = static_cast<std::uint64_t>(f.integer("seed"));
-    const int epochs = static_cast<int>(f.integer("epochs"));
+    const auto seed = static_cast<std::uint64_t>(f.integer("seed", 0, INT64_MAX));
+    const int epochs = static_cast<int>(f.integer("epochs", 1, 1000000));
     const auto devices = f.str("devices").empty() ? dp::devices() : dp::parse_devices(f.str("devices"));
     const auto train = dp::data::mnist_dataset(f.str("data"), true);
     const auto test = dp::data::mnist_dataset(f.str("data"), false);
-    dp::data::loader loader{train, {.batch = f.integer("batch"), .shuffle = true, .seed = seed}};
+    dp::data::loader loader{train, {.batch = f.integer("batch", 1, 1 << 30), .shuffle = true, .seed = seed}};
     nn::manual_seed(seed);
     dp::parallel<model> par{model{}, devices};
     auto opt = dp::optim::sgd(

@@ -57,8 +57,8 @@ int main(int argc, char** argv) {
                           {"resume", ""},
                           {"data", DP_EXAMPLE_DATA "/digits.csv.gz"}});
   try {
-    const auto seed = static_cast<std::uint64_t>(f.integer("seed"));
-    const int epochs = static_cast<int>(f.integer("epochs"));
+    const auto seed = static_cast<std::uint64_t>(f.integer("seed", 0, INT64_MAX));
+    const int epochs = static_cast<int>(f.integer("epochs", 1, 1000000));
     const std::vector<dp::device> devices =
         f.str("devices").empty() ? world.local_devices() : dp::parse_devices(f.str("devices"));
 
@@ -66,17 +66,19 @@ int main(int argc, char** argv) {
     auto all = dp::data::csv_dataset(f.str("data"), {.label_column = 64});
     all = {dp::tensor<float>(all.features() * (1.f / 16.f)), all.labels()};
     const auto [train, test] = dp::data::split(all, 0.8, seed);
-    const dp::index_t chunk = f.integer("deterministic");
+    const dp::index_t chunk = f.integer("deterministic", 0, 1 << 30);
     if (chunk < 0) {
       std::fprintf(stderr, "--deterministic: the chunk size must be 0 (off) or positive, got %lld\n",
                    static_cast<long long>(chunk));
       return 2;
     }
     // Each rank takes its share of every global batch of --batch samples (whole chunks when deterministic).
-    dp::data::loader loader{
-        train,
-        {.batch = f.integer("batch"), .shuffle = true, .seed = seed, .align = std::max<dp::index_t>(chunk, 1)},
-        world};
+    dp::data::loader loader{train,
+                            {.batch = f.integer("batch", 1, 1 << 30),
+                             .shuffle = true,
+                             .seed = seed,
+                             .align = std::max<dp::index_t>(chunk, 1)},
+                            world};
 
     nn::manual_seed(seed);
     dp::parallel<model> par{

@@ -141,3 +141,12 @@ TEST_CASE("views of random shapes read the same values as a float64 reference") 
     }
   }
 }
+
+TEST_CASE("a shape whose byte count overflows is a shape_error, not a small block written far past its end") {
+  const dp::index_t big = dp::index_t{1} << 31;
+  CHECK_THROWS_WITH_AS((void)dp::zeros<float>({big, big, big}), doctest::Contains("overflows 64 bits"),
+                       dp::shape_error);
+  CHECK_THROWS_WITH_AS((void)dp::empty<double>({dp::index_t{1} << 61, 2}), doctest::Contains("overflows 64 bits"),
+                       dp::shape_error);
+  CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements: nothing to overflow
+}

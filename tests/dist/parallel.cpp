@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include <doctest/doctest.h>
@@ -334,4 +335,15 @@ TEST_CASE("a replica that throws something not derived from std::exception relea
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
   auto fine = [&](int i) { group.comm(i).barrier(); };
   CHECK_NOTHROW(group.run(fine));  // recovered for the next step
+}
+
+TEST_CASE("a non-finite loss stops parallel training on every replica, unless allowed") {
+  dp::parallel<classifier> par{classifier{}, workers(2)};
+  auto x = dp::randn<float>({8, 12}, dp::cpu(), 1);
+  x[6][0] = std::numeric_limits<float>::infinity();  // only replica 1's shard
+  CHECK_THROWS_WITH_AS((void)par.backward(nn::cross_entropy, x, labels(8, 1)), doctest::Contains("is NaN"),
+                       dp::value_error);
+  CHECK(par.gradients() == nn::grad_state::none);
+  dp::parallel<classifier> lenient{classifier{}, workers(2), {.allow_non_finite_loss = true}};
+  CHECK(std::isnan(lenient.backward(nn::cross_entropy, x, labels(8, 1))));
 }

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <dp/dp.hpp>
 #include <dp/expr/math.hpp>
 
 namespace m = dp::detail::math;
@@ -56,4 +57,18 @@ TEST_CASE("special values: infinities, zero, negatives and NaN") {
   CHECK(m::erf(10.f) == 1.f);
   CHECK(m::log(std::numeric_limits<float>::denorm_min()) ==
         doctest::Approx(std::log(static_cast<double>(std::numeric_limits<float>::denorm_min()))));
+}
+
+TEST_CASE("relu, its gradient and clamping keep NaN as PyTorch does") {
+  // torch.relu(torch.tensor([nan, -1., 2., inf, -inf])) -> [nan, 0., 2., inf, 0.]
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const auto y = dp::tensor<float>(dp::relu(dp::from_vector<float>({nan, -1.f, 2.f, inf, -inf}))).to_vector();
+  CHECK(std::isnan(y[0]));
+  CHECK(y[1] == 0.f);
+  CHECK(y[2] == 2.f);
+  CHECK(y[3] == inf);
+  CHECK(y[4] == 0.f);
+  // A NaN feature makes the loss NaN (it used to be hidden: relu turned it into 0).
+  const auto s = dp::sum(dp::relu(dp::from_vector<float>({1.f, nan, 3.f}))).item();
+  CHECK(std::isnan(s));
 }

@@ -1,4 +1,8 @@
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -80,4 +84,68 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   io::save_checkpoint(path, par, sgd, {.epoch = 2});
   CHECK_THROWS_WITH_AS(io::load(path, par), doctest::Contains("extra: optimizer."), dp::io_error);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flipped or edited number is refused") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_meta.ckpt").string();
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  io::save_checkpoint(path, par, opt, {.epoch = 3});
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto load_bytes = [&](const std::string& b) {
+    { std::ofstream(path, std::ios::binary) << b; }
+    return io::load_checkpoint(path, par, opt);
+  };
+  // "dp.epoch":"3" -> "dp.epoch":"7": the same length, valid JSON, caught by the header's CRC.
+  std::string edited = bytes;
+  const auto at = edited.find("\"dp.epoch\":\"3\"");
+  REQUIRE(at != std::string::npos);
+  edited[at + 12] = '7';
+  CHECK_THROWS_WITH_AS(load_bytes(edited), doctest::Contains("the header is corrupt"), dp::io_error);
+  CHECK(load_bytes(bytes).epoch == 3);
+
+  // A file whose numbers are malformed but whose CRCs agree (written by another tool): read strictly.
+  const io::reader r(path);
+  for (const char* bad : {"-3", "3abc", "", "99999999999999999999"}) {
+    CAPTURE(bad);
+    std::vector<io::entry> entries;
+    for (const auto& t : r.info().tensors) {
+      const std::string_view raw = r.raw(t);
+      entries.push_back({t.name, t.type, t.shape, std::vector<char>(raw.begin(), raw.end())});
+    }
+    std::vector<std::pair<std::string, std::string>> meta;
+    for (const auto& [k, v] : r.info().metadata) {
+      if (k != "dp.crc32" && k != "dp.header_crc32") {
+        meta.emplace_back(k, k == "dp.epoch" ? std::string(bad) : v);
+      }
+    }
+    io::write(path, std::move(entries), std::move(meta));
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, opt), doctest::Contains("is not a whole number"), dp::io_error);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("temporaries left by a writer killed mid-save are removed by the next save; a live writer's are kept") {
+  const auto dir = std::filesystem::temp_directory_path() / "dp_test_stale";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "run.ckpt").string();
+  const std::string dead = path + ".tmp.999999999.0";                       // beyond any pid_max: no such process
+  const std::string alive = path + ".tmp.1.0";                              // pid 1 always runs
+  const std::string other = (dir / "other.ckpt.tmp.999999999.0").string();  // another file's: not ours to judge
+  for (const auto& f : {dead, alive, other}) {
+    std::ofstream(f) << "partial";
+  }
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  io::save_checkpoint(path, par, opt, {.epoch = 1});
+  CHECK_FALSE(std::filesystem::exists(dead));
+  CHECK(std::filesystem::exists(alive));
+  CHECK(std::filesystem::exists(other));
+  std::filesystem::remove_all(dir);
 }

@@ -1,6 +1,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <new>
 
 #include <doctest/doctest.h>
@@ -353,4 +354,22 @@ TEST_CASE("a steady-state dp::parallel step over host workers allocates nothing 
   }
   CHECK(heap_allocations.load() - heap_before == 0);
   CHECK(dp::counters().allocations - before.allocations == 0);
+}
+
+TEST_CASE("a NaN in the inputs stops training at that step with a dp error; nothing is updated") {
+  nn::trainer<classifier> t{classifier{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  dp::tensor<float> x = dp::randn<float>({8, 64}, dp::cpu(), 1);
+  const dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({8});
+  (void)t.backward(nn::cross_entropy, x, y);
+  opt.step();
+  const auto before = dp::detail::replica_access::flat_params(t).to_vector();
+  x[3][5] = std::numeric_limits<float>::quiet_NaN();  // one bad feature: relu keeps it, so the loss shows it
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::cross_entropy, x, y), doctest::Contains("the loss of step 2 is NaN"),
+                       dp::value_error);
+  CHECK(t.gradients() == nn::grad_state::none);
+  CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // the poisoned gradients cannot be applied
+  CHECK(dp::detail::replica_access::flat_params(t).to_vector() == before);
+  t.allow_non_finite_loss(true);  // asked for: the NaN is returned
+  CHECK(std::isnan(t.backward(nn::cross_entropy, x, y)));
 }

@@ -15,6 +15,7 @@
 // trainer. This file composes those parts.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -53,6 +54,8 @@ struct parallel_options {
   /// chunks (loader_options::align = chunk). Not with dp::no_sync. See docs/parallel.md.
   bool deterministic = false;
   index_t chunk = 32;  ///< the deterministic mode's unit: samples [k chunk, (k + 1) chunk) of a batch
+  /// A NaN or infinite loss is returned instead of stopping training with a dp::value_error.
+  bool allow_non_finite_loss = false;
 };
 
 namespace detail {
@@ -202,13 +205,20 @@ class parallel {
   double backward(const Loss& loss, const Args&... args) {
     auto all = std::forward_as_tuple(args...);
     constexpr std::size_t n = sizeof...(Args);
+    double l = 0;
     if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      l = [&]<std::size_t... I>(std::index_sequence<I...>) {
         return step(loss, true, std::get<I>(all)...);
       }(std::make_index_sequence<n - 1>{});
     } else {
-      return step(loss, false, args...);
+      l = step(loss, false, args...);
     }
+    // The loss is the global batch's, the same on every replica and rank: all stop together.
+    if (!std::isfinite(l) && !opts_.allow_non_finite_loss) {
+      set_gradients(nn::grad_state::none);
+      nn::detail::require_finite_loss(l, steps(), false);
+    }
+    return l;
   }
 
   // ---------------------------------------------------------------- for optimizers

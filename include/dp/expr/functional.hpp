@@ -287,7 +287,7 @@ struct relu_op {
   static constexpr const char* name = "relu";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
-    return x > T(0) ? x : T(0);
+    return x < T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch (x > 0 ? x : 0 made it 0)
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {

@@ -4,6 +4,8 @@
 // resumed from a checkpoint reproduces the uninterrupted run bit for bit.
 #pragma once
 
+#include <charconv>
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,21 +48,24 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   const reader r(path);
   r.verify();
   const header& h = r.info();
-  auto number = [&](const char* key) {
+  // Digits only, the whole value, within range: "-3" or "3abc" is an error, not epoch -3 or 3.
+  auto number = [&](const char* key, std::uint64_t most = static_cast<std::uint64_t>(INT64_MAX)) {
     const std::string* v = h.meta(key);
     DP_CHECK(v != nullptr, io_error, "dp: ", path, " is not a dp checkpoint (no ", key, " in its metadata)");
-    try {
-      return static_cast<std::int64_t>(std::stoull(*v));  // seeds use all 64 bits
-    } catch (...) {
-      throw io_error(dp::detail::concat("dp: ", path, ": metadata ", key, " = '", *v, "' is not a number"));
-    }
+    std::uint64_t x = 0;
+    const char* end = v->data() + v->size();
+    const auto [at, ec] = std::from_chars(v->data(), end, x);
+    DP_CHECK(!v->empty() && (*v)[0] != '-' && (*v)[0] != '+' && ec == std::errc() && at == end && x <= most, io_error,
+             "dp: ", path, ": metadata ", key, " = '", *v, "' is not a whole number in [0, ", most, "]");
+    return x;
   };
-  const progress p{number("dp.epoch"), number("dp.batch")};
+  const progress p{static_cast<std::int64_t>(number("dp.epoch")), static_cast<std::int64_t>(number("dp.batch"))};
   std::vector<std::uint64_t> seeds;
   nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
-    seeds.push_back(static_cast<std::uint64_t>(number(("dp.seed." + name).c_str())));
+    seeds.push_back(number(("dp.seed." + name).c_str(), UINT64_MAX));  // seeds use all 64 bits
   });
-  const std::int64_t opt_steps = number("dp.optimizer_steps"), trainer_steps = number("dp.trainer_steps");
+  const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps"));
+  const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));
   // The optimizer's expected state, checked together with the model's names.
   std::vector<std::string> opt_names;
   std::vector<optim::named_state<typename Owner::value_type>> state = opt.state();

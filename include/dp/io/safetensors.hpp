@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <optional>
+#include <signal.h>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -72,6 +75,33 @@ struct tensor_entry {
   dp::shape shape;
   std::uint64_t begin, end;
 };
+
+/// A CRC-32 of everything a header says besides its CRCs: every tensor's name, dtype, shape and
+/// offsets (by name) and every metadata pair (by key). A checkpoint's epoch, step counters and
+/// seeds live in the metadata, so a flipped byte there is found like one in the data.
+inline std::string header_crc(std::vector<tensor_entry> tensors,
+                              std::vector<std::pair<std::string, std::string>> meta) {
+  std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(meta.begin(), meta.end());
+  std::string text;
+  for (const auto& t : tensors) {
+    text += t.name + '\0' + dtype_name(t.type) + '\0';
+    for (int i = 0; i < t.shape.rank(); ++i) {
+      text += std::to_string(t.shape[i]) + ',';
+    }
+    text += '\0' + std::to_string(t.begin) + ',' + std::to_string(t.end) + '\n';
+  }
+  for (const auto& [k, v] : meta) {
+    if (k != "dp.crc32" && k != "dp.header_crc32") {
+      text += k + '\0' + v + '\n';
+    }
+  }
+  const uLong c =
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(text.data()), static_cast<uInt>(text.size()));
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
+  return buf;
+}
 
 struct header {
   std::vector<tensor_entry> tensors;
@@ -195,6 +225,11 @@ class reader {
 
   /// The stored CRC-32 of the data (when the writer recorded one) matches the data.
   void verify() const {
+    if (const std::string* want = h_.meta("dp.header_crc32")) {
+      const std::string got = header_crc(h_.tensors, h_.metadata);
+      DP_CHECK(*want == got, io_error, "dp: ", source_, ": the header is corrupt: its CRC-32 is ", got,
+               " but the header recorded ", *want, " (a changed name, shape, offset or metadata value)");
+    }
     if (const std::string* want = h_.meta("dp.crc32")) {
       const std::uint32_t got = crc();
       char buf[16];
@@ -214,6 +249,11 @@ class reader {
       left -= chunk;
     }
     return static_cast<std::uint32_t>(c);
+  }
+
+  /// An entry's bytes as stored (little-endian values of its dtype).
+  std::string_view raw(const tensor_entry& e) const {
+    return {bytes_.data() + h_.data_start + e.begin, static_cast<std::size_t>(e.end - e.begin)};
   }
 
   /// A host copy of an entry's values (the entry's dtype must be T's).
@@ -271,8 +311,11 @@ inline void write_all(int fd, const char* p, std::size_t n, const std::string& p
   }
 }
 
+inline void remove_stale_temporaries(const std::string& dir, const std::string& name);
+
 /// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
-/// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix.
+/// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
+/// temporaries of writers that died are removed by the next write of the same path.
 inline void atomic_write(const std::string& path, const std::string& content) {
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
@@ -298,6 +341,33 @@ inline void atomic_write(const std::string& path, const std::string& content) {
     ::fsync(dfd);
     ::close(dfd);
   }
+  remove_stale_temporaries(dir, slash == std::string::npos ? path : path.substr(slash + 1));
+}
+
+/// Removes `name.tmp.<pid>.<n>` files in `dir` left by writers that died mid-save (kill -9, power
+/// loss): those whose process no longer exists on this machine. A live writer's file is kept.
+inline void remove_stale_temporaries(const std::string& dir, const std::string& name) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    return;
+  }
+  const std::string prefix = name + ".tmp.";
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view f = e->d_name;
+    if (f.size() <= prefix.size() || f.substr(0, prefix.size()) != prefix) {
+      continue;
+    }
+    const std::string_view rest = f.substr(prefix.size());  // "<pid>.<n>"
+    long pid = 0;
+    const auto [at, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (ec != std::errc() || at == rest.data() + rest.size() || *at != '.' || pid <= 0 || pid == ::getpid()) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      ::unlink((dir + "/" + std::string(f)).c_str());
+    }
+  }
+  ::closedir(d);
 }
 }  // namespace detail
 
@@ -324,6 +394,13 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   }
   char buf[16];
   std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
+  std::vector<tensor_entry> table;
+  at = 0;
+  for (const auto& e : entries) {
+    table.push_back({e.name, e.type, e.shape, at, at + e.bytes.size()});
+    at += e.bytes.size();
+  }
+  metadata.emplace_back("dp.header_crc32", header_crc(std::move(table), metadata));
   metadata.emplace_back("dp.crc32", buf);
   head += "\"__metadata__\":{";
   for (std::size_t i = 0; i < metadata.size(); ++i) {

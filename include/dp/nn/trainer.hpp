@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -148,6 +149,17 @@ inline void require_samples(const dp::shape& target) {
            "): a training step needs at least one sample; skip empty batches");
 }
 
+/// A step whose loss is NaN or infinite stops training (unless allowed): its gradients would
+/// poison every weight at the optimizer's next step. The caller then marks the gradients unusable,
+/// so opt.step() refuses, and nothing has been updated.
+inline void require_finite_loss(double loss, std::uint64_t step, bool allowed) {
+  DP_CHECK(allowed || std::isfinite(loss), value_error, "dp: backward: the loss of step ", step, " is ",
+           std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"),
+           " (a NaN or infinity in the inputs or the weights, or a learning rate too large); nothing was updated. "
+           "To keep training through it, call allow_non_finite_loss(true) on the trainer or set "
+           "parallel_options::allow_non_finite_loss");
+}
+
 }  // namespace detail
 
 template <class Model>
@@ -191,8 +203,17 @@ class trainer {
   /// loss.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
-    return static_cast<double>(backward_async(loss, args...).item());
+    const double l = static_cast<double>(backward_async(loss, args...).item());
+    if (!std::isfinite(l) && !allow_non_finite_) {
+      state_ = grad_state::none;
+      detail::require_finite_loss(l, step_, false);
+    }
+    return l;
   }
+
+  /// Whether a NaN or infinite loss is returned (true) or stops training with a dp::value_error
+  /// (false, the default). backward_async never reads the loss, so it never checks.
+  void allow_non_finite_loss(bool allow) noexcept { allow_non_finite_ = allow; }
 
   /// backward without reading the loss back: returns it as a one-element tensor on the trainer's
   /// device (overwritten by the next step of the same input shape). Nothing in a steady step then
@@ -474,6 +495,7 @@ class trainer {
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
   bool training_ = true;
   bool retired_ = false;
+  bool allow_non_finite_ = false;
   std::uint64_t step_ = 0;
   grad_state state_ = grad_state::none;
 };
