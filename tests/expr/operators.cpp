@@ -1,4 +1,7 @@
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -97,4 +100,15 @@ TEST_CASE("shape errors name the operation and both shapes; device errors both d
   CHECK_THROWS_WITH_AS((void)(a * b), doctest::Contains("multiply (*): shapes {2, 3} and {4}"), dp::shape_error);
   CHECK_THROWS_WITH_AS((void)dp::where(a > 0.f, a, b), doctest::Contains("where"), dp::shape_error);
   CHECK_THROWS_AS((void)dp::clamp(a, 1, 0), dp::value_error);
+}
+
+TEST_CASE("integer division by zero is a dp error, not SIGFPE; INT_MIN / -1 wraps as in PyTorch") {
+  const auto a = dp::from_vector<std::int64_t>({7, -7, std::numeric_limits<std::int64_t>::min()});
+  const auto zero = dp::from_vector<std::int64_t>({1, 0, 1});
+  CHECK_THROWS_WITH_AS((void)dp::tensor<std::int64_t>(a / zero), doctest::Contains("integer division by zero"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::sum(a / zero).item(), doctest::Contains("integer division by zero"), dp::value_error);
+  const auto q = dp::tensor<std::int64_t>(a / dp::from_vector<std::int64_t>({2, -1, -1})).to_vector();
+  CHECK(q == std::vector<std::int64_t>{3, 7, std::numeric_limits<std::int64_t>::min()});
+  CHECK(dp::tensor<std::int64_t>(a / std::int64_t{7}).to_vector()[0] == 1);  // and the next division is fine
 }

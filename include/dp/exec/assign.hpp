@@ -110,9 +110,10 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
     tensor<T> tmp = empty<T>(dst.shape(), dst.device());
     run_into(tmp, node, ctx);
     run_into<Acc>(dst, tensor_node<T>{tmp}, eager_ctx{});
-    return;
+  } else {
+    run_into<Acc>(dst, node, ctx);
   }
-  run_into<Acc>(dst, node, ctx);
+  check_integer_division();
 }
 
 /// The public write (=, +=, assign): assign_node behind the write guard.

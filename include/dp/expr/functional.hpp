@@ -3,9 +3,11 @@
 // way forward passes do: unary `grad(x, g)` is g * f'(x); binary `grad_a(a, b, g)` and `grad_b`.
 #pragma once
 
+#include <atomic>
 #include <type_traits>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 #include <dp/expr/math.hpp>
 
 namespace dp::inline DP_ABI::detail {
@@ -56,10 +58,41 @@ struct mul_op {
     return g * a;
   }
 };
+/// Raised by an integer division by zero on the host; the pass goes on with 0 there and the write
+/// that ran it then throws (check_integer_division), where the hardware would kill the process.
+inline std::atomic<bool>& integer_division_by_zero() noexcept {
+  static std::atomic<bool> raised{false};
+  return raised;
+}
+
+/// Throws, once, when a host pass divided an integer by zero (its result there is 0).
+inline void check_integer_division() {
+  if (integer_division_by_zero().load(std::memory_order_relaxed)) [[unlikely]] {
+    integer_division_by_zero().store(false);
+    throw value_error(
+        "dp: integer division by zero in an expression (the integer divisor has a zero): divide floating-point "
+        "tensors, or mask the zeros out first");
+  }
+}
+
 struct div_op {
   static constexpr const char* name = "divide (/)";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == T(0)) {
+#if !defined(__CUDA_ARCH__)
+        integer_division_by_zero().store(true, std::memory_order_relaxed);
+#endif
+        return T(0);
+      }
+      if constexpr (std::is_signed_v<T>) {
+        if (b == T(-1)) {  // INT_MIN / -1 overflows (a trap on x86): it wraps, as in PyTorch
+          using U = std::make_unsigned_t<T>;
+          return static_cast<T>(U(0) - static_cast<U>(a));
+        }
+      }
+    }
     return a / b;
   }
   template <class T>

@@ -51,6 +51,7 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
   auto [it, ev] = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
   if (out.device().is_cpu()) {
     cpu_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate);
+    check_integer_division();
   } else {
 #if DP_HAS_CUDA
     cuda_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate, out.device().index);
