@@ -149,3 +149,15 @@ TEST_CASE("temporaries left by a writer killed mid-save are removed by the next 
   CHECK(std::filesystem::exists(other));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a directory, a device or a missing file as a checkpoint path is a dp error with the OS's reason") {
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(dir, par, opt), doctest::Contains("Is a directory"), dp::io_error);
+  CHECK_THROWS_WITH_AS(io::load_checkpoint("/dev/zero", par, opt), doctest::Contains("not a regular file"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(dir + "/dp_no_such.ckpt", par, opt),
+                       doctest::Contains("No such file or directory"), dp::io_error);
+}

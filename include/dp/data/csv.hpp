@@ -19,6 +19,7 @@
 
 #include <dp/core/error.hpp>
 #include <dp/core/factory.hpp>
+#include <dp/core/file.hpp>
 #include <dp/data/dataset.hpp>
 
 namespace dp::inline DP_ABI::data {
@@ -37,24 +38,8 @@ namespace detail {
 /// io_error saying which (zlib's gz* functions return what they could and ignore trailing bytes,
 /// so inflate is driven here). OS errors carry their reason.
 inline std::string read_file(const std::string& path, std::size_t limit = std::size_t{1} << 32) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
-  std::string raw;
+  const std::string raw = dp::detail::read_bytes(path, limit);
   char buf[1 << 16];
-  for (;;) {
-    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-    raw.append(buf, n);
-    if (n < sizeof buf) {
-      const int err = std::ferror(f) ? errno : 0;
-      std::fclose(f);
-      DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
-      break;
-    }
-    if (raw.size() > limit) {
-      std::fclose(f);
-      throw io_error(dp::detail::concat("dp: '", path, "' is larger than ", limit, " bytes"));
-    }
-  }
   const auto* in = reinterpret_cast<const unsigned char*>(raw.data());
   if (raw.size() < 2 || in[0] != 0x1f || in[1] != 0x8b) {
     return raw;  // not gzip: the bytes as they are

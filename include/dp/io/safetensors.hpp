@@ -27,6 +27,7 @@
 
 #include <dp/core/error.hpp>
 #include <dp/core/factory.hpp>
+#include <dp/core/file.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/io/json.hpp>
 
@@ -209,10 +210,8 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
 class reader {
  public:
   /// Reads and validates `path`.
-  explicit reader(const std::string& path) : source_(path) {
-    std::ifstream in(path, std::ios::binary);
-    DP_CHECK(in.good(), io_error, "dp: cannot open '", path, "' for reading");
-    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  explicit reader(const std::string& path)
+      : source_(path), bytes_(dp::detail::read_bytes(path, std::size_t{1} << 40, true)) {
     h_ = parse_header(bytes_, bytes_.size(), source_);
   }
   /// Validates bytes already in memory (fuzzing, tests).
