@@ -48,10 +48,15 @@ std::uint64_t fingerprint(const Model& m) {
 template <class Par, class Opt, class Loss, class Loader>
 void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
          const dp::data::tensor_dataset<float, std::int64_t>& test, int epochs, const std::string& save,
-         const std::string& resume, bool leader = true) {
+         const std::string& resume, bool leader = true, const std::string& recipe = "") {
   dp::io::progress start{};
   if (!resume.empty()) {
     start = dp::io::load_checkpoint(resume, par, opt);
+    if (start.recipe != recipe) {
+      throw dp::value_error("dp: --resume " + resume + ": the checkpoint was trained with '" + start.recipe +
+                            "' but this run asks for '" + recipe +
+                            "'; resume with the same flags (only --epochs may grow)");
+    }
     if (leader) {
       std::printf("resumed from %s at epoch %lld\n", resume.c_str(), static_cast<long long>(start.epoch));
     }
@@ -73,7 +78,7 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
     }
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!save.empty() && leader) {
-      dp::io::save_checkpoint(save, par, opt, {.epoch = epoch + 1});
+      dp::io::save_checkpoint(save, par, opt, {.epoch = epoch + 1, .recipe = recipe});
     }
     bar.finish(leader ? accuracy(par, test) : 0.0);
   }

@@ -59,7 +59,9 @@ int main(int argc, char** argv) {
     dp::parallel<model> par{model{}, devices};
     auto opt = dp::optim::sgd(
         par, {.lr = f.number("lr"), .momentum = 0.9, .schedule = dp::optim::cosine_lr(epochs * loader.batches())});
-    example::fit(par, opt, nn::cross_entropy_loss{}, loader, test, epochs, f.str("save"), f.str("resume"));
+    const std::string recipe = "batch=" + f.str("batch") + " seed=" + f.str("seed") + " lr=" + f.str("lr");
+    example::fit(par, opt, nn::cross_entropy_loss{}, loader, test, epochs, f.str("save"), f.str("resume"), true,
+                 recipe);
   } catch (const dp::error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -86,7 +86,11 @@ int main(int argc, char** argv) {
     auto opt = dp::optim::sgd(
         par, {.lr = f.number("lr"), .momentum = 0.9, .schedule = dp::optim::cosine_lr(epochs * loader.batches())});
     const nn::cross_entropy_loss loss{.label_smoothing = static_cast<float>(f.number("smoothing"))};
-    example::fit(par, opt, loss, loader, test, epochs, f.str("save"), f.str("resume"), world.rank() == 0);
+    // What a resumed run must share with the checkpoint (the seed also fixes the train/test split).
+    const std::string recipe = "batch=" + f.str("batch") + " seed=" + f.str("seed") + " lr=" + f.str("lr") +
+                               " smoothing=" + f.str("smoothing") + " deterministic=" + f.str("deterministic") +
+                               " data=" + f.str("data");
+    example::fit(par, opt, loss, loader, test, epochs, f.str("save"), f.str("resume"), world.rank() == 0, recipe);
     if (chunk > 0 && world.rank() == 0) {  // equal on every device count: scripts/digits_deterministic.sh
       std::printf("weights fingerprint %016llx\n", static_cast<unsigned long long>(example::fingerprint(par.model())));
     }

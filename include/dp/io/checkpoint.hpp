@@ -20,6 +20,10 @@ namespace dp::inline DP_ABI::io {
 struct progress {
   std::int64_t epoch = 0;
   std::int64_t batch = 0;
+  /// What the run was made with, in the application's words ("batch=32 seed=1"): stored, returned
+  /// by load_checkpoint, for the application to compare with the run that resumes (a resume with
+  /// another seed would, for one, split train and test data differently).
+  std::string recipe{};
 };
 
 template <class Owner, class Opt>
@@ -32,6 +36,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
                                                         {"dp.kind", "checkpoint"},
                                                         {"dp.epoch", std::to_string(p.epoch)},
                                                         {"dp.batch", std::to_string(p.batch)},
+                                                        {"dp.recipe", p.recipe},
                                                         {"dp.optimizer_steps", std::to_string(opt.steps())},
                                                         {"dp.trainer_steps", std::to_string(owner.steps())}};
   // Random modules' seeds (dropout): with the step counter they fix every mask still to come.
@@ -59,7 +64,9 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
              "dp: ", path, ": metadata ", key, " = '", *v, "' is not a whole number in [0, ", most, "]");
     return x;
   };
-  const progress p{static_cast<std::int64_t>(number("dp.epoch")), static_cast<std::int64_t>(number("dp.batch"))};
+  const std::string* recipe = h.meta("dp.recipe");  // absent in checkpoints written before it existed
+  const progress p{static_cast<std::int64_t>(number("dp.epoch")), static_cast<std::int64_t>(number("dp.batch")),
+                   recipe != nullptr ? *recipe : std::string()};
   std::vector<std::uint64_t> seeds;
   nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
     seeds.push_back(number(("dp.seed." + name).c_str(), UINT64_MAX));  // seeds use all 64 bits
