@@ -1,3 +1,6 @@
+#include <limits>
+#include <vector>
+
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
@@ -149,4 +152,13 @@ TEST_CASE("a shape whose byte count overflows is a shape_error, not a small bloc
   CHECK_THROWS_WITH_AS((void)dp::empty<double>({dp::index_t{1} << 61, 2}), doctest::Contains("overflows 64 bits"),
                        dp::shape_error);
   CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements: nothing to overflow
+}
+
+TEST_CASE("a slice step near INT64_MAX gives one element, not a negative extent") {
+  const auto t = dp::arange<float>(10);
+  const auto s = t.slice(0, 3, 10, std::numeric_limits<dp::index_t>::max());
+  CHECK(s.shape() == dp::shape{1});
+  CHECK(s.to_vector() == std::vector<float>{3.f});
+  CHECK(t.slice(0, 0, 10, 4).to_vector() == std::vector<float>{0.f, 4.f, 8.f});
+  CHECK(t.slice(0, 5, 5, 3).numel() == 0);
 }

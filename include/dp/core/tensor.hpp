@@ -153,8 +153,11 @@ class tensor<T, dynamic_extents> {
     end = std::clamp<index_t>(end, begin, n);
     tensor r = *this;
     r.offset_ += begin * strides_[d];
-    r.shape_[d] = (end - begin + step - 1) / step;
-    r.strides_[d] *= step;
+    // Counted without end - begin + step - 1, which wraps for a step near INT64_MAX.
+    r.shape_[d] = end == begin ? 0 : (end - begin - 1) / step + 1;
+    if (r.shape_[d] > 1) {  // then step < n, and the new stride stays inside the tensor's span
+      r.strides_[d] *= step;
+    }
     return r;
   }
   /// The sub-tensor at `index` along `dim` (that dimension removed).
