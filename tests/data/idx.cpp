@@ -72,5 +72,10 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
                        dp::io_error);
   put("t10k-labels-idx1-ubyte", idx(0x08, {3}, std::string("\x07\x03\x01", 3)));
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("disagree"), dp::io_error);
+  // Float labels (IDX type 0x0D, big-endian): a NaN or 2.5 has no class; converting it was undefined.
+  put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x7F\xC0\x00\x00", 8)));  // 7, NaN
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("label 1 is nan"), dp::io_error);
+  put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x40\x20\x00\x00", 8)));  // 7, 2.5
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("label 1 is 2.5"), dp::io_error);
   std::filesystem::remove_all(dir);
 }

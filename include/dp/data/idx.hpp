@@ -3,6 +3,7 @@
 // io_errors naming the file, the offset and what was expected.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -125,6 +126,14 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
   const tensor<float> labels = read_idx(find(stem + "-labels-idx1-ubyte"));
   DP_CHECK(images.rank() == 3 && labels.rank() == 1 && images.shape()[0] == labels.shape()[0], io_error,
            "dp: MNIST files in '", dir, "' disagree: images ", images.shape(), ", labels ", labels.shape());
+  // Labels become class indices: each must be a whole number (a NaN or 2.5 has no class, and
+  // converting it to an integer is undefined).
+  const auto values = labels.to_vector();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    DP_CHECK(std::isfinite(values[i]) && values[i] >= 0 && values[i] == std::floor(values[i]) && values[i] < 1e9f,
+             io_error, "dp: MNIST labels in '", dir, "': label ", i, " is ", values[i],
+             ", expected a whole non-negative class index");
+  }
   tensor<float> flat = images.reshape({images.shape()[0], -1}) * (1.f / 255.f);
   return {flat, labels.to<std::int64_t>()};
 }
