@@ -91,6 +91,11 @@ TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
                          R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
                          "abc"))
             .find("overlaps") != std::string::npos);
+  // Which file, which entry, which field and the value: not just "must be a non-negative integer".
+  CHECK(error_of(file_of(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[-1,2]}})", "ab"))
+            .find("f: entry 'w': data_offsets[0] '-1' must be a non-negative integer") != std::string::npos);
+  CHECK(error_of(file_of(R"({"w":{"dtype":"U8","shape":[2.5],"data_offsets":[0,2]}})", "ab"))
+            .find("f: entry 'w': a shape entry '2.5' must be") != std::string::npos);
   std::string huge = good;
   huge[7] = 0x40;
   CHECK(error_of(huge).find("corrupt header: its length field says") != std::string::npos);

@@ -35,15 +35,6 @@ struct value {
     }
     return nullptr;
   }
-  /// A non-negative integer number (throws otherwise).
-  std::uint64_t as_uint(std::string_view what) const {
-    std::uint64_t v = 0;
-    const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (type != kind::number || r.ec != std::errc() || r.ptr != text.data() + text.size()) {
-      throw io_error(dp::detail::concat("dp: ", what, " must be a non-negative integer"));
-    }
-    return v;
-  }
 };
 
 class parser {

@@ -164,14 +164,23 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
     const auto type = parse_dtype(dt->text);
     DP_CHECK(type.has_value(), io_error, "dp: ", source, ": entry '", name, "' has dtype '", dt->text,
              "' (dp reads F32, F64, I64, I32, U8, BOOL)");
-    tensor_entry e{name, *type, {}, off->items[0].as_uint("data_offsets"), off->items[1].as_uint("data_offsets")};
+    // Errors say the file and the entry, and what the value was.
+    const auto whole = [&](const json::value& x, const char* what) {
+      std::uint64_t v = 0;
+      const char* end = x.text.data() + x.text.size();
+      const auto [at, ec] = std::from_chars(x.text.data(), end, v);
+      DP_CHECK(x.type == json::value::kind::number && ec == std::errc() && at == end, io_error, "dp: ", source,
+               ": entry '", name, "': ", what, " '", x.text, "' must be a non-negative integer below 2^64");
+      return v;
+    };
+    tensor_entry e{name, *type, {}, whole(off->items[0], "data_offsets[0]"), whole(off->items[1], "data_offsets[1]")};
     DP_CHECK(sh->items.size() <= static_cast<std::size_t>(max_rank), io_error, "dp: ", source, ": entry '", name,
              "' has ", sh->items.size(), " dimensions (at most ", max_rank, ")");
     // `extent`, the product of the non-zero dimensions, bounds every stride and partial product, so
     // a zero dimension cannot hide huge others.
     std::uint64_t count = 1, extent = 1;
     for (const auto& d : sh->items) {
-      const std::uint64_t x = d.as_uint("a shape entry");
+      const std::uint64_t x = whole(d, "a shape entry");
       DP_CHECK(x < (std::uint64_t{1} << 40) && (x == 0 || extent <= (std::uint64_t{1} << 48) / x), io_error,
                "dp: ", source, ": entry '", name,
                "' has an implausible shape (its non-zero dimensions multiply to more than 2^48)");
