@@ -49,6 +49,10 @@ template <class Par, class Opt, class Loss, class Loader>
 void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
          const dp::data::tensor_dataset<float, std::int64_t>& test, int epochs, const std::string& save,
          const std::string& resume, bool leader = true, const std::string& recipe = "") {
+  if (loader.data().size() == 0 || test.size() == 0) {  // an accuracy over no samples would print "-nan%"
+    throw dp::value_error("dp: the data split into " + std::to_string(loader.data().size()) + " training and " +
+                          std::to_string(test.size()) + " test samples; both need at least one (more data?)");
+  }
   dp::io::progress start{};
   if (!resume.empty()) {
     start = dp::io::load_checkpoint(resume, par, opt);
