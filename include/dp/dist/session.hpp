@@ -58,6 +58,11 @@ class session {
       return;
     }
     if (!initialized) {
+      // Open MPI's non-blocking all-reduce (libnbc, which carries dp's gradient buckets) picks by
+      // default an algorithm that took 0.8 ms for 2.7 MB between 2 ranks where its blocking one
+      // takes 0.36 ms; Rabenseifner's (reduce-scatter, then all-gather) takes 0.37 ms
+      // (benchmarks/RESULTS.md). The launcher's or user's own setting wins (no overwrite).
+      ::setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
       int provided = 0;
       const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
       DP_CHECK(rc == MPI_SUCCESS, runtime_error, "dp: session: MPI_Init_thread failed: ", detail::mpi_error_text(rc));
