@@ -164,13 +164,15 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
     const auto type = parse_dtype(dt->text);
     DP_CHECK(type.has_value(), io_error, "dp: ", source, ": entry '", name, "' has dtype '", dt->text,
              "' (dp reads F32, F64, I64, I32, U8, BOOL)");
-    // Errors say the file and the entry, and what the value was.
-    const auto whole = [&](const json::value& x, const char* what) {
+    // Errors say the file and the entry, and what the value was. (A named copy of the binding:
+    // clang before 16 cannot capture a structured binding.)
+    const std::string& entry = name;
+    const auto whole = [&source, &entry](const json::value& x, const char* what) {
       std::uint64_t v = 0;
       const char* end = x.text.data() + x.text.size();
       const auto [at, ec] = std::from_chars(x.text.data(), end, v);
       DP_CHECK(x.type == json::value::kind::number && ec == std::errc() && at == end, io_error, "dp: ", source,
-               ": entry '", name, "': ", what, " '", x.text, "' must be a non-negative integer below 2^64");
+               ": entry '", entry, "': ", what, " '", x.text, "' must be a non-negative integer below 2^64");
       return v;
     };
     tensor_entry e{name, *type, {}, whole(off->items[0], "data_offsets[0]"), whole(off->items[1], "data_offsets[1]")};
