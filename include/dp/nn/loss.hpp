@@ -112,9 +112,10 @@ struct ce_state {
     }
   }
 
-  /// Writes the loss into `out` (0-d).
+  /// Writes the loss into `out` (0-d). `first_row` is the batch row of logits' row 0 (a replica's
+  /// shard starts inside the batch), so an error names the row of the batch the caller passed.
   void run(const tensor<T>& logits, const tensor<std::int64_t>& target, const tensor<T>& out, float smoothing,
-           reduction red, std::int64_t ignore) {
+           reduction red, std::int64_t ignore, index_t first_row = 0) {
     const index_t n = logits.shape()[0], c = logits.shape()[1];
     ensure(n, logits.device());
     dp::detail::for_each_index(logits.device(), n,
@@ -125,7 +126,7 @@ struct ce_state {
       const std::int64_t b = *bad.data();
       if (b != 0) {
         *bad.data() = 0;
-        throw value_error(dp::detail::concat("dp: cross_entropy: the target of row ", b - 1, " is ",
+        throw value_error(dp::detail::concat("dp: cross_entropy: the target of row ", first_row + b - 1, " is ",
                                              target.data()[b - 1], ", outside [0, ", c, ") (ignore_index is ", ignore,
                                              ")"));
       }
@@ -155,7 +156,7 @@ struct cross_entropy_op final : op {
 
   const char* name() const override { return "cross_entropy"; }
   void forward(graph& g) override {
-    st.run(g.value<T>(logits), g.value<std::int64_t>(target), g.value<T>(out), smoothing, red, ignore);
+    st.run(g.value<T>(logits), g.value<std::int64_t>(target), g.value<T>(out), smoothing, red, ignore, g.sample_offset);
   }
   void plan(graph& g) override {
     if (g.receives_grad<T>(out)) {
