@@ -15,6 +15,7 @@
 #include <dp/data.hpp>
 #include <dp/dist.hpp>
 #include <dp/exec/assign.hpp>
+#include <dp/exec/cuda_graph.hpp>
 #include <dp/exec/thread_pool.hpp>
 #include <dp/expr/matmul.hpp>
 #include <dp/expr/node.hpp>

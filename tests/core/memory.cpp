@@ -55,3 +55,50 @@ TEST_CASE("adopted memory is released through its deleter when the last tensor g
   }
   CHECK(released == 1);
 }
+
+// The pool side of a CUDA graph's capture (dp::cuda_graph), shown on a host pool: a replay writes
+// every block the captured work used, so none may reach another tensor while the graph exists.
+TEST_CASE("blocks a capture used stay its own until it closes, then return to the device") {
+  const dp::device d = dp::cpu(1000);  // any host worker index has a pool, past 256 too
+  const void* before_capture = nullptr;
+  const void* made_in_capture = nullptr;
+  {
+    auto warm = dp::empty<float>({1000}, d);  // cached for the capture to take
+    before_capture = warm.data();
+  }
+  auto older = dp::empty<float>({3000}, d);  // made before, given back during the capture
+  const void* older_block = older.data();
+  {
+    dp::detail::capture_pool capture(d);
+    {
+      auto t = dp::empty<float>({1000}, d);
+      CHECK(t.data() == before_capture);  // a cached block joins the capture: nothing new allocated
+      made_in_capture = t.data();
+    }
+    auto again = dp::empty<float>({1000}, d);  // the capture reuses its own block: replays keep the order
+    CHECK(again.data() == made_in_capture);
+    older = dp::tensor<float>{};
+    CHECK_THROWS_WITH_AS((void)dp::empty<float>({100000}, d), doctest::Contains("cannot be allocated while capturing"),
+                         dp::device_error);
+    CHECK_THROWS_WITH_AS(dp::empty_cache(d), doctest::Contains("while a CUDA graph is being captured"),
+                         dp::device_error);
+    capture.end_capture();
+    auto after = dp::empty<float>({1000}, d);  // capture ended, graph alive: a new block, not the graph's
+    CHECK(after.data() != made_in_capture);
+    auto after_older = dp::empty<float>({3000}, d);
+    CHECK(after_older.data() != older_block);
+  }
+  // The graph is gone: its blocks are the device's again.
+  auto t1 = dp::empty<float>({3000}, d);
+  CHECK(t1.data() == older_block);
+}
+
+TEST_CASE("one capture at a time per device") {
+  const dp::device d = dp::cpu(1001);
+  dp::detail::capture_pool first(d);
+  CHECK_THROWS_WITH_AS(dp::detail::capture_pool{d}, doctest::Contains("already being captured on cpu:1001"),
+                       dp::runtime_error);
+  first.end_capture();
+  dp::detail::capture_pool second(d);
+  second.end_capture();
+}

@@ -64,7 +64,35 @@ inline cudaStream_t cuda_stream(int index) {
   return s;
 }
 
-inline void cuda_sync(int index) { DP_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(index))); }
+/// Throws when dp's stream on `index` is being captured into a CUDA graph: waiting for the device is
+/// not allowed then (CUDA would end the capture with a bare error code).
+inline void require_not_capturing(int index) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  DP_CUDA_CHECK(cudaStreamIsCapturing(cuda_stream(index), &status));
+  DP_CHECK(status == cudaStreamCaptureStatusNone, device_error, "dp: cuda:", index,
+           " was asked for a result (a copy to or from the host, item(), to_vector(), a loss read back) while "
+           "a CUDA graph is being captured on it; captured work must not wait for the device: use "
+           "trainer.backward_async (the loss stays on the device) and read results after replay()");
+}
+
+/// Waits until everything dp has queued on the device is done.
+inline void cuda_sync(int index) {
+  require_not_capturing(index);
+  DP_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(index)));
+}
+
+/// Makes `waiter` wait (on the device, not the host) for the work queued on `producer` so far.
+inline void cuda_stream_wait(cudaStream_t waiter, cudaStream_t producer) {
+  if (waiter == producer) {
+    return;
+  }
+  cudaEvent_t e = nullptr;
+  DP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  const cudaError_t recorded = cudaEventRecord(e, producer);
+  const cudaError_t waited = recorded == cudaSuccess ? cudaStreamWaitEvent(waiter, e, 0) : recorded;
+  (void)cudaEventDestroy(e);  // released once the wait is satisfied
+  DP_CUDA_CHECK(waited);
+}
 
 }  // namespace dp::inline DP_ABI::detail
 #endif

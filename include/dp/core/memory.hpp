@@ -1,6 +1,7 @@
 // Memory: reference-counted storage blocks from a caching pool per device. A freed block goes back
 // to its pool's free list for its size class, so a steady-state loop that frees and requests the
-// same sizes never reaches the system allocator (nor cudaMalloc).
+// same sizes never reaches the system allocator (nor cudaMalloc). While a CUDA graph is captured,
+// the device's blocks come from and return to the capture's private pool (see capture_pool).
 #pragma once
 
 #include <array>
@@ -9,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <utility>
 
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
@@ -60,7 +63,19 @@ struct storage {
   void (*deleter)(void* ctx, void* data) = nullptr;
   void* deleter_ctx = nullptr;
   storage* next = nullptr;
-  std::uint64_t born = 0;  // when it was handed out (birth_clock): the write guard's "older than"
+  std::uint64_t born = 0;                // when it was handed out (birth_clock): the write guard's "older than"
+  struct private_pool* owner = nullptr;  // the capture's pool it belongs to (nullptr: the device's)
+  std::uint64_t owner_generation = 0;    // owner's generation when it joined (an older one is closed)
+};
+
+/// The blocks of one CUDA graph: every block its captured work used, given back or not, stays out of
+/// the device's free lists until the graph is destroyed, since each replay writes them again. Pools
+/// are recycled; a block whose generation differs from its pool's belongs to a closed one.
+struct private_pool {
+  std::array<storage*, size_classes> free{};
+  std::uint64_t generation = 1;
+  bool open = false;
+  private_pool* next = nullptr;  // the device pool's list of closed pools for reuse
 };
 
 /// Counts allocations: a block's `born` orders it against a moment (forward may write only
@@ -97,6 +112,7 @@ class header_pool {
     s->deleter = nullptr;
     s->deleter_ctx = nullptr;
     s->size_class = -1;
+    s->owner = nullptr;
     std::lock_guard lock(m_);
     s->next = free_;
     free_ = s;
@@ -116,12 +132,20 @@ class device_pool {
     const int cls = size_class_of(bytes);
     DP_CHECK(cls < size_classes, value_error, "dp: cannot allocate ", bytes, " bytes");
     storage* s = nullptr;
+    bool capturing = false;
     {
       std::lock_guard lock(m_);
-      s = free_[cls];
+      capturing = capture_ != nullptr;
+      if (capturing) {  // the capture's own blocks first, then a free one of the device joins it
+        s = pop(capture_->free[cls]);
+        if (!s && (s = pop(free_[cls])) != nullptr) {
+          s->owner = capture_;
+          s->owner_generation = capture_->generation;
+        }
+      } else {
+        s = pop(free_[cls]);
+      }
       if (s) {
-        free_[cls] = s->next;
-        s->next = nullptr;
         stats_.cached -= s->bytes;
       }
     }
@@ -129,12 +153,19 @@ class device_pool {
       DP_COUNT(pool_hits, 1);
     } else {
       const std::size_t cap = size_class_bytes(cls);
-      void* data = system_alloc(cap);
-      if (!data) {
-        empty();  // give cached blocks back and try once more
-        data = system_alloc(cap);
+      // Neither cudaMalloc nor the cudaFree of empty() may run while a graph is captured.
+      DP_CHECK(!capturing, device_error, "dp: the work captured in a CUDA graph on ", dev_, " needs a new block of ",
+               cap,
+               " bytes, and memory cannot be allocated while capturing; run the same work once before "
+               "capturing it, so that its blocks are cached");
+      std::string why;
+      void* data = system_alloc(cap, why);
+      if (!data && why.empty()) {
+        empty();  // out of memory: give cached blocks back and try once more
+        data = system_alloc(cap, why);
       }
-      DP_CHECK(data, error, "dp: out of memory on ", dev_, " allocating ", cap, " bytes");
+      DP_CHECK(data, error, "dp: cannot allocate ", cap, " bytes on ", dev_, ": ",
+               why.empty() ? std::string("out of memory") : why);
       DP_COUNT(allocations, 1);
       s = header_pool::instance().get();
       s->data = data;
@@ -154,8 +185,55 @@ class device_pool {
     std::lock_guard lock(m_);
     stats_.in_use -= s->bytes;
     stats_.cached += s->bytes;
-    s->next = free_[s->size_class];
-    free_[s->size_class] = s;
+    private_pool* owner = s->owner;
+    if (owner && (!owner->open || owner->generation != s->owner_generation)) {
+      owner = nullptr;  // its graph is gone
+    }
+    if (!owner && capture_) {  // made before the capture, used by it: every replay may write it again
+      owner = capture_;
+    }
+    s->owner = owner;
+    s->owner_generation = owner ? owner->generation : 0;
+    push(owner ? owner->free[s->size_class] : free_[s->size_class], s);
+  }
+
+  /// Starts routing this device's blocks through a new private pool (a CUDA graph's capture).
+  private_pool* begin_capture() {
+    std::lock_guard lock(m_);
+    DP_CHECK(!capture_, runtime_error, "dp: a CUDA graph is already being captured on ", dev_,
+             "; capture one graph at a time per device");
+    private_pool* p = closed_;
+    if (p) {
+      closed_ = p->next;
+      p->next = nullptr;
+    } else {
+      p = new private_pool;  // recycled, never freed: blocks may still name it
+    }
+    p->open = true;
+    capture_ = p;
+    return p;
+  }
+  /// Capture ended: blocks go back to the device's lists again (the private pool stays open).
+  void end_capture() {
+    std::lock_guard lock(m_);
+    capture_ = nullptr;
+  }
+  /// The graph is gone: its free blocks return to the device's lists, its live ones when released.
+  void close(private_pool* p) {
+    std::lock_guard lock(m_);
+    if (capture_ == p) {
+      capture_ = nullptr;
+    }
+    for (int c = 0; c < size_classes; ++c) {
+      while (storage* s = pop(p->free[c])) {
+        s->owner = nullptr;
+        push(free_[c], s);
+      }
+    }
+    p->open = false;
+    ++p->generation;
+    p->next = closed_;
+    closed_ = p;
   }
 
   /// Returns every cached block to the system.
@@ -163,6 +241,8 @@ class device_pool {
     storage* all = nullptr;
     {
       std::lock_guard lock(m_);
+      DP_CHECK(!capture_, device_error, "dp: cannot empty the cache of ", dev_,
+               " while a CUDA graph is being captured on it (freeing device memory would end the capture)");
       for (auto& head : free_) {
         while (head) {
           storage* s = head;
@@ -191,19 +271,38 @@ class device_pool {
   }
 
  private:
-  void* system_alloc(std::size_t bytes) {
+  static storage* pop(storage*& head) {
+    storage* s = head;
+    if (s) {
+      head = s->next;
+      s->next = nullptr;
+    }
+    return s;
+  }
+  static void push(storage*& head, storage* s) {
+    s->next = head;
+    head = s;
+  }
+
+  /// A new block from the system, or nullptr with `why` empty when out of memory; any other failure
+  /// (a device left unusable by an earlier kernel fault, say) is said in `why`, not taken for one.
+  void* system_alloc(std::size_t bytes, std::string& why) {
     if (dev_.is_cpu()) {
       return std::aligned_alloc(host_alignment, bytes);
     }
 #if DP_HAS_CUDA
     cuda_device_guard g(dev_.index);
     void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    if (const cudaError_t e = cudaMalloc(&p, bytes); e != cudaSuccess) {
       (void)cudaGetLastError();
+      if (e != cudaErrorMemoryAllocation) {
+        why = concat("cudaMalloc failed: ", cudaGetErrorString(e));
+      }
       return nullptr;
     }
     return p;
 #else
+    why = "this file was compiled without CUDA";
     return nullptr;
 #endif
   }
@@ -222,18 +321,19 @@ class device_pool {
   std::mutex m_;
   std::array<storage*, size_classes> free_{};
   memory_stats stats_{};
+  private_pool* capture_ = nullptr;  // the capture in progress on this device
+  private_pool* closed_ = nullptr;   // private pools to reuse
 };
-
-inline constexpr int max_pools_per_kind = 256;
 
 /// The pool of a device, created on first use. Host workers each have their own pool, so workers
 /// running side by side do not contend on one lock.
 inline device_pool& pool_of(device d) {
-  static std::array<std::atomic<device_pool*>, 2 * max_pools_per_kind> pools{};
+  static std::array<std::atomic<device_pool*>, max_host_workers + max_cuda_devices> pools{};
   static std::mutex m;
-  DP_CHECK(d.index >= 0 && d.index < max_pools_per_kind, device_error, "dp: device index of ", d,
-           " is out of range (at most ", max_pools_per_kind, " devices per kind)");
-  auto& slot = pools[(d.is_cuda() ? max_pools_per_kind : 0) + d.index];
+  const int limit = d.is_cuda() ? max_cuda_devices : max_host_workers;
+  DP_CHECK(d.index >= 0 && d.index < limit, device_error, "dp: device index of ", d, " is out of range (0 to ",
+           limit - 1, ")");
+  auto& slot = pools[(d.is_cuda() ? max_host_workers : 0) + d.index];
   device_pool* p = slot.load(std::memory_order_acquire);
   if (!p) {
     std::lock_guard lock(m);
@@ -325,6 +425,11 @@ inline void copy_bytes(void* dst, device dst_dev, const void* src, device src_de
     return;
   }
 #if DP_HAS_CUDA
+  for (const device d : {dst_dev, src_dev}) {
+    if (d.is_cuda()) {
+      require_not_capturing(d.index);
+    }
+  }
   if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
     // On dp's (non-blocking) streams, never the legacy stream: after the source's pending work,
     // before the destination's next, and finished before the host goes on.
@@ -342,6 +447,26 @@ inline void copy_bytes(void* dst, device dst_dev, const void* src, device src_de
   require_usable(dst_dev.is_cuda() ? dst_dev : src_dev);
 #endif
 }
+
+/// A CUDA graph's private pool on one device: begun when capture starts, so that the blocks the
+/// captured work uses (new ones and those it gives back) never reach the device's free lists while
+/// the graph can replay; end_capture() when capture ends; closed when this is destroyed.
+class capture_pool {
+ public:
+  explicit capture_pool(device d) : pool_(&pool_of(d)), p_(pool_->begin_capture()) {}
+  capture_pool(capture_pool&& o) noexcept : pool_(o.pool_), p_(std::exchange(o.p_, nullptr)) {}
+  capture_pool& operator=(capture_pool&&) = delete;
+  ~capture_pool() {
+    if (p_) {
+      pool_->close(p_);
+    }
+  }
+  void end_capture() { pool_->end_capture(); }
+
+ private:
+  device_pool* pool_;
+  private_pool* p_;
+};
 
 }  // namespace detail
 
