@@ -125,6 +125,25 @@ TEST_CASE("learning-rate schedules: step, cosine, linear, warm-up") {
   CHECK(weights(t)[0] == doctest::Approx(0.0));
 }
 
+TEST_CASE("the step count lives with the optimizer's state: counted, restored, and driving the schedule") {
+  nn::trainer<one> t{one{}};
+  auto opt = dp::optim::sgd(t, {.lr = 1.0, .schedule = dp::optim::step_lr(2, 0.5)});
+  for (int s = 0; s < 3; ++s) {
+    set_grads(t, {0, 0, 0});
+    opt.step();
+  }
+  CHECK(opt.steps() == 3);
+  CHECK(opt.current_lr() == 0.5);  // step 3 of a halving every 2 steps
+  opt.load_state(10, {});
+  CHECK(opt.steps() == 10);
+  CHECK(opt.current_lr() == 1.0 / 32);
+  const auto w0 = weights(t);
+  set_grads(t, {1, 1, 1});
+  opt.step();  // takes step 10's rate
+  CHECK(weights(t)[0] == w0[0] - 1.0 / 32);
+  CHECK(opt.steps() == 11);
+}
+
 TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
   nn::trainer<one> t{one{}};
   set_grads(t, {3, 0, 4});

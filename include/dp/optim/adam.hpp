@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <optional>
 
 #include <dp/exec/for_each.hpp>
 #include <dp/expr/math.hpp>
 #include <dp/optim/optimizer.hpp>
+#include <dp/optim/step_state.hpp>
 
 namespace dp::inline DP_ABI::optim {
 
@@ -22,15 +24,32 @@ struct adam_options {
 };
 
 namespace detail {
+/// The step's scalars, from the steps before it: [1] the learning rate, [2] lr / (1 - beta1^t),
+/// [3] sqrt(1 - beta2^t) (PyTorch's bias corrections, t counting this step).
+struct adam_advance {
+  double lr, beta1, beta2;
+  lr_schedule schedule;
+  DP_HOST_DEVICE void operator()(double* s) const {
+    const double t = s[0] + 1;
+    const double rate = lr * schedule.factor(static_cast<std::int64_t>(s[0]));
+    s[1] = rate;
+    s[2] = rate / (1 - ::pow(beta1, t));
+    s[3] = ::sqrt(1 - ::pow(beta2, t));
+  }
+};
+
 template <class T>
 struct adam_update {
   T* p;
   const T* g;
   T* m;
   T* v;
-  T lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt;
+  const double* scalars;  // adam_advance's, on the device
+  T beta1, beta2, eps, weight_decay;
   bool decoupled;
   DP_HOST_DEVICE DP_FORCEINLINE void operator()(index_t i) const {
+    const T lr = static_cast<T>(scalars[1]), step_size = static_cast<T>(scalars[2]),
+            bc2_sqrt = static_cast<T>(scalars[3]);
     T pi = p[i];
     T gi = g[i];
     if (decoupled) {
@@ -54,7 +73,8 @@ class adam_impl {
  public:
   using T = typename owner_value<Owner>::type;
 
-  adam_impl(Owner& owner, adam_options o) : owner_(&owner), o_(o), m_(state_like(owner)), v_(state_like(owner)) {
+  adam_impl(Owner& owner, adam_options o)
+      : owner_(&owner), o_(o), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {
     DP_CHECK(o.lr >= 0 && o.eps >= 0 && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, value_error,
              "dp: adam: lr and eps must be non-negative and betas in [0, 1), got lr ", o.lr, ", betas (", o.beta1, ", ",
              o.beta2, "), eps ", o.eps);
@@ -62,24 +82,22 @@ class adam_impl {
 
   void step() {
     require_gradients(*owner_, Decoupled ? "adamw" : "adam");
-    const double lr = current_lr();
-    const double t = static_cast<double>(steps_ + 1);
-    const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
     dp::detail::replica_access::for_each_replica(
         *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+          steps_.advance(r, adam_advance{o_.lr, o_.beta1, o_.beta2, o_.schedule});
           dp::detail::for_each_index(
               params.device(), params.numel(),
-              adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), static_cast<T>(lr),
+              adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), steps_.scalars(r),
                              static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(o_.eps),
-                             static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), static_cast<T>(lr / bc1),
-                             static_cast<T>(std::sqrt(bc2)), Decoupled});
+                             static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), Decoupled});
         });
-    ++steps_;
     dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
 
-  double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }
-  std::int64_t steps() const noexcept { return steps_; }
+  /// The learning rate of the next step. Reads the step count from the device.
+  double current_lr() const { return o_.lr * o_.schedule.factor(steps()); }
+  /// Steps taken, replays of a captured step included (read from the device).
+  std::int64_t steps() const { return steps_.steps(); }
   const adam_options& options() const noexcept { return o_; }
 
   /// Named state: "<parameter>.exp_avg" and "<parameter>.exp_avg_sq" (PyTorch's keys).
@@ -92,7 +110,7 @@ class adam_impl {
     return out;
   }
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
-    steps_ = steps;
+    steps_.set_steps(steps);
     for (const auto& ns : s) {
       for (const auto& e : owner_->layout()) {
         for (auto [suffix, bufs] : {std::pair{".exp_avg", &m_}, std::pair{".exp_avg_sq", &v_}}) {
@@ -110,7 +128,7 @@ class adam_impl {
   Owner* owner_;
   adam_options o_;
   std::vector<tensor<T>> m_, v_;
-  std::int64_t steps_ = 0;
+  step_state steps_;
 };
 }  // namespace detail
 

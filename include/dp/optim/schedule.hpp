@@ -21,22 +21,22 @@ struct lr_schedule {
   std::int64_t warmup_steps = 0;  // linear warm-up from warmup_start to the schedule's value
   double warmup_start = 0.0;
 
-  /// The factor at optimizer step t.
-  double factor(std::int64_t t) const {
+  /// The factor at optimizer step t (on the host, or on the device where the step advances).
+  DP_HOST_DEVICE double factor(std::int64_t t) const {
     double f = 1.0;
     switch (type) {
       case kind::constant:
         break;
       case kind::step:
-        f = std::pow(gamma, static_cast<double>(t / std::max<std::int64_t>(1, step_size)));
+        f = ::pow(gamma, static_cast<double>(t / (step_size > 1 ? step_size : 1)));
         break;
       case kind::cosine: {
-        const double x = std::min(1.0, static_cast<double>(t) / std::max<std::int64_t>(1, total_steps));
-        f = final_factor + (1.0 - final_factor) * 0.5 * (1.0 + std::cos(3.141592653589793 * x));
+        const double x = progress(t);
+        f = final_factor + (1.0 - final_factor) * 0.5 * (1.0 + ::cos(3.141592653589793 * x));
         break;
       }
       case kind::linear: {
-        const double x = std::min(1.0, static_cast<double>(t) / std::max<std::int64_t>(1, total_steps));
+        const double x = progress(t);
         f = 1.0 + (final_factor - 1.0) * x;
         break;
       }
@@ -46,6 +46,13 @@ struct lr_schedule {
       f *= w;
     }
     return f;
+  }
+
+ private:
+  /// How far t is through total_steps, in [0, 1].
+  DP_HOST_DEVICE double progress(std::int64_t t) const {
+    const double x = static_cast<double>(t) / static_cast<double>(total_steps > 1 ? total_steps : 1);
+    return x < 1.0 ? x : 1.0;
   }
 };
 

@@ -4,6 +4,7 @@
 
 #include <dp/exec/for_each.hpp>
 #include <dp/optim/optimizer.hpp>
+#include <dp/optim/step_state.hpp>
 
 namespace dp::inline DP_ABI::optim {
 
@@ -17,17 +18,29 @@ struct sgd_options {
 };
 
 namespace detail {
+/// The step's scalars, from the steps before it: [1] the learning rate, [2] 1 on the first step.
+struct sgd_advance {
+  double lr;
+  lr_schedule schedule;
+  DP_HOST_DEVICE void operator()(double* s) const {
+    s[1] = lr * schedule.factor(static_cast<std::int64_t>(s[0]));
+    s[2] = s[0] == 0 ? 1 : 0;
+  }
+};
+
 template <class T>
 struct sgd_update {
   T* p;
   const T* g;
   T* buf;
-  T lr, momentum, dampening, weight_decay;
-  bool first, nesterov, use_momentum;
+  const double* scalars;  // sgd_advance's, on the device
+  T momentum, dampening, weight_decay;
+  bool nesterov, use_momentum;
   DP_HOST_DEVICE DP_FORCEINLINE void operator()(index_t i) const {
+    const T lr = static_cast<T>(scalars[1]);
     T d = g[i] + weight_decay * p[i];
     if (use_momentum) {
-      const T b = first ? d : momentum * buf[i] + (T(1) - dampening) * d;
+      const T b = scalars[2] != 0 ? d : momentum * buf[i] + (T(1) - dampening) * d;
       buf[i] = b;
       d = nesterov ? d + momentum * b : b;
     }
@@ -43,7 +56,7 @@ class sgd {
  public:
   using T = typename detail::owner_value<Owner>::type;
 
-  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(o) {
+  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(o), steps_(detail::replica_devices(owner)) {
     DP_CHECK(o.lr >= 0, value_error, "dp: sgd: lr must be non-negative, got ", o.lr);
     DP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), value_error,
              "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0");
@@ -55,21 +68,22 @@ class sgd {
   /// One update of every parameter (on every replica), from the owner's gradients.
   void step() {
     detail::require_gradients(*owner_, "sgd");
-    const T lr = static_cast<T>(current_lr());
     dp::detail::replica_access::for_each_replica(
         *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
+          steps_.advance(r, detail::sgd_advance{o_.lr, o_.schedule});
           dp::detail::for_each_index(
               params.device(), params.numel(),
-              detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(), lr,
-                                    static_cast<T>(o_.momentum), static_cast<T>(o_.dampening),
-                                    static_cast<T>(o_.weight_decay), steps_ == 0, o_.nesterov, o_.momentum != 0});
+              detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(),
+                                    steps_.scalars(r), static_cast<T>(o_.momentum), static_cast<T>(o_.dampening),
+                                    static_cast<T>(o_.weight_decay), o_.nesterov, o_.momentum != 0});
         });
-    ++steps_;
     dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
 
-  double current_lr() const { return o_.lr * o_.schedule.factor(steps_); }
-  std::int64_t steps() const noexcept { return steps_; }
+  /// The learning rate of the next step. Reads the step count from the device.
+  double current_lr() const { return o_.lr * o_.schedule.factor(steps()); }
+  /// Steps taken, replays of a captured step included (read from the device).
+  std::int64_t steps() const { return steps_.steps(); }
   const sgd_options& options() const noexcept { return o_; }
 
   /// Named state: "<parameter>.momentum_buffer" (PyTorch's key) for each parameter.
@@ -85,7 +99,7 @@ class sgd {
   }
   /// Restores the step count and state (the same values on every replica).
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
-    steps_ = steps;
+    steps_.set_steps(steps);
     for (const auto& ns : s) {
       for (const auto& e : owner_->layout()) {
         if (ns.name == e.name + ".momentum_buffer" && !buf_.empty()) {
@@ -101,7 +115,7 @@ class sgd {
   Owner* owner_;
   sgd_options o_;
   std::vector<tensor<T>> buf_;
-  std::int64_t steps_ = 0;
+  detail::step_state steps_;
 };
 
 }  // namespace dp::inline DP_ABI::optim

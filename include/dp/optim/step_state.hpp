@@ -1,0 +1,68 @@
+// An optimizer's step count and the scalars derived from it (learning rate, bias corrections, the
+// first-step flag), kept in memory on each replica's device and advanced there by the step itself.
+// The update pass reads them from that memory, so a step captured in a CUDA graph replays as the next
+// step (its schedule and bias corrections move on) rather than repeating the captured one.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <dp/core/factory.hpp>
+#include <dp/core/tensor.hpp>
+#include <dp/exec/for_each.hpp>
+#include <dp/nn/replica_access.hpp>
+
+namespace dp::inline DP_ABI::optim::detail {
+
+/// scalars[0] counts the steps taken; the optimizer's advance function sets the others.
+inline constexpr index_t step_scalar_count = 4;
+
+template <class Advance>
+struct advance_scalars {
+  double* s;
+  Advance advance;
+  DP_HOST_DEVICE void operator()(index_t) const {
+    advance(s);
+    s[0] += 1;
+  }
+};
+
+class step_state {
+ public:
+  step_state() = default;
+  explicit step_state(const std::vector<device>& devices) {
+    for (const device d : devices) {
+      s_.push_back(zeros<double>({step_scalar_count}, d));
+    }
+  }
+
+  /// One pass of one element on the replica's device: `advance(double* scalars)` sets the scalars
+  /// of the step about to be taken from scalars[0] (the steps before it), which then counts it.
+  template <class Advance>
+  void advance(std::size_t replica, const Advance& a) {
+    dp::detail::for_each_index(s_[replica].device(), 1, advance_scalars<Advance>{s_[replica].data(), a});
+  }
+  const double* scalars(std::size_t replica) const { return s_[replica].data(); }
+
+  /// Steps taken (read from the device: the count moves on in replays the host never sees).
+  std::int64_t steps() const { return static_cast<std::int64_t>(s_[0].slice(0, 0, 1).item()); }
+  void set_steps(std::int64_t n) {
+    for (auto& s : s_) {
+      s.slice(0, 0, 1).fill(static_cast<double>(n));
+    }
+  }
+
+ private:
+  std::vector<tensor<double>> s_;
+};
+
+/// The devices of an owner's replicas, in replica order.
+template <class O>
+std::vector<device> replica_devices(O& owner) {
+  std::vector<device> out(owner.replica_count());
+  dp::detail::replica_access::for_each_replica(
+      owner, [&](std::size_t i, const auto& params, const auto&) { out[i] = params.device(); });
+  return out;
+}
+
+}  // namespace dp::inline DP_ABI::optim::detail
