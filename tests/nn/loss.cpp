@@ -59,6 +59,14 @@ TEST_CASE("cross_entropy reports targets outside the classes and wrong shapes") 
   CHECK_THROWS_WITH_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({0, 3})),
                        doctest::Contains("target of row 1 is 3, outside [0, 3)"), dp::value_error);
   CHECK_THROWS_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({0})), dp::shape_error);
+  // Rows are checked side by side: the error still names the first bad one, on every run.
+  auto many = dp::zeros<float>({20000, 3});
+  std::vector<std::int64_t> labels(20000, 1);
+  labels[7001] = -5;
+  labels[19000] = 9;
+  labels[12000] = 3;
+  CHECK_THROWS_WITH_AS((void)nn::cross_entropy(many, dp::from_vector<std::int64_t>(labels)),
+                       doctest::Contains("target of row 7001 is -5, outside [0, 3)"), dp::value_error);
 }
 
 TEST_CASE("mse_loss: value and gradients") {

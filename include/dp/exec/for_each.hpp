@@ -3,6 +3,9 @@
 // optimizer updates) are written once as such functors and run on either device.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
 #include <dp/core/device.hpp>
@@ -29,6 +32,19 @@ inline unsigned grid_for(index_t n, int block) {
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
 }
 #endif
+
+/// Keeps the largest value stored to *flag by the threads of one pass: how a kernel reports bad
+/// input (encoded so that the first bad element stores the largest value) without a host read.
+DP_HOST_DEVICE inline void store_max(std::int64_t* flag, std::int64_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicMax(reinterpret_cast<long long*>(flag), static_cast<long long>(v));
+#else
+  std::atomic_ref<std::int64_t> f(*flag);
+  std::int64_t seen = f.load(std::memory_order_relaxed);
+  while (seen < v && !f.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+  }
+#endif
+}
 
 /// Calls f(i) for i in [0, n) on `d`; `grain` is the smallest share worth a host thread.
 template <class F>

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include <dp/exec/for_each.hpp>
@@ -30,7 +31,8 @@ struct ce_rows {
   index_t classes;
   float smoothing;
   std::int64_t ignore;
-  std::int64_t* bad;  // first invalid row + 1 (0: none)
+  index_t rows;
+  std::int64_t* bad;  // rows - (the first invalid row); 0: none
 
   DP_HOST_DEVICE void operator()(index_t i) const {
     const std::int64_t label = y[i];
@@ -40,9 +42,9 @@ struct ce_rows {
       weight[i] = T(0);
       return;
     }
-    if (label < 0 || label >= classes) {
-      *bad = i + 1;
-      loss[i] = T(0);
+    if (label < 0 || label >= classes) {  // flagged, and the loss made NaN so a GPU step is stopped
+      dp::detail::store_max(bad, rows - i);
+      loss[i] = std::numeric_limits<T>::quiet_NaN();
       lse[i] = T(0);
       weight[i] = T(0);
       return;
@@ -120,16 +122,10 @@ struct ce_state {
     ensure(n, logits.device());
     dp::detail::for_each_index(logits.device(), n,
                                ce_rows<T>{logits.data(), target.data(), loss_rows.data(), lse.data(), weight.data(), c,
-                                          smoothing, ignore, bad.data()},
+                                          smoothing, ignore, n, bad.data()},
                                std::max<index_t>(1, 4096 / std::max<index_t>(c, 1)));
     if (logits.device().is_cpu()) {
-      const std::int64_t b = *bad.data();
-      if (b != 0) {
-        *bad.data() = 0;
-        throw value_error(dp::detail::concat("dp: cross_entropy: the target of row ", first_row + b - 1, " is ",
-                                             target.data()[b - 1], ", outside [0, ", c, ") (ignore_index is ", ignore,
-                                             ")"));
-      }
+      check(target, c, ignore, first_row);
     }
     dp::detail::reduce_into<dp::detail::sum_reduce>(total, dp::detail::tensor_node<T>{loss_rows},
                                                     dp::detail::eager_ctx{}, false);
@@ -140,6 +136,19 @@ struct ce_state {
     } else {
       denom.fill(T(1));
       tensor<T>(out).assign(total);
+    }
+  }
+
+  /// Throws if the last run flagged a target outside [0, classes) (and clears the flag). On a GPU
+  /// this reads the flag back, so it waits for the device.
+  void check(const tensor<std::int64_t>& target, index_t classes, std::int64_t ignore, index_t first_row) {
+    const std::int64_t b = bad.device().is_cpu() ? *bad.data() : bad.item();
+    if (b != 0) {
+      bad.fill(0);
+      const index_t row = loss_rows.shape()[0] - b;
+      const std::int64_t value = target.device().is_cpu() ? target.data()[row] : target.slice(0, row, row + 1).item();
+      throw value_error(dp::detail::concat("dp: cross_entropy: the target of row ", first_row + row, " is ", value,
+                                           ", outside [0, ", classes, ") (ignore_index is ", ignore, ")"));
     }
   }
 };
@@ -157,6 +166,9 @@ struct cross_entropy_op final : op {
   const char* name() const override { return "cross_entropy"; }
   void forward(graph& g) override {
     st.run(g.value<T>(logits), g.value<std::int64_t>(target), g.value<T>(out), smoothing, red, ignore, g.sample_offset);
+  }
+  void check_flags(graph& g) override {
+    st.check(g.value<std::int64_t>(target), g.value<T>(logits).shape()[1], ignore, g.sample_offset);
   }
   void plan(graph& g) override {
     if (g.receives_grad<T>(out)) {
@@ -225,7 +237,11 @@ struct cross_entropy_loss {
     } else {
       detail::ce_state<T> st;
       tensor<T> out = empty<T>({}, x.device());
-      st.run(x, y.contiguous(), out, label_smoothing, reduction, ignore_index);
+      const tensor<std::int64_t> yc = y.contiguous();
+      st.run(x, yc, out, label_smoothing, reduction, ignore_index);
+      if (x.device().is_cuda()) {
+        st.check(yc, x.shape()[1], ignore_index, 0);  // eager: no later read-back would say why
+      }
       return out;
     }
   }

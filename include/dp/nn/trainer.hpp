@@ -203,7 +203,7 @@ class trainer {
   /// loss.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
-    const double l = static_cast<double>(backward_async(loss, args...).item());
+    const double l = read_loss(backward_async(loss, args...));
     if (!std::isfinite(l) && !allow_non_finite_) {
       state_ = grad_state::none;
       detail::require_finite_loss(l, step_, false);
@@ -257,7 +257,22 @@ class trainer {
   template <class Loss, class... Args>
   double step_grads(const Loss& loss, bool local_only, T scale, index_t sample_offset,
                     const detail::grad_ready_hook* hook, const Args&... args) {
-    return static_cast<double>(enqueue_grads(loss, local_only, scale, sample_offset, hook, args...).item());
+    return read_loss(enqueue_grads(loss, local_only, scale, sample_offset, hook, args...));
+  }
+
+  /// The loss on the host. A non-finite one may come from a target a GPU kernel flagged: that error
+  /// is raised first.
+  double read_loss(const tensor<T>& loss) {
+    const double l = static_cast<double>(loss.item());
+    if (!std::isfinite(l) && last_ != nullptr) {
+      try {
+        last_->g->check_flags();
+      } catch (...) {
+        state_ = grad_state::none;
+        throw;
+      }
+    }
+    return l;
   }
 
   /// step_grads without the read-back: the loss stays on the device.
@@ -276,6 +291,7 @@ class trainer {
     if (traced_now) {
       p = trace(loss, sample_offset, args...);
     }
+    last_ = p;
     detail::graph& g = *p->g;
     g.step = step_;
     g.sample_offset = sample_offset;
@@ -493,6 +509,7 @@ class trainer {
   std::vector<param_entry> layout_;
   std::vector<const dp::detail::storage*> locked_;  // what forward may not write (the write guard)
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
+  detail::plan_entry* last_ = nullptr;  // the plan of the latest step
   bool training_ = true;
   bool retired_ = false;
   bool allow_non_finite_ = false;

@@ -100,6 +100,9 @@ struct op {
   /// At freeze, in reverse order: claims the gradient targets this op writes (first claim writes).
   virtual void plan(graph& g) = 0;
   virtual const char* name() const = 0;
+  /// Throws for what a device kernel could only flag (a class index out of range, say), once the
+  /// host has waited for the step anyway: when its loss was read back and is not finite.
+  virtual void check_flags(graph&) {}
 };
 
 /// A gradient destination and whether this contribution is the first (a write) or not (an add).
@@ -281,6 +284,12 @@ class graph {
 
   bool frozen() const noexcept { return frozen_; }
   std::size_t op_count() const noexcept { return ops_.size(); }
+  /// Each op's check_flags, in forward order.
+  void check_flags() {
+    for (auto& o : ops_) {
+      o->check_flags(*this);
+    }
+  }
 
   /// Per-step state read by operations: the step number (random streams), the global index of this
   /// replica's first sample (so random masks do not depend on how the batch was split), and whether

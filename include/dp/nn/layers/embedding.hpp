@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include <dp/exec/for_each.hpp>
@@ -13,13 +14,25 @@
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
+/// Output element e is row idx[e / dim] of the table. An index outside [0, num) (checked on the host
+/// before; on a GPU only here) is flagged and gives NaN, never a read outside the table.
 template <class T>
 struct embedding_gather {
   const T* table;
   const std::int64_t* idx;
   T* out;
-  index_t dim;
-  DP_HOST_DEVICE void operator()(index_t e) const { out[e] = table[idx[e / dim] * dim + e % dim]; }
+  index_t dim, num, count;
+  std::int64_t* bad;  // count - (the first bad position); 0: none
+  DP_HOST_DEVICE void operator()(index_t e) const {
+    const index_t pos = e / dim;
+    const std::int64_t k = idx[pos];
+    if (k < 0 || k >= num) {
+      dp::detail::store_max(bad, count - pos);
+      out[e] = std::numeric_limits<T>::quiet_NaN();
+      return;
+    }
+    out[e] = table[k * dim + e % dim];
+  }
 };
 
 template <class T>
@@ -27,17 +40,32 @@ struct embedding_scatter {  // one column per call: deterministic order over row
   const T* grad;
   const std::int64_t* idx;
   T* dtable;
-  index_t rows, dim;
+  index_t rows, dim, num;
   DP_HOST_DEVICE void operator()(index_t d) const {
     for (index_t r = 0; r < rows; ++r) {
-      dtable[idx[r] * dim + d] += grad[r * dim + d];
+      const std::int64_t k = idx[r];
+      if (k >= 0 && k < num) {  // a bad index was flagged by the gather
+        dtable[k * dim + d] += grad[r * dim + d];
+      }
     }
   }
 };
 
+/// Throws if the gather flagged an index (and clears the flag). On a GPU this reads the flag back.
+inline void check_flag(const tensor<std::int64_t>& bad, const tensor<std::int64_t>& idx, index_t num) {
+  const std::int64_t b = bad.device().is_cpu() ? *bad.data() : bad.item();
+  if (b != 0) {
+    tensor<std::int64_t>(bad).fill(0);
+    const index_t pos = idx.numel() - b;
+    const tensor<std::int64_t> flat = idx.reshape({idx.numel()});
+    throw value_error(dp::detail::concat("dp: embedding: index ", flat.slice(0, pos, pos + 1).item(), " at position ",
+                                         pos, " is outside [0, ", num, ")"));
+  }
+}
+
 inline void check_indices(const tensor<std::int64_t>& idx, index_t num) {
   if (!idx.device().is_cpu()) {
-    return;  // checked on the host only (reading device memory each step would cost a synchronisation)
+    return;  // the GPU gather flags them (reading device memory here would wait for the device)
   }
   const std::int64_t* p = idx.data();
   for (index_t i = 0; i < idx.numel(); ++i) {
@@ -50,6 +78,7 @@ template <class T>
 struct embedding_op final : op {
   int idx_slot, out;
   tensor<T> table, table_grad;
+  tensor<std::int64_t> bad;  // the gather's flag (check_flag)
   index_t num;
   grad_target<T> t;
 
@@ -58,9 +87,14 @@ struct embedding_op final : op {
     const tensor<std::int64_t>& idx = g.value<std::int64_t>(idx_slot);
     check_indices(idx, num);
     const index_t dim = table.shape()[1];
-    dp::detail::for_each_index(table.device(), idx.numel() * dim,
-                               embedding_gather<T>{table.data(), idx.data(), g.value<T>(out).data(), dim});
+    if (!bad.defined()) {
+      bad = zeros<std::int64_t>({}, table.device());
+    }
+    dp::detail::for_each_index(
+        table.device(), idx.numel() * dim,
+        embedding_gather<T>{table.data(), idx.data(), g.value<T>(out).data(), dim, num, idx.numel(), bad.data()});
   }
+  void check_flags(graph& g) override { check_flag(bad, g.value<std::int64_t>(idx_slot), num); }
   void plan(graph& g) override {
     if (g.receives_grad<T>(out)) {
       t = g.param_target<T>(table_grad);
@@ -76,7 +110,8 @@ struct embedding_op final : op {
     const tensor<std::int64_t>& idx = g.value<std::int64_t>(idx_slot);
     const index_t dim = table.shape()[1];
     dp::detail::for_each_index(
-        table.device(), dim, embedding_scatter<T>{g.grad<T>(out).data(), idx.data(), t.t.data(), idx.numel(), dim}, 1);
+        table.device(), dim, embedding_scatter<T>{g.grad<T>(out).data(), idx.data(), t.t.data(), idx.numel(), dim, num},
+        1);
   }
 };
 
@@ -114,8 +149,13 @@ struct embedding {
       const tensor<std::int64_t> c = idx.contiguous();
       detail::check_indices(c, Num);
       tensor<T> y = empty<T>(out, weight.device());
-      dp::detail::for_each_index(weight.device(), c.numel() * Dim,
-                                 detail::embedding_gather<T>{weight.value().data(), c.data(), y.data(), Dim});
+      const tensor<std::int64_t> bad = zeros<std::int64_t>({}, weight.device());
+      dp::detail::for_each_index(
+          weight.device(), c.numel() * Dim,
+          detail::embedding_gather<T>{weight.value().data(), c.data(), y.data(), Dim, Num, c.numel(), bad.data()});
+      if (weight.device().is_cuda()) {
+        detail::check_flag(bad, c, Num);  // eager: no later read-back would say why
+      }
       return y;
     }
   }
