@@ -143,8 +143,27 @@ inline cublasHandle_t cublas_handle(int dev) {
     cuda_device_guard g(dev);
     DP_CUBLAS_CHECK(cublasCreate(&handles[dev]));
     DP_CUBLAS_CHECK(cublasSetStream(handles[dev], cuda_stream(dev)));
+    // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA graph
+    // (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle: the program.
+    constexpr std::size_t workspace = std::size_t{32} << 20;
+    void* ws = nullptr;
+    DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
+    DP_CUBLAS_CHECK(cublasSetWorkspace(handles[dev], ws, workspace));
   }
   return handles[dev];
+}
+
+/// C = beta C in place, C row-major with leading dimension ld (cublas geam: C^T = beta C^T + 0 C^T).
+template <class T>
+void cuda_scale(const mat_ref<T>& c, T beta, int dev) {
+  const T zero = T(0);
+  const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), ld = static_cast<int>(c.ld);
+  cublasHandle_t h = cublas_handle(dev);
+  if constexpr (std::is_same_v<T, float>) {
+    DP_CUBLAS_CHECK(cublasSgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, &beta, c.data, ld, &zero, c.data, ld, c.data, ld));
+  } else {
+    DP_CUBLAS_CHECK(cublasDgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, &beta, c.data, ld, &zero, c.data, ld, c.data, ld));
+  }
 }
 
 /// Row-major C = op(A) op(B) computed as column-major C^T = op(B)^T op(A)^T: the operands swap and
@@ -157,6 +176,16 @@ void cuda_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_r
   }
   cuda_device_guard g(dev);
   cublasHandle_t h = cublas_handle(dev);
+  if (a.cols == 0) {  // an empty sum: C = beta C (cuBLAS rejects the leading dimensions of empty operands)
+    if (beta == T(0)) {
+      DP_CUDA_CHECK(cudaMemset2DAsync(c.data, static_cast<std::size_t>(c.ld) * sizeof(T), 0,
+                                      static_cast<std::size_t>(c.cols) * sizeof(T), static_cast<std::size_t>(c.rows),
+                                      cuda_stream(dev)));
+    } else {
+      cuda_scale(c, beta, dev);
+    }
+    return;
+  }
   const auto ta = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(a.cols);
   if constexpr (std::is_same_v<T, float>) {

@@ -1,10 +1,14 @@
 // DLPack exchange without copies (PyTorch, CuPy, JAX and others speak it). The structures below
 // follow the DLPack ABI (dlpack.h, v0.8), declared in dp's namespace so that including the official
 // header as well does not clash; pointers to them may be passed where a DLManagedTensor* is expected.
+// CUDA tensors cross between streams: DLPack leaves the ordering to the caller, so dp orders it. Given
+// the other library's stream, each side waits for the other on the device; without it the host
+// waits (dp's queued work on export, the whole device on import and when memory changes hands back).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 #include <dp/core/error.hpp>
@@ -53,23 +57,66 @@ constexpr DLDataType dtype_of() {
   }
 }
 
+/// Another library's CUDA stream (a cudaStream_t), or none: then the host waits instead.
+using stream_handle = std::optional<void*>;
+
 namespace detail {
+#if DP_HAS_CUDA
+/// Makes `waiter` wait for the work queued on `producer` (dp's stream on `index` where nullopt is
+/// passed for one side): on the device when both are known, else by blocking the host.
+inline void order_streams(int index, stream_handle waiter, stream_handle producer) {
+  dp::detail::cuda_device_guard g(index);
+  if (waiter && producer) {
+    dp::detail::cuda_stream_wait(static_cast<cudaStream_t>(*waiter), static_cast<cudaStream_t>(*producer));
+  } else if (producer) {
+    DP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(*producer)));
+  } else {
+    DP_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+}
+#endif
+
 template <class T>
 struct exported {
   DLManagedTensor managed{};
   tensor<T> keep;  // holds the storage while the consumer uses it
   std::int64_t shape[max_rank]{}, strides[max_rank]{};
+  stream_handle consumer;
 
-  static void release(DLManagedTensor* self) { delete static_cast<exported*>(self->manager_ctx); }
+  static void release(DLManagedTensor* self) {
+    auto* e = static_cast<exported*>(self->manager_ctx);
+#if DP_HAS_CUDA
+    if (e->keep.device().is_cuda()) {  // the consumer's work on it finishes before dp reuses the block
+      try {
+        order_streams(e->keep.device().index, dp::detail::cuda_stream(e->keep.device().index), e->consumer);
+      } catch (...) {  // a deleter cannot throw; the device's error resurfaces at dp's next call
+      }
+    }
+#endif
+    delete e;
+  }
 };
 }  // namespace detail
 
-/// Exports a tensor: no copy; the storage lives until the consumer calls the deleter.
+/// Exports a tensor: no copy; the storage lives until the consumer calls the deleter. A CUDA tensor
+/// is ready on `consumer_stream` (the consumer's stream waits for dp's), or, without one, on every
+/// stream (the host waits for dp's queued work).
 template <class T>
-DLManagedTensor* to_dlpack(const tensor<T>& t) {
+DLManagedTensor* to_dlpack(const tensor<T>& t, stream_handle consumer_stream = std::nullopt) {
   DP_CHECK(t.defined(), value_error, "dp: to_dlpack of an undefined tensor");
-  auto* e = new detail::exported<T>;
+#if DP_HAS_CUDA
+  if (t.device().is_cuda()) {
+    const stream_handle dp_stream = dp::detail::cuda_stream(t.device().index);
+    if (consumer_stream) {
+      detail::order_streams(t.device().index, consumer_stream, dp_stream);
+    } else {
+      dp::detail::cuda_sync(t.device().index);
+    }
+  }
+#endif
+  auto e = std::make_unique<detail::exported<T>>();
   e->keep = t;
+  e->consumer = consumer_stream;
   for (int i = 0; i < t.rank(); ++i) {
     e->shape[i] = t.shape()[i];
     e->strides[i] = t.strides()[i];
@@ -82,15 +129,17 @@ DLManagedTensor* to_dlpack(const tensor<T>& t) {
   d.shape = e->shape;
   d.strides = e->strides;
   d.byte_offset = 0;
-  e->managed.manager_ctx = e;
+  e->managed.manager_ctx = e.get();
   e->managed.deleter = &detail::exported<T>::release;
-  return &e->managed;
+  return &e.release()->managed;
 }
 
 /// Imports a DLPack tensor without copying; dp calls its deleter when the last tensor lets go.
 /// The element type must be T's; host memory becomes a dp::cpu() tensor, CUDA memory a dp::cuda(i) one.
+/// For CUDA memory, dp's stream waits for `producer_stream` (or, without one, for the whole device)
+/// before using it, and dp's work on it is finished before the deleter runs.
 template <class T>
-tensor<T> from_dlpack(DLManagedTensor* m) {
+tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::nullopt) {
   DP_CHECK(m != nullptr, value_error, "dp: from_dlpack of a null tensor");
   const DLTensor& d = m->dl_tensor;
   const DLDataType want = dtype_of<T>();
@@ -109,6 +158,12 @@ tensor<T> from_dlpack(DLManagedTensor* m) {
     return back;
   }
   const dp::device dev = d.device.device_type == kDLCUDA ? dp::cuda(d.device.device_id) : dp::cpu();
+#if DP_HAS_CUDA
+  if (dev.is_cuda()) {
+    require_usable(dev);
+    detail::order_streams(dev.index, dp::detail::cuda_stream(dev.index), producer_stream);
+  }
+#endif
   dp::shape s, st;
   index_t extent = 1;
   for (int i = 0; i < d.ndim; ++i) {
@@ -125,6 +180,14 @@ tensor<T> from_dlpack(DLManagedTensor* m) {
       dev, data, static_cast<std::size_t>(s.numel() == 0 ? 0 : extent) * sizeof(T),
       [](void* ctx, void*) {
         auto* managed = static_cast<DLManagedTensor*>(ctx);
+#if DP_HAS_CUDA
+        if (managed->dl_tensor.device.device_type == kDLCUDA) {  // dp's queued work on it comes first
+          try {
+            dp::detail::cuda_sync(managed->dl_tensor.device.device_id);
+          } catch (...) {  // a deleter cannot throw; the device's error resurfaces at dp's next call
+          }
+        }
+#endif
         if (managed->deleter) {
           managed->deleter(managed);
         }
