@@ -1,20 +1,7 @@
 // CUDA tests: built in CI (no GPU there), run with the device tool when a GPU is lent.
-#include <cmath>
+#include "check.hpp"
 
-#include <doctest/doctest.h>
-
-#include <dp/dp.hpp>
-
-namespace {
-void check_same(const std::vector<float>& a, const std::vector<float>& b, double tol) {
-  REQUIRE(a.size() == b.size());
-  int bad = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    bad += !(std::fabs(a[i] - b[i]) <= tol * (1 + std::fabs(b[i])));
-  }
-  CHECK(bad == 0);
-}
-}  // namespace
+using dp_cuda_test::check_same;
 
 TEST_CASE("a fused expression on the GPU is one kernel, allocates nothing and matches the host") {
   const dp::index_t n = 1 << 20;
