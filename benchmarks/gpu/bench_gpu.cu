@@ -6,13 +6,17 @@
 //   (c) sgemm n = 2048 and 4096: dp::matmul against cublasSgemm called directly (GFLOP/s).
 //   (d) a training step (forward, cross_entropy, backward, SGD with momentum) of benchmarks/mlp_step.cpp's
 //       two MLPs on the GPU, steps/s: large 784-512-512-10 at batch 256, small 64-128-128-10 at batch 64.
-//   (e) the same step through dp::parallel on one GPU (its overhead over the bare trainer).
-//   (f) the step captured in a CUDA graph and replayed: trainer.backward_async (the loss stays on the
-//       device, nothing waits for it) + opt.step, with the loss copied asynchronously to pinned memory.
-//       It first checks that replays train exactly as eager steps do (counters max_param_diff, loss_diff).
-// Element-wise and GEMM rows are timed with CUDA events on dp's stream; training rows in wall time, each
-// step synchronised once (the loss reaches the host every step, as backward's return value does).
+//       Two rows each, as PyTorch's peer has them: `trainer` reads the loss every step (backward's
+//       return value; PyTorch's loss.item()), `async` never does (backward_async; PyTorch eager).
+//   (e) the same step through dp::parallel: on one GPU (its overhead over the bare trainer), and over
+//       two GPUs where there are two (a real scatter and NCCL all-reduce; skipped otherwise).
+//   (f) the step captured in a dp::cuda_graph and replayed: backward_async + opt.step. It first checks
+//       that replays train exactly as eager steps do (counters max_param_diff, loss_diff).
+// Element-wise and GEMM rows are timed with CUDA events on dp's stream. Training rows run about a
+// second of warm-up steps first (the GPU idles at low clocks), then are timed in wall time over
+// batches of steps that end with one synchronisation, as PyTorch's peer times its steps.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -247,10 +251,6 @@ dp::tensor<std::int64_t> batch_labels(dp::index_t batch) {
   return dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({batch}, dp::cuda(0), 2) * 9.99f));
 }
 
-void set_steps(benchmark::State& s) {
-  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
-}
-
 /// A trainer on the GPU with its optimizer and one batch, warmed up (traced, pool filled) as
 /// benchmarks/mlp_step.cpp does. Every instance starts from the same weights.
 template <class Model>
@@ -276,119 +276,87 @@ struct mlp_run {
   }
 };
 
-template <class Model>
-void trainer_step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
-  mlp_run<Model> r(batch, features);
-  for (auto _ : s) {
-    r.step();
+/// Seconds of warm-up before a training row is timed (set by --quick).
+double warm_up_seconds = 1.0;
+/// Steps between the synchronisations of a timed training row.
+constexpr int steps_per_sync = 16;
+
+/// Times `step` (which queues one training step) in wall time: warm-up first, then batches of
+/// steps_per_sync steps each ending with one synchronisation, so queued steps count.
+template <class Step>
+void time_steps(benchmark::State& s, Step&& step) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < warm_up_seconds) {
+    step();
   }
-  sync();  // the last optimizer step
-  set_steps(s);
-  s.counters["loss"] = r.loss;
+  sync();
+  for (auto _ : s) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps_per_sync; ++i) {
+      step();
+    }
+    sync();
+    s.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  s.counters["steps/s"] =
+      benchmark::Counter(static_cast<double>(s.iterations() * steps_per_sync), benchmark::Counter::kIsRate);
 }
 
+/// (d) steps that read the loss back (backward), or never do (backward_async).
 template <class Model>
-void parallel_step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
-  dp::parallel<Model> par{seeded_model<Model>(), {dp::cuda(0)}};
+void trainer_step(benchmark::State& s, dp::index_t batch, dp::index_t features, bool read_loss) {
+  mlp_run<Model> r(batch, features);
+  time_steps(s, [&] {
+    if (read_loss) {
+      r.step();
+    } else {
+      (void)r.t.backward_async(nn::cross_entropy, r.x, r.y);
+      r.opt.step();
+    }
+  });
+  s.counters["loss"] = r.t.backward(nn::cross_entropy, r.x, r.y);
+}
+
+/// (e) dp::parallel over the first `gpus` GPUs, reading the loss as backward does.
+template <class Model>
+void parallel_step(benchmark::State& s, dp::index_t batch, dp::index_t features, int gpus) {
+  std::vector<dp::device> devices;
+  for (int i = 0; i < gpus; ++i) {
+    devices.push_back(dp::cuda(i));
+  }
+  dp::parallel<Model> par{seeded_model<Model>(), devices};
   auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
   const auto x = batch_inputs(batch, features);
   const auto y = batch_labels(batch);
   double loss = 0;
-  for (int i = 0; i < 3; ++i) {
+  time_steps(s, [&] {
     loss = par.backward(nn::cross_entropy, x, y);
     opt.step();
-  }
-  for (auto _ : s) {
-    loss = par.backward(nn::cross_entropy, x, y);
-    opt.step();
-  }
-  sync();
-  set_steps(s);
+  });
   s.counters["loss"] = loss;
 }
 
-/// An instantiated CUDA graph of what some host code enqueues on dp's stream.
-class cuda_graph {
- public:
-  cuda_graph() = default;
-  ~cuda_graph() {
-    if (exec_) {
-      (void)cudaGraphExecDestroy(exec_);
-    }
-    if (graph_) {
-      (void)cudaGraphDestroy(graph_);
-    }
-  }
-  cuda_graph(const cuda_graph&) = delete;
-  cuda_graph& operator=(const cuda_graph&) = delete;
-
-  /// Captures `work` (relaxed mode: dp may still allocate from the system on a pool miss). Returns
-  /// an empty string, or why capture failed; never throws, and leaves the stream out of capture.
-  template <class F>
-  std::string capture(F&& work) {
-    const cudaError_t begin = cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed);
-    if (begin != cudaSuccess) {
-      return cuda_error_text("cudaStreamBeginCapture", begin);
-    }
-    std::string why;
-    try {
-      work();
-    } catch (const std::exception& e) {
-      why = e.what();
-      if (const cudaError_t last = cudaGetLastError(); last != cudaSuccess) {
-        why += std::string(" [") + cudaGetErrorName(last) + "]";
-      }
-    }
-    const cudaError_t end = cudaStreamEndCapture(stream(), &graph_);
-    if (end != cudaSuccess) {
-      why += (why.empty() ? "" : "; then ") + cuda_error_text("cudaStreamEndCapture", end);
-    } else if (why.empty()) {
-      if (const cudaError_t inst = cudaGraphInstantiate(&exec_, graph_, 0); inst != cudaSuccess) {
-        exec_ = nullptr;
-        why = cuda_error_text("cudaGraphInstantiate", inst);
-      }
-    }
-    (void)cudaGetLastError();  // capture errors are not sticky; leave none behind
-    return why;
-  }
-
-  void replay() { BENCH_CUDA(cudaGraphLaunch(exec_, stream())); }
-
- private:
-  cudaGraph_t graph_ = nullptr;
-  cudaGraphExec_t exec_ = nullptr;
-};
-
-/// Enqueues one training step without any host synchronisation: backward_async leaves the loss on
-/// the device; it is copied into pinned memory at the end of the step.
-template <class Model>
-void enqueue_step(mlp_run<Model>& r, float* loss) {
-  const dp::tensor<float> l = r.t.backward_async(nn::cross_entropy, r.x, r.y);
-  r.opt.step();
-  BENCH_CUDA(cudaMemcpyAsync(loss, l.data(), sizeof(float), cudaMemcpyDeviceToHost, stream()));
-}
-
-/// (f) replays of the captured step, each synchronised.
+/// (f) replays of the captured step.
 template <class Model>
 void graph_step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
-  // Both runs are built and warmed before capture: nothing long-lived may be allocated between
-  // capture and the last replay, since the graph reuses the pool blocks its step borrowed.
+  // Both runs are built and warmed before capture, so that capture finds every block it needs cached.
   mlp_run<Model> r(batch, features), reference(batch, features);
-  float* loss = nullptr;
-  BENCH_CUDA(cudaMallocHost(&loss, sizeof(float)));
-  std::unique_ptr<float, cudaError_t (*)(void*)> pinned(loss, cudaFreeHost);
-  cuda_graph g;
-  const std::string why = g.capture([&] { enqueue_step(r, loss); });
-  if (!why.empty()) {
-    s.SkipWithError(("capturing backward_async + opt.step failed: " + why).c_str());
+  dp::tensor<float> loss;
+  dp::cuda_graph g;
+  try {
+    g.capture(dp::cuda(0), [&] {
+      loss = r.t.backward_async(nn::cross_entropy, r.x, r.y);
+      r.opt.step();
+    });
+  } catch (const std::exception& e) {
+    s.SkipWithError((std::string("capturing backward_async + opt.step failed: ") + e.what()).c_str());
     return;
   }
   constexpr int checked = 5;  // replays against eager steps: the same weights and loss, or the graph is wrong
   for (int i = 0; i < checked; ++i) {
     g.replay();
   }
-  sync();
-  const double graph_loss = *loss;
+  const double graph_loss = loss.item();
   for (int i = 0; i < checked; ++i) {
     reference.step();
   }
@@ -399,12 +367,8 @@ void graph_step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
   for (std::size_t i = 0; i < got.size(); ++i) {
     diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
   }
-  for (auto _ : s) {
-    g.replay();
-    sync();
-  }
-  set_steps(s);
-  s.counters["loss"] = *loss;
+  time_steps(s, [&] { g.replay(); });
+  s.counters["loss"] = loss.item();
   s.counters["max_param_diff"] = diff;
   s.counters["loss_diff"] = std::fabs(graph_loss - reference.loss);
 }
@@ -431,12 +395,17 @@ void register_all(double min_time) {
     add("sgemm/" + std::to_string(n) + "/dp", [n](benchmark::State& s) { dp_sgemm(s, n); }, true);
     add("sgemm/" + std::to_string(n) + "/cublas", [n](benchmark::State& s) { cublas_sgemm(s, n); }, true);
   }
-  add("mlp/large/trainer", [](benchmark::State& s) { trainer_step<large_mlp>(s, 256, 784); }, false);
-  add("mlp/small/trainer", [](benchmark::State& s) { trainer_step<small_mlp>(s, 64, 64); }, false);
-  add("mlp/large/parallel1", [](benchmark::State& s) { parallel_step<large_mlp>(s, 256, 784); }, false);
-  add("mlp/small/parallel1", [](benchmark::State& s) { parallel_step<small_mlp>(s, 64, 64); }, false);
-  add("mlp/large/graph", [](benchmark::State& s) { graph_step<large_mlp>(s, 256, 784); }, false);
-  add("mlp/small/graph", [](benchmark::State& s) { graph_step<small_mlp>(s, 64, 64); }, false);
+  add("mlp/large/trainer", [](benchmark::State& s) { trainer_step<large_mlp>(s, 256, 784, true); }, true);
+  add("mlp/small/trainer", [](benchmark::State& s) { trainer_step<small_mlp>(s, 64, 64, true); }, true);
+  add("mlp/large/async", [](benchmark::State& s) { trainer_step<large_mlp>(s, 256, 784, false); }, true);
+  add("mlp/small/async", [](benchmark::State& s) { trainer_step<small_mlp>(s, 64, 64, false); }, true);
+  add("mlp/large/parallel1", [](benchmark::State& s) { parallel_step<large_mlp>(s, 256, 784, 1); }, true);
+  add("mlp/small/parallel1", [](benchmark::State& s) { parallel_step<small_mlp>(s, 64, 64, 1); }, true);
+  if (dp::cuda_device_count() >= 2) {
+    add("mlp/large/parallel2", [](benchmark::State& s) { parallel_step<large_mlp>(s, 256, 784, 2); }, true);
+  }
+  add("mlp/large/graph", [](benchmark::State& s) { graph_step<large_mlp>(s, 256, 784); }, true);
+  add("mlp/small/graph", [](benchmark::State& s) { graph_step<small_mlp>(s, 64, 64); }, true);
 }
 
 }  // namespace
@@ -448,6 +417,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       min_time = 0.1;
+      warm_up_seconds = 0.5;
     } else {
       args.push_back(argv[i]);
     }

@@ -31,6 +31,7 @@ A, B = 2.0, 3.0
 SIZES = {"16M": 1 << 24, "64M": 1 << 26}
 MM_SIZES = (2048, 4096)
 LAUNCHES = 8
+WARM_UP_S = 1.0
 
 
 def median(v):
@@ -138,6 +139,9 @@ def steps_per_second(sizes, batch, seconds, runs, compile_mode=None, read_loss=F
             loss.item()
 
     for _ in range(10 if compile_mode else 5):  # compile, and record CUDA graphs for reduce-overhead
+        step()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < WARM_UP_S:  # the GPU idles at low clocks: about a second, as bench_gpu
         step()
     torch.cuda.synchronize()
     rates = []
