@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz (the safetensors, CSV and IDX loaders) with ASan and
-# UBSan, then runs each for a fixed number of inputs on a copy of its seed corpus (the committed
-# corpus is never modified). Exits non-zero on any crash, sanitizer report, leak, timeout or
+# Builds the libFuzzer targets of tests/fuzz (the safetensors, CSV and IDX parsers, and the file paths
+# of gzip, checkpoint and IDX loading) with ASan and UBSan, then runs each for a fixed number of
+# inputs on a copy of its seed corpus (the committed corpus is never modified). Exits non-zero on any crash, sanitizer report, leak, timeout or
 # out-of-memory; the reproducer is left in the build folder and its path printed.
 #
 #   scripts/fuzz.sh                 build and run every target
@@ -19,7 +19,7 @@ case "$dir" in /*) ;; *) dir="$root/$dir" ;; esac
 runs="${DP_FUZZ_RUNS:-20000}"
 cxx="${CXX:-clang++-14}"
 jobs="${DP_FUZZ_JOBS:-2}"
-all_targets=(safetensors csv idx)
+all_targets=(safetensors csv idx files)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuilds the seed corpora of the fuzz targets (tests/fuzz/corpus/{safetensors,csv,idx}/).
+"""Rebuilds the seed corpora of the fuzz targets (tests/fuzz/corpus/{safetensors,csv,idx,files}/).
 
 Standard library only. The safetensors files are laid out exactly as dp::io::encode writes them
 (entries sorted by name, "__metadata__" last with "format" and "dp.crc32", the header padded with
@@ -177,8 +177,31 @@ def idx_files():
     }
 
 
+def files_files():
+    """tests/fuzz/files.cpp: the first byte picks the file made from the rest (0 a .csv.gz as is, 1 CSV
+    text gzip-compressed then damaged by the last three bytes, 2 edits to a valid checkpoint, 3 IDX)."""
+    digits = csv_files()["digits.csv"].encode()
+    images = idx_files()["images-idx3-ubyte"]
+    return {
+        "gz-digits": b"\x00" + gzip.compress(digits, mtime=0),
+        "gz-half": b"\x00" + gzip.compress(digits, mtime=0)[:60],
+        "gz-trailing": b"\x00" + gzip.compress(digits, mtime=0) + b"garbage",
+        "gz-not-gzip": b"\x00" + digits,
+        "damaged-cut": b"\x01" + digits + b"\x00\x40\x01",
+        "damaged-flip": b"\x01" + digits + b"\x00\x30\x08",
+        "intact": b"\x01" + digits + b"\xff\xff\x00",
+        "checkpoint-as-is": b"\x02",
+        "checkpoint-edit-header": b"\x02" + bytes([0, 20, ord("x")]),
+        "checkpoint-edit-data": b"\x02" + bytes([1, 200, 0x7F]),
+        "checkpoint-cut": b"\x02" + bytes([0, 0, 0]) * 8 + bytes([1, 0]),
+        "idx-images": b"\x03" + images,
+        "idx-truncated": b"\x03" + images[:20],
+    }
+
+
 def main():
-    for name, files in (("safetensors", safetensors_files()), ("csv", csv_files()), ("idx", idx_files())):
+    for name, files in (("safetensors", safetensors_files()), ("csv", csv_files()), ("idx", idx_files()),
+                        ("files", files_files())):
         d = os.path.join(CORPUS, name)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
