@@ -271,6 +271,17 @@ TEST_CASE("a replica that fails stops the others with a clear error, and the nex
   CHECK_NOTHROW((void)par.backward(nn::cross_entropy, x, labels(8, 1)));
 }
 
+TEST_CASE("a shape error inside a replica says which rows of which batch its shapes are") {
+  for (const bool deterministic : {false, true}) {
+    dp::parallel<classifier> par{classifier{}, workers(2), {.deterministic = deterministic, .chunk = 4}};
+    auto x = dp::randn<float>({8, 11}, dp::cpu(), 1);  // 11 features where the model takes 12
+    CHECK_THROWS_WITH_AS(
+        (void)par.backward(nn::cross_entropy, x, labels(8, 1)),
+        doctest::Contains("(in dp::parallel's replica 0, on rows [0, 4) of the batch of shape {8, 11})"),
+        dp::shape_error);
+  }
+}
+
 TEST_CASE("on one device parallel is the bare trainer: the same passes, no copy") {
   nn::manual_seed(8);
   const classifier model;

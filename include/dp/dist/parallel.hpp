@@ -318,13 +318,15 @@ class parallel {
       if (c > 0) {
         const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
-            static_cast<double>(scale) *
-            std::apply(
-                [&](const auto&... part) {
-                  return detail::replica_access::step_grads(r, loss, local_only, scale, global_offset_ + plan_.begin(i),
-                                                            overlap ? reducer_.hook() : nullptr, part...);
-                },
-                parts[static_cast<std::size_t>(i)]);
+            static_cast<double>(scale) * on_shard(i, plan_.begin(i), plan_.begin(i) + c, args..., [&] {
+              return std::apply(
+                  [&](const auto&... part) {
+                    return detail::replica_access::step_grads(r, loss, local_only, scale,
+                                                              global_offset_ + plan_.begin(i),
+                                                              overlap ? reducer_.hook() : nullptr, part...);
+                  },
+                  parts[static_cast<std::size_t>(i)]);
+            });
       } else {  // no samples here: contribute nothing, but take part in every collective
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
@@ -391,11 +393,13 @@ class parallel {
         detail::replica_access::set_gradients(r, nn::grad_state::none);
         const double share = static_cast<double>(b - a) / static_cast<double>(global_n_);
         const T scale = mean ? static_cast<T>(share) : T(1);
-        const double l = [&]<std::size_t... K>(std::index_sequence<K...>) {
-          return detail::replica_access::step_grads(
-              r, loss, false, scale, global_offset_ + a, nullptr,
-              rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
-        }(std::index_sequence_for<Args...>{});
+        const double l = on_shard(i, a, b, args..., [&] {
+          return [&]<std::size_t... K>(std::index_sequence<K...>) {
+            return detail::replica_access::step_grads(
+                r, loss, false, scale, global_offset_ + a, nullptr,
+                rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
+          }(std::index_sequence_for<Args...>{});
+        });
         exact.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
                    static_cast<double>(scale) * l, b == last);
       }
@@ -410,6 +414,19 @@ class parallel {
     run_then_release(job, parts);
     return losses_[0];  // the global loss, the same on every replica and rank
   }
+  /// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` holds. A
+  /// shape error inside it shows the shard's shapes: it is told which rows of which batch they are.
+  template <class... A>
+  static double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
+    auto all = std::forward_as_tuple(args_then_step...);
+    try {
+      return std::get<sizeof...(A) - 1>(all)();
+    } catch (const shape_error& e) {
+      throw shape_error(dp::detail::concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi,
+                                           ") of the batch of shape ", detail::unwrap(std::get<0>(all)).shape(), ")"));
+    }
+  }
+
   /// Rows [lo, hi) of a scattered tensor's part; any other part whole.
   template <class Arg, class Part>
   static Part rows(const Part& p, index_t lo, index_t hi) {
