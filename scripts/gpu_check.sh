@@ -17,8 +17,11 @@
 #                                       $OUT (or DIR/out).
 #   scripts/gpu_check.sh dry-run [DIR]  here, without a GPU: run's steps as far as a CPU allows.
 #
-# Time budget of run (seconds; the device tool allows 600 per command): tests 150, sanitizers 180,
-# benchmarks 240. Each step has its own timeout, so a hang costs that step, not the run.
+# Time budget of run (seconds; the device tool allows 600 per command): tests 150 at most (about a
+# minute when they pass), sanitizers 230, benchmarks 230. Each step has its own timeout, so a hang
+# costs that step, not the run. With the device tool, from this machine:
+#   scripts/gpu_check.sh prepare   then   run(command="bash scripts/gpu_check.sh run", carry=["gpu-run"],
+#                                             timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
@@ -151,19 +154,20 @@ run() {
     done
     failed=1
   elif command -v compute-sanitizer >/dev/null; then
-    for tool in memcheck racecheck; do
-      log "== compute-sanitizer $tool on dp_test_cuda"
-      timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/dp_test_cuda" "$no_big" >"$out/$tool.log" 2>&1
+    for check in "memcheck dp_test_cuda 90" "memcheck dp_test_nccl 50" "racecheck dp_test_cuda 90"; do
+      set -- $check
+      log "== compute-sanitizer $1 on $2"
+      timeout "$3" compute-sanitizer --tool "$1" --error-exitcode 9 "$bin/$2" "$no_big" >"$out/$1.$2.log" 2>&1
       local rc=$?
-      log "$tool exit $rc: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|test cases' "$out/$tool.log" | tr '\n' ' ')"
-      [ "$rc" = 0 ] || { grep -E '=========' "$out/$tool.log" | head -20; failed=1; }
+      log "$1 on $2: exit $rc: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|test cases' "$out/$1.$2.log" | tr '\n' ' ')"
+      [ "$rc" = 0 ] || { grep -E '=========' "$out/$1.$2.log" | head -20; failed=1; }
     done
   else
     log "compute-sanitizer not found: sanitizers skipped"
   fi
 
   log "== benchmarks (benchmarks/gpu/run --quick, prebuilt bench_gpu)"
-  timeout 260 python3 benchmarks/gpu/run --quick --prebuilt "$bin/bench_gpu" --json "$out/bench.json" \
+  timeout 230 python3 benchmarks/gpu/run --quick --budget 200 --prebuilt "$bin/bench_gpu" --json "$out/bench.json" \
     2>&1 | tee "$out/bench.txt" | tail -40
   log "done in $((SECONDS - t0)) s; $( [ "$failed" = 0 ] && echo "all CUDA tests passed" || echo "FAILURES above")"
   return "$failed"
