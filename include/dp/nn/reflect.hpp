@@ -3,6 +3,7 @@
 // name of a pointer to a member as it appears in __PRETTY_FUNCTION__). Up to 32 members.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <string_view>
 #include <tuple>
@@ -187,1239 +188,154 @@ constexpr auto tie_fields(T& obj) {
   }
 }
 
-/// The name of member I of aggregate T (a constant expression). The address of each binding is
-/// taken right where it is bound: that is what nvcc's front end accepts as a template argument.
-template <class T, std::size_t I>
-constexpr std::string_view field_name() {
+/// The names of the members whose addresses are given, in order.
+template <auto... Ptr>
+constexpr std::array<std::string_view, sizeof...(Ptr)> names_of() {
+  return {member_from_pretty(pretty<Ptr>())...};
+}
+
+/// The names of aggregate T's members, in order (constant expressions): one branch per member count.
+/// Each binding's address is a template argument right where it is bound: the form nvcc's front end
+/// accepts.
+template <class T>
+constexpr auto field_names() {
   constexpr std::size_t n = field_count<T>();
-  if constexpr (n == 1) {
+  if constexpr (n == 0) {
+    return std::array<std::string_view, 0>{};
+  } else if constexpr (n == 1) {
     auto& [m0] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else {
-      return {};
-    }
+    return names_of<&m0>();
   } else if constexpr (n == 2) {
     auto& [m0, m1] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1>();
   } else if constexpr (n == 3) {
     auto& [m0, m1, m2] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2>();
   } else if constexpr (n == 4) {
     auto& [m0, m1, m2, m3] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3>();
   } else if constexpr (n == 5) {
     auto& [m0, m1, m2, m3, m4] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4>();
   } else if constexpr (n == 6) {
     auto& [m0, m1, m2, m3, m4, m5] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5>();
   } else if constexpr (n == 7) {
     auto& [m0, m1, m2, m3, m4, m5, m6] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6>();
   } else if constexpr (n == 8) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7>();
   } else if constexpr (n == 9) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8>();
   } else if constexpr (n == 10) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9>();
   } else if constexpr (n == 11) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10>();
   } else if constexpr (n == 12) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11>();
   } else if constexpr (n == 13) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12>();
   } else if constexpr (n == 14) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13>();
   } else if constexpr (n == 15) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14>();
   } else if constexpr (n == 16) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15>();
   } else if constexpr (n == 17) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16>();
   } else if constexpr (n == 18) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17>();
   } else if constexpr (n == 19) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18>();
   } else if constexpr (n == 20) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19>();
   } else if constexpr (n == 21) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20] =
         fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20>();
   } else if constexpr (n == 22) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21] =
         fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21>();
   } else if constexpr (n == 23) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22] =
         fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22>();
   } else if constexpr (n == 24) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22,
            m23] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23>();
   } else if constexpr (n == 25) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24>();
   } else if constexpr (n == 26) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25>();
   } else if constexpr (n == 27) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26>();
   } else if constexpr (n == 28) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26, m27] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else if constexpr (I == 27) {
-      return member_from_pretty(pretty<&m27>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27>();
   } else if constexpr (n == 29) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26, m27, m28] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else if constexpr (I == 27) {
-      return member_from_pretty(pretty<&m27>());
-    } else if constexpr (I == 28) {
-      return member_from_pretty(pretty<&m28>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27, &m28>();
   } else if constexpr (n == 30) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26, m27, m28, m29] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else if constexpr (I == 27) {
-      return member_from_pretty(pretty<&m27>());
-    } else if constexpr (I == 28) {
-      return member_from_pretty(pretty<&m28>());
-    } else if constexpr (I == 29) {
-      return member_from_pretty(pretty<&m29>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27, &m28, &m29>();
   } else if constexpr (n == 31) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26, m27, m28, m29, m30] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else if constexpr (I == 27) {
-      return member_from_pretty(pretty<&m27>());
-    } else if constexpr (I == 28) {
-      return member_from_pretty(pretty<&m28>());
-    } else if constexpr (I == 29) {
-      return member_from_pretty(pretty<&m29>());
-    } else if constexpr (I == 30) {
-      return member_from_pretty(pretty<&m30>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27, &m28, &m29, &m30>();
   } else if constexpr (n == 32) {
     auto& [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23,
            m24, m25, m26, m27, m28, m29, m30, m31] = fake<T>.value;
-    if constexpr (I == 0) {
-      return member_from_pretty(pretty<&m0>());
-    } else if constexpr (I == 1) {
-      return member_from_pretty(pretty<&m1>());
-    } else if constexpr (I == 2) {
-      return member_from_pretty(pretty<&m2>());
-    } else if constexpr (I == 3) {
-      return member_from_pretty(pretty<&m3>());
-    } else if constexpr (I == 4) {
-      return member_from_pretty(pretty<&m4>());
-    } else if constexpr (I == 5) {
-      return member_from_pretty(pretty<&m5>());
-    } else if constexpr (I == 6) {
-      return member_from_pretty(pretty<&m6>());
-    } else if constexpr (I == 7) {
-      return member_from_pretty(pretty<&m7>());
-    } else if constexpr (I == 8) {
-      return member_from_pretty(pretty<&m8>());
-    } else if constexpr (I == 9) {
-      return member_from_pretty(pretty<&m9>());
-    } else if constexpr (I == 10) {
-      return member_from_pretty(pretty<&m10>());
-    } else if constexpr (I == 11) {
-      return member_from_pretty(pretty<&m11>());
-    } else if constexpr (I == 12) {
-      return member_from_pretty(pretty<&m12>());
-    } else if constexpr (I == 13) {
-      return member_from_pretty(pretty<&m13>());
-    } else if constexpr (I == 14) {
-      return member_from_pretty(pretty<&m14>());
-    } else if constexpr (I == 15) {
-      return member_from_pretty(pretty<&m15>());
-    } else if constexpr (I == 16) {
-      return member_from_pretty(pretty<&m16>());
-    } else if constexpr (I == 17) {
-      return member_from_pretty(pretty<&m17>());
-    } else if constexpr (I == 18) {
-      return member_from_pretty(pretty<&m18>());
-    } else if constexpr (I == 19) {
-      return member_from_pretty(pretty<&m19>());
-    } else if constexpr (I == 20) {
-      return member_from_pretty(pretty<&m20>());
-    } else if constexpr (I == 21) {
-      return member_from_pretty(pretty<&m21>());
-    } else if constexpr (I == 22) {
-      return member_from_pretty(pretty<&m22>());
-    } else if constexpr (I == 23) {
-      return member_from_pretty(pretty<&m23>());
-    } else if constexpr (I == 24) {
-      return member_from_pretty(pretty<&m24>());
-    } else if constexpr (I == 25) {
-      return member_from_pretty(pretty<&m25>());
-    } else if constexpr (I == 26) {
-      return member_from_pretty(pretty<&m26>());
-    } else if constexpr (I == 27) {
-      return member_from_pretty(pretty<&m27>());
-    } else if constexpr (I == 28) {
-      return member_from_pretty(pretty<&m28>());
-    } else if constexpr (I == 29) {
-      return member_from_pretty(pretty<&m29>());
-    } else if constexpr (I == 30) {
-      return member_from_pretty(pretty<&m30>());
-    } else if constexpr (I == 31) {
-      return member_from_pretty(pretty<&m31>());
-    } else {
-      return {};
-    }
+    return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
+                    &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27, &m28, &m29, &m30, &m31>();
+  } else {
+    static_assert(n <= max_fields, "dp: a model aggregate has more than 32 members; group some into a nested struct");
+    return std::array<std::string_view, 0>{};
+  }
+}
+
+/// The name of member I of aggregate T (empty past the last member).
+template <class T, std::size_t I>
+constexpr std::string_view field_name() {
+  constexpr auto names = field_names<T>();
+  if constexpr (I < names.size()) {
+    return names[I];
   } else {
     return {};
   }
