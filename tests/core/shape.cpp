@@ -47,3 +47,12 @@ TEST_CASE("static extents match run-time shapes") {
   CHECK_FALSE(e::matches({784}));
   CHECK(e::str() == "extents<dyn, 784>");
 }
+
+TEST_CASE("flattened_shape merges start..end, the one rule of tensor::flatten and traced flatten") {
+  CHECK(dp::flattened_shape({2, 3, 4, 5}, 1, 2) == dp::shape{2, 12, 5});
+  CHECK(dp::flattened_shape({2, 3, 4}, 0, -1) == dp::shape{24});
+  CHECK(dp::flattened_shape({}, 0, -1) == dp::shape{1});
+  CHECK_THROWS_WITH_AS((void)dp::flattened_shape({2, 3, 4}, 2, 1), doctest::Contains("start 2 comes after end 1"),
+                       dp::value_error);
+  CHECK_THROWS_AS((void)dp::flattened_shape({2, 3}, 0, 5), dp::value_error);
+}

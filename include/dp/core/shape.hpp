@@ -134,6 +134,28 @@ DP_NOINLINE inline int normalize_axis(int axis, int rank, const char* op) {
   return r;
 }
 
+/// The shape with dimensions start..end merged into one (a 0-d shape becomes {1}), as flatten gives.
+inline shape flattened_shape(const shape& s, int start, int end) {
+  if (s.rank() == 0) {
+    return shape{1};
+  }
+  const int a = normalize_axis(start, s.rank(), "flatten"), e = normalize_axis(end, s.rank(), "flatten");
+  DP_CHECK(a <= e, value_error, "dp: flatten: start ", start, " comes after end ", end);
+  shape target;
+  index_t merged = 1;
+  for (int i = 0; i < s.rank(); ++i) {
+    if (i < a || i > e) {
+      target.push_back(s[i]);
+    } else {
+      merged *= s[i];
+      if (i == e) {
+        target.push_back(merged);
+      }
+    }
+  }
+  return target;
+}
+
 /// NumPy broadcasting of two shapes; throws shape_error printing both shapes and the operation.
 DP_NOINLINE inline shape broadcast_shapes(const shape& a, const shape& b, const char* op) {
   const int r = std::max(a.rank(), b.rank());

@@ -255,26 +255,7 @@ class tensor<T, dynamic_extents> {
     return reshape(target);
   }
   /// Merges dimensions start..end into one.
-  tensor flatten(int start = 0, int end = -1) const {
-    if (rank() == 0) {
-      return reshape({1});
-    }
-    const int s = normalize_axis(start, rank(), "flatten"), e = normalize_axis(end, rank(), "flatten");
-    DP_CHECK(s <= e, value_error, "dp: flatten: start ", start, " comes after end ", end);
-    dp::shape target;
-    index_t merged = 1;
-    for (int i = 0; i < rank(); ++i) {
-      if (i < s || i > e) {
-        target.push_back(shape_[i]);
-      } else {
-        merged *= shape_[i];
-        if (i == e) {
-          target.push_back(merged);
-        }
-      }
-    }
-    return reshape(target);
-  }
+  tensor flatten(int start = 0, int end = -1) const { return reshape(flattened_shape(shape_, start, end)); }
 
   // ------------------------------------------------------------------ copies
   /// A contiguous copy on the same device.

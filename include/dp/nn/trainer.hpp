@@ -53,9 +53,6 @@ enum class grad_state : std::uint8_t {
 
 namespace detail {
 
-template <class X>
-struct value_type_of;
-
 template <class P0, class... P>
 constexpr auto first_of();
 template <class... P>

@@ -1,6 +1,6 @@
 // The traced graph ("plan") of a training step.
 //
-// Design (see ../shared/design/AUTOGRAD.md, option 2, trace once and replay): the first step of a
+// Design (docs/modules.md, "Autograd: trace once, replay"): the first step of a
 // given input shape runs `forward` eagerly with nn::var values flowing through it; every operation
 // both computes and records itself. The recording is then frozen: gradient buffers are allocated,
 // and each backward write is decided once to be a plain write (first contribution) or an

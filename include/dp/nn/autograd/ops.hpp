@@ -385,10 +385,6 @@ auto materialize(const X& x) {
   }
 }
 
-/// The type materialize gives.
-template <class X>
-using value_t = decltype(materialize(std::declval<const X&>()));
-
 /// Materializes a forward's result: an expression, or a tuple/pair of them element by element;
 /// anything else is returned as it is.
 template <class X>
@@ -433,23 +429,7 @@ var<V> var<V>::reshape(dp::shape target) const {
 
 template <class V>
 var<V> var<V>::flatten(int start, int end) const {
-  if (rank() == 0) {
-    return reshape({1});
-  }
-  const int s = normalize_axis(start, rank(), "flatten"), e = normalize_axis(end, rank(), "flatten");
-  dp::shape target;
-  index_t merged = 1;
-  for (int i = 0; i < rank(); ++i) {
-    if (i < s || i > e) {
-      target.push_back(shape_[i]);
-    } else {
-      merged *= shape_[i];
-      if (i == e) {
-        target.push_back(merged);
-      }
-    }
-  }
-  return reshape(target);
+  return reshape(flattened_shape(shape_, start, end));
 }
 
 template <class V>
