@@ -53,7 +53,10 @@ class local_group {
     DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
     // Spinning only pays when every rank has a core; with more ranks than cores it starves the
     // rank everyone waits for, so then waiters sleep at once.
-    spin_ = size <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) ? 2000 : 0;
+    const auto spin = size <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                          ? dp::detail::spin_budget
+                          : std::chrono::nanoseconds(0);
+    spins_.assign(static_cast<std::size_t>(size), dp::detail::adaptive_spin(spin));
   }
   local_group(const local_group&) = delete;
   local_group& operator=(const local_group&) = delete;
@@ -71,19 +74,15 @@ class local_group {
       return;
     }
     const auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
-    for (int spin = 0; generation_.load(std::memory_order_acquire) == gen; ++spin) {
-      check_abort(collective);
-      if (spin < spin_) {
-        DP_CPU_RELAX();
-      } else {
-        detail::wait_for_change(generation_, gen, 10'000'000);  // 10 ms slices: timeouts stay responsive
-        if (std::chrono::steady_clock::now() > deadline) {
-          abort(dp::detail::concat("dp: ", collective, detail::context_text(), " timed out on rank ", rank, " after ",
-                                   opts_.timeout.count(), " ms waiting for the other ranks"));
-          check_abort(collective);
-        }
-      }
-    }
+    spins_[static_cast<std::size_t>(rank)].wait(
+        [&] { return generation_.load(std::memory_order_acquire) != gen || aborted_.load(std::memory_order_acquire); },
+        [&] {
+          detail::wait_for_change(generation_, gen, 10'000'000);  // 10 ms slices: timeouts stay responsive
+          if (std::chrono::steady_clock::now() > deadline) {
+            abort(dp::detail::concat("dp: ", collective, detail::context_text(), " timed out on rank ", rank, " after ",
+                                     opts_.timeout.count(), " ms waiting for the other ranks"));
+          }
+        });
     check_abort(collective);  // an abort also wakes the waiters
   }
 
@@ -127,7 +126,7 @@ class local_group {
   }
 
   int size_;
-  int spin_ = 0;
+  std::vector<dp::detail::adaptive_spin> spins_;  // each rank's
   communicator_options opts_;
   std::vector<void*> posted_;
   std::vector<index_t> counts_;

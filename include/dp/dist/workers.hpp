@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <thread>
 #include <vector>
@@ -21,7 +22,9 @@ class replica_threads {
       : n_(replicas),
         budget_(budget),
         // Spinning pays only when every replica has a core; oversubscribed, it starves the one awaited.
-        spin_(replicas <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) ? 20000 : 0),
+        spin_(replicas <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                  ? dp::detail::spin_budget
+                  : std::chrono::nanoseconds(0)),
         errors_(static_cast<std::size_t>(replicas)) {
     for (int i = 1; i < replicas; ++i) {
       threads_.emplace_back([this, i] { loop(i); });
@@ -54,17 +57,9 @@ class replica_threads {
     }
     // Sleep on the count just checked: reloading it for wait() could see the last ack and then
     // sleep on that value, which no worker changes again (a lost wake-up).
-    for (int spin = 0;; ++spin) {
-      const int acks = acks_.load(std::memory_order_acquire);
-      if (acks == n_ - 1) {
-        break;
-      }
-      if (spin < spin_) {
-        DP_CPU_RELAX();
-      } else {
-        acks_.wait(acks, std::memory_order_acquire);
-      }
-    }
+    int acks = 0;
+    main_spin_.wait([&] { return (acks = acks_.load(std::memory_order_acquire)) == n_ - 1; },
+                    [&] { acks_.wait(acks, std::memory_order_acquire); });
     for (auto& e : errors_) {
       if (e) {
         std::exception_ptr first = e;
@@ -86,16 +81,12 @@ class replica_threads {
   }
   void loop(int i) {
     thread_budget_scope budget(budget_);
+    dp::detail::adaptive_spin spin(spin_);
     unsigned seen = 0;
     for (;;) {
       unsigned now = seen;
-      for (int spin = 0; spin < spin_ && (now = epoch_.load(std::memory_order_acquire)) == seen; ++spin) {
-        DP_CPU_RELAX();
-      }
-      while (now == seen) {
-        epoch_.wait(seen, std::memory_order_acquire);
-        now = epoch_.load(std::memory_order_acquire);
-      }
+      spin.wait([&] { return (now = epoch_.load(std::memory_order_acquire)) != seen; },
+                [&] { epoch_.wait(seen, std::memory_order_acquire); });
       seen = now;
       if (stop_.load()) {
         return;
@@ -106,7 +97,9 @@ class replica_threads {
     }
   }
 
-  int n_, budget_, spin_;
+  int n_, budget_;
+  std::chrono::nanoseconds spin_;
+  dp::detail::adaptive_spin main_spin_{spin_};
   std::vector<std::thread> threads_;
   std::vector<std::exception_ptr> errors_;
   std::atomic<unsigned> epoch_{0};

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -21,6 +22,63 @@
 
 namespace dp::inline DP_ABI {
 namespace detail {
+
+/// How long a waiter spins before it sleeps: long enough to catch a partner a few microseconds
+/// behind without a futex round trip, short enough not to hold a core the awaited thread may need
+/// (when the machine is shared). Time, not a count of pauses: a pause costs from a few to 140
+/// cycles depending on the CPU (about 20 ns on the Intel Xeon of the CI machines).
+inline constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50);
+
+/// Spins (pausing) until ready() holds or `budget` has passed; returns ready().
+template <class Ready>
+bool spin_until(Ready&& ready, std::chrono::nanoseconds budget = spin_budget) {
+  if (budget.count() <= 0) {
+    return ready();
+  }
+  const auto end = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) {
+        return true;
+      }
+      DP_CPU_RELAX();
+    }
+    if (std::chrono::steady_clock::now() >= end) {
+      return ready();
+    }
+  }
+}
+
+/// A waiter's spin budget, set by its last wait: a wait that ended within the budget (the partner
+/// was running and close) spins next time; a longer one (the partner was behind, or not running
+/// because the machine is shared) sleeps at once next time, leaving the core to the thread awaited.
+class adaptive_spin {
+ public:
+  explicit adaptive_spin(std::chrono::nanoseconds max = spin_budget) : max_(max), budget_(max) {}
+
+  /// Spins while it pays, then calls block() until ready().
+  template <class Ready, class Block>
+  void wait(Ready&& ready, Block&& block) {
+    if (max_.count() <= 0) {
+      while (!ready()) {
+        block();
+      }
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    if (spin_until(ready, budget_)) {
+      budget_ = max_;
+      return;
+    }
+    while (!ready()) {
+      block();
+    }
+    budget_ = std::chrono::steady_clock::now() - start <= max_ ? max_ : std::chrono::nanoseconds(0);
+  }
+
+ private:
+  std::chrono::nanoseconds max_, budget_;
+};
 
 inline int env_threads() {
   for (const char* name : {"DP_NUM_THREADS", "OMP_NUM_THREADS"}) {
@@ -71,13 +129,10 @@ class thread_pool {
     epoch_.notify_all();
     work();
     const int n = static_cast<int>(workers_.size());
-    for (int spin = 0; acks_.load(std::memory_order_acquire) != n; ++spin) {
-      if (spin < 100000) {
-        DP_CPU_RELAX();
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    int acks = 0;
+    // Sleep on the count just read: a worker's ack after it wakes this thread.
+    acks_spin_.wait([&] { return (acks = acks_.load(std::memory_order_acquire)) == n; },
+                    [&] { acks_.wait(acks, std::memory_order_acquire); });
     busy_.store(false, std::memory_order_release);
     return true;
   }
@@ -106,27 +161,25 @@ class thread_pool {
   }
 
   void loop() {
+    adaptive_spin spin;
     unsigned seen = 0;  // the epoch at construction: a job posted before this thread ran is not missed
     for (;;) {
       // Spin briefly: back-to-back loops (a training step) then start without a futex wake-up.
       unsigned now = seen;
-      for (int spin = 0; spin < 4000 && (now = epoch_.load(std::memory_order_acquire)) == seen; ++spin) {
-        DP_CPU_RELAX();
-      }
-      while (now == seen) {
-        epoch_.wait(seen, std::memory_order_acquire);
-        now = epoch_.load(std::memory_order_acquire);
-      }
+      spin.wait([&] { return (now = epoch_.load(std::memory_order_acquire)) != seen; },
+                [&] { epoch_.wait(seen, std::memory_order_acquire); });
       seen = now;
       if (stop_.load()) {
         return;
       }
       work();
       acks_.fetch_add(1, std::memory_order_release);
+      acks_.notify_one();
     }
   }
 
   std::vector<std::thread> workers_;
+  adaptive_spin acks_spin_;  // the caller's, one at a time (busy_)
   std::atomic<bool> busy_{false}, stop_{false};
   std::atomic<unsigned> epoch_{0};
   std::atomic<int> next_{0}, acks_{0};
