@@ -1,9 +1,12 @@
 // Training on a GPU: the same traced plan, kernels instead of host loops. Built in CI, run when a
 // GPU is lent.
-#include "check.hpp"
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
 
 namespace nn = dp::nn;
-using dp_cuda_test::check_same;
 
 namespace {
 struct net {
@@ -51,65 +54,4 @@ TEST_CASE("dp::parallel on one GPU is the bare trainer") {
     last = par.backward(nn::cross_entropy, x, y);
   }
   CHECK(last < first);
-}
-
-namespace {
-struct tagger {  // embedding, batch_norm and a schedule: state outside plain linear layers
-  nn::embedding<50, 8> emb;
-  nn::flatten flat;
-  nn::linear<4 * 8, 16> fc1;
-  nn::batch_norm<16> bn;
-  nn::linear<16, 5> fc2;
-  auto forward(auto ids) const { return fc2(dp::relu(bn(fc1(flat(emb(ids)))))); }
-};
-}  // namespace
-
-TEST_CASE("ten adamw steps with a schedule on the GPU follow the host's: weights, buffers and losses") {
-  nn::manual_seed(3);
-  const tagger model;
-  nn::trainer<tagger> host{model};
-  nn::trainer<tagger> gpu{model, dp::cuda(0)};
-  const dp::optim::adam_options o{.lr = 1e-2, .schedule = dp::optim::with_warmup(dp::optim::cosine_lr(10), 3)};
-  auto oh = dp::optim::adamw(host, o);
-  auto og = dp::optim::adamw(gpu, o);
-  for (int s = 0; s < 10; ++s) {
-    dp::tensor<std::int64_t> ids = dp::cast<std::int64_t>(dp::rand<float>({12, 4}, dp::cpu(), 100 + s) * 49.99f);
-    dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({12}, dp::cpu(), 200 + s) * 4.99f);
-    const double lh = host.backward(nn::cross_entropy, ids, y);
-    const double lg = gpu.backward(nn::cross_entropy, ids.to(dp::cuda(0)), y.to(dp::cuda(0)));
-    CHECK(lg == doctest::Approx(lh).epsilon(1e-4));
-    oh.step();
-    og.step();
-  }
-  CHECK(og.steps() == 10);
-  CHECK(og.current_lr() == oh.current_lr());
-  check_same(dp::detail::replica_access::flat_params(gpu).to_vector(),
-             dp::detail::replica_access::flat_params(host).to_vector(), 1e-4);
-  const auto sh = oh.state(), sg = og.state();
-  REQUIRE(sh.size() == sg.size());
-  for (std::size_t i = 0; i < sh.size(); ++i) {
-    check_same(sg[i].value.to_vector(), sh[i].value.to_vector(), 1e-3);
-  }
-}
-
-TEST_CASE("a class index or an embedding index out of range on the GPU is an error naming the row, not garbage") {
-  nn::manual_seed(4);
-  nn::trainer<tagger> gpu{tagger{}, dp::cuda(0)};
-  auto ids = dp::zeros<std::int64_t>({6, 4}, dp::cuda(0));
-  auto y = dp::zeros<std::int64_t>({6}, dp::cuda(0));
-  (void)gpu.backward(nn::cross_entropy, ids, y);  // traced with valid input
-  y.slice(0, 4, 5).fill(7);
-  CHECK_THROWS_WITH_AS((void)gpu.backward(nn::cross_entropy, ids, y),
-                       doctest::Contains("target of row 4 is 7, outside [0, 5)"), dp::value_error);
-  auto opt = dp::optim::sgd(gpu, {.lr = 0.1});
-  CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // that step's gradients are not used
-  y.fill(0);
-  ids.slice(0, 2, 3).fill(50);
-  CHECK_THROWS_WITH_AS((void)gpu.backward(nn::cross_entropy, ids, y),
-                       doctest::Contains("index 50 at position 8 is outside [0, 50)"), dp::value_error);
-  ids.fill(0);
-  CHECK(std::isfinite(gpu.backward(nn::cross_entropy, ids, y)));  // the flags were cleared
-  auto logits = dp::zeros<float>({3, 5}, dp::cuda(0));
-  CHECK_THROWS_WITH_AS((void)nn::cross_entropy(logits, dp::from_vector<std::int64_t>({0, -1, 2}).to(dp::cuda(0))),
-                       doctest::Contains("target of row 1 is -1"), dp::value_error);
 }
