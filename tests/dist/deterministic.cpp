@@ -19,6 +19,13 @@ struct net {
   auto forward(auto x) const { return fc2(drop(dp::relu(bn(fc1(x))))); }
 };
 
+struct rows_only {  // no batch statistics: a training-mode forward changes no buffer
+  nn::linear<12, 24> fc1;
+  nn::dropout drop{0.3f};
+  nn::linear<24, 5> fc2;
+  auto forward(auto x) const { return fc2(drop(dp::relu(fc1(x)))); }
+};
+
 std::vector<dp::device> workers(int n) {
   std::vector<dp::device> d;
   for (int i = 0; i < n; ++i) {
@@ -78,6 +85,20 @@ TEST_CASE("deterministic: a batch with fewer chunks than workers, and chunks lar
 TEST_CASE("the default mode is allowed to differ with the worker count (the control of the cases above)") {
   // If this ever holds bit for bit, the deterministic tests above no longer show anything.
   CHECK_FALSE(same_bits(trained(1, false), trained(3, false)));
+}
+
+TEST_CASE("deterministic: a training-mode par(x) that would update batch statistics is refused with what to do") {
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, workers(2), {.deterministic = true}};
+  const auto x = dp::randn<float>({8, 12}, dp::cpu(), 3);
+  CHECK_THROWS_WITH_AS((void)par(x), doctest::Contains("call par.eval() before par(x)"), dp::value_error);
+  par.eval();
+  CHECK_NOTHROW((void)par(x));
+  // Without batch statistics a training-mode forward changes no parameter or buffer, so nothing
+  // the mode promises depends on it: allowed.
+  nn::manual_seed(2);
+  dp::parallel<rows_only> three{rows_only{}, workers(3), {.deterministic = true}};
+  CHECK_NOTHROW((void)three(x));
 }
 
 TEST_CASE("deterministic: no_sync and a chunk of zero are refused with what to do") {

@@ -29,6 +29,17 @@ class replica_buffers {
     });
   }
 
+  /// Whether any buffer is a mean over the batch (running statistics), which depends on how the
+  /// batch is split.
+  bool has_mean() const noexcept {
+    for (const auto& r : refs_) {
+      if (r.sync == nn::buffer_sync::mean) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /// Synchronises them; `weight` is this replica's share of the (global) batch.
   void sync(any_communicator& comm, double weight) {
     for (auto& r : refs_) {

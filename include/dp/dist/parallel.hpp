@@ -168,6 +168,15 @@ class parallel {
       const dist::detail::context_scope context("forward batch sizes", steps() + 1);
       global_batch(n);
     }
+    // Batch statistics normalise by each replica's share: outputs and running statistics would
+    // depend on the device count, which this mode promises they do not (backward computes chunks).
+    DP_CHECK(!opts_.deterministic || !train_mode || (group_.size() == 1 && group_.world_size() == 1) ||
+                 !buffers_[0].has_mean(),
+             value_error,
+             "dp: parallel: in the deterministic mode a training-mode forward outside backward (par(x) with "
+             "batch statistics) would normalise by each replica's share of the batch, so its outputs and running "
+             "statistics would depend on the device count; call par.eval() before par(x), or train through "
+             "par.backward, which computes fixed chunks");
     plan_.split(n);
     const bool sync = train_mode && (group_.world_size() > 1 || (group_.size() > 1 && n > 0));
     // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
