@@ -170,6 +170,21 @@ TEST_CASE("in training mode dropout masks and gradients do not depend on the dev
   close(replica_grads(par, 0), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
 }
 
+TEST_CASE("a training-mode par(x) draws the dropout masks of one device, call after call") {
+  nn::manual_seed(6);
+  const dropout_net model;
+  dp::parallel<dropout_net> one{model, workers(1)}, three{model, workers(3)};
+  auto x = dp::randn<float>({20, 6}, dp::cpu(), 4);
+  for (int call = 0; call < 2; ++call) {  // the second call draws new masks, the same on both
+    const nn::detail::eager_random_scope from(100 + static_cast<std::uint64_t>(call), 0);
+    const auto a = one(x).to_vector();
+    nn::detail::eager_random_state().step = 100 + static_cast<std::uint64_t>(call);
+    const auto b = three(x).to_vector();
+    CHECK(nn::detail::eager_random_state().step == 101 + static_cast<std::uint64_t>(call));
+    close(b, a, 1e-6, 1e-7);  // a mask drawn differently would differ by whole activations
+  }
+}
+
 TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count") {
   nn::manual_seed(3);
   const classifier model;

@@ -15,6 +15,7 @@
 // trainer. This file composes those parts.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -179,9 +180,12 @@ class parallel {
              "par.backward, which computes fixed chunks");
     plan_.split(n);
     const bool sync = train_mode && (group_.world_size() > 1 || (group_.size() > 1 && n > 0));
+    // Eager dropout draws on every replica as one device would: from the caller's step, by batch row.
+    const std::uint64_t eager_step = nn::detail::eager_random_state().step;
     // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
     // number of devices, so that its result does not depend on the device count.
     if (group_.size() == 1 || n == 0) {
+      const nn::detail::eager_random_scope rows(eager_step, global_offset_);
       auto out = group_[0](plan_.whole(args)...);
       if (sync) {
         auto job = [&](int i) {
@@ -195,9 +199,12 @@ class parallel {
     using Out = decltype(group_[0](plan_.shard(0, args)...));
     std::vector<Out> outs(static_cast<std::size_t>(group_.size()));
     auto& parts = plan_.scatter(args...);
+    std::atomic<std::uint64_t> step_after{eager_step};
     auto job = [&](int i) {
       if (plan_.count(i) > 0) {
+        const nn::detail::eager_random_scope rows(eager_step, global_offset_ + plan_.begin(i));
         outs[static_cast<std::size_t>(i)] = std::apply(group_[i], parts[static_cast<std::size_t>(i)]);
+        step_after.store(nn::detail::eager_random_state().step, std::memory_order_relaxed);  // the same on each
       }
       if (sync) {
         const dist::detail::context_scope context("buffers", steps() + 1);
@@ -205,6 +212,7 @@ class parallel {
       }
     };
     run_then_release(job, parts);
+    nn::detail::eager_random_state().step = step_after.load(std::memory_order_relaxed);
     return plan_.gather(outs);
   }
 

@@ -3,6 +3,8 @@
 // can never disagree about it.
 #pragma once
 
+#include <cstdint>
+
 #include <dp/config.hpp>
 
 namespace dp::inline DP_ABI::nn {
@@ -12,6 +14,34 @@ inline bool& training_flag() {
   thread_local bool training = false;  // outside a trainer: inference
   return training;
 }
+
+/// Where an eager (untraced) forward's random draws come from on this thread: the step that the next
+/// dropout call takes (each call advances it), and the batch row its input's row 0 is. dp::parallel
+/// sets both for every replica of a training-mode par(x), so dropout masks follow the global row and
+/// do not depend on the device count, as in traced steps.
+struct eager_random {
+  std::uint64_t step = 0;
+  index_t sample_offset = 0;
+};
+inline eager_random& eager_random_state() {
+  thread_local eager_random state;
+  return state;
+}
+
+/// This thread draws from `step` with row 0 at batch row `offset` for the scope; the row is
+/// restored after, the step is left where the draws took it.
+class eager_random_scope {
+ public:
+  eager_random_scope(std::uint64_t step, index_t offset) : prev_(eager_random_state().sample_offset) {
+    eager_random_state() = {step, offset};
+  }
+  ~eager_random_scope() { eager_random_state().sample_offset = prev_; }
+  eager_random_scope(const eager_random_scope&) = delete;
+  eager_random_scope& operator=(const eager_random_scope&) = delete;
+
+ private:
+  index_t prev_;
+};
 }  // namespace detail
 
 /// True while a training step (or a train_scope) runs on this thread.

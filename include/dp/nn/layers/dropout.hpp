@@ -21,10 +21,6 @@ inline std::uint64_t next_module_seed() {
   auto& st = init_stream();
   return (st.seed * 0x9E3779B97F4A7C15ull) ^ (0x5DEECE66Dull + st.counter++);
 }
-inline std::uint64_t& eager_random_step() {
-  thread_local std::uint64_t step = 0;
-  return step;
-}
 
 template <class T>
 struct dropout_gen {
@@ -47,6 +43,7 @@ struct dropout_node {
   using value_type = T;
   graph* g;  // null outside a trace
   std::uint64_t seed, eager_step;
+  index_t eager_offset;  // the batch row of row 0, outside a trace
   float p;
   bool active;
   dp::shape shape;
@@ -55,7 +52,7 @@ struct dropout_node {
   dropout_gen<T> gen() const {
     const index_t per_sample = shape.rank() && shape[0] ? shape.numel() / shape[0] : 0;
     const std::uint64_t step = g ? g->step : eager_step;
-    const index_t base = g ? g->sample_offset * per_sample : 0;
+    const index_t base = (g ? g->sample_offset : eager_offset) * per_sample;
     return {seed, 0xD50000000ull + step, base, p, p < 1.f ? T(1) / T(1 - p) : T(0), active};
   }
 };
@@ -79,8 +76,10 @@ struct dropout {
     if constexpr (detail::is_var<decltype(in)>::value) {
       g = in.graph();
     }
-    const std::uint64_t step = (active && !g) ? detail::eager_random_step()++ : 0;
-    return in * dp::expr{detail::dropout_node<V>{g, seed, step, p, active, in.shape(), in.device()}};
+    auto& eager = detail::eager_random_state();
+    const std::uint64_t step = (active && !g) ? eager.step++ : 0;
+    return in *
+           dp::expr{detail::dropout_node<V>{g, seed, step, eager.sample_offset, p, active, in.shape(), in.device()}};
   }
   template <class X>
   auto operator()(const X& x) const {
