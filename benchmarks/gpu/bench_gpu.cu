@@ -12,9 +12,9 @@
 //       two GPUs where there are two (a real scatter and NCCL all-reduce; skipped otherwise).
 //   (f) the step captured in a dp::cuda_graph and replayed: backward_async + opt.step. It first checks
 //       that replays train exactly as eager steps do (counters max_param_diff, loss_diff).
-// Element-wise and GEMM rows are timed with CUDA events on dp's stream. Training rows run about a
-// second of warm-up steps first (the GPU idles at low clocks), then are timed in wall time over
-// batches of steps that end with one synchronisation, as PyTorch's peer times its steps.
+// Every row runs about a second of warm-up first (the GPU idles at low clocks). Element-wise and GEMM
+// rows are timed with CUDA events on dp's stream; training rows in wall time over batches of steps
+// that end with one synchronisation, as PyTorch's peer times its steps.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -44,6 +44,8 @@ using small_mlp = nn::sequential<nn::linear<64, 128>, nn::relu, nn::linear<128, 
 constexpr float a = 2.f, b = 3.f;
 /// Launches per timed iteration of the event-timed rows: amortises launch latency, keeps the queue full.
 constexpr int launches = 8;
+/// Seconds of warm-up before any row is timed (the GPU idles at low clocks; --quick halves it).
+double warm_up_seconds = 1.0;
 
 // ------------------------------------------------------------------------------------ CUDA helpers
 std::string cuda_error_text(const char* call, cudaError_t e) {
@@ -98,8 +100,13 @@ class event_timer {
 template <class F>
 void event_timed(benchmark::State& s, F&& launch) {
   event_timer timer;
-  launch();  // first use: module loading, pool warm-up
-  sync();
+  const auto t0 = std::chrono::steady_clock::now();
+  do {  // first use (module loading, pool warm-up), then until the clocks are up
+    for (int i = 0; i < launches; ++i) {
+      launch();
+    }
+    sync();
+  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < warm_up_seconds);
   for (auto _ : s) {
     timer.start();
     for (int i = 0; i < launches; ++i) {
@@ -276,8 +283,6 @@ struct mlp_run {
   }
 };
 
-/// Seconds of warm-up before a training row is timed (set by --quick).
-double warm_up_seconds = 1.0;
 /// Steps between the synchronisations of a timed training row.
 constexpr int steps_per_sync = 16;
 

@@ -40,9 +40,15 @@ def median(v):
 
 
 def gpu_seconds(fn, reps):
-    """Median GPU seconds per call of fn: LAUNCHES calls between two CUDA events, `reps` times."""
-    fn()
-    torch.cuda.synchronize()
+    """Median GPU seconds per call of fn: LAUNCHES calls between two CUDA events, `reps` times, after
+    about WARM_UP_S of calls (the GPU idles at low clocks; bench_gpu warms up as long)."""
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(LAUNCHES):
+            fn()
+        torch.cuda.synchronize()
+        if time.perf_counter() - t0 >= WARM_UP_S:
+            break
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     for _ in range(reps):
@@ -192,6 +198,9 @@ def main():
     ap.add_argument("--budget", type=float, default=300.0,
                     help="seconds after which no further torch.compile variant is started (default 300)")
     args = ap.parse_args()
+    if args.quick:  # as bench_gpu --quick
+        global WARM_UP_S
+        WARM_UP_S = 0.5
     t0 = time.monotonic()
     if not torch.cuda.is_available():
         print(json.dumps({"torch": torch.__version__, "error": "torch.cuda.is_available() is False"}))
