@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Quality gates: clang-format must leave every C++ file unchanged, and clang-tidy (checks and the
-# reasons for each in .clang-tidy) must report nothing on the tests, examples and fuzz targets,
-# which between them instantiate every public header. Both are clang 18 from PyPI (scripts/setup.sh).
+# Quality gates: includes must point down the layers (scripts/check_layers.sh), clang-format must
+# leave every C++ file unchanged, and clang-tidy (checks and the reasons for each in .clang-tidy)
+# must report nothing on the tests, examples and fuzz targets, which between them instantiate every
+# public header. Both are clang 18 from PyPI (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/check_layers.sh --self-test
+bash scripts/check_layers.sh
 # The PyPI wheels' binaries, wherever pip put their launchers (PATH may not name the folder).
 tool() {
   command -v "$1" 2>/dev/null && "$1" --version | grep -q "version 18" && return

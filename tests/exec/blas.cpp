@@ -2,14 +2,14 @@
 
 #include <dp/dp.hpp>
 
-TEST_CASE("host_gemm accumulates with beta and handles k = 0") {
+TEST_CASE("gemm on the host accumulates with beta and handles k = 0") {
   std::vector<float> a{1, 2, 3, 4}, b{1, 0, 0, 1}, c{10, 10, 10, 10};
   dp::detail::mat_ref<const float> ma{a.data(), 2, 2, 2, false}, mb{b.data(), 2, 2, 2, false};
   dp::detail::mat_ref<float> mc{c.data(), 2, 2, 2, false};
-  dp::detail::host_gemm(ma, mb, mc, 1.f, 1.f);
+  dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, 1.f, 1.f);
   CHECK(c == std::vector<float>{11, 12, 13, 14});
   dp::detail::mat_ref<const float> a0{a.data(), 2, 0, 1, false}, b0{b.data(), 0, 2, 2, false};
-  dp::detail::host_gemm(a0, b0, mc, 1.f, 0.5f);
+  dp::detail::gemm(dp::detail::host_target{}, a0, b0, mc, 1.f, 0.5f);
   CHECK(c == std::vector<float>{5.5f, 6, 6.5f, 7});
 }
 

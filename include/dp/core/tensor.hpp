@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <type_traits>
@@ -19,8 +20,8 @@
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/memory.hpp>
+#include <dp/core/operand.hpp>
 #include <dp/core/shape.hpp>
-#include <dp/expr/concepts.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -350,6 +351,21 @@ class tensor<T, extents<E...>> : public tensor<T> {
   }
 };
 
-}  // namespace dp::inline DP_ABI
+/// A tensor of `shp` on `d` with unspecified values (from the device's caching pool).
+template <class T>
+tensor<T> empty(const shape& shp, device d = cpu()) {
+  // Every extent non-negative and the byte count representable: a product that wraps would
+  // allocate a small block and let the kernels write far past it.
+  std::size_t bytes = sizeof(T);
+  for (int i = 0; i < shp.rank(); ++i) {
+    DP_CHECK(shp[i] >= 0, shape_error, "dp: empty: shape ", shp, " has a negative extent");
+    DP_CHECK(!__builtin_mul_overflow(bytes, static_cast<std::size_t>(shp[i]), &bytes) &&
+                 bytes <= static_cast<std::size_t>(INT64_MAX),
+             shape_error, "dp: empty: shape ", shp, " holds more elements of ", sizeof(T),
+             " bytes than memory can address (their byte count overflows 64 bits)");
+  }
+  auto st = detail::allocate(d, std::max<std::size_t>(1, bytes));
+  return tensor<T>(std::move(st), 0, shp, contiguous_strides(shp));
+}
 
-#include <dp/expr/node.hpp>
+}  // namespace dp::inline DP_ABI

@@ -18,9 +18,9 @@
 #include <zlib.h>
 
 #include <dp/core/error.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/file.hpp>
 #include <dp/data/dataset.hpp>
+#include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI::data {
 

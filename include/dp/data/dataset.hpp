@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include <dp/core/factory.hpp>
-#include <dp/core/random.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
+#include <dp/expr/random.hpp>
 
 namespace dp::inline DP_ABI::data {
 

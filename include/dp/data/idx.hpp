@@ -11,9 +11,9 @@
 #include <vector>
 
 #include <dp/core/error.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/data/csv.hpp>
 #include <dp/data/dataset.hpp>
+#include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI::data {
 

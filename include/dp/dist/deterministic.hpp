@@ -20,10 +20,10 @@
 #include <limits>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/buffer_sync.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/trainer.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {

@@ -10,10 +10,10 @@
 #include <utility>
 
 #include <dp/core/error.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
 #include <dp/dist/local.hpp>
+#include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI::dist {
 

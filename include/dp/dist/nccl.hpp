@@ -22,9 +22,9 @@
 #include <nccl.h>
 
 #include <dp/core/cuda_support.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
+#include <dp/exec/factory.hpp>
 
 #define DP_NCCL_CHECK(expr)                                                                                      \
   do {                                                                                                           \

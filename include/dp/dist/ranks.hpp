@@ -11,9 +11,9 @@
 #include <vector>
 
 #include <dp/core/error.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/any_communicator.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/trainer.hpp>
 

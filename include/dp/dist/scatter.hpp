@@ -14,9 +14,9 @@
 #include <vector>
 
 #include <dp/core/device.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/data/loader.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/reflect.hpp>
 

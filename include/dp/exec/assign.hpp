@@ -9,6 +9,7 @@
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/exec/cpu.hpp>
+#include <dp/exec/plan.hpp>
 #include <dp/expr/node.hpp>
 
 #if DP_HAS_CUDA
@@ -16,23 +17,6 @@
 #endif
 
 namespace dp::inline DP_ABI {
-
-/// A tensor of `shp` on `d` with unspecified values (from the device's caching pool).
-template <class T>
-tensor<T> empty(const shape& shp, device d = cpu()) {
-  // Every extent non-negative and the byte count representable: a product that wraps would
-  // allocate a small block and let the kernels write far past it.
-  std::size_t bytes = sizeof(T);
-  for (int i = 0; i < shp.rank(); ++i) {
-    DP_CHECK(shp[i] >= 0, shape_error, "dp: empty: shape ", shp, " has a negative extent");
-    DP_CHECK(!__builtin_mul_overflow(bytes, static_cast<std::size_t>(shp[i]), &bytes) &&
-                 bytes <= static_cast<std::size_t>(INT64_MAX),
-             shape_error, "dp: empty: shape ", shp, " holds more elements of ", sizeof(T),
-             " bytes than memory can address (their byte count overflows 64 bits)");
-  }
-  auto st = detail::allocate(d, std::max<std::size_t>(1, bytes));
-  return tensor<T>(std::move(st), 0, shp, contiguous_strides(shp));
-}
 
 namespace detail {
 
@@ -79,15 +63,7 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
 template <bool Acc = false, class T, class Node, class Ctx>
 void run_into(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
   auto [it, ev] = plan_iteration(node, ctx, dst.shape(), dst.strides());
-  if (dst.device().is_cpu()) {
-    cpu_elementwise<Acc>(dst.data(), it, ev);
-  } else {
-#if DP_HAS_CUDA
-    cuda_elementwise<Acc>(dst.data(), it, ev, dst.device().index);
-#else
-    require_usable(dst.device());
-#endif
-  }
+  on_device(dst.device(), [&](auto on) { elementwise<Acc>(on, dst.data(), it, ev); });
 }
 
 /// dst = node (or dst += node with Acc), with checks; `ctx` resolves leaves that are not plain tensors.

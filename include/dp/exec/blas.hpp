@@ -16,6 +16,7 @@
 #include <dp/core/counters.hpp>
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
+#include <dp/exec/dispatch.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 #if DP_HAS_CUDA
@@ -82,7 +83,7 @@ inline constexpr index_t gemm_parallel_macs = 1 << 20;
 
 /// C = alpha op(A) op(B) + beta C on the host, split over the thread pool along the larger of M, N.
 template <class T>
-void host_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+void gemm(host_target, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "dp: matmul supports float and double");
   blas_single_thread_once();
   DP_COUNT(gemms, 1);
@@ -169,8 +170,9 @@ void cuda_scale(const mat_ref<T>& c, T beta, int dev) {
 /// Row-major C = op(A) op(B) computed as column-major C^T = op(B)^T op(A)^T: the operands swap and
 /// keep their flags and leading dimensions.
 template <class T>
-void cuda_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta, int dev) {
+void gemm(cuda_target on, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
   DP_COUNT(gemms, 1);
+  const int dev = on.index;
   if (c.rows == 0 || c.cols == 0) {
     return;
   }
@@ -201,15 +203,7 @@ void cuda_gemm(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_r
 /// C = alpha op(A) op(B) + beta C on device `d`.
 template <class T>
 void gemm(device d, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
-  if (d.is_cpu()) {
-    host_gemm(a, b, c, alpha, beta);
-  } else {
-#if DP_HAS_CUDA
-    cuda_gemm(a, b, c, alpha, beta, d.index);
-#else
-    require_usable(d);
-#endif
-  }
+  on_device(d, [&](auto on) { gemm(on, a, b, c, alpha, beta); });
 }
 
 }  // namespace dp::inline DP_ABI::detail

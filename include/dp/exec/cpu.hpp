@@ -6,6 +6,8 @@
 
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
+#include <dp/exec/dispatch.hpp>
+#include <dp/exec/plan.hpp>
 #include <dp/exec/thread_pool.hpp>
 #include <dp/expr/node.hpp>
 
@@ -77,7 +79,7 @@ void cpu_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev) {
 
 /// out[i] = ev(i) (or out[i] += ev(i) with Acc) over the iteration (operand 0 is `out`).
 template <bool Acc = false, class T, int N, class Ev>
-void cpu_elementwise(T* out, const iteration<N>& it, const Ev& ev) {
+void elementwise(host_target, T* out, const iteration<N>& it, const Ev& ev) {
   if (it.numel == 0) {
     return;
   }

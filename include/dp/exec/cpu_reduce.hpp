@@ -11,6 +11,7 @@
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
 #include <dp/exec/cpu.hpp>
+#include <dp/exec/plan.hpp>
 #include <dp/exec/reduce_ops.hpp>
 #include <dp/exec/thread_pool.hpp>
 #include <dp/expr/node.hpp>
@@ -103,7 +104,8 @@ void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool 
 /// out (strides it.st[0], zero on reduced dimensions) = reduction of ev over the reduced dimensions.
 /// The input is not empty (callers fill the identity for empty inputs).
 template <class Op, class A, class T, int N, class Ev>
-void cpu_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale, bool accumulate = false) {
+void reduce_into(host_target, T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale,
+                 bool accumulate) {
   DP_COUNT(passes, 1);
   const int r = it.rank;
   const index_t* ost = it.st[0];

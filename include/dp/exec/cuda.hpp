@@ -14,7 +14,9 @@
 #include <dp/core/counters.hpp>
 #include <dp/core/cuda_support.hpp>
 #include <dp/core/memory.hpp>
+#include <dp/exec/dispatch.hpp>
 #include <dp/exec/for_each.hpp>
+#include <dp/exec/plan.hpp>
 #include <dp/exec/reduce_ops.hpp>
 #include <dp/expr/node.hpp>
 
@@ -69,8 +71,10 @@ __global__ void elementwise_nd_kernel(T* __restrict__ out, Ev ev, cuda_dims<N> d
   }
 }
 
-template <bool Acc, class T, int N, class Ev>
-void cuda_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev, int dev) {
+/// out[i] = ev(i) (or out[i] += ev(i) with Acc) over the iteration, on the target's stream.
+template <bool Acc = false, class T, int N, class Ev>
+void elementwise(cuda_target on, T* out, const iteration<N>& it, const Ev& ev) {
+  const int dev = on.index;
   if (it.numel == 0) {
     return;
   }
@@ -89,11 +93,6 @@ void cuda_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev, int dev
     elementwise_nd_kernel<Acc><<<grid_for(it.numel, cuda_block), cuda_block, 0, s>>>(out, ev, dims, it.numel);
   }
   DP_CUDA_CHECK(cudaGetLastError());
-}
-
-template <bool Acc = false, class T, int N, class Ev>
-void cuda_elementwise(T* out, const iteration<N>& it, const Ev& ev, int dev) {
-  cuda_elementwise_impl<Acc>(out, it, ev, dev);
 }
 
 /// Layout of a reduction for the kernels: kept and reduced dimensions of the collapsed iteration.
@@ -198,7 +197,8 @@ __global__ void finish_scalar_kernel(T* out, const A* acc, A scale, bool apply, 
 }
 
 template <class Op, class A, class T, int N, class Ev>
-void cuda_reduce(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply, bool accumulate, int dev) {
+void reduce_into(cuda_target on, T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply, bool accumulate) {
+  const int dev = on.index;
   DP_COUNT(passes, 1);
   cuda_device_guard g(dev);
   cudaStream_t s = cuda_stream(dev);

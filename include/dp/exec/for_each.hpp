@@ -10,6 +10,7 @@
 #include <dp/core/counters.hpp>
 #include <dp/core/device.hpp>
 #include <dp/exec/cpu.hpp>
+#include <dp/exec/dispatch.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 #if DP_HAS_CUDA
@@ -46,6 +47,28 @@ DP_HOST_DEVICE inline void store_max(std::int64_t* flag, std::int64_t v) {
 #endif
 }
 
+/// Calls f(i) for i in [0, n) on the host threads; `grain` is the smallest share worth a thread.
+template <class F>
+void for_each_index(host_target, index_t n, const F& f, index_t grain) {
+  parallel_for(n, grain, [&](index_t b, index_t e) {
+    const F local = f;  // a local copy: stores through its pointers cannot alias its members
+    DP_IVDEP
+    for (index_t i = b; i < e; ++i) {
+      local(i);
+    }
+  });
+}
+
+#if DP_HAS_CUDA
+/// Calls f(i) for i in [0, n) in one kernel on the target's stream.
+template <class F>
+void for_each_index(cuda_target on, index_t n, const F& f, index_t) {
+  cuda_device_guard g(on.index);
+  for_each_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(on.index)>>>(n, f);
+  DP_CUDA_CHECK(cudaGetLastError());
+}
+#endif
+
 /// Calls f(i) for i in [0, n) on `d`; `grain` is the smallest share worth a host thread.
 template <class F>
 void for_each_index(device d, index_t n, const F& f, index_t grain = parallel_grain) {
@@ -53,23 +76,7 @@ void for_each_index(device d, index_t n, const F& f, index_t grain = parallel_gr
     return;
   }
   DP_COUNT(passes, 1);
-  if (d.is_cpu()) {
-    parallel_for(n, grain, [&](index_t b, index_t e) {
-      const F local = f;  // a local copy: stores through its pointers cannot alias its members
-      DP_IVDEP
-      for (index_t i = b; i < e; ++i) {
-        local(i);
-      }
-    });
-    return;
-  }
-#if DP_HAS_CUDA
-  cuda_device_guard g(d.index);
-  for_each_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(d.index)>>>(n, f);
-  DP_CUDA_CHECK(cudaGetLastError());
-#else
-  require_usable(d);
-#endif
+  on_device(d, [&](auto on) { for_each_index(on, n, f, grain); });
 }
 
 }  // namespace dp::inline DP_ABI::detail

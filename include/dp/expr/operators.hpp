@@ -6,7 +6,7 @@
 #include <utility>
 
 #include <dp/config.hpp>
-#include <dp/expr/concepts.hpp>
+#include <dp/core/operand.hpp>
 #include <dp/expr/functional.hpp>
 #include <dp/expr/node.hpp>
 

@@ -26,9 +26,9 @@
 #include <zlib.h>
 
 #include <dp/core/error.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/file.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/io/json.hpp>
 
 namespace dp::inline DP_ABI::io {

@@ -1,8 +1,8 @@
 // Functions for forward code that work on tensors, expressions and traced values alike.
 #pragma once
 
+#include <dp/exec/reduce.hpp>
 #include <dp/expr/operators.hpp>
-#include <dp/expr/reduce.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/parameter.hpp>
 

@@ -8,9 +8,9 @@
 #include <memory>
 
 #include <dp/exec/for_each.hpp>
+#include <dp/exec/reduce.hpp>
 #include <dp/expr/math.hpp>
 #include <dp/expr/operators.hpp>
-#include <dp/expr/reduce.hpp>
 #include <dp/nn/autograd/ops.hpp>
 
 namespace dp::inline DP_ABI::nn {

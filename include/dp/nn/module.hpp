@@ -39,29 +39,38 @@ struct is_dp_tensor<dp::tensor<T, E>> : std::true_type {};
 template <class M>
 constexpr bool aggregate_model();
 
-/// What a member of a model is.
+/// What a member of a model is. The last two are errors (a struct that is not a model is
+/// unsupported here, and check_member names its first bad member).
+enum class member_kind { parameter, buffer, submodel, unregistered_tensor, unsupported };
+
 template <class X>
-constexpr int member_kind() {
+constexpr member_kind member_kind_of() {
   using T = std::remove_cvref_t<X>;
   if constexpr (parameter_type<T>) {
-    return 1;
+    return member_kind::parameter;
   } else if constexpr (buffer_type<T>) {
-    return 2;
+    return member_kind::buffer;
   } else if constexpr (declares_members<T>) {
-    return 3;
+    return member_kind::submodel;
   } else if constexpr (is_dp_tensor<T>::value) {
-    return -1;  // an unregistered tensor
+    return member_kind::unregistered_tensor;
   } else if constexpr (std::is_aggregate_v<T> && std::is_class_v<T>) {
-    return aggregate_model<T>() ? 3 : -2;
+    return aggregate_model<T>() ? member_kind::submodel : member_kind::unsupported;
   } else {
-    return -2;
+    return member_kind::unsupported;
   }
+}
+
+template <class X>
+constexpr bool valid_member() {
+  constexpr member_kind k = member_kind_of<X>();
+  return k != member_kind::unregistered_tensor && k != member_kind::unsupported;
 }
 
 template <class M, std::size_t... I>
 constexpr bool all_members_ok(std::index_sequence<I...>) {
   using tied = decltype(reflect::tie_fields<sizeof...(I)>(std::declval<M&>()));
-  return ((member_kind<std::tuple_element_t<I, tied>>() > 0) && ...);
+  return (valid_member<std::tuple_element_t<I, tied>>() && ...);
 }
 
 template <class M>
@@ -135,15 +144,15 @@ constexpr bool check_member() {
   constexpr std::size_t n = reflect::field_count<M>();
   using tied = decltype(reflect::tie_fields<n>(std::declval<M&>()));
   using X = std::remove_cvref_t<std::tuple_element_t<I, tied>>;
-  constexpr int kind = member_kind<X>();
+  constexpr member_kind kind = member_kind_of<X>();
   constexpr std::string_view name = reflect::field_name_v<M, I>;
-  if constexpr (kind == -1) {
+  if constexpr (kind == member_kind::unregistered_tensor) {
     (void)sizeof(unregistered_tensor_member<M, I, fixed_name<name.size()>(name)>);
     return false;
-  } else if constexpr (kind == -2 && !(std::is_aggregate_v<X> && std::is_class_v<X>)) {
+  } else if constexpr (kind == member_kind::unsupported && !(std::is_aggregate_v<X> && std::is_class_v<X>)) {
     (void)sizeof(unsupported_member<M, I, fixed_name<name.size()>(name)>);
     return false;
-  } else if constexpr (kind == -2 || kind == 3) {
+  } else if constexpr (kind == member_kind::unsupported || kind == member_kind::submodel) {
     return check_model<X>();
   } else {
     return true;

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <utility>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
 

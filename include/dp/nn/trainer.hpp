@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
@@ -97,17 +97,20 @@ using model_value_t = typename decltype(model_value_probe<M>())::type;
 
 inline constexpr int max_step_args = 8;
 
+/// What a step argument is: a tensor of one of the traced element types, or unsupported.
+enum class arg_kind : std::uint8_t { unsupported, f32, f64, i64 };
+
 /// A traced plan for one combination of argument shapes and mode.
 struct plan_entry {
   std::array<dp::shape, max_step_args> shapes{};
-  std::array<int, max_step_args> kinds{};
+  std::array<arg_kind, max_step_args> kinds{};
   std::array<int, max_step_args> slots{};
   int n = 0;
   bool training = true;
   std::unique_ptr<graph> g;
   int loss_slot = -1;
-  std::vector<tensor<float>> zero_f;  // parameter gradients this plan never writes
-  std::vector<tensor<double>> zero_d;
+  // Parameter gradients this plan never writes, for the trainer's element type.
+  std::tuple<std::vector<tensor<float>>, std::vector<tensor<double>>> zero;
   std::vector<int> ready_at;  // per range of a grad_ready_hook: the op after which it is final
 };
 
@@ -122,17 +125,19 @@ struct grad_ready_hook {
   void (*poll)(void* ctx) = nullptr;
 };
 
+/// The element type of a step argument, as a plan records it (a plan is reused only for the same
+/// kinds and shapes).
 template <class X>
-constexpr int kind_of() {
+constexpr arg_kind kind_of() {
   using Xr = std::remove_cvref_t<X>;
   if constexpr (std::is_same_v<Xr, tensor<float>>) {
-    return 1;
+    return arg_kind::f32;
   } else if constexpr (std::is_same_v<Xr, tensor<double>>) {
-    return 2;
+    return arg_kind::f64;
   } else if constexpr (std::is_same_v<Xr, tensor<std::int64_t>>) {
-    return 3;
+    return arg_kind::i64;
   } else {
-    return 0;
+    return arg_kind::unsupported;
   }
 }
 
@@ -278,7 +283,7 @@ class trainer {
                           const detail::grad_ready_hook* hook, const Args&... args) {
     static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
     static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
-    static_assert(((detail::kind_of<Args>() != 0) && ...),
+    static_assert(((detail::kind_of<Args>() != detail::arg_kind::unsupported) && ...),
                   "dp: backward's inputs and target are dp::tensor<float>, dp::tensor<double> or "
                   "dp::tensor<std::int64_t> (class indices)");
     (check_arg(args), ...);
@@ -448,13 +453,7 @@ class trainer {
     announce(-1);
   }
 
-  static std::vector<tensor<T>>& zero_list(detail::plan_entry& p) {
-    if constexpr (std::is_same_v<T, float>) {
-      return p.zero_f;
-    } else {
-      return p.zero_d;
-    }
-  }
+  static std::vector<tensor<T>>& zero_list(detail::plan_entry& p) { return std::get<std::vector<tensor<T>>>(p.zero); }
 
   template <class... V>
   auto call_forward(const V&... v) const {

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include <dp/expr/reduce.hpp>
+#include <dp/exec/reduce.hpp>
 #include <dp/optim/optimizer.hpp>
 
 namespace dp::inline DP_ABI::optim {

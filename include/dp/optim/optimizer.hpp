@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 #include <dp/optim/schedule.hpp>

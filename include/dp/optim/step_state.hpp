@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/exec/for_each.hpp>
 #include <dp/nn/replica_access.hpp>
 

@@ -15,16 +15,17 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/assign.hpp>
+#include <dp/exec/factory.hpp>
+#include <dp/exec/reduce.hpp>
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
-#include <dp/expr/reduce.hpp>
 #include <dp/nn/parameter.hpp>
 
 namespace dp::inline DP_ABI::nn {
@@ -122,34 +123,15 @@ class graph {
 
   template <class V>
   std::vector<tensor<V>>& values() {
-    static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
-    if constexpr (std::is_same_v<V, float>) {
-      return f_.values;
-    } else if constexpr (std::is_same_v<V, double>) {
-      return d_.values;
-    } else {
-      return i_.values;
-    }
+    return store<V>().values;
   }
   template <class V>
   std::vector<tensor<V>>& grads() {
-    if constexpr (std::is_same_v<V, float>) {
-      return f_.grads;
-    } else if constexpr (std::is_same_v<V, double>) {
-      return d_.grads;
-    } else {
-      return i_.grads;
-    }
+    return store<V>().grads;
   }
   template <class V>
   std::vector<std::uint8_t>& requires_grad_flags() {
-    if constexpr (std::is_same_v<V, float>) {
-      return f_.req;
-    } else if constexpr (std::is_same_v<V, double>) {
-      return d_.req;
-    } else {
-      return i_.req;
-    }
+    return store<V>().req;
   }
 
   template <class V>
@@ -314,14 +296,18 @@ class graph {
     }
   }
 
+  /// The slots of one element type: values, their gradients, and whether each needs one.
   template <class V>
   struct slots {
     std::vector<tensor<V>> values, grads;
     std::vector<std::uint8_t> req;
   };
-  slots<float> f_;
-  slots<double> d_;
-  slots<std::int64_t> i_;
+  template <class V>
+  slots<V>& store() {
+    static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
+    return std::get<slots<V>>(store_);
+  }
+  std::tuple<slots<float>, slots<double>, slots<std::int64_t>> store_;  // one store per slot type
   std::vector<std::unique_ptr<op>> ops_;
   std::vector<const void*> claimed_;
   std::vector<param_write> param_writes_;

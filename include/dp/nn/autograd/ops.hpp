@@ -10,8 +10,8 @@
 #include <utility>
 
 #include <dp/exec/assign.hpp>
-#include <dp/expr/matmul.hpp>
-#include <dp/expr/reduce.hpp>
+#include <dp/exec/matmul.hpp>
+#include <dp/exec/reduce.hpp>
 #include <dp/nn/autograd/derive.hpp>
 #include <dp/nn/autograd/graph.hpp>
 
@@ -473,7 +473,7 @@ tensor<V> detach(const tensor<V>& t) {
 namespace dp::inline DP_ABI::nn::detail {
 
 /// dp::sum/mean/max/min of a traced expression record a reduction (found by argument-dependent lookup
-/// from expr/reduce.hpp: every traced expression has a slot_node of this namespace among its types).
+/// from exec/reduce.hpp: every traced expression has a slot_node of this namespace among its types).
 template <class Op, class OutT, class Node>
 auto traced_reduce(const Node& node, std::span<const int> axes, bool all, bool keepdim, bool mean, const char* op) {
   using V = typename Node::value_type;

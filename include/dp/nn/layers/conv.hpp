@@ -8,7 +8,7 @@
 #include <memory>
 
 #include <dp/exec/for_each.hpp>
-#include <dp/expr/matmul.hpp>
+#include <dp/exec/matmul.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/functional.hpp>
 #include <dp/nn/parameter.hpp>

@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include <dp/core/random.hpp>
 #include <dp/expr/node.hpp>
+#include <dp/expr/random.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/parameter.hpp>

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include <dp/expr/matmul.hpp>
+#include <dp/exec/matmul.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/parameter.hpp>
 

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
+#include <dp/exec/reduce.hpp>
 #include <dp/expr/operators.hpp>
-#include <dp/expr/reduce.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/functional.hpp>
 #include <dp/nn/mode.hpp>

@@ -9,9 +9,9 @@
 #include <type_traits>
 
 #include <dp/config.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/cpu_reduce.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/exec/for_each.hpp>
 #include <dp/exec/reduce_ops.hpp>
 #include <dp/expr/node.hpp>
@@ -49,16 +49,8 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
   }
   const A scale = mean ? A(1) / static_cast<A>(count) : A(1);
   auto [it, ev] = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
-  if (out.device().is_cpu()) {
-    cpu_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate);
-    check_integer_division();
-  } else {
-#if DP_HAS_CUDA
-    cuda_reduce<Op, A>(out.data(), it, ev, scale, mean, accumulate, out.device().index);
-#else
-    require_usable(out.device());
-#endif
-  }
+  on_device(out.device(), [&](auto on) { reduce_into<Op, A>(on, out.data(), it, ev, scale, mean, accumulate); });
+  check_integer_division();
 }
 
 /// The keepdim result shape for reducing `axes` (all when empty and `all`).

@@ -7,12 +7,12 @@
 #include <vector>
 
 #include <dp/config.hpp>
-#include <dp/core/random.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/expr/node.hpp>
 #include <dp/expr/operators.hpp>
+#include <dp/expr/random.hpp>
 
 namespace dp::inline DP_ABI {
 namespace detail {

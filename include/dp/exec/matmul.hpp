@@ -4,10 +4,10 @@
 #pragma once
 
 #include <dp/config.hpp>
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/blas.hpp>
 #include <dp/exec/cpu.hpp>
+#include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI {
 namespace detail {

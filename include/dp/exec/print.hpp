@@ -12,8 +12,8 @@
 #include <type_traits>
 #include <vector>
 
-#include <dp/core/factory.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI {
 namespace detail {
