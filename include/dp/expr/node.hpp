@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -29,6 +30,21 @@ struct node_meta {
 };
 
 // ------------------------------------------------------------------------------------------ nodes
+// Two kinds of node. Leaves (tensors, generators, nn's traced slots and parameters) follow the leaf
+// protocol below. Every other node is an operation with children: it says what its children are
+// (`children()`: references in leaf order) and how to evaluate itself from their evaluators
+// (`evaluator(e...)`); counting, visiting and indexing leaves, building evaluators and finding
+// traced leaves are written once for all of them. A new kind of node is one struct with these two
+// members (and, if it can appear in a traced forward pass, its derivative in nn/autograd/derive.hpp).
+template <class F, class E>
+struct unary_eval;
+template <class F, class Tc, class EA, class EB>
+struct binary_eval;
+template <class T, class EC, class EA, class EB>
+struct select_eval;
+template <class F, class Tc, class EA, class EB, class EC>
+struct ternary_eval;
+
 template <class T>
 struct scalar_node {
   using value_type = T;
@@ -56,6 +72,12 @@ struct unary_node {
   F f;
   A a;
   node_meta meta;
+
+  auto children() const { return std::tie(a); }
+  template <class EA>
+  auto evaluator(EA ea) const {
+    return unary_eval<F, EA>{f, ea};
+  }
 };
 
 /// Element type two operands are computed in: equal types, or bool with anything (bool converts).
@@ -73,6 +95,12 @@ struct binary_node {
   A a;
   B b;
   node_meta meta;
+
+  auto children() const { return std::tie(a, b); }
+  template <class EA, class EB>
+  auto evaluator(EA ea, EB eb) const {
+    return binary_eval<F, operand_type, EA, EB>{f, ea, eb};
+  }
 };
 
 /// where(c, a, b): a where c is true (non-zero), else b.
@@ -83,6 +111,12 @@ struct select_node {
   A a;
   B b;
   node_meta meta;
+
+  auto children() const { return std::tie(c, a, b); }
+  template <class EC, class EA, class EB>
+  auto evaluator(EC ec, EA ea, EB eb) const {
+    return select_eval<value_type, EC, EA, EB>{ec, ea, eb};
+  }
 };
 
 /// f(a, b, c) for a ternary functor (derived backward passes use these).
@@ -96,6 +130,12 @@ struct ternary_node {
   B b;
   C c;
   node_meta meta;
+
+  auto children() const { return std::tie(a, b, c); }
+  template <class EA, class EB, class EC>
+  auto evaluator(EA ea, EB eb, EC ec) const {
+    return ternary_eval<F, operand_type, EA, EB, EC>{f, ea, eb, ec};
+  }
 };
 
 // ------------------------------------------------------------------------------------------ leaves
@@ -116,60 +156,63 @@ struct leaf_traits;
 template <class N>
 concept leaf_node = requires { leaf_traits<N>::is_leaf; };
 
+/// An operation node: one with children (see "nodes" above).
+template <class N>
+concept interior_node = requires(const N& n) { n.children(); };
+
+/// The type of child I of an operation node.
+template <std::size_t I, interior_node N>
+using child_t = std::remove_cvref_t<std::tuple_element_t<I, decltype(std::declval<const N&>().children())>>;
+
 template <class N>
 inline constexpr int leaf_count_v = 1;
 template <class T>
 inline constexpr int leaf_count_v<scalar_node<T>> = 0;
-template <class F, class A>
-inline constexpr int leaf_count_v<unary_node<F, A>> = leaf_count_v<A>;
-template <class F, class A, class B>
-inline constexpr int leaf_count_v<binary_node<F, A, B>> = leaf_count_v<A> + leaf_count_v<B>;
-template <class C, class A, class B>
-inline constexpr int leaf_count_v<select_node<C, A, B>> = leaf_count_v<C> + leaf_count_v<A> + leaf_count_v<B>;
-template <class F, class A, class B, class C>
-inline constexpr int leaf_count_v<ternary_node<F, A, B, C>> = leaf_count_v<A> + leaf_count_v<B> + leaf_count_v<C>;
+template <interior_node N>
+inline constexpr int leaf_count_v<N> = []<std::size_t... I>(std::index_sequence<I...>) {
+  return (leaf_count_v<child_t<I, N>> + ... + 0);
+}(std::make_index_sequence<std::tuple_size_v<decltype(std::declval<const N&>().children())>>{});
 
 // All overloads are declared first: a node's children may be leaves from other namespaces (nn's
 // traced values), for which argument-dependent lookup would not find overloads declared later.
 template <class T, class Fn>
 void for_each_leaf(const scalar_node<T>&, Fn&);
-template <class F, class A, class Fn>
-void for_each_leaf(const unary_node<F, A>& n, Fn& fn);
-template <class F, class A, class B, class Fn>
-void for_each_leaf(const binary_node<F, A, B>& n, Fn& fn);
-template <class C, class A, class B, class Fn>
-void for_each_leaf(const select_node<C, A, B>& n, Fn& fn);
-template <class F, class A, class B, class C, class Fn>
-void for_each_leaf(const ternary_node<F, A, B, C>& n, Fn& fn);
+template <interior_node N, class Fn>
+void for_each_leaf(const N& n, Fn& fn);
 template <leaf_node N, class Fn>
 void for_each_leaf(const N& n, Fn& fn);
 
 template <class T, class Fn>
 void for_each_leaf(const scalar_node<T>&, Fn&) {}
-template <class F, class A, class Fn>
-void for_each_leaf(const unary_node<F, A>& n, Fn& fn) {
-  for_each_leaf(n.a, fn);
-}
-template <class F, class A, class B, class Fn>
-void for_each_leaf(const binary_node<F, A, B>& n, Fn& fn) {
-  for_each_leaf(n.a, fn);
-  for_each_leaf(n.b, fn);
-}
-template <class C, class A, class B, class Fn>
-void for_each_leaf(const select_node<C, A, B>& n, Fn& fn) {
-  for_each_leaf(n.c, fn);
-  for_each_leaf(n.a, fn);
-  for_each_leaf(n.b, fn);
-}
-template <class F, class A, class B, class C, class Fn>
-void for_each_leaf(const ternary_node<F, A, B, C>& n, Fn& fn) {
-  for_each_leaf(n.a, fn);
-  for_each_leaf(n.b, fn);
-  for_each_leaf(n.c, fn);
+/// Visits the leaves in leaf order (children in the order children() lists them).
+template <interior_node N, class Fn>
+void for_each_leaf(const N& n, Fn& fn) {
+  std::apply([&](const auto&... c) { (for_each_leaf(c, fn), ...); }, n.children());
 }
 template <leaf_node N, class Fn>
 void for_each_leaf(const N& n, Fn& fn) {
   fn(n);
+}
+
+template <std::size_t K, std::size_t I = 0, interior_node N>
+const auto& leaf_at(const N& n);
+template <std::size_t K, leaf_node N>
+const N& leaf_at(const N& n);
+
+/// Leaf K of the node (in leaf order).
+template <std::size_t K, std::size_t I, interior_node N>
+const auto& leaf_at(const N& n) {
+  constexpr auto here = static_cast<std::size_t>(leaf_count_v<child_t<I, N>>);
+  if constexpr (K < here) {
+    return leaf_at<K>(std::get<I>(n.children()));
+  } else {
+    return leaf_at<K - here, I + 1>(n);
+  }
+}
+template <std::size_t K, leaf_node N>
+const N& leaf_at(const N& n) {
+  static_assert(K == 0, "dp: internal: leaf index out of range");
+  return n;
 }
 
 // ------------------------------------------------------------------------------------------ metadata
@@ -356,14 +399,8 @@ struct leaf_strides {
 
 template <class Ctx, class T>
 auto make_eval(const scalar_node<T>& n, const Ctx&, const leaf_strides&, int&);
-template <class Ctx, class F, class A>
-auto make_eval(const unary_node<F, A>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
-template <class Ctx, class F, class A, class B>
-auto make_eval(const binary_node<F, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
-template <class Ctx, class C, class A, class B>
-auto make_eval(const select_node<C, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
-template <class Ctx, class F, class A, class B, class C>
-auto make_eval(const ternary_node<F, A, B, C>& n, const Ctx& ctx, const leaf_strides& ls, int& k);
+template <class Ctx, interior_node N>
+auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k);
 template <class Ctx, leaf_node N>
 auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k);
 
@@ -371,31 +408,15 @@ template <class Ctx, class T>
 auto make_eval(const scalar_node<T>& n, const Ctx&, const leaf_strides&, int&) {
   return scalar_eval<T>{n.value};
 }
-template <class Ctx, class F, class A>
-auto make_eval(const unary_node<F, A>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
-  auto ea = make_eval(n.a, ctx, ls, k);
-  return unary_eval<F, decltype(ea)>{n.f, ea};
-}
-template <class Ctx, class F, class A, class B>
-auto make_eval(const binary_node<F, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
-  auto ea = make_eval(n.a, ctx, ls, k);
-  auto eb = make_eval(n.b, ctx, ls, k);
-  return binary_eval<F, typename binary_node<F, A, B>::operand_type, decltype(ea), decltype(eb)>{n.f, ea, eb};
-}
-template <class Ctx, class C, class A, class B>
-auto make_eval(const select_node<C, A, B>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
-  auto ec = make_eval(n.c, ctx, ls, k);
-  auto ea = make_eval(n.a, ctx, ls, k);
-  auto eb = make_eval(n.b, ctx, ls, k);
-  return select_eval<typename select_node<C, A, B>::value_type, decltype(ec), decltype(ea), decltype(eb)>{ec, ea, eb};
-}
-template <class Ctx, class F, class A, class B, class C>
-auto make_eval(const ternary_node<F, A, B, C>& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
-  auto ea = make_eval(n.a, ctx, ls, k);
-  auto eb = make_eval(n.b, ctx, ls, k);
-  auto ec = make_eval(n.c, ctx, ls, k);
-  return ternary_eval<F, typename ternary_node<F, A, B, C>::operand_type, decltype(ea), decltype(eb), decltype(ec)>{
-      n.f, ea, eb, ec};
+/// The children's evaluators in leaf order (a braced list is evaluated left to right, so leaf k
+/// takes the k-th strides), then the node's own.
+template <class Ctx, interior_node N>
+auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
+  return std::apply(
+      [&](const auto&... c) {
+        return std::apply([&](auto... e) { return n.evaluator(e...); }, std::tuple{make_eval(c, ctx, ls, k)...});
+      },
+      n.children());
 }
 template <class Ctx, leaf_node N>
 auto make_eval(const N& n, const Ctx& ctx, const leaf_strides& ls, int& k) {
@@ -537,14 +558,10 @@ template <class N>
 inline constexpr bool traced_leaf_v = false;
 template <class N>
 inline constexpr bool traced_v = traced_leaf_v<N>;
-template <class F, class A>
-inline constexpr bool traced_v<unary_node<F, A>> = traced_v<A>;
-template <class F, class A, class B>
-inline constexpr bool traced_v<binary_node<F, A, B>> = traced_v<A> || traced_v<B>;
-template <class C, class A, class B>
-inline constexpr bool traced_v<select_node<C, A, B>> = traced_v<C> || traced_v<A> || traced_v<B>;
-template <class F, class A, class B, class C>
-inline constexpr bool traced_v<ternary_node<F, A, B, C>> = traced_v<A> || traced_v<B> || traced_v<C>;
+template <interior_node N>
+inline constexpr bool traced_v<N> = []<std::size_t... I>(std::index_sequence<I...>) {
+  return (traced_v<child_t<I, N>> || ...);
+}(std::make_index_sequence<std::tuple_size_v<decltype(std::declval<const N&>().children())>>{});
 
 template <class C, class A, class B>
 auto make_select_node(C c, A a, B b) {

@@ -149,42 +149,4 @@ auto leaf_grad(const N&, const G& g) {
   return g;
 }
 
-// ------------------------------------------------------------------------------------------ leaf access
-template <std::size_t K, class F, class A>
-const auto& leaf_at(const dd::unary_node<F, A>& n);
-template <std::size_t K, class F, class A, class B>
-const auto& leaf_at(const dd::binary_node<F, A, B>& n);
-template <std::size_t K, class C, class A, class B>
-const auto& leaf_at(const dd::select_node<C, A, B>& n);
-template <std::size_t K, dd::leaf_node N>
-const N& leaf_at(const N& n);
-
-template <std::size_t K, class F, class A>
-const auto& leaf_at(const dd::unary_node<F, A>& n) {
-  return leaf_at<K>(n.a);
-}
-template <std::size_t K, class F, class A, class B>
-const auto& leaf_at(const dd::binary_node<F, A, B>& n) {
-  if constexpr (K < static_cast<std::size_t>(dd::leaf_count_v<A>)) {
-    return leaf_at<K>(n.a);
-  } else {
-    return leaf_at<K - dd::leaf_count_v<A>>(n.b);
-  }
-}
-template <std::size_t K, class C, class A, class B>
-const auto& leaf_at(const dd::select_node<C, A, B>& n) {
-  constexpr std::size_t nc = dd::leaf_count_v<C>, na = dd::leaf_count_v<A>;
-  if constexpr (K < nc) {
-    return leaf_at<K>(n.c);
-  } else if constexpr (K < nc + na) {
-    return leaf_at<K - nc>(n.a);
-  } else {
-    return leaf_at<K - nc - na>(n.b);
-  }
-}
-template <std::size_t K, dd::leaf_node N>
-const N& leaf_at(const N& n) {
-  return n;
-}
-
 }  // namespace dp::inline DP_ABI::nn::detail

@@ -66,7 +66,7 @@ bool any_requires_grad(const Node& n) {
 /// The gradient target of leaf K of a node (inactive unless it is a var or parameter of type V).
 template <class V, std::size_t K, class Node>
 grad_target<V> leaf_target(graph& g, const Node& node) {
-  const auto& leaf = leaf_at<K>(node);
+  const auto& leaf = dd::leaf_at<K>(node);
   using L = std::remove_cvref_t<decltype(leaf)>;
   if constexpr (std::is_same_v<L, slot_node<V>>) {
     if (!leaf.no_grad && !leaf.grad) {
