@@ -37,21 +37,5 @@ TEST_CASE("a training step on the GPU gives the host's loss and gradients") {
   for (std::size_t i = 0; i < gh.size(); ++i) {
     bad += !(std::fabs(gh[i] - gg[i]) <= 1e-5 + 1e-4 * std::fabs(gh[i]));
   }
-  CHECK(bad == 0);
-  auto opt = dp::optim::adamw(gpu, {.lr = 1e-3});
-  opt.step();
-}
-
-TEST_CASE("dp::parallel on one GPU is the bare trainer") {
-  nn::manual_seed(2);
-  dp::parallel<net> par{net{}, {dp::cuda(0)}};
-  auto x = dp::randn<float>({8, 1, 8, 8}, dp::cuda(0), 2);
-  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({8}, dp::cuda(0), 3) * 4.99f);
-  auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
-  double first = par.backward(nn::cross_entropy, x, y), last = first;
-  for (int i = 0; i < 20; ++i) {
-    opt.step();
-    last = par.backward(nn::cross_entropy, x, y);
-  }
-  CHECK(last < first);
+  CHECK(bad == 0);  // (optimizer steps on the GPU are checked against the host in train.cu)
 }

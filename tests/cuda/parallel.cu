@@ -1,0 +1,24 @@
+// dp::parallel on one GPU: the bare trainer, training as it should (a small model: the layers on
+// the GPU are checked against the host in nn.cu and train.cu).
+#include <cstdint>
+
+#include <doctest/doctest.h>
+
+#include <dp/dp.hpp>
+
+namespace nn = dp::nn;
+using mlp = nn::sequential<nn::linear<64, 32>, nn::relu, nn::linear<32, 5>>;
+
+TEST_CASE("dp::parallel on one GPU is the bare trainer") {
+  nn::manual_seed(2);
+  dp::parallel<mlp> par{mlp{}, {dp::cuda(0)}};
+  auto x = dp::randn<float>({8, 64}, dp::cuda(0), 2);
+  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({8}, dp::cuda(0), 3) * 4.99f);
+  auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
+  double first = par.backward(nn::cross_entropy, x, y), last = first;
+  for (int i = 0; i < 20; ++i) {
+    opt.step();
+    last = par.backward(nn::cross_entropy, x, y);
+  }
+  CHECK(last < first);
+}
