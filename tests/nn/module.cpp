@@ -24,6 +24,13 @@ struct net {
   nn::linear<4, 2> fc;
   auto forward(auto x) const { return fc(x); }
 };
+struct listed {  // lists its tensors itself, which hides their element type: it says it
+  using value_type = double;
+  nn::parameter<double> w{dp::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2})};
+  double scale = 2.0;  // not listed: a plain constant copied with the model
+  static void dp_members(auto& self, auto&& f) { f("w", self.w); }
+  auto forward(auto x) const { return dp::matmul(x, w) * scale; }
+};
 }  // namespace
 
 TEST_CASE("aggregates of modules, parameters and buffers are modules") {
@@ -32,6 +39,17 @@ TEST_CASE("aggregates of modules, parameters and buffers are modules") {
   static_assert(nn::module<nn::linear<3, 4>>);
   static_assert(!nn::module<not_a_model>);
   static_assert(!nn::module<int>);
+}
+
+TEST_CASE("a model that lists its members with dp_members trains once it names its value_type") {
+  nn::trainer<listed> t{listed{}};
+  static_assert(std::is_same_v<nn::trainer<listed>::value_type, double>);
+  CHECK(nn::parameter_names(listed{}) == std::vector<std::string>{"w"});
+  const auto x = dp::from_vector<double>({1, 0, 2, 0, 1, 1}, {2, 3});
+  // out = 2 x w = [[22, 28], [16, 20]]; loss = mean(out^2) = 1924 / 4; dloss/dw = x^T out (by hand)
+  CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(481.0));
+  CHECK(dp::detail::replica_access::flat_grads(t).slice(0, 0, 6).to_vector() ==
+        std::vector<double>{22, 28, 16, 20, 60, 76});  // (the flat buffer is padded past them)
 }
 
 TEST_CASE("member names nest with dots and equal PyTorch's") {

@@ -170,7 +170,13 @@ class trainer {
 
  public:
   using model_type = Model;
-  using value_type = detail::model_value_t<Model>;
+  static_assert(!std::is_void_v<detail::model_value_t<Model>>,
+                "dp: trainer<Model> cannot see the element type of the model's parameters (a model that lists its "
+                "members with dp_members, or one without parameters): add `using value_type = float;` (or double) "
+                "to the model");
+  // float stands in after that error, so that it is the only one
+  using value_type =
+      std::conditional_t<std::is_void_v<detail::model_value_t<Model>>, float, detail::model_value_t<Model>>;
   using T = value_type;
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "dp: a model's parameters are float or double (and all of one type)");
