@@ -1,4 +1,8 @@
 // CUDA tests: built in CI (no GPU there), run with the device tool when a GPU is lent.
+#include <cstdint>
+#include <limits>
+#include <vector>
+
 #include "check.hpp"
 
 using dp_cuda_test::check_same;
@@ -48,4 +52,20 @@ TEST_CASE("matmul on the GPU (cuBLAS) matches the host, transposed views include
   auto a = dp::randn<float>({64, 48}, dp::cpu(), 1), b = dp::randn<float>({80, 48}, dp::cpu(), 2);
   auto ga = a.to(dp::cuda(0)), gb = b.to(dp::cuda(0));
   check_same(dp::matmul(ga, gb.t()).to_vector(), dp::matmul(a, b.t()).to_vector(), 1e-4);
+}
+
+TEST_CASE("an integer division by zero on the GPU is an error at the next read, as on the host") {
+  const dp::device g = dp::cuda(0);
+  auto a = dp::from_vector<std::int64_t>({6, 7, 8, std::numeric_limits<std::int64_t>::min()}).to(g);
+  auto b = dp::from_vector<std::int64_t>({2, 0, 4, -1}).to(g);
+  dp::tensor<std::int64_t> q = a / b;  // queued: the kernel gives 0 where b is 0 and flags it
+  CHECK_THROWS_WITH_AS((void)q.to_vector(), doctest::Contains("integer division by zero in an expression on cuda:0"),
+                       dp::value_error);
+  // Raised once; the values are the host's (0 for the zero divisor, INT64_MIN / -1 wraps).
+  const dp::tensor<std::int64_t> on_host = a.to(dp::cpu()) / dp::from_vector<std::int64_t>({2, 1, 4, -1});
+  const auto host = on_host.to_vector();
+  CHECK(q.to_vector() == std::vector<std::int64_t>{3, 0, 2, host[3]});
+  dp::tensor<std::int64_t> ok = a / dp::full<std::int64_t>({4}, 3, g);
+  CHECK(ok.to_vector() == std::vector<std::int64_t>{2, 2, 2, std::numeric_limits<std::int64_t>::min() / 3});
+  CHECK_THROWS_AS((void)dp::sum(a / b).item(), dp::value_error);  // inside a reduction too
 }

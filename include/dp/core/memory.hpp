@@ -17,6 +17,7 @@
 #include <dp/core/counters.hpp>
 #include <dp/core/cuda_support.hpp>
 #include <dp/core/device.hpp>
+#include <dp/core/device_status.hpp>
 #include <dp/core/error.hpp>
 
 namespace dp::inline DP_ABI {
@@ -443,6 +444,9 @@ inline void copy_bytes(void* dst, device dst_dev, const void* src, device src_de
   cuda_device_guard g(idx);
   DP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream(idx)));
   cuda_sync(idx);
+  if (dst_dev.is_cpu()) {
+    check_device_status(idx);  // a result read back: faults the kernels before it flagged
+  }
 #else
   require_usable(dst_dev.is_cuda() ? dst_dev : src_dev);
 #endif

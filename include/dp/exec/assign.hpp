@@ -62,8 +62,9 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
 /// Runs `node` into dst's memory, or adds it there with Acc (no checks).
 template <bool Acc = false, class T, class Node, class Ctx>
 void run_into(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
-  auto [it, ev] = plan_iteration(node, ctx, dst.shape(), dst.strides());
-  on_device(dst.device(), [&](auto on) { elementwise<Acc>(on, dst.data(), it, ev); });
+  // The iteration and the evaluator (not a structured binding: clang 14 cannot capture one).
+  const auto plan = plan_iteration(node, ctx, dst.shape(), dst.strides());
+  on_device(dst.device(), [&](auto on) { elementwise<Acc>(on, dst.data(), plan.first, plan.second); });
 }
 
 /// dst = node (or dst += node with Acc), with checks; `ctx` resolves leaves that are not plain tensors.

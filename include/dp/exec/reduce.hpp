@@ -48,8 +48,10 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
     return;
   }
   const A scale = mean ? A(1) / static_cast<A>(count) : A(1);
-  auto [it, ev] = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
-  on_device(out.device(), [&](auto on) { reduce_into<Op, A>(on, out.data(), it, ev, scale, mean, accumulate); });
+  // The iteration and the evaluator (not a structured binding: clang 14 cannot capture one).
+  const auto plan = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
+  on_device(out.device(),
+            [&](auto on) { reduce_into<Op, A>(on, out.data(), plan.first, plan.second, scale, mean, accumulate); });
   check_integer_division();
 }
 

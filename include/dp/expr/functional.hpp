@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include <dp/config.hpp>
@@ -77,11 +78,18 @@ inline void check_integer_division() {
 
 struct div_op {
   static constexpr const char* name = "divide (/)";
+  // Where a kernel flags a division by zero: its device's status word (core/device_status.hpp), set
+  // when an integer division node is built on a GPU; null on the host and for floating point.
+  std::int64_t* device_status = nullptr;
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       if (b == T(0)) {
-#if !defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__)
+        if (device_status != nullptr) {
+          *device_status = 1;  // every thread that meets a zero stores the same value
+        }
+#else
         integer_division_by_zero().store(true, std::memory_order_relaxed);
 #endif
         return T(0);

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include <dp/config.hpp>
+#include <dp/core/device_status.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/operand.hpp>
 #include <dp/core/shape.hpp>
@@ -544,6 +545,14 @@ auto make_binary_node(F f, A a, B b) {
                 "dp: the operands have different element types (for example float and double); convert one with "
                 "dp::cast<T>(x) so both match");
   node_meta m = merge_meta(meta_of(a), meta_of(b), F::name);
+#if DP_HAS_CUDA
+  // An integer division on a GPU flags a zero divisor in its device's status word.
+  if constexpr (requires { f.device_status; } && std::is_integral_v<typename binary_node<F, A, B>::operand_type>) {
+    if (m.has_device && m.dev.is_cuda()) {
+      f.device_status = device_status_word(m.dev.index);
+    }
+  }
+#endif
   return binary_node<F, A, B>{f, std::move(a), std::move(b), m};
 }
 

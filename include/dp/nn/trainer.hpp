@@ -269,18 +269,19 @@ class trainer {
   }
 
   /// The loss on the host. A non-finite one may come from a target a GPU kernel flagged: that error
-  /// is raised first.
+  /// is raised first. A fault the reading itself raises (a device's status word) fails the step too:
+  /// its gradients are not used.
   double read_loss(const tensor<T>& loss) {
-    const double l = static_cast<double>(loss.item());
-    if (!std::isfinite(l) && last_ != nullptr) {
-      try {
+    try {
+      const double l = static_cast<double>(loss.item());
+      if (!std::isfinite(l) && last_ != nullptr) {
         last_->g->check_flags();
-      } catch (...) {
-        state_ = grad_state::none;
-        throw;
       }
+      return l;
+    } catch (...) {
+      state_ = grad_state::none;
+      throw;
     }
-    return l;
   }
 
   /// step_grads without the read-back: the loss stays on the device.
