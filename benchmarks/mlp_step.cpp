@@ -27,15 +27,7 @@ void step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
   auto opt = dp::optim::sgd(t, {.lr = 0.01, .momentum = 0.9});
   auto x = dp::randn<float>({batch, features}, dp::cpu(), 1);
   auto y = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({batch}, dp::cpu(), 2) * 9.99f));
-  for (int i = 0; i < 3; ++i) {
-    (void)t.backward(nn::cross_entropy, x, y);
-    opt.step();
-  }
-  for (auto _ : s) {
-    benchmark::DoNotOptimize(t.backward(nn::cross_entropy, x, y));
-    opt.step();
-  }
-  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
+  dp_bench::timed_steps(s, t, opt, x, y);
 }
 
 void mlp_large(benchmark::State& s) { step<large_mlp>(s, 256, 784); }
@@ -55,15 +47,7 @@ void parallel_step(benchmark::State& s, int workers, dp::index_t batch, dp::inde
   auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
   auto x = dp::randn<float>({batch, features}, dp::cpu(), 1);
   auto y = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({batch}, dp::cpu(), 2) * 9.99f));
-  for (int i = 0; i < 3; ++i) {
-    (void)par.backward(nn::cross_entropy, x, y);
-    opt.step();
-  }
-  for (auto _ : s) {
-    benchmark::DoNotOptimize(par.backward(nn::cross_entropy, x, y));
-    opt.step();
-  }
-  s.counters["steps/s"] = benchmark::Counter(static_cast<double>(s.iterations()), benchmark::Counter::kIsRate);
+  dp_bench::timed_steps(s, par, opt, x, y);
 }
 void parallel1_large(benchmark::State& s) { parallel_step<large_mlp>(s, 1, 256, 784); }
 void parallel2_large(benchmark::State& s) { parallel_step<large_mlp>(s, 2, 256, 784); }

@@ -1,4 +1,5 @@
-// Uses an installed dp: a fused expression, a reduction and a matmul (OpenBLAS), checked exactly.
+// Uses an installed dp: a fused expression, a reduction and matmuls (OpenBLAS, and oneDNN when the
+// config found it), checked exactly.
 #include <cstdio>
 
 #include <dp/dp.hpp>
@@ -13,6 +14,17 @@ int main() {
     std::printf("dp consumer: wrong values: sum %g (expected 588), dot %g (expected 12)\n", sum, dot);
     return 1;
   }
-  std::printf("dp consumer: ok (sum %g, dot %g)\n", sum, dot);
+  // A product of the size oneDNN takes when the config found it (exact: sums of 128 ones).
+#ifndef DP_CONSUMER_EXPECT_ONEDNN
+#define DP_CONSUMER_EXPECT_ONEDNN 0
+#endif
+  const float big = dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}))[63][127].item();
+  if (big != 128.f || dp::detail::has_onednn != bool(DP_CONSUMER_EXPECT_ONEDNN)) {
+    std::printf("dp consumer: 64x128x128 product %g (expected 128); oneDNN %s, the config said %s\n", big,
+                dp::detail::has_onednn ? "used" : "not used", DP_CONSUMER_EXPECT_ONEDNN ? "used" : "not used");
+    return 1;
+  }
+  std::printf("dp consumer: ok (sum %g, dot %g; host GEMMs through OpenBLAS%s)\n", sum, dot,
+              dp::detail::has_onednn ? " and oneDNN" : "");
   return 0;
 }

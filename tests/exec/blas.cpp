@@ -1,3 +1,8 @@
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
@@ -26,4 +31,75 @@ TEST_CASE("each GEMM is counted") {
   const auto before = dp::counters();
   (void)dp::matmul(dp::ones<float>({8, 8}), dp::ones<float>({8, 8}));
   CHECK(dp::counters().gemms - before.gemms == 1);
+}
+
+namespace {
+/// float64 C = alpha op(A) op(B) + beta C0 over row-major storage with leading dimensions.
+std::vector<double> ref_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const std::vector<float>& a, int lda,
+                             const std::vector<float>& b, int ldb, double beta, const std::vector<float>& c, int ldc) {
+  std::vector<double> out(c.begin(), c.end());
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int p = 0; p < k; ++p) {
+        s += double(ta ? a[p * lda + i] : a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+      }
+      out[i * ldc + j] = alpha * s + beta * double(c[i * ldc + j]);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("host float GEMMs on either side of the oneDNN rule match float64 for every transpose, alpha, beta, ld") {
+  // (m, n, k): tiny sides and small products stay with OpenBLAS; the rest go to oneDNN when dp has it.
+  const int shapes[][3] = {{64, 128, 128}, {64, 10, 128}, {16, 64, 64}, {128, 64, 64}, {40, 70, 90}, {300, 200, 100}};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const auto& s : shapes) {
+    const int m = s[0], n = s[1], k = s[2];
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const float alpha = t == 3 ? 1.f : 0.5f, beta = t == 0 ? 0.f : (t == 1 ? 1.f : -2.f);
+      // Stored shapes, each leading dimension padded by 3 (a view of a wider tensor).
+      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 3, ldc = n + 3;
+      std::vector<float> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
+      for (auto* v : {&a, &b, &c}) {
+        for (auto& x : *v) {
+          x = u(rng);
+        }
+      }
+      const auto want = ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      dp::detail::mat_ref<const float> ma{a.data(), m, k, lda, ta}, mb{b.data(), k, n, ldb, tb};
+      dp::detail::mat_ref<float> mc{c.data(), m, n, ldc, false};
+      const auto before = dp::counters();
+      dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, alpha, beta);
+      const bool by_onednn = dp::detail::has_onednn && dp::detail::onednn_takes(m, n, k);
+      CHECK(dp::counters().onednn_gemms - before.onednn_gemms >= (by_onednn ? 1 : 0));
+      if (!by_onednn) {
+        CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
+      }
+      double worst = 0, pad = 0;
+      for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < ldc; ++j) {
+          const double d = std::abs(double(c[i * ldc + j]) - want[i * ldc + j]);
+          (j < n ? worst : pad) = std::max(j < n ? worst : pad, d);
+        }
+      }
+      INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
+      CHECK(worst < 1e-5 * k);
+      CHECK(pad == 0);  // the padding between rows is not written
+    }
+  }
+}
+
+TEST_CASE("oneDNN takes float products with every side >= 16 and >= 2^17 multiply-adds; double stays with BLAS") {
+  CHECK_FALSE(dp::detail::onednn_takes(64, 10, 128));
+  CHECK_FALSE(dp::detail::onednn_takes(32, 32, 32));
+  CHECK(dp::detail::onednn_takes(64, 128, 64));
+  const auto before = dp::counters();
+  (void)dp::matmul(dp::ones<double>({64, 128}), dp::ones<double>({128, 128}));
+  CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
+  (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}));
+  CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (dp::detail::has_onednn ? 1 : 0));
 }

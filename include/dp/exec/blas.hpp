@@ -1,5 +1,6 @@
-// GEMM through CBLAS (OpenBLAS) on the host and cuBLAS on CUDA. Operands are described by pointer,
-// leading dimension and a transpose flag, so transposed views are passed without copies.
+// GEMM through CBLAS (OpenBLAS) on the host, with oneDNN for the float shapes it is faster on when dp
+// is built with it (exec/onednn.hpp), and cuBLAS on CUDA. Operands are described by pointer, leading
+// dimension and a transpose flag, so transposed views are passed without copies.
 //
 // Host threading: dp splits a GEMM over its own thread pool and keeps OpenBLAS single-threaded.
 // One owner of the cores means host workers of dp::parallel can call GEMMs side by side without
@@ -17,6 +18,7 @@
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
 #include <dp/exec/dispatch.hpp>
+#include <dp/exec/onednn.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 #if DP_HAS_CUDA
@@ -48,8 +50,18 @@ inline void blas_single_thread_once() {
   });
 }
 
+/// One GEMM on the calling thread: oneDNN where it is faster (float), else CBLAS.
 template <class T>
-void cblas_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+#if DP_HAS_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (onednn_takes(c.rows, c.cols, a.cols) &&
+        onednn_sgemm(a.trans, b.trans, c.rows, c.cols, a.cols, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
+      DP_COUNT(onednn_gemms, 1);
+      return;
+    }
+  }
+#endif
   const auto ta = a.trans ? CblasTrans : CblasNoTrans, tb = b.trans ? CblasTrans : CblasNoTrans;
   const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(a.cols);
   if constexpr (std::is_same_v<T, float>) {
@@ -106,7 +118,7 @@ void gemm(host_target, const mat_ref<const T>& a, const mat_ref<const T>& b, con
   const index_t parts = std::min<index_t>({static_cast<index_t>(num_threads()), (split + unit - 1) / unit,
                                            std::max<index_t>(1, macs / gemm_parallel_macs)});
   if (parts <= 1) {
-    cblas_gemm_one(a, b, c, alpha, beta);
+    host_gemm_one(a, b, c, alpha, beta);
     return;
   }
   const bool by_rows = m >= n;
@@ -118,9 +130,9 @@ void gemm(host_target, const mat_ref<const T>& a, const mat_ref<const T>& b, con
         continue;
       }
       if (by_rows) {
-        cblas_gemm_one(row_block(a, lo, hi), b, row_block(c, lo, hi), alpha, beta);
+        host_gemm_one(row_block(a, lo, hi), b, row_block(c, lo, hi), alpha, beta);
       } else {
-        cblas_gemm_one(a, col_block(b, lo, hi), col_block(c, lo, hi), alpha, beta);
+        host_gemm_one(a, col_block(b, lo, hi), col_block(c, lo, hi), alpha, beta);
       }
     }
   });
