@@ -3,100 +3,106 @@
 // winner; backward is a gather (each input element sums the gradients of the windows it won).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
 
 #include <dp/exec/for_each.hpp>
 #include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/layers/window.hpp>
 
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
-struct pool_geometry {
-  index_t n, c, h, w, k, s, p, ho, wo;
-};
-
+/// One output row (plane, oh) per call: the decoding's integer divisions once per row, not per
+/// element (they cost more than the window's comparisons).
 template <class T>
 struct maxpool_fwd {
   const T* x;
   T* y;
   std::int64_t* arg;  // index of the winner within the (n, c) plane
-  pool_geometry g;
-  DP_HOST_DEVICE void operator()(index_t e) const {
-    const index_t ow = e % g.wo, oh = (e / g.wo) % g.ho, plane = e / (g.wo * g.ho);
+  window_geometry g;
+  DP_HOST_DEVICE void operator()(index_t row) const {
+    const index_t oh = row % g.ho, plane = row / g.ho;
     const T* xp = x + plane * g.h * g.w;
-    // PyTorch's rule: start at the window's first valid element with -inf; a larger value or a NaN
-    // replaces the current one.
-    const index_t h0 = oh * g.s - g.p < 0 ? 0 : oh * g.s - g.p, w0 = ow * g.s - g.p < 0 ? 0 : ow * g.s - g.p;
-    T best = -std::numeric_limits<T>::infinity();
-    std::int64_t where = h0 * g.w + w0;
-    for (index_t kh = 0; kh < g.k; ++kh) {
-      const index_t h = oh * g.s - g.p + kh;
-      if (h < 0 || h >= g.h) {
-        continue;
-      }
-      for (index_t kw = 0; kw < g.k; ++kw) {
-        const index_t w = ow * g.s - g.p + kw;
-        if (w < 0 || w >= g.w) {
+    const index_t h0 = oh * g.s - g.p < 0 ? 0 : oh * g.s - g.p;
+    for (index_t ow = 0; ow < g.wo; ++ow) {
+      // PyTorch's rule: start at the window's first valid element with -inf; a larger value or a
+      // NaN replaces the current one.
+      const index_t w0 = ow * g.s - g.p < 0 ? 0 : ow * g.s - g.p;
+      T best = -std::numeric_limits<T>::infinity();
+      std::int64_t where = h0 * g.w + w0;
+      for (index_t kh = 0; kh < g.k; ++kh) {
+        const index_t h = oh * g.s - g.p + kh;
+        if (h < 0 || h >= g.h) {
           continue;
         }
-        const T v = xp[h * g.w + w];
-        if (v > best || v != v) {
-          best = v;
-          where = h * g.w + w;
+        for (index_t kw = 0; kw < g.k; ++kw) {
+          const index_t w = ow * g.s - g.p + kw;
+          if (w < 0 || w >= g.w) {
+            continue;
+          }
+          const T v = xp[h * g.w + w];
+          if (v > best || v != v) {
+            best = v;
+            where = h * g.w + w;
+          }
         }
       }
-    }
-    y[e] = best;
-    if (arg) {
-      arg[e] = where;
+      y[row * g.wo + ow] = best;
+      if (arg) {
+        arg[row * g.wo + ow] = where;
+      }
     }
   }
 };
 
+/// One (n, c) plane per call: each output's gradient goes to its window's winner, in output order
+/// (one caller owns the plane, so overlapping windows need no atomics and the sums do not depend on
+/// the thread count).
 template <class T>
 struct maxpool_bwd {
   const T* gy;
   const std::int64_t* arg;
   T* dx;
-  pool_geometry g;
+  window_geometry g;
   bool accumulate;
-  DP_HOST_DEVICE void operator()(index_t e) const {
-    const index_t w = e % g.w, h = (e / g.w) % g.h, plane = e / (g.w * g.h);
-    const std::int64_t me = h * g.w + w;
-    T acc = T(0);
-    for (index_t kh = 0; kh < g.k; ++kh) {
-      const index_t th = h + g.p - kh;
-      if (th < 0 || th % g.s != 0 || th / g.s >= g.ho) {
-        continue;
-      }
-      for (index_t kw = 0; kw < g.k; ++kw) {
-        const index_t tw = w + g.p - kw;
-        if (tw < 0 || tw % g.s != 0 || tw / g.s >= g.wo) {
-          continue;
-        }
-        const index_t o = (plane * g.ho + th / g.s) * g.wo + tw / g.s;
-        if (arg[o] == me) {
-          acc += gy[o];
-        }
+  DP_HOST_DEVICE void operator()(index_t plane) const {
+    T* out = dx + plane * g.h * g.w;
+    if (!accumulate) {
+      for (index_t i = 0; i < g.h * g.w; ++i) {
+        out[i] = T(0);
       }
     }
-    dx[e] = accumulate ? dx[e] + acc : acc;
+    const index_t o0 = plane * g.hw_out();
+    for (index_t o = o0; o < o0 + g.hw_out(); ++o) {
+      out[arg[o]] += gy[o];
+    }
   }
 };
+
+/// Rows or planes per host thread: about parallel_grain elements each.
+inline index_t pool_grain(index_t per_call) {
+  return std::max<index_t>(1, dp::detail::parallel_grain / std::max<index_t>(per_call, 1));
+}
+
+/// y (and the winners, when arg is not null) of x: [N, C, H, W] -> [N, C, Ho, Wo].
+template <class T>
+void maxpool_forward(device d, const T* x, T* y, std::int64_t* arg, const window_geometry& g) {
+  dp::detail::for_each_index(d, g.n * g.c * g.ho, maxpool_fwd<T>{x, y, arg, g}, pool_grain(g.wo * g.k * g.k));
+}
 
 template <class T>
 struct maxpool_op final : op {
   int in, out;
-  pool_geometry geo{};
+  window_geometry geo{};
   tensor<std::int64_t> arg;
   grad_target<T> t;
 
   const char* name() const override { return "max_pool2d"; }
   void forward(graph& g) override {
-    dp::detail::for_each_index(arg.device(), arg.numel(),
-                               maxpool_fwd<T>{g.value<T>(in).data(), g.value<T>(out).data(), arg.data(), geo});
+    maxpool_forward(arg.device(), g.value<T>(in).data(), g.value<T>(out).data(), arg.data(), geo);
   }
   void plan(graph& g) override {
     if (g.receives_grad<T>(out)) {
@@ -105,8 +111,9 @@ struct maxpool_op final : op {
   }
   void backward(graph& g) override {
     if (t.active) {
-      dp::detail::for_each_index(arg.device(), g.value<T>(in).numel(),
-                                 maxpool_bwd<T>{g.grad<T>(out).data(), arg.data(), t.t.data(), geo, !t.first});
+      dp::detail::for_each_index(arg.device(), geo.n * geo.c,
+                                 maxpool_bwd<T>{g.grad<T>(out).data(), arg.data(), t.t.data(), geo, !t.first},
+                                 pool_grain(geo.h * geo.w));
     }
   }
 };
@@ -126,15 +133,15 @@ struct max_pool2d {
     using T = typename decltype(in)::value_type;
     DP_CHECK(in.rank() == 4, shape_error, "dp: max_pool2d: the input has shape ", in.shape(),
              " but must be [N, C, H, W]");
-    const detail::pool_geometry g{in.shape()[0],
-                                  in.shape()[1],
-                                  in.shape()[2],
-                                  in.shape()[3],
-                                  K,
-                                  Stride,
-                                  Padding,
-                                  (in.shape()[2] + 2 * Padding - K) / Stride + 1,
-                                  (in.shape()[3] + 2 * Padding - K) / Stride + 1};
+    const detail::window_geometry g{in.shape()[0],
+                                    in.shape()[1],
+                                    in.shape()[2],
+                                    in.shape()[3],
+                                    K,
+                                    Stride,
+                                    Padding,
+                                    (in.shape()[2] + 2 * Padding - K) / Stride + 1,
+                                    (in.shape()[3] + 2 * Padding - K) / Stride + 1};
     DP_CHECK(g.ho > 0 && g.wo > 0, shape_error, "dp: max_pool2d: a ", K, "x", K, " window does not fit shape ",
              in.shape());
     const dp::shape out_shape{g.n, g.c, g.ho, g.wo};
@@ -152,7 +159,7 @@ struct max_pool2d {
     } else {
       const tensor<T> c = in.contiguous();
       tensor<T> y = empty<T>(out_shape, in.device());
-      dp::detail::for_each_index(in.device(), y.numel(), detail::maxpool_fwd<T>{c.data(), y.data(), nullptr, g});
+      detail::maxpool_forward(in.device(), c.data(), y.data(), nullptr, g);
       return y;
     }
   }

@@ -1,0 +1,29 @@
+// The geometry of a sliding K x K window with stride S and padding P over [N, C, H, W] planes, shared
+// by conv2d and max_pool2d: output sizes, and the outputs whose windows cover an input element
+// (found by bounds, so that gathers in backward do no division per window position).
+#pragma once
+
+#include <dp/config.hpp>
+
+namespace dp::inline DP_ABI::nn::detail {
+
+struct window_geometry {
+  index_t n, c, h, w, k, s, p, ho, wo;
+  DP_HOST_DEVICE index_t ckk() const { return c * k * k; }
+  DP_HOST_DEVICE index_t hw_out() const { return ho * wo; }
+};
+
+/// The outputs o in [lo, hi) along one axis whose window covers input position x: o * s - p <= x
+/// and x < o * s - p + k, with o in [0, out).
+struct covering_outputs {
+  index_t lo, hi;
+  DP_HOST_DEVICE covering_outputs(index_t x, index_t k, index_t s, index_t p, index_t out) {
+    const index_t last = (x + p) / s;     // the largest o with o * s - p <= x (x + p >= 0)
+    const index_t reach = x + p - k + 1;  // o * s must exceed x + p - k
+    const index_t first = reach <= 0 ? 0 : (reach + s - 1) / s;
+    lo = first;
+    hi = last + 1 < out ? last + 1 : out;
+  }
+};
+
+}  // namespace dp::inline DP_ABI::nn::detail
