@@ -164,6 +164,16 @@ TEST_CASE("max_pool2d picks the first maximum and pads with -inf") {
   CHECK(z.to_vector() == std::vector<float>(4, -2.f));
 }
 
+TEST_CASE("a window larger than the padded input is a shape error, not an output of one element") {
+  // (H + 2P - K) / S + 1 with H + 2P < K rounds to 1 in C++ when K - H - 2P < S.
+  nn::max_pool2d<3, 2> pool;
+  CHECK_THROWS_AS((void)pool(dp::zeros<float>({1, 1, 2, 2})), dp::shape_error);
+  nn::conv2d<1, 1, 3, 2> conv;
+  CHECK_THROWS_AS((void)conv(dp::zeros<float>({1, 1, 2, 2})), dp::shape_error);
+  nn::conv2d<1, 1, 3, 2, 1> padded;  // 2 + 2 >= 3: fits
+  CHECK(padded(dp::zeros<float>({1, 1, 2, 2})).shape() == dp::shape{1, 1, 1, 1});
+}
+
 TEST_CASE("embedding: gradients match; bad indices are errors") {
   nn::manual_seed(24);
   auto idx = dp::from_vector<std::int64_t>({0, 3, 3, 6, 1});  // index 3 twice: gradients add

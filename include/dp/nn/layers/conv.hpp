@@ -134,15 +134,7 @@ struct conv2d {
     auto in = detail::materialize(x);
     DP_CHECK(in.rank() == 4 && in.shape()[1] == In, shape_error, "dp: conv2d<", In, ", ", Out, ", ", K,
              ">: the input has shape ", in.shape(), " but must be [N, ", In, ", H, W]");
-    const detail::window_geometry g{in.shape()[0],
-                                    In,
-                                    in.shape()[2],
-                                    in.shape()[3],
-                                    K,
-                                    Stride,
-                                    Padding,
-                                    (in.shape()[2] + 2 * Padding - K) / Stride + 1,
-                                    (in.shape()[3] + 2 * Padding - K) / Stride + 1};
+    const auto g = detail::window_geometry::of(in.shape(), K, Stride, Padding);
     DP_CHECK(g.ho > 0 && g.wo > 0, shape_error, "dp: conv2d: a ", K, "x", K, " kernel does not fit the input of shape ",
              in.shape(), " with padding ", Padding);
     const tensor<T> w2 = weight.value().reshape({Out, In * K * K});

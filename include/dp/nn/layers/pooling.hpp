@@ -133,15 +133,7 @@ struct max_pool2d {
     using T = typename decltype(in)::value_type;
     DP_CHECK(in.rank() == 4, shape_error, "dp: max_pool2d: the input has shape ", in.shape(),
              " but must be [N, C, H, W]");
-    const detail::window_geometry g{in.shape()[0],
-                                    in.shape()[1],
-                                    in.shape()[2],
-                                    in.shape()[3],
-                                    K,
-                                    Stride,
-                                    Padding,
-                                    (in.shape()[2] + 2 * Padding - K) / Stride + 1,
-                                    (in.shape()[3] + 2 * Padding - K) / Stride + 1};
+    const auto g = detail::window_geometry::of(in.shape(), K, Stride, Padding);
     DP_CHECK(g.ho > 0 && g.wo > 0, shape_error, "dp: max_pool2d: a ", K, "x", K, " window does not fit shape ",
              in.shape());
     const dp::shape out_shape{g.n, g.c, g.ho, g.wo};

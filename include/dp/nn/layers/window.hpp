@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dp/config.hpp>
+#include <dp/core/shape.hpp>
 
 namespace dp::inline DP_ABI::nn::detail {
 
@@ -11,6 +12,13 @@ struct window_geometry {
   index_t n, c, h, w, k, s, p, ho, wo;
   DP_HOST_DEVICE index_t ckk() const { return c * k * k; }
   DP_HOST_DEVICE index_t hw_out() const { return ho * wo; }
+
+  /// Over an [N, C, H, W] input; ho or wo is 0 when the window does not fit (H + 2P < K: C++'s
+  /// division would round the negative count up to an output of 1).
+  static window_geometry of(const shape& in, index_t k, index_t s, index_t p) {
+    auto out = [&](index_t x) { return x + 2 * p < k ? index_t{0} : (x + 2 * p - k) / s + 1; };
+    return {in[0], in[1], in[2], in[3], k, s, p, out(in[2]), out(in[3])};
+  }
 };
 
 /// The outputs o in [lo, hi) along one axis whose window covers input position x: o * s - p <= x
