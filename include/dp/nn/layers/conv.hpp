@@ -18,60 +18,66 @@
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
-/// One row of the column matrix per call: (n, c, kh, kw, oh) decoded once, then Wo elements (a copy
-/// with stride S, zeros where the window hangs over the padding). Per element the decoding's six
-/// integer divisions cost more than the copy: 59% of a LeNet step before.
+/// One (n, c, kh, kw) block of the column matrix per call: Ho rows of Wo elements, each a copy of
+/// an input row with stride S and zeros where the window hangs over the padding. Decoding the block
+/// takes integer divisions, so it is done once per block, not per element or per row (it cost more
+/// than the copies: 59% of a LeNet step when done per element).
 template <class T>
 struct im2col_fn {
   const T* x;
-  T* col;  // [N, C*K*K, Ho*Wo]: row (n, r, oh) holds Wo elements
+  T* col;  // [N, C*K*K, Ho*Wo]
   window_geometry g;
-  DP_HOST_DEVICE void operator()(index_t row) const {
-    const index_t oh = row % g.ho, r = (row / g.ho) % g.ckk(), n = row / (g.ho * g.ckk());
+  DP_HOST_DEVICE void operator()(index_t block) const {
+    const index_t r = block % g.ckk(), n = block / g.ckk();
     const index_t c = r / (g.k * g.k), kh = (r / g.k) % g.k, kw = r % g.k;
-    const index_t h = oh * g.s - g.p + kh;
-    T* out = col + row * g.wo;
-    if (h < 0 || h >= g.h) {
+    // Outputs [lo, hi) of a row read inside the input row (ow * S - P + kw in [0, W)).
+    const index_t first = g.p - kw, last = g.w - 1 + g.p - kw;
+    const index_t lo = first <= 0 ? 0 : (first + g.s - 1) / g.s;
+    const index_t hi = last < 0 ? 0 : (last / g.s + 1 < g.wo ? last / g.s + 1 : g.wo);
+    T* out = col + block * g.hw_out();
+    for (index_t oh = 0; oh < g.ho; ++oh, out += g.wo) {
+      const index_t h = oh * g.s - g.p + kh;
+      const bool inside = h >= 0 && h < g.h;
+      const T* in = x + ((n * g.c + c) * g.h + (inside ? h : 0)) * g.w;
       for (index_t ow = 0; ow < g.wo; ++ow) {
-        out[ow] = T(0);
+        out[ow] = inside && ow >= lo && ow < hi ? in[ow * g.s + kw - g.p] : T(0);
       }
-      return;
-    }
-    const T* in = x + ((n * g.c + c) * g.h + h) * g.w;
-    for (index_t ow = 0; ow < g.wo; ++ow) {
-      const index_t w = ow * g.s - g.p + kw;
-      out[ow] = (w >= 0 && w < g.w) ? in[w] : T(0);
     }
   }
 };
 
-/// Each input element sums the columns that read it (a gather: no atomics, any thread count).
+/// Each input element sums the columns that read it (a gather: no atomics, any thread count). One
+/// input row (n, c, h) per call, so that its decoding's integer divisions are paid once per row.
 template <class T>
 struct col2im_fn {
   const T* dcol;
   T* dx;  // [N, C, H, W]
   window_geometry g;
   bool accumulate;
-  DP_HOST_DEVICE void operator()(index_t e) const {
-    const index_t w = e % g.w, h = (e / g.w) % g.h, c = (e / (g.w * g.h)) % g.c, n = e / (g.w * g.h * g.c);
-    const covering_outputs rows(h, g.k, g.s, g.p, g.ho), cols(w, g.k, g.s, g.p, g.wo);
-    T acc = T(0);
-    for (index_t oh = rows.hi - 1; oh >= rows.lo; --oh) {
-      const index_t kh = h + g.p - oh * g.s;
-      for (index_t ow = cols.hi - 1; ow >= cols.lo; --ow) {
-        const index_t r = (c * g.k + kh) * g.k + (w + g.p - ow * g.s);
-        acc += dcol[(n * g.ckk() + r) * g.hw_out() + oh * g.wo + ow];
+  DP_HOST_DEVICE void operator()(index_t row) const {
+    const index_t h = row % g.h, c = (row / g.h) % g.c, n = row / (g.h * g.c);
+    const covering_outputs rows(h, g.k, g.s, g.p, g.ho);
+    const T* block = dcol + (n * g.ckk() + c * g.k * g.k) * g.hw_out();  // column rows of channel c
+    T* out = dx + row * g.w;
+    for (index_t w = 0; w < g.w; ++w) {
+      const covering_outputs cols(w, g.k, g.s, g.p, g.wo);
+      T acc = T(0);
+      for (index_t oh = rows.hi - 1; oh >= rows.lo; --oh) {
+        const index_t kh = h + g.p - oh * g.s;
+        for (index_t ow = cols.hi - 1; ow >= cols.lo; --ow) {
+          const index_t kw = w + g.p - ow * g.s;
+          acc += block[(kh * g.k + kw) * g.hw_out() + oh * g.wo + ow];
+        }
       }
+      out[w] = accumulate ? out[w] + acc : acc;
     }
-    dx[e] = accumulate ? dx[e] + acc : acc;
   }
 };
 
 template <class T>
 void im2col(const tensor<T>& x, const tensor<T>& col, const window_geometry& g) {
-  const index_t rows = g.n * g.ckk() * g.ho,
-                grain = std::max<index_t>(1, dp::detail::parallel_grain / std::max<index_t>(g.wo, 1));
-  dp::detail::for_each_index(x.device(), rows, im2col_fn<T>{x.data(), col.data(), g}, grain);
+  const index_t blocks = g.n * g.ckk(), grain = window_grain(g.hw_out());
+  dp::detail::for_each_index(x.device(), blocks, im2col_fn<T>{x.data(), col.data(), g}, grain);
 }
 
 template <class T>
@@ -103,8 +109,9 @@ struct conv2d_op final : op {
     }
     if (tx.active) {
       dp::detail::matmul_into(dcol, weight.t().unsqueeze(0), go);
-      dp::detail::for_each_index(dcol.device(), g.value<T>(in).numel(),
-                                 col2im_fn<T>{dcol.data(), tx.t.data(), geo, !tx.first});
+      dp::detail::for_each_index(dcol.device(), geo.n * geo.c * geo.h,
+                                 col2im_fn<T>{dcol.data(), tx.t.data(), geo, !tx.first},
+                                 window_grain(geo.w * geo.k * geo.k));
     }
   }
 };

@@ -82,15 +82,10 @@ struct maxpool_bwd {
   }
 };
 
-/// Rows or planes per host thread: about parallel_grain elements each.
-inline index_t pool_grain(index_t per_call) {
-  return std::max<index_t>(1, dp::detail::parallel_grain / std::max<index_t>(per_call, 1));
-}
-
 /// y (and the winners, when arg is not null) of x: [N, C, H, W] -> [N, C, Ho, Wo].
 template <class T>
 void maxpool_forward(device d, const T* x, T* y, std::int64_t* arg, const window_geometry& g) {
-  dp::detail::for_each_index(d, g.n * g.c * g.ho, maxpool_fwd<T>{x, y, arg, g}, pool_grain(g.wo * g.k * g.k));
+  dp::detail::for_each_index(d, g.n * g.c * g.ho, maxpool_fwd<T>{x, y, arg, g}, window_grain(g.wo * g.k * g.k));
 }
 
 template <class T>
@@ -113,7 +108,7 @@ struct maxpool_op final : op {
     if (t.active) {
       dp::detail::for_each_index(arg.device(), geo.n * geo.c,
                                  maxpool_bwd<T>{g.grad<T>(out).data(), arg.data(), t.t.data(), geo, !t.first},
-                                 pool_grain(geo.h * geo.w));
+                                 window_grain(geo.h * geo.w));
     }
   }
 };

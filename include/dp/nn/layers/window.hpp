@@ -3,8 +3,11 @@
 // (found by bounds, so that gathers in backward do no division per window position).
 #pragma once
 
+#include <algorithm>
+
 #include <dp/config.hpp>
 #include <dp/core/shape.hpp>
+#include <dp/exec/cpu.hpp>
 
 namespace dp::inline DP_ABI::nn::detail {
 
@@ -33,5 +36,11 @@ struct covering_outputs {
     hi = last + 1 < out ? last + 1 : out;
   }
 };
+
+/// Host grain for loops whose calls each cover `per_call` elements (a row, a block, a plane): about
+/// parallel_grain elements per thread.
+inline index_t window_grain(index_t per_call) {
+  return std::max<index_t>(1, dp::detail::parallel_grain / std::max<index_t>(per_call, 1));
+}
 
 }  // namespace dp::inline DP_ABI::nn::detail
