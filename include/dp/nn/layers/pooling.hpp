@@ -1,6 +1,6 @@
 // nn::max_pool2d<K, Stride, Padding>: maximum over K x K windows of [N, C, H, W] (padding counts as
 // -infinity; the first maximum of a window wins, as in PyTorch). Forward remembers each window's
-// winner; backward is a gather (each input element sums the gradients of the windows it won).
+// winner; backward adds each window's gradient to its winner, one plane per caller (no atomics).
 #pragma once
 
 #include <algorithm>
