@@ -39,13 +39,21 @@ struct mat_ref {
   bool trans;  // true: the stored matrix is op(X)^T (column-major view of op(X))
 };
 
-/// Makes OpenBLAS single-threaded once (found at run time, so other CBLAS libraries work too).
+/// Makes OpenBLAS single-threaded once (found at run time, so other CBLAS libraries work too), and
+/// stops its server threads: started with the library, they spin (sched_yield) for about 0.1 s
+/// before they sleep, holding the core a host worker of dp::parallel needs (measured: the worker
+/// lost 40% of its tasks to the caller over a 0.15 s training), and a single-threaded OpenBLAS
+/// never uses them. OpenBLAS itself stops them this way before every fork.
 inline void blas_single_thread_once() {
   static std::once_flag once;
   std::call_once(once, [] {
     using setter = void (*)(int);
     if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
       f(1);
+      using stopper = int (*)();
+      if (auto stop = reinterpret_cast<stopper>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) {
+        stop();
+      }
     }
   });
 }
