@@ -218,6 +218,24 @@ TEST_CASE("training-mode batch_norm: running means are the weighted mean over re
   CHECK(par.model().bn.num_batches_tracked.value().item() == 1);
 }
 
+TEST_CASE("a steady step on host workers allocates no tensor memory (batch_norm buffers synchronised)") {
+  nn::manual_seed(4);
+  dp::parallel<classifier> par{classifier{}, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
+  auto x = dp::randn<float>({20, 12}, dp::cpu(), 3);
+  auto y = dp::from_vector<std::int64_t>(std::vector<std::int64_t>(20, 2));
+  for (int i = 0; i < 3; ++i) {  // trace, then warm the pools
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const auto before = dp::counters();
+  for (int i = 0; i < 20; ++i) {
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  CHECK(dp::counters().allocations - before.allocations == 0);
+}
+
 TEST_CASE("two parallel models on the same workers stay independent") {
   nn::manual_seed(6);
   const classifier m1, m2;

@@ -88,3 +88,61 @@ TEST_CASE("many short jobs with more replicas than cores finish (no lost wake-up
     CHECK(total.load() == jobs * replicas * (replicas + 1) / 2);
   });
 }
+
+TEST_CASE("each runs every task exactly once, more tasks than threads included") {
+  replica_threads w(3, 1);
+  CHECK(w.max_tasks() == 12);
+  for (int tasks : {1, 2, 3, 7, 12}) {
+    std::vector<std::atomic<int>> runs(static_cast<std::size_t>(tasks));
+    auto task = [&](int k) { runs[static_cast<std::size_t>(k)].fetch_add(1); };
+    w.each(task, tasks);
+    for (int k = 0; k < tasks; ++k) {
+      CHECK(runs[static_cast<std::size_t>(k)].load() == 1);
+    }
+  }
+  auto nothing = [](int) {};
+  CHECK_THROWS_WITH_AS(w.each(nothing, 13), doctest::Contains("at most 12 tasks, got 13"), dp::value_error);
+}
+
+TEST_CASE("each rethrows the lowest failing task's exception after every task has run") {
+  replica_threads w(2, 1);
+  std::atomic<int> ran{0};
+  auto task = [&](int k) {
+    ++ran;
+    if (k == 3 || k == 5) {
+      throw std::runtime_error("task " + std::to_string(k));
+    }
+  };
+  CHECK_THROWS_WITH(w.each(task, 8), "task 3");
+  CHECK(ran.load() == 8);
+  auto fine = [&](int) { ++ran; };
+  CHECK_NOTHROW(w.each(fine, 8));  // the error was cleared
+  CHECK(ran.load() == 16);
+}
+
+TEST_CASE("many short jobs of both kinds, interleaved, run each task once (a late worker takes nothing stale)") {
+  // Workers that wake after the caller has moved on must neither run a task of a finished job nor
+  // miss a job where every replica takes part; more replicas than cores make them late often.
+  const int replicas = static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) + 1;
+  constexpr long jobs = 50000;
+  within(std::chrono::seconds(120), "interleaved jobs", [&] {
+    replica_threads w(replicas, 1);
+    std::atomic<long> each_total{0}, run_total{0};
+    auto task = [&](int k) { each_total.fetch_add(k + 1, std::memory_order_relaxed); };
+    auto job = [&](int i) { run_total.fetch_add(i + 1, std::memory_order_relaxed); };
+    const int tasks = 2 * replicas;
+    for (long j = 0; j < jobs; ++j) {
+      w.each(task, 1 + static_cast<int>(j % tasks));
+      if (j % 3 == 0) {
+        w.run(job);
+      }
+    }
+    long want_each = 0;
+    for (long j = 0; j < jobs; ++j) {
+      const long t = 1 + j % tasks;
+      want_each += t * (t + 1) / 2;
+    }
+    CHECK(each_total.load() == want_each);
+    CHECK(run_total.load() == ((jobs + 2) / 3) * replicas * (replicas + 1) / 2);
+  });
+}

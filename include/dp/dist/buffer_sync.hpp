@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -12,6 +13,7 @@
 
 #include <dp/core/tensor.hpp>
 #include <dp/dist/any_communicator.hpp>
+#include <dp/dist/local.hpp>
 #include <dp/nn/module.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
@@ -56,6 +58,32 @@ class replica_buffers {
           r.t);
     }
   }
+  /// sync() for host replicas of one process, done by one thread over their memory directly:
+  /// replica r's weight is `weights[r]`; the same operations in the same order, so the same bits.
+  static void sync_replicas(std::vector<replica_buffers>& all, const std::vector<double>& weights) {
+    const int n = static_cast<int>(all.size());
+    for (std::size_t b = 0; b < all[0].refs_.size(); ++b) {
+      std::visit(
+          [&](auto& t0) {
+            using X = std::remove_cvref_t<decltype(t0)>;
+            using V = typename X::value_type;
+            auto at = [&](int r) { return std::get<X>(all[static_cast<std::size_t>(r)].refs_[b].t).data(); };
+            if (all[0].refs_[b].sync == nn::buffer_sync::mean) {
+              for (int r = 0; r < n; ++r) {
+                std::get<X>(all[static_cast<std::size_t>(r)].refs_[b].t) *=
+                    static_cast<V>(weights[static_cast<std::size_t>(r)]);
+              }
+              combine_into_all(at, n, 0, t0.numel(), reduce_op::sum);
+            } else {
+              for (int r = 1; r < n; ++r) {
+                std::memcpy(at(r), t0.data(), static_cast<std::size_t>(t0.numel()) * sizeof(V));
+              }
+            }
+          },
+          all[0].refs_[b].t);
+    }
+  }
+
   /// Every buffer takes rank `root`'s values.
   void broadcast(any_communicator& comm, int root) {
     for (auto& r : refs_) {

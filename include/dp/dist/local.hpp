@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -42,6 +43,49 @@ inline void wait_for_change(std::atomic<unsigned>& word, unsigned expected, long
   (void)ns;
   std::this_thread::yield();
 #endif
+}
+
+template <class T>
+T combine(T a, T b, reduce_op op) {
+  switch (op) {
+    case reduce_op::max:
+      return a > b ? a : b;
+    case reduce_op::min:
+      return a < b ? a : b;
+    default:
+      return static_cast<T>(a + b);
+  }
+}
+
+/// Elements [lo, hi) of n ranks' buffers (`buf(r)` is rank r's T*) combined in rank order, the
+/// result written to every buffer: one rank's share of a local all-reduce, and one task of
+/// dp::parallel's sum over its host replicas (the same sums, so the same bits either way).
+template <class Buffer>
+void combine_into_all(Buffer&& buf, int n, index_t lo, index_t hi, reduce_op op) {
+  using T = std::remove_pointer_t<decltype(buf(0))>;
+  constexpr index_t block = 1024;
+  T acc[block];
+  for (index_t b = lo; b < hi; b += block) {
+    const index_t e = std::min(hi, b + block);
+    const T* first = buf(0);
+    for (index_t i = b; i < e; ++i) {
+      acc[i - b] = first[i];
+    }
+    for (int r = 1; r < n; ++r) {
+      const T* src = buf(r);
+      for (index_t i = b; i < e; ++i) {
+        acc[i - b] = combine(acc[i - b], src[i], op);
+      }
+    }
+    if (op == reduce_op::mean) {
+      for (index_t i = b; i < e; ++i) {
+        acc[i - b] = static_cast<T>(acc[i - b] / static_cast<T>(n));
+      }
+    }
+    for (int r = 0; r < n; ++r) {
+      std::memcpy(buf(r) + b, acc, static_cast<std::size_t>(e - b) * sizeof(T));
+    }
+  }
 }
 }  // namespace detail
 
@@ -196,30 +240,8 @@ class local_communicator {
                " elements but rank 0 passed ", total);
     }
     // My chunk: read every rank's values in rank order, then write the result to every rank.
-    const index_t lo = total * rank_ / n, hi = total * (rank_ + 1) / n;
-    constexpr index_t block = 1024;
-    T acc[block];
-    for (index_t b = lo; b < hi; b += block) {
-      const index_t e = std::min(hi, b + block);
-      const T* first = static_cast<const T*>(g_->posted(0));
-      for (index_t i = b; i < e; ++i) {
-        acc[i - b] = first[i];
-      }
-      for (int r = 1; r < n; ++r) {
-        const T* src = static_cast<const T*>(g_->posted(r));
-        for (index_t i = b; i < e; ++i) {
-          acc[i - b] = combine(acc[i - b], src[i], op);
-        }
-      }
-      if (op == reduce_op::mean) {
-        for (index_t i = b; i < e; ++i) {
-          acc[i - b] = static_cast<T>(acc[i - b] / static_cast<T>(n));
-        }
-      }
-      for (int r = 0; r < n; ++r) {
-        std::memcpy(static_cast<T*>(g_->posted(r)) + b, acc, static_cast<std::size_t>(e - b) * sizeof(T));
-      }
-    }
+    detail::combine_into_all([&](int r) { return static_cast<T*>(g_->posted(r)); }, n, total * rank_ / n,
+                             total * (rank_ + 1) / n, op);
     g_->arrive("all_reduce", rank_);
   }
 
@@ -259,7 +281,7 @@ class local_communicator {
     for (index_t i = 0; i < c; ++i) {
       T acc = static_cast<const T*>(g_->posted(0))[off + i];
       for (int r = 1; r < n; ++r) {
-        acc = combine(acc, static_cast<const T*>(g_->posted(r))[off + i], op);
+        acc = detail::combine(acc, static_cast<const T*>(g_->posted(r))[off + i], op);
       }
       dst[i] = op == reduce_op::mean ? static_cast<T>(acc / static_cast<T>(n)) : acc;
     }
@@ -267,17 +289,6 @@ class local_communicator {
   }
 
  private:
-  template <class T>
-  static T combine(T a, T b, reduce_op op) {
-    switch (op) {
-      case reduce_op::max:
-        return a > b ? a : b;
-      case reduce_op::min:
-        return a < b ? a : b;
-      default:
-        return static_cast<T>(a + b);
-    }
-  }
   template <class T>
   static void check(const tensor<T>& t, const char* what) {
     DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,

@@ -86,7 +86,20 @@ class replica_group {
   int world_rank() const noexcept { return world_ ? world_->rank() : 0; }
   int world_size() const noexcept { return world_ ? world_->size() : 1; }
 
-  /// Runs job(i) on every replica; a failing replica aborts the collectives the others wait in.
+  /// Whether the replicas are host workers of one process (their collectives are plain loops over
+  /// each other's memory, which dp::parallel runs as tasks instead of rendezvous).
+  bool host_only() const noexcept { return devices_[0].is_cpu() && !world_; }
+
+  /// Runs task(k) for k in [0, tasks) on whichever replica threads are free (tasks that never wait
+  /// for each other: no collectives inside); rethrows the lowest failing task's exception.
+  template <class Task>
+  void each(Task& task, int tasks) {
+    threads_->each(task, tasks);
+  }
+  /// The most tasks one each() call takes.
+  int max_tasks() const noexcept { return threads_->max_tasks(); }
+
+  /// Runs job(i) on every replica at once; a failing replica aborts the collectives the others wait in.
   template <class Job>
   void run(Job& job) {
     std::exception_ptr first;

@@ -1,16 +1,22 @@
-// One thread per replica of dp::parallel (replica 0 runs on the caller's thread). run(fn) calls
-// fn(i) for every replica at once and returns when all are done, rethrowing the first failure. No
-// allocation per call: the job is a pointer to the caller's callable.
+// One thread per replica of dp::parallel (replica 0 runs on the caller's thread), in two modes:
+// run(fn) calls fn(i) for every replica at once (jobs that meet in collectives), and each(fn, n)
+// hands out fn(0) ... fn(n - 1) to whichever threads are free, the caller included, so a worker
+// the OS has not scheduled (a shared machine) delays nothing: its tasks are taken by the caller.
+// Both rethrow the first failure. No allocation per call: the job is a pointer to the callable.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
+#include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
@@ -25,7 +31,8 @@ class replica_threads {
         spin_(replicas <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
                   ? dp::detail::spin_budget
                   : std::chrono::nanoseconds(0)),
-        errors_(static_cast<std::size_t>(replicas)) {
+        errors_(static_cast<std::size_t>(replicas)),
+        claims_(static_cast<std::size_t>(std::min(4 * replicas, 0xffff))) {
     for (int i = 1; i < replicas; ++i) {
       threads_.emplace_back([this, i] { loop(i); });
     }
@@ -34,32 +41,27 @@ class replica_threads {
   replica_threads& operator=(const replica_threads&) = delete;
   ~replica_threads() {
     stop_.store(true);
-    epoch_.fetch_add(1);
-    epoch_.notify_all();
+    post(0, true);
     for (auto& t : threads_) {
       t.join();
     }
   }
 
   int size() const noexcept { return n_; }
+  /// The most tasks one each() call hands out.
+  int max_tasks() const noexcept { return static_cast<int>(claims_.size()); }
 
   /// Calls fn(i) for i in [0, size()) concurrently; rethrows the lowest replica's exception.
   template <class F>
   void run(F& fn) {
-    fn_ = [](void* ctx, int i) { (*static_cast<F*>(ctx))(i); };
-    ctx_ = &fn;
+    set(fn);
     acks_.store(0, std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);
-    epoch_.notify_all();
+    post(0, true);
     {
       thread_budget_scope budget(budget_);
       call(0);
     }
-    // Sleep on the count just checked: reloading it for wait() could see the last ack and then
-    // sleep on that value, which no worker changes again (a lost wake-up).
-    int acks = 0;
-    main_spin_.wait([&] { return (acks = acks_.load(std::memory_order_acquire)) == n_ - 1; },
-                    [&] { acks_.wait(acks, std::memory_order_acquire); });
+    wait_for(acks_, n_ - 1);
     for (auto& e : errors_) {
       if (e) {
         std::exception_ptr first = e;
@@ -71,7 +73,109 @@ class replica_threads {
     }
   }
 
+  /// Calls fn(k) once for each k in [0, tasks), on the caller and whichever workers are free, each
+  /// task on one thread with the replica's thread budget (so a task's results do not depend on
+  /// which thread ran it); rethrows the lowest task's exception. Thread t takes tasks t, t + size(),
+  /// ... first (replica t's data stay in its core's cache), then any task nobody has started. For
+  /// tasks that never wait for each other.
+  template <class F>
+  void each(F& fn, int tasks) {
+    DP_CHECK(tasks >= 0 && tasks <= max_tasks(), value_error, "dp: replica_threads::each takes at most ", max_tasks(),
+             " tasks, got ", tasks);
+    if (tasks == 0) {
+      return;
+    }
+    set(fn);
+    failed_task_ = tasks;
+    task_error_ = nullptr;
+    acks_.store(0, std::memory_order_relaxed);
+    // One task, or no worker: the caller runs it without waking anyone.
+    const std::uint64_t job = post(tasks, n_ > 1 && tasks > 1);
+    {
+      thread_budget_scope budget(budget_);
+      take(job, 0);
+    }
+    wait_for(acks_, tasks);
+    if (task_error_) {
+      std::rethrow_exception(std::exchange(task_error_, nullptr));
+    }
+  }
+
  private:
+  // The job word: the job's number (high 48 bits: no wrap-around in practice) and its task count
+  // (low 16 bits; 0: every replica at once).
+  static std::uint64_t pack(std::uint64_t number, int tasks) {
+    return number << 16 | static_cast<std::uint64_t>(tasks);
+  }
+  static std::uint64_t number_of(std::uint64_t w) { return w >> 16; }
+  static int tasks_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
+
+  template <class F>
+  void set(F& fn) {
+    fn_ = [](void* ctx, int i) { (*static_cast<F*>(ctx))(i); };
+    ctx_ = &fn;
+  }
+
+  /// Publishes a new job (and wakes the workers for it); returns its word.
+  std::uint64_t post(int tasks, bool wake) {
+    const std::uint64_t job = pack(++number_, tasks);
+    job_.store(job, std::memory_order_release);
+    // Always stored (a spinning worker must not see the epoch lag behind the word for long);
+    // sleeping workers are woken only when there is work for them.
+    epoch_.store(static_cast<unsigned>(number_), std::memory_order_release);
+    if (wake) {
+      epoch_.notify_all();
+    }
+    return job;
+  }
+
+  /// Takes task k of job `number`. A task's claim holds the number of the last job that took it,
+  /// so a worker that wakes late (its job finished, every task claimed) can take nothing.
+  bool claim(int k, std::uint64_t number) {
+    auto& c = claims_[static_cast<std::size_t>(k)];
+    std::uint64_t prev = c.load(std::memory_order_relaxed);
+    return prev < number &&
+           c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+
+  /// Runs thread t's own tasks of job `w`, then any not yet started.
+  void take(std::uint64_t w, int t) {
+    const std::uint64_t number = number_of(w);
+    const int tasks = tasks_of(w);
+    for (int k = t; k < tasks; k += n_) {
+      if (claim(k, number)) {
+        run_task(k);
+      }
+    }
+    for (int k = 0; k < tasks; ++k) {
+      if (k % n_ != t && claim(k, number)) {
+        run_task(k);
+      }
+    }
+  }
+
+  void run_task(int k) {
+    try {
+      fn_(ctx_, k);
+    } catch (...) {
+      std::lock_guard lock(error_mutex_);
+      if (k < failed_task_) {
+        failed_task_ = k;
+        task_error_ = std::current_exception();
+      }
+    }
+    acks_.fetch_add(1, std::memory_order_acq_rel);
+    acks_.notify_one();
+  }
+
+  /// Waits until `count` holds `target`, spinning while it pays, then sleeping on the value just
+  /// read (reloading it for wait() could see the last ack and sleep on that value: a lost wake-up).
+  void wait_for(std::atomic<int>& count, int target) {
+    int seen = 0;
+    main_spin_.wait([&] { return (seen = count.load(std::memory_order_acquire)) == target; },
+                    [&] { count.wait(seen, std::memory_order_acquire); });
+  }
+
   void call(int i) {
     try {
       fn_(ctx_, i);
@@ -79,17 +183,24 @@ class replica_threads {
       errors_[static_cast<std::size_t>(i)] = std::current_exception();
     }
   }
+
   void loop(int i) {
     thread_budget_scope budget(budget_);
     dp::detail::adaptive_spin spin(spin_);
     unsigned seen = 0;
     for (;;) {
-      unsigned now = seen;
-      spin.wait([&] { return (now = epoch_.load(std::memory_order_acquire)) != seen; },
+      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != seen; },
                 [&] { epoch_.wait(seen, std::memory_order_acquire); });
-      seen = now;
       if (stop_.load()) {
         return;
+      }
+      // The word may hold a later job than the epoch read (each() moves on without waiting for
+      // late workers); a job of every replica at once is never skipped: its caller waits for all.
+      const std::uint64_t w = job_.load(std::memory_order_acquire);
+      seen = static_cast<unsigned>(number_of(w));
+      if (tasks_of(w) > 0) {
+        take(w, i);
+        continue;
       }
       call(i);
       acks_.fetch_add(1, std::memory_order_release);
@@ -101,9 +212,15 @@ class replica_threads {
   std::chrono::nanoseconds spin_;
   dp::detail::adaptive_spin main_spin_{spin_};
   std::vector<std::thread> threads_;
-  std::vector<std::exception_ptr> errors_;
-  std::atomic<unsigned> epoch_{0};
-  std::atomic<int> acks_{0};
+  std::vector<std::exception_ptr> errors_;          // run()'s, per replica
+  std::vector<std::atomic<std::uint64_t>> claims_;  // each()'s, per task
+  std::mutex error_mutex_;                          // each()'s first failure
+  int failed_task_ = 0;
+  std::exception_ptr task_error_;
+  std::uint64_t number_ = 0;  // the caller's count of jobs posted
+  std::atomic<std::uint64_t> job_{0};
+  std::atomic<unsigned> epoch_{0};  // the last job's number (low bits): what workers sleep on
+  std::atomic<int> acks_{0};        // run(): workers done; each(): tasks done
   std::atomic<bool> stop_{false};
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
