@@ -52,6 +52,7 @@ void parallel_step(benchmark::State& s, int workers, dp::index_t batch, dp::inde
 void parallel1_large(benchmark::State& s) { parallel_step<large_mlp>(s, 1, 256, 784); }
 void parallel2_large(benchmark::State& s) { parallel_step<large_mlp>(s, 2, 256, 784); }
 void parallel1_small(benchmark::State& s) { parallel_step<small_mlp>(s, 1, 64, 64); }
+void parallel2_small(benchmark::State& s) { parallel_step<small_mlp>(s, 2, 64, 64); }
 
 /// Only the GEMMs of one small-MLP step (3 forward, 5 backward: no dX for the first layer), straight
 /// through cblas at 1 thread: the floor of the small step that no fusion removes.
@@ -94,4 +95,5 @@ BENCHMARK(mlp_small)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecon
 BENCHMARK(parallel1_large)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(parallel1_small)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
 BENCHMARK(parallel2_large)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(parallel2_small)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
 BENCHMARK_MAIN();
