@@ -50,3 +50,22 @@ TEST_CASE("loops started from several threads at once all complete (the busy poo
   }
   CHECK(total.load() == 4L * 200 * 5000);
 }
+
+TEST_CASE("many back-to-back loops: each part runs once, however late a worker wakes") {
+  // The caller returns as soon as every part is done; a worker that wakes after that must take
+  // nothing from the finished loop and still take its share of the next one.
+  const int threads = dp::detail::thread_pool::instance().size();
+  long covered = 0, calls = 0;
+  std::atomic<long> total{0}, parts{0};
+  for (int r = 0; r < 100000; ++r) {
+    const dp::index_t n = 1 + r % (4 * threads);
+    dp::detail::parallel_for(n, 1, [&](dp::index_t b, dp::index_t e) {
+      total.fetch_add(e - b, std::memory_order_relaxed);
+      parts.fetch_add(1, std::memory_order_relaxed);
+    });
+    covered += n;
+    calls += std::min<long>(n, std::min(dp::num_threads(), threads));
+  }
+  CHECK(total.load() == covered);
+  CHECK(parts.load() == calls);
+}

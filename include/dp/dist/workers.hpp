@@ -32,7 +32,7 @@ class replica_threads {
                   ? dp::detail::spin_budget
                   : std::chrono::nanoseconds(0)),
         errors_(static_cast<std::size_t>(replicas)),
-        claims_(static_cast<std::size_t>(std::min(4 * replicas, 0xffff))) {
+        claims_(4 * replicas) {
     for (int i = 1; i < replicas; ++i) {
       threads_.emplace_back([this, i] { loop(i); });
     }
@@ -49,7 +49,7 @@ class replica_threads {
 
   int size() const noexcept { return n_; }
   /// The most tasks one each() call hands out.
-  int max_tasks() const noexcept { return static_cast<int>(claims_.size()); }
+  int max_tasks() const noexcept { return claims_.max_tasks(); }
 
   /// Calls fn(i) for i in [0, size()) concurrently; rethrows the lowest replica's exception.
   template <class F>
@@ -102,13 +102,7 @@ class replica_threads {
   }
 
  private:
-  // The job word: the job's number (high 48 bits: no wrap-around in practice) and its task count
-  // (low 16 bits; 0: every replica at once).
-  static std::uint64_t pack(std::uint64_t number, int tasks) {
-    return number << 16 | static_cast<std::uint64_t>(tasks);
-  }
-  static std::uint64_t number_of(std::uint64_t w) { return w >> 16; }
-  static int tasks_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
+  using claims = dp::detail::task_claims;
 
   template <class F>
   void set(F& fn) {
@@ -118,7 +112,7 @@ class replica_threads {
 
   /// Publishes a new job (and wakes the workers for it); returns its word.
   std::uint64_t post(int tasks, bool wake) {
-    const std::uint64_t job = pack(++number_, tasks);
+    const std::uint64_t job = claims::pack(++number_, tasks);
     job_.store(job, std::memory_order_release);
     // Always stored (a spinning worker must not see the epoch lag behind the word for long);
     // sleeping workers are woken only when there is work for them.
@@ -129,26 +123,17 @@ class replica_threads {
     return job;
   }
 
-  /// Takes task k of job `number`. A task's claim holds the number of the last job that took it,
-  /// so a worker that wakes late (its job finished, every task claimed) can take nothing.
-  bool claim(int k, std::uint64_t number) {
-    auto& c = claims_[static_cast<std::size_t>(k)];
-    std::uint64_t prev = c.load(std::memory_order_relaxed);
-    return prev < number &&
-           c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed);
-  }
-
   /// Runs thread t's own tasks of job `w`, then any not yet started.
   void take(std::uint64_t w, int t) {
-    const std::uint64_t number = number_of(w);
-    const int tasks = tasks_of(w);
+    const std::uint64_t number = claims::number_of(w);
+    const int tasks = claims::tasks_of(w);
     for (int k = t; k < tasks; k += n_) {
-      if (claim(k, number)) {
+      if (claims_.claim(k, number)) {
         run_task(k);
       }
     }
     for (int k = 0; k < tasks; ++k) {
-      if (k % n_ != t && claim(k, number)) {
+      if (k % n_ != t && claims_.claim(k, number)) {
         run_task(k);
       }
     }
@@ -197,8 +182,8 @@ class replica_threads {
       // The word may hold a later job than the epoch read (each() moves on without waiting for
       // late workers); a job of every replica at once is never skipped: its caller waits for all.
       const std::uint64_t w = job_.load(std::memory_order_acquire);
-      seen = static_cast<unsigned>(number_of(w));
-      if (tasks_of(w) > 0) {
+      seen = static_cast<unsigned>(claims::number_of(w));
+      if (claims::tasks_of(w) > 0) {
         take(w, i);
         continue;
       }
@@ -212,9 +197,9 @@ class replica_threads {
   std::chrono::nanoseconds spin_;
   dp::detail::adaptive_spin main_spin_{spin_};
   std::vector<std::thread> threads_;
-  std::vector<std::exception_ptr> errors_;          // run()'s, per replica
-  std::vector<std::atomic<std::uint64_t>> claims_;  // each()'s, per task
-  std::mutex error_mutex_;                          // each()'s first failure
+  std::vector<std::exception_ptr> errors_;  // run()'s, per replica
+  claims claims_;                           // each()'s
+  std::mutex error_mutex_;                  // each()'s first failure
   int failed_task_ = 0;
   std::exception_ptr task_error_;
   std::uint64_t number_ = 0;  // the caller's count of jobs posted

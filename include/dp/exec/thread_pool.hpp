@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -102,6 +103,36 @@ inline int& thread_budget() {
   return n;
 }
 
+/// The claims on one job's tasks, shared by the host thread pool and dp::parallel's replica
+/// threads. A job is posted as a word: its number (48 bits: no wrap-around in practice) and its task
+/// count (16 bits). Task k runs on the first thread whose compare-exchange moves its claim to the
+/// job's number; a thread that wakes after the job finished (every task claimed with that number
+/// or a later one) takes nothing. So the poster waits for the tasks, never for a thread the OS
+/// has not scheduled yet: the tasks such a thread would have taken are taken by the poster.
+class task_claims {
+ public:
+  explicit task_claims(int max_tasks) : claims_(static_cast<std::size_t>(std::clamp(max_tasks, 1, 0xffff))) {}
+
+  int max_tasks() const noexcept { return static_cast<int>(claims_.size()); }
+
+  static std::uint64_t pack(std::uint64_t number, int tasks) {
+    return number << 16 | static_cast<std::uint64_t>(tasks);
+  }
+  static std::uint64_t number_of(std::uint64_t w) { return w >> 16; }
+  static int tasks_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
+
+  /// Takes task k of job `number`; false when another thread has it (or a later job does).
+  bool claim(int k, std::uint64_t number) noexcept {
+    auto& c = claims_[static_cast<std::size_t>(k)];
+    std::uint64_t prev = c.load(std::memory_order_relaxed);
+    return prev < number &&
+           c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+
+ private:
+  std::vector<std::atomic<std::uint64_t>> claims_;
+};
+
 class thread_pool {
  public:
   static thread_pool& instance() {
@@ -113,26 +144,25 @@ class thread_pool {
   /// Threads a loop can use: the workers plus the caller.
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  /// Runs fn(ctx, part) for every part in [0, parts); the caller works too. Returns false (having
-  /// run nothing) when the pool is busy with another caller's loop. Every worker acknowledges every
-  /// job before this returns, so no worker can still be reading it when the next one is posted.
+  /// Runs fn(ctx, part) for every part in [0, parts) (parts <= size()); the caller works too, and
+  /// takes the parts no worker has started. Returns false (having run nothing) when the pool is busy
+  /// with another caller's loop.
   bool try_run(int parts, void (*fn)(void*, int), void* ctx) {
     if (busy_.exchange(true, std::memory_order_acquire)) {
       return false;
     }
     fn_ = fn;
     ctx_ = ctx;
-    parts_ = parts;
-    next_.store(0, std::memory_order_relaxed);
-    acks_.store(0, std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);
+    done_.store(0, std::memory_order_relaxed);
+    const std::uint64_t job = task_claims::pack(++number_, parts);
+    job_.store(job, std::memory_order_release);
+    epoch_.store(static_cast<unsigned>(number_), std::memory_order_release);
     epoch_.notify_all();
-    work();
-    const int n = static_cast<int>(workers_.size());
-    int acks = 0;
-    // Sleep on the count just read: a worker's ack after it wakes this thread.
-    acks_spin_.wait([&] { return (acks = acks_.load(std::memory_order_acquire)) == n; },
-                    [&] { acks_.wait(acks, std::memory_order_acquire); });
+    take(job);
+    int done = 0;
+    // Sleep on the count just read: a part finished after it wakes this thread.
+    done_spin_.wait([&] { return (done = done_.load(std::memory_order_acquire)) == parts; },
+                    [&] { done_.wait(done, std::memory_order_acquire); });
     busy_.store(false, std::memory_order_release);
     return true;
   }
@@ -147,16 +177,21 @@ class thread_pool {
   }
 
  private:
-  explicit thread_pool(int workers) {
+  explicit thread_pool(int workers) : claims_(workers + 1) {
     workers_.reserve(std::max(0, workers));
     for (int i = 0; i < workers; ++i) {
       workers_.emplace_back([this] { loop(); });
     }
   }
 
-  void work() {
-    for (int p; (p = next_.fetch_add(1, std::memory_order_relaxed)) < parts_;) {
-      fn_(ctx_, p);
+  void take(std::uint64_t job) {
+    const std::uint64_t number = task_claims::number_of(job);
+    for (int p = 0; p < task_claims::tasks_of(job); ++p) {
+      if (claims_.claim(p, number)) {
+        fn_(ctx_, p);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+        done_.notify_one();
+      }
     }
   }
 
@@ -165,27 +200,28 @@ class thread_pool {
     unsigned seen = 0;  // the epoch at construction: a job posted before this thread ran is not missed
     for (;;) {
       // Spin briefly: back-to-back loops (a training step) then start without a futex wake-up.
-      unsigned now = seen;
-      spin.wait([&] { return (now = epoch_.load(std::memory_order_acquire)) != seen; },
+      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != seen; },
                 [&] { epoch_.wait(seen, std::memory_order_acquire); });
-      seen = now;
       if (stop_.load()) {
         return;
       }
-      work();
-      acks_.fetch_add(1, std::memory_order_release);
-      acks_.notify_one();
+      const std::uint64_t job =
+          job_.load(std::memory_order_acquire);  // the latest job, maybe later than the epoch read
+      seen = static_cast<unsigned>(task_claims::number_of(job));
+      take(job);
     }
   }
 
   std::vector<std::thread> workers_;
-  adaptive_spin acks_spin_;  // the caller's, one at a time (busy_)
+  task_claims claims_;
+  adaptive_spin done_spin_;  // the caller's, one at a time (busy_)
   std::atomic<bool> busy_{false}, stop_{false};
-  std::atomic<unsigned> epoch_{0};
-  std::atomic<int> next_{0}, acks_{0};
+  std::uint64_t number_ = 0;  // the callers' count of jobs posted (one at a time: busy_)
+  std::atomic<std::uint64_t> job_{0};
+  std::atomic<unsigned> epoch_{0};  // the last job's number (low bits): what workers sleep on
+  std::atomic<int> done_{0};        // parts of the current job finished
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
-  int parts_ = 0;
 };
 
 }  // namespace detail
