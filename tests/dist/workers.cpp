@@ -124,7 +124,7 @@ TEST_CASE("many short jobs of both kinds, interleaved, run each task once (a lat
   // Workers that wake after the caller has moved on must neither run a task of a finished job nor
   // miss a job where every replica takes part; more replicas than cores make them late often.
   const int replicas = static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) + 1;
-  constexpr long jobs = 10000;  // enough for late workers every few jobs; under TSan 50,000 took over 120 s
+  constexpr long jobs = 20000;
   within(std::chrono::seconds(120), "interleaved jobs", [&] {
     replica_threads w(replicas, 1);
     std::atomic<long> each_total{0}, run_total{0};

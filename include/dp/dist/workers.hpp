@@ -116,7 +116,10 @@ class replica_threads {
     job_.store(job, std::memory_order_release);
     // Always stored (a spinning worker must not see the epoch lag behind the word for long);
     // sleeping workers are woken only when there is work for them.
-    epoch_.store(static_cast<unsigned>(number_), std::memory_order_release);
+    // Sequentially consistent: the store must be visible before notify_all reads whether anyone
+    // waits (a release store may still sit in the store buffer then: a lost wake-up, which hung a
+    // job of every replica at once under ThreadSanitizer in CI).
+    epoch_.store(static_cast<unsigned>(number_), std::memory_order_seq_cst);
     if (wake) {
       epoch_.notify_all();
     }

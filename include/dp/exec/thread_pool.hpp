@@ -156,7 +156,8 @@ class thread_pool {
     done_.store(0, std::memory_order_relaxed);
     const std::uint64_t job = task_claims::pack(++number_, parts);
     job_.store(job, std::memory_order_release);
-    epoch_.store(static_cast<unsigned>(number_), std::memory_order_release);
+    epoch_.store(static_cast<unsigned>(number_),
+                 std::memory_order_seq_cst);  // visible before notify_all looks for waiters
     epoch_.notify_all();
     take(job);
     int done = 0;
