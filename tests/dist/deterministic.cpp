@@ -1,6 +1,7 @@
 // The deterministic mode: the same bits for any number of host workers (and, in tests/mpi, ranks),
 // and the default mode as the control that shows the difference is real.
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -65,7 +66,71 @@ bool same_bits(const std::vector<unsigned char>& a, const std::vector<unsigned c
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+/// The tree's definition, written out on its own: node (a, s) over `k` chunks of v.
+float tree_sum(const std::vector<float>& v, std::int64_t a, std::int64_t s) {
+  if (s == 1) {
+    return v[static_cast<std::size_t>(a)];
+  }
+  const std::int64_t k = static_cast<std::int64_t>(v.size());
+  if (a + s / 2 >= k) {
+    return tree_sum(v, a, s / 2);
+  }
+  return tree_sum(v, a, s / 2) + tree_sum(v, a + s / 2, s / 2);
+}
+
 }  // namespace
+
+TEST_CASE("deterministic: any split of the chunks into tiles gives the tree's sum, bit for bit") {
+  namespace dd = dp::dist::detail;
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  for (std::int64_t k = 1; k <= 40; ++k) {
+    CAPTURE(k);
+    std::vector<float> v(static_cast<std::size_t>(k));
+    for (auto& x : v) {
+      x = std::ldexp(value(gen), static_cast<int>(gen() % 40) - 20);  // magnitudes far apart: order shows
+    }
+    std::int64_t root = 1;
+    while (root < k) {
+      root *= 2;
+    }
+    const float want = tree_sum(v, 0, root);
+    for (int trial = 0; trial < 20; ++trial) {
+      // Random cuts into parts (replicas or ranks), each tiled by its largest nodes.
+      std::vector<dd::chunk_range> given, tiles;
+      std::vector<float> values;
+      for (std::int64_t a = 0; a < k;) {
+        const std::int64_t b = std::min<std::int64_t>(k, a + 1 + static_cast<std::int64_t>(gen() % 9));
+        dd::tile(a, b, k, tiles);
+        for (const auto& t : tiles) {
+          CHECK(t.first >= a);
+          CHECK(t.end <= b);
+          // A tile is a node of the tree: its size is a power of two its first chunk is a multiple of.
+          std::int64_t s = 1;
+          while (std::min(t.first + s, k) < t.end) {
+            s *= 2;
+          }
+          CHECK(t.first % s == 0);
+          given.push_back(t);
+          values.push_back(tree_sum(v, t.first, s));
+        }
+        a = b;
+      }
+      dd::tree_program p;
+      p.plan({0, k}, k, given);
+      std::vector<float> scratch(p.steps.size() * static_cast<std::size_t>(dd::tree_block) + 1);
+      std::vector<std::vector<float>> in(values.size());
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        in[i].assign(3, values[i]);  // three elements, each the same sums
+      }
+      std::vector<float> out(3, 0.0f);
+      dd::run_tree<float>(
+          p, [&](int o) { return in[static_cast<std::size_t>(o)].data(); }, [&](int) { return out.data(); }, 1, 0, 3,
+          scratch.data());
+      CHECK(std::memcmp(&out[2], &want, sizeof(float)) == 0);
+    }
+  }
+}
 
 TEST_CASE("deterministic: every parameter, buffer and the loss have the same bits on 1, 2, 3, 4 and 7 workers") {
   // 37 samples in chunks of 5 (the last one 2 samples): 8 chunks, spread unevenly over 3 and 7 workers.
@@ -110,4 +175,22 @@ TEST_CASE("deterministic: no_sync and a chunk of zero are refused with what to d
                        doctest::Contains("dp::no_sync is not available in the deterministic mode"), dp::value_error);
   CHECK_THROWS_WITH_AS((dp::parallel<net>{net{}, workers(2), {.deterministic = true, .chunk = 0}}),
                        doctest::Contains("parallel_options::chunk must be positive"), dp::value_error);
+}
+
+TEST_CASE("deterministic: a steady step on host workers allocates no tensor memory") {
+  nn::manual_seed(4);
+  dp::parallel<net> par{net{}, workers(3), {.deterministic = true, .chunk = 2}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.01, .momentum = 0.9});
+  const auto x = dp::randn<float>({20, 12}, dp::cpu(), 3);
+  const auto y = dp::from_vector<std::int64_t>(std::vector<std::int64_t>(20, 2));
+  for (int i = 0; i < 3; ++i) {  // trace, then warm the pools and the tree's stores
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  const auto before = dp::counters();
+  for (int i = 0; i < 10; ++i) {
+    (void)par.backward(nn::cross_entropy, x, y);
+    opt.step();
+  }
+  CHECK(dp::counters().allocations - before.allocations == 0);
 }

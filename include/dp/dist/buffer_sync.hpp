@@ -14,6 +14,7 @@
 #include <dp/core/tensor.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/local.hpp>
+#include <dp/exec/factory.hpp>
 #include <dp/nn/module.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
@@ -117,6 +118,39 @@ class replica_buffers {
     for (auto& r : refs_) {
       if (r.sync == nn::buffer_sync::mean) {
         std::visit(f, r.t);
+      }
+    }
+  }
+  /// The mean buffers take consecutive `values`, in declaration order.
+  void set_means(const double* values) {
+    for_each_mean([&](auto& t) {
+      using V = typename std::remove_cvref_t<decltype(t)>::value_type;
+      tensor<V> host = t.device().is_cpu() ? t : empty<V>(t.shape());
+      V* p = host.data();  // buffers are whole, contiguous tensors
+      for (index_t e = 0; e < t.numel(); ++e) {
+        p[e] = static_cast<V>(values[e]);
+      }
+      values += t.numel();
+      if (!t.device().is_cpu()) {
+        t.assign(host.to(t.device()));
+      }
+    });
+  }
+  /// The other buffers take `from`'s values (another replica's buffers of the same model).
+  void take_others(const replica_buffers& from) {
+    for (std::size_t i = 0; i < refs_.size(); ++i) {
+      if (refs_[i].sync != nn::buffer_sync::mean) {
+        std::visit(
+            [&](auto& t) {
+              using X = std::remove_cvref_t<decltype(t)>;
+              const X& src = std::get<X>(from.refs_[i].t);
+              if (t.device().is_cpu() && src.device().is_cpu()) {  // host workers: no copy made
+                std::memcpy(t.data(), src.data(), static_cast<std::size_t>(t.numel()) * sizeof(typename X::value_type));
+              } else {
+                t.assign(src.to(t.device()));
+              }
+            },
+            refs_[i].t);
       }
     }
   }

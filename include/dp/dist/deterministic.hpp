@@ -1,263 +1,392 @@
 // The deterministic mode's sums (parallel_options::deterministic): the batch is cut into fixed
 // chunks of positions (parallel_options::chunk samples each), every chunk's gradients, mean-policy
-// buffers and loss are computed on their own, and the chunks are summed exactly, so the result
-// cannot depend on which replica or rank computed which chunk, nor on the order of the sums.
+// buffers and loss are computed on their own, and the chunks are summed in one fixed binary tree
+// over their positions, so the result cannot depend on which replica or rank computed which chunk.
 //
-// Exact: each segment (a parameter tensor, a buffer, the loss) gets one fixed-point scale from the
-// largest magnitude any chunk produced in it (a max all-reduce, itself exact), chosen so that the
-// sum of every chunk stays below 2^50; values are rounded onto that grid (a function of the value
-// and the scale alone), summed as int64 (associative, so any order and any all-reduce algorithm
-// gives the same bits) and converted back once. Each segment's sum is exact to about 2^-46 of its
-// largest value (8 chunks); smaller values keep fewer bits, the same on every device count. Below
-// 2^51 a double converts to and from int64 by adding 1.5 x 2^52 (exact, and vectorised by the
-// compiler, where a cast is not without AVX-512).
+// The tree over K chunks: node (a, s), s a power of two and a a multiple of s, covers chunks
+// [a, min(a + s, K)); its value is its two halves' sum, or its left half's when the right half is
+// empty. Two nodes that cover the same chunks have the same value, so a node is named by the chunks
+// it covers. Each replica folds its chunks into nodes as they come (a binary counter), a rank
+// combines its replicas' nodes into the largest nodes inside its share, the ranks gather each
+// other's, and every rank evaluates the root. Float addition is commutative, so which operand comes
+// first does not matter either: the sums are plain float sums (as accurate as the default mode's),
+// bitwise the same for every device count, and cost about what the default mode's sums cost.
 #pragma once
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstdint>
-#include <limits>
+#include <cstring>
+#include <span>
 #include <vector>
 
 #include <dp/core/tensor.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/buffer_sync.hpp>
 #include <dp/exec/factory.hpp>
-#include <dp/nn/trainer.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
 
-template <class T>
-class exact_chunks {
- public:
-  /// Segments: the parameters of `layout` (flat gradients of `params` elements), then the mean
-  /// buffers of `buffers`, then the loss.
-  exact_chunks(const std::vector<nn::param_entry>& layout, index_t params, replica_buffers& buffers) : params_(params) {
-    starts_.push_back(0);
-    for (const auto& e : layout) {
-      starts_.push_back(e.offset);
-    }
-    std::sort(starts_.begin(), starts_.end());
-    starts_.erase(std::unique(starts_.begin(), starts_.end()), starts_.end());
-    if (starts_.back() == params) {  // no parameters at all: no empty segment
-      starts_.pop_back();
-    }
-    grad_segments_ = static_cast<int>(starts_.size());
-    index_t extra = 0;
-    buffers.for_each_mean([&](auto& t) {
-      starts_.push_back(params + extra);
-      extra += t.numel();
-    });
-    starts_.push_back(params + extra);  // the loss
-    total_ = params + extra + 1;
-    starts_.push_back(total_);
-    maxima_ = zeros<double>({segments()});
-    acc_ = zeros<std::int64_t>({total_});
+/// Chunks [first, end) of the batch: a node of the tree.
+struct chunk_range {
+  index_t first = 0, end = 0;
+  friend bool operator==(const chunk_range&, const chunk_range&) = default;
+};
+
+/// The size of the tree's root over `chunks` chunks: the least power of two that holds them.
+inline index_t root_size(index_t chunks) {
+  return static_cast<index_t>(std::bit_ceil(static_cast<std::uint64_t>(std::max<index_t>(chunks, 1))));
+}
+
+/// The size of the largest node that starts at chunk `first` and ends at or before `end`.
+inline index_t node_size(index_t first, index_t end, index_t chunks) {
+  index_t s = first == 0 ? root_size(chunks) : (first & -first);  // the largest power of two dividing first
+  while (std::min(first + s, chunks) > end) {
+    s /= 2;
+  }
+  return s;
+}
+
+/// The largest nodes that tile chunks [first, end), left to right (`out` is cleared first).
+inline void tile(index_t first, index_t end, index_t chunks, std::vector<chunk_range>& out) {
+  out.clear();
+  while (first < end) {
+    out.push_back({first, std::min(first + node_size(first, end, chunks), chunks)});
+    first = out.back().end;
+  }
+}
+
+/// The steps that evaluate nodes from given ones. Operand o >= 0 is given node o; o < 0 is the
+/// value of step -1 - o, the sum of its operands a and b.
+struct tree_program {
+  struct step {
+    int a = 0, b = 0;
+  };
+  std::vector<step> steps;
+  int result = 0;
+
+  /// Plans node `want` of the tree over `chunks` chunks from `given` (disjoint nodes that tile it).
+  void plan(chunk_range want, index_t chunks, std::span<const chunk_range> given) {
+    steps.clear();
+    result = node(want.first, node_size(want.first, want.end, chunks), chunks, given);
   }
 
-  int segments() const noexcept { return static_cast<int>(starts_.size()) - 1; }
-
-  /// Forgets the chunks of the last step.
-  void clear() {
-    kept_ = 0;
-    last_ = tensor<T>();
-    std::fill(maxima_.data(), maxima_.data() + segments(), 0.0);
-  }
-
-  /// Keeps one chunk: its gradients, its mean buffers times `weight` (its share of the batch; none
-  /// outside training, where forward leaves them alone), its loss share. The gradients of a
-  /// replica's last chunk stay where they are (nothing overwrites them before reduce); the others
-  /// are copied.
-  void keep(const tensor<T>& grads, replica_buffers* buffers, double weight, double loss, bool last) {
-    if (kept_ == static_cast<int>(extras_.size())) {  // the stores grow to the most chunks seen, once
-      extras_.push_back(empty<double>({total_ - params_}));
-      copies_.push_back(tensor<T>());
-    }
-    const auto k = static_cast<std::size_t>(kept_);
-    const tensor<T> host = on_host(grads);
-    if (last) {
-      last_ = host;  // a handle on the flat gradients (or their host copy)
-      observe<T>(host.data(), nullptr, 0, grad_segments_);
-    } else {
-      if (!copies_[k].defined()) {
-        copies_[k] = empty<T>({params_});
+ private:
+  int node(index_t a, index_t s, index_t chunks, std::span<const chunk_range> given) {
+    const chunk_range want{a, std::min(a + s, chunks)};
+    for (std::size_t i = 0; i < given.size(); ++i) {
+      if (given[i] == want) {
+        return static_cast<int>(i);
       }
-      observe(host.data(), copies_[k].data(), 0, grad_segments_);
     }
-    double* out = extras_[k].data();
-    std::fill(out, out + (total_ - params_), 0.0);
+    DP_CHECK(s > 1, runtime_error, "dp: internal error: the deterministic sums lack chunk ", a);
+    const index_t half = s / 2;
+    if (a + half >= chunks) {
+      return node(a, half, chunks, given);
+    }
+    const int l = node(a, half, chunks, given);
+    const int r = node(a + half, half, chunks, given);
+    steps.push_back({l, r});
+    return -static_cast<int>(steps.size());
+  }
+};
+
+/// Runs `p` over elements [lo, hi): operand o >= 0 reads given(o)[e]; the result is written to
+/// out(j)[e] for j in [0, outs). `scratch` holds steps() x tree_block values. An output may be a
+/// given node: every block is read before it is written.
+inline constexpr index_t tree_block = 512;
+template <class V, class Given, class Out>
+void run_tree(const tree_program& p, Given&& given, Out&& out, int outs, index_t lo, index_t hi, V* scratch) {
+  const int steps = static_cast<int>(p.steps.size());
+  for (index_t b = lo; b < hi; b += tree_block) {
+    const index_t n = std::min(tree_block, hi - b);
+    auto at = [&](int o) -> const V* { return o >= 0 ? given(o) + b : scratch + (-1 - o) * tree_block; };
+    for (int k = 0; k < steps; ++k) {
+      const V* x = at(p.steps[static_cast<std::size_t>(k)].a);
+      const V* y = at(p.steps[static_cast<std::size_t>(k)].b);
+      V* z = scratch + k * tree_block;
+      for (index_t e = 0; e < n; ++e) {
+        z[e] = x[e] + y[e];
+      }
+    }
+    const V* v = at(p.result);
+    for (int j = 0; j < outs; ++j) {
+      V* o = out(j) + b;
+      if (o != v) {
+        std::memcpy(o, v, static_cast<std::size_t>(n) * sizeof(V));
+      }
+    }
+  }
+}
+
+/// A node a replica or rank holds: its chunks, its gradients (`params` values) and its extras (the
+/// mean buffers weighted by the chunks' shares, then the loss share).
+template <class T>
+struct tree_node {
+  chunk_range at;
+  index_t size = 1;  // its power of two: at.first is a multiple of it
+  T* grads = nullptr;
+  double* extras = nullptr;
+};
+
+/// One replica's chunks, folded into nodes as they come.
+template <class T>
+class replica_chunks {
+ public:
+  /// `params` flat gradient values; the extras are the mean buffers of `buffers`, then the loss.
+  replica_chunks(index_t params, replica_buffers& buffers) : params_(params) {
+    buffers.for_each_mean([&](auto& t) { extras_ += t.numel(); });
+    ++extras_;
+  }
+
+  index_t extras() const noexcept { return extras_; }
+
+  /// Starts a step of `chunks` chunks in all.
+  void clear(index_t chunks) {
+    chunks_ = chunks;
+    nodes_.clear();
+    last_ = tensor<T>();
+  }
+
+  /// Keeps chunk k: its gradients, its mean buffers times `weight` (its share of the batch; none
+  /// outside training, where forward leaves them alone), its loss share. The gradients of the
+  /// replica's last chunk stay where they are (nothing overwrites them before the sums).
+  void keep(const tensor<T>& grads, replica_buffers* buffers, double weight, double loss, index_t k, bool last) {
+    const auto d = nodes_.size();
+    if (d == extra_slots_.size()) {  // the stores grow to the deepest stack seen, once
+      extra_slots_.push_back(empty<double>({extras_}));
+      grad_slots_.push_back(tensor<T>());
+    }
+    double* x = extra_slots_[d].data();
+    std::fill(x, x + extras_, 0.0);
     if (buffers != nullptr) {
-      index_t b = 0;
+      index_t at = 0;
       buffers->for_each_mean([&](auto& t) {
         const auto v = on_host(t);
         const auto* p = v.data();  // buffers are whole, contiguous tensors
         for (index_t e = 0; e < v.numel(); ++e) {
-          out[b + e] = weight * static_cast<double>(p[e]);
+          x[at + e] = weight * static_cast<double>(p[e]);
         }
-        b += v.numel();
+        at += v.numel();
       });
     }
-    out[total_ - params_ - 1] = loss;
-    observe<double>(out - params_, nullptr, grad_segments_, segments());
-    ++kept_;
+    x[extras_ - 1] = loss;
+    const tensor<T> host = on_host(grads);
+    if (!nodes_.empty() && nodes_.back().size == 1 && nodes_.back().at.first + 1 == k && k % 2 == 1) {
+      // Its left sibling is on top: add into it at once instead of copying first.
+      auto& l = nodes_.back();
+      add(l.grads, host.data(), params_);
+      add(l.extras, x, extras_);
+      l.size = 2;
+      l.at.end = k + 1;
+    } else {
+      T* g = nullptr;
+      if (last) {
+        last_ = host;  // a handle on the flat gradients (or their host copy)
+        g = last_.data();
+      } else {
+        if (!grad_slots_[d].defined()) {
+          grad_slots_[d] = empty<T>({params_});
+        }
+        g = grad_slots_[d].data();
+        std::memcpy(g, host.data(), static_cast<std::size_t>(params_) * sizeof(T));
+      }
+      nodes_.push_back({{k, k + 1}, 1, g, x});
+    }
+    fold();
   }
 
-  /// Sums every chunk of every replica and rank (two all-reduces on `comm`, which every replica
-  /// joins, also one without chunks); `chunks` is the number of chunks in the whole batch. Then
-  /// writes the sums: the gradients into `grads`, the mean buffers, and returns the loss.
-  double reduce(any_communicator& comm, int chunks, tensor<T> grads, replica_buffers* buffers) {
-    comm.all_reduce(maxima_, reduce_op::max);
-    const double* m = maxima_.data();
-    // The headroom for summing `chunks` terms: ceil(log2(chunks)) bits.
-    const int headroom = static_cast<int>(std::bit_width(static_cast<unsigned>(std::max(1, chunks - 1))));
-    std::int64_t* acc = acc_.data();
-    std::fill(acc, acc + total_, std::int64_t{0});
-    scales_.resize(static_cast<std::size_t>(segments()));
-    for (int s = 0; s < segments(); ++s) {
-      const double big = m[s];
-      const bool finite = std::isfinite(big) && big > 0;
-      // |x| < 2^(ilogb(big) + 1), so |x| 2^scale < 2^(50 - headroom) and the sum stays below 2^50.
-      const int scale = finite ? 49 - std::ilogb(big) - headroom : 0;
-      scales_[static_cast<std::size_t>(s)] = scale;
-      if (!finite) {
-        continue;
-      }
-      const double up = std::ldexp(1.0, scale);  // a power of two: multiplying by it is exact
-      const index_t lo = starts_[static_cast<std::size_t>(s)], hi = starts_[static_cast<std::size_t>(s) + 1];
-      if (s < grad_segments_) {
-        add_all(acc, lo, hi, up, [&](int k) { return gradients(k, last_.defined() && k == kept_ - 1).data(); });
-      } else {
-        add_all(acc, lo, hi, up, [&](int k) { return extras_[static_cast<std::size_t>(k)].data() - params_; });
-      }
-    }
-    last_ = tensor<T>();
-    comm.all_reduce(acc_, reduce_op::sum);
-    // Segment s's sums into out[0, ...): a NaN or infinity somewhere makes them all NaN.
-    auto read = [&](int s, auto* out) {
-      using V = std::remove_cvref_t<decltype(*out)>;
-      const index_t lo = starts_[static_cast<std::size_t>(s)], hi = starts_[static_cast<std::size_t>(s) + 1];
-      const bool nan = std::isinf(m[s]);
-      const double down = std::ldexp(1.0, -scales_[static_cast<std::size_t>(s)]);
-      for (index_t e = lo; e < hi; ++e) {
-        out[e - lo] = nan ? std::numeric_limits<V>::quiet_NaN() : static_cast<V>(from_grid(acc[e]) * down);
-      }
-    };
-    write(grads, [&](T* g) {
-      for (int s = 0; s < grad_segments_; ++s) {
-        read(s, g + starts_[static_cast<std::size_t>(s)]);
-      }
-    });
-    if (buffers != nullptr) {
-      int s = grad_segments_;
-      buffers->for_each_mean([&](auto& t) {
-        using V = typename std::remove_cvref_t<decltype(t)>::value_type;
-        write(t, [&](V* p) { read(s, p); });
-        ++s;
-      });
-    }
-    double loss = 0;
-    read(segments() - 1, &loss);
-    return loss;
-  }
+  /// The nodes kept: disjoint, tiling the replica's chunks.
+  std::span<const tree_node<T>> nodes() const noexcept { return nodes_; }
 
  private:
-  /// acc[e] = the sum over kept chunks of chunk(k)[e] on the grid `up`, for e in [lo, hi): one pass
-  /// over acc, the chunks read side by side.
-  template <class Chunk>
-  void add_all(std::int64_t* acc, index_t lo, index_t hi, double up, Chunk chunk) const {
-    constexpr int group = 8;
-    for (int k0 = 0; k0 < kept_; k0 += group) {
-      const int n = std::min(group, kept_ - k0);
-      std::remove_cvref_t<decltype(chunk(0))> c[group];
-      for (int j = 0; j < n; ++j) {
-        c[j] = chunk(k0 + j);
+  /// Merges the top node into its left sibling while it can: the binary counter.
+  void fold() {
+    const index_t root = root_size(chunks_);
+    while (true) {
+      auto& t = nodes_.back();
+      // A left half whose right half is empty has its parent's value: name it by the parent.
+      if (t.size < root && t.at.first % (2 * t.size) == 0 && t.at.first + t.size >= chunks_) {
+        t.size *= 2;
+        continue;
       }
-      for (index_t e = lo; e < hi; ++e) {
-        std::int64_t sum = acc[e];
-        for (int j = 0; j < n; ++j) {
-          sum += to_grid(static_cast<double>(c[j][e]) * up);
-        }
-        acc[e] = sum;
+      if (nodes_.size() < 2) {
+        return;
       }
+      auto& l = nodes_[nodes_.size() - 2];
+      if (l.size != t.size || l.at.end != t.at.first || l.at.first % (2 * l.size) != 0) {
+        return;
+      }
+      add(l.grads, t.grads, params_);  // l is never the last chunk's: that one is pushed last
+      add(l.extras, t.extras, extras_);
+      l.size *= 2;
+      l.at.end = t.at.end;
+      nodes_.pop_back();
     }
   }
-
-  const tensor<T>& gradients(int k, bool last) const { return last ? last_ : copies_[static_cast<std::size_t>(k)]; }
-
-  /// Raises the maxima of segments [first, last) by the magnitudes at x (x[e] is element e), copying
-  /// them to `copy` on the way when given; a NaN or infinity makes a segment's maximum infinite,
-  /// which reduce turns into NaN sums.
   template <class V>
-  void observe(const V* x, V* copy, int first, int last) {
-    double* m = maxima_.data();
-    constexpr int lanes = 16;  // independent lanes, so that the compiler vectorises the loop
-    for (int s = first; s < last; ++s) {
-      V big[lanes] = {}, poison[lanes] = {};
-      const index_t lo = starts_[static_cast<std::size_t>(s)], hi = starts_[static_cast<std::size_t>(s) + 1];
-      if (copy != nullptr) {  // the copy in the same pass: the values are read once
-        std::copy(x + lo, x + hi, copy + lo);
-      }
-      index_t e = lo;
-      for (; e + lanes <= hi; e += lanes) {
-        for (int j = 0; j < lanes; ++j) {
-          const V a = std::fabs(x[e + j]);
-          big[j] = a > big[j] ? a : big[j];
-          poison[j] += a * V(0);  // stays 0 unless some value is NaN or infinite
-        }
-      }
-      for (; e < hi; ++e) {
-        const V a = std::fabs(x[e]);
-        big[0] = a > big[0] ? a : big[0];
-        poison[0] += a * V(0);
-      }
-      double most = m[s];
-      bool odd = false;
-      for (int j = 0; j < lanes; ++j) {
-        most = std::max(most, static_cast<double>(big[j]));
-        odd |= poison[j] != V(0);
-      }
-      m[s] = odd ? std::numeric_limits<double>::infinity() : most;
+  static void add(V* into, const V* x, index_t n) {
+    for (index_t e = 0; e < n; ++e) {
+      into[e] += x[e];
     }
   }
-
-  // Doubles of magnitude below 2^51 to and from int64, exactly (rounding to the nearest integer).
-  static constexpr double magic = 6755399441055744.0;  // 1.5 x 2^52
-  static std::int64_t to_grid(double v) {
-    return std::bit_cast<std::int64_t>(v + magic) - std::bit_cast<std::int64_t>(magic);
-  }
-  static double from_grid(std::int64_t i) {
-    return std::bit_cast<double>(i + std::bit_cast<std::int64_t>(magic)) - magic;
-  }
-
-  // On a GPU the sums run on the host: the chunks are copied there, the results back (the mode's
-  // guarantee first; its speed on GPUs is not measured yet).
+  // On a GPU the sums run on the host: the chunks are copied there (the mode's guarantee first;
+  // its speed on GPUs is not measured yet).
   template <class V>
   static tensor<V> on_host(const tensor<V>& t) {
     return t.device().is_cpu() ? t : t.to(cpu());
   }
-  /// Calls fill(pointer) on t's elements, through a host copy when t is on a GPU.
-  template <class V, class F>
-  static void write(tensor<V>& t, F&& fill) {
-    if (t.device().is_cpu()) {
-      fill(t.data());
-      return;
+
+  index_t params_ = 0, extras_ = 0, chunks_ = 0;
+  std::vector<tree_node<T>> nodes_;    // a stack: the binary counter's digits
+  std::vector<tensor<T>> grad_slots_;  // stack position d's gradients, unless they stay in place ...
+  tensor<T> last_;                     // ... in the last chunk's flat gradients (a handle)
+  std::vector<tensor<double>> extra_slots_;
+};
+
+/// The sums of every chunk of the batch, from the nodes of every replica of every rank.
+template <class T>
+class chunk_tree {
+ public:
+  chunk_tree(index_t params, index_t extras) : params_(params), extras_(extras), sums_(empty<double>({extras})) {}
+
+  /// Evaluates the root of the tree over `chunks` chunks into every tensor of `outs` (host tensors
+  /// of `params` values) and returns the extras' sums. `local`: this process's replicas' nodes.
+  /// `ranks`: every rank's chunks and `rank` this one's; `world` joins the ranks (null in one
+  /// process). `each(task, n)` runs task(k) for k in [0, n) on free threads (at most `tasks`).
+  template <class Each>
+  const double* reduce(std::span<const tree_node<T>> local, index_t chunks, std::span<const chunk_range> ranks,
+                       int rank, any_communicator* world, std::span<tensor<T>> outs, Each&& each, int tasks) {
+    given_.assign(local.begin(), local.end());
+    ranges_.clear();
+    for (const auto& g : given_) {
+      ranges_.push_back(g.at);
     }
-    tensor<V> host = empty<V>(t.shape());
-    fill(host.data());
-    t.assign(host.to(t.device()));
+    if (world != nullptr && world->size() > 1) {
+      if (pairwise(chunks, ranks)) {
+        all_reduce(chunks, ranks[static_cast<std::size_t>(rank)], *world, outs, each, tasks);
+        return sums_.data();
+      }
+      gather(chunks, ranks, rank, *world, each, tasks);
+    }
+    program_.plan({0, chunks}, chunks, ranges_);
+    pointers_.clear();
+    for (auto& o : outs) {
+      pointers_.push_back(o.data());
+    }
+    evaluate(program_, pointers_, each, tasks, sums_.data());
+    return sums_.data();
   }
 
-  index_t params_ = 0, total_ = 0;
-  int grad_segments_ = 0;
-  std::vector<index_t> starts_;  // segment s is elements [starts_[s], starts_[s + 1])
-  std::vector<int> scales_;
-  std::vector<tensor<T>> copies_;       // chunk k's gradients, but for the last one's ...
-  tensor<T> last_;                      // ... which stay in the flat buffer (a handle)
-  std::vector<tensor<double>> extras_;  // chunk k's weighted mean buffers, then its loss
-  int kept_ = 0;
-  tensor<double> maxima_;
-  tensor<std::int64_t> acc_;
+ private:
+  /// Whether at most two ranks hold chunks, each as one node: the root is then one sum of two
+  /// nodes (or one node), which any all-reduce computes bit for bit as the tree does, since float
+  /// addition is commutative and the other ranks add -0.0 (x + -0.0 is x, signed zeros included).
+  bool pairwise(index_t chunks, std::span<const chunk_range> ranks) {
+    int holders = 0;
+    for (const auto& r : ranks) {
+      tile(r.first, r.end, chunks, tiles_);
+      if (tiles_.size() > 1) {
+        return false;
+      }
+      holders += static_cast<int>(tiles_.size());
+    }
+    return holders <= 2;
+  }
+
+  /// The pairwise case: this rank's node (or -0.0) all-reduced in place, in the first output.
+  template <class Each>
+  void all_reduce(index_t chunks, chunk_range mine, any_communicator& world, std::span<tensor<T>> outs, Each& each,
+                  int tasks) {
+    tensor<T>& first = outs[0];
+    if (mine.first < mine.end) {
+      program_.plan(mine, chunks, ranges_);
+      T* out = first.data();
+      evaluate(program_, std::span<T* const>(&out, 1), each, tasks, sums_.data());
+    } else {
+      first.fill(T(-0.0));
+      sums_.fill(-0.0);
+    }
+    world.all_reduce(first, reduce_op::sum);
+    world.all_reduce(sums_, reduce_op::sum);
+    for (std::size_t j = 1; j < outs.size(); ++j) {
+      std::memcpy(outs[j].data(), first.data(), static_cast<std::size_t>(params_) * sizeof(T));
+    }
+  }
+
+  /// Replaces given_ (this rank's nodes) by every rank's largest nodes: this rank's evaluated, then
+  /// gathered (each rank sends as many nodes as the rank with the most, unused ones unread).
+  template <class Each>
+  void gather(index_t chunks, std::span<const chunk_range> ranks, int rank, any_communicator& world, Each& each,
+              int tasks) {
+    std::size_t most = 0;
+    for (const auto& r : ranks) {
+      tile(r.first, r.end, chunks, tiles_);
+      most = std::max(most, tiles_.size());
+    }
+    const auto m = static_cast<index_t>(most);
+    const index_t senders = static_cast<index_t>(ranks.size());
+    if (send_.numel() != m * params_) {
+      send_ = zeros<T>({m * params_});
+      send_x_ = zeros<double>({m * extras_});
+      recv_ = empty<T>({senders * m * params_});
+      recv_x_ = empty<double>({senders * m * extras_});
+    }
+    tile(ranks[static_cast<std::size_t>(rank)].first, ranks[static_cast<std::size_t>(rank)].end, chunks, tiles_);
+    for (std::size_t j = 0; j < tiles_.size(); ++j) {
+      program_.plan(tiles_[j], chunks, ranges_);
+      T* row = send_.data() + static_cast<index_t>(j) * params_;
+      evaluate(program_, std::span<T* const>(&row, 1), each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_);
+    }
+    world.all_gather(send_, recv_);
+    world.all_gather(send_x_, recv_x_);
+    given_.clear();
+    ranges_.clear();
+    for (index_t r = 0; r < senders; ++r) {
+      tile(ranks[static_cast<std::size_t>(r)].first, ranks[static_cast<std::size_t>(r)].end, chunks, tiles_);
+      for (std::size_t j = 0; j < tiles_.size(); ++j) {
+        const index_t row = r * m + static_cast<index_t>(j);
+        given_.push_back({tiles_[j], 1, recv_.data() + row * params_, recv_x_.data() + row * extras_});
+        ranges_.push_back(tiles_[j]);
+      }
+    }
+  }
+
+  /// Runs `p` over the gradients into `outs`, in slices that free threads take, and over the
+  /// extras into `extras_out`.
+  template <class Each>
+  void evaluate(const tree_program& p, std::span<T* const> outs, Each& each, int tasks, double* extras_out) {
+    const auto width = static_cast<index_t>(p.steps.size()) * tree_block;
+    constexpr index_t grain = 4096;
+    const int slices = static_cast<int>(std::clamp<index_t>((params_ + grain - 1) / grain, 1, tasks));
+    if (static_cast<index_t>(scratch_.size()) < slices * width) {  // grows to the largest program, once
+      scratch_.resize(static_cast<std::size_t>(slices * width));
+    }
+    if (static_cast<index_t>(scratch_x_.size()) < width) {
+      scratch_x_.resize(static_cast<std::size_t>(width));
+    }
+    auto slice = [&](int k) {
+      run_tree<T>(
+          p, [&](int o) { return given_[static_cast<std::size_t>(o)].grads; },
+          [&](int j) { return outs[static_cast<std::size_t>(j)]; }, static_cast<int>(outs.size()), params_ * k / slices,
+          params_ * (k + 1) / slices, scratch_.data() + k * width);
+    };
+    each(slice, slices);
+    run_tree<double>(
+        p, [&](int o) { return given_[static_cast<std::size_t>(o)].extras; }, [&](int) { return extras_out; }, 1, 0,
+        extras_, scratch_x_.data());
+  }
+
+  index_t params_ = 0, extras_ = 0;
+  std::vector<tree_node<T>> given_;
+  std::vector<chunk_range> ranges_, tiles_;
+  std::vector<T*> pointers_;
+  tree_program program_;
+  std::vector<T> scratch_;
+  std::vector<double> scratch_x_;
+  tensor<double> sums_;
+  tensor<T> send_, recv_;
+  tensor<double> send_x_, recv_x_;
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

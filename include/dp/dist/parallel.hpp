@@ -50,7 +50,8 @@ struct parallel_options {
   dist::communicator_options comm{};
   /// Bitwise the same weights, buffers and losses for any number of workers, ranks and GPUs, for a
   /// given global batch, seed and model: the batch is computed in fixed chunks of `chunk` samples
-  /// (each its own forward and backward, batch statistics per chunk) summed exactly, and every
+  /// (each its own forward and backward, batch statistics per chunk) summed in one fixed tree over
+  /// the chunks' positions (dist/deterministic.hpp), and every
   /// replica runs its host loops on one thread. Across ranks each rank's share must be whole
   /// chunks (loader_options::align = chunk). Not with dp::no_sync. See docs/parallel.md.
   bool deterministic = false;
@@ -125,10 +126,11 @@ class parallel {
       buffers_.emplace_back(detail::replica_access::mutable_model(group_[i]));
     }
     if (o.deterministic) {
+      const index_t params = detail::replica_access::flat_grads(group_[0]).numel();
       for (int i = 0; i < group_.size(); ++i) {
-        exact_.emplace_back(layout(), detail::replica_access::flat_grads(group_[i]).numel(),
-                            buffers_[static_cast<std::size_t>(i)]);
+        chunks_.emplace_back(params, buffers_[static_cast<std::size_t>(i)]);
       }
+      tree_.emplace(params, chunks_[0].extras());
     }
     if (overlapped()) {
       reducer_.overlap(detail::replica_access::flat_grads(group_[0]), &group_.comm(0));
@@ -368,8 +370,8 @@ class parallel {
   }
 
   /// The deterministic mode's step: every replica computes its whole chunks one by one, from the
-  /// step's buffers and step counter, and keeps each chunk's results; then the chunks of every
-  /// replica and rank are summed exactly (dist/deterministic.hpp).
+  /// step's buffers and step counter, and folds them into nodes of the fixed tree; then the nodes of
+  /// every replica and rank are summed by that tree (dist/deterministic.hpp).
   template <class Loss, class... Args>
   double deterministic_step(const Loss& loss, std::uint64_t step_number, index_t n, const Args&... args) {
     const index_t c = opts_.chunk;
@@ -379,17 +381,16 @@ class parallel {
              " samples, but rank ", odd, "'s share of the global batch of ", global_n_,
              " is not whole chunks: make the loader with {.align = ", c, "} (parallel_options::chunk)");
     plan_.split(n, c);
-    const int chunks = static_cast<int>((global_n_ + c - 1) / c);
+    const index_t chunks = (global_n_ + c - 1) / c;
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
+    const bool training = group_[0].training();
     auto& parts = plan_.scatter(args...);
     auto job = [&](int i) {
       auto& r = group_[i];
-      auto& exact = exact_[static_cast<std::size_t>(i)];
+      auto& kept = chunks_[static_cast<std::size_t>(i)];
       auto& buffers = buffers_[static_cast<std::size_t>(i)];
-      const dist::detail::context_scope context("exact sums", step_number);
       const std::uint64_t before = r.steps();
-      const bool training = r.training();
-      exact.clear();
+      kept.clear(chunks);
       if (training) {
         buffers.save();
       }
@@ -410,20 +411,74 @@ class parallel {
                 rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
           }(std::index_sequence_for<Args...>{});
         });
-        exact.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
-                   static_cast<double>(scale) * l, b == last);
+        kept.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
+                  static_cast<double>(scale) * l, (global_offset_ + a) / c, b == last);
       }
       detail::replica_access::restore_steps(r, before + 1);
-      losses_[static_cast<std::size_t>(i)] =
-          exact.reduce(group_.comm(i), chunks, detail::replica_access::flat_grads(r), training ? &buffers : nullptr);
-      if (training) {
-        buffers.broadcast_others(group_.comm(i), 0);
-      }
-      detail::replica_access::set_gradients(r, nn::grad_state::complete);
     };
     const release<decltype(parts)> let_go{parts};
-    run(job);
+    const dist::detail::context_scope context("deterministic sums", step_number);
+    dist::any_communicator* world = group_.world_size() > 1 ? group_.world() : nullptr;
+    guarded([&] {
+      try {
+        if (group_.devices()[0].is_cpu()) {
+          group_.each(job, group_.size());  // no collectives inside: tasks any free worker may take
+        } else {
+          group_.run(job);
+        }
+        sum_chunks(chunks, world);
+      } catch (...) {
+        if (world != nullptr) {  // the other ranks fail in their gather now, not at the timeout
+          world->abort(dp::detail::concat("rank ", group_.world_rank(), " failed in step ", step_number));
+          world->recover();
+        }
+        throw;
+      }
+    });
     return losses_[0];  // the global loss, the same on every replica and rank
+  }
+  /// The deterministic step's sums: every replica's and rank's nodes through the tree, into every
+  /// replica's gradients, mean buffers and loss; the other buffers take rank 0's replica 0's values.
+  void sum_chunks(index_t chunks, dist::any_communicator* world) {
+    nodes_.clear();
+    for (const auto& k : chunks_) {
+      nodes_.insert(nodes_.end(), k.nodes().begin(), k.nodes().end());
+    }
+    ranks_.clear();
+    const index_t c = opts_.chunk;
+    if (world != nullptr) {
+      batch_.for_each_share(
+          [&](index_t first, index_t count) { ranks_.push_back({first / c, (first + count + c - 1) / c}); });
+    }
+    const bool host = group_.devices()[0].is_cpu();
+    if (outs_.empty()) {  // every replica's gradients on the host, or one staging copy for GPUs
+      for (int i = 0; i < (host ? group_.size() : 1); ++i) {
+        outs_.push_back(host ? tensor<T>(detail::replica_access::flat_grads(group_[i]))
+                             : empty<T>({detail::replica_access::flat_grads(group_[0]).numel()}));
+      }
+    }
+    auto each = [&](auto& task, int tasks) { group_.each(task, tasks); };
+    const double* sums =
+        tree_->reduce(nodes_, chunks, ranks_, group_.world_rank(), world, outs_, each, group_.max_tasks());
+    const bool training = group_[0].training();
+    if (world != nullptr && training) {
+      buffers_[0].broadcast_others(*world, 0);
+    }
+    for (int i = 0; i < group_.size(); ++i) {
+      auto& r = group_[i];
+      if (!host) {
+        tensor<T>(detail::replica_access::flat_grads(r))
+            .assign(outs_[0].to(group_.devices()[static_cast<std::size_t>(i)]));
+      }
+      if (training) {
+        buffers_[static_cast<std::size_t>(i)].set_means(sums);
+        if (i > 0) {
+          buffers_[static_cast<std::size_t>(i)].take_others(buffers_[0]);
+        }
+      }
+      losses_[static_cast<std::size_t>(i)] = sums[chunks_[0].extras() - 1];
+      detail::replica_access::set_gradients(r, nn::grad_state::complete);
+    }
   }
   /// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` holds. A
   /// shape error inside it shows the shard's shapes: it is told which rows of which batch they are.
@@ -574,7 +629,12 @@ class parallel {
   detail::scatter_plan plan_;
   dist::detail::gradient_reducer<T> reducer_;
   std::vector<dist::detail::replica_buffers> buffers_;
-  std::vector<dist::detail::exact_chunks<T>> exact_;  // the deterministic mode's per-replica sums
+  // The deterministic mode: each replica's chunks, the tree that sums them, and its inputs.
+  std::vector<dist::detail::replica_chunks<T>> chunks_;
+  std::optional<dist::detail::chunk_tree<T>> tree_;
+  std::vector<dist::detail::tree_node<T>> nodes_;
+  std::vector<dist::detail::chunk_range> ranks_;
+  std::vector<tensor<T>> outs_;  // where the sums go: the replicas' gradients, or a host copy for GPUs
   std::vector<double> losses_;
   std::vector<double> weights_ = std::vector<double>(static_cast<std::size_t>(group_.size()));  // buffer sync's
   dist::detail::global_batch batch_;

@@ -109,15 +109,24 @@ class global_batch {
   /// The first rank whose share is not whole units of `unit` samples (the last share may end the
   /// batch with a short one), or -1; the same answer on every rank.
   int first_unaligned(index_t unit) const {
+    int r = 0, bad = -1;
+    for_each_share([&](index_t at, index_t count) {
+      if (bad < 0 && (at % unit != 0 || (count % unit != 0 && at + count != total_))) {
+        bad = r;
+      }
+      ++r;
+    });
+    return bad;
+  }
+  /// Calls f(first, count) for every rank's share of the global batch, in rank order.
+  template <class F>
+  void for_each_share(F&& f) const {
     const std::int64_t* counts = counts_.data();
     index_t at = 0;
-    for (int r = 0; r < static_cast<int>(counts_.numel()); ++r) {
-      if (at % unit != 0 || (counts[r] % unit != 0 && at + counts[r] != total_)) {
-        return r;
-      }
+    for (index_t r = 0; r < counts_.numel(); ++r) {
+      f(at, counts[r]);
       at += counts[r];
     }
-    return -1;
   }
   /// This rank's first sample in the global batch.
   index_t offset() const noexcept { return offset_; }
