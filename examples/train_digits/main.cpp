@@ -35,7 +35,7 @@ const char* usage =
     "  --smoothing X    label smoothing of the cross entropy (default 0.1)\n"
     "  --seed N         seed of the split, the initialisation and the shuffling (default 1)\n"
     "  --deterministic N  bitwise the same weights on any number of devices and ranks: batches computed in\n"
-    "                   chunks of N samples summed in a fixed tree; prints a fingerprint of the weights (default 0: off)\n"
+    "                   chunks of N samples, summed in a fixed tree; prints the weights' fingerprint (default 0: off)\n"
     "  --save PATH      write a checkpoint (model, optimizer, progress) after every epoch\n"
     "  --resume PATH    continue from a checkpoint written by --save\n"
     "  --data PATH      the digits CSV (default: the copy in examples/data)\n"
