@@ -164,6 +164,9 @@ inline cublasHandle_t cublas_handle(int dev) {
     cuda_device_guard g(dev);
     DP_CUBLAS_CHECK(cublasCreate(&handles[dev]));
     DP_CUBLAS_CHECK(cublasSetStream(handles[dev], cuda_stream(dev)));
+    // No atomics (cuBLAS's default, stated): with one stream and a fixed workspace per handle, cuBLAS
+    // gives the same bits on every run on one GPU architecture, which the deterministic mode needs.
+    DP_CUBLAS_CHECK(cublasSetAtomicsMode(handles[dev], CUBLAS_ATOMICS_NOT_ALLOWED));
     // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA graph
     // (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle: the program.
     constexpr std::size_t workspace = std::size_t{32} << 20;
