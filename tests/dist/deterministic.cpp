@@ -1,6 +1,7 @@
 // The deterministic mode: the same bits for any number of host workers (and, in tests/mpi, ranks),
 // and the default mode as the control that shows the difference is real.
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -37,13 +38,26 @@ std::vector<dp::device> workers(int n) {
 
 /// Every parameter and buffer after `steps` adamw steps on one global batch of `samples`, then
 /// the last loss: the bytes a memcmp compares.
+/// How a step fails before the training steps: not at all, by a label out of range in the last row
+/// (on the last worker), or by a NaN in the first input row (a NaN loss, batch statistics poisoned).
+enum class failure { none, label, nan_input };
+
 std::vector<unsigned char> trained(int n, bool deterministic, dp::index_t samples = 37, int steps = 20,
-                                   dp::index_t chunk = 5) {
+                                   dp::index_t chunk = 5, failure first = failure::none) {
   nn::manual_seed(7);
   dp::parallel<net> par{net{}, workers(n), {.deterministic = deterministic, .chunk = chunk}};
   auto opt = dp::optim::adamw(par, {.lr = 1e-2});
   const auto x = dp::randn<float>({samples, 12}, dp::cpu(), 3);
   const dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({samples}, dp::cpu(), 4) * 4.99f);
+  if (first == failure::label) {
+    dp::tensor<std::int64_t> bad = y.clone();
+    bad.data()[samples - 1] = 99;
+    CHECK_THROWS_WITH((void)par.backward(nn::cross_entropy, x, bad), doctest::Contains("99"));
+  } else if (first == failure::nan_input) {
+    dp::tensor<float> bad = x.clone();
+    bad.data()[0] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH((void)par.backward(nn::cross_entropy, bad, y), doctest::Contains("the loss of step 1 is NaN"));
+  }
   double loss = 0;
   for (int s = 0; s < steps; ++s) {
     loss = par.backward(nn::cross_entropy, x, y);
@@ -145,6 +159,20 @@ TEST_CASE("deterministic: a batch with fewer chunks than workers, and chunks lar
   const auto one = trained(1, true, 10, 5, 4);  // chunks 4, 4, 2: workers 4 to 7 get none
   CHECK(same_bits(trained(7, true, 10, 5, 4), one));
   CHECK(same_bits(trained(2, true, 10, 5, 4), one));
+}
+
+TEST_CASE("a step that fails, on one worker or by a NaN loss, leaves the model as it was (both modes)") {
+  // The workers that finished their part moved batch statistics and step counters: all of it is
+  // put back, so the steps that follow give the bits of a run that never failed.
+  for (const bool deterministic : {true, false}) {
+    for (const int n : {1, 3}) {
+      CAPTURE(deterministic);
+      CAPTURE(n);
+      const auto clean = trained(n, deterministic);
+      CHECK(same_bits(trained(n, deterministic, 37, 20, 5, failure::label), clean));
+      CHECK(same_bits(trained(n, deterministic, 37, 20, 5, failure::nan_input), clean));
+    }
+  }
 }
 
 TEST_CASE("the default mode is allowed to differ with the worker count (the control of the cases above)") {

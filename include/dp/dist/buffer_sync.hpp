@@ -15,6 +15,7 @@
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/local.hpp>
 #include <dp/exec/factory.hpp>
+#include <dp/nn/buffer_snapshot.hpp>
 #include <dp/nn/module.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
@@ -23,7 +24,7 @@ namespace dp::inline DP_ABI::dist::detail {
 class replica_buffers {
  public:
   template <class Model>
-  explicit replica_buffers(Model& model) {
+  explicit replica_buffers(Model& model) : snapshot_(model) {
     nn::for_each_buffer(model, [&](const std::string&, auto& b) {
       using V = typename std::remove_cvref_t<decltype(b)>::value_type;
       static_assert(std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::int64_t>,
@@ -94,24 +95,9 @@ class replica_buffers {
 
   // For the deterministic mode, where every chunk of the batch starts from the step's buffers.
   /// Keeps every buffer's values (the copies are made once).
-  void save() {
-    if (saved_.size() != refs_.size()) {
-      saved_.clear();
-      for (auto& r : refs_) {
-        saved_.push_back(std::visit([](auto& t) -> any_tensor { return t.clone(); }, r.t));
-      }
-      return;
-    }
-    for (std::size_t i = 0; i < refs_.size(); ++i) {
-      std::visit([&](auto& t) { std::get<std::remove_cvref_t<decltype(t)>>(saved_[i]).assign(t); }, refs_[i].t);
-    }
-  }
+  void save() { snapshot_.save(); }
   /// Puts the saved values back.
-  void restore() {
-    for (std::size_t i = 0; i < refs_.size(); ++i) {
-      std::visit([&](auto& t) { t.assign(std::get<std::remove_cvref_t<decltype(t)>>(saved_[i])); }, refs_[i].t);
-    }
-  }
+  void restore() { snapshot_.restore(); }
   /// Calls f(tensor) for every buffer with the mean policy, in declaration order.
   template <class F>
   void for_each_mean(F&& f) {
@@ -170,7 +156,7 @@ class replica_buffers {
     nn::buffer_sync sync;
   };
   std::vector<ref> refs_;
-  std::vector<any_tensor> saved_;
+  nn::detail::buffer_snapshot snapshot_;
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

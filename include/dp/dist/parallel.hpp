@@ -230,8 +230,8 @@ class parallel {
     }
     // The loss is the global batch's, the same on every replica and rank: all stop together.
     if (!std::isfinite(l) && !opts_.allow_non_finite_loss) {
-      set_gradients(nn::grad_state::none);
-      nn::detail::require_finite_loss(l, steps(), false);
+      undo_step();
+      nn::detail::require_finite_loss(l, steps() + 1, false);
     }
     return l;
   }
@@ -291,6 +291,12 @@ class parallel {
       detail::replica_access::update_model(group_[i], f);
     }
   }
+  /// Every replica as it was before the step that began last (buffers, step count), gradients dropped.
+  void undo_step() {
+    for (int i = 0; i < group_.size(); ++i) {
+      detail::replica_access::undo_step(group_[i]);
+    }
+  }
   void restore_steps(std::uint64_t steps) noexcept {
     for (int i = 0; i < group_.size(); ++i) {
       detail::replica_access::restore_steps(group_[i], steps);
@@ -324,6 +330,9 @@ class parallel {
     plan_.split(n);
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
     const bool accumulating = group_[0].gradients() == nn::grad_state::local;
+    for (int i = 0; i < group_.size(); ++i) {  // a replica without samples has nothing to undo
+      detail::replica_access::forget_step(group_[i]);
+    }
     // One replica per rank: each bucket's all-reduce starts as soon as backward has finished it.
     const bool overlap = overlapped() && !local_only;
     auto& parts = plan_.scatter(args...);
@@ -358,8 +367,13 @@ class parallel {
       }
     };
     const release<decltype(parts)> let_go{parts};
-    run_replicas(backward,
-                 {.gradients = !local_only && !overlap, .buffers = group_[0].training(), .step = step_number});
+    try {
+      run_replicas(backward,
+                   {.gradients = !local_only && !overlap, .buffers = group_[0].training(), .step = step_number});
+    } catch (...) {
+      undo_step();
+      throw;
+    }
     double total = 0;
     for (double l : losses_) {
       total += l;
@@ -385,15 +399,20 @@ class parallel {
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
     const bool training = group_[0].training();
     auto& parts = plan_.scatter(args...);
+    const std::uint64_t before = step_number - 1;
+    for (int i = 0; i < group_.size(); ++i) {  // a replica without chunks has nothing to undo
+      detail::replica_access::forget_step(group_[i]);
+    }
+    if (training) {  // every chunk starts from these; a failed step puts them back
+      for (auto& b : buffers_) {
+        b.save();
+      }
+    }
     auto job = [&](int i) {
       auto& r = group_[i];
       auto& kept = chunks_[static_cast<std::size_t>(i)];
       auto& buffers = buffers_[static_cast<std::size_t>(i)];
-      const std::uint64_t before = r.steps();
       kept.clear(chunks);
-      if (training) {
-        buffers.save();
-      }
       const index_t first = plan_.begin(i), last = plan_.begin(i + 1);
       for (index_t a = first; a < last; a += c) {
         const index_t b = std::min(last, a + c);
@@ -431,6 +450,13 @@ class parallel {
         if (world != nullptr) {  // the other ranks fail in their gather now, not at the timeout
           world->abort(dp::detail::concat("rank ", group_.world_rank(), " failed in step ", step_number));
           world->recover();
+        }
+        // The model as it was: the replicas that finished their chunks changed buffers and counters.
+        for (int i = 0; i < group_.size(); ++i) {
+          if (training) {
+            buffers_[static_cast<std::size_t>(i)].restore();
+          }
+          detail::replica_access::restore_steps(group_[i], before);
         }
         throw;
       }

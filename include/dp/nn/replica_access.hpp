@@ -51,6 +51,14 @@ struct replica_access {
     return t.step_grads(args...);
   }
   template <class Trainer>
+  static void undo_step(Trainer& t) {
+    t.undo_step();
+  }
+  template <class Trainer>
+  static void forget_step(Trainer& t) noexcept {
+    t.forget_step();
+  }
+  template <class Trainer>
   static void retire(Trainer& t) noexcept {
     t.retire();
   }

@@ -21,6 +21,7 @@
 #include <dp/core/write_guard.hpp>
 #include <dp/exec/factory.hpp>
 #include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/buffer_snapshot.hpp>
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/module.hpp>
@@ -213,8 +214,8 @@ class trainer {
   double backward(const Loss& loss, const Args&... args) {
     const double l = read_loss(backward_async(loss, args...));
     if (!std::isfinite(l) && !allow_non_finite_) {
-      state_ = grad_state::none;
-      detail::require_finite_loss(l, step_, false);
+      undo_step();
+      detail::require_finite_loss(l, step_ + 1, false);
     }
     return l;
   }
@@ -279,10 +280,26 @@ class trainer {
       }
       return l;
     } catch (...) {
-      state_ = grad_state::none;
+      undo_step();
       throw;
     }
   }
+
+  /// Puts the model back as it was before the step that began last (its buffers, the step count)
+  /// and drops its gradients; nothing when no step began since then (or it was undone already).
+  void undo_step() {
+    state_ = grad_state::none;
+    if (!undo_armed_) {
+      return;
+    }
+    undo_armed_ = false;
+    step_ = undo_from_;
+    if (undo_buffers_) {
+      snapshot_.restore();
+    }
+  }
+  /// Forgets the last step, so that undo_step() leaves it (dp::parallel: a replica without samples).
+  void forget_step() noexcept { undo_armed_ = false; }
 
   /// step_grads without the read-back: the loss stays on the device.
   template <class Loss, class... Args>
@@ -295,6 +312,25 @@ class trainer {
                   "dp::tensor<std::int64_t> (class indices)");
     (check_arg(args), ...);
     detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
+    // A step that fails leaves the model as it was: a training forward changes batch statistics
+    // and counters, so they are copied first (models without buffers copy nothing).
+    undo_armed_ = true;
+    undo_from_ = step_;
+    undo_buffers_ = training_ && !snapshot_.empty();
+    if (undo_buffers_) {
+      snapshot_.save();
+    }
+    try {
+      return run_step(loss, local_only, scale, sample_offset, hook, args...);
+    } catch (...) {
+      undo_step();
+      throw;
+    }
+  }
+
+  template <class Loss, class... Args>
+  tensor<T> run_step(const Loss& loss, bool local_only, T scale, index_t sample_offset,
+                     const detail::grad_ready_hook* hook, const Args&... args) {
     detail::plan_entry* p = find_plan(args...);
     const bool traced_now = p == nullptr;
     if (traced_now) {
@@ -504,6 +540,7 @@ class trainer {
       v = v.to(dev_).clone();
       locked_.push_back(v.storage().get());
     });
+    snapshot_ = detail::buffer_snapshot(model_);
   }
 
   Model model_;
@@ -517,6 +554,9 @@ class trainer {
   bool retired_ = false;
   bool allow_non_finite_ = false;
   std::uint64_t step_ = 0;
+  detail::buffer_snapshot snapshot_;  // the buffers before the last training step, to undo it
+  std::uint64_t undo_from_ = 0;       // the step count before it
+  bool undo_armed_ = false, undo_buffers_ = false;
   grad_state state_ = grad_state::none;
 };
 
