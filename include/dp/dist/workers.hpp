@@ -117,8 +117,7 @@ class replica_threads {
     // Always stored (a spinning worker must not see the epoch lag behind the word for long);
     // sleeping workers are woken only when there is work for them.
     // Sequentially consistent: the store must be visible before notify_all reads whether anyone
-    // waits (a release store may still sit in the store buffer then: a lost wake-up, which hung a
-    // job of every replica at once under ThreadSanitizer in CI).
+    // waits (a release store may still sit in the store buffer then: a lost wake-up).
     epoch_.store(static_cast<unsigned>(number_), std::memory_order_seq_cst);
     if (wake) {
       epoch_.notify_all();
@@ -175,17 +174,25 @@ class replica_threads {
   void loop(int i) {
     thread_budget_scope budget(budget_);
     dp::detail::adaptive_spin spin(spin_);
-    unsigned seen = 0;
+    unsigned done = 0;  // the number of the last job this thread took part in
     for (;;) {
-      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != seen; },
-                [&] { epoch_.wait(seen, std::memory_order_acquire); });
+      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != done; },
+                [&] { epoch_.wait(done, std::memory_order_acquire); });
       if (stop_.load()) {
         return;
       }
       // The word may hold a later job than the epoch read (each() moves on without waiting for
       // late workers); a job of every replica at once is never skipped: its caller waits for all.
       const std::uint64_t w = job_.load(std::memory_order_acquire);
-      seen = static_cast<unsigned>(claims::number_of(w));
+      const auto number = static_cast<unsigned>(claims::number_of(w));
+      if (number == done) {
+        // post() stores the word before the epoch, so the epoch can still hold the job before
+        // this one: without this check a run() job was called twice, and its extra
+        // acknowledgements hung the caller (seen under ThreadSanitizer).
+        std::this_thread::yield();
+        continue;
+      }
+      done = number;
       if (claims::tasks_of(w) > 0) {
         take(w, i);
         continue;
