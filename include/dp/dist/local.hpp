@@ -26,6 +26,7 @@
 #include <dp/core/error.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
+#include <dp/exec/spin.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 namespace dp::inline DP_ABI::dist {

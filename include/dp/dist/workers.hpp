@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -17,6 +16,8 @@
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
+#include <dp/exec/job_board.hpp>
+#include <dp/exec/spin.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {
@@ -32,7 +33,7 @@ class replica_threads {
                   ? dp::detail::spin_budget
                   : std::chrono::nanoseconds(0)),
         errors_(static_cast<std::size_t>(replicas)),
-        claims_(4 * replicas) {
+        board_(4 * replicas, spin_) {
     for (int i = 1; i < replicas; ++i) {
       threads_.emplace_back([this, i] { loop(i); });
     }
@@ -40,8 +41,7 @@ class replica_threads {
   replica_threads(const replica_threads&) = delete;
   replica_threads& operator=(const replica_threads&) = delete;
   ~replica_threads() {
-    stop_.store(true);
-    post(0, true);
+    board_.close();
     for (auto& t : threads_) {
       t.join();
     }
@@ -49,19 +49,18 @@ class replica_threads {
 
   int size() const noexcept { return n_; }
   /// The most tasks one each() call hands out.
-  int max_tasks() const noexcept { return claims_.max_tasks(); }
+  int max_tasks() const noexcept { return board_.max_tasks(); }
 
   /// Calls fn(i) for i in [0, size()) concurrently; rethrows the lowest replica's exception.
   template <class F>
   void run(F& fn) {
     set(fn);
-    acks_.store(0, std::memory_order_relaxed);
-    post(0, true);
+    board_.post(0, true);
     {
       thread_budget_scope budget(budget_);
       call(0);
     }
-    wait_for(acks_, n_ - 1);
+    board_.wait_finished(n_ - 1);
     for (auto& e : errors_) {
       if (e) {
         std::exception_ptr first = e;
@@ -88,21 +87,20 @@ class replica_threads {
     set(fn);
     failed_task_ = tasks;
     task_error_ = nullptr;
-    acks_.store(0, std::memory_order_relaxed);
     // One task, or no worker: the caller runs it without waking anyone.
-    const std::uint64_t job = post(tasks, n_ > 1 && tasks > 1);
+    const std::uint64_t job = board_.post(tasks, n_ > 1 && tasks > 1);
     {
       thread_budget_scope budget(budget_);
       take(job, 0);
     }
-    wait_for(acks_, tasks);
+    board_.wait_finished(tasks);
     if (task_error_) {
       std::rethrow_exception(std::exchange(task_error_, nullptr));
     }
   }
 
  private:
-  using claims = dp::detail::task_claims;
+  using job_board = dp::detail::job_board;
 
   template <class F>
   void set(F& fn) {
@@ -110,32 +108,16 @@ class replica_threads {
     ctx_ = &fn;
   }
 
-  /// Publishes a new job (and wakes the workers for it); returns its word.
-  std::uint64_t post(int tasks, bool wake) {
-    const std::uint64_t job = claims::pack(++number_, tasks);
-    job_.store(job, std::memory_order_release);
-    // Always stored (a spinning worker must not see the epoch lag behind the word for long);
-    // sleeping workers are woken only when there is work for them.
-    // Sequentially consistent: the store must be visible before notify_all reads whether anyone
-    // waits (a release store may still sit in the store buffer then: a lost wake-up).
-    epoch_.store(static_cast<unsigned>(number_), std::memory_order_seq_cst);
-    if (wake) {
-      epoch_.notify_all();
-    }
-    return job;
-  }
-
   /// Runs thread t's own tasks of job `w`, then any not yet started.
   void take(std::uint64_t w, int t) {
-    const std::uint64_t number = claims::number_of(w);
-    const int tasks = claims::tasks_of(w);
+    const int tasks = job_board::tasks_of(w);
     for (int k = t; k < tasks; k += n_) {
-      if (claims_.claim(k, number)) {
+      if (board_.claim(k, w)) {
         run_task(k);
       }
     }
     for (int k = 0; k < tasks; ++k) {
-      if (k % n_ != t && claims_.claim(k, number)) {
+      if (k % n_ != t && board_.claim(k, w)) {
         run_task(k);
       }
     }
@@ -151,16 +133,7 @@ class replica_threads {
         task_error_ = std::current_exception();
       }
     }
-    acks_.fetch_add(1, std::memory_order_acq_rel);
-    acks_.notify_one();
-  }
-
-  /// Waits until `count` holds `target`, spinning while it pays, then sleeping on the value just
-  /// read (reloading it for wait() could see the last ack and sleep on that value: a lost wake-up).
-  void wait_for(std::atomic<int>& count, int target) {
-    int seen = 0;
-    main_spin_.wait([&] { return (seen = count.load(std::memory_order_acquire)) == target; },
-                    [&] { count.wait(seen, std::memory_order_acquire); });
+    board_.finish();
   }
 
   void call(int i) {
@@ -174,49 +147,30 @@ class replica_threads {
   void loop(int i) {
     thread_budget_scope budget(budget_);
     dp::detail::adaptive_spin spin(spin_);
-    unsigned done = 0;  // the number of the last job this thread took part in
+    unsigned done = 0;
     for (;;) {
-      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != done; },
-                [&] { epoch_.wait(done, std::memory_order_acquire); });
-      if (stop_.load()) {
+      const std::uint64_t w = board_.next(done, spin);
+      if (board_.closed()) {
         return;
       }
-      // The word may hold a later job than the epoch read (each() moves on without waiting for
-      // late workers); a job of every replica at once is never skipped: its caller waits for all.
-      const std::uint64_t w = job_.load(std::memory_order_acquire);
-      const auto number = static_cast<unsigned>(claims::number_of(w));
-      if (number == done) {
-        // post() stores the word before the epoch, so the epoch can still hold the job before
-        // this one: without this check a run() job was called twice, and its extra
-        // acknowledgements hung the caller (seen under ThreadSanitizer).
-        std::this_thread::yield();
-        continue;
-      }
-      done = number;
-      if (claims::tasks_of(w) > 0) {
+      if (job_board::tasks_of(w) > 0) {
         take(w, i);
         continue;
       }
+      // A job of every replica at once is never skipped for a later one: its poster waits for all.
       call(i);
-      acks_.fetch_add(1, std::memory_order_release);
-      acks_.notify_one();
+      board_.finish();
     }
   }
 
   int n_, budget_;
   std::chrono::nanoseconds spin_;
-  dp::detail::adaptive_spin main_spin_{spin_};
   std::vector<std::thread> threads_;
   std::vector<std::exception_ptr> errors_;  // run()'s, per replica
-  claims claims_;                           // each()'s
-  std::mutex error_mutex_;                  // each()'s first failure
+  job_board board_;
+  std::mutex error_mutex_;  // each()'s first failure
   int failed_task_ = 0;
   std::exception_ptr task_error_;
-  std::uint64_t number_ = 0;  // the caller's count of jobs posted
-  std::atomic<std::uint64_t> job_{0};
-  std::atomic<unsigned> epoch_{0};  // the last job's number (low bits): what workers sleep on
-  std::atomic<int> acks_{0};        // run(): workers done; each(): tasks done
-  std::atomic<bool> stop_{false};
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
 };

@@ -13,73 +13,11 @@
 #include <vector>
 
 #include <dp/config.hpp>
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <immintrin.h>
-#define DP_CPU_RELAX() _mm_pause()
-#else
-#define DP_CPU_RELAX() ((void)0)
-#endif
+#include <dp/exec/job_board.hpp>
+#include <dp/exec/spin.hpp>
 
 namespace dp::inline DP_ABI {
 namespace detail {
-
-/// How long a waiter spins before it sleeps: long enough to catch a partner a few microseconds
-/// behind without a futex round trip, short enough not to hold a core the awaited thread may need
-/// (when the machine is shared). Time, not a count of pauses: a pause costs from a few to 140
-/// cycles depending on the CPU (about 20 ns on the Intel Xeon of the CI machines).
-inline constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50);
-
-/// Spins (pausing) until ready() holds or `budget` has passed; returns ready().
-template <class Ready>
-bool spin_until(Ready&& ready, std::chrono::nanoseconds budget = spin_budget) {
-  if (budget.count() <= 0) {
-    return ready();
-  }
-  const auto end = std::chrono::steady_clock::now() + budget;
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (ready()) {
-        return true;
-      }
-      DP_CPU_RELAX();
-    }
-    if (std::chrono::steady_clock::now() >= end) {
-      return ready();
-    }
-  }
-}
-
-/// A waiter's spin budget, set by its last wait: a wait that ended within the budget (the partner
-/// was running and close) spins next time; a longer one (the partner was behind, or not running
-/// because the machine is shared) sleeps at once next time, leaving the core to the thread awaited.
-class adaptive_spin {
- public:
-  explicit adaptive_spin(std::chrono::nanoseconds max = spin_budget) : max_(max), budget_(max) {}
-
-  /// Spins while it pays, then calls block() until ready().
-  template <class Ready, class Block>
-  void wait(Ready&& ready, Block&& block) {
-    if (max_.count() <= 0) {
-      while (!ready()) {
-        block();
-      }
-      return;
-    }
-    const auto start = std::chrono::steady_clock::now();
-    if (spin_until(ready, budget_)) {
-      budget_ = max_;
-      return;
-    }
-    while (!ready()) {
-      block();
-    }
-    budget_ = std::chrono::steady_clock::now() - start <= max_ ? max_ : std::chrono::nanoseconds(0);
-  }
-
- private:
-  std::chrono::nanoseconds max_, budget_;
-};
 
 inline int env_threads() {
   for (const char* name : {"DP_NUM_THREADS", "OMP_NUM_THREADS"}) {
@@ -103,36 +41,6 @@ inline int& thread_budget() {
   return n;
 }
 
-/// The claims on one job's tasks, shared by the host thread pool and dp::parallel's replica
-/// threads. A job is posted as a word: its number (48 bits: no wrap-around in practice) and its task
-/// count (16 bits). Task k runs on the first thread whose compare-exchange moves its claim to the
-/// job's number; a thread that wakes after the job finished (every task claimed with that number
-/// or a later one) takes nothing. So the poster waits for the tasks, never for a thread the OS
-/// has not scheduled yet: the tasks such a thread would have taken are taken by the poster.
-class task_claims {
- public:
-  explicit task_claims(int max_tasks) : claims_(static_cast<std::size_t>(std::clamp(max_tasks, 1, 0xffff))) {}
-
-  int max_tasks() const noexcept { return static_cast<int>(claims_.size()); }
-
-  static std::uint64_t pack(std::uint64_t number, int tasks) {
-    return number << 16 | static_cast<std::uint64_t>(tasks);
-  }
-  static std::uint64_t number_of(std::uint64_t w) { return w >> 16; }
-  static int tasks_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
-
-  /// Takes task k of job `number`; false when another thread has it (or a later job does).
-  bool claim(int k, std::uint64_t number) noexcept {
-    auto& c = claims_[static_cast<std::size_t>(k)];
-    std::uint64_t prev = c.load(std::memory_order_relaxed);
-    return prev < number &&
-           c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed);
-  }
-
- private:
-  std::vector<std::atomic<std::uint64_t>> claims_;
-};
-
 class thread_pool {
  public:
   static thread_pool& instance() {
@@ -153,32 +61,22 @@ class thread_pool {
     }
     fn_ = fn;
     ctx_ = ctx;
-    done_.store(0, std::memory_order_relaxed);
-    const std::uint64_t job = task_claims::pack(++number_, parts);
-    job_.store(job, std::memory_order_release);
-    epoch_.store(static_cast<unsigned>(number_),
-                 std::memory_order_seq_cst);  // visible before notify_all looks for waiters
-    epoch_.notify_all();
+    const std::uint64_t job = board_.post(parts, true);
     take(job);
-    int done = 0;
-    // Sleep on the count just read: a part finished after it wakes this thread.
-    done_spin_.wait([&] { return (done = done_.load(std::memory_order_acquire)) == parts; },
-                    [&] { done_.wait(done, std::memory_order_acquire); });
+    board_.wait_finished(parts);
     busy_.store(false, std::memory_order_release);
     return true;
   }
 
   ~thread_pool() {
-    stop_.store(true);
-    epoch_.fetch_add(1);
-    epoch_.notify_all();
+    board_.close();
     for (auto& t : workers_) {
       t.join();
     }
   }
 
  private:
-  explicit thread_pool(int workers) : claims_(workers + 1) {
+  explicit thread_pool(int workers) : board_(workers + 1) {
     workers_.reserve(std::max(0, workers));
     for (int i = 0; i < workers; ++i) {
       workers_.emplace_back([this] { loop(); });
@@ -186,41 +84,30 @@ class thread_pool {
   }
 
   void take(std::uint64_t job) {
-    const std::uint64_t number = task_claims::number_of(job);
-    for (int p = 0; p < task_claims::tasks_of(job); ++p) {
-      if (claims_.claim(p, number)) {
+    for (int p = 0; p < job_board::tasks_of(job); ++p) {
+      if (board_.claim(p, job)) {
         fn_(ctx_, p);
-        done_.fetch_add(1, std::memory_order_acq_rel);
-        done_.notify_one();
+        board_.finish();
       }
     }
   }
 
   void loop() {
+    // Spin briefly: back-to-back loops (a training step) then start without a futex wake-up.
     adaptive_spin spin;
-    unsigned seen = 0;  // the epoch at construction: a job posted before this thread ran is not missed
+    unsigned done = 0;  // the epoch at construction: a job posted before this thread ran is not missed
     for (;;) {
-      // Spin briefly: back-to-back loops (a training step) then start without a futex wake-up.
-      spin.wait([&] { return epoch_.load(std::memory_order_acquire) != seen; },
-                [&] { epoch_.wait(seen, std::memory_order_acquire); });
-      if (stop_.load()) {
+      const std::uint64_t job = board_.next(done, spin);
+      if (board_.closed()) {
         return;
       }
-      const std::uint64_t job =
-          job_.load(std::memory_order_acquire);  // the latest job, maybe later than the epoch read
-      seen = static_cast<unsigned>(task_claims::number_of(job));
       take(job);
     }
   }
 
   std::vector<std::thread> workers_;
-  task_claims claims_;
-  adaptive_spin done_spin_;  // the caller's, one at a time (busy_)
-  std::atomic<bool> busy_{false}, stop_{false};
-  std::uint64_t number_ = 0;  // the callers' count of jobs posted (one at a time: busy_)
-  std::atomic<std::uint64_t> job_{0};
-  std::atomic<unsigned> epoch_{0};  // the last job's number (low bits): what workers sleep on
-  std::atomic<int> done_{0};        // parts of the current job finished
+  job_board board_;
+  std::atomic<bool> busy_{false};  // one poster at a time
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
 };
