@@ -12,6 +12,7 @@
 //                         process, default and deterministic mode
 // benchmarks/run runs it at 1 and 2 ranks beside PyTorch DDP (compare/torch_ddp.py).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -26,25 +27,37 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-/// Median over `runs` of the seconds `f` takes, each run repeated until it lasts `min_s`.
+/// The seconds one call of `f` takes: calls repeated until they last `min_s`.
 template <class F>
-double median_seconds(F&& f, int runs = 5, double min_s = 0.4) {
-  std::vector<double> per_call;
-  for (int r = 0; r < runs; ++r) {
-    int n = 0;
-    const auto t0 = clock_type::now();
-    double s = 0;
-    // Every rank must make the same number of calls (they are collectives): rank 0 decides.
-    for (int go = 1; go != 0; ++n) {
-      f();
-      s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      go = s < min_s ? 1 : 0;
-      MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    }
-    per_call.push_back(s / n);
+double seconds_per_call(F& f, double min_s) {
+  int n = 0;
+  const auto t0 = clock_type::now();
+  double s = 0;
+  // Every rank must make the same number of calls (they are collectives): rank 0 decides.
+  for (int go = 1; go != 0; ++n) {
+    f();
+    s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    go = s < min_s ? 1 : 0;
+    MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
   }
-  std::sort(per_call.begin(), per_call.end());
-  return per_call[per_call.size() / 2];
+  return s / n;
+}
+
+/// The median over `runs` of each function's seconds per call, the functions taking turns run by
+/// run, so that a compared pair sees the same machine (a shared VM's speed drifts over seconds).
+template <class... F>
+std::array<double, sizeof...(F)> interleaved_medians(int runs, double min_s, F&&... f) {
+  std::array<std::vector<double>, sizeof...(F)> per_call;
+  for (int r = 0; r < runs; ++r) {
+    std::size_t k = 0;
+    ((per_call[k++].push_back(seconds_per_call(f, min_s))), ...);
+  }
+  std::array<double, sizeof...(F)> out{};
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    std::sort(per_call[k].begin(), per_call[k].end());
+    out[k] = per_call[k][per_call[k].size() / 2];
+  }
+  return out;
 }
 
 }  // namespace
@@ -66,33 +79,30 @@ int main(int argc, char** argv) {
     par.backward(nn::cross_entropy, x, y);
     opt.step();
   }
-  const double step_s = median_seconds([&] {
-    par.backward(nn::cross_entropy, x, y);
-    opt.step();
-  });
-  const double compute_s = median_seconds([&] { par.backward(nn::cross_entropy, x, y, dp::no_sync); });
-
   // The deterministic mode on the same ranks (each share, 256 / ranks, is whole chunks of 128).
-  auto steps_of = [&](auto& p) {
-    auto o = dp::optim::sgd(p, {.lr = 0.01, .momentum = 0.9});
-    return median_seconds([&] {
-      p.backward(nn::cross_entropy, x, y);
-      o.step();
-    });
-  };
   nn::manual_seed(0);
   dp::parallel<large_mlp> det{large_mlp{}, world, {.deterministic = true, .chunk = dp::index_t{128}}};
-  const double det_s = steps_of(det);
+  auto det_opt = dp::optim::sgd(det, {.lr = 0.01, .momentum = 0.9});
+  auto step = [&](auto& p, auto& o) {
+    p.backward(nn::cross_entropy, x, y);
+    o.step();
+  };
+  const auto [step_s, compute_s, det_s] = interleaved_medians(
+      5, 0.4, [&] { step(par, opt); }, [&] { par.backward(nn::cross_entropy, x, y, dp::no_sync); },
+      [&] { step(det, det_opt); });
   // One process, 2 host workers of one thread each: default against deterministic.
   double workers2_s = 0, workers2_det_s = 0;
   if (world.size() == 1) {
     nn::manual_seed(0);
     dp::parallel<large_mlp> two{large_mlp{}, {dp::cpu(0), dp::cpu(1)}};
-    workers2_s = steps_of(two);
     nn::manual_seed(0);
     dp::parallel<large_mlp> two_det{
         large_mlp{}, {dp::cpu(0), dp::cpu(1)}, {.deterministic = true, .chunk = dp::index_t{128}}};
-    workers2_det_s = steps_of(two_det);
+    auto two_opt = dp::optim::sgd(two, {.lr = 0.01, .momentum = 0.9});
+    auto two_det_opt = dp::optim::sgd(two_det, {.lr = 0.01, .momentum = 0.9});
+    const auto t = interleaved_medians(5, 0.4, [&] { step(two, two_opt); }, [&] { step(two_det, two_det_opt); });
+    workers2_s = t[0];
+    workers2_det_s = t[1];
   }
 
   // The all-reduce alone: the flat gradient in dp::parallel's buckets, through the same kind of
@@ -105,13 +115,14 @@ int main(int argc, char** argv) {
   dp::dist::mpi_communicator comm = world.make_communicator({});
   const auto buckets = dp::dist::make_buckets(par.layout(), n, sizeof(float), dp::parallel_options{}.bucket_bytes,
                                               dp::parallel_options{}.first_bucket_bytes);
-  const double dp_ar = median_seconds([&] {
-    for (const auto& b : buckets) {
-      dp::tensor<float> part = grads.slice(0, b.begin, b.end);
-      comm.all_reduce(part, dp::dist::reduce_op::sum);
-    }
-  });
-  const double raw_ar = median_seconds(
+  const auto [dp_ar, raw_ar] = interleaved_medians(
+      5, 0.4,
+      [&] {
+        for (const auto& b : buckets) {
+          dp::tensor<float> part = grads.slice(0, b.begin, b.end);
+          comm.all_reduce(part, dp::dist::reduce_op::sum);
+        }
+      },
       [&] { MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
   if (world.rank() == 0) {
     std::printf(
