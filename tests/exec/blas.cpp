@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -90,6 +91,47 @@ TEST_CASE("host float GEMMs on either side of the oneDNN rule match float64 for 
       CHECK(worst < 1e-5 * k);
       CHECK(pad == 0);  // the padding between rows is not written
     }
+  }
+}
+
+TEST_CASE("DP_ONEDNN is 0 or 1 (unset: on); anything else is an error naming the variable and its values") {
+  CHECK(dp::detail::onednn_env(nullptr));
+  CHECK(dp::detail::onednn_env(""));
+  CHECK(dp::detail::onednn_env("1"));
+  CHECK_FALSE(dp::detail::onednn_env("0"));
+  for (const char* bad : {"yes", "01", " 1", "off"}) {
+    CHECK_THROWS_WITH_AS(dp::detail::onednn_env(bad),
+                         doctest::Contains("DP_ONEDNN must be 0 (every GEMM through OpenBLAS) or 1"), dp::value_error);
+    CHECK_THROWS_WITH_AS(dp::detail::onednn_env(bad), doctest::Contains((std::string("got '") + bad + "'").c_str()),
+                         dp::value_error);
+  }
+}
+
+TEST_CASE("use_onednn(false) sends every GEMM to OpenBLAS, with the same product; use_onednn(true) gives it back") {
+  const auto a = dp::randn<float>({64, 128}, dp::cpu(), 11), b = dp::randn<float>({128, 128}, dp::cpu(), 12);
+  const auto av = a.to_vector(), bv = b.to_vector();
+  std::vector<double> want(64 * 128);
+  for (int i = 0; i < 64; ++i) {  // the product in float64 loops
+    for (int j = 0; j < 128; ++j) {
+      for (int k = 0; k < 128; ++k) {
+        want[i * 128 + j] += static_cast<double>(av[i * 128 + k]) * bv[k * 128 + j];
+      }
+    }
+  }
+  REQUIRE(dp::onednn_enabled() == dp::detail::has_onednn);
+  dp::use_onednn(false);
+  CHECK_FALSE(dp::onednn_enabled());
+  auto before = dp::counters();
+  const auto off = dp::matmul(a, b).to_vector();
+  CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
+  dp::use_onednn(true);
+  CHECK(dp::onednn_enabled() == dp::detail::has_onednn);
+  before = dp::counters();
+  const auto on = dp::matmul(a, b).to_vector();
+  CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (dp::detail::has_onednn ? 1 : 0));
+  for (std::size_t i = 0; i < want.size(); ++i) {  // float products of 128 terms against double loops
+    REQUIRE(std::fabs(off[i] - want[i]) <= 1e-4 * (1 + std::fabs(want[i])));
+    REQUIRE(std::fabs(on[i] - want[i]) <= 1e-4 * (1 + std::fabs(want[i])));
   }
 }
 

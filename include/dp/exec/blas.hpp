@@ -63,7 +63,7 @@ template <class T>
 void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
 #if DP_HAS_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
-    if (onednn_takes(c.rows, c.cols, a.cols) &&
+    if (onednn_takes(c.rows, c.cols, a.cols) && onednn_enabled() &&
         onednn_sgemm(a.trans, b.trans, c.rows, c.cols, a.cols, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
       DP_COUNT(onednn_gemms, 1);
       return;

@@ -10,9 +10,13 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 
 #if DP_HAS_ONEDNN
 #include <dlfcn.h>
@@ -24,6 +28,21 @@ namespace dp::inline DP_ABI::detail {
 /// Whether oneDNN computes an m x n x k float product, when dp has it (the rule measured above).
 constexpr bool onednn_takes(index_t m, index_t n, index_t k) {
   return std::min({m, n, k}) >= 16 && m * n * k >= (index_t{1} << 17);
+}
+
+/// DP_ONEDNN's value at start: unset or empty is on; "1" on, "0" off (GEMMs through OpenBLAS only).
+inline bool onednn_env(const char* v) {
+  const std::string_view s = v == nullptr ? "" : v;
+  DP_CHECK(s.empty() || s == "0" || s == "1", value_error,
+           "dp: the environment variable DP_ONEDNN must be 0 (every GEMM through OpenBLAS) or 1 (oneDNN for the "
+           "float shapes it is faster on, the default), got '",
+           s, "'");
+  return s != "0";
+}
+/// The process's switch (dp::use_onednn), read from DP_ONEDNN on first use.
+inline std::atomic<bool>& onednn_switch() {
+  static std::atomic<bool> on{onednn_env(std::getenv("DP_ONEDNN"))};
+  return on;
 }
 
 #if DP_HAS_ONEDNN
@@ -76,3 +95,17 @@ inline constexpr bool has_onednn = false;
 #endif
 
 }  // namespace dp::inline DP_ABI::detail
+
+namespace dp::inline DP_ABI {
+
+/// Whether float GEMMs of the shapes oneDNN is faster on go to oneDNN (dp built with it, and not
+/// switched off by use_onednn(false) or DP_ONEDNN=0).
+inline bool onednn_enabled() { return detail::has_onednn && detail::onednn_switch().load(std::memory_order_relaxed); }
+
+/// Switches the oneDNN path on or off for the process (no effect in a build without oneDNN). oneDNN
+/// generates its kernels on its first GEMM, 20-45 ms once per process on the machines measured: a
+/// job of well under a second (the digits example) runs faster without it, a longer one with it.
+/// The two libraries round differently, so switch before training, not during it.
+inline void use_onednn(bool on) { detail::onednn_switch().store(on, std::memory_order_relaxed); }
+
+}  // namespace dp::inline DP_ABI
