@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -145,3 +147,87 @@ TEST_CASE("oneDNN takes float products with every side >= 16 and >= 2^17 multipl
   (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}));
   CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (dp::detail::has_onednn ? 1 : 0));
 }
+
+#if DP_HAS_ONEDNN
+namespace {
+/// One product with random operands (leading dimensions padded by 1), its float64 answer, and a check.
+struct onednn_problem {
+  int m, n, k;
+  bool ta, tb;
+  float alpha, beta;
+  int lda, ldb, ldc;
+  std::vector<float> a, b, c0;
+  std::vector<double> want;
+
+  onednn_problem(int m_, int n_, int k_, bool ta_, bool tb_, float alpha_, float beta_, unsigned seed)
+      : m(m_),
+        n(n_),
+        k(k_),
+        ta(ta_),
+        tb(tb_),
+        alpha(alpha_),
+        beta(beta_),
+        lda((ta ? m : k) + 1),
+        ldb((tb ? k : n) + 1),
+        ldc(n + 1),
+        a((ta ? k : m) * lda),
+        b((tb ? n : k) * ldb),
+        c0(m * ldc) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (auto* v : {&a, &b, &c0}) {
+      std::generate(v->begin(), v->end(), [&] { return u(rng); });
+    }
+    want = ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc);
+  }
+  /// Whether oneDNN computed it on this thread, every element within float rounding of float64.
+  bool right_by_onednn() const {
+    std::vector<float> c = c0;
+    if (!dp::detail::onednn_sgemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc)) {
+      return false;
+    }
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < ldc; ++j) {
+        const double d = std::abs(double(c[i * ldc + j]) - want[i * ldc + j]);
+        if (j < n ? d > 1e-5 * k : c[i * ldc + j] != c0[i * ldc + j]) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+};
+}  // namespace
+
+TEST_CASE("oneDNN's products are right on several threads at once, and past the shapes a thread keeps") {
+  // Each thread makes its own primitives (and oneDNN shares their kernels): four threads run the
+  // same products side by side, plus one of their own, 20 times over.
+  const std::vector<onednn_problem> common{{64, 128, 128, false, true, 1.f, 0.f, 1},
+                                           {128, 128, 64, true, false, 1.f, 1.f, 2},
+                                           {64, 128, 128, false, false, 0.5f, -2.f, 3}};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const onednn_problem own{32 + 16 * t, 64, 96, t % 2 == 1, t >= 2, 1.f, 0.f, 10u + t};
+      for (int rep = 0; rep < 20; ++rep) {
+        for (const auto* p : {&common[0], &common[1], &common[2], &own}) {
+          wrong += p->right_by_onednn() ? 0 : 1;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  CHECK(wrong == 0);
+  // More shapes than a thread keeps: the list starts again and every product stays right.
+  const int shapes = static_cast<int>(dp::detail::onednn_thread_gemms::max_shapes) + 6;
+  int right = 0;
+  for (int s = 0; s < shapes; ++s) {
+    right += onednn_problem{16 + s, 32, 64, s % 2 == 0, s % 3 == 0, 1.f, s % 2 ? 1.f : 0.f, 100u + s}.right_by_onednn();
+  }
+  CHECK(right == shapes);
+  CHECK(common[0].right_by_onednn());  // and a shape dropped from the list is made again
+}
+#endif
