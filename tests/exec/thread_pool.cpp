@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -68,4 +70,31 @@ TEST_CASE("many back-to-back loops: each part runs once, however late a worker w
   }
   CHECK(total.load() == covered);
   CHECK(parts.load() == calls);
+}
+
+TEST_CASE(
+    "DP_NUM_THREADS is a whole number of threads from 1 to 4096, or an error naming it; OMP_NUM_THREADS is read as "
+    "OpenMP does") {
+  using dp::detail::env_threads;
+  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  CHECK(env_threads(nullptr, nullptr) == hardware);
+  CHECK(env_threads("", nullptr) == hardware);
+  CHECK(env_threads("3", nullptr) == 3);
+  CHECK(env_threads("4096", nullptr) == 4096);
+  CHECK(env_threads("2", "7") == 2);  // dp's own variable first
+  for (const char* bad : {"4abc", "abc", "0", "-1", " 3", "3 ", "1.5", "4097", "99999999999"}) {
+    CHECK_THROWS_WITH_AS(env_threads(bad, "2"),
+                         doctest::Contains("DP_NUM_THREADS must be a whole number of threads from 1 to 4096"),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS(env_threads(bad, nullptr), doctest::Contains((std::string("got '") + bad + "'").c_str()),
+                         dp::value_error);
+  }
+  // OpenMP's list gives the outer level first; what OpenMP would not take as a count is not dp's to
+  // reject, and leaves the hardware's.
+  CHECK(env_threads(nullptr, "5") == 5);
+  CHECK(env_threads(nullptr, "6,2") == 6);
+  CHECK(env_threads(nullptr, " 3 ") == 3);
+  for (const char* ignored : {"abc", "0", "-2", "9999999999", ",4", ""}) {
+    CHECK(env_threads(nullptr, ignored) == hardware);
+  }
 }

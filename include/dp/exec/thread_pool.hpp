@@ -5,31 +5,58 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 #include <dp/exec/job_board.hpp>
 #include <dp/exec/spin.hpp>
 
 namespace dp::inline DP_ABI {
 namespace detail {
 
-inline int env_threads() {
-  for (const char* name : {"DP_NUM_THREADS", "OMP_NUM_THREADS"}) {
-    if (const char* v = std::getenv(name); v && *v) {
-      const int n = std::atoi(v);
-      if (n > 0) {
-        return n;
-      }
+/// The most threads the environment may ask for: more is a typo, not a machine (each is a thread
+/// the pool starts).
+inline constexpr int max_env_threads = 4096;
+
+/// `s` as a thread count from 1 to max_env_threads, all of it a number; 0 when it is not one.
+inline int env_thread_count(std::string_view s) {
+  int n = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  return ec == std::errc{} && end == s.data() + s.size() && n >= 1 && n <= max_env_threads ? n : 0;
+}
+
+/// The pool's starting size: DP_NUM_THREADS (dp's: anything but a count is an error naming it), else
+/// OMP_NUM_THREADS as OpenMP reads it (the first entry of its list; a value OpenMP would ignore is
+/// ignored here too), else the hardware threads.
+inline int env_threads(const char* dp_value, const char* omp_value) {
+  if (dp_value != nullptr && *dp_value != '\0') {
+    const int n = env_thread_count(dp_value);
+    DP_CHECK(n > 0, value_error,
+             "dp: the environment variable DP_NUM_THREADS must be a whole number of threads from 1 to ",
+             max_env_threads, ", got '", dp_value, "'");
+    return n;
+  }
+  if (omp_value != nullptr) {
+    std::string_view s = omp_value;
+    s = s.substr(0, s.find(','));
+    const auto first = s.find_first_not_of(" \t"), last = s.find_last_not_of(" \t");
+    if (const int n = first == std::string_view::npos ? 0 : env_thread_count(s.substr(first, last - first + 1));
+        n > 0) {
+      return n;
     }
   }
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
+inline int env_threads() { return env_threads(std::getenv("DP_NUM_THREADS"), std::getenv("OMP_NUM_THREADS")); }
 
 inline std::atomic<int>& global_threads() {
   static std::atomic<int> n{env_threads()};
