@@ -3,7 +3,9 @@
 // through dnnl_sgemm (which dp used before, and which generates its whole kernel family on its first
 // NN or TN call). One process per measurement, so benchmarks/run starts each afresh; prints JSON.
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +18,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_gemm_first dp|sgemm\n");
     return 2;
   }
+  if (how == "dp" && !dp::onednn_enabled()) {  // it would time OpenBLAS
+    std::fprintf(stderr, "bench_gemm_first: dp's oneDNN path is off (DP_ONEDNN=0)\n");
+    return 1;
+  }
   dp::set_num_threads(1);
   struct shape {
     int m, n, k;
@@ -26,6 +32,7 @@ int main(int argc, char** argv) {
                           {64, 128, 128, false, true}, {64, 128, 128, false, false}, {128, 128, 64, true, false},
                           {128, 64, 64, true, false}};
   std::vector<float> a(256 * 256, 0.5f), b(256 * 256, 0.25f), c(256 * 256);
+  dp::detail::blas_single_thread_once();  // OpenBLAS's set-up, outside the time in both ways
   const auto start = std::chrono::steady_clock::now();
   double first_ms = 0;
   for (const auto& s : shapes) {

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -221,13 +222,62 @@ TEST_CASE("oneDNN's products are right on several threads at once, and past the 
     th.join();
   }
   CHECK(wrong == 0);
-  // More shapes than a thread keeps: the list starts again and every product stays right.
+  // One shape with other constants or storage is another primitive: alpha, beta and each leading
+  // dimension are part of what a primitive is made for (one thread, one after another, twice).
+  CHECK(common[0].right_by_onednn());
+  for (int rep = 0; rep < 2; ++rep) {
+    for (const auto& p : {onednn_problem{48, 80, 96, false, true, 1.f, 0.f, 20},
+                          {48, 80, 96, false, true, 0.5f, 0.f, 21},
+                          {48, 80, 96, false, true, 1.f, 1.f, 22},
+                          {48, 80, 96, false, true, 1.f, -2.f, 23}}) {
+      CHECK(p.right_by_onednn());
+    }
+    onednn_problem wider{48, 80, 96, false, true, 1.f, 0.f, 24};  // the same shape, A's rows 5 apart more
+    wider.lda += 5;
+    wider.a.resize(static_cast<std::size_t>(wider.m) * wider.lda);
+    wider.want =
+        ref_gemm(false, true, 48, 80, 96, 1.f, wider.a, wider.lda, wider.b, wider.ldb, 0.f, wider.c0, wider.ldc);
+    CHECK(wider.right_by_onednn());
+  }
+  // More shapes than a thread keeps: new ones replace rarely used ones, every product stays right,
+  // and a shape replaced is made again.
   const int shapes = static_cast<int>(dp::detail::onednn_thread_gemms::max_shapes) + 6;
   int right = 0;
   for (int s = 0; s < shapes; ++s) {
     right += onednn_problem{16 + s, 32, 64, s % 2 == 0, s % 3 == 0, 1.f, s % 2 ? 1.f : 0.f, 100u + s}.right_by_onednn();
   }
   CHECK(right == shapes);
-  CHECK(common[0].right_by_onednn());  // and a shape dropped from the list is made again
+  for (int s = 0; s < shapes; ++s) {
+    right -= onednn_problem{16 + s, 32, 64, s % 2 == 0, s % 3 == 0, 1.f, s % 2 ? 1.f : 0.f, 100u + s}.right_by_onednn();
+  }
+  CHECK(right == 0);
+}
+
+TEST_CASE("oneDNN follows BLAS's rules for zero constants: beta 0 does not read C, alpha 0 does not read A or B") {
+  onednn_problem p{64, 128, 128, false, true, 1.f, 0.f, 30};
+  std::fill(p.c0.begin(), p.c0.end(), std::numeric_limits<float>::quiet_NaN());
+  p.want =
+      ref_gemm(false, true, 64, 128, 128, 1.f, p.a, p.lda, p.b, p.ldb, 0.f, std::vector<float>(p.c0.size()), p.ldc);
+  std::vector<float> c = p.c0;
+  const dp::detail::mat_ref<const float> ma{p.a.data(), 64, 128, p.lda, false}, mb{p.b.data(), 128, 128, p.ldb, true};
+  const dp::detail::mat_ref<float> mc{c.data(), 64, 128, p.ldc, false};
+  dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, 1.f, 0.f);
+  for (int i = 0; i < 64; ++i) {
+    for (int j = 0; j < 128; ++j) {
+      REQUIRE(std::abs(double(c[i * p.ldc + j]) - p.want[i * p.ldc + j]) <= 1e-5 * 128);
+    }
+  }
+  // alpha 0: C = beta C, even with an infinity in A (0 * inf would be NaN).
+  p.a[0] = std::numeric_limits<float>::infinity();
+  std::vector<float> c2(c.size(), 2.f);
+  const dp::detail::mat_ref<float> mc2{c2.data(), 64, 128, p.ldc, false};
+  dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc2, 0.f, 0.5f);
+  int halved = 0;
+  for (int i = 0; i < 64; ++i) {
+    for (int j = 0; j < 128; ++j) {
+      halved += c2[i * p.ldc + j] == 1.f;
+    }
+  }
+  CHECK(halved == 64 * 128);
 }
 #endif
