@@ -93,18 +93,6 @@ void onednn(benchmark::State& st, gemm_shape s) {
   }
   set_flops(st, s);
 }
-/// oneDNN's sgemm function, which dp used before its matmul primitives: as fast once running, but
-/// its first call generates every kernel of the family (exec/onednn.hpp).
-void onednn_sgemm_fn(benchmark::State& st, gemm_shape s) {
-  operands o(s);
-  const dp::detail::onednn_one_thread one;
-  for (auto _ : st) {
-    dnnl_sgemm(s.ta ? 'T' : 'N', s.tb ? 'T' : 'N', s.m, s.n, s.k, 1.f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.f,
-               o.c.data(), o.ldc);
-    benchmark::ClobberMemory();
-  }
-  set_flops(st, s);
-}
 #endif
 
 #if DP_BENCH_LIBXSMM
@@ -167,9 +155,6 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
 #if DP_HAS_ONEDNN
     benchmark::RegisterBenchmark((base + "oneDNN").c_str(), onednn, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((base + "oneDNN sgemm").c_str(), onednn_sgemm_fn, s)
-        ->UseRealTime()
-        ->Unit(benchmark::kMicrosecond);
 #endif
 #if DP_BENCH_LIBXSMM
     benchmark::RegisterBenchmark((base + "LIBXSMM").c_str(), libxsmm, s)->UseRealTime()->Unit(benchmark::kMicrosecond);

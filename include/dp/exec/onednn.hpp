@@ -2,15 +2,16 @@
 // (DP_HAS_ONEDNN=1: CMake sets it when oneDNN is found; DP_WITH_ONEDNN=OFF leaves it out).
 //
 // Why oneDNN and where (benchmarks/RESULTS.md, "GEMM by shape", one thread): on the shapes of small
-// MLPs it takes 65-80% of OpenBLAS's time, the transposed-B products of every linear layer's
+// MLPs its sgemm takes 65-80% of OpenBLAS's time, the transposed-B products of every linear layer's
 // forward included, which LIBXSMM's JIT kernels cannot take without a copy; on large shapes it is
-// as fast or faster. Its calls cost more than OpenBLAS's, which wins on products with a side under
-// 16 or under 2^17 multiply-adds: those stay with OpenBLAS. Double stays with OpenBLAS (oneDNN has
-// no dgemm). How dp calls it: exec/onednn_matmul.hpp.
+// as fast or faster. A call costs it about 0.2 us more than OpenBLAS, which loses on products with
+// a side under 16 or under 2^17 multiply-adds: those stay with OpenBLAS. Double stays with OpenBLAS
+// (oneDNN has no dgemm).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
@@ -18,7 +19,8 @@
 #include <dp/core/error.hpp>
 
 #if DP_HAS_ONEDNN
-#include <dp/exec/onednn_matmul.hpp>
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
 #endif
 
 namespace dp::inline DP_ABI::detail {
@@ -45,6 +47,49 @@ inline std::atomic<bool>& onednn_switch() {
 
 #if DP_HAS_ONEDNN
 inline constexpr bool has_onednn = true;
+
+/// oneDNN threads with OpenMP; dp splits GEMMs over its own pool, so each call runs on its caller:
+/// the caller's OpenMP thread count is 1 for the call and restored after (a program's own OpenMP
+/// regions keep theirs). Found at run time: a oneDNN built on another threading runtime has none.
+class onednn_one_thread {
+ public:
+  onednn_one_thread() {
+    const auto& f = fns();
+    if (f.get && f.set) {
+      saved_ = f.get();
+      if (saved_ != 1) {
+        f.set(1);
+      }
+    }
+  }
+  ~onednn_one_thread() {
+    if (saved_ > 1) {
+      fns().set(saved_);
+    }
+  }
+  onednn_one_thread(const onednn_one_thread&) = delete;
+  onednn_one_thread& operator=(const onednn_one_thread&) = delete;
+
+ private:
+  struct omp_fns {
+    int (*get)() = nullptr;
+    void (*set)(int) = nullptr;
+  };
+  static const omp_fns& fns() {
+    static const omp_fns f{reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads")),
+                           reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))};
+    return f;
+  }
+  int saved_ = 1;
+};
+
+/// C = alpha op(A) op(B) + beta C, all row-major, through oneDNN; false when oneDNN refused (the
+/// caller then uses BLAS: the result is the same product).
+inline bool onednn_sgemm(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
+                         const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+  const onednn_one_thread one;
+  return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == dnnl_success;
+}
 #else
 inline constexpr bool has_onednn = false;
 #endif
@@ -57,10 +102,10 @@ namespace dp::inline DP_ABI {
 /// switched off by use_onednn(false) or DP_ONEDNN=0).
 inline bool onednn_enabled() { return detail::has_onednn && detail::onednn_switch().load(std::memory_order_relaxed); }
 
-/// Switches the oneDNN path on or off for the process (no effect in a build without oneDNN). The two
-/// libraries round differently, so switch before training, not during it: with it off, every GEMM
-/// goes to OpenBLAS (to compare with a build without oneDNN, or to leave oneDNN's start-up of about
-/// 1 ms and 0.1-0.3 ms per new product shape out of a very short job).
+/// Switches the oneDNN path on or off for the process (no effect in a build without oneDNN). oneDNN
+/// generates its kernels on its first GEMM, 20-45 ms once per process on the machines measured: a
+/// job of well under a second (the digits example) runs faster without it, a longer one with it.
+/// The two libraries round differently, so switch before training, not during it.
 inline void use_onednn(bool on) { detail::onednn_switch().store(on, std::memory_order_relaxed); }
 
 }  // namespace dp::inline DP_ABI
