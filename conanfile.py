@@ -4,9 +4,9 @@ The package is what `cmake --install` produces (headers, share/cmake/dp, share/p
 Conan consumers load the same dpConfig.cmake as everyone else: CMakeDeps generates nothing for dp
 ("cmake_find_mode" "none") and the toolchain puts share/cmake/dp on CMAKE_PREFIX_PATH. That config
 finds OpenBLAS, zlib and threads on the system (nothing comes from Conan Center) and defines dp::dp
-(with oneDNN when the consumer's machine has it: dp_HOST_GEMM) plus the components the package was
+(with oneDNN and LIBXSMM when the consumer's machine has them: dp_HOST_GEMM) plus the components the package was
 built with: the options cuda and mpi add dp::cuda (and dp::nccl when NCCL is found) and dp::mpi. The
-components below describe the same targets to other generators (dp::dp there without oneDNN).
+components below describe the same targets to other generators (dp::dp there without oneDNN and LIBXSMM).
 """
 import os
 import re

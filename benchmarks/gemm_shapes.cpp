@@ -1,7 +1,7 @@
 // Single-precision GEMMs of the shapes dp's small and large MLPs and the digits model run, on one
 // thread: dp's choice (dp::detail::gemm) beside OpenBLAS, oneDNN, LIBXSMM and Eigen called
 // directly. The table in benchmarks/RESULTS.md ("GEMM by shape") comes from this binary; it is how
-// dp's rule for which library takes which shape was chosen (include/dp/exec/onednn.hpp).
+// dp's rule for which library takes which shape was chosen (include/dp/exec/libxsmm.hpp, onednn.hpp).
 //
 // Names: gemm/<shape>/<library>. Row-major C = op(A) op(B) with op given as NN, NT (a linear
 // layer's forward, x W^T) or TN (its weight gradient, G^T x). LIBXSMM's JIT kernels take neither
@@ -15,10 +15,6 @@
 #include <dp/dp.hpp>
 
 #include "common.hpp"
-
-#if DP_BENCH_LIBXSMM
-#include <libxsmm.h>
-#endif
 
 namespace {
 
@@ -68,7 +64,10 @@ void dp_choice(benchmark::State& st, gemm_shape s) {
     dp::detail::gemm(dp::detail::host_target{}, a, b, c, 1.f, 0.f);
     benchmark::ClobberMemory();
   }
-  st.SetLabel(dp::detail::has_onednn && dp::detail::onednn_takes(s.m, s.n, s.k) ? "oneDNN" : "OpenBLAS");
+  const bool by_libxsmm = dp::detail::has_libxsmm && dp::detail::libxsmm_takes(s.tb, s.m, s.n, s.k, 1.f, 0.f);
+  st.SetLabel(by_libxsmm                                                          ? "LIBXSMM"
+              : dp::detail::has_onednn && dp::detail::onednn_takes(s.m, s.n, s.k) ? "oneDNN"
+                                                                                  : "OpenBLAS");
   set_flops(st, s);
 }
 
@@ -95,7 +94,7 @@ void onednn(benchmark::State& st, gemm_shape s) {
 }
 #endif
 
-#if DP_BENCH_LIBXSMM
+#if DP_HAS_LIBXSMM
 // Column-major: C^T (n x m) = op(B)^T op(A)^T, so B's storage is the first operand and A's the second.
 void libxsmm(benchmark::State& st, gemm_shape s) {
   operands o(s);
@@ -144,7 +143,7 @@ void eigen(benchmark::State& st, gemm_shape s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-#if DP_BENCH_LIBXSMM
+#if DP_HAS_LIBXSMM
   libxsmm_init();
 #endif
   for (const auto& s : shapes) {
@@ -156,7 +155,7 @@ int main(int argc, char** argv) {
 #if DP_HAS_ONEDNN
     benchmark::RegisterBenchmark((base + "oneDNN").c_str(), onednn, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
 #endif
-#if DP_BENCH_LIBXSMM
+#if DP_HAS_LIBXSMM
     benchmark::RegisterBenchmark((base + "LIBXSMM").c_str(), libxsmm, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
 #endif
     benchmark::RegisterBenchmark((base + "Eigen").c_str(), eigen, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -164,7 +163,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-#if DP_BENCH_LIBXSMM
+#if DP_HAS_LIBXSMM
   libxsmm_finalize();
 #endif
 }

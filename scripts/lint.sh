@@ -26,8 +26,8 @@ defs=(-DDP_TEST_PROJECT_DIR=\".\" -DDP_TEST_SOURCE_DIR=\"tests\" -DDP_EXAMPLE_DA
 # MPI's headers and dp's MPI code for every unit (tests/mpi and examples/distributed need them).
 read -r -a mpi_flags <<<"$(mpicxx --showme:compile)"
 defs+=(-DDP_HAS_MPI=1 "${mpi_flags[@]}")
-# oneDNN's GEMM path too (scripts/setup.sh installs libdnnl-dev): without it exec/onednn.hpp is
-# preprocessed away and never checked.
-defs+=(-DDP_HAS_ONEDNN=1)
+# oneDNN's and LIBXSMM's GEMM paths too (scripts/setup.sh installs libdnnl-dev and libxsmm-dev):
+# without them exec/onednn.hpp and exec/libxsmm.hpp are preprocessed away and never checked.
+defs+=(-DDP_HAS_ONEDNN=1 -DDP_HAS_LIBXSMM=1)
 printf '%s\n' "${units[@]}" | xargs -P "$(nproc)" -I{} "$clang_tidy" -quiet {} -- -std=c++20 -Iinclude "${defs[@]}"
 echo "lint: clang-tidy clean on ${#units[@]} translation units ($((SECONDS - start)) s)"

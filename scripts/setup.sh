@@ -2,8 +2,7 @@
 # Installs what dp's build, tests, examples and benchmarks need on Debian 12 (idempotent).
 # The CUDA toolkit, when present, is expected at /usr/local/cuda (it is not an apt package here).
 set -euo pipefail
-# libdnnl-dev: oneDNN, which dp uses for the float GEMMs it is faster on; libxsmm-dev: a peer in the
-# GEMM-by-shape benchmark only.
+# libdnnl-dev and libxsmm-dev: oneDNN and LIBXSMM, which dp uses for the float GEMMs they are faster on.
 packages=(cmake make g++ python3 python3-pip doctest-dev libopenblas-dev libeigen3-dev libbenchmark-dev zlib1g-dev
           libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev pkg-config git libdnnl-dev libxsmm-dev)
 missing=()

@@ -20,8 +20,9 @@ start=$SECONDS
 times="$root/$build/compile_times.txt"
 mkdir -p "$build"
 : >"$times"
-# DP_WITH_ONEDNN=ON: the suite must test the oneDNN GEMM path (a missing oneDNN is an error here).
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
+# DP_WITH_ONEDNN=ON, DP_WITH_LIBXSMM=ON: the suite must test both GEMM paths (a missing library is an
+# error here).
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DDP_WITH_LIBXSMM=ON -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
   -DCMAKE_CUDA_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times"
 cmake --build "$build" -j "$(nproc)"
 echo "build took $((SECONDS - start)) s (wall, $(nproc) jobs)"

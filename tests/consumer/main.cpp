@@ -1,5 +1,5 @@
-// Uses an installed dp: a fused expression, a reduction and matmuls (OpenBLAS, and oneDNN when the
-// config found it), checked exactly.
+// Uses an installed dp: a fused expression, a reduction and matmuls (OpenBLAS, and oneDNN and LIBXSMM
+// when the config found them), checked exactly.
 #include <cstdio>
 
 #include <dp/dp.hpp>
@@ -14,17 +14,27 @@ int main() {
     std::printf("dp consumer: wrong values: sum %g (expected 588), dot %g (expected 12)\n", sum, dot);
     return 1;
   }
-  // A product of the size oneDNN takes when the config found it (exact: sums of 128 ones).
+  // Products of the sizes oneDNN (x W^T) and LIBXSMM (x W) take when the config found them (exact:
+  // sums of 128 ones).
 #ifndef DP_CONSUMER_EXPECT_ONEDNN
 #define DP_CONSUMER_EXPECT_ONEDNN 0
 #endif
-  const float big = dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}))[63][127].item();
-  if (big != 128.f || dp::detail::has_onednn != bool(DP_CONSUMER_EXPECT_ONEDNN)) {
-    std::printf("dp consumer: 64x128x128 product %g (expected 128); oneDNN %s, the config said %s\n", big,
-                dp::detail::has_onednn ? "used" : "not used", DP_CONSUMER_EXPECT_ONEDNN ? "used" : "not used");
+#ifndef DP_CONSUMER_EXPECT_LIBXSMM
+#define DP_CONSUMER_EXPECT_LIBXSMM 0
+#endif
+  const auto w = dp::ones<float>({128, 128});
+  const float nt = dp::matmul(dp::ones<float>({64, 128}), w.t())[63][127].item();
+  const float nn = dp::matmul(dp::ones<float>({64, 128}), w)[63][127].item();
+  if (nt != 128.f || nn != 128.f || dp::detail::has_onednn != bool(DP_CONSUMER_EXPECT_ONEDNN) ||
+      dp::detail::has_libxsmm != bool(DP_CONSUMER_EXPECT_LIBXSMM)) {
+    std::printf(
+        "dp consumer: 64x128x128 products %g and %g (expected 128); oneDNN %s (the config said %s), LIBXSMM %s (the "
+        "config said %s)\n",
+        nt, nn, dp::detail::has_onednn ? "used" : "not used", DP_CONSUMER_EXPECT_ONEDNN ? "used" : "not used",
+        dp::detail::has_libxsmm ? "used" : "not used", DP_CONSUMER_EXPECT_LIBXSMM ? "used" : "not used");
     return 1;
   }
-  std::printf("dp consumer: ok (sum %g, dot %g; host GEMMs through OpenBLAS%s)\n", sum, dot,
-              dp::detail::has_onednn ? " and oneDNN" : "");
+  std::printf("dp consumer: ok (sum %g, dot %g; host GEMMs through OpenBLAS%s%s)\n", sum, dot,
+              dp::detail::has_onednn ? " and oneDNN" : "", dp::detail::has_libxsmm ? " and LIBXSMM" : "");
   return 0;
 }

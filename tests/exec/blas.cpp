@@ -52,16 +52,21 @@ std::vector<double> ref_gemm(bool ta, bool tb, int m, int n, int k, double alpha
 }
 }  // namespace
 
-TEST_CASE("host float GEMMs on either side of the oneDNN rule match float64 for every transpose, alpha, beta, ld") {
-  // (m, n, k): tiny sides and small products stay with OpenBLAS; the rest go to oneDNN when dp has it.
-  const int shapes[][3] = {{64, 128, 128}, {64, 10, 128}, {16, 64, 64}, {128, 64, 64}, {40, 70, 90}, {300, 200, 100}};
+TEST_CASE(
+    "host float GEMMs on every side of the LIBXSMM and oneDNN rules match float64 for every transpose, "
+    "alpha, beta, ld") {
+  // (m, n, k): small products with alpha 1, beta 0 or 1 and B not transposed go to LIBXSMM, the other
+  // large enough ones to oneDNN (when dp has them); tiny sides and the rest stay with OpenBLAS.
+  const int shapes[][3] = {{64, 128, 128}, {64, 10, 128},   {16, 64, 64},  {128, 64, 64},
+                           {40, 70, 90},   {300, 200, 100}, {10, 256, 64}, {256, 64, 64}};
+  const float scalars[][2] = {{1.f, 0.f}, {1.f, 1.f}, {0.5f, -2.f}, {1.f, 0.5f}};  // (alpha, beta)
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1, 1);
   for (const auto& s : shapes) {
     const int m = s[0], n = s[1], k = s[2];
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < 16; ++t) {
       const bool ta = t & 1, tb = t & 2;
-      const float alpha = t == 3 ? 1.f : 0.5f, beta = t == 0 ? 0.f : (t == 1 ? 1.f : -2.f);
+      const float alpha = scalars[t / 4][0], beta = scalars[t / 4][1];
       // Stored shapes, each leading dimension padded by 3 (a view of a wider tensor).
       const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 3, ldc = n + 3;
       std::vector<float> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
@@ -75,10 +80,17 @@ TEST_CASE("host float GEMMs on either side of the oneDNN rule match float64 for 
       dp::detail::mat_ref<float> mc{c.data(), m, n, ldc, false};
       const auto before = dp::counters();
       dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, alpha, beta);
-      const bool by_onednn = dp::detail::has_onednn && dp::detail::onednn_takes(m, n, k);
-      CHECK(dp::counters().onednn_gemms - before.onednn_gemms >= (by_onednn ? 1 : 0));
-      if (!by_onednn) {
-        CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
+      const auto after = dp::counters();
+      const bool by_libxsmm = dp::detail::has_libxsmm && dp::detail::libxsmm_takes(tb, m, n, k, alpha, beta);
+      const bool by_onednn = !by_libxsmm && dp::detail::has_onednn && dp::detail::onednn_takes(m, n, k);
+      const auto libxsmm_calls = after.libxsmm_gemms - before.libxsmm_gemms,
+                 onednn_calls = after.onednn_gemms - before.onednn_gemms;
+      INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb, " alpha=", alpha, " beta=", beta);
+      if (dp::index_t{m} * n * k < dp::detail::gemm_parallel_macs) {  // one call: the rule decides
+        CHECK(libxsmm_calls == (by_libxsmm ? 1 : 0));
+        CHECK(onednn_calls == (by_onednn ? 1 : 0));
+      } else {  // split over threads: each part is decided by its own shape
+        CHECK(libxsmm_calls + onednn_calls >= (by_libxsmm || by_onednn ? 1 : 0));
       }
       double worst = 0, pad = 0;
       for (int i = 0; i < m; ++i) {
@@ -87,11 +99,25 @@ TEST_CASE("host float GEMMs on either side of the oneDNN rule match float64 for 
           (j < n ? worst : pad) = std::max(j < n ? worst : pad, d);
         }
       }
-      INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
       CHECK(worst < 1e-5 * k);
       CHECK(pad == 0);  // the padding between rows is not written
     }
   }
+}
+
+TEST_CASE("LIBXSMM takes small float products with alpha 1, beta 0 or 1 and B not transposed") {
+  CHECK(dp::detail::libxsmm_takes(false, 64, 256, 10, 1.f, 0.f));       // a linear layer's input gradient (NN)
+  CHECK(dp::detail::libxsmm_takes(false, 256, 64, 64, 1.f, 1.f));       // its weight gradient (TN), accumulated
+  CHECK_FALSE(dp::detail::libxsmm_takes(true, 64, 256, 64, 1.f, 0.f));  // its forward (NT): oneDNN's
+  CHECK_FALSE(dp::detail::libxsmm_takes(false, 64, 64, 64, 0.5f, 0.f));
+  CHECK_FALSE(dp::detail::libxsmm_takes(false, 64, 64, 64, 1.f, -1.f));
+  CHECK(dp::detail::libxsmm_takes(false, 128, 128, 128, 1.f, 0.f));        // 2^21 multiply-adds
+  CHECK_FALSE(dp::detail::libxsmm_takes(false, 256, 512, 512, 1.f, 0.f));  // large: oneDNN's
+  const auto before = dp::counters();
+  (void)dp::matmul(dp::ones<double>({64, 128}), dp::ones<double>({128, 10}));
+  CHECK(dp::counters().libxsmm_gemms == before.libxsmm_gemms);  // double stays with BLAS
+  (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 10}));
+  CHECK(dp::counters().libxsmm_gemms - before.libxsmm_gemms == (dp::detail::has_libxsmm ? 1 : 0));
 }
 
 TEST_CASE("DP_ONEDNN is 0 or 1 (unset: on); anything else is an error naming the variable and its values") {
@@ -101,20 +127,24 @@ TEST_CASE("DP_ONEDNN is 0 or 1 (unset: on); anything else is an error naming the
   CHECK_FALSE(dp::detail::onednn_env("0"));
   for (const char* bad : {"yes", "01", " 1", "off"}) {
     CHECK_THROWS_WITH_AS(dp::detail::onednn_env(bad),
-                         doctest::Contains("DP_ONEDNN must be 0 (every GEMM through OpenBLAS) or 1"), dp::value_error);
+                         doctest::Contains("DP_ONEDNN must be 0 (no GEMM through oneDNN) or 1"), dp::value_error);
     CHECK_THROWS_WITH_AS(dp::detail::onednn_env(bad), doctest::Contains((std::string("got '") + bad + "'").c_str()),
                          dp::value_error);
   }
 }
 
-TEST_CASE("use_onednn(false) sends every GEMM to OpenBLAS, with the same product; use_onednn(true) gives it back") {
-  const auto a = dp::randn<float>({64, 128}, dp::cpu(), 11), b = dp::randn<float>({128, 128}, dp::cpu(), 12);
-  const auto av = a.to_vector(), bv = b.to_vector();
+TEST_CASE(
+    "use_onednn(false) sends oneDNN's GEMMs to OpenBLAS, with the same product; use_onednn(true) gives them "
+    "back") {
+  // A linear layer's forward, x W^T: oneDNN's shape (LIBXSMM does not take a transposed B).
+  const auto a = dp::randn<float>({64, 128}, dp::cpu(), 11), w = dp::randn<float>({128, 128}, dp::cpu(), 12);
+  const auto b = w.t();
+  const auto av = a.to_vector(), wv = w.to_vector();
   std::vector<double> want(64 * 128);
   for (int i = 0; i < 64; ++i) {  // the product in float64 loops
     for (int j = 0; j < 128; ++j) {
       for (int k = 0; k < 128; ++k) {
-        want[i * 128 + j] += static_cast<double>(av[i * 128 + k]) * bv[k * 128 + j];
+        want[i * 128 + j] += static_cast<double>(av[i * 128 + k]) * wv[j * 128 + k];
       }
     }
   }
@@ -142,6 +172,6 @@ TEST_CASE("oneDNN takes float products with every side >= 16 and >= 2^17 multipl
   const auto before = dp::counters();
   (void)dp::matmul(dp::ones<double>({64, 128}), dp::ones<double>({128, 128}));
   CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
-  (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}));
+  (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}).t());  // NT: not LIBXSMM's
   CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (dp::detail::has_onednn ? 1 : 0));
 }

@@ -1,6 +1,6 @@
-// GEMM through CBLAS (OpenBLAS) on the host, with oneDNN for the float shapes it is faster on when dp
-// is built with it (exec/onednn.hpp), and cuBLAS on CUDA. Operands are described by pointer, leading
-// dimension and a transpose flag, so transposed views are passed without copies.
+// GEMM through CBLAS (OpenBLAS) on the host, with LIBXSMM and oneDNN for the float shapes they are
+// faster on when dp is built with them (exec/libxsmm.hpp, exec/onednn.hpp), and cuBLAS on CUDA. Operands are described
+// by pointer, leading dimension and a transpose flag, so transposed views are passed without copies.
 //
 // Host threading: dp splits a GEMM over its own thread pool and keeps OpenBLAS single-threaded.
 // One owner of the cores means host workers of dp::parallel can call GEMMs side by side without
@@ -18,6 +18,7 @@
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
 #include <dp/exec/dispatch.hpp>
+#include <dp/exec/libxsmm.hpp>
 #include <dp/exec/onednn.hpp>
 #include <dp/exec/thread_pool.hpp>
 
@@ -58,9 +59,18 @@ inline void blas_single_thread_once() {
   });
 }
 
-/// One GEMM on the calling thread: oneDNN where it is faster (float), else CBLAS.
+/// One GEMM on the calling thread: LIBXSMM or oneDNN where they are faster (float), else CBLAS.
 template <class T>
 void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+#if DP_HAS_LIBXSMM
+  if constexpr (std::is_same_v<T, float>) {
+    if (!c.trans && libxsmm_takes(b.trans, c.rows, c.cols, a.cols, alpha, beta) &&
+        libxsmm_sgemm(a.trans, c.rows, c.cols, a.cols, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
+      DP_COUNT(libxsmm_gemms, 1);
+      return;
+    }
+  }
+#endif
 #if DP_HAS_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
     if (onednn_takes(c.rows, c.cols, a.cols) && onednn_enabled() &&

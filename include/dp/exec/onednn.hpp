@@ -4,9 +4,9 @@
 // Why oneDNN and where (benchmarks/RESULTS.md, "GEMM by shape", one thread): on the shapes of small
 // MLPs its sgemm takes 65-80% of OpenBLAS's time, the transposed-B products of every linear layer's
 // forward included, which LIBXSMM's JIT kernels cannot take without a copy; on large shapes it is
-// as fast or faster. A call costs it about 0.2 us more than OpenBLAS, which loses on products with
-// a side under 16 or under 2^17 multiply-adds: those stay with OpenBLAS. Double stays with OpenBLAS
-// (oneDNN has no dgemm).
+// as fast or faster. The small products LIBXSMM takes (exec/libxsmm.hpp) are asked of it first. A call costs it about
+// 0.2 us more than OpenBLAS, which loses on products with a side under 16 or under 2^17 multiply-adds: those stay with
+// OpenBLAS. Double stays with OpenBLAS (oneDNN has no dgemm).
 #pragma once
 
 #include <algorithm>
@@ -30,11 +30,11 @@ constexpr bool onednn_takes(index_t m, index_t n, index_t k) {
   return std::min({m, n, k}) >= 16 && m * n * k >= (index_t{1} << 17);
 }
 
-/// DP_ONEDNN's value at start: unset or empty is on; "1" on, "0" off (GEMMs through OpenBLAS only).
+/// DP_ONEDNN's value at start: unset or empty is on; "1" on, "0" off (its GEMMs through OpenBLAS).
 inline bool onednn_env(const char* v) {
   const std::string_view s = v == nullptr ? "" : v;
   DP_CHECK(s.empty() || s == "0" || s == "1", value_error,
-           "dp: the environment variable DP_ONEDNN must be 0 (every GEMM through OpenBLAS) or 1 (oneDNN for the "
+           "dp: the environment variable DP_ONEDNN must be 0 (no GEMM through oneDNN) or 1 (oneDNN for the "
            "float shapes it is faster on, the default), got '",
            s, "'");
   return s != "0";
@@ -103,9 +103,10 @@ namespace dp::inline DP_ABI {
 inline bool onednn_enabled() { return detail::has_onednn && detail::onednn_switch().load(std::memory_order_relaxed); }
 
 /// Switches the oneDNN path on or off for the process (no effect in a build without oneDNN). oneDNN
-/// generates its kernels on its first GEMM, 20-45 ms once per process on the machines measured: a
-/// job of well under a second (the digits example) runs faster without it, a longer one with it.
-/// The two libraries round differently, so switch before training, not during it.
+/// generates a family of kernels on its first GEMM of each kind: 20-45 ms once per process for its
+/// NN/TN products on the machines measured (2-5 ms for a small x W^T); in a build with LIBXSMM the
+/// small NN/TN products never reach it. A job of well under a second may run faster without it. The
+/// libraries round differently, so switch before training, not during it.
 inline void use_onednn(bool on) { detail::onednn_switch().store(on, std::memory_order_relaxed); }
 
 }  // namespace dp::inline DP_ABI
