@@ -1,6 +1,7 @@
 // Uses an installed dp: a fused expression, a reduction and matmuls (OpenBLAS, and oneDNN and LIBXSMM
 // when the config found them), checked exactly.
 #include <cstdio>
+#include <vector>
 
 #include <dp/dp.hpp>
 
@@ -14,23 +15,40 @@ int main() {
     std::printf("dp consumer: wrong values: sum %g (expected 588), dot %g (expected 12)\n", sum, dot);
     return 1;
   }
-  // Products of the sizes oneDNN (x W^T) and LIBXSMM (x W) take when the config found them (exact:
-  // sums of 128 ones).
+  // Products of the sizes oneDNN (x W^T) and LIBXSMM (x W) take when the config found them, of
+  // small integers (exact in float), against integer loops.
 #ifndef DP_CONSUMER_EXPECT_ONEDNN
 #define DP_CONSUMER_EXPECT_ONEDNN 0
 #endif
 #ifndef DP_CONSUMER_EXPECT_LIBXSMM
 #define DP_CONSUMER_EXPECT_LIBXSMM 0
 #endif
-  const auto w = dp::ones<float>({128, 128});
-  const float nt = dp::matmul(dp::ones<float>({64, 128}), w.t())[63][127].item();
-  const float nn = dp::matmul(dp::ones<float>({64, 128}), w)[63][127].item();
-  if (nt != 128.f || nn != 128.f || dp::detail::has_onednn != bool(DP_CONSUMER_EXPECT_ONEDNN) ||
+  std::vector<float> xv(64 * 128), wv(128 * 128);
+  for (int i = 0; i < 64 * 128; ++i) {
+    xv[i] = static_cast<float>(i % 7);
+  }
+  for (int i = 0; i < 128 * 128; ++i) {
+    wv[i] = static_cast<float>(i % 5) - 2.f;
+  }
+  const auto x64 = dp::from_vector(xv, {64, 128}), w = dp::from_vector(wv, {128, 128});
+  const auto nt = dp::matmul(x64, w.t()).to_vector(), nn = dp::matmul(x64, w).to_vector();
+  int wrong = 0;
+  for (int i = 0; i < 64; ++i) {
+    for (int j = 0; j < 128; ++j) {
+      long want_nt = 0, want_nn = 0;
+      for (int p = 0; p < 128; ++p) {
+        want_nt += static_cast<long>(xv[i * 128 + p]) * static_cast<long>(wv[j * 128 + p]);
+        want_nn += static_cast<long>(xv[i * 128 + p]) * static_cast<long>(wv[p * 128 + j]);
+      }
+      wrong += (nt[i * 128 + j] != static_cast<float>(want_nt)) + (nn[i * 128 + j] != static_cast<float>(want_nn));
+    }
+  }
+  if (wrong != 0 || dp::detail::has_onednn != bool(DP_CONSUMER_EXPECT_ONEDNN) ||
       dp::detail::has_libxsmm != bool(DP_CONSUMER_EXPECT_LIBXSMM)) {
     std::printf(
-        "dp consumer: 64x128x128 products %g and %g (expected 128); oneDNN %s (the config said %s), LIBXSMM %s (the "
-        "config said %s)\n",
-        nt, nn, dp::detail::has_onednn ? "used" : "not used", DP_CONSUMER_EXPECT_ONEDNN ? "used" : "not used",
+        "dp consumer: %d wrong elements in two 64x128x128 products; oneDNN %s (the config said %s), LIBXSMM "
+        "%s (the config said %s)\n",
+        wrong, dp::detail::has_onednn ? "used" : "not used", DP_CONSUMER_EXPECT_ONEDNN ? "used" : "not used",
         dp::detail::has_libxsmm ? "used" : "not used", DP_CONSUMER_EXPECT_LIBXSMM ? "used" : "not used");
     return 1;
   }

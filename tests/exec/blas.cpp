@@ -113,6 +113,10 @@ TEST_CASE("LIBXSMM takes small float products with alpha 1, beta 0 or 1 and B no
   CHECK_FALSE(dp::detail::libxsmm_takes(false, 64, 64, 64, 1.f, -1.f));
   CHECK(dp::detail::libxsmm_takes(false, 128, 128, 128, 1.f, 0.f));        // 2^21 multiply-adds
   CHECK_FALSE(dp::detail::libxsmm_takes(false, 256, 512, 512, 1.f, 0.f));  // large: oneDNN's
+  // Its kernels hold operand offsets in 32 bits: a narrow view of a very wide matrix goes elsewhere.
+  CHECK(dp::detail::libxsmm_addressable(64, 10, 600, 600, 10, 10));
+  CHECK_FALSE(dp::detail::libxsmm_addressable(64, 10, 600, 1'000'000, 10, 10));
+  CHECK_FALSE(dp::detail::libxsmm_addressable(64, 10, 600, 600, 10, 1 << 22));
   const auto before = dp::counters();
   (void)dp::matmul(dp::ones<double>({64, 128}), dp::ones<double>({128, 10}));
   CHECK(dp::counters().libxsmm_gemms == before.libxsmm_gemms);  // double stays with BLAS
