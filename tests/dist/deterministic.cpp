@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -81,7 +82,8 @@ bool same_bits(const std::vector<unsigned char>& a, const std::vector<unsigned c
 }
 
 /// The tree's definition, written out on its own: node (a, s) over `k` chunks of v.
-float tree_sum(const std::vector<float>& v, std::int64_t a, std::int64_t s) {
+template <class V>
+V tree_sum(const std::vector<V>& v, std::int64_t a, std::int64_t s) {
   if (s == 1) {
     return v[static_cast<std::size_t>(a)];
   }
@@ -91,6 +93,62 @@ float tree_sum(const std::vector<float>& v, std::int64_t a, std::int64_t s) {
   }
   return tree_sum(v, a, s / 2) + tree_sum(v, a + s / 2, s / 2);
 }
+
+/// A local communicator that counts the float values each rank receives from the others.
+class counting_communicator {
+ public:
+  counting_communicator(dp::dist::local_communicator c, std::int64_t* received) : c_(std::move(c)), got_(received) {}
+  using request = dp::dist::local_communicator::request;
+  int rank() const { return c_.rank(); }
+  int size() const { return c_.size(); }
+  std::string name() const { return "counting " + c_.name(); }
+  template <class T>
+  void all_reduce(dp::tensor<T>& t, dp::dist::reduce_op op) {
+    count<T>(t.numel());  // at least what a rank needs from the others
+    c_.all_reduce(t, op);
+  }
+  template <class T>
+  void broadcast(dp::tensor<T>& t, int root) {
+    count<T>(rank() == root ? 0 : t.numel());
+    c_.broadcast(t, root);
+  }
+  template <class T>
+  void all_gather(const dp::tensor<T>& in, dp::tensor<T>& out) {
+    count<T>(out.numel() - in.numel());
+    c_.all_gather(in, out);
+  }
+  template <class T>
+  void reduce_scatter(const dp::tensor<T>& in, dp::tensor<T>& out, dp::dist::reduce_op op) {
+    count<T>(in.numel() - out.numel());
+    c_.reduce_scatter(in, out, op);
+  }
+  template <class T>
+  void all_to_all(const dp::tensor<T>& in, dp::tensor<T>& out) {
+    count<T>(out.numel() - out.numel() / size());
+    c_.all_to_all(in, out);
+  }
+  void barrier() { c_.barrier(); }
+  template <class T>
+  request start_all_reduce(dp::tensor<T>& t, dp::dist::reduce_op op) {
+    count<T>(t.numel());
+    return c_.start_all_reduce(t, op);
+  }
+  bool test(request& q) { return c_.test(q); }
+  void wait(request& q) { c_.wait(q); }
+  void abort(const std::string& why) { c_.abort(why); }
+  void recover() { c_.recover(); }
+
+ private:
+  template <class T>
+  void count(std::int64_t values) {
+    if constexpr (std::is_same_v<T, float>) {
+      *got_ += values;
+    }
+  }
+  dp::dist::local_communicator c_;
+  std::int64_t* got_;
+};
+static_assert(dp::dist::communicator<counting_communicator>);
 
 }  // namespace
 
@@ -142,6 +200,108 @@ TEST_CASE("deterministic: any split of the chunks into tiles gives the tree's su
           p, [&](int o) { return in[static_cast<std::size_t>(o)].data(); }, [&](int) { return out.data(); }, 1, 0, 3,
           scratch.data());
       CHECK(std::memcmp(&out[2], &want, sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank receives an all-reduce's bytes") {
+  // Ranks are threads on local communicators here (tests/mpi runs the same over MPI). Each rank
+  // passes one leaf per chunk of its share; 1001 values do not split evenly over the ranks.
+  namespace dd = dp::dist::detail;
+  constexpr dp::index_t params = 1001, extras = 2;
+  std::mt19937 gen(11);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  auto serial = [](auto& task, int n) {
+    for (int k = 0; k < n; ++k) {
+      task(k);
+    }
+  };
+  for (int ranks : {2, 3, 4, 5}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const dp::index_t k = 2 + static_cast<dp::index_t>(gen() % 19);
+      CAPTURE(ranks);
+      CAPTURE(k);
+      std::vector<std::vector<float>> leaf(static_cast<std::size_t>(k), std::vector<float>(params));
+      std::vector<std::vector<double>> leaf_x(static_cast<std::size_t>(k), std::vector<double>(extras));
+      for (dp::index_t c = 0; c < k; ++c) {
+        for (auto& x : leaf[static_cast<std::size_t>(c)]) {
+          x = std::ldexp(value(gen), static_cast<int>(gen() % 40) - 20);
+        }
+        for (auto& x : leaf_x[static_cast<std::size_t>(c)]) {
+          x = std::ldexp(static_cast<double>(value(gen)), static_cast<int>(gen() % 40) - 20);
+        }
+      }
+      // Contiguous shares, some of them empty, cut at random.
+      std::vector<dp::index_t> cuts{0, k};
+      for (int r = 1; r < ranks; ++r) {
+        cuts.push_back(static_cast<dp::index_t>(gen() % static_cast<unsigned>(k + 1)));
+      }
+      std::sort(cuts.begin(), cuts.end());
+      std::vector<dd::chunk_range> share;
+      std::size_t most = 0;
+      std::vector<dd::chunk_range> tiles;
+      for (int r = 0; r < ranks; ++r) {
+        share.push_back({cuts[static_cast<std::size_t>(r)], cuts[static_cast<std::size_t>(r) + 1]});
+        dd::tile(share.back().first, share.back().end, k, tiles);
+        most = std::max(most, tiles.size());
+      }
+      auto locals = dp::dist::make_local_communicators(ranks);
+      std::vector<std::int64_t> received(static_cast<std::size_t>(ranks), 0);
+      std::vector<dp::dist::any_communicator> comms;
+      for (int r = 0; r < ranks; ++r) {
+        comms.emplace_back(
+            counting_communicator{locals[static_cast<std::size_t>(r)], &received[static_cast<std::size_t>(r)]});
+      }
+      std::vector<std::vector<float>> got(static_cast<std::size_t>(ranks));
+      std::vector<std::vector<double>> got_x(static_cast<std::size_t>(ranks));
+      std::vector<std::thread> threads;
+      for (int r = 0; r < ranks; ++r) {
+        threads.emplace_back([&, r] {
+          std::vector<dd::tree_node<float>> mine;
+          for (dp::index_t c = share[static_cast<std::size_t>(r)].first; c < share[static_cast<std::size_t>(r)].end;
+               ++c) {
+            mine.push_back(
+                {{c, c + 1}, 1, leaf[static_cast<std::size_t>(c)].data(), leaf_x[static_cast<std::size_t>(c)].data()});
+          }
+          dd::chunk_tree<float> tree(params, extras);
+          std::vector<dp::tensor<float>> outs{dp::zeros<float>({params})};
+          const double* sums = tree.reduce(mine, k, share, r, &comms[static_cast<std::size_t>(r)], outs, serial, 2);
+          got[static_cast<std::size_t>(r)] = outs[0].to_vector();
+          got_x[static_cast<std::size_t>(r)].assign(sums, sums + extras);
+        });
+      }
+      for (auto& t : threads) {
+        t.join();
+      }
+      const dp::index_t root = dd::root_size(k);
+      for (int r = 0; r < ranks; ++r) {
+        CAPTURE(r);
+        int wrong = 0;
+        for (dp::index_t e = 0; e < params; ++e) {
+          std::vector<float> column;
+          for (dp::index_t c = 0; c < k; ++c) {
+            column.push_back(leaf[static_cast<std::size_t>(c)][static_cast<std::size_t>(e)]);
+          }
+          const float want = tree_sum(column, 0, root);
+          wrong +=
+              std::memcmp(&got[static_cast<std::size_t>(r)][static_cast<std::size_t>(e)], &want, sizeof(float)) != 0;
+        }
+        CHECK(wrong == 0);
+        for (dp::index_t q = 0; q < extras; ++q) {
+          std::vector<double> column;
+          for (dp::index_t c = 0; c < k; ++c) {
+            column.push_back(leaf_x[static_cast<std::size_t>(c)][static_cast<std::size_t>(q)]);
+          }
+          const double want = tree_sum(column, 0, root);
+          CHECK(std::memcmp(&got_x[static_cast<std::size_t>(r)][static_cast<std::size_t>(q)], &want, sizeof(double)) ==
+                0);
+        }
+        // The slices' exchange and the all-gather: (most + 1) slices from each other rank, against
+        // (ranks - 1) x most whole nodes when every rank gathered every other's.
+        const std::int64_t width = (params + ranks - 1) / ranks;
+        CHECK(received[static_cast<std::size_t>(r)] <=
+              std::max<std::int64_t>(params, static_cast<std::int64_t>(most + 1) * (ranks - 1) * width));
+      }
     }
   }
 }

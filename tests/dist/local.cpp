@@ -44,6 +44,28 @@ TEST_CASE("local all_reduce: sum, mean, max in rank order, identical on every ra
   }
 }
 
+TEST_CASE("local all_to_all: block q of rank r's output is block r of rank q's input, for any element type") {
+  const int n = 3;
+  auto comms = dp::dist::make_local_communicators(n);
+  std::vector<dp::tensor<std::int64_t>> in(n), out(n);
+  std::vector<dp::dist::any_communicator> erased;
+  for (int r = 0; r < n; ++r) {
+    std::vector<std::int64_t> v;
+    for (int b = 0; b < n; ++b) {
+      v.insert(v.end(), {100 * r + 10 * b, 100 * r + 10 * b + 1});  // rank r's block for rank b
+    }
+    in[r] = dp::from_vector(v);
+    out[r] = dp::zeros<std::int64_t>({2 * n});
+    erased.emplace_back(comms[r]);
+  }
+  on_ranks(n, [&](int r) { erased[r].all_to_all(in[r], out[r]); });
+  CHECK(out[0].to_vector() == std::vector<std::int64_t>{0, 1, 100, 101, 200, 201});
+  CHECK(out[2].to_vector() == std::vector<std::int64_t>{20, 21, 120, 121, 220, 221});
+  dp::tensor<std::int64_t> odd = dp::zeros<std::int64_t>({5});
+  CHECK_THROWS_WITH_AS(comms[0].all_to_all(odd, odd), doctest::Contains("both must be 3 equal blocks"),
+                       dp::shape_error);
+}
+
 TEST_CASE("local broadcast, all_gather and reduce_scatter") {
   const int n = 3;
   auto comms = dp::dist::make_local_communicators(n);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -134,6 +136,50 @@ TEST_CASE("ranks x 2 workers equal one process with 2N workers") {
   if (n == 2) {
     check_equals_one_process<net>(5, workers(2), 4, adamw);
   }
+}
+
+TEST_CASE("all_to_all over MPI, and over ranks x 2 local replicas: block q is rank q's block for this rank") {
+  const int n = test::world().size(), me = test::world().rank();
+  auto blocks = [](int from, int size) {
+    std::vector<float> v;
+    for (int to = 0; to < size; ++to) {
+      v.insert(v.end(), {100.0f * from + to, -100.0f * from - to, 0.5f});
+    }
+    return dp::from_vector(v);
+  };
+  auto want = [](int to, int size) {
+    std::vector<float> v;
+    for (int from = 0; from < size; ++from) {
+      v.insert(v.end(), {100.0f * from + to, -100.0f * from - to, 0.5f});
+    }
+    return v;
+  };
+  dp::dist::any_communicator mpi{test::world().make_communicator({})};
+  dp::tensor<float> out = dp::zeros<float>({3 * n});
+  mpi.all_to_all(blocks(me, n), out);
+  CHECK(out.to_vector() == want(me, n));
+
+  using hier = dp::dist::hierarchical_communicator<dp::dist::mpi_communicator>;
+  auto locals = dp::dist::make_local_communicators(2);
+  std::vector<std::vector<float>> got(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      std::optional<dp::dist::mpi_communicator> global;
+      if (i == 0) {
+        global.emplace(test::world().make_communicator({}));
+      }
+      hier h{locals[static_cast<std::size_t>(i)], std::move(global), me, n};
+      dp::tensor<float> o = dp::zeros<float>({3 * 2 * n});
+      h.all_to_all(blocks(h.rank(), h.size()), o);
+      got[static_cast<std::size_t>(i)] = o.to_vector();
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  CHECK(got[0] == want(2 * me, 2 * n));
+  CHECK(got[1] == want(2 * me + 1, 2 * n));
 }
 
 TEST_CASE("construction gives every rank rank 0's parameters") {

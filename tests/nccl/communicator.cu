@@ -39,6 +39,14 @@ TEST_CASE("the NCCL communicator of a session implements every collective, block
   dp::tensor<float> all = dp::zeros<float>({4 * c.size()}, dp::cuda(0));
   c.all_gather(dp::full<float>({4}, 1.0f, dp::cuda(0)), all);
   CHECK(dp::sum(all).item() == doctest::Approx(4.0 * n));
+  std::vector<float> mine, expect;
+  for (int r = 0; r < c.size(); ++r) {
+    mine.insert(mine.end(), {100.0f * c.rank() + r, 1.0f});  // this rank's block for rank r
+    expect.insert(expect.end(), {100.0f * r + c.rank(), 1.0f});
+  }
+  dp::tensor<float> swapped = dp::zeros<float>({2 * c.size()}, dp::cuda(0));
+  c.all_to_all(dp::from_vector(mine).to(dp::cuda(0)), swapped);
+  CHECK(swapped.to(dp::cpu()).to_vector() == expect);
   c.barrier();
   dist::any_communicator erased{c};
   auto e = erased.start_all_reduce(t, dist::reduce_op::max);

@@ -46,6 +46,10 @@ class any_communicator {
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     self_->reduce_scatter(&in, &out, op);
   }
+  template <class T>
+  void all_to_all(const tensor<T>& in, tensor<T>& out) {
+    self_->all_to_all(&in, &out);
+  }
   void barrier() { self_->barrier(); }
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
@@ -69,6 +73,7 @@ class any_communicator {
     virtual void broadcast(any_tensor t, int root) = 0;
     virtual void all_gather(any_input in, any_tensor out) = 0;
     virtual void reduce_scatter(any_input in, any_tensor out, reduce_op op) = 0;
+    virtual void all_to_all(any_input in, any_tensor out) = 0;
     virtual void barrier() = 0;
     virtual request start_all_reduce(any_tensor t, reduce_op op) = 0;
     virtual bool test(request& q) = 0;
@@ -97,6 +102,9 @@ class any_communicator {
     void reduce_scatter(any_input in, any_tensor out, reduce_op op) override {
       std::visit([&](auto* o) { c.reduce_scatter(*std::get<const std::remove_pointer_t<decltype(o)>*>(in), *o, op); },
                  out);
+    }
+    void all_to_all(any_input in, any_tensor out) override {
+      std::visit([&](auto* o) { c.all_to_all(*std::get<const std::remove_pointer_t<decltype(o)>*>(in), *o); }, out);
     }
     void barrier() override { c.barrier(); }
     request start_all_reduce(any_tensor t, reduce_op op) override {

@@ -75,6 +75,7 @@ concept communicator =
   c.broadcast(t, root);                  // root's values to every rank
   c.all_gather(in, t);                   // t = concatenation of every rank's `in` (equal sizes)
   c.reduce_scatter(in, t, reduce_op::sum);  // t = rank r's chunk of the reduction of every `in`
+  c.all_to_all(in, t);                   // t's block q = rank q's `in` block r (size() equal blocks)
   c.barrier();
   // Non-blocking: start a sum, max or min all-reduce in place (t untouched until it completes), then
   // test (true once done) or wait (with the timeout). An implementation may complete it at start.

@@ -7,8 +7,9 @@
 // [a, min(a + s, K)); its value is its two halves' sum, or its left half's when the right half is
 // empty. Two nodes that cover the same chunks have the same value, so a node is named by the chunks
 // it covers. Each replica folds its chunks into nodes as they come (a binary counter), a rank
-// combines its replicas' nodes into the largest nodes inside its share, the ranks gather each
-// other's, and every rank evaluates the root. Float addition is commutative, so which operand comes
+// combines its replicas' nodes into the largest nodes inside its share, each rank evaluates the
+// root over its slice of the elements from every rank's nodes (an all-to-all), and the slices are
+// all-gathered. Float addition is commutative, so which operand comes
 // first does not matter either: the sums are plain float sums (as accurate as the default mode's),
 // bitwise the same for every device count, and cost about what the default mode's sums cost.
 #pragma once
@@ -267,14 +268,15 @@ class chunk_tree {
         all_reduce(chunks, ranks[static_cast<std::size_t>(rank)], *world, outs, each, tasks);
         return sums_.data();
       }
-      gather(chunks, ranks, rank, *world, each, tasks);
+      exchange(chunks, ranks, rank, *world, outs, each, tasks);
+      return sums_.data();
     }
     program_.plan({0, chunks}, chunks, ranges_);
     pointers_.clear();
     for (auto& o : outs) {
       pointers_.push_back(o.data());
     }
-    evaluate(program_, pointers_, each, tasks, sums_.data());
+    evaluate(program_, pointers_, each, tasks, sums_.data(), params_);
     return sums_.data();
   }
 
@@ -302,7 +304,7 @@ class chunk_tree {
     if (mine.first < mine.end) {
       program_.plan(mine, chunks, ranges_);
       T* out = first.data();
-      evaluate(program_, std::span<T* const>(&out, 1), each, tasks, sums_.data());
+      evaluate(program_, std::span<T* const>(&out, 1), each, tasks, sums_.data(), params_);
     } else {
       first.fill(T(-0.0));
       sums_.fill(-0.0);
@@ -314,51 +316,76 @@ class chunk_tree {
     }
   }
 
-  /// Replaces given_ (this rank's nodes) by every rank's largest nodes: this rank's evaluated, then
-  /// gathered (each rank sends as many nodes as the rank with the most, unused ones unread).
+  /// The root across ranks, moving an all-reduce's bytes whatever the rank count: rank s owns
+  /// slice s of the elements. Every rank evaluates its largest nodes and sends slice s of each to
+  /// rank s (one all-to-all per node position: ranks with fewer nodes send unused rows), rank s
+  /// evaluates the root over its slice from every rank's nodes, and the slices are all-gathered.
+  /// The extras (a few values) are all-gathered whole and every rank evaluates their root.
   template <class Each>
-  void gather(index_t chunks, std::span<const chunk_range> ranks, int rank, any_communicator& world, Each& each,
-              int tasks) {
+  void exchange(index_t chunks, std::span<const chunk_range> ranks, int rank, any_communicator& world,
+                std::span<tensor<T>> outs, Each& each, int tasks) {
     std::size_t most = 0;
     for (const auto& r : ranks) {
       tile(r.first, r.end, chunks, tiles_);
       most = std::max(most, tiles_.size());
     }
     const auto m = static_cast<index_t>(most);
-    const index_t senders = static_cast<index_t>(ranks.size());
-    if (send_.numel() != m * params_) {
-      send_ = zeros<T>({m * params_});
+    const auto n = static_cast<index_t>(ranks.size());
+    const index_t width = (params_ + n - 1) / n;  // a slice; the last ones may be shorter or empty
+    if (send_.numel() != m * n * width || recv_.numel() != m * n * width) {
+      send_ = zeros<T>({m * n * width});  // the padding past params_ is sent, never read
+      recv_ = empty<T>({m * n * width});
       send_x_ = zeros<double>({m * extras_});
-      recv_ = empty<T>({senders * m * params_});
-      recv_x_ = empty<double>({senders * m * extras_});
+      recv_x_ = empty<double>({n * m * extras_});
+      slice_ = zeros<T>({width});
+      gathered_ = empty<T>({n * width});
+      send_rows_.clear();
+      recv_rows_.clear();
+      for (index_t j = 0; j < m; ++j) {  // views made once: a steady step allocates nothing
+        send_rows_.push_back(send_.slice(0, j * n * width, (j + 1) * n * width));
+        recv_rows_.push_back(recv_.slice(0, j * n * width, (j + 1) * n * width));
+      }
     }
     tile(ranks[static_cast<std::size_t>(rank)].first, ranks[static_cast<std::size_t>(rank)].end, chunks, tiles_);
     for (std::size_t j = 0; j < tiles_.size(); ++j) {
       program_.plan(tiles_[j], chunks, ranges_);
-      T* row = send_.data() + static_cast<index_t>(j) * params_;
-      evaluate(program_, std::span<T* const>(&row, 1), each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_);
+      T* row = send_.data() + static_cast<index_t>(j) * n * width;
+      evaluate(program_, std::span<T* const>(&row, 1), each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_,
+               params_);
     }
-    world.all_gather(send_, recv_);
+    for (std::size_t j = 0; j < send_rows_.size(); ++j) {
+      world.all_to_all(send_rows_[j], recv_rows_[j]);
+    }
     world.all_gather(send_x_, recv_x_);
+    // Rank r's node j, for this rank's slice: row j of the receive buffer, block r.
     given_.clear();
     ranges_.clear();
-    for (index_t r = 0; r < senders; ++r) {
+    for (index_t r = 0; r < n; ++r) {
       tile(ranks[static_cast<std::size_t>(r)].first, ranks[static_cast<std::size_t>(r)].end, chunks, tiles_);
       for (std::size_t j = 0; j < tiles_.size(); ++j) {
-        const index_t row = r * m + static_cast<index_t>(j);
-        given_.push_back({tiles_[j], 1, recv_.data() + row * params_, recv_x_.data() + row * extras_});
+        const auto jj = static_cast<index_t>(j);
+        given_.push_back({tiles_[j], 1, recv_.data() + (jj * n + r) * width, recv_x_.data() + (r * m + jj) * extras_});
         ranges_.push_back(tiles_[j]);
       }
     }
+    program_.plan({0, chunks}, chunks, ranges_);
+    const index_t mine = std::clamp<index_t>(params_ - rank * width, 0, width);
+    T* root = slice_.data();
+    evaluate(program_, std::span<T* const>(&root, 1), each, tasks, sums_.data(), mine);
+    world.all_gather(slice_, gathered_);
+    for (auto& o : outs) {
+      std::memcpy(o.data(), gathered_.data(), static_cast<std::size_t>(params_) * sizeof(T));
+    }
   }
 
-  /// Runs `p` over the gradients into `outs`, in slices that free threads take, and over the
-  /// extras into `extras_out`.
+  /// Runs `p` over the first `elements` gradient values into `outs`, in slices that free threads
+  /// take, and over the extras into `extras_out`.
   template <class Each>
-  void evaluate(const tree_program& p, std::span<T* const> outs, Each& each, int tasks, double* extras_out) {
+  void evaluate(const tree_program& p, std::span<T* const> outs, Each& each, int tasks, double* extras_out,
+                index_t elements) {
     const auto width = static_cast<index_t>(p.steps.size()) * tree_block;
     constexpr index_t grain = 4096;
-    const int slices = static_cast<int>(std::clamp<index_t>((params_ + grain - 1) / grain, 1, tasks));
+    const int slices = static_cast<int>(std::clamp<index_t>((elements + grain - 1) / grain, 1, tasks));
     if (static_cast<index_t>(scratch_.size()) < slices * width) {  // grows to the largest program, once
       scratch_.resize(static_cast<std::size_t>(slices * width));
     }
@@ -368,8 +395,8 @@ class chunk_tree {
     auto slice = [&](int k) {
       run_tree<T>(
           p, [&](int o) { return given_[static_cast<std::size_t>(o)].grads; },
-          [&](int j) { return outs[static_cast<std::size_t>(j)]; }, static_cast<int>(outs.size()), params_ * k / slices,
-          params_ * (k + 1) / slices, scratch_.data() + k * width);
+          [&](int j) { return outs[static_cast<std::size_t>(j)]; }, static_cast<int>(outs.size()),
+          elements * k / slices, elements * (k + 1) / slices, scratch_.data() + k * width);
     };
     each(slice, slices);
     run_tree<double>(
@@ -385,7 +412,8 @@ class chunk_tree {
   std::vector<T> scratch_;
   std::vector<double> scratch_x_;
   tensor<double> sums_;
-  tensor<T> send_, recv_;
+  tensor<T> send_, recv_, slice_, gathered_;      // exchange's: nodes by slice, this rank's root slice, all
+  std::vector<tensor<T>> send_rows_, recv_rows_;  // the rows of node position j
   tensor<double> send_x_, recv_x_;
 };
 

@@ -89,6 +89,22 @@ class hierarchical_communicator {
     out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)));
   }
 
+  /// Through an all-gather of every rank's input (size() times the bytes of a direct exchange; dp's
+  /// own exchanges across processes use the cross-process communicator itself).
+  template <class T>
+  void all_to_all(const tensor<T>& in, tensor<T>& out) {
+    const index_t n = size();
+    DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
+             in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
+    tensor<T> all = empty<T>({in.numel() * n}, in.device());
+    all_gather(in, all);
+    const index_t c = in.numel() / n;
+    for (index_t r = 0; r < n; ++r) {
+      out.slice(0, r * c, (r + 1) * c)
+          .assign(all.slice(0, r * in.numel() + rank() * c, r * in.numel() + (rank() + 1) * c));
+    }
+  }
+
   /// The local part runs at start (a rendezvous of threads); the cross-process part is in flight
   /// until wait, which then hands the result to the local replicas.
   struct request {

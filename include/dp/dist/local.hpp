@@ -289,6 +289,25 @@ class local_communicator {
     g_->arrive("reduce_scatter", rank_);
   }
 
+  template <class T>
+  void all_to_all(const tensor<T>& in, tensor<T>& out) {
+    check(in, "all_to_all");
+    check(out, "all_to_all");
+    const int n = size();
+    DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
+             in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
+    g_->post(rank_, in.data(), in.numel());
+    g_->arrive("all_to_all", rank_);
+    const index_t c = in.numel() / n;
+    for (int r = 0; r < n; ++r) {
+      DP_CHECK(g_->count(r) == in.numel(), value_error, "dp: all_to_all: rank ", r, " passed ", g_->count(r),
+               " elements but rank ", rank_, " passed ", in.numel());
+      std::memcpy(out.data() + r * c, static_cast<const T*>(g_->posted(r)) + rank_ * c,
+                  static_cast<std::size_t>(c) * sizeof(T));
+    }
+    g_->arrive("all_to_all", rank_);
+  }
+
  private:
   template <class T>
   static void check(const tensor<T>& t, const char* what) {

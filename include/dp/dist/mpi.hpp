@@ -169,6 +169,20 @@ class mpi_communicator {
     }
   }
 
+  template <class T>
+  void all_to_all(const tensor<T>& in, tensor<T>& out) {
+    check(in, "all_to_all");
+    check(out, "all_to_all");
+    DP_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, shape_error, "dp: all_to_all: the input has ",
+             in.numel(), " and the output ", out.numel(), " elements; both must be ", size_, " equal blocks");
+    const tensor<T> block = in.slice(0, 0, in.numel() / size_);
+    MPI_Request r = MPI_REQUEST_NULL;
+    started(MPI_Ialltoall(in.data(), count(block), detail::mpi_type<T>(), out.data(), count(block),
+                          detail::mpi_type<T>(), comm_, &r),
+            "all_to_all");
+    wait(r, "all_to_all", out.numel());
+  }
+
   /// A collective in flight, started by start_all_reduce and finished by wait (or found done by test).
   struct request {
     MPI_Request r = MPI_REQUEST_NULL;

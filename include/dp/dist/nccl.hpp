@@ -181,6 +181,22 @@ class nccl_communicator {
     DP_NCCL_CHECK(ncclReduceScatter(in.data(), out.data(), static_cast<std::size_t>(out.numel()),
                                     detail::nccl_type<T>(), detail::nccl_op(op), comm(), stream()));
   }
+  /// NCCL has no all-to-all collective: one grouped send and receive per peer.
+  template <class T>
+  void all_to_all(const tensor<T>& in, tensor<T>& out) {
+    DP_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, shape_error, "dp: all_to_all: the input has ",
+             in.numel(), " and the output ", out.numel(), " elements; both must be ", size_, " equal blocks");
+    dp::detail::cuda_device_guard g(enter("all_to_all"));
+    const auto c = static_cast<std::size_t>(in.numel() / size_);
+    DP_NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      DP_NCCL_CHECK(
+          ncclSend(in.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream()));
+      DP_NCCL_CHECK(
+          ncclRecv(out.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream()));
+    }
+    DP_NCCL_CHECK(ncclGroupEnd());
+  }
   /// An all-reduce of one value, waited for on the host with the timeout.
   void barrier() {
     tensor<float> one = zeros<float>({1}, dp::cuda(device_));
