@@ -1,4 +1,9 @@
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -42,6 +47,17 @@ struct model3 {
   nn::flatten flat;
   nn::linear<3 * 5 * 5, 2, double> fc;
   auto forward(auto x) const { return fc(flat(pool(conv(x)))); }
+};
+
+// Two convolutions: the first one's weight gradient goes through the second one's input gradient
+// (col2im), at stride 1 with a window wider than the padded input's edges, and at stride 2.
+template <dp::index_t S>
+struct two_convs {
+  nn::conv2d<2, 3, 3, 1, 1, double> first;
+  nn::conv2d<3, 2, 5, S, 2, double> second;
+  nn::flatten flat;
+  nn::linear<2 * ((4 + 4 - 5) / S + 1) * ((5 + 4 - 5) / S + 1), 2, double> fc;
+  auto forward(auto x) const { return fc(flat(second(dp::tanh(first(x))))); }
 };
 
 struct model4 {
@@ -121,6 +137,132 @@ TEST_CASE("conv2d with stride and padding, max_pool2d and flatten: gradients mat
   nn::manual_seed(19);
   dp_test::gradcheck(model3{}, nn::mse_loss, dp::randn<double>({3, 2, 7, 7}, dp::cpu(), 20),
                      dp::randn<double>({3, 2}, dp::cpu(), 21));
+}
+
+namespace {
+/// Outputs of conv2d<C, O, K, S, P> on an [2, C, H, W] input that differ from a direct float64
+/// convolution (zero padding) by more than 1e-12.
+template <dp::index_t C, dp::index_t O, dp::index_t K, dp::index_t S, dp::index_t P>
+int direct_conv_mismatches(dp::index_t h, dp::index_t w, std::uint64_t seed) {
+  nn::conv2d<C, O, K, S, P, double> conv;
+  auto x = dp::randn<double>({2, C, h, w}, dp::cpu(), seed);
+  dp::tensor<double> y = conv(x);
+  const dp::index_t ho = (h + 2 * P - K) / S + 1, wo = (w + 2 * P - K) / S + 1;
+  REQUIRE(y.shape() == dp::shape{2, O, ho, wo});
+  auto xv = x.to_vector(), wv = conv.weight.value().to_vector(), bv = conv.bias.value().to_vector(), yv = y.to_vector();
+  int bad = 0;
+  for (dp::index_t n = 0; n < 2; ++n) {
+    for (dp::index_t o = 0; o < O; ++o) {
+      for (dp::index_t i = 0; i < ho; ++i) {
+        for (dp::index_t j = 0; j < wo; ++j) {
+          double s = bv[o];
+          for (dp::index_t c = 0; c < C; ++c) {
+            for (dp::index_t kh = 0; kh < K; ++kh) {
+              for (dp::index_t kw = 0; kw < K; ++kw) {
+                const dp::index_t r = i * S - P + kh, q = j * S - P + kw;
+                if (r >= 0 && r < h && q >= 0 && q < w) {
+                  s += wv[((o * C + c) * K + kh) * K + kw] * xv[((n * C + c) * h + r) * w + q];
+                }
+              }
+            }
+          }
+          bad += std::fabs(s - yv[((n * O + o) * ho + i) * wo + j]) > 1e-12;
+        }
+      }
+    }
+  }
+  return bad;
+}
+}  // namespace
+
+TEST_CASE("conv2d's input gradient, at stride 1 and 2, matches finite differences through the layer before") {
+  nn::manual_seed(36);
+  dp_test::gradcheck(two_convs<1>{}, nn::mse_loss, dp::randn<double>({2, 2, 4, 5}, dp::cpu(), 37),
+                     dp::randn<double>({2, 2}, dp::cpu(), 38));
+  dp_test::gradcheck(two_convs<2>{}, nn::mse_loss, dp::randn<double>({2, 2, 4, 5}, dp::cpu(), 39),
+                     dp::randn<double>({2, 2}, dp::cpu(), 40));
+}
+
+TEST_CASE("conv2d matches a direct float64 convolution for strides 1-3, padding up to half the window") {
+  nn::manual_seed(29);
+  CHECK(direct_conv_mismatches<2, 3, 3, 1, 1>(5, 6, 30) == 0);
+  CHECK(direct_conv_mismatches<1, 2, 5, 1, 2>(1, 1, 31) == 0);  // the window hangs over every side
+  CHECK(direct_conv_mismatches<1, 2, 5, 1, 2>(2, 3, 32) == 0);
+  CHECK(direct_conv_mismatches<2, 2, 5, 3, 2>(4, 7, 33) == 0);
+  CHECK(direct_conv_mismatches<3, 2, 4, 2, 0>(9, 8, 34) == 0);
+}
+
+TEST_CASE("max_pool2d propagates NaN as PyTorch does: a window holding one gives NaN") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  nn::max_pool2d<2> pool;
+  auto x = dp::from_vector<float>({1, nan, 3, 0, 2, 2, nan, 9, 7, 1, 0, 0, 9, 9, 4, 4}, {1, 1, 4, 4});
+  auto y = pool(x).to_vector();
+  CHECK(std::isnan(y[0]));
+  CHECK(std::isnan(y[1]));  // the NaN comes before the larger 9 of its window
+  CHECK(y[2] == 9.f);
+  CHECK(y[3] == 4.f);
+}
+
+TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every window geometry, ties and NaNs") {
+  // Values from {0, 1, 2, 3} (many ties: the first maximum wins) and NaN at about 1 in 20 (a NaN
+  // replaces the current value, so a window's last NaN wins), against the rule written out.
+  namespace nd = dp::nn::detail;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::mt19937 gen(35);
+  int bad = 0, cases = 0;
+  for (auto [k, s, p] : {std::array<dp::index_t, 3>{2, 2, 0},
+                         {3, 2, 1},
+                         {3, 1, 1},
+                         {2, 1, 0},
+                         {3, 3, 1},
+                         {5, 3, 2},
+                         {4, 2, 2},
+                         {1, 1, 0}}) {
+    for (dp::index_t h = 1; h <= 9; h += 2) {
+      for (dp::index_t w = 1; w <= 11; ++w) {
+        const auto g = nd::window_geometry::of(dp::shape{2, 3, h, w}, k, s, p);
+        if (g.ho == 0 || g.wo == 0) {
+          continue;
+        }
+        ++cases;
+        std::vector<double> x(static_cast<std::size_t>(2 * 3 * h * w));
+        for (auto& v : x) {
+          v = gen() % 20 == 0 ? nan : static_cast<double>(gen() % 4);
+        }
+        std::vector<double> y(static_cast<std::size_t>(2 * 3 * g.ho * g.wo));
+        std::vector<std::int64_t> arg(y.size());
+        nd::maxpool_forward(dp::cpu(), x.data(), y.data(), arg.data(), g);
+        for (dp::index_t plane = 0; plane < 6; ++plane) {
+          for (dp::index_t i = 0; i < g.ho; ++i) {
+            for (dp::index_t j = 0; j < g.wo; ++j) {
+              // The rule: start at the first valid element with -inf; a larger value or a NaN
+              // replaces the current one.
+              double best = -std::numeric_limits<double>::infinity();
+              std::int64_t where = -1;
+              for (dp::index_t r = i * s - p; r < i * s - p + k; ++r) {
+                for (dp::index_t q = j * s - p; q < j * s - p + k; ++q) {
+                  if (r < 0 || r >= h || q < 0 || q >= w) {
+                    continue;
+                  }
+                  const double v = x[static_cast<std::size_t>((plane * h + r) * w + q)];
+                  where = where < 0 ? r * w + q : where;
+                  if (v > best || std::isnan(v)) {
+                    best = v;
+                    where = r * w + q;
+                  }
+                }
+              }
+              const auto o = static_cast<std::size_t>((plane * g.ho + i) * g.wo + j);
+              const bool same = std::isnan(best) ? std::isnan(y[o]) : y[o] == best;
+              bad += !same || arg[o] != where;
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(cases > 200);
+  CHECK(bad == 0);
 }
 
 TEST_CASE("conv2d matches a direct float64 convolution") {

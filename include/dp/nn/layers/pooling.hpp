@@ -4,9 +4,11 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 #include <dp/exec/for_each.hpp>
 #include <dp/nn/autograd/ops.hpp>
@@ -15,8 +17,23 @@
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
+/// `take ? a : b` without a branch: compilers turn a float select back into a branch, which
+/// mispredicts on data (the max of a pooling window).
+template <class T>
+DP_HOST_DEVICE DP_FORCEINLINE T select_bits(bool take, T a, T b) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  const U m = U(0) - static_cast<U>(take);
+  return std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m)));
+}
+
 /// One output row (plane, oh) per call: the decoding's integer divisions once per row, not per
-/// element (they cost more than the window's comparisons).
+/// element (they cost more than the window's comparisons). PyTorch's rule: a window starts at its
+/// first valid element with -inf, and a larger value or a NaN replaces the current one. The outputs
+/// whose windows lie inside the row horizontally are computed window element by window element
+/// across the row (independent outputs: the loop vectorises); a loop over each window in turn
+/// waits on its comparisons one after the other, and a branch on them mispredicts (24% of a LeNet
+/// step). The geometry is copied to locals: a store through `arg` could alias it.
 template <class T>
 struct maxpool_fwd {
   const T* x;
@@ -24,36 +41,83 @@ struct maxpool_fwd {
   std::int64_t* arg;  // index of the winner within the (n, c) plane
   window_geometry g;
   DP_HOST_DEVICE void operator()(index_t row) const {
+    const index_t width = g.w, k = g.k, s = g.s, p = g.p, wo = g.wo;
     const index_t oh = row % g.ho, plane = row / g.ho;
-    const T* xp = x + plane * g.h * g.w;
-    const index_t h0 = oh * g.s - g.p < 0 ? 0 : oh * g.s - g.p;
-    for (index_t ow = 0; ow < g.wo; ++ow) {
-      // PyTorch's rule: start at the window's first valid element with -inf; a larger value or a
-      // NaN replaces the current one.
-      const index_t w0 = ow * g.s - g.p < 0 ? 0 : ow * g.s - g.p;
-      T best = -std::numeric_limits<T>::infinity();
-      std::int64_t where = h0 * g.w + w0;
-      for (index_t kh = 0; kh < g.k; ++kh) {
-        const index_t h = oh * g.s - g.p + kh;
-        if (h < 0 || h >= g.h) {
-          continue;
-        }
-        for (index_t kw = 0; kw < g.k; ++kw) {
-          const index_t w = ow * g.s - g.p + kw;
-          if (w < 0 || w >= g.w) {
-            continue;
-          }
-          const T v = xp[h * g.w + w];
-          if (v > best || v != v) {
-            best = v;
-            where = h * g.w + w;
-          }
+    const T* __restrict__ xp = x + plane * g.h * width;
+    // The window's rows inside the plane: [hs + kh0, hs + kh1).
+    const index_t hs = oh * s - p;
+    const index_t kh0 = hs < 0 ? -hs : 0, kh1 = g.h - hs < k ? g.h - hs : k;
+    T* __restrict__ yr = y + row * wo;
+    std::int64_t* __restrict__ ar = arg == nullptr ? nullptr : arg + row * wo;
+    // Outputs [in0, in1) have their windows inside the row: ow * s - p >= 0, ow * s - p + k <= width.
+    const index_t in0 = (p + s - 1) / s < wo ? (p + s - 1) / s : wo;
+    const index_t last = width - k + p < 0 ? -1 : (width - k + p) / s;
+    const index_t in1 = last + 1 < in0 ? in0 : (last + 1 < wo ? last + 1 : wo);
+    for (index_t ow = 0; ow < in0; ++ow) {
+      one(xp, yr, ar, ow, hs, kh0, kh1);
+    }
+    for (index_t ow = in1; ow < wo; ++ow) {
+      one(xp, yr, ar, ow, hs, kh0, kh1);
+    }
+    for (index_t ow = in0; ow < in1; ++ow) {
+      yr[ow] = -std::numeric_limits<T>::infinity();
+      if (ar != nullptr) {
+        ar[ow] = (hs + kh0) * width + ow * s - p;
+      }
+    }
+    for (index_t kh = kh0; kh < kh1; ++kh) {
+      for (index_t kw = 0; kw < k; ++kw) {
+        const index_t base = (hs + kh) * width - p + kw;  // + ow * s: the element of output ow
+        if (s == 1) {
+          across<1>(xp, yr, ar, base, in0, in1);
+        } else if (s == 2) {
+          across<2>(xp, yr, ar, base, in0, in1);
+        } else {
+          across<0>(xp, yr, ar, base, in0, in1);
         }
       }
-      y[row * g.wo + ow] = best;
-      if (arg) {
-        arg[row * g.wo + ow] = where;
+    }
+  }
+
+ private:
+  /// One window element for outputs [a, b): element base + ow * stride (S, or g.s where S is 0).
+  template <index_t S>
+  DP_HOST_DEVICE DP_FORCEINLINE void across(const T* __restrict__ xp, T* __restrict__ yr, std::int64_t* __restrict__ ar,
+                                            index_t base, index_t a, index_t b) const {
+    const index_t stride = S == 0 ? g.s : S;
+    if (ar == nullptr) {
+      for (index_t ow = a; ow < b; ++ow) {
+        const T v = xp[base + ow * stride], cur = yr[ow];
+        yr[ow] = select_bits((v > cur) | (v != v), v, cur);
       }
+      return;
+    }
+    for (index_t ow = a; ow < b; ++ow) {
+      const T v = xp[base + ow * stride], cur = yr[ow];
+      const bool take = (v > cur) | (v != v);
+      yr[ow] = select_bits(take, v, cur);
+      ar[ow] = take ? base + ow * stride : ar[ow];
+    }
+  }
+  /// Output ow alone, its window clipped to the row (the outputs at the padded edges).
+  DP_HOST_DEVICE void one(const T* __restrict__ xp, T* __restrict__ yr, std::int64_t* __restrict__ ar, index_t ow,
+                          index_t hs, index_t kh0, index_t kh1) const {
+    const index_t ws = ow * g.s - g.p;
+    const index_t kw0 = ws < 0 ? -ws : 0, kw1 = g.w - ws < g.k ? g.w - ws : g.k;
+    T best = -std::numeric_limits<T>::infinity();
+    std::int64_t where = (hs + kh0) * g.w + ws + kw0;
+    for (index_t kh = kh0; kh < kh1; ++kh) {
+      const index_t at = (hs + kh) * g.w + ws;
+      for (index_t kw = kw0; kw < kw1; ++kw) {
+        const T v = xp[at + kw];
+        const bool take = (v > best) | (v != v);
+        best = select_bits(take, v, best);
+        where = take ? at + kw : where;
+      }
+    }
+    yr[ow] = best;
+    if (ar != nullptr) {
+      ar[ow] = where;
     }
   }
 };
