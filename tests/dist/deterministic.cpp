@@ -1,6 +1,8 @@
 // The deterministic mode: the same bits for any number of host workers (and, in tests/mpi, ranks),
 // and the default mode as the control that shows the difference is real.
+#include <algorithm>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <random>
 #include <thread>
@@ -206,9 +208,11 @@ TEST_CASE("deterministic: any split of the chunks into tiles gives the tree's su
 
 TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank receives an all-reduce's bytes") {
   // Ranks are threads on local communicators here (tests/mpi runs the same over MPI). Each rank
-  // passes one leaf per chunk of its share; 1001 values do not split evenly over the ranks.
+  // passes one leaf per chunk of its share and keeps its chunk_tree from step to step (the shares
+  // change, so does the most nodes a rank holds). 3 values are fewer than the ranks, 1001 do not
+  // split evenly, 9001 take several slices of the threads' work.
   namespace dd = dp::dist::detail;
-  constexpr dp::index_t params = 1001, extras = 2;
+  constexpr dp::index_t extras = 2;
   std::mt19937 gen(11);
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
   auto serial = [](auto& task, int n) {
@@ -216,91 +220,106 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
       task(k);
     }
   };
-  for (int ranks : {2, 3, 4, 5}) {
-    for (int trial = 0; trial < 6; ++trial) {
-      const dp::index_t k = 2 + static_cast<dp::index_t>(gen() % 19);
-      CAPTURE(ranks);
-      CAPTURE(k);
-      std::vector<std::vector<float>> leaf(static_cast<std::size_t>(k), std::vector<float>(params));
-      std::vector<std::vector<double>> leaf_x(static_cast<std::size_t>(k), std::vector<double>(extras));
-      for (dp::index_t c = 0; c < k; ++c) {
-        for (auto& x : leaf[static_cast<std::size_t>(c)]) {
-          x = std::ldexp(value(gen), static_cast<int>(gen() % 40) - 20);
-        }
-        for (auto& x : leaf_x[static_cast<std::size_t>(c)]) {
-          x = std::ldexp(static_cast<double>(value(gen)), static_cast<int>(gen() % 40) - 20);
-        }
-      }
-      // Contiguous shares, some of them empty, cut at random.
-      std::vector<dp::index_t> cuts{0, k};
-      for (int r = 1; r < ranks; ++r) {
-        cuts.push_back(static_cast<dp::index_t>(gen() % static_cast<unsigned>(k + 1)));
-      }
-      std::sort(cuts.begin(), cuts.end());
-      std::vector<dd::chunk_range> share;
-      std::size_t most = 0;
-      std::vector<dd::chunk_range> tiles;
-      for (int r = 0; r < ranks; ++r) {
-        share.push_back({cuts[static_cast<std::size_t>(r)], cuts[static_cast<std::size_t>(r) + 1]});
-        dd::tile(share.back().first, share.back().end, k, tiles);
-        most = std::max(most, tiles.size());
-      }
+  for (dp::index_t params : {3, 1001, 9001}) {
+    for (int ranks : {2, 3, 4, 5}) {
       auto locals = dp::dist::make_local_communicators(ranks);
       std::vector<std::int64_t> received(static_cast<std::size_t>(ranks), 0);
       std::vector<dp::dist::any_communicator> comms;
+      std::vector<dd::chunk_tree<float>> trees;
       for (int r = 0; r < ranks; ++r) {
         comms.emplace_back(
             counting_communicator{locals[static_cast<std::size_t>(r)], &received[static_cast<std::size_t>(r)]});
+        trees.emplace_back(params, extras);
       }
-      std::vector<std::vector<float>> got(static_cast<std::size_t>(ranks));
-      std::vector<std::vector<double>> got_x(static_cast<std::size_t>(ranks));
-      std::vector<std::thread> threads;
-      for (int r = 0; r < ranks; ++r) {
-        threads.emplace_back([&, r] {
-          std::vector<dd::tree_node<float>> mine;
-          for (dp::index_t c = share[static_cast<std::size_t>(r)].first; c < share[static_cast<std::size_t>(r)].end;
-               ++c) {
-            mine.push_back(
-                {{c, c + 1}, 1, leaf[static_cast<std::size_t>(c)].data(), leaf_x[static_cast<std::size_t>(c)].data()});
+      for (int step = 0; step < 4; ++step) {
+        const dp::index_t k = 2 + static_cast<dp::index_t>(gen() % 19);
+        CAPTURE(params);
+        CAPTURE(ranks);
+        CAPTURE(k);
+        std::vector<std::vector<float>> leaf(static_cast<std::size_t>(k), std::vector<float>(params));
+        std::vector<std::vector<double>> leaf_x(static_cast<std::size_t>(k), std::vector<double>(extras));
+        for (dp::index_t c = 0; c < k; ++c) {
+          for (auto& x : leaf[static_cast<std::size_t>(c)]) {
+            x = std::ldexp(value(gen), static_cast<int>(gen() % 40) - 20);
           }
-          dd::chunk_tree<float> tree(params, extras);
-          std::vector<dp::tensor<float>> outs{dp::zeros<float>({params})};
-          const double* sums = tree.reduce(mine, k, share, r, &comms[static_cast<std::size_t>(r)], outs, serial, 2);
-          got[static_cast<std::size_t>(r)] = outs[0].to_vector();
-          got_x[static_cast<std::size_t>(r)].assign(sums, sums + extras);
-        });
-      }
-      for (auto& t : threads) {
-        t.join();
-      }
-      const dp::index_t root = dd::root_size(k);
-      for (int r = 0; r < ranks; ++r) {
-        CAPTURE(r);
-        int wrong = 0;
-        for (dp::index_t e = 0; e < params; ++e) {
-          std::vector<float> column;
-          for (dp::index_t c = 0; c < k; ++c) {
-            column.push_back(leaf[static_cast<std::size_t>(c)][static_cast<std::size_t>(e)]);
+          for (auto& x : leaf_x[static_cast<std::size_t>(c)]) {
+            x = std::ldexp(static_cast<double>(value(gen)), static_cast<int>(gen() % 40) - 20);
           }
-          const float want = tree_sum(column, 0, root);
-          wrong +=
-              std::memcmp(&got[static_cast<std::size_t>(r)][static_cast<std::size_t>(e)], &want, sizeof(float)) != 0;
         }
-        CHECK(wrong == 0);
-        for (dp::index_t q = 0; q < extras; ++q) {
-          std::vector<double> column;
-          for (dp::index_t c = 0; c < k; ++c) {
-            column.push_back(leaf_x[static_cast<std::size_t>(c)][static_cast<std::size_t>(q)]);
-          }
-          const double want = tree_sum(column, 0, root);
-          CHECK(std::memcmp(&got_x[static_cast<std::size_t>(r)][static_cast<std::size_t>(q)], &want, sizeof(double)) ==
-                0);
+        // Contiguous shares, some of them empty, cut at random.
+        std::vector<dp::index_t> cuts{0, k};
+        for (int r = 1; r < ranks; ++r) {
+          cuts.push_back(static_cast<dp::index_t>(gen() % static_cast<unsigned>(k + 1)));
         }
-        // The slices' exchange and the all-gather: (most + 1) slices from each other rank, against
-        // (ranks - 1) x most whole nodes when every rank gathered every other's.
-        const std::int64_t width = (params + ranks - 1) / ranks;
-        CHECK(received[static_cast<std::size_t>(r)] <=
-              std::max<std::int64_t>(params, static_cast<std::int64_t>(most + 1) * (ranks - 1) * width));
+        std::sort(cuts.begin(), cuts.end());
+        std::vector<dd::chunk_range> share;
+        std::size_t most = 0;
+        std::vector<dd::chunk_range> tiles;
+        for (int r = 0; r < ranks; ++r) {
+          share.push_back({cuts[static_cast<std::size_t>(r)], cuts[static_cast<std::size_t>(r) + 1]});
+          dd::tile(share.back().first, share.back().end, k, tiles);
+          most = std::max(most, tiles.size());
+        }
+        std::fill(received.begin(), received.end(), 0);
+        std::vector<std::vector<float>> got(static_cast<std::size_t>(ranks));
+        std::vector<std::vector<double>> got_x(static_cast<std::size_t>(ranks));
+        std::vector<std::exception_ptr> failed(static_cast<std::size_t>(ranks));
+        std::vector<std::thread> threads;
+        for (int r = 0; r < ranks; ++r) {
+          threads.emplace_back([&, r] {
+            const auto i = static_cast<std::size_t>(r);
+            try {
+              std::vector<dd::tree_node<float>> mine;
+              for (dp::index_t c = share[i].first; c < share[i].end; ++c) {
+                const auto j = static_cast<std::size_t>(c);
+                mine.push_back({{c, c + 1}, 1, leaf[j].data(), leaf_x[j].data()});
+              }
+              std::vector<dp::tensor<float>> outs{dp::zeros<float>({params})};
+              const double* sums = trees[i].reduce(mine, k, share, r, &comms[i], outs, serial, 2);
+              got[i] = outs[0].to_vector();
+              got_x[i].assign(sums, sums + extras);
+            } catch (...) {
+              failed[i] = std::current_exception();
+              comms[i].abort("a rank failed");
+            }
+          });
+        }
+        for (auto& t : threads) {
+          t.join();
+        }
+        for (const auto& e : failed) {
+          if (e) {
+            std::rethrow_exception(e);
+          }
+        }
+        const dp::index_t root = dd::root_size(k);
+        for (int r = 0; r < ranks; ++r) {
+          CAPTURE(r);
+          const auto i = static_cast<std::size_t>(r);
+          int wrong = 0;
+          for (dp::index_t e = 0; e < params; ++e) {
+            std::vector<float> column;
+            for (dp::index_t c = 0; c < k; ++c) {
+              column.push_back(leaf[static_cast<std::size_t>(c)][static_cast<std::size_t>(e)]);
+            }
+            const float want = tree_sum(column, 0, root);
+            wrong += std::memcmp(&got[i][static_cast<std::size_t>(e)], &want, sizeof(float)) != 0;
+          }
+          CHECK(wrong == 0);
+          for (dp::index_t q = 0; q < extras; ++q) {
+            std::vector<double> column;
+            for (dp::index_t c = 0; c < k; ++c) {
+              column.push_back(leaf_x[static_cast<std::size_t>(c)][static_cast<std::size_t>(q)]);
+            }
+            const double want = tree_sum(column, 0, root);
+            CHECK(std::memcmp(&got_x[i][static_cast<std::size_t>(q)], &want, sizeof(double)) == 0);
+          }
+          // The slices' exchange and the all-gather: (most + 1) slices from each other rank, against
+          // (ranks - 1) x most whole nodes when every rank gathered every other's.
+          const std::int64_t width = (params + ranks - 1) / ranks;
+          CHECK(received[i] <=
+                std::max<std::int64_t>(params, static_cast<std::int64_t>(most + 1) * (ranks - 1) * width));
+        }
       }
     }
   }

@@ -316,14 +316,17 @@ class chunk_tree {
     }
   }
 
-  /// The root across ranks, moving an all-reduce's bytes whatever the rank count: rank s owns
-  /// slice s of the elements. Every rank evaluates its largest nodes and sends slice s of each to
-  /// rank s (one all-to-all per node position: ranks with fewer nodes send unused rows), rank s
-  /// evaluates the root over its slice from every rank's nodes, and the slices are all-gathered.
-  /// The extras (a few values) are all-gathered whole and every rank evaluates their root.
+  /// The root across ranks, rank s evaluating it over slice s of the elements: every rank
+  /// evaluates its largest nodes and sends slice s of each to rank s (one all-to-all per node
+  /// position; ranks with fewer nodes send unused rows), and the root's slices are all-gathered:
+  /// (m + 1)(ranks - 1)/ranks of the gradient bytes per rank for m node positions, where
+  /// gathering every rank's nodes took m (ranks - 1). The extras (a few values) are all-gathered
+  /// whole and every rank evaluates their root.
   template <class Each>
   void exchange(index_t chunks, std::span<const chunk_range> ranks, int rank, any_communicator& world,
                 std::span<tensor<T>> outs, Each& each, int tasks) {
+    DP_CHECK(static_cast<int>(ranks.size()) == world.size(), runtime_error, "dp: internal error: the deterministic ",
+             "sums have ", ranks.size(), " ranks' shares for a world of ", world.size());
     std::size_t most = 0;
     for (const auto& r : ranks) {
       tile(r.first, r.end, chunks, tiles_);
@@ -332,7 +335,8 @@ class chunk_tree {
     const auto m = static_cast<index_t>(most);
     const auto n = static_cast<index_t>(ranks.size());
     const index_t width = (params_ + n - 1) / n;  // a slice; the last ones may be shorter or empty
-    if (send_.numel() != m * n * width || recv_.numel() != m * n * width) {
+    if (send_rows_.size() != static_cast<std::size_t>(m) || send_.numel() != m * n * width ||
+        recv_x_.numel() != n * m * extras_) {
       send_ = zeros<T>({m * n * width});  // the padding past params_ is sent, never read
       recv_ = empty<T>({m * n * width});
       send_x_ = zeros<double>({m * extras_});

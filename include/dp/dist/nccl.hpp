@@ -189,13 +189,16 @@ class nccl_communicator {
     dp::detail::cuda_device_guard g(enter("all_to_all"));
     const auto c = static_cast<std::size_t>(in.numel() / size_);
     DP_NCCL_CHECK(ncclGroupStart());
-    for (int r = 0; r < size_; ++r) {
-      DP_NCCL_CHECK(
-          ncclSend(in.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream()));
-      DP_NCCL_CHECK(
-          ncclRecv(out.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream()));
+    ncclResult_t rc = ncclSuccess;  // the group is ended even when a call in it fails
+    for (int r = 0; r < size_ && rc == ncclSuccess; ++r) {
+      rc = ncclSend(in.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream());
+      if (rc == ncclSuccess) {
+        rc = ncclRecv(out.data() + c * static_cast<std::size_t>(r), c, detail::nccl_type<T>(), r, comm(), stream());
+      }
     }
-    DP_NCCL_CHECK(ncclGroupEnd());
+    const ncclResult_t end = ncclGroupEnd();
+    DP_CHECK(rc == ncclSuccess, runtime_error, "dp: all_to_all: ncclSend/ncclRecv failed: ", ncclGetErrorString(rc));
+    DP_CHECK(end == ncclSuccess, runtime_error, "dp: all_to_all: ncclGroupEnd failed: ", ncclGetErrorString(end));
   }
   /// An all-reduce of one value, waited for on the host with the timeout.
   void barrier() {

@@ -35,8 +35,7 @@ struct im2col_fn {
     const index_t first = g.p - kw, last = g.w - 1 + g.p - kw;
     const index_t lo = first <= 0 ? 0 : (first + g.s - 1) / g.s;
     const index_t hi = last < 0 ? 0 : (last / g.s + 1 < g.wo ? last / g.s + 1 : g.wo);
-    // Three plain loops per row (zeros, the copy, zeros): one loop with the bounds in its body ran
-    // scalar (14% of a LeNet step).
+    // Zeros, the copy, zeros: plain loops that vectorise (bounds in one loop's body did not).
     const index_t wo = g.wo, s = g.s, shift = kw - g.p;
     T* __restrict__ out = col + block * g.hw_out();
     for (index_t oh = 0; oh < g.ho; ++oh, out += wo) {
@@ -73,7 +72,6 @@ struct col2im_fn {
   bool accumulate;
   DP_HOST_DEVICE void operator()(index_t row) const {
     const index_t h = row % g.h, c = (row / g.h) % g.c, n = row / (g.h * g.c);
-    const covering_outputs rows(h, g.k, g.s, g.p, g.ho);
     const T* block = dcol + (n * g.ckk() + c * g.k * g.k) * g.hw_out();  // column rows of channel c
     T* out = dx + row * g.w;
 #if !defined(__CUDA_ARCH__)
@@ -82,6 +80,7 @@ struct col2im_fn {
       return;
     }
 #endif
+    const covering_outputs rows(h, g.k, g.s, g.p, g.ho);
     for (index_t w = 0; w < g.w; ++w) {
       const covering_outputs cols(w, g.k, g.s, g.p, g.wo);
       T acc = T(0);
@@ -98,8 +97,7 @@ struct col2im_fn {
 
  private:
   /// Stride 1 on the host: the same terms in the same order (kh ascending is oh descending, kw
-  /// ascending is ow descending), added as whole row segments into a tile of sums, so the loop
-  /// vectorises (per element with its bounds, col2im took 11% of a LeNet step).
+  /// ascending is ow descending), added as whole row segments into a tile of sums (vectorised).
   void unit_stride(const T* block, T* out, index_t h) const {
     constexpr index_t tile = 256;
     T acc[tile];
@@ -162,8 +160,8 @@ struct bias_grad_fn {
   bool accumulate;
   DP_HOST_DEVICE void operator()(index_t o) const {
     using acc_t = std::conditional_t<std::is_same_v<T, float>, double, T>;
-    // Eight partial sums (element i into sum i % 8 of its row), added in a fixed order: one sum
-    // waited on each addition (5% of a LeNet step); eight vectorise and do not depend on threads.
+    // Eight partial sums (element i of a row into sum i % 8), added in a fixed order: they
+    // vectorise, where one sum waited on each addition.
     constexpr index_t lanes = 8;
     acc_t part[lanes] = {};
     for (index_t n = 0; n < batch; ++n) {

@@ -17,23 +17,25 @@
 namespace dp::inline DP_ABI::nn {
 namespace detail {
 
-/// `take ? a : b` without a branch: compilers turn a float select back into a branch, which
-/// mispredicts on data (the max of a pooling window).
+/// `take ? a : b` without a branch on the host, where compilers turn a float select back into a
+/// branch that mispredicts on data (the max of a pooling window).
 template <class T>
 DP_HOST_DEVICE DP_FORCEINLINE T select_bits(bool take, T a, T b) {
+#if defined(__CUDA_ARCH__)
+  return take ? a : b;
+#else
   static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   const U m = U(0) - static_cast<U>(take);
   return std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m)));
+#endif
 }
 
-/// One output row (plane, oh) per call: the decoding's integer divisions once per row, not per
-/// element (they cost more than the window's comparisons). PyTorch's rule: a window starts at its
-/// first valid element with -inf, and a larger value or a NaN replaces the current one. The outputs
-/// whose windows lie inside the row horizontally are computed window element by window element
-/// across the row (independent outputs: the loop vectorises); a loop over each window in turn
-/// waits on its comparisons one after the other, and a branch on them mispredicts (24% of a LeNet
-/// step). The geometry is copied to locals: a store through `arg` could alias it.
+/// One output row (plane, oh) per call: the decoding's integer divisions once per row. PyTorch's
+/// rule: a window starts at its first valid element with -inf; a larger value or a NaN replaces
+/// the current one. On the host, outputs whose windows lie inside the row are computed window
+/// element by window element across the row, so the loop vectorises (one window at a time waited
+/// on each comparison: 24% of a LeNet step).
 template <class T>
 struct maxpool_fwd {
   const T* x;
@@ -49,6 +51,11 @@ struct maxpool_fwd {
     const index_t kh0 = hs < 0 ? -hs : 0, kh1 = g.h - hs < k ? g.h - hs : k;
     T* __restrict__ yr = y + row * wo;
     std::int64_t* __restrict__ ar = arg == nullptr ? nullptr : arg + row * wo;
+#if defined(__CUDA_ARCH__)
+    for (index_t ow = 0; ow < wo; ++ow) {  // a thread keeps its window's maximum in registers
+      one(xp, yr, ar, ow, hs, kh0, kh1);
+    }
+#else
     // Outputs [in0, in1) have their windows inside the row: ow * s - p >= 0, ow * s - p + k <= width.
     const index_t in0 = (p + s - 1) / s < wo ? (p + s - 1) / s : wo;
     const index_t last = width - k + p < 0 ? -1 : (width - k + p) / s;
@@ -77,6 +84,7 @@ struct maxpool_fwd {
         }
       }
     }
+#endif
   }
 
  private:
