@@ -31,80 +31,123 @@ DP_HOST_DEVICE DP_FORCEINLINE T select_bits(bool take, T a, T b) {
 #endif
 }
 
-/// One output row (plane, oh) per call: the decoding's integer divisions once per row. PyTorch's
-/// rule: a window starts at its first valid element with -inf; a larger value or a NaN replaces
-/// the current one. On the host, outputs whose windows lie inside the row are computed window
-/// element by window element across the row, so the loop vectorises (one window at a time waited
-/// on each comparison: 24% of a LeNet step).
+/// One output row (plane, oh) per call. PyTorch's rule: a window starts at its first valid element
+/// with -inf; a larger value or a NaN replaces the current one. On the host, the outputs whose
+/// windows lie inside the row ([in0, in1), found once per pass) go window element by window
+/// element across the row (vectorised), or on a short row keep four maxima in registers: outputs
+/// are independent, so no comparison waits on the one before (a loop over one window at a time
+/// did, and branched on the data: 24% of a LeNet step).
 template <class T>
 struct maxpool_fwd {
   const T* x;
   T* y;
   std::int64_t* arg;  // index of the winner within the (n, c) plane
   window_geometry g;
+  index_t in0, in1;
+
+  static maxpool_fwd make(const T* x, T* y, std::int64_t* arg, const window_geometry& g) {
+    // ow * s - p >= 0 and ow * s - p + k <= w.
+    const index_t in0 = std::min(g.wo, (g.p + g.s - 1) / g.s);
+    const index_t last = g.w - g.k + g.p < 0 ? -1 : (g.w - g.k + g.p) / g.s;
+    return {x, y, arg, g, in0, std::max(in0, std::min(g.wo, last + 1))};
+  }
+
   DP_HOST_DEVICE void operator()(index_t row) const {
-    const index_t width = g.w, k = g.k, s = g.s, p = g.p, wo = g.wo;
     const index_t oh = row % g.ho, plane = row / g.ho;
-    const T* __restrict__ xp = x + plane * g.h * width;
+    const T* __restrict__ xp = x + plane * g.h * g.w;
     // The window's rows inside the plane: [hs + kh0, hs + kh1).
-    const index_t hs = oh * s - p;
-    const index_t kh0 = hs < 0 ? -hs : 0, kh1 = g.h - hs < k ? g.h - hs : k;
-    T* __restrict__ yr = y + row * wo;
-    std::int64_t* __restrict__ ar = arg == nullptr ? nullptr : arg + row * wo;
+    const index_t hs = oh * g.s - g.p;
+    const index_t kh0 = hs < 0 ? -hs : 0, kh1 = g.h - hs < g.k ? g.h - hs : g.k;
+    T* __restrict__ yr = y + row * g.wo;
+    std::int64_t* __restrict__ ar = arg == nullptr ? nullptr : arg + row * g.wo;
 #if defined(__CUDA_ARCH__)
-    for (index_t ow = 0; ow < wo; ++ow) {  // a thread keeps its window's maximum in registers
+    for (index_t ow = 0; ow < g.wo; ++ow) {  // a thread keeps its window's maximum in registers
       one(xp, yr, ar, ow, hs, kh0, kh1);
     }
 #else
-    // Outputs [in0, in1) have their windows inside the row: ow * s - p >= 0, ow * s - p + k <= width.
-    const index_t in0 = (p + s - 1) / s < wo ? (p + s - 1) / s : wo;
-    const index_t last = width - k + p < 0 ? -1 : (width - k + p) / s;
-    const index_t in1 = last + 1 < in0 ? in0 : (last + 1 < wo ? last + 1 : wo);
     for (index_t ow = 0; ow < in0; ++ow) {
       one(xp, yr, ar, ow, hs, kh0, kh1);
     }
-    for (index_t ow = in1; ow < wo; ++ow) {
+    for (index_t ow = in1; ow < g.wo; ++ow) {
       one(xp, yr, ar, ow, hs, kh0, kh1);
     }
-    for (index_t ow = in0; ow < in1; ++ow) {
-      yr[ow] = -std::numeric_limits<T>::infinity();
-      if (ar != nullptr) {
-        ar[ow] = (hs + kh0) * width + ow * s - p;
-      }
-    }
-    for (index_t kh = kh0; kh < kh1; ++kh) {
-      for (index_t kw = 0; kw < k; ++kw) {
-        const index_t base = (hs + kh) * width - p + kw;  // + ow * s: the element of output ow
-        if (s == 1) {
-          across<1>(xp, yr, ar, base, in0, in1);
-        } else if (s == 2) {
-          across<2>(xp, yr, ar, base, in0, in1);
-        } else {
-          across<0>(xp, yr, ar, base, in0, in1);
-        }
-      }
+    if (g.s == 1) {
+      interior<1>(xp, yr, ar, hs, kh0, kh1);
+    } else if (g.s == 2) {
+      interior<2>(xp, yr, ar, hs, kh0, kh1);
+    } else {
+      interior<0>(xp, yr, ar, hs, kh0, kh1);
     }
 #endif
   }
 
  private:
-  /// One window element for outputs [a, b): element base + ow * stride (S, or g.s where S is 0).
+  /// The outputs [in0, in1) at stride S (g.s where S is 0).
   template <index_t S>
-  DP_HOST_DEVICE DP_FORCEINLINE void across(const T* __restrict__ xp, T* __restrict__ yr, std::int64_t* __restrict__ ar,
-                                            index_t base, index_t a, index_t b) const {
-    const index_t stride = S == 0 ? g.s : S;
-    if (ar == nullptr) {
-      for (index_t ow = a; ow < b; ++ow) {
-        const T v = xp[base + ow * stride], cur = yr[ow];
-        yr[ow] = select_bits((v > cur) | (v != v), v, cur);
+  void interior(const T* __restrict__ xp, T* __restrict__ yr, std::int64_t* __restrict__ ar, index_t hs, index_t kh0,
+                index_t kh1) const {
+    const index_t stride = S == 0 ? g.s : S, width = g.w, p = g.p;
+    if (in1 - in0 >= 8) {  // one pass per window element over the row: vectorised
+      for (index_t ow = in0; ow < in1; ++ow) {
+        yr[ow] = -std::numeric_limits<T>::infinity();
+        if (ar != nullptr) {
+          ar[ow] = (hs + kh0) * width + ow * stride - p;
+        }
+      }
+      for (index_t kh = kh0; kh < kh1; ++kh) {
+        for (index_t kw = 0; kw < g.k; ++kw) {
+          const index_t base = (hs + kh) * width - p + kw;  // + ow * stride: output ow's element
+          for (index_t ow = in0; ow < in1; ++ow) {
+            const index_t at = base + ow * stride;
+            const T v = xp[at], cur = yr[ow];
+            const bool take = (v > cur) | (v != v);
+            yr[ow] = select_bits(take, v, cur);
+            if (ar != nullptr) {
+              ar[ow] = take ? at : ar[ow];
+            }
+          }
+        }
       }
       return;
     }
-    for (index_t ow = a; ow < b; ++ow) {
-      const T v = xp[base + ow * stride], cur = yr[ow];
-      const bool take = (v > cur) | (v != v);
-      yr[ow] = select_bits(take, v, cur);
-      ar[ow] = take ? base + ow * stride : ar[ow];
+    index_t ow = in0;  // a short row: its maxima in registers, four outputs at a time
+    if (ow + 4 <= in1) {
+      block<S, 4>(xp, yr, ar, ow, hs, kh0, kh1);
+      ow += 4;
+    }
+    for (; ow < in1; ++ow) {
+      one(xp, yr, ar, ow, hs, kh0, kh1);
+    }
+  }
+  /// Outputs [ow0, ow0 + B), their windows inside the row: maxima and winners kept in registers.
+  template <index_t S, index_t B>
+  DP_FORCEINLINE void block(const T* __restrict__ xp, T* __restrict__ yr, std::int64_t* __restrict__ ar, index_t ow0,
+                            index_t hs, index_t kh0, index_t kh1) const {
+    const index_t stride = S == 0 ? g.s : S, width = g.w, p = g.p;
+    T best[B];
+    std::int64_t where[B];
+    for (index_t j = 0; j < B; ++j) {
+      best[j] = -std::numeric_limits<T>::infinity();
+      where[j] = (hs + kh0) * width + (ow0 + j) * stride - p;
+    }
+    for (index_t kh = kh0; kh < kh1; ++kh) {
+      for (index_t kw = 0; kw < g.k; ++kw) {
+        const index_t base = (hs + kh) * width - p + kw + ow0 * stride;
+        for (index_t j = 0; j < B; ++j) {
+          const T v = xp[base + j * stride];
+          const bool take = (v > best[j]) | (v != v);
+          best[j] = select_bits(take, v, best[j]);
+          where[j] = take ? base + j * stride : where[j];
+        }
+      }
+    }
+    for (index_t j = 0; j < B; ++j) {
+      yr[ow0 + j] = best[j];
+    }
+    if (ar != nullptr) {
+      for (index_t j = 0; j < B; ++j) {
+        ar[ow0 + j] = where[j];
+      }
     }
   }
   /// Output ow alone, its window clipped to the row (the outputs at the padded edges).
@@ -157,7 +200,7 @@ struct maxpool_bwd {
 /// y (and the winners, when arg is not null) of x: [N, C, H, W] -> [N, C, Ho, Wo].
 template <class T>
 void maxpool_forward(device d, const T* x, T* y, std::int64_t* arg, const window_geometry& g) {
-  dp::detail::for_each_index(d, g.n * g.c * g.ho, maxpool_fwd<T>{x, y, arg, g}, window_grain(g.wo * g.k * g.k));
+  dp::detail::for_each_index(d, g.n * g.c * g.ho, maxpool_fwd<T>::make(x, y, arg, g), window_grain(g.wo * g.k * g.k));
 }
 
 template <class T>
