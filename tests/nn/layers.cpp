@@ -358,6 +358,13 @@ TEST_CASE("a window larger than the padded input is a shape error, not an output
   CHECK_THROWS_AS((void)conv(dp::zeros<float>({1, 1, 2, 2})), dp::shape_error);
   nn::conv2d<1, 1, 3, 2, 1> padded;  // 2 + 2 >= 3: fits
   CHECK(padded(dp::zeros<float>({1, 1, 2, 2})).shape() == dp::shape{1, 1, 1, 1});
+  // An empty side: with K = 2P the count would be 1, a window of padding alone (its backward
+  // wrote into the empty plane).
+  nn::max_pool2d<2, 2, 1> half_padded;
+  CHECK_THROWS_WITH_AS((void)half_padded(dp::zeros<float>({1, 1, 0, 3})),
+                       doctest::Contains("does not fit shape {1, 1, 0, 3}"), dp::shape_error);
+  nn::conv2d<1, 1, 2, 1, 1> half_padded_conv;
+  CHECK_THROWS_AS((void)half_padded_conv(dp::zeros<float>({1, 1, 4, 0})), dp::shape_error);
 }
 
 TEST_CASE("embedding: gradients match; bad indices are errors") {

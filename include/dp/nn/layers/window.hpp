@@ -17,9 +17,10 @@ struct window_geometry {
   DP_HOST_DEVICE index_t hw_out() const { return ho * wo; }
 
   /// Over an [N, C, H, W] input; ho or wo is 0 when the window does not fit (H + 2P < K: C++'s
-  /// division would round the negative count up to an output of 1).
+  /// division would round the negative count up to an output of 1), or when H or W is 0 (a window
+  /// of padding alone has no element: with K = 2P it would make an output of 1).
   static window_geometry of(const shape& in, index_t k, index_t s, index_t p) {
-    auto out = [&](index_t x) { return x + 2 * p < k ? index_t{0} : (x + 2 * p - k) / s + 1; };
+    auto out = [&](index_t x) { return x == 0 || x + 2 * p < k ? index_t{0} : (x + 2 * p - k) / s + 1; };
     return {in[0], in[1], in[2], in[3], k, s, p, out(in[2]), out(in[3])};
   }
 };
