@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -205,12 +206,66 @@ TEST_CASE("max_pool2d propagates NaN as PyTorch does: a window holding one gives
 }
 
 TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every window geometry, ties and NaNs") {
-  // Values from {0, 1, 2, 3} (many ties: the first maximum wins) and NaN at about 1 in 20 (a NaN
-  // replaces the current value, so a window's last NaN wins), against the rule written out.
+  // Values from {0, 1, 2, 3} (many ties: the first maximum wins), NaN at about 1 in 20 (a NaN
+  // replaces the current value, so a window's last NaN wins) and -inf at 1 in 40, against the rule
+  // written out, in float and double. Small planes of every size up to 8 x 11, and larger ones: a
+  // plane whose output rows take several blocks of the separable kernel (K <= S, no padding), a
+  // row of exactly one block, and rows too long for one (the row kernel).
   namespace nd = dp::nn::detail;
-  const double nan = std::numeric_limits<double>::quiet_NaN();
   std::mt19937 gen(35);
   int bad = 0, cases = 0;
+  std::vector<std::array<dp::index_t, 2>> sizes;
+  for (dp::index_t h = 1; h <= 8; ++h) {
+    for (dp::index_t w = 1; w <= 11; ++w) {
+      sizes.push_back({h, w});
+    }
+  }
+  for (auto hw : {std::array<dp::index_t, 2>{70, 40}, {9, 1023}, {4, 1024}, {3, 2051}}) {
+    sizes.push_back(hw);
+  }
+  auto check = [&]<class T>(std::type_identity<T>, const nd::window_geometry& g) {
+    const dp::index_t k = g.k, s = g.s, p = g.p, h = g.h, w = g.w;
+    ++cases;
+    std::vector<T> x(static_cast<std::size_t>(2 * 3 * h * w));
+    for (auto& v : x) {
+      const auto r = gen() % 40;
+      v = r < 2    ? std::numeric_limits<T>::quiet_NaN()
+          : r == 2 ? -std::numeric_limits<T>::infinity()
+                   : static_cast<T>(gen() % 4);
+    }
+    std::vector<T> y(static_cast<std::size_t>(2 * 3 * g.ho * g.wo));
+    std::vector<std::int64_t> arg(y.size());
+    nd::maxpool_forward(dp::cpu(), x.data(), y.data(), arg.data(), g);
+    std::vector<T> y_only(y.size());  // inference: no winners kept
+    nd::maxpool_forward(dp::cpu(), x.data(), y_only.data(), static_cast<std::int64_t*>(nullptr), g);
+    for (dp::index_t plane = 0; plane < 6; ++plane) {
+      for (dp::index_t i = 0; i < g.ho; ++i) {
+        for (dp::index_t j = 0; j < g.wo; ++j) {
+          // The rule: start at the first valid element with -inf; a larger value or a NaN
+          // replaces the current one.
+          double best = -std::numeric_limits<double>::infinity();
+          std::int64_t where = -1;
+          for (dp::index_t r = i * s - p; r < i * s - p + k; ++r) {
+            for (dp::index_t q = j * s - p; q < j * s - p + k; ++q) {
+              if (r < 0 || r >= h || q < 0 || q >= w) {
+                continue;
+              }
+              const double v = x[static_cast<std::size_t>((plane * h + r) * w + q)];
+              where = where < 0 ? r * w + q : where;
+              if (v > best || std::isnan(v)) {
+                best = v;
+                where = r * w + q;
+              }
+            }
+          }
+          const auto o = static_cast<std::size_t>((plane * g.ho + i) * g.wo + j);
+          const bool same = std::isnan(best) ? std::isnan(y[o]) : y[o] == best;
+          const bool same_alone = std::isnan(best) ? std::isnan(y_only[o]) : y_only[o] == best;
+          bad += !same || !same_alone || arg[o] != where;
+        }
+      }
+    }
+  };
   for (auto [k, s, p] : {std::array<dp::index_t, 3>{2, 2, 0},
                          {3, 2, 1},
                          {3, 1, 1},
@@ -218,54 +273,20 @@ TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every windo
                          {3, 3, 1},
                          {5, 3, 2},
                          {4, 2, 2},
-                         {1, 1, 0}}) {
-    for (dp::index_t h = 1; h <= 8; ++h) {
-      for (dp::index_t w = 1; w <= 11; ++w) {
-        const auto g = nd::window_geometry::of(dp::shape{2, 3, h, w}, k, s, p);
-        if (g.ho == 0 || g.wo == 0) {
-          continue;
-        }
-        ++cases;
-        std::vector<double> x(static_cast<std::size_t>(2 * 3 * h * w));
-        for (auto& v : x) {
-          v = gen() % 20 == 0 ? nan : static_cast<double>(gen() % 4);
-        }
-        std::vector<double> y(static_cast<std::size_t>(2 * 3 * g.ho * g.wo));
-        std::vector<std::int64_t> arg(y.size());
-        nd::maxpool_forward(dp::cpu(), x.data(), y.data(), arg.data(), g);
-        std::vector<double> y_only(y.size());  // inference: no winners kept
-        nd::maxpool_forward(dp::cpu(), x.data(), y_only.data(), static_cast<std::int64_t*>(nullptr), g);
-        for (dp::index_t plane = 0; plane < 6; ++plane) {
-          for (dp::index_t i = 0; i < g.ho; ++i) {
-            for (dp::index_t j = 0; j < g.wo; ++j) {
-              // The rule: start at the first valid element with -inf; a larger value or a NaN
-              // replaces the current one.
-              double best = -std::numeric_limits<double>::infinity();
-              std::int64_t where = -1;
-              for (dp::index_t r = i * s - p; r < i * s - p + k; ++r) {
-                for (dp::index_t q = j * s - p; q < j * s - p + k; ++q) {
-                  if (r < 0 || r >= h || q < 0 || q >= w) {
-                    continue;
-                  }
-                  const double v = x[static_cast<std::size_t>((plane * h + r) * w + q)];
-                  where = where < 0 ? r * w + q : where;
-                  if (v > best || std::isnan(v)) {
-                    best = v;
-                    where = r * w + q;
-                  }
-                }
-              }
-              const auto o = static_cast<std::size_t>((plane * g.ho + i) * g.wo + j);
-              const bool same = std::isnan(best) ? std::isnan(y[o]) : y[o] == best;
-              const bool same_alone = std::isnan(best) ? std::isnan(y_only[o]) : y_only[o] == best;
-              bad += !same || !same_alone || arg[o] != where;
-            }
-          }
-        }
+                         {1, 1, 0},
+                         {3, 3, 0},
+                         {2, 3, 0},
+                         {1, 2, 0},
+                         {4, 4, 0}}) {
+    for (auto [h, w] : sizes) {
+      const auto g = nd::window_geometry::of(dp::shape{2, 3, h, w}, k, s, p);
+      if (g.ho > 0 && g.wo > 0) {
+        check(std::type_identity<double>{}, g);
+        check(std::type_identity<float>{}, g);
       }
     }
   }
-  CHECK(cases > 200);
+  CHECK(cases > 1000);
   CHECK(bad == 0);
 }
 
