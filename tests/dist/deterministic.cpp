@@ -96,10 +96,12 @@ V tree_sum(const std::vector<V>& v, std::int64_t a, std::int64_t s) {
   return tree_sum(v, a, s / 2) + tree_sum(v, a + s / 2, s / 2);
 }
 
-/// A local communicator that counts the float values each rank receives from the others.
+/// A local communicator that counts the float values each rank receives from the others, and the
+/// collectives it takes part in.
 class counting_communicator {
  public:
-  counting_communicator(dp::dist::local_communicator c, std::int64_t* received) : c_(std::move(c)), got_(received) {}
+  counting_communicator(dp::dist::local_communicator c, std::int64_t* received, int* calls)
+      : c_(std::move(c)), got_(received), calls_(calls) {}
   using request = dp::dist::local_communicator::request;
   int rank() const { return c_.rank(); }
   int size() const { return c_.size(); }
@@ -143,12 +145,14 @@ class counting_communicator {
  private:
   template <class T>
   void count(std::int64_t values) {
+    ++*calls_;
     if constexpr (std::is_same_v<T, float>) {
       *got_ += values;
     }
   }
   dp::dist::local_communicator c_;
   std::int64_t* got_;
+  int* calls_;
 };
 static_assert(dp::dist::communicator<counting_communicator>);
 
@@ -224,11 +228,13 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
     for (int ranks : {2, 3, 4, 5}) {
       auto locals = dp::dist::make_local_communicators(ranks);
       std::vector<std::int64_t> received(static_cast<std::size_t>(ranks), 0);
+      std::vector<int> calls(static_cast<std::size_t>(ranks), 0);
       std::vector<dp::dist::any_communicator> comms;
       std::vector<dd::chunk_tree<float>> trees;
       for (int r = 0; r < ranks; ++r) {
-        comms.emplace_back(
-            counting_communicator{locals[static_cast<std::size_t>(r)], &received[static_cast<std::size_t>(r)]});
+        comms.emplace_back(counting_communicator{locals[static_cast<std::size_t>(r)],
+                                                 &received[static_cast<std::size_t>(r)],
+                                                 &calls[static_cast<std::size_t>(r)]});
         trees.emplace_back(params, extras);
       }
       for (int step = 0; step < 4; ++step) {
@@ -261,6 +267,7 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
           most = std::max(most, tiles.size());
         }
         std::fill(received.begin(), received.end(), 0);
+        std::fill(calls.begin(), calls.end(), 0);
         std::vector<std::vector<float>> got(static_cast<std::size_t>(ranks));
         std::vector<std::vector<double>> got_x(static_cast<std::size_t>(ranks));
         std::vector<std::exception_ptr> failed(static_cast<std::size_t>(ranks));
@@ -319,6 +326,10 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
           const std::int64_t width = (params + ranks - 1) / ranks;
           CHECK(received[i] <=
                 std::max<std::int64_t>(params, static_cast<std::int64_t>(most + 1) * (ranks - 1) * width));
+          // In three collectives however many nodes a rank holds (the slices in one all-to-all, the
+          // extras' and the root's all-gathers), or two all-reduces in the pairwise case.
+          CAPTURE(most);
+          CHECK(calls[i] <= 3);
         }
       }
     }

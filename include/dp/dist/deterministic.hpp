@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <dp/core/tensor.hpp>
@@ -317,11 +318,12 @@ class chunk_tree {
   }
 
   /// The root across ranks, rank s evaluating it over slice s of the elements: every rank
-  /// evaluates its largest nodes and sends slice s of each to rank s (one all-to-all per node
-  /// position; ranks with fewer nodes send unused rows), and the root's slices are all-gathered:
-  /// (m + 1)(ranks - 1)/ranks of the gradient bytes per rank for m node positions, where
-  /// gathering every rank's nodes took m (ranks - 1). The extras (a few values) are all-gathered
-  /// whole and every rank evaluates their root.
+  /// evaluates its largest nodes straight into a send buffer laid out [rank s][node j][slice s] and
+  /// sends each rank its block in one all-to-all (ranks with fewer nodes send unused rows), and
+  /// the root's slices are all-gathered: (m + 1)(ranks - 1)/ranks of the gradient bytes per rank
+  /// for m node positions, where gathering every rank's nodes took m (ranks - 1), in three
+  /// collectives whatever m is. The extras (a few values) are all-gathered whole and every rank
+  /// evaluates their root.
   template <class Each>
   void exchange(index_t chunks, std::span<const chunk_range> ranks, int rank, any_communicator& world,
                 std::span<tensor<T>> outs, Each& each, int tasks) {
@@ -335,40 +337,32 @@ class chunk_tree {
     const auto m = static_cast<index_t>(most);
     const auto n = static_cast<index_t>(ranks.size());
     const index_t width = (params_ + n - 1) / n;  // a slice; the last ones may be shorter or empty
-    if (send_rows_.size() != static_cast<std::size_t>(m) || send_.numel() != m * n * width ||
-        recv_x_.numel() != n * m * extras_) {
-      send_ = zeros<T>({m * n * width});  // the padding past params_ is sent, never read
-      recv_ = empty<T>({m * n * width});
+    if (send_.numel() != n * m * width || recv_x_.numel() != n * m * extras_) {
+      send_ = zeros<T>({n * m * width});  // the padding past params_ is sent, never read
+      recv_ = empty<T>({n * m * width});
       send_x_ = zeros<double>({m * extras_});
       recv_x_ = empty<double>({n * m * extras_});
       slice_ = zeros<T>({width});
       gathered_ = empty<T>({n * width});
-      send_rows_.clear();
-      recv_rows_.clear();
-      for (index_t j = 0; j < m; ++j) {  // views made once: a steady step allocates nothing
-        send_rows_.push_back(send_.slice(0, j * n * width, (j + 1) * n * width));
-        recv_rows_.push_back(recv_.slice(0, j * n * width, (j + 1) * n * width));
-      }
     }
     tile(ranks[static_cast<std::size_t>(rank)].first, ranks[static_cast<std::size_t>(rank)].end, chunks, tiles_);
     for (std::size_t j = 0; j < tiles_.size(); ++j) {
       program_.plan(tiles_[j], chunks, ranges_);
-      T* row = send_.data() + static_cast<index_t>(j) * n * width;
-      evaluate(program_, std::span<T* const>(&row, 1), each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_,
-               params_);
+      // Slice s of node j at [s][j]: the pointer for slice s, offset by its elements [s w, ...).
+      T* const row = send_.data() + static_cast<index_t>(j) * width;
+      auto place = [&](index_t s) { return row + s * (m - 1) * width; };
+      evaluate(program_, place, n, width, each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_);
     }
-    for (std::size_t j = 0; j < send_rows_.size(); ++j) {
-      world.all_to_all(send_rows_[j], recv_rows_[j]);
-    }
+    world.all_to_all(send_, recv_);
     world.all_gather(send_x_, recv_x_);
-    // Rank r's node j, for this rank's slice: row j of the receive buffer, block r.
+    // Rank r's node j, for this rank's slice: block r of the receive buffer, row j.
     given_.clear();
     ranges_.clear();
     for (index_t r = 0; r < n; ++r) {
       tile(ranks[static_cast<std::size_t>(r)].first, ranks[static_cast<std::size_t>(r)].end, chunks, tiles_);
       for (std::size_t j = 0; j < tiles_.size(); ++j) {
         const auto jj = static_cast<index_t>(j);
-        given_.push_back({tiles_[j], 1, recv_.data() + (jj * n + r) * width, recv_x_.data() + (r * m + jj) * extras_});
+        given_.push_back({tiles_[j], 1, recv_.data() + (r * m + jj) * width, recv_x_.data() + (r * m + jj) * extras_});
         ranges_.push_back(tiles_[j]);
       }
     }
@@ -387,22 +381,49 @@ class chunk_tree {
   template <class Each>
   void evaluate(const tree_program& p, std::span<T* const> outs, Each& each, int tasks, double* extras_out,
                 index_t elements) {
-    const auto width = static_cast<index_t>(p.steps.size()) * tree_block;
     constexpr index_t grain = 4096;
     const int slices = static_cast<int>(std::clamp<index_t>((elements + grain - 1) / grain, 1, tasks));
-    if (static_cast<index_t>(scratch_.size()) < slices * width) {  // grows to the largest program, once
-      scratch_.resize(static_cast<std::size_t>(slices * width));
+    T* const* const o = outs.data();
+    auto slice = [&](index_t lo, index_t hi, T* scratch) {
+      run_tree<T>(
+          p, [&](int g) { return given_[static_cast<std::size_t>(g)].grads; }, [&](int j) { return o[j]; },
+          static_cast<int>(outs.size()), lo, hi, scratch);
+    };
+    run_slices(
+        p, slices, [&](int k) { return std::pair{elements * k / slices, elements * (k + 1) / slices}; }, slice, each,
+        extras_out);
+  }
+  /// Runs `p` into one output over slice s = [s w, min((s + 1) w, params)) of the gradient values
+  /// for s in [0, n), each slice's values at place(s) + e, on at most `tasks` free threads.
+  template <class Place, class Each>
+  void evaluate(const tree_program& p, Place& place, index_t n, index_t w, Each& each, int tasks, double* extras_out) {
+    const int parts = static_cast<int>(std::clamp<index_t>(n, 1, tasks));
+    auto part = [&](index_t first, index_t last, T* scratch) {
+      for (index_t s = first; s < last; ++s) {
+        run_tree<T>(
+            p, [&](int g) { return given_[static_cast<std::size_t>(g)].grads; }, [&](int) { return place(s); }, 1,
+            std::min(params_, s * w), std::min(params_, (s + 1) * w), scratch);
+      }
+    };
+    run_slices(p, parts, [&](int k) { return std::pair{n * k / parts, n * (k + 1) / parts}; }, part, each, extras_out);
+  }
+  /// Calls work(first, last, scratch) for k in [0, parts), [first, last) = range(k), on free
+  /// threads, each with its own scratch; then runs `p` over the extras into `extras_out`.
+  template <class Range, class Work, class Each>
+  void run_slices(const tree_program& p, int parts, const Range& range, const Work& work, Each& each,
+                  double* extras_out) {
+    const auto width = static_cast<index_t>(p.steps.size()) * tree_block;
+    if (static_cast<index_t>(scratch_.size()) < parts * width) {  // grows to the largest program, once
+      scratch_.resize(static_cast<std::size_t>(parts * width));
     }
     if (static_cast<index_t>(scratch_x_.size()) < width) {
       scratch_x_.resize(static_cast<std::size_t>(width));
     }
-    auto slice = [&](int k) {
-      run_tree<T>(
-          p, [&](int o) { return given_[static_cast<std::size_t>(o)].grads; },
-          [&](int j) { return outs[static_cast<std::size_t>(j)]; }, static_cast<int>(outs.size()),
-          elements * k / slices, elements * (k + 1) / slices, scratch_.data() + k * width);
+    auto task = [&](int k) {
+      const auto [first, last] = range(k);
+      work(first, last, scratch_.data() + k * width);
     };
-    each(slice, slices);
+    each(task, parts);
     run_tree<double>(
         p, [&](int o) { return given_[static_cast<std::size_t>(o)].extras; }, [&](int) { return extras_out; }, 1, 0,
         extras_, scratch_x_.data());
@@ -416,8 +437,7 @@ class chunk_tree {
   std::vector<T> scratch_;
   std::vector<double> scratch_x_;
   tensor<double> sums_;
-  tensor<T> send_, recv_, slice_, gathered_;      // exchange's: nodes by slice, this rank's root slice, all
-  std::vector<tensor<T>> send_rows_, recv_rows_;  // the rows of node position j
+  tensor<T> send_, recv_, slice_, gathered_;  // exchange's: nodes by rank and slice, this rank's root slice, all
   tensor<double> send_x_, recv_x_;
 };
 
