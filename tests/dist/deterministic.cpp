@@ -214,14 +214,18 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
   // Ranks are threads on local communicators here (tests/mpi runs the same over MPI). Each rank
   // passes one leaf per chunk of its share and keeps its chunk_tree from step to step (the shares
   // change, so does the most nodes a rank holds). 3 values are fewer than the ranks, 1001 do not
-  // split evenly, 9001 take several slices of the threads' work.
+  // split evenly, 9001 are cut into two parts (across the ranks' slices) that two threads run.
   namespace dd = dp::dist::detail;
   constexpr dp::index_t extras = 2;
   std::mt19937 gen(11);
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
-  auto serial = [](auto& task, int n) {
+  auto threaded = [](auto& task, int n) {
+    std::vector<std::thread> parts;
     for (int k = 0; k < n; ++k) {
-      task(k);
+      parts.emplace_back([&task, k] { task(k); });
+    }
+    for (auto& p : parts) {
+      p.join();
     }
   };
   for (dp::index_t params : {3, 1001, 9001}) {
@@ -282,7 +286,7 @@ TEST_CASE("deterministic: across ranks the root has the tree's bits, and a rank 
                 mine.push_back({{c, c + 1}, 1, leaf[j].data(), leaf_x[j].data()});
               }
               std::vector<dp::tensor<float>> outs{dp::zeros<float>({params})};
-              const double* sums = trees[i].reduce(mine, k, share, r, &comms[i], outs, serial, 2);
+              const double* sums = trees[i].reduce(mine, k, share, r, &comms[i], outs, threaded, 2);
               got[i] = outs[0].to_vector();
               got_x[i].assign(sums, sums + extras);
             } catch (...) {

@@ -207,13 +207,13 @@ TEST_CASE("max_pool2d propagates NaN as PyTorch does: a window holding one gives
 
 TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every window geometry, ties and NaNs") {
   // Values from {0, 1, 2, 3} (many ties: the first maximum wins), NaN at about 1 in 20 (a NaN
-  // replaces the current value, so a window's last NaN wins) and -inf at 1 in 40, against the rule
-  // written out, in float and double. Small planes of every size up to 8 x 11, and larger ones: a
-  // plane whose output rows take several blocks of the separable kernel (K <= S, no padding), a
-  // row of exactly one block, and rows too long for one (the row kernel).
+  // replaces the current value, so a window's last NaN wins) and -inf at 1 in 40, or every value
+  // -inf, against the rule written out, in float and double. Small planes of every size up to
+  // 8 x 11, and larger ones: a plane whose output rows take several blocks of the separable kernel
+  // (K <= S, no padding), a row of exactly one block, and rows too long for one (the row kernel).
   namespace nd = dp::nn::detail;
   std::mt19937 gen(35);
-  int bad = 0, cases = 0;
+  int bad = 0, cases = 0, separable = 0;
   std::vector<std::array<dp::index_t, 2>> sizes;
   for (dp::index_t h = 1; h <= 8; ++h) {
     for (dp::index_t w = 1; w <= 11; ++w) {
@@ -223,12 +223,13 @@ TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every windo
   for (auto hw : {std::array<dp::index_t, 2>{70, 40}, {9, 1023}, {4, 1024}, {3, 2051}}) {
     sizes.push_back(hw);
   }
-  auto check = [&]<class T>(std::type_identity<T>, const nd::window_geometry& g) {
+  auto check = [&]<class T>(std::type_identity<T>, const nd::window_geometry& g, bool all_minus_inf) {
     const dp::index_t k = g.k, s = g.s, p = g.p, h = g.h, w = g.w;
     ++cases;
+    separable += nd::maxpool_planes<T>::fits(g);
     std::vector<T> x(static_cast<std::size_t>(2 * 3 * h * w));
     for (auto& v : x) {
-      const auto r = gen() % 40;
+      const auto r = all_minus_inf ? 2 : gen() % 40;
       v = r < 2    ? std::numeric_limits<T>::quiet_NaN()
           : r == 2 ? -std::numeric_limits<T>::infinity()
                    : static_cast<T>(gen() % 4);
@@ -281,12 +282,15 @@ TEST_CASE("max_pool2d's values and winners follow PyTorch's rule for every windo
     for (auto [h, w] : sizes) {
       const auto g = nd::window_geometry::of(dp::shape{2, 3, h, w}, k, s, p);
       if (g.ho > 0 && g.wo > 0) {
-        check(std::type_identity<double>{}, g);
-        check(std::type_identity<float>{}, g);
+        check(std::type_identity<double>{}, g, false);
+        check(std::type_identity<float>{}, g, false);
+        check(std::type_identity<float>{}, g, h == 5);
       }
     }
   }
-  CHECK(cases > 1000);
+  CHECK(cases > 1500);
+  CHECK(separable > 500);  // both kernels are tested
+  CHECK(cases - separable > 500);
   CHECK(bad == 0);
 }
 

@@ -351,7 +351,7 @@ class chunk_tree {
       // Slice s of node j at [s][j]: the pointer for slice s, offset by its elements [s w, ...).
       T* const row = send_.data() + static_cast<index_t>(j) * width;
       auto place = [&](index_t s) { return row + s * (m - 1) * width; };
-      evaluate(program_, place, n, width, each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_);
+      evaluate(program_, place, width, each, tasks, send_x_.data() + static_cast<index_t>(j) * extras_);
     }
     world.all_to_all(send_, recv_);
     world.all_gather(send_x_, recv_x_);
@@ -381,8 +381,7 @@ class chunk_tree {
   template <class Each>
   void evaluate(const tree_program& p, std::span<T* const> outs, Each& each, int tasks, double* extras_out,
                 index_t elements) {
-    constexpr index_t grain = 4096;
-    const int slices = static_cast<int>(std::clamp<index_t>((elements + grain - 1) / grain, 1, tasks));
+    const int slices = slice_count(elements, tasks);
     T* const* const o = outs.data();
     auto slice = [&](index_t lo, index_t hi, T* scratch) {
       run_tree<T>(
@@ -393,19 +392,29 @@ class chunk_tree {
         p, slices, [&](int k) { return std::pair{elements * k / slices, elements * (k + 1) / slices}; }, slice, each,
         extras_out);
   }
-  /// Runs `p` into one output over slice s = [s w, min((s + 1) w, params)) of the gradient values
-  /// for s in [0, n), each slice's values at place(s) + e, on at most `tasks` free threads.
+  /// Runs `p` over the gradient values into one output whose element e of slice s = e / w lies at
+  /// place(s) + e, in slices of the elements that free threads take (each cut where slices meet).
   template <class Place, class Each>
-  void evaluate(const tree_program& p, Place& place, index_t n, index_t w, Each& each, int tasks, double* extras_out) {
-    const int parts = static_cast<int>(std::clamp<index_t>(n, 1, tasks));
-    auto part = [&](index_t first, index_t last, T* scratch) {
-      for (index_t s = first; s < last; ++s) {
+  void evaluate(const tree_program& p, Place& place, index_t w, Each& each, int tasks, double* extras_out) {
+    const int parts = slice_count(params_, tasks);
+    auto part = [&](index_t lo, index_t hi, T* scratch) {
+      if (lo >= hi) {  // no parameters (and w = 0)
+        return;
+      }
+      for (index_t s = lo / w; s * w < hi; ++s) {
         run_tree<T>(
             p, [&](int g) { return given_[static_cast<std::size_t>(g)].grads; }, [&](int) { return place(s); }, 1,
-            std::min(params_, s * w), std::min(params_, (s + 1) * w), scratch);
+            std::max(lo, s * w), std::min(hi, (s + 1) * w), scratch);
       }
     };
-    run_slices(p, parts, [&](int k) { return std::pair{n * k / parts, n * (k + 1) / parts}; }, part, each, extras_out);
+    run_slices(
+        p, parts, [&](int k) { return std::pair{params_ * k / parts, params_ * (k + 1) / parts}; }, part, each,
+        extras_out);
+  }
+  /// Slices of about `grain` elements, at least one and at most `tasks`.
+  static int slice_count(index_t elements, int tasks) {
+    constexpr index_t grain = 4096;
+    return static_cast<int>(std::clamp<index_t>((elements + grain - 1) / grain, 1, tasks));
   }
   /// Calls work(first, last, scratch) for k in [0, parts), [first, last) = range(k), on free
   /// threads, each with its own scratch; then runs `p` over the extras into `extras_out`.

@@ -176,9 +176,9 @@ struct maxpool_fwd {
 /// Windows that do not overlap (K <= S) without padding, on the host, one plane per call, a block of
 /// output rows at a time: first each input column's maximum over the window's rows (contiguous
 /// runs: vectorised), then each output's maximum over its window's K columns, the block's outputs as
-/// one run (windows S apart tile the buffer in output order; LeNet's rows of 12 and 4 outputs alone
-/// filled no vector: the row kernel was 18% of its step). The maximum is separable; the rule's order
-/// (the first maximum in row-major order, the last NaN) is kept by comparing the candidates' indices.
+/// one run (windows S apart tile the buffer in output order, where a short row alone fills no
+/// vector). The maximum is separable; the rule's order (the first maximum in row-major order, the
+/// last NaN) is kept by comparing the candidates' indices.
 template <class T>
 struct maxpool_planes {
   static constexpr index_t tile = 1024;  // buffered columns of a block
@@ -188,7 +188,8 @@ struct maxpool_planes {
   window_geometry g;
 
   static bool fits(const window_geometry& g) {
-    return g.p == 0 && g.k <= g.s && g.wo * g.s <= tile && g.h * g.w <= std::numeric_limits<std::int32_t>::max();
+    return g.ho > 0 && g.wo > 0 && g.p == 0 && g.k <= g.s && g.wo * g.s <= tile &&
+           g.h * g.w <= std::numeric_limits<std::int32_t>::max();
   }
   void operator()(index_t plane) const {
     if (g.s == 2) {
@@ -284,7 +285,8 @@ struct maxpool_bwd {
 /// y (and the winners, when arg is not null) of x: [N, C, H, W] -> [N, C, Ho, Wo].
 template <class T>
 void maxpool_forward(device d, const T* x, T* y, std::int64_t* arg, const window_geometry& g) {
-  if (d.is_cpu() && maxpool_planes<T>::fits(g)) {
+  if (d.is_cpu() && maxpool_planes<T>::fits(g)) {  // a host-only kernel: no device dispatch
+    DP_COUNT(passes, 1);
     dp::detail::for_each_index(dp::detail::host_target{}, g.n * g.c, maxpool_planes<T>{x, y, arg, g},
                                window_grain(g.hw_out() * g.k * g.k));
     return;
