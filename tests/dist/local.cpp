@@ -1,5 +1,8 @@
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -64,6 +67,50 @@ TEST_CASE("local all_to_all: block q of rank r's output is block r of rank q's i
   dp::tensor<std::int64_t> odd = dp::zeros<std::int64_t>({5});
   CHECK_THROWS_WITH_AS(comms[0].all_to_all(odd, odd), doctest::Contains("both must be 3 equal blocks"),
                        dp::shape_error);
+}
+
+TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks as one flat group would") {
+  // Processes are groups of threads here, their leaders joined by a local communicator (tests/mpi
+  // runs the same over MPI). Rank r's block for rank q holds (r, q, element).
+  for (auto [processes, locals] : {std::pair{3, 2}, std::pair{2, 3}, std::pair{1, 2}}) {
+    CAPTURE(processes);
+    CAPTURE(locals);
+    const int n = processes * locals;
+    constexpr int c = 2;
+    auto leaders = dp::dist::make_local_communicators(processes);
+    std::vector<std::vector<dp::dist::local_communicator>> groups;
+    for (int p = 0; p < processes; ++p) {
+      groups.push_back(dp::dist::make_local_communicators(locals));
+    }
+    std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(n));
+    on_ranks(n, [&](int g) {
+      const int p = g / locals, l = g % locals;
+      std::optional<dp::dist::local_communicator> global;
+      if (l == 0) {
+        global.emplace(leaders[static_cast<std::size_t>(p)]);
+      }
+      dp::dist::hierarchical_communicator<dp::dist::local_communicator> h{
+          groups[static_cast<std::size_t>(p)][static_cast<std::size_t>(l)], std::move(global), p, processes};
+      std::vector<std::int64_t> v;
+      for (int q = 0; q < n; ++q) {
+        for (int e = 0; e < c; ++e) {
+          v.push_back(1000 * h.rank() + 10 * q + e);
+        }
+      }
+      dp::tensor<std::int64_t> out = dp::zeros<std::int64_t>({n * c});
+      h.all_to_all(dp::from_vector(v), out);
+      got[static_cast<std::size_t>(g)] = out.to_vector();
+    });
+    for (int g = 0; g < n; ++g) {
+      std::vector<std::int64_t> want;
+      for (int r = 0; r < n; ++r) {
+        for (int e = 0; e < c; ++e) {
+          want.push_back(1000 * r + 10 * g + e);
+        }
+      }
+      CHECK(got[static_cast<std::size_t>(g)] == want);
+    }
+  }
 }
 
 TEST_CASE("local broadcast, all_gather and reduce_scatter") {

@@ -89,19 +89,35 @@ class hierarchical_communicator {
     out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)));
   }
 
-  /// Through an all-gather of every rank's input (size() times the bytes of a direct exchange; dp's
-  /// own exchanges across processes use the cross-process communicator itself).
+  /// The local inputs gathered in the process, one all-to-all between the leaders (process q gets
+  /// every local input's blocks for q's replicas: the bytes of a direct exchange), and the received
+  /// blocks handed to the local replicas.
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
-    const index_t n = size();
+    const index_t n = size(), l = local_.size();
     DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
              in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
-    tensor<T> all = empty<T>({in.numel() * n}, in.device());
-    all_gather(in, all);
     const index_t c = in.numel() / n;
-    for (index_t r = 0; r < n; ++r) {
-      out.slice(0, r * c, (r + 1) * c)
-          .assign(all.slice(0, r * in.numel() + rank() * c, r * in.numel() + (rank() + 1) * c));
+    tensor<T> mine = empty<T>({l * n * c}, in.device());  // [local source][global destination][c]
+    local_.all_gather(in, mine);
+    tensor<T> got = empty<T>({n * l * c}, in.device());  // [process][local source][local destination][c]
+    if (global_) {
+      tensor<T> send = empty<T>({n * l * c}, in.device());  // [process][local source][local destination][c]
+      for (index_t q = 0; q < processes_; ++q) {
+        for (index_t src = 0; src < l; ++src) {
+          const index_t at = (q * l + src) * l * c;
+          send.slice(0, at, at + l * c).assign(mine.slice(0, (src * n + q * l) * c, (src * n + q * l + l) * c));
+        }
+      }
+      global_->all_to_all(send, got);
+    }
+    local_.broadcast(got, 0);
+    const index_t me = local_.rank();
+    for (index_t p = 0; p < processes_; ++p) {
+      for (index_t src = 0; src < l; ++src) {
+        const index_t from = ((p * l + src) * l + me) * c, to = (p * l + src) * c;
+        out.slice(0, to, to + c).assign(got.slice(0, from, from + c));
+      }
     }
   }
 
