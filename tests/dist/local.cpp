@@ -72,7 +72,7 @@ TEST_CASE("local all_to_all: block q of rank r's output is block r of rank q's i
 TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks as one flat group would") {
   // Processes are groups of threads here, their leaders joined by a local communicator (tests/mpi
   // runs the same over MPI). Rank r's block for rank q holds (r, q, element).
-  for (auto [processes, locals] : {std::pair{3, 2}, std::pair{2, 3}, std::pair{1, 2}}) {
+  for (auto [processes, locals] : {std::pair{3, 2}, std::pair{2, 3}, std::pair{1, 2}, std::pair{3, 1}}) {
     CAPTURE(processes);
     CAPTURE(locals);
     const int n = processes * locals;
@@ -111,6 +111,16 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
       CHECK(got[static_cast<std::size_t>(g)] == want);
     }
   }
+}
+
+TEST_CASE("a hierarchical communicator refuses a cross-process communicator that numbers processes otherwise") {
+  auto leaders = dp::dist::make_local_communicators(3);
+  auto group = dp::dist::make_local_communicators(1);
+  using hier = dp::dist::hierarchical_communicator<dp::dist::local_communicator>;
+  CHECK_THROWS_WITH_AS(hier(group[0], leaders[1], 2, 3),
+                       doctest::Contains("was given a cross-process communicator of rank 1 of 3"), dp::value_error);
+  CHECK_THROWS_WITH_AS(hier(group[0], leaders[2], 2, 4), doctest::Contains("rank 2 of 3"), dp::value_error);
+  CHECK_NOTHROW(hier(group[0], leaders[2], 2, 3));
 }
 
 TEST_CASE("local broadcast, all_gather and reduce_scatter") {

@@ -27,6 +27,11 @@ class hierarchical_communicator {
       : local_(std::move(local)), global_(std::move(global)), process_(process), processes_(processes) {
     DP_CHECK(global_.has_value() == (local_.rank() == 0), value_error,
              "dp: hierarchical communicator: exactly local rank 0 holds the cross-process communicator");
+    // Every collective's blocks are laid out by process: the leaders' communicator must number them so.
+    DP_CHECK(!global_ || (global_->size() == processes_ && global_->rank() == process_), value_error,
+             "dp: hierarchical communicator: process ", process_, " of ", processes_,
+             " was given a cross-process communicator of rank ", global_ ? global_->rank() : -1, " of ",
+             global_ ? global_->size() : -1, "; pass the process's rank and the process count");
   }
 
   int rank() const noexcept { return process_ * local_.size() + local_.rank(); }
@@ -97,6 +102,10 @@ class hierarchical_communicator {
     const index_t n = size(), l = local_.size();
     DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
              in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
+    if (processes_ == 1) {
+      local_.all_to_all(in, out);
+      return;
+    }
     const index_t c = in.numel() / n;
     tensor<T> mine = empty<T>({l * n * c}, in.device());  // [local source][global destination][c]
     local_.all_gather(in, mine);
