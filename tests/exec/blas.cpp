@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -52,55 +53,77 @@ std::vector<double> ref_gemm(bool ta, bool tb, int m, int n, int k, double alpha
 }
 }  // namespace
 
+namespace {
+/// Sets whether dp treats OpenBLAS's kernels as generic (exec/openblas.hpp) for a scope.
+class generic_openblas {
+ public:
+  explicit generic_openblas(bool generic) : saved_(dp::detail::openblas_generic_switch().exchange(generic)) {}
+  generic_openblas(const generic_openblas&) = delete;
+  generic_openblas& operator=(const generic_openblas&) = delete;
+  ~generic_openblas() { dp::detail::openblas_generic_switch().store(saved_); }
+
+ private:
+  bool saved_;
+};
+}  // namespace
+
 TEST_CASE(
     "host float GEMMs on every side of the LIBXSMM and oneDNN rules match float64 for every transpose, "
-    "alpha, beta, ld") {
+    "alpha, beta, ld, with OpenBLAS's kernels fit for the CPU or generic") {
   // (m, n, k): small products with alpha 1, beta 0 or 1 and B not transposed go to LIBXSMM, the other
-  // large enough ones to oneDNN (when dp has them); tiny sides and the rest stay with OpenBLAS.
+  // large enough ones to oneDNN (when dp has them); tiny sides and the rest stay with OpenBLAS, unless
+  // OpenBLAS runs its generic kernels: then LIBXSMM takes the narrow x W^T through a copy of W, and
+  // oneDNN every other product LIBXSMM does not.
   const int shapes[][3] = {{64, 128, 128}, {64, 10, 128},   {16, 64, 64},  {128, 64, 64},
                            {40, 70, 90},   {300, 200, 100}, {10, 256, 64}, {256, 64, 64}};
   const float scalars[][2] = {{1.f, 0.f}, {1.f, 1.f}, {0.5f, -2.f}, {1.f, 0.5f}};  // (alpha, beta)
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (const auto& s : shapes) {
-    const int m = s[0], n = s[1], k = s[2];
-    for (int t = 0; t < 16; ++t) {
-      const bool ta = t & 1, tb = t & 2;
-      const float alpha = scalars[t / 4][0], beta = scalars[t / 4][1];
-      // Stored shapes, each leading dimension padded by 3 (a view of a wider tensor).
-      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 3, ldc = n + 3;
-      std::vector<float> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
-      for (auto* v : {&a, &b, &c}) {
-        for (auto& x : *v) {
-          x = u(rng);
+  for (const bool generic : {false, true}) {
+    const generic_openblas scope(generic);
+    for (const auto& s : shapes) {
+      const int m = s[0], n = s[1], k = s[2];
+      for (int t = 0; t < 16; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const float alpha = scalars[t / 4][0], beta = scalars[t / 4][1];
+        // Stored shapes, each leading dimension padded by 3 (a view of a wider tensor).
+        const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 3, ldc = n + 3;
+        std::vector<float> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
+        for (auto* v : {&a, &b, &c}) {
+          for (auto& x : *v) {
+            x = u(rng);
+          }
         }
-      }
-      const auto want = ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      dp::detail::mat_ref<const float> ma{a.data(), m, k, lda, ta}, mb{b.data(), k, n, ldb, tb};
-      dp::detail::mat_ref<float> mc{c.data(), m, n, ldc, false};
-      const auto before = dp::counters();
-      dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, alpha, beta);
-      const auto after = dp::counters();
-      const bool by_libxsmm = dp::detail::has_libxsmm && dp::detail::libxsmm_takes(tb, m, n, k, alpha, beta);
-      const bool by_onednn = !by_libxsmm && dp::detail::has_onednn && dp::detail::onednn_takes(m, n, k);
-      const auto libxsmm_calls = after.libxsmm_gemms - before.libxsmm_gemms,
-                 onednn_calls = after.onednn_gemms - before.onednn_gemms;
-      INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb, " alpha=", alpha, " beta=", beta);
-      if (dp::index_t{m} * n * k < dp::detail::gemm_parallel_macs) {  // one call: the rule decides
-        CHECK(libxsmm_calls == (by_libxsmm ? 1 : 0));
-        CHECK(onednn_calls == (by_onednn ? 1 : 0));
-      } else {  // split over threads: each part is decided by its own shape
-        CHECK(libxsmm_calls + onednn_calls >= (by_libxsmm || by_onednn ? 1 : 0));
-      }
-      double worst = 0, pad = 0;
-      for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < ldc; ++j) {
-          const double d = std::abs(double(c[i * ldc + j]) - want[i * ldc + j]);
-          (j < n ? worst : pad) = std::max(j < n ? worst : pad, d);
+        const auto want = ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        dp::detail::mat_ref<const float> ma{a.data(), m, k, lda, ta}, mb{b.data(), k, n, ldb, tb};
+        dp::detail::mat_ref<float> mc{c.data(), m, n, ldc, false};
+        const auto before = dp::counters();
+        dp::detail::gemm(dp::detail::host_target{}, ma, mb, mc, alpha, beta);
+        const auto after = dp::counters();
+        const bool by_libxsmm =
+            dp::detail::has_libxsmm && (dp::detail::libxsmm_takes(tb, m, n, k, alpha, beta) ||
+                                        (generic && tb && dp::detail::libxsmm_takes_transposed(m, n, k, alpha, beta)));
+        const bool by_onednn = !by_libxsmm && dp::detail::has_onednn && (generic || dp::detail::onednn_takes(m, n, k));
+        const auto libxsmm_calls = after.libxsmm_gemms - before.libxsmm_gemms,
+                   onednn_calls = after.onednn_gemms - before.onednn_gemms;
+        INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb, " alpha=", alpha, " beta=", beta,
+             " generic OpenBLAS=", generic);
+        if (dp::index_t{m} * n * k < dp::detail::gemm_parallel_macs) {  // one call: the rule decides
+          CHECK(libxsmm_calls == (by_libxsmm ? 1 : 0));
+          CHECK(onednn_calls == (by_onednn ? 1 : 0));
+        } else {  // split over threads: each part is decided by its own shape
+          CHECK(libxsmm_calls + onednn_calls >= (by_libxsmm || by_onednn ? 1 : 0));
         }
+        double worst = 0, pad = 0;
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < ldc; ++j) {
+            const double d = std::abs(double(c[i * ldc + j]) - want[i * ldc + j]);
+            (j < n ? worst : pad) = std::max(j < n ? worst : pad, d);
+          }
+        }
+        CHECK(worst < 1e-5 * k);
+        CHECK(pad == 0);  // the padding between rows is not written
       }
-      CHECK(worst < 1e-5 * k);
-      CHECK(pad == 0);  // the padding between rows is not written
     }
   }
 }
@@ -178,4 +201,86 @@ TEST_CASE("oneDNN takes float products with every side >= 16 and >= 2^17 multipl
   CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
   (void)dp::matmul(dp::ones<float>({64, 128}), dp::ones<float>({128, 128}).t());  // NT: not LIBXSMM's
   CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (dp::detail::has_onednn ? 1 : 0));
+}
+
+TEST_CASE(
+    "OpenBLAS's kernels are generic when they lack AVX2 and FMA on a CPU that has both, unless OPENBLAS_CORETYPE "
+    "chose them") {
+  using dp::detail::openblas_core_generic;
+  // A CPU model newer than the library: its generic x86-64 kernels.
+  CHECK(openblas_core_generic("Prescott", true, false));
+  CHECK(openblas_core_generic("Nehalem", true, false));
+  CHECK(openblas_core_generic("Sandybridge", true, false));  // AVX without FMA
+  for (const char* fast : {"Haswell", "Zen", "Excavator", "SkylakeX", "Cooperlake", "SapphireRapids"}) {
+    CHECK_FALSE(openblas_core_generic(fast, true, false));
+  }
+  CHECK_FALSE(openblas_core_generic("Prescott", false, false));  // the CPU has nothing faster
+  CHECK_FALSE(openblas_core_generic("Prescott", true, true));    // the user's choice
+  CHECK_FALSE(openblas_core_generic("", true, false));           // another CBLAS library
+}
+
+TEST_CASE(
+    "products that would reach generic OpenBLAS kernels go to LIBXSMM (a narrow x W^T, through a copy) or oneDNN, "
+    "with the same values; double stays") {
+  // The last layer of a small MLP, 64 x 10 x 128 (x W^T), and the same shapes NN with alpha 0.5 (which
+  // LIBXSMM does not take): OpenBLAS's by the rules (a side under 16).
+  const int m = 64, n = 10, k = 128;
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> x(m * k), w(n * k), c(m * n);
+  for (auto* v : {&x, &w}) {
+    for (auto& e : *v) {
+      e = u(rng);
+    }
+  }
+  const auto want_nt = ref_gemm(false, true, m, n, k, 1.0, x, k, w, k, 0.0, c, n);
+  const auto want_nn = ref_gemm(false, false, m, n, k, 0.5, x, k, w, n, 0.0, c, n);  // w read as k x n
+  const dp::detail::mat_ref<const float> mx{x.data(), m, k, k, false}, mw_t{w.data(), k, n, k, true},
+      mw{w.data(), k, n, n, false};
+  const dp::detail::mat_ref<float> mc{c.data(), m, n, n, false};
+  const auto close = [&](const std::vector<double>& want) {
+    for (int i = 0; i < m * n; ++i) {
+      REQUIRE(std::fabs(c[i] - want[i]) <= 1e-4 * (1 + std::fabs(want[i])));
+    }
+  };
+  for (const bool generic : {false, true}) {
+    const generic_openblas scope(generic);
+    INFO("generic OpenBLAS=", generic);
+    auto before = dp::counters();
+    dp::detail::gemm(dp::detail::host_target{}, mx, mw_t, mc, 1.f, 0.f);
+    close(want_nt);
+    const bool nt_libxsmm = generic && dp::detail::has_libxsmm;
+    CHECK(dp::counters().libxsmm_gemms - before.libxsmm_gemms == (nt_libxsmm ? 1 : 0));
+    CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (generic && !nt_libxsmm && dp::detail::has_onednn));
+    before = dp::counters();
+    dp::detail::gemm(dp::detail::host_target{}, mx, mw, mc, 0.5f, 0.f);
+    close(want_nn);
+    CHECK(dp::counters().libxsmm_gemms == before.libxsmm_gemms);
+    CHECK(dp::counters().onednn_gemms - before.onednn_gemms == (generic && dp::detail::has_onednn ? 1 : 0));
+    before = dp::counters();
+    (void)dp::matmul(dp::ones<double>({64, 128}), dp::ones<double>({128, 10}));  // no other library has dgemm
+    CHECK(dp::counters().onednn_gemms == before.onednn_gemms);
+    CHECK(dp::counters().libxsmm_gemms == before.libxsmm_gemms);
+  }
+}
+
+TEST_CASE("LIBXSMM takes a transposed B through a copy for outputs under 16 columns and copies of <= 2^16 values") {
+  CHECK(dp::detail::libxsmm_takes_transposed(64, 10, 256, 1.f, 0.f));  // the digits model's forward
+  CHECK(dp::detail::libxsmm_takes_transposed(359, 10, 256, 1.f, 1.f));
+  CHECK_FALSE(dp::detail::libxsmm_takes_transposed(64, 16, 128, 1.f, 0.f));  // oneDNN's
+  CHECK_FALSE(dp::detail::libxsmm_takes_transposed(1, 10, 7000, 1.f, 0.f));  // a copy of 70,000 values
+  CHECK_FALSE(dp::detail::libxsmm_takes_transposed(64, 10, 256, 2.f, 0.f));
+  CHECK_FALSE(dp::detail::libxsmm_takes_transposed(4096, 10, 256, 1.f, 0.f));  // over 2^21 multiply-adds
+}
+
+TEST_CASE("OPENBLAS_CORETYPE set means the user chose OpenBLAS's kernels: dp does not route around them") {
+  const char* saved = std::getenv("OPENBLAS_CORETYPE");
+  const std::string keep = saved != nullptr ? saved : "";
+  ::setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  CHECK_FALSE(dp::detail::openblas_generic_in_use());
+  if (saved != nullptr) {
+    ::setenv("OPENBLAS_CORETYPE", keep.c_str(), 1);
+  } else {
+    ::unsetenv("OPENBLAS_CORETYPE");
+  }
 }

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -97,7 +99,13 @@ TEST_CASE("saving parallel, its model, or a 3-worker parallel gives identical by
   const auto x = dp::randn<float>({7, 5}, dp::cpu(), 5);
   nn::trainer<net> bare{m};
   bare.eval();
-  CHECK(dp::tensor<float>(other(x)).to_vector() == dp::tensor<float>(bare(x)).to_vector());
+  // Equal up to rounding: a replica's GEMM has 2-3 of the 7 rows, and a GEMM library may round a row
+  // differently by the row count it is given (LIBXSMM's kernels do).
+  const auto got = dp::tensor<float>(other(x)).to_vector(), want = dp::tensor<float>(bare(x)).to_vector();
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(std::fabs(got[i] - want[i]) <= 1e-5f * (1 + std::fabs(want[i])));
+  }
   for (const char* n : {"a", "b", "c", "d"}) {
     std::filesystem::remove(path_of(n));
   }

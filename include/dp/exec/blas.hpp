@@ -8,7 +8,6 @@
 #pragma once
 
 #include <algorithm>
-#include <dlfcn.h>
 #include <mutex>
 
 #include <cblas.h>
@@ -20,6 +19,7 @@
 #include <dp/exec/dispatch.hpp>
 #include <dp/exec/libxsmm.hpp>
 #include <dp/exec/onednn.hpp>
+#include <dp/exec/openblas.hpp>
 #include <dp/exec/thread_pool.hpp>
 
 #if DP_HAS_CUDA
@@ -40,32 +40,23 @@ struct mat_ref {
   bool trans;  // true: the stored matrix is op(X)^T (column-major view of op(X))
 };
 
-/// Makes OpenBLAS single-threaded once (found at run time, so other CBLAS libraries work too), and
-/// stops its server threads: started with the library, they spin (sched_yield) for about 0.1 s
-/// before they sleep, holding the core a host worker of dp::parallel needs (measured: the worker
-/// lost 40% of its tasks to the caller over a 0.15 s training), and a single-threaded OpenBLAS
-/// never uses them. OpenBLAS itself stops them this way before every fork.
-inline void blas_single_thread_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    using setter = void (*)(int);
-    if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-      f(1);
-      using stopper = int (*)();
-      if (auto stop = reinterpret_cast<stopper>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) {
-        stop();
-      }
-    }
-  });
-}
-
-/// One GEMM on the calling thread: LIBXSMM or oneDNN where they are faster (float), else CBLAS.
+/// One GEMM on the calling thread: LIBXSMM or oneDNN where they are faster (float), else CBLAS. While
+/// OpenBLAS runs generic kernels (exec/openblas.hpp), the float products the rules leave to it go to
+/// LIBXSMM through a copy (narrow x W^T) or to oneDNN.
 template <class T>
 void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  [[maybe_unused]] const bool generic =
+      std::is_same_v<T, float> && openblas_generic_switch().load(std::memory_order_relaxed);
 #if DP_HAS_LIBXSMM
   if constexpr (std::is_same_v<T, float>) {
-    if (!c.trans && libxsmm_takes(b.trans, c.rows, c.cols, a.cols, alpha, beta) &&
-        libxsmm_sgemm(a.trans, c.rows, c.cols, a.cols, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
+    const index_t m = c.rows, n = c.cols, k = a.cols;
+    if (!c.trans && libxsmm_takes(b.trans, m, n, k, alpha, beta) &&
+        libxsmm_sgemm(a.trans, m, n, k, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
+      DP_COUNT(libxsmm_gemms, 1);
+      return;
+    }
+    if (generic && !c.trans && b.trans && libxsmm_takes_transposed(m, n, k, alpha, beta) &&
+        libxsmm_sgemm_transposed_b(a.trans, m, n, k, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
       DP_COUNT(libxsmm_gemms, 1);
       return;
     }
@@ -73,7 +64,7 @@ void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const m
 #endif
 #if DP_HAS_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
-    if (onednn_takes(c.rows, c.cols, a.cols) && onednn_enabled() &&
+    if ((generic || onednn_takes(c.rows, c.cols, a.cols)) && onednn_enabled() &&
         onednn_sgemm(a.trans, b.trans, c.rows, c.cols, a.cols, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)) {
       DP_COUNT(onednn_gemms, 1);
       return;

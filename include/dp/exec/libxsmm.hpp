@@ -12,7 +12,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <mutex>
+#include <vector>
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
@@ -38,6 +40,16 @@ inline constexpr index_t libxsmm_max_macs = index_t{1} << 21;
 /// Whether LIBXSMM computes C = alpha op(A) op(B) + beta C (row-major, m x n x k), when dp has it.
 constexpr bool libxsmm_takes(bool tb, index_t m, index_t n, index_t k, float alpha, float beta) {
   return !tb && alpha == 1.f && (beta == 0.f || beta == 1.f) && m * n * k <= libxsmm_max_macs;
+}
+
+/// Whether LIBXSMM computes C = op(A) B^T + beta C (B stored n x k) through a copy of B transposed,
+/// asked only while OpenBLAS, which takes such products by the rules, runs generic kernels
+/// (exec/openblas.hpp): an output under 16 columns (a classifier's forward) and a copy of at most 2^16
+/// values. There oneDNN's first call generates a kernel family (27-32 ms measured for 32x10x256 on the
+/// Emerald Rapids VM, longer than a 0.15 s training run saves), the copy of 2,560 values is cheap, and
+/// the product took 2.0-4.0 us against oneDNN's 2.7-5.7 and generic OpenBLAS's 8.2-16.4.
+constexpr bool libxsmm_takes_transposed(index_t m, index_t n, index_t k, float alpha, float beta) {
+  return n < 16 && n * k <= (index_t{1} << 16) && libxsmm_takes(false, m, n, k, alpha, beta);
 }
 
 /// Whether LIBXSMM's kernels can address the operands: its generator encodes the byte offset of a
@@ -119,6 +131,19 @@ inline bool libxsmm_sgemm(bool ta, index_t m, index_t n, index_t k, const float*
                        "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
   }
   return true;
+}
+/// libxsmm_sgemm with B stored transposed (n x k, leading dimension ldb): B is copied to k x n in the
+/// calling thread's scratch first (kept for its next call: no allocation once it has grown).
+inline bool libxsmm_sgemm_transposed_b(bool ta, index_t m, index_t n, index_t k, const float* a, index_t lda,
+                                       const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+  thread_local std::vector<float> bt;
+  bt.resize(std::max(bt.size(), static_cast<std::size_t>(n * k)));
+  for (index_t j = 0; j < n; ++j) {
+    for (index_t p = 0; p < k; ++p) {
+      bt[p * n + j] = b[j * ldb + p];
+    }
+  }
+  return libxsmm_sgemm(ta, m, n, k, a, lda, bt.data(), n, beta, c, ldc);
 }
 #else
 inline constexpr bool has_libxsmm = false;
