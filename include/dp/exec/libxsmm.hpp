@@ -7,14 +7,13 @@
 // thin 10-column ones included), and it generates one small kernel per shape in microseconds,
 // where oneDNN's sgemm generates its whole NN/TN kernel family on its first call (20-45 ms, a fifth
 // of a job as short as the digits example). Its kernels take neither a transposed B (a linear
-// layer's forward: oneDNN keeps those) nor alpha != 1 or beta other than 0 and 1, and it loses on
-// large products: those stay with oneDNN and OpenBLAS.
+// layer's forward: oneDNN keeps those, and OpenBLAS the narrow ones, which LIBXSMM takes through a
+// copy only while OpenBLAS runs generic kernels) nor alpha != 1 or beta other than 0 and 1, and it
+// loses on large products: those stay with oneDNN and OpenBLAS.
 #pragma once
 
 #include <algorithm>
-#include <cstddef>
 #include <mutex>
-#include <vector>
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
@@ -42,14 +41,19 @@ constexpr bool libxsmm_takes(bool tb, index_t m, index_t n, index_t k, float alp
   return !tb && alpha == 1.f && (beta == 0.f || beta == 1.f) && m * n * k <= libxsmm_max_macs;
 }
 
+/// The most values of B a transposed-B product copies (on the stack, 32 KiB: a scratch kept per thread
+/// would allocate on the first call of each thread that takes one, in whatever step that is).
+inline constexpr index_t libxsmm_max_copy = index_t{1} << 13;
+
 /// Whether LIBXSMM computes C = op(A) B^T + beta C (B stored n x k) through a copy of B transposed,
 /// asked only while OpenBLAS, which takes such products by the rules, runs generic kernels
-/// (exec/openblas.hpp): an output under 16 columns (a classifier's forward) and a copy of at most 2^16
-/// values. There oneDNN's first call generates a kernel family (27-32 ms measured for 32x10x256 on the
-/// Emerald Rapids VM, longer than a 0.15 s training run saves), the copy of 2,560 values is cheap, and
-/// the product took 2.0-4.0 us against oneDNN's 2.7-5.7 and generic OpenBLAS's 8.2-16.4.
+/// (exec/openblas.hpp): an output under 16 columns (a classifier's forward) and a copy of at most
+/// libxsmm_max_copy values. There oneDNN's first call generates a kernel family (27-32 ms measured for
+/// 32x10x256 on the Emerald Rapids VM, longer than a 0.15 s training run saves), the copy of 2,560
+/// values is cheap, and the product took 2.0-4.0 us against oneDNN's 2.7-5.7 and generic OpenBLAS's
+/// 8.2-16.4.
 constexpr bool libxsmm_takes_transposed(index_t m, index_t n, index_t k, float alpha, float beta) {
-  return n < 16 && n * k <= (index_t{1} << 16) && libxsmm_takes(false, m, n, k, alpha, beta);
+  return n < 16 && n * k <= libxsmm_max_copy && libxsmm_takes(false, m, n, k, alpha, beta);
 }
 
 /// Whether LIBXSMM's kernels can address the operands: its generator encodes the byte offset of a
@@ -132,18 +136,20 @@ inline bool libxsmm_sgemm(bool ta, index_t m, index_t n, index_t k, const float*
   }
   return true;
 }
-/// libxsmm_sgemm with B stored transposed (n x k, leading dimension ldb): B is copied to k x n in the
-/// calling thread's scratch first (kept for its next call: no allocation once it has grown).
+/// libxsmm_sgemm with B stored transposed (n x k, leading dimension ldb): B is copied to k x n on the
+/// stack first; false (nothing computed) when it has more than libxsmm_max_copy values.
 inline bool libxsmm_sgemm_transposed_b(bool ta, index_t m, index_t n, index_t k, const float* a, index_t lda,
                                        const float* b, index_t ldb, float beta, float* c, index_t ldc) {
-  thread_local std::vector<float> bt;
-  bt.resize(std::max(bt.size(), static_cast<std::size_t>(n * k)));
+  if (n * k > libxsmm_max_copy) {
+    return false;
+  }
+  alignas(64) float bt[libxsmm_max_copy];
   for (index_t j = 0; j < n; ++j) {
     for (index_t p = 0; p < k; ++p) {
       bt[p * n + j] = b[j * ldb + p];
     }
   }
-  return libxsmm_sgemm(ta, m, n, k, a, lda, bt.data(), n, beta, c, ldc);
+  return libxsmm_sgemm(ta, m, n, k, a, lda, bt, n, beta, c, ldc);
 }
 #else
 inline constexpr bool has_libxsmm = false;

@@ -6,7 +6,7 @@
 // forward included, which LIBXSMM's JIT kernels cannot take without a copy; on large shapes it is
 // as fast or faster. The small products LIBXSMM takes (exec/libxsmm.hpp) are asked of it first. A call costs it about
 // 0.2 us more than OpenBLAS, which loses on products with a side under 16 or under 2^17 multiply-adds: those stay with
-// OpenBLAS. Double stays with OpenBLAS (oneDNN has no dgemm).
+// OpenBLAS, unless it runs generic kernels (exec/openblas.hpp). Double stays with OpenBLAS (oneDNN has no dgemm).
 #pragma once
 
 #include <algorithm>

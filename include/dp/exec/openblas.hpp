@@ -2,6 +2,7 @@
 // one thread per call (dp owns the cores), and whether its kernels suit the CPU it runs on.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <dlfcn.h>
@@ -35,19 +36,28 @@ inline void blas_single_thread_once() {
 /// loads, and gives a model newer than itself its generic x86-64 kernels (Prescott: SSE3). Measured on
 /// an Emerald Rapids Xeon (family 6 model 207, AVX-512) with Debian's 0.3.21, one thread: 64x128x128
 /// sgemm 75 us against 16 us with its SkylakeX kernels, 64x10x128 8.2 us against oneDNN's 2.7.
-/// True when `core` (openblas_get_corename) names kernels without AVX2 and FMA on a CPU that has both,
-/// and the user did not choose them (`forced`: OPENBLAS_CORETYPE set).
+/// True when `core` (openblas_get_corename: "Prescott" from a DYNAMIC_ARCH build, "PRESCOTT" from one
+/// built for a single target) names kernels without AVX2 and FMA on a CPU that has both, and the user
+/// did not choose them (`forced`: OPENBLAS_CORETYPE set). Names not known to be slow count as fast.
 constexpr bool openblas_core_generic(std::string_view core, bool cpu_has_avx2_fma, bool forced) {
-  if (!cpu_has_avx2_fma || forced || core.empty()) {
+  if (!cpu_has_avx2_fma || forced) {
     return false;
   }
-  // OpenBLAS's x86-64 kernels built for AVX2 and FMA, by the names openblas_get_corename gives.
-  for (const std::string_view fast : {"Haswell", "Zen", "Excavator", "SkylakeX", "Cooperlake", "SapphireRapids"}) {
-    if (core == fast) {
-      return false;
+  const auto same = [](std::string_view x, std::string_view y) {  // ASCII, ignoring case
+    const auto lower = [](char ch) { return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch; };
+    return x.size() == y.size() &&
+           std::equal(x.begin(), x.end(), y.begin(), [&](char a, char b) { return lower(a) == lower(b); });
+  };
+  // OpenBLAS's x86 kernels built for CPUs without AVX2 and FMA.
+  for (const std::string_view slow :
+       {"Generic",      "Katmai",    "Coppermine", "Northwood", "Prescott",    "Banias",      "Atom",
+        "Core2",        "Penryn",    "Dunnington", "Nehalem",   "Sandybridge", "Athlon",      "Opteron",
+        "Opteron_SSE3", "Barcelona", "Bobcat",     "Bulldozer", "Piledriver",  "Steamroller", "Nano"}) {
+    if (same(core, slow)) {
+      return true;
     }
   }
-  return true;
+  return false;
 }
 
 /// Whether the OpenBLAS this process loaded runs generic kernels on this CPU (false for another CBLAS).
