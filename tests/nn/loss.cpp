@@ -1,4 +1,7 @@
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -52,6 +55,96 @@ TEST_CASE("cross_entropy gradients match finite differences") {
   dp_test::gradcheck(nn::linear<4, 4, double>{}, smooth, x, y);
   nn::cross_entropy_loss sum{.reduction = nn::reduction::sum};
   dp_test::gradcheck(nn::linear<4, 4, double>{}, sum, x, y);
+}
+
+TEST_CASE("cross_entropy over whole blocks of rows and several tiles of classes matches float64") {
+  // 40 rows: two blocks of 16 on the host and 8 rows after them; 70 classes: three tiles of 32.
+  auto x = dp::tensor<float>(dp::randn<float>({40, 70}, dp::cpu(), 5) * 3.f);
+  std::vector<std::int64_t> labels(40);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    labels[i] = static_cast<std::int64_t>((i * 37) % 70);
+  }
+  labels[3] = labels[20] = -100;
+  const auto y = dp::from_vector<std::int64_t>(labels);
+  std::vector<double> xv;
+  for (float v : x.to_vector()) {
+    xv.push_back(v);
+  }
+  CHECK(nn::cross_entropy(x, y).item() == doctest::Approx(ref_ce(xv, labels, 70, 0, true, -100)).epsilon(1e-5));
+  nn::cross_entropy_loss smooth{.label_smoothing = 0.3f, .reduction = nn::reduction::sum};
+  CHECK(smooth(x, y).item() == doctest::Approx(ref_ce(xv, labels, 70, 0.3, false, -100)).epsilon(1e-5));
+  // Gradients of whole blocks (double: the host's block form at that type) by finite differences.
+  auto xd = dp::randn<double>({40, 8}, dp::cpu(), 6);
+  std::vector<std::int64_t> yd(40);
+  for (std::size_t i = 0; i < yd.size(); ++i) {
+    yd[i] = static_cast<std::int64_t>((i * 7) % 33);
+  }
+  nn::manual_seed(4);
+  dp_test::gradcheck(nn::linear<8, 33, double>{}, nn::cross_entropy_loss{.label_smoothing = 0.1f, .ignore_index = 5},
+                     xd, dp::from_vector<std::int64_t>(yd));
+}
+
+TEST_CASE("cross_entropy on the host: a block of 16 rows gives the bits of the per-row rule") {
+  // The host computes 16 rows at a time, a row per vector lane (nn/loss.hpp); the GPU and the rows
+  // after the last whole block use the per-row functors. Both must give the same bits, with
+  // ignored rows, non-finite logits, label smoothing and accumulated gradients.
+  namespace nd = dp::nn::detail;
+  for (dp::index_t classes : {1, 3, 10, 32, 33, 70}) {
+    for (dp::index_t rows : {16, 35}) {
+      for (float smoothing : {0.f, 0.25f}) {
+        const auto x = dp::tensor<float>(dp::randn<float>({rows, classes}, dp::cpu(), 7) * 4.f).to_vector();
+        std::vector<float> xs = x;
+        xs[static_cast<std::size_t>(2 * classes)] = std::numeric_limits<float>::quiet_NaN();
+        xs[static_cast<std::size_t>(5 * classes + classes / 2)] = std::numeric_limits<float>::infinity();
+        xs[static_cast<std::size_t>((rows - 1) * classes)] = -std::numeric_limits<float>::infinity();
+        std::vector<std::int64_t> y(static_cast<std::size_t>(rows));
+        for (std::size_t i = 0; i < y.size(); ++i) {
+          y[i] = static_cast<std::int64_t>((i * 5 + 1) % static_cast<std::size_t>(classes));
+        }
+        y[4] = y[static_cast<std::size_t>(rows - 2)] = -100;  // ignored rows
+        const std::size_t n = static_cast<std::size_t>(rows);
+        std::vector<float> loss[2], lse[2], weight[2];
+        std::int64_t bad[2] = {0, 0};
+        for (int form = 0; form < 2; ++form) {
+          loss[form].assign(n, -1.f);
+          lse[form].assign(n, -1.f);
+          weight[form].assign(n, -1.f);
+          const nd::ce_rows<float> f{
+              xs.data(), y.data(), loss[form].data(), lse[form].data(), weight[form].data(), classes, smoothing,
+              -100,      rows,     &bad[form]};
+          for (dp::index_t i = 0; form == 0 && i < rows; ++i) {
+            f(i);
+          }
+          for (dp::index_t b = 0; form == 1 && b * nd::ce_lanes < rows; ++b) {
+            nd::ce_rows_block<float>{f}(b);
+          }
+        }
+        CAPTURE(classes);
+        CAPTURE(rows);
+        CAPTURE(smoothing);
+        CHECK(std::memcmp(loss[0].data(), loss[1].data(), n * sizeof(float)) == 0);
+        CHECK(std::memcmp(lse[0].data(), lse[1].data(), n * sizeof(float)) == 0);
+        CHECK(std::memcmp(weight[0].data(), weight[1].data(), n * sizeof(float)) == 0);
+        CHECK(std::isnan(loss[1][2]));  // a NaN logit makes its row's loss NaN, as in PyTorch
+        const float gout = 1.5f, denom = 7.f;
+        for (bool accumulate : {false, true}) {
+          std::vector<float> dx[2] = {x, x};  // accumulate: added to what is there
+          for (int form = 0; form < 2; ++form) {
+            const nd::ce_grad<float> g{xs.data(), y.data(),        lse[0].data(), weight[0].data(), &gout,
+                                       &denom,    dx[form].data(), classes,       smoothing,        accumulate};
+            for (dp::index_t i = 0; form == 0 && i < rows; ++i) {
+              g(i);
+            }
+            for (dp::index_t b = 0; form == 1 && b * nd::ce_lanes < rows; ++b) {
+              nd::ce_grad_block<float>{g, rows}(b);
+            }
+          }
+          CAPTURE(accumulate);
+          CHECK(std::memcmp(dx[0].data(), dx[1].data(), n * static_cast<std::size_t>(classes) * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("cross_entropy reports targets outside the classes and wrong shapes") {

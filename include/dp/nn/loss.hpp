@@ -2,6 +2,7 @@
 // with label smoothing and ignored targets, and a one-pass backward); mse_loss is plain forward code.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -34,19 +35,31 @@ struct ce_rows {
   index_t rows;
   std::int64_t* bad;  // rows - (the first invalid row); 0: none
 
-  DP_HOST_DEVICE void operator()(index_t i) const {
+  /// Writes the outputs of a row whose target is ignored or outside the classes (the latter flagged,
+  /// and its loss made NaN so that a GPU step is stopped); false for a row with a class to score.
+  DP_HOST_DEVICE bool settled(index_t i) const {
     const std::int64_t label = y[i];
-    if (label == ignore) {
-      loss[i] = T(0);
-      lse[i] = T(0);
-      weight[i] = T(0);
-      return;
+    if (label != ignore && label >= 0 && label < classes) {
+      return false;
     }
-    if (label < 0 || label >= classes) {  // flagged, and the loss made NaN so a GPU step is stopped
+    if (label != ignore) {
       dp::detail::store_max(bad, rows - i);
-      loss[i] = std::numeric_limits<T>::quiet_NaN();
-      lse[i] = T(0);
-      weight[i] = T(0);
+    }
+    loss[i] = label == ignore ? T(0) : std::numeric_limits<T>::quiet_NaN();
+    lse[i] = T(0);
+    weight[i] = T(0);
+    return true;
+  }
+  /// Row i's loss from its log-sum-exp `l` and the sum of its logits.
+  DP_HOST_DEVICE void finish(index_t i, T l, T total) const {
+    const T eps = static_cast<T>(smoothing);
+    loss[i] = (T(1) - eps) * (l - x[i * classes + y[i]]) + eps * (l - total / T(classes));
+    lse[i] = l;
+    weight[i] = T(1);
+  }
+
+  DP_HOST_DEVICE void operator()(index_t i) const {
+    if (settled(i)) {
       return;
     }
     const T* row = x + i * classes;
@@ -59,11 +72,7 @@ struct ce_rows {
       s += dp::detail::math::exp(row[j] - m);
       total += row[j];
     }
-    const T l = m + dp::detail::math::log(s);
-    const T eps = static_cast<T>(smoothing);
-    loss[i] = (T(1) - eps) * (l - row[label]) + eps * (l - total / T(classes));
-    lse[i] = l;
-    weight[i] = T(1);
+    finish(i, m + dp::detail::math::log(s), total);
   }
 };
 
@@ -81,21 +90,153 @@ struct ce_grad {
   float smoothing;
   bool accumulate;
 
+  /// The factor of row i's gradient: g w_i / denom (0 for an ignored row).
+  DP_HOST_DEVICE T scale(index_t i) const { return weight[i] != T(0) ? *gout * weight[i] / *denom : T(0); }
+  /// dlogits[i, j] from logit `xj`, the row's log-sum-exp `l`, target class and scale.
+  DP_HOST_DEVICE DP_FORCEINLINE T value(T xj, T l, index_t j, std::int64_t label, T s) const {
+    const T eps = static_cast<T>(smoothing);
+    const T p = dp::detail::math::exp(xj - l);
+    const T target = eps / T(classes) + (j == label ? T(1) - eps : T(0));
+    return s * (p - target);
+  }
+
   DP_HOST_DEVICE void operator()(index_t i) const {
     const T* row = x + i * classes;
     T* out = dx + i * classes;
-    const T eps = static_cast<T>(smoothing);
-    const T scale = weight[i] != T(0) ? *gout * weight[i] / *denom : T(0);
-    const T l = lse[i], base = eps / T(classes);
+    const T s = scale(i), l = lse[i];
     const std::int64_t label = y[i];
     for (index_t j = 0; j < classes; ++j) {
-      const T p = dp::detail::math::exp(row[j] - l);
-      const T target = base + (j == label ? T(1) - eps : T(0));
-      const T g = scale * (p - target);
+      const T g = value(row[j], l, j, label, s);
       out[j] = accumulate ? out[j] + g : g;
     }
   }
 };
+
+// The host runs both functors on blocks of ce_lanes rows, a row per vector lane. GCC vectorises
+// neither a row's sum over its classes (reordering a float sum changes its bits) nor loads of a
+// column at a run-time stride, so each tile of up to ce_tile classes is transposed onto the stack
+// and every lane adds its row's terms in class order: the per-row functors' bits (tested), 3x (forward)
+// and 2x (backward) faster on 64 rows of 10 classes. Rows after the last whole block run per row.
+inline constexpr index_t ce_lanes = 16, ce_tile = 32;
+
+template <class T>
+using ce_tile_t = T[ce_tile][ce_lanes];
+
+/// tile[j][k] = x[k, j0 + j] for the block's rows k and classes j0 .. j0 + jn.
+template <class T>
+void ce_load_tile(const T* x, index_t classes, index_t j0, index_t jn, ce_tile_t<T>& tile) {
+  for (index_t k = 0; k < ce_lanes; ++k) {
+    for (index_t j = 0; j < jn; ++j) {
+      tile[j][k] = x[k * classes + j0 + j];
+    }
+  }
+}
+
+template <class T>
+struct ce_rows_block {
+  ce_rows<T> row;
+
+  void operator()(index_t b) const {
+    const index_t i0 = b * ce_lanes, c = row.classes;
+    if (row.rows - i0 < ce_lanes || c == 0) {
+      for (index_t i = i0; i < row.rows; ++i) {
+        row(i);
+      }
+      return;
+    }
+    const T* x = row.x + i0 * c;
+    ce_tile_t<T> tile;
+    T m[ce_lanes], s[ce_lanes] = {}, total[ce_lanes] = {}, l[ce_lanes];
+    for (index_t j0 = 0; j0 < c; j0 += ce_tile) {
+      const index_t jn = std::min(ce_tile, c - j0);
+      ce_load_tile(x, c, j0, jn, tile);
+      if (j0 == 0) {
+        for (index_t k = 0; k < ce_lanes; ++k) {
+          m[k] = tile[0][k];
+        }
+      }
+      for (index_t j = 0; j < jn; ++j) {
+        for (index_t k = 0; k < ce_lanes; ++k) {
+          m[k] = tile[j][k] > m[k] ? tile[j][k] : m[k];
+        }
+      }
+    }
+    for (index_t j0 = 0; j0 < c; j0 += ce_tile) {
+      const index_t jn = std::min(ce_tile, c - j0);
+      if (c > ce_tile) {  // one tile: still loaded
+        ce_load_tile(x, c, j0, jn, tile);
+      }
+      for (index_t j = 0; j < jn; ++j) {
+        for (index_t k = 0; k < ce_lanes; ++k) {
+          s[k] += dp::detail::math::exp(tile[j][k] - m[k]);
+          total[k] += tile[j][k];
+        }
+      }
+    }
+    for (index_t k = 0; k < ce_lanes; ++k) {
+      l[k] = m[k] + dp::detail::math::log(s[k]);
+    }
+    for (index_t k = 0; k < ce_lanes; ++k) {
+      if (!row.settled(i0 + k)) {
+        row.finish(i0 + k, l[k], total[k]);
+      }
+    }
+  }
+};
+
+template <class T>
+struct ce_grad_block {
+  ce_grad<T> row;
+  index_t rows;
+
+  void operator()(index_t b) const {
+    const index_t i0 = b * ce_lanes, c = row.classes;
+    if (rows - i0 < ce_lanes || c == 0) {
+      for (index_t i = i0; i < rows; ++i) {
+        row(i);
+      }
+      return;
+    }
+    const T* x = row.x + i0 * c;
+    T* out = row.dx + i0 * c;
+    ce_tile_t<T> tile;
+    T s[ce_lanes], l[ce_lanes];
+    std::int64_t label[ce_lanes];
+    for (index_t k = 0; k < ce_lanes; ++k) {
+      s[k] = row.scale(i0 + k);
+      l[k] = row.lse[i0 + k];
+      label[k] = row.y[i0 + k];
+    }
+    for (index_t j0 = 0; j0 < c; j0 += ce_tile) {
+      const index_t jn = std::min(ce_tile, c - j0);
+      ce_load_tile(x, c, j0, jn, tile);
+      for (index_t j = 0; j < jn; ++j) {
+        for (index_t k = 0; k < ce_lanes; ++k) {
+          tile[j][k] = row.value(tile[j][k], l[k], j0 + j, label[k], s[k]);
+        }
+      }
+      for (index_t k = 0; k < ce_lanes; ++k) {
+        for (index_t j = 0; j < jn; ++j) {
+          T& o = out[k * c + j0 + j];
+          o = row.accumulate ? o + tile[j][k] : tile[j][k];
+        }
+      }
+    }
+  }
+};
+
+/// One pass of a row functor over `rows` rows of `classes` logits on `d`; the host runs its block form.
+template <class Row, class Block>
+void ce_for_rows(dp::device d, index_t rows, index_t classes, const Row& row, const Block& block) {
+  const index_t grain = std::max<index_t>(1, 4096 / std::max<index_t>(classes, 1));
+  if (!d.is_cpu() || rows <= 0) {
+    dp::detail::for_each_index(d, rows, row, grain);
+    return;
+  }
+  DP_COUNT(passes, 1);
+  dp::detail::for_each_index(dp::detail::host_target{}, (rows + ce_lanes - 1) / ce_lanes, block,
+                             std::max<index_t>(1, grain / ce_lanes));
+}
 
 /// Scratch and the forward computation shared by the eager and the traced cross entropy.
 template <class T>
@@ -120,10 +261,9 @@ struct ce_state {
            reduction red, std::int64_t ignore, index_t first_row = 0) {
     const index_t n = logits.shape()[0], c = logits.shape()[1];
     ensure(n, logits.device());
-    dp::detail::for_each_index(logits.device(), n,
-                               ce_rows<T>{logits.data(), target.data(), loss_rows.data(), lse.data(), weight.data(), c,
-                                          smoothing, ignore, n, bad.data()},
-                               std::max<index_t>(1, 4096 / std::max<index_t>(c, 1)));
+    const ce_rows<T> rows{
+        logits.data(), target.data(), loss_rows.data(), lse.data(), weight.data(), c, smoothing, ignore, n, bad.data()};
+    ce_for_rows(logits.device(), n, c, rows, ce_rows_block<T>{rows});
     if (logits.device().is_cpu()) {
       check(target, c, ignore, first_row);
     }
@@ -181,11 +321,18 @@ struct cross_entropy_op final : op {
     }
     const tensor<T>& x = g.value<T>(logits);
     const index_t c = x.shape()[1];
-    dp::detail::for_each_index(
-        x.device(), x.shape()[0],
-        ce_grad<T>{x.data(), g.value<std::int64_t>(target).data(), st.lse.data(), st.weight.data(),
-                   g.grad<T>(out).data(), st.denom.data(), t.t.data(), c, smoothing, !t.first},
-        std::max<index_t>(1, 4096 / std::max<index_t>(c, 1)));
+    const index_t n = x.shape()[0];
+    const ce_grad<T> rows{x.data(),
+                          g.value<std::int64_t>(target).data(),
+                          st.lse.data(),
+                          st.weight.data(),
+                          g.grad<T>(out).data(),
+                          st.denom.data(),
+                          t.t.data(),
+                          c,
+                          smoothing,
+                          !t.first};
+    ce_for_rows(x.device(), n, c, rows, ce_grad_block<T>{rows, n});
   }
 };
 
