@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
@@ -33,6 +34,32 @@ DP_FORCEINLINE void unravel(index_t i, index_t* c, const index_t* ext, int dims)
   }
 }
 
+/// Calls fn(coord, i_begin, i_end) for each row segment of linear range [lo, hi) of an iteration.
+template <int N, class Fn>
+void for_row_segments(const iteration<N>& it, index_t lo, index_t hi, Fn&& fn) {
+  const int r = it.rank;
+  const index_t inner = it.ext[r - 1];
+  index_t c[max_rank] = {};
+  unravel(lo / inner, c, it.ext, r - 1);
+  index_t i = lo % inner, pos = lo;
+  while (pos < hi) {
+    const index_t e = std::min(inner, i + (hi - pos));
+    fn(c, i, e);
+    pos += e - i;
+    i = 0;
+    next_coord(c, it.ext, r - 1);
+  }
+}
+
+/// The offset of the row at `c` (its outer coordinates) in an operand of strides `st`.
+DP_FORCEINLINE index_t row_offset(const index_t* c, const index_t* st, int rank) {
+  index_t off = 0;
+  for (int d = 0; d + 1 < rank; ++d) {
+    off += c[d] * st[d];
+  }
+  return off;
+}
+
 template <bool Unit, bool Acc, class T, class Ev>
 DP_FORCEINLINE void cpu_inner(T* __restrict__ o, index_t ostride, const Ev& ev, index_t b, index_t e) {
   if constexpr (Unit) {
@@ -55,25 +82,72 @@ DP_FORCEINLINE void cpu_inner(T* __restrict__ o, index_t ostride, const Ev& ev, 
 template <bool Unit, bool Acc, class T, int N, class Ev>
 void cpu_elementwise_impl(T* out, const iteration<N>& it, const Ev& ev) {
   const int r = it.rank;
-  const index_t inner = it.ext[r - 1];
   const index_t* ost = it.st[0];
   parallel_for(it.numel, parallel_grain, [&](index_t lo, index_t hi) {
     Ev local = ev;
-    index_t c[max_rank] = {};
-    unravel(lo / inner, c, it.ext, r - 1);
-    index_t i = lo % inner, pos = lo;
-    while (pos < hi) {
-      const index_t e = std::min(inner, i + (hi - pos));
+    for_row_segments(it, lo, hi, [&](const index_t* c, index_t i, index_t e) {
       local.seek(c);
-      index_t off = 0;
-      for (int d = 0; d + 1 < r; ++d) {
-        off += c[d] * ost[d];
+      cpu_inner<Unit, Acc>(out + row_offset(c, ost, r), ost[r - 1], local, i, e);
+    });
+  });
+}
+
+/// How many copies of a broadcast value a row segment reads (the stack holds this many per leaf).
+inline constexpr index_t broadcast_segment = 128;
+
+/// Whether a pass that is not unit-stride is one whose leaves read along the row either with stride 1
+/// or not at all (a value broadcast along it: x - x.max(-1, true), x * a 0-d tensor), into a
+/// contiguous output: such rows run the vectorised loop with each broadcast value read from copies.
+template <int N, class Ev>
+bool broadcast_rows(const iteration<N>& it, const Ev& ev) {
+  if (it.st[0][it.rank - 1] != 1) {
+    return false;
+  }
+  bool fillable = true;  // a generator is not filled: it stays on the strided loop
+  Ev probe = ev;
+  probe.for_each_leaf(
+      [&](auto& leaf) { fillable = fillable && (leaf.inner == 1 || (leaf.inner == 0 && requires { leaf.fill; })); });
+  return fillable;
+}
+
+/// The rows of a broadcast_rows pass: every leaf broadcast along the row reads copies of its value
+/// on this thread's stack (refilled when the row's value changes), segment by segment, so the loop is
+/// the unit-stride one.
+template <bool Acc, class T, int N, class Ev>
+void broadcast_rows_impl(T* out, const iteration<N>& it, const Ev& ev) {
+  const int r = it.rank;
+  const index_t inner = it.ext[r - 1], width = std::min(inner, broadcast_segment);
+  const index_t* ost = it.st[0];
+  parallel_for(it.numel, parallel_grain, [&](index_t lo, index_t hi) {
+    Ev local = ev;
+    alignas(64) unsigned char scratch[(N - 1) * broadcast_segment * 8];
+    unsigned char* next = scratch;
+    local.for_each_leaf([&](auto& leaf) {
+      if constexpr (requires { leaf.fill; }) {
+        using V = std::remove_pointer_t<decltype(leaf.fill)>;
+        static_assert(sizeof(V) <= 8, "dp: a leaf's element is at most 8 bytes");
+        if (leaf.inner == 0) {
+          leaf.fill = reinterpret_cast<V*>(next);
+          leaf.fill_n = width;
+          next += broadcast_segment * 8;
+        }
       }
-      cpu_inner<Unit, Acc>(out + off, ost[r - 1], local, i, e);
-      pos += e - i;
-      i = 0;
-      next_coord(c, it.ext, r - 1);
-    }
+    });
+    for_row_segments(it, lo, hi, [&](const index_t* c, index_t i, index_t e) {
+      local.seek(c);
+      const index_t off = row_offset(c, ost, r);
+      for (index_t s = i; s < e; s += width) {
+        Ev seg = local;  // positioned on element s: a broadcast leaf reads its copies from their start
+        seg.for_each_leaf([&](auto& leaf) {
+          if constexpr (requires { leaf.fill; }) {
+            leaf.row = leaf.fill != nullptr ? leaf.fill : leaf.row + s;
+          } else {
+            leaf.row += s;
+          }
+        });
+        cpu_inner<true, Acc>(out + off + s, 1, seg, 0, std::min(width, e - s));
+      }
+    });
   });
 }
 
@@ -86,6 +160,9 @@ void elementwise(host_target, T* out, const iteration<N>& it, const Ev& ev) {
   DP_COUNT(passes, 1);
   if (it.unit) {
     cpu_elementwise_impl<true, Acc>(out, it, ev);
+  } else if (broadcast_rows(it, ev)) {
+    DP_COUNT(broadcast_row_passes, 1);
+    broadcast_rows_impl<Acc>(out, it, ev);
   } else {
     cpu_elementwise_impl<false, Acc>(out, it, ev);
   }

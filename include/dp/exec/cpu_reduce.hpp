@@ -51,23 +51,6 @@ A reduce_row(const Ev& ev, index_t b, index_t e, A acc) {
   return Op::combine(acc, lanes[0]);
 }
 
-/// Calls fn(coord, i_begin, i_end) for each row segment of linear range [lo, hi) of an iteration.
-template <int N, class Fn>
-void for_row_segments(const iteration<N>& it, index_t lo, index_t hi, Fn&& fn) {
-  const int r = it.rank;
-  const index_t inner = it.ext[r - 1];
-  index_t c[max_rank] = {};
-  unravel(lo / inner, c, it.ext, r - 1);
-  index_t i = lo % inner, pos = lo;
-  while (pos < hi) {
-    const index_t e = std::min(inner, i + (hi - pos));
-    fn(c, i, e);
-    pos += e - i;
-    i = 0;
-    next_coord(c, it.ext, r - 1);
-  }
-}
-
 template <class Op, class A, class T, int N, class Ev>
 void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale, bool accumulate) {
   // Fixed blocks (their size depends only on numel), partial results combined in block order.

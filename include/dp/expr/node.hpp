@@ -245,13 +245,17 @@ DP_NOINLINE inline node_meta merge_meta(const node_meta& a, const node_meta& b, 
 
 // ------------------------------------------------------------------------------------------ evaluators
 // Interface: seek(coord) positions on a row (coord lists the outer collapsed dimensions), at<Unit>(i)
-// reads element i of that row (Unit: every operand has inner stride 1), at_coord(c) reads the
-// element at a full coordinate (the GPU's general path).
+// reads element i of that row (Unit: every operand has inner stride 1, or reads copies of a value it
+// broadcasts along the row), at_coord(c) reads the element at a full coordinate (the GPU's general
+// path). for_each_leaf(f) calls f on every load and generator
+// evaluator.
 
 template <class T>
 struct scalar_eval {
   T v;
   DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t*) {}
+  template <class Visit>
+  void for_each_leaf(Visit&&) {}
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE T at(index_t) const {
     return v;
@@ -266,12 +270,31 @@ struct load_eval {
   index_t st[max_rank];
   index_t inner;
   int rank;
+  // A leaf the host broadcasts along its rows (inner stride 0) reads `fill_n` copies of its value
+  // from `fill`, so those rows run the vectorised loop (exec/cpu.hpp); null elsewhere.
+  T* fill = nullptr;
+  index_t fill_n = 0;
+  const T* filled = nullptr;  // the element `fill` holds copies of
   DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
     index_t off = 0;
     for (int d = 0; d + 1 < rank; ++d) {
       off += c[d] * st[d];
     }
     row = base + off;
+    if (fill != nullptr) {
+      if (row != filled) {
+        const T v = *row;
+        for (index_t j = 0; j < fill_n; ++j) {
+          fill[j] = v;
+        }
+        filled = row;
+      }
+      row = fill;
+    }
+  }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    f(*this);
   }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
@@ -305,6 +328,10 @@ struct gen_eval {
     }
     row = off;
   }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    f(*this);
+  }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
     return g(row + (Unit ? i : i * inner));
@@ -323,6 +350,10 @@ struct unary_eval {
   F f;
   E e;
   DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) { e.seek(c); }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    e.for_each_leaf(f);
+  }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
     return f(e.template at<Unit>(i));
@@ -338,6 +369,11 @@ struct binary_eval {
   DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
     a.seek(c);
     b.seek(c);
+  }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    a.for_each_leaf(f);
+    b.for_each_leaf(f);
   }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
@@ -357,6 +393,12 @@ struct select_eval {
     c.seek(x);
     a.seek(x);
     b.seek(x);
+  }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    c.for_each_leaf(f);
+    a.for_each_leaf(f);
+    b.for_each_leaf(f);
   }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
@@ -378,6 +420,12 @@ struct ternary_eval {
     a.seek(x);
     b.seek(x);
     c.seek(x);
+  }
+  template <class Visit>
+  void for_each_leaf(Visit&& f) {
+    a.for_each_leaf(f);
+    b.for_each_leaf(f);
+    c.for_each_leaf(f);
   }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE auto at(index_t i) const {
