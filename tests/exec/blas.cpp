@@ -75,6 +75,8 @@ TEST_CASE(
   // oneDNN every other product LIBXSMM does not.
   const int shapes[][3] = {{64, 128, 128}, {64, 10, 128},   {16, 64, 64},  {128, 64, 64},
                            {40, 70, 90},   {300, 200, 100}, {10, 256, 64}, {256, 64, 64}};
+  const int saved_threads = dp::num_threads();
+  dp::set_num_threads(2);  // a product of 2^20 multiply-adds or more is split in two parts
   const float scalars[][2] = {{1.f, 0.f}, {1.f, 1.f}, {0.5f, -2.f}, {1.f, 0.5f}};  // (alpha, beta)
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1, 1);
@@ -104,14 +106,20 @@ TEST_CASE(
                                         (generic && tb && dp::detail::libxsmm_takes_transposed(m, n, k, alpha, beta)));
         const bool by_onednn = !by_libxsmm && dp::detail::has_onednn && (generic || dp::detail::onednn_takes(m, n, k));
         const auto libxsmm_calls = after.libxsmm_gemms - before.libxsmm_gemms,
-                   onednn_calls = after.onednn_gemms - before.onednn_gemms;
+                   onednn_calls = after.onednn_gemms - before.onednn_gemms,
+                   openblas_calls = after.openblas_gemms - before.openblas_gemms;
         INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb, " alpha=", alpha, " beta=", beta,
              " generic OpenBLAS=", generic);
-        if (dp::index_t{m} * n * k < dp::detail::gemm_parallel_macs) {  // one call: the rule decides
+        // A part per gemm_parallel_macs multiply-adds, at most one per thread: one call below twice that.
+        if (dp::index_t{m} * n * k < 2 * dp::detail::gemm_parallel_macs) {  // one call: the rule decides
           CHECK(libxsmm_calls == (by_libxsmm ? 1 : 0));
           CHECK(onednn_calls == (by_onednn ? 1 : 0));
-        } else {  // split over threads: each part is decided by its own shape
-          CHECK(libxsmm_calls + onednn_calls >= (by_libxsmm || by_onednn ? 1 : 0));
+          CHECK(openblas_calls == (by_libxsmm || by_onednn ? 0 : 1));
+        } else {  // split over the two threads: each part is decided by its own shape
+          CHECK(libxsmm_calls + onednn_calls + openblas_calls == 2);
+          if (generic && dp::detail::has_onednn) {
+            CHECK(openblas_calls == 0);  // no part reaches the generic kernels
+          }
         }
         double worst = 0, pad = 0;
         for (int i = 0; i < m; ++i) {
@@ -125,6 +133,7 @@ TEST_CASE(
       }
     }
   }
+  dp::set_num_threads(saved_threads);
 }
 
 TEST_CASE("LIBXSMM takes small float products with alpha 1, beta 0 or 1 and B not transposed") {

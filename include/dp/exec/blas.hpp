@@ -71,6 +71,7 @@ void host_gemm_one(const mat_ref<const T>& a, const mat_ref<const T>& b, const m
     }
   }
 #endif
+  DP_COUNT(openblas_gemms, 1);
   const auto ta = a.trans ? CblasTrans : CblasNoTrans, tb = b.trans ? CblasTrans : CblasNoTrans;
   const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(a.cols);
   if constexpr (std::is_same_v<T, float>) {
