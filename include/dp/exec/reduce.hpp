@@ -186,27 +186,81 @@ auto min(const E& e, int axis, bool keepdim = false) {
 
 namespace detail {
 
-/// Index of the first largest (Max) or smallest value in each row of a contiguous [rows, n] block.
+/// Whether x replaces v as the first extreme seen so far: NaN counts as the extreme, like PyTorch.
+template <bool Max, class T>
+DP_HOST_DEVICE DP_FORCEINLINE bool arg_replaces(T x, T v) {
+  const bool better = Max ? (x > v) : (x < v);
+  return (better && v == v) || (x != x && v == v);
+}
+
+/// The first largest (Max) or smallest value of each of `parts` consecutive pieces (of `len`) of
+/// each row of a contiguous [rows, n] block: its index in the row, and its value when `value` is set.
+/// Pieces let a few long rows (one, for argmax of a whole tensor) use every thread of a device.
 template <class T, bool Max>
-struct arg_extreme_rows {
+struct arg_extreme_parts {
   const T* in;
-  std::int64_t* out;
-  index_t n;
-  DP_HOST_DEVICE void operator()(index_t r) const {
-    const T* row = in + r * n;
-    index_t best = 0;
-    T v = row[0];
-    for (index_t i = 1; i < n; ++i) {
-      const T x = row[i];
-      const bool better = Max ? (x > v) : (x < v);
-      if ((better && v == v) || (x != x && v == v)) {  // NaN counts as the extreme, like PyTorch
-        v = x;
+  T* value;
+  std::int64_t* index;
+  index_t n, parts, len;
+  DP_HOST_DEVICE void operator()(index_t q) const {
+    const T* row = in + (q / parts) * n;
+    const index_t b = (q % parts) * len;
+    const index_t e = n - b < len ? n : b + len;
+    index_t best = b;
+    T v = row[b];
+    for (index_t i = b + 1; i < e; ++i) {
+      if (arg_replaces<Max>(row[i], v)) {
+        v = row[i];
         best = i;
       }
     }
-    out[r] = best;
+    index[q] = best;
+    if (value != nullptr) {
+      value[q] = v;
+    }
   }
 };
+
+/// Each row's pieces in order: the first piece holding the row's extreme holds its first index.
+template <class T, bool Max>
+struct arg_extreme_merge {
+  const T* value;
+  const std::int64_t* index;
+  std::int64_t* out;
+  index_t parts;
+  DP_HOST_DEVICE void operator()(index_t r) const {
+    const T* v = value + r * parts;
+    index_t best = 0;
+    T bv = v[0];
+    for (index_t p = 1; p < parts; ++p) {
+      if (arg_replaces<Max>(v[p], bv)) {
+        bv = v[p];
+        best = p;
+      }
+    }
+    out[r] = index[r * parts + best];
+  }
+};
+
+/// A piece is at least arg_piece elements; rows are cut into pieces until about arg_pieces exist.
+inline constexpr index_t arg_piece = 2048;
+inline constexpr index_t arg_pieces = index_t{1} << 16;
+
+/// The first extreme index of each row of a contiguous [count, n] block, into out[count].
+template <bool Max, class T>
+void arg_extreme_rows(device dev, const T* in, std::int64_t* out, index_t count, index_t n) {
+  const index_t wanted = (count * n + arg_pieces - 1) / arg_pieces;
+  const index_t len = wanted > arg_piece ? wanted : arg_piece;
+  const index_t parts = (n + len - 1) / len;
+  if (parts == 1) {
+    for_each_index(dev, count, arg_extreme_parts<T, Max>{in, nullptr, out, n, 1, n}, 64);
+    return;
+  }
+  tensor<T> value = empty<T>({count * parts}, dev);
+  tensor<std::int64_t> index = empty<std::int64_t>({count * parts}, dev);
+  for_each_index(dev, count * parts, arg_extreme_parts<T, Max>{in, value.data(), index.data(), n, parts, len}, 1);
+  for_each_index(dev, count, arg_extreme_merge<T, Max>{value.data(), index.data(), out, parts}, 64);
+}
 
 template <bool Max, class E>
 tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, const char* op) {
@@ -214,9 +268,9 @@ tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, c
   tensor<T> x = e;
   DP_CHECK(x.numel() > 0, value_error, "dp: ", op, " of an empty tensor (shape ", x.shape(), ") has no answer");
   if (all) {
-    tensor<T> flat = x.contiguous().reshape({1, x.numel()});
+    tensor<T> flat = x.contiguous();
     tensor<std::int64_t> out = empty<std::int64_t>({1}, x.device());
-    for_each_index(x.device(), 1, arg_extreme_rows<T, Max>{flat.data(), out.data(), x.numel()}, 1);
+    arg_extreme_rows<Max>(x.device(), flat.data(), out.data(), 1, x.numel());
     return keepdim ? out.reshape(shape::filled(x.rank(), 1)) : out.reshape({});
   }
   const int d = normalize_axis(axis, x.rank(), op);
@@ -233,7 +287,7 @@ tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, c
   DP_CHECK(n > 0, value_error, "dp: ", op, " along an axis of size 0 (shape ", x.shape(), ")");
   const index_t count = rows.numel() / n;
   tensor<std::int64_t> out = empty<std::int64_t>({count}, x.device());
-  for_each_index(x.device(), count, arg_extreme_rows<T, Max>{rows.data(), out.data(), n}, 64);
+  arg_extreme_rows<Max>(x.device(), rows.data(), out.data(), count, n);
   shape kd = x.shape();
   kd[d] = 1;
   shape nd = x.shape();
