@@ -158,10 +158,15 @@ run() {
     done
     failed=1
   elif command -v compute-sanitizer >/dev/null; then
-    for check in "memcheck dp_test_cuda 90" "memcheck dp_test_nccl 50" "racecheck dp_test_cuda 90"; do
+    # NCCL's communicator setup asks cudaFuncGetAttributes about each of its kernels and skips those
+    # built for no architecture of this GPU, draining the error (src/enqueue.cc,
+    # ncclInitKernelsForDevice): 16 API errors that are NCCL's by design (H200, 2026-12-04). Its
+    # suite is checked for memory errors with API errors unreported; dp's suite keeps the default.
+    for check in "memcheck dp_test_cuda 90 explicit" "memcheck dp_test_nccl 50 no" "racecheck dp_test_cuda 90 explicit"; do
       set -- $check
       log "== compute-sanitizer $1 on $2"
-      timeout "$3" compute-sanitizer --tool "$1" --error-exitcode 9 "$bin/$2" "$no_big" >"$out/$1.$2.log" 2>&1
+      timeout "$3" compute-sanitizer --tool "$1" --report-api-errors "$4" --error-exitcode 9 "$bin/$2" "$no_big" \
+        >"$out/$1.$2.log" 2>&1
       local rc=$?
       log "$1 on $2: exit $rc: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|test cases' "$out/$1.$2.log" | tr '\n' ' ')"
       [ "$rc" = 0 ] || { grep -E '=========' "$out/$1.$2.log" | head -20; failed=1; }
