@@ -105,14 +105,16 @@ bool broadcast_rows(const iteration<N>& it, const Ev& ev) {
   }
   bool fillable = true;  // a generator is not filled: it stays on the strided loop
   Ev probe = ev;
-  probe.for_each_leaf(
-      [&](auto& leaf) { fillable = fillable && (leaf.inner == 1 || (leaf.inner == 0 && requires { leaf.fill; })); });
+  probe.for_each_leaf([&](auto& leaf) {
+    fillable =
+        fillable && (leaf.inner == 1 || (leaf.inner == 0 && is_load_eval_v<std::remove_cvref_t<decltype(leaf)>>));
+  });
   return fillable;
 }
 
 /// The rows of a broadcast_rows pass: every leaf broadcast along the row reads copies of its value
 /// on this thread's stack (refilled when the row's value changes), segment by segment, so the loop is
-/// the unit-stride one.
+/// the unit-stride one. Leaves are told apart by their visiting order, the same for every copy of `ev`.
 template <bool Acc, class T, int N, class Ev>
 void broadcast_rows_impl(T* out, const iteration<N>& it, const Ev& ev) {
   const int r = it.rank;
@@ -121,29 +123,38 @@ void broadcast_rows_impl(T* out, const iteration<N>& it, const Ev& ev) {
   parallel_for(it.numel, parallel_grain, [&](index_t lo, index_t hi) {
     Ev local = ev;
     alignas(64) unsigned char scratch[(N - 1) * broadcast_segment * 8];
-    unsigned char* next = scratch;
-    local.for_each_leaf([&](auto& leaf) {
-      if constexpr (requires { leaf.fill; }) {
-        using V = std::remove_pointer_t<decltype(leaf.fill)>;
-        static_assert(sizeof(V) <= 8, "dp: a leaf's element is at most 8 bytes");
-        if (leaf.inner == 0) {
-          leaf.fill = reinterpret_cast<V*>(next);
-          leaf.fill_n = width;
-          next += broadcast_segment * 8;
-        }
-      }
-    });
+    const void* filled[N - 1] = {};  // the element each leaf's copies hold (null: none yet)
+    auto copies = [&](int k) { return scratch + k * broadcast_segment * 8; };
     for_row_segments(it, lo, hi, [&](const index_t* c, index_t i, index_t e) {
       local.seek(c);
+      int k = 0;
+      local.for_each_leaf([&](auto& leaf) {
+        using L = std::remove_cvref_t<decltype(leaf)>;
+        if constexpr (is_load_eval_v<L>) {
+          if (leaf.inner == 0) {
+            using V = std::remove_cvref_t<decltype(*leaf.row)>;
+            static_assert(sizeof(V) <= 8, "dp: a leaf's element is at most 8 bytes");
+            if (filled[k] != leaf.row) {
+              std::fill_n(reinterpret_cast<V*>(copies(k)), width, *leaf.row);
+              filled[k] = leaf.row;
+            }
+          }
+        }
+        ++k;
+      });
       const index_t off = row_offset(c, ost, r);
       for (index_t s = i; s < e; s += width) {
         Ev seg = local;  // positioned on element s: a broadcast leaf reads its copies from their start
+        k = 0;
         seg.for_each_leaf([&](auto& leaf) {
-          if constexpr (requires { leaf.fill; }) {
-            leaf.row = leaf.fill != nullptr ? leaf.fill : leaf.row + s;
+          using L = std::remove_cvref_t<decltype(leaf)>;
+          if constexpr (is_load_eval_v<L>) {
+            using V = std::remove_cvref_t<decltype(*leaf.row)>;
+            leaf.row = leaf.inner == 0 ? reinterpret_cast<const V*>(copies(k)) : leaf.row + s;
           } else {
             leaf.row += s;
           }
+          ++k;
         });
         cpu_inner<true, Acc>(out + off + s, 1, seg, 0, std::min(width, e - s));
       }

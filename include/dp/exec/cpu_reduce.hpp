@@ -110,10 +110,7 @@ void reduce_into(host_target, T* out, const iteration<N>& it, const Ev& ev, A sc
         Ev local = ev;
         for_row_segments(it, lo, hi, [&](const index_t* c, index_t ib, index_t ie) {
           local.seek(c);
-          index_t off = 0;
-          for (int d = 0; d + 1 < r; ++d) {
-            off += c[d] * ost[d];
-          }
+          const index_t off = row_offset(c, ost, r);
           for (index_t i = ib; i < ie; ++i) {
             const A v = static_cast<A>(local.template at<false>(i));
             reduce_store(out + off + i * ost[r - 1], apply_scale ? v * scale : v, accumulate);

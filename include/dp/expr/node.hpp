@@ -270,27 +270,12 @@ struct load_eval {
   index_t st[max_rank];
   index_t inner;
   int rank;
-  // A leaf the host broadcasts along its rows (inner stride 0) reads `fill_n` copies of its value
-  // from `fill`, so those rows run the vectorised loop (exec/cpu.hpp); null elsewhere.
-  T* fill = nullptr;
-  index_t fill_n = 0;
-  const T* filled = nullptr;  // the element `fill` holds copies of
   DP_HOST_DEVICE DP_FORCEINLINE void seek(const index_t* c) {
     index_t off = 0;
     for (int d = 0; d + 1 < rank; ++d) {
       off += c[d] * st[d];
     }
     row = base + off;
-    if (fill != nullptr) {
-      if (row != filled) {
-        const T v = *row;
-        for (index_t j = 0; j < fill_n; ++j) {
-          fill[j] = v;
-        }
-        filled = row;
-      }
-      row = fill;
-    }
   }
   template <class Visit>
   void for_each_leaf(Visit&& f) {
@@ -312,6 +297,12 @@ struct load_eval {
     return base[off];
   }
 };
+
+/// Whether an evaluator reads memory (a broadcast one can then read copies of its value instead).
+template <class E>
+inline constexpr bool is_load_eval_v = false;
+template <class T>
+inline constexpr bool is_load_eval_v<load_eval<T>> = true;
 
 template <class G>
 struct gen_eval {
