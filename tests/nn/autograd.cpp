@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
@@ -94,6 +96,40 @@ TEST_CASE("an element-wise chain is one fused pass forward and a fixed number of
   // The input x needs no gradient. Nothing is evaluated per operator of the chain.
   CHECK(passes == 9);
   CHECK(dp::counters().allocations == before.allocations);
+}
+
+namespace {
+template <class T>
+struct activated_layer {  // relu(x w + b) in float, tanh in double (smooth for finite differences)
+  nn::linear<64, 48, T> fc;
+  nn::linear<48, 8, T> head;
+  auto forward(auto x) const {
+    if constexpr (std::is_same_v<T, float>) {
+      return head(dp::relu(fc(x)));
+    } else {
+      return head(dp::tanh(fc(x)));
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("the gradient of a bias added to a product is the product's gradient summed, not a second pass") {
+  nn::trainer<activated_layer<float>> t{activated_layer<float>{}};
+  auto x = dp::randn<float>({32, 64}, dp::cpu(), 1), y = dp::randn<float>({32, 8}, dp::cpu(), 2);
+  (void)t.backward(nn::mse_loss, x, y);  // trace
+  const auto before = dp::counters();
+  (void)t.backward(nn::mse_loss, x, y);
+  const auto passes = dp::counters().passes - before.passes;
+  // forward: relu(x w + b) and head's x w + b, one fused pass each (the products are GEMMs), the loss (1);
+  // backward: seeding the loss gradient (1), the mean's 0-d view (1), the loss into the prediction (1);
+  // head's sum: its gradient into the product (1), summed into the bias from there (1); relu's: the
+  // same (1 + 1). Evaluating each bias's gradient again at full shape would add one pass per layer.
+  CHECK(passes == 10);
+  CHECK(dp::counters().allocations == before.allocations);
+  // The values: every parameter against finite differences (the same structure in double).
+  auto xd = dp::randn<double>({5, 64}, dp::cpu(), 3), yd = dp::randn<double>({5, 8}, dp::cpu(), 4);
+  nn::manual_seed(4);
+  dp_test::gradcheck(activated_layer<double>{}, nn::mse_loss, xd, yd);
 }
 
 TEST_CASE("a traced value has no readable data, and a loss that ignores the parameters is an error") {

@@ -149,4 +149,24 @@ auto leaf_grad(const N&, const G& g) {
   return g;
 }
 
+/// Whether leaf K of a node receives the very gradient expression that leaf K - 1 receives: the two
+/// are the operands of one sum (x w + b inside relu(x w + b)), reached along one path from the root.
+template <std::size_t K, class N>
+struct shares_previous_grad : std::false_type {};
+template <std::size_t K, class F, class A>
+struct shares_previous_grad<K, dd::unary_node<F, A>> : shares_previous_grad<K, A> {};
+template <std::size_t K, class F, class A, class B>
+struct shares_previous_grad<K, dd::binary_node<F, A, B>> {
+  static constexpr bool value = [] {
+    constexpr auto na = static_cast<std::size_t>(dd::leaf_count_v<A>);
+    if constexpr (K < na) {
+      return shares_previous_grad<K, A>::value;
+    } else if constexpr (K > na) {
+      return shares_previous_grad<K - na, B>::value;
+    } else {
+      return K > 0 && std::is_same_v<F, dd::add_op> && dd::leaf_node<A> && dd::leaf_node<B>;
+    }
+  }();
+};
+
 }  // namespace dp::inline DP_ABI::nn::detail

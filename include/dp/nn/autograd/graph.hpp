@@ -315,6 +315,21 @@ class graph {
   bool frozen_ = false;
 };
 
+/// Whether a contribution to the target adds to what it holds (else it is the target's first write:
+/// a later one in this backward, or a parameter's gradient while micro-batches accumulate).
+template <class V>
+bool accumulates(const graph& g, const grad_target<V>& t) {
+  return !t.first || (t.is_param && g.accumulate_params);
+}
+
+/// Sums the full-shape gradient `full` of a broadcast operand into its target.
+template <class V>
+void apply_summed_grad(graph& g, const grad_target<V>& t, const tensor<V>& full) {
+  tensor<V> dst = t.t;
+  dp::detail::reduce_into<dp::detail::sum_reduce>(dst, dp::detail::tensor_node<V>{full}, dp::detail::eager_ctx{}, false,
+                                                  accumulates(g, t));
+}
+
 /// Writes `node` into a gradient target: a write for the first contribution, else an addition.
 /// An expression smaller than the target (the gradient of a reduction) is broadcast. One larger than
 /// the target (the gradient of a broadcast operand) is first evaluated at its full shape and then
@@ -322,11 +337,10 @@ class graph {
 /// instead of once per gradient expression (a derived model's compile time depends on this).
 template <class V, class Node>
 void apply_grad(graph& g, const grad_target<V>& t, const Node& node) {
-  const bool acc = !t.first || (t.is_param && g.accumulate_params);
   tensor<V> dst = t.t;
   const dp::shape& s = dp::detail::meta_of(node).shape;
   if (broadcastable_to(s, dst.shape())) {
-    if (acc) {
+    if (accumulates(g, t)) {
       dp::detail::assign_node<true>(dst, node, dp::detail::eager_ctx{});
     } else {
       dp::detail::assign_node<false>(dst, node, dp::detail::eager_ctx{});
@@ -334,16 +348,14 @@ void apply_grad(graph& g, const grad_target<V>& t, const Node& node) {
   } else {
     tensor<V> full = empty<V>(s, dst.device());
     dp::detail::assign_node(full, node, dp::detail::eager_ctx{});
-    dp::detail::reduce_into<dp::detail::sum_reduce>(dst, dp::detail::tensor_node<V>{full}, dp::detail::eager_ctx{},
-                                                    false, acc);
+    apply_summed_grad(g, t, full);
   }
 }
 
 /// Zeroes a first-claimed target that receives nothing (a structurally zero gradient).
 template <class V>
 void apply_zero_grad(graph& g, const grad_target<V>& t) {
-  const bool acc = !t.first || (t.is_param && g.accumulate_params);
-  if (!acc) {
+  if (!accumulates(g, t)) {
     tensor<V>(t.t).fill(V(0));
   }
 }

@@ -105,6 +105,16 @@ struct expr_backward {
     if constexpr (std::is_same_v<decltype(ge), zero_grad>) {
       apply_zero_grad(g, targets[K]);
     } else {
+      if constexpr (shares_previous_grad<K, Node>::value) {
+        // relu(x w + b): the bias's gradient is the product's, summed over the rows. When the
+        // product's target was just written with exactly that expression, it is summed from there.
+        const grad_target<V>& prev = targets[K - 1];
+        const dp::shape& s = dd::meta_of(ge).shape;
+        if (prev.active && !accumulates(g, prev) && prev.t.shape() == s && !broadcastable_to(s, targets[K].t.shape())) {
+          apply_summed_grad(g, targets[K], prev.t);
+          return;
+        }
+      }
       apply_grad(g, targets[K], ge);
     }
   }
@@ -298,9 +308,7 @@ struct matmul_op final : op {
       tb = target_of(g, b);
     }
   }
-  static V beta(graph& g, const grad_target<V>& t) {
-    return (!t.first || (t.is_param && g.accumulate_params)) ? V(1) : V(0);
-  }
+  static V beta(graph& g, const grad_target<V>& t) { return accumulates(g, t) ? V(1) : V(0); }
   void backward(graph& g) override {
     const tensor<V>& go = g.grad<V>(out);
     if (ta.active) {  // d op(A) = G op(B)^T; stored A^T when transposed
