@@ -91,6 +91,32 @@ EOF
 
 log() { echo "gpu_check: $*"; }
 
+# The kernels of one small-MLP training step (between two launches of the optimizer's update), as
+# ncu lists them: what a step launches beyond its GEMMs. Needs ncu (clocks left alone).
+kernels_per_step() {
+  local bin="$1" out="$2" ncu
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null) || { log "no ncu: kernels per step not counted"; return; }
+  log "== kernels of one small-MLP step (ncu)"
+  timeout 90 "$ncu" --clock-control none --metrics gpu__time_duration.sum --launch-skip 2000 --launch-count 200 --csv \
+    "$bin/bench_gpu" --benchmark_filter='mlp/small/trainer' --benchmark_min_time=0.05 >"$out/ncu_step.csv" 2>/dev/null
+  python3 - "$out/ncu_step.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if len(rows) < 2:
+    sys.exit("gpu_check: ncu gave no kernels")
+head = rows[0]
+name, value = head.index("Kernel Name"), head.index("Metric Value")
+seq = [(r[name], float(r[value].replace(",", ""))) for r in rows[1:]]
+ends = [i for i, (n, _) in enumerate(seq) if "sgd_update" in n]
+if len(ends) < 3:
+    sys.exit("gpu_check: fewer than three optimizer updates among the kernels")
+step = seq[ends[1] + 1 : ends[2] + 1]
+print(f"gpu_check: {len(step)} kernels in one small-MLP step, {sum(t for _, t in step) / 1000:.1f} us of kernel time (ncu, serialised)")
+for n, t in step:
+    print(f"  {t / 1000:6.1f} us  {n[:110]}")
+PY
+}
+
 run() {
   local dry="$1" out="${OUT:-$dir/out}" failed=0 t0=$SECONDS
   mkdir -p "$out"
@@ -178,6 +204,7 @@ run() {
   log "== benchmarks (benchmarks/gpu/run --quick, prebuilt bench_gpu)"
   timeout 230 python3 benchmarks/gpu/run --quick --budget 200 --prebuilt "$bin/bench_gpu" --json "$out/bench.json" \
     2>&1 | tee "$out/bench.txt" | tail -40
+  kernels_per_step "$bin" "$out"
   log "done in $((SECONDS - t0)) s; $( [ "$failed" = 0 ] && echo "all CUDA tests passed" || echo "FAILURES above")"
   return "$failed"
 }
