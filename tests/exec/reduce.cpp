@@ -135,34 +135,39 @@ TEST_CASE("argmax and argmin give the first extreme index, along an axis or over
 }
 
 TEST_CASE("argmax and argmin of long rows, cut into pieces that threads scan, keep the first extreme") {
-  // 3 rows of 4 pieces of 2048 and a tail: ties, NaN and extremes placed across piece boundaries.
-  const dp::index_t n = 3 * 2048 + 77;
+  // 3 rows of 3 host pieces (a thread's share, 32768 elements) and a tail: ties, NaN and extremes
+  // placed across piece boundaries.
+  const dp::index_t p = 32768, n = 3 * p + 77;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> v(static_cast<std::size_t>(3 * n));
   for (std::size_t i = 0; i < v.size(); ++i) {
     v[i] = static_cast<float>(i % 1000) * 1e-3f;
   }
   auto at = [&](dp::index_t row, dp::index_t i) -> float& { return v[static_cast<std::size_t>(row * n + i)]; };
-  at(0, 2047) = 5.f;  // last of piece 0, tied with the first of piece 1 and one in the tail
-  at(0, 2048) = 5.f;
+  at(0, p - 1) = 5.f;  // last of piece 0, tied with the first of piece 1 and one in the tail
+  at(0, p) = 5.f;
   at(0, n - 1) = 5.f;
-  at(0, 4000) = -4.f;
+  at(0, 2 * p + 5) = -4.f;
   at(0, n - 2) = -4.f;
-  at(1, 6000) = 7.f;  // a larger value in an earlier piece than a NaN
+  at(1, 2 * p + 9) = 7.f;  // a larger value in an earlier piece than a NaN
   at(1, n - 3) = nan;
   at(1, 10) = -1.f;
-  at(2, n - 1) = 9.f;  // the extremes in the tail alone
-  at(2, n - 2) = -9.f;
+  at(2, p + 3) = nan;  // two NaNs in two pieces: the first one is the extreme
+  at(2, n - 1) = nan;
   for (int threads : {1, 2}) {
     CAPTURE(threads);
     dp::set_num_threads(threads);
     auto x = dp::from_vector<float>(v, {3, n});
-    CHECK(dp::argmax(x, 1).to_vector() == std::vector<std::int64_t>{2047, n - 3, n - 1});
-    CHECK(dp::argmin(x, 1).to_vector() == std::vector<std::int64_t>{4000, n - 3, n - 2});
-    CHECK(dp::argmax(x.slice(0, 0, 1)).item() == 2047);
-    CHECK(dp::argmax(x).item() == n + n - 3);  // the NaN of row 1
-    CHECK(dp::argmin(x.slice(0, 2, 3)).item() == n - 2);
-    CHECK(dp::argmax(x.t(), 0).to_vector() == std::vector<std::int64_t>{2047, n - 3, n - 1});
+    CHECK(dp::argmax(x, 1).to_vector() == std::vector<std::int64_t>{p - 1, n - 3, p + 3});
+    CHECK(dp::argmin(x, 1).to_vector() == std::vector<std::int64_t>{2 * p + 5, n - 3, p + 3});
+    CHECK(dp::argmax(x.slice(0, 0, 1)).item() == p - 1);
+    CHECK(dp::argmax(x).item() == n + n - 3);  // the first NaN, row 1's
+    CHECK(dp::argmin(x.slice(0, 2, 3)).item() == p + 3);
+    CHECK(dp::argmax(x.t(), 0).to_vector() == std::vector<std::int64_t>{p - 1, n - 3, p + 3});
+    // int64 and double take the same pieces.
+    CHECK(dp::argmax(dp::cast<std::int64_t>(x.slice(0, 0, 1) * 10.f), 1).to_vector() ==
+          std::vector<std::int64_t>{p - 1});
+    CHECK(dp::argmin(dp::cast<double>(x.slice(0, 0, 1)), 1).to_vector() == std::vector<std::int64_t>{2 * p + 5});
   }
   dp::set_num_threads(2);
 }

@@ -3,6 +3,7 @@
 // argmax/argmin. They return tensors (a reduction is evaluated before any expression that uses it).
 #pragma once
 
+#include <algorithm>
 #include <initializer_list>
 #include <limits>
 #include <span>
@@ -242,15 +243,16 @@ struct arg_extreme_merge {
   }
 };
 
-/// A piece is at least arg_piece elements; rows are cut into pieces until about arg_pieces exist.
-inline constexpr index_t arg_piece = 2048;
+/// Rows are cut into pieces until about arg_pieces exist, each at least arg_piece(dev) elements: a
+/// host thread's share (shorter rows stay one pass on one thread), 2048 on a GPU.
 inline constexpr index_t arg_pieces = index_t{1} << 16;
+constexpr index_t arg_piece(device dev) { return dev.is_cpu() ? parallel_grain : 2048; }
 
 /// The first extreme index of each row of a contiguous [count, n] block, into out[count].
 template <bool Max, class T>
 void arg_extreme_rows(device dev, const T* in, std::int64_t* out, index_t count, index_t n) {
   const index_t wanted = (count * n + arg_pieces - 1) / arg_pieces;
-  const index_t len = wanted > arg_piece ? wanted : arg_piece;
+  const index_t len = std::max(wanted, arg_piece(dev));
   const index_t parts = (n + len - 1) / len;
   if (parts == 1) {
     for_each_index(dev, count, arg_extreme_parts<T, Max>{in, nullptr, out, n, 1, n}, 64);
