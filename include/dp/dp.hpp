@@ -14,6 +14,7 @@
 #include <dp/exec/assign.hpp>
 #include <dp/exec/cuda_graph.hpp>
 #include <dp/exec/factory.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/matmul.hpp>
 #include <dp/exec/print.hpp>
 #include <dp/exec/reduce.hpp>

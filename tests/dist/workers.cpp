@@ -146,3 +146,25 @@ TEST_CASE("many short jobs of both kinds, interleaved, run each task once (a lat
     CHECK(run_total.load() == ((jobs + 2) / 3) * replicas * (replicas + 1) / 2);
   });
 }
+
+#if DP_HAS_MXCSR
+TEST_CASE("every replica's job and every task runs in the caller's floating-point environment, subnormals flushed") {
+  const bool was = dp::flush_denormals();
+  replica_threads w(2, 1);
+  for (const bool flush : {true, false, true}) {
+    dp::set_flush_denormals(flush);
+    const unsigned own = dp::detail::read_fp_control();
+    const unsigned expected = own | (flush ? dp::detail::flush_bits : 0u);
+    std::vector<unsigned> seen(2);
+    auto job = [&](int i) { seen[static_cast<std::size_t>(i)] = dp::detail::read_fp_control(); };
+    w.run(job);  // replica 1 on its own thread
+    CHECK(seen == std::vector<unsigned>{expected, expected});
+    std::vector<unsigned> tasks(8);
+    auto task = [&](int k) { tasks[static_cast<std::size_t>(k)] = dp::detail::read_fp_control(); };
+    w.each(task, 8);
+    CHECK(tasks == std::vector<unsigned>(8, expected));
+    CHECK(dp::detail::read_fp_control() == own);  // the caller's environment is back
+  }
+  dp::set_flush_denormals(was);
+}
+#endif

@@ -16,6 +16,7 @@
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/job_board.hpp>
 #include <dp/exec/spin.hpp>
 #include <dp/exec/thread_pool.hpp>
@@ -54,6 +55,7 @@ class replica_threads {
   /// Calls fn(i) for i in [0, size()) concurrently; rethrows the lowest replica's exception.
   template <class F>
   void run(F& fn) {
+    const dp::detail::host_fp_scope fp;
     set(fn);
     board_.post(0, true);
     {
@@ -84,6 +86,7 @@ class replica_threads {
     if (tasks == 0) {
       return;
     }
+    const dp::detail::host_fp_scope fp;
     set(fn);
     failed_task_ = tasks;
     task_error_ = nullptr;
@@ -106,10 +109,12 @@ class replica_threads {
   void set(F& fn) {
     fn_ = [](void* ctx, int i) { (*static_cast<F*>(ctx))(i); };
     ctx_ = &fn;
+    fp_control_ = dp::detail::read_fp_control();
   }
 
   /// Runs thread t's own tasks of job `w`, then any not yet started.
   void take(std::uint64_t w, int t) {
+    dp::detail::adopt_fp_control(fp_control_);
     const int tasks = job_board::tasks_of(w);
     for (int k = t; k < tasks; k += n_) {
       if (board_.claim(k, w)) {
@@ -158,6 +163,7 @@ class replica_threads {
         continue;
       }
       // A job of every replica at once is never skipped for a later one: its poster waits for all.
+      dp::detail::adopt_fp_control(fp_control_);
       call(i);
       board_.finish();
     }
@@ -173,6 +179,7 @@ class replica_threads {
   std::exception_ptr task_error_;
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
+  unsigned fp_control_ = 0;  // the poster's floating-point environment, which every task runs in
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

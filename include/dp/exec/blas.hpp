@@ -17,6 +17,7 @@
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
 #include <dp/exec/dispatch.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/libxsmm.hpp>
 #include <dp/exec/onednn.hpp>
 #include <dp/exec/openblas.hpp>
@@ -109,6 +110,7 @@ void gemm(host_target, const mat_ref<const T>& a, const mat_ref<const T>& b, con
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "dp: matmul supports float and double");
   blas_single_thread_once();
   DP_COUNT(gemms, 1);
+  const host_fp_scope fp;
   const index_t m = c.rows, n = c.cols, k = a.cols;
   if (m == 0 || n == 0) {
     return;

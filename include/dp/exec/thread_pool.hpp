@@ -17,6 +17,7 @@
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/job_board.hpp>
 #include <dp/exec/spin.hpp>
 
@@ -88,6 +89,7 @@ class thread_pool {
     }
     fn_ = fn;
     ctx_ = ctx;
+    fp_control_ = read_fp_control();
     const std::uint64_t job = board_.post(parts, true);
     take(job);
     board_.wait_finished(parts);
@@ -111,6 +113,7 @@ class thread_pool {
   }
 
   void take(std::uint64_t job) {
+    adopt_fp_control(fp_control_);
     for (int p = 0; p < job_board::tasks_of(job); ++p) {
       if (board_.claim(p, job)) {
         fn_(ctx_, p);
@@ -137,6 +140,7 @@ class thread_pool {
   std::atomic<bool> busy_{false};  // one poster at a time
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
+  unsigned fp_control_ = 0;  // the poster's floating-point environment, which its parts run in
 };
 
 }  // namespace detail
@@ -172,6 +176,7 @@ void parallel_for(index_t n, index_t grain, Body&& body) {
   if (n <= 0) {
     return;
   }
+  const host_fp_scope fp;
   const int threads = std::min(num_threads(), thread_pool::instance().size());
   const index_t max_parts = grain > 0 ? (n + grain - 1) / grain : n;
   const int parts = static_cast<int>(std::min<index_t>(threads, max_parts));
