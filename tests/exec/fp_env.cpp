@@ -83,6 +83,17 @@ TEST_CASE("a loop leaves its caller's floating-point environment as it found it"
   CHECK(dp::detail::read_fp_control() == before);
 }
 
+TEST_CASE("exception flags a loop raises on its caller's thread stay raised after it") {
+  const setting_guard guard;
+  dp::set_flush_denormals(true);
+  const auto x = dp::full<float>({64}, -1.f);  // 64 elements: one part, on the caller
+  auto y = dp::empty<float>({64});
+  std::feclearexcept(FE_ALL_EXCEPT);
+  y = dp::sqrt(x);  // invalid: NaN
+  CHECK(std::fetestexcept(FE_INVALID) != 0);
+  CHECK(std::isnan(y.data()[0]));
+}
+
 TEST_CASE("every part of a loop runs in its caller's environment (flushing and rounding), whichever thread takes it") {
   const setting_guard guard;
   if (dp::detail::thread_pool::instance().size() < 2 || dp::num_threads() < 2) {

@@ -41,22 +41,27 @@ inline std::atomic<bool>& flush_denormals_setting() {
   return on;
 }
 
-/// The calling thread's floating-point control word (MXCSR on x86-64; 0 elsewhere).
+/// MXCSR's control bits (rounding, exception masks, flush-to-zero, denormals-are-zero); the six
+/// below them are sticky exception flags, which dp's loops leave to the thread that raised them.
+inline constexpr unsigned fp_control_mask = 0xffc0u;
+
+/// The calling thread's floating-point control bits (MXCSR on x86-64; 0 elsewhere).
 inline unsigned read_fp_control() noexcept {
 #if DP_HAS_MXCSR
-  return _mm_getcsr();
+  return _mm_getcsr() & fp_control_mask;
 #else
   return 0;
 #endif
 }
+/// Sets the calling thread's control bits to `c`, keeping its exception flags.
 inline void write_fp_control([[maybe_unused]] unsigned c) noexcept {
 #if DP_HAS_MXCSR
-  _mm_setcsr(c);
+  _mm_setcsr((_mm_getcsr() & ~fp_control_mask) | (c & fp_control_mask));
 #endif
 }
 
-/// Makes the calling thread's control word `c` (a worker taking parts of another thread's loop runs
-/// them in that thread's environment: flushing and rounding alike).
+/// Gives the calling thread the control bits `c` (a worker taking parts of another thread's loop
+/// runs them in that thread's environment: flushing and rounding alike).
 inline void adopt_fp_control(unsigned c) noexcept {
   if (read_fp_control() != c) {
     write_fp_control(c);
@@ -67,7 +72,8 @@ inline void adopt_fp_control(unsigned c) noexcept {
 inline constexpr unsigned flush_bits = DP_HAS_MXCSR ? 0x8040u : 0u;
 
 /// For its lifetime, the calling thread flushes subnormals when dp's setting says so (a thread that
-/// already flushes keeps doing so); the thread's own control word comes back at the end.
+/// already flushes keeps doing so); the thread's own control bits come back at the end, and the
+/// exception flags its loop raised stay raised.
 class host_fp_scope {
  public:
   host_fp_scope() noexcept : saved_(read_fp_control()) {
