@@ -32,6 +32,13 @@
 #define DP_HAS_MPI 0
 #endif
 
+// x86-64's MXCSR holds the host's floating-point control bits (rounding, flushing subnormals).
+#if defined(__x86_64__) || defined(_M_X64)
+#define DP_HAS_MXCSR 1
+#else
+#define DP_HAS_MXCSR 0
+#endif
+
 #if defined(__CUDACC__)
 #define DP_FORCEINLINE __forceinline__
 #elif defined(_MSC_VER)

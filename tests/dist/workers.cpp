@@ -1,5 +1,6 @@
 // replica_threads: the host workers dp::parallel runs its replicas on.
 #include <atomic>
+#include <cfenv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -148,23 +149,48 @@ TEST_CASE("many short jobs of both kinds, interleaved, run each task once (a lat
 }
 
 #if DP_HAS_MXCSR
-TEST_CASE("every replica's job and every task runs in the caller's floating-point environment, subnormals flushed") {
-  const bool was = dp::flush_denormals();
+TEST_CASE("every task and every replica's job runs in the caller's floating-point environment, subnormals flushed") {
+  struct restore {
+    bool was = dp::flush_denormals();
+    ~restore() {
+      dp::set_flush_denormals(was);
+      std::fesetround(FE_TONEAREST);
+    }
+  } guard;
   replica_threads w(2, 1);
-  for (const bool flush : {true, false, true}) {
+  const auto caller = std::this_thread::get_id();
+  int off_caller = 0;
+  for (int round = 0; round < 12; ++round) {
+    const bool flush = round % 2 == 0;
     dp::set_flush_denormals(flush);
+    REQUIRE(std::fesetround(round % 4 < 2 ? FE_UPWARD : FE_TONEAREST) == 0);
     const unsigned own = dp::detail::read_fp_control();
     const unsigned expected = own | (flush ? dp::detail::flush_bits : 0u);
+    // Tasks first (a job of every replica would have set the worker's bits already): task 0 waits
+    // (1 s at most) for another thread to start a task, so the worker takes one.
+    std::vector<unsigned> tasks(4);
+    std::vector<std::thread::id> by(4);
+    std::atomic<int> started{0};
+    auto task = [&](int k) {
+      ++started;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      while (k == 0 && started.load() < 2 && std::chrono::steady_clock::now() < until) {
+        std::this_thread::yield();
+      }
+      tasks[static_cast<std::size_t>(k)] = dp::detail::read_fp_control();
+      by[static_cast<std::size_t>(k)] = std::this_thread::get_id();
+    };
+    w.each(task, 4);
+    CHECK(tasks == std::vector<unsigned>(4, expected));
+    for (const auto& id : by) {
+      off_caller += id != caller;
+    }
     std::vector<unsigned> seen(2);
     auto job = [&](int i) { seen[static_cast<std::size_t>(i)] = dp::detail::read_fp_control(); };
     w.run(job);  // replica 1 on its own thread
     CHECK(seen == std::vector<unsigned>{expected, expected});
-    std::vector<unsigned> tasks(8);
-    auto task = [&](int k) { tasks[static_cast<std::size_t>(k)] = dp::detail::read_fp_control(); };
-    w.each(task, 8);
-    CHECK(tasks == std::vector<unsigned>(8, expected));
     CHECK(dp::detail::read_fp_control() == own);  // the caller's environment is back
   }
-  dp::set_flush_denormals(was);
+  CHECK(off_caller > 0);  // a worker's tasks were among those checked
 }
 #endif

@@ -15,6 +15,7 @@
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/local.hpp>
 #include <dp/exec/factory.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/nn/buffer_snapshot.hpp>
 #include <dp/nn/module.hpp>
 
@@ -63,6 +64,7 @@ class replica_buffers {
   /// sync() for host replicas of one process, done by one thread over their memory directly:
   /// replica r's weight is `weights[r]`; the same operations in the same order, so the same bits.
   static void sync_replicas(std::vector<replica_buffers>& all, const std::vector<double>& weights) {
+    const dp::detail::host_fp_scope fp;  // flushed as sync() is inside the replicas' jobs
     const int n = static_cast<int>(all.size());
     for (std::size_t b = 0; b < all[0].refs_.size(); ++b) {
       std::visit(

@@ -38,6 +38,7 @@
 #include <dp/dist/replica_group.hpp>
 #include <dp/dist/scatter.hpp>
 #include <dp/dist/session.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
@@ -466,6 +467,8 @@ class parallel {
   /// The deterministic step's sums: every replica's and rank's nodes through the tree, into every
   /// replica's gradients, mean buffers and loss; the other buffers take rank 0's replica 0's values.
   void sum_chunks(index_t chunks, dist::any_communicator* world) {
+    // Flushed as the chunks were, whoever adds: the tree's tasks, this thread, MPI's sum of two nodes.
+    const dp::detail::host_fp_scope fp;
     nodes_.clear();
     for (const auto& k : chunks_) {
       nodes_.insert(nodes_.end(), k.nodes().begin(), k.nodes().end());

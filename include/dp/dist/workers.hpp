@@ -114,7 +114,6 @@ class replica_threads {
 
   /// Runs thread t's own tasks of job `w`, then any not yet started.
   void take(std::uint64_t w, int t) {
-    dp::detail::adopt_fp_control(fp_control_);
     const int tasks = job_board::tasks_of(w);
     for (int k = t; k < tasks; k += n_) {
       if (board_.claim(k, w)) {
@@ -128,7 +127,9 @@ class replica_threads {
     }
   }
 
+  /// Runs claimed task k (the poster's state is read only for a task claimed of its job).
   void run_task(int k) {
+    dp::detail::adopt_fp_control(fp_control_);
     try {
       fn_(ctx_, k);
     } catch (...) {

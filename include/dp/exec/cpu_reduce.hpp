@@ -11,6 +11,7 @@
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
 #include <dp/exec/cpu.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/plan.hpp>
 #include <dp/exec/reduce_ops.hpp>
 #include <dp/exec/thread_pool.hpp>
@@ -90,6 +91,7 @@ template <class Op, class A, class T, int N, class Ev>
 void reduce_into(host_target, T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale,
                  bool accumulate) {
   DP_COUNT(passes, 1);
+  const host_fp_scope fp;  // the final combine and scale on this thread too, not only the parts
   const int r = it.rank;
   const index_t* ost = it.st[0];
   bool reduced[max_rank];

@@ -14,11 +14,8 @@
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if DP_HAS_MXCSR
 #include <immintrin.h>
-#define DP_HAS_MXCSR 1
-#else
-#define DP_HAS_MXCSR 0
 #endif
 
 namespace dp::inline DP_ABI {
@@ -36,6 +33,7 @@ inline bool env_flush_denormals(const char* value) {
   return v == "1";
 }
 
+/// The setting, read from the environment on first use (a bad value is the error of that use).
 inline std::atomic<bool>& flush_denormals_setting() {
   static std::atomic<bool> on{env_flush_denormals(std::getenv("DP_FLUSH_DENORMALS"))};
   return on;
@@ -76,7 +74,7 @@ inline constexpr unsigned flush_bits = DP_HAS_MXCSR ? 0x8040u : 0u;
 /// exception flags its loop raised stay raised.
 class host_fp_scope {
  public:
-  host_fp_scope() noexcept : saved_(read_fp_control()) {
+  host_fp_scope() : saved_(read_fp_control()) {
     if (flush_denormals_setting().load(std::memory_order_relaxed) && (saved_ & flush_bits) != flush_bits) {
       write_fp_control(saved_ | flush_bits);
       changed_ = true;
@@ -99,11 +97,11 @@ class host_fp_scope {
 
 /// Whether dp's host loops and GEMMs flush subnormal floats to zero (x86-64; on by default, or as
 /// DP_FLUSH_DENORMALS says).
-inline bool flush_denormals() noexcept {
+inline bool flush_denormals() {
   return detail::flush_bits != 0 && detail::flush_denormals_setting().load(std::memory_order_relaxed);
 }
 /// Chooses for every thread: true flushes subnormals to zero (fast on every x86 core), false keeps
 /// them (IEEE gradual underflow, slow on Intel cores). GPU kernels keep subnormals either way.
-inline void set_flush_denormals(bool on) noexcept { detail::flush_denormals_setting().store(on); }
+inline void set_flush_denormals(bool on) { detail::flush_denormals_setting().store(on); }
 
 }  // namespace dp::inline DP_ABI

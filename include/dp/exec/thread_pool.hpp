@@ -113,9 +113,9 @@ class thread_pool {
   }
 
   void take(std::uint64_t job) {
-    adopt_fp_control(fp_control_);
     for (int p = 0; p < job_board::tasks_of(job); ++p) {
-      if (board_.claim(p, job)) {
+      if (board_.claim(p, job)) {  // the poster's state is read only for a part claimed of its job
+        adopt_fp_control(fp_control_);
         fn_(ctx_, p);
         board_.finish();
       }
