@@ -185,11 +185,17 @@ TEST_CASE("every task and every replica's job runs in the caller's floating-poin
     for (const auto& id : by) {
       off_caller += id != caller;
     }
+    // Then a job of every replica, in another environment than the worker's tasks ran in.
+    dp::set_flush_denormals(!flush);
+    REQUIRE(std::fesetround(round % 4 < 2 ? FE_TONEAREST : FE_UPWARD) == 0);
+    const unsigned own_job = dp::detail::read_fp_control();
+    const unsigned expected_job = own_job | (flush ? 0u : dp::detail::flush_bits);
+    REQUIRE(expected_job != expected);
     std::vector<unsigned> seen(2);
     auto job = [&](int i) { seen[static_cast<std::size_t>(i)] = dp::detail::read_fp_control(); };
     w.run(job);  // replica 1 on its own thread
-    CHECK(seen == std::vector<unsigned>{expected, expected});
-    CHECK(dp::detail::read_fp_control() == own);  // the caller's environment is back
+    CHECK(seen == std::vector<unsigned>{expected_job, expected_job});
+    CHECK(dp::detail::read_fp_control() == own_job);  // the caller's environment is back
   }
   CHECK(off_caller > 0);  // a worker's tasks were among those checked
 }

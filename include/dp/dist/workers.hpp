@@ -109,7 +109,6 @@ class replica_threads {
   void set(F& fn) {
     fn_ = [](void* ctx, int i) { (*static_cast<F*>(ctx))(i); };
     ctx_ = &fn;
-    fp_control_ = dp::detail::read_fp_control();
   }
 
   /// Runs thread t's own tasks of job `w`, then any not yet started.
@@ -127,9 +126,8 @@ class replica_threads {
     }
   }
 
-  /// Runs claimed task k (the poster's state is read only for a task claimed of its job).
+  /// Runs claimed task k (in its poster's floating-point environment, which the claim adopted).
   void run_task(int k) {
-    dp::detail::adopt_fp_control(fp_control_);
     try {
       fn_(ctx_, k);
     } catch (...) {
@@ -164,7 +162,6 @@ class replica_threads {
         continue;
       }
       // A job of every replica at once is never skipped for a later one: its poster waits for all.
-      dp::detail::adopt_fp_control(fp_control_);
       call(i);
       board_.finish();
     }
@@ -180,7 +177,6 @@ class replica_threads {
   std::exception_ptr task_error_;
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
-  unsigned fp_control_ = 0;  // the poster's floating-point environment, which every task runs in
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

@@ -1,6 +1,7 @@
 // Where one poster hands numbered jobs to worker threads: the host thread pool's loops and
 // dp::parallel's replica threads both post here, so how a job is published, claimed, woken for and
-// waited on is written once.
+// waited on is written once, and so is the rule that every task runs in its poster's
+// floating-point environment (flush to zero, rounding mode: exec/fp_env.hpp).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include <dp/config.hpp>
+#include <dp/exec/fp_env.hpp>
 #include <dp/exec/spin.hpp>
 
 namespace dp::inline DP_ABI::detail {
@@ -35,9 +37,11 @@ class job_board {
   // The poster's side.
 
   /// Publishes a job of `tasks` tasks (0: a job every worker takes part in once) and wakes the
-  /// sleeping workers when `wake`; returns its word. The finished count starts again from zero.
+  /// sleeping workers when `wake`; returns its word. The finished count starts again from zero;
+  /// the poster's floating-point control bits go with the job.
   std::uint64_t post(int tasks, bool wake) {
     finished_.store(0, std::memory_order_relaxed);
+    fp_control_ = read_fp_control();
     const std::uint64_t job = ++number_ << 16 | static_cast<std::uint64_t>(tasks);
     job_.store(job, std::memory_order_release);
     // Always stored (a spinning worker must not see the epoch lag behind the word for long);
@@ -69,7 +73,8 @@ class job_board {
 
   /// Waits for a job later than `done` (the number of the last job this thread took part in),
   /// updates `done` and returns the job's word: the latest job, maybe later than the one that woke
-  /// this thread (a poster of tasks moves on without waiting for late workers).
+  /// this thread (a poster of tasks moves on without waiting for late workers). A job of every
+  /// worker runs in its poster's floating-point environment from here (its poster waits for all).
   std::uint64_t next(unsigned& done, adaptive_spin& spin) {
     for (;;) {
       spin.wait([&] { return epoch_.load(std::memory_order_acquire) != done; },
@@ -78,6 +83,9 @@ class job_board {
       const auto number = static_cast<unsigned>(number_of(w));
       if (number != done) {
         done = number;
+        if (tasks_of(w) == 0) {
+          adopt_fp_control(fp_control_);
+        }
         return w;
       }
       // post() stores the word before the epoch, so the epoch can still hold the job before this
@@ -89,13 +97,19 @@ class job_board {
 
   bool closed() const noexcept { return closed_.load(); }
 
-  /// Takes task k of job `w`; false when another thread has it (or a later job does).
+  /// Takes task k of job `w` and its poster's floating-point environment; false when another
+  /// thread has it (or a later job does). The poster's bits are read only for a task claimed of
+  /// its job: a late worker reading them unclaimed would race with the next post().
   bool claim(int k, std::uint64_t w) noexcept {
     const std::uint64_t number = number_of(w);
     auto& c = claims_[static_cast<std::size_t>(k)];
     std::uint64_t prev = c.load(std::memory_order_relaxed);
-    return prev < number &&
-           c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed);
+    if (prev < number &&
+        c.compare_exchange_strong(prev, number, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      adopt_fp_control(fp_control_);
+      return true;
+    }
+    return false;
   }
 
   /// Counts one task (or acknowledgement) finished and wakes the poster if it sleeps.
@@ -108,6 +122,7 @@ class job_board {
   std::vector<std::atomic<std::uint64_t>> claims_;
   adaptive_spin poster_spin_;
   std::uint64_t number_ = 0;  // the poster's count of jobs posted
+  unsigned fp_control_ = 0;   // the poster's floating-point control bits for the job posted last
   std::atomic<std::uint64_t> job_{0};
   std::atomic<unsigned> epoch_{0};  // the last job's number (low bits): what workers sleep on
   std::atomic<int> finished_{0};

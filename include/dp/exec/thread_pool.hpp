@@ -89,7 +89,6 @@ class thread_pool {
     }
     fn_ = fn;
     ctx_ = ctx;
-    fp_control_ = read_fp_control();
     const std::uint64_t job = board_.post(parts, true);
     take(job);
     board_.wait_finished(parts);
@@ -114,8 +113,7 @@ class thread_pool {
 
   void take(std::uint64_t job) {
     for (int p = 0; p < job_board::tasks_of(job); ++p) {
-      if (board_.claim(p, job)) {  // the poster's state is read only for a part claimed of its job
-        adopt_fp_control(fp_control_);
+      if (board_.claim(p, job)) {
         fn_(ctx_, p);
         board_.finish();
       }
@@ -140,7 +138,6 @@ class thread_pool {
   std::atomic<bool> busy_{false};  // one poster at a time
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
-  unsigned fp_control_ = 0;  // the poster's floating-point environment, which its parts run in
 };
 
 }  // namespace detail
