@@ -93,3 +93,59 @@ TEST_CASE("close wakes a sleeping worker, which then sees closed()") {
   worker.join();
   CHECK(saw_closed.load());
 }
+
+#if DP_HAS_MXCSR
+TEST_CASE("a claimed task and a job of every worker run in the control bits their poster had when posting") {
+  using dp::detail::read_fp_control;
+  using dp::detail::write_fp_control;
+  struct restore {
+    unsigned was = read_fp_control();
+    ~restore() { write_fp_control(was); }
+  } guard;
+  constexpr unsigned rounding = 0x6000u;  // MXCSR's rounding-control field
+  job_board board(2, std::chrono::nanoseconds(0));
+
+  // A task job posted flushing and rounding toward zero; the poster moves on to other bits.
+  const unsigned task_bits = (guard.was & ~rounding) | dp::detail::flush_bits | 0x6000u;
+  write_fp_control(task_bits);
+  const auto tasks = board.post(2, false);
+  write_fp_control(guard.was);
+  CHECK(board.claim(1, tasks));  // the poster takes task 1: it runs in the job's bits again
+  CHECK(read_fp_control() == task_bits);
+  write_fp_control(guard.was);
+  unsigned before = 0, in_task = 0, after_lost_claim = 0;
+  std::thread worker([&] {
+    before = read_fp_control();
+    const bool lost = !board.claim(1, tasks);  // taken already: nothing changes on this thread
+    after_lost_claim = lost ? read_fp_control() : 0;
+    if (board.claim(0, tasks)) {
+      in_task = read_fp_control();
+    }
+    board.finish();
+  });
+  worker.join();
+  board.finish();
+  board.wait_finished(2);
+  CHECK(before != task_bits);
+  CHECK(after_lost_claim == before);
+  CHECK(in_task == task_bits);
+
+  // A job of every worker posted rounding downward with subnormals kept: a worker's next() adopts it.
+  const unsigned all_bits = (guard.was & ~(rounding | dp::detail::flush_bits)) | 0x2000u;
+  write_fp_control(all_bits);
+  board.post(0, false);
+  write_fp_control(guard.was);
+  unsigned in_job = 0;
+  std::thread joiner([&] {
+    write_fp_control(task_bits);  // whatever the worker ran last
+    adaptive_spin spin(std::chrono::nanoseconds(0));
+    unsigned done = 0;
+    board.next(done, spin);
+    in_job = read_fp_control();
+    board.finish();
+  });
+  joiner.join();
+  board.wait_finished(1);
+  CHECK(in_job == all_bits);
+}
+#endif

@@ -36,9 +36,10 @@ class job_board {
 
   // The poster's side.
 
-  /// Publishes a job of `tasks` tasks (0: a job every worker takes part in once) and wakes the
-  /// sleeping workers when `wake`; returns its word. The finished count starts again from zero;
-  /// the poster's floating-point control bits go with the job.
+  /// Publishes a job of `tasks` tasks (0: a job every worker takes part in once, whose poster
+  /// waits for every worker's acknowledgement before posting again: workers read its bits in
+  /// next()) and wakes the sleeping workers when `wake`; returns its word. The finished count
+  /// starts again from zero; the poster's floating-point control bits go with the job.
   std::uint64_t post(int tasks, bool wake) {
     finished_.store(0, std::memory_order_relaxed);
     fp_control_ = read_fp_control();
@@ -74,7 +75,8 @@ class job_board {
   /// Waits for a job later than `done` (the number of the last job this thread took part in),
   /// updates `done` and returns the job's word: the latest job, maybe later than the one that woke
   /// this thread (a poster of tasks moves on without waiting for late workers). A job of every
-  /// worker runs in its poster's floating-point environment from here (its poster waits for all).
+  /// worker runs in its poster's floating-point environment from here (its poster waits for all;
+  /// close() posts nothing after).
   std::uint64_t next(unsigned& done, adaptive_spin& spin) {
     for (;;) {
       spin.wait([&] { return epoch_.load(std::memory_order_acquire) != done; },
