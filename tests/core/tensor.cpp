@@ -62,6 +62,32 @@ TEST_CASE("slice, select, transpose, permute and broadcast_to are views") {
   CHECK_THROWS_AS(x.permute({0, 0}), dp::shape_error);
 }
 
+TEST_CASE("a 0-d tensor has no dimension to index, slice, squeeze or measure: each is a clear error") {
+  // x[1] is 0-d; indexing it again (a 1-D tensor indexed as if 2-D) must not read a dimension it
+  // no longer has (it read the removed one's extent and stride, and element 3 of 5 came back).
+  const auto x = dp::from_vector<float>({0, 1, 2, 3, 4});
+  const auto one = x[1];
+  CHECK(one.rank() == 0);
+  CHECK(one.item() == 1.f);
+  CHECK_THROWS_WITH_AS((void)one[2], doctest::Contains("a 0-d tensor has no dimension"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)x[4][4], doctest::Contains("select: a 0-d tensor"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)one.slice(0, 0, 1), doctest::Contains("slice: a 0-d tensor"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)one.size(0), doctest::Contains("size: a 0-d tensor"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::from_vector<float>({5}).select(0, 0).squeeze(0),
+                       doctest::Contains("squeeze: a 0-d tensor"), dp::value_error);
+  // What a 0-d tensor does have: its value, a reduction over axis 0 (PyTorch's rule), a transpose.
+  CHECK(dp::sum(one, 0).item() == 1.f);
+  CHECK(dp::sum(one, -1).rank() == 0);
+  CHECK(dp::argmax(one, -1).item() == 0);
+  CHECK_THROWS_WITH_AS((void)dp::sum(one, 1), doctest::Contains("(expected -1..0)"), dp::value_error);
+  CHECK(one.transpose(0, -1).item() == 1.f);
+  // The shape underneath: removing a dimension a shape does not have is an error, not rank -1.
+  dp::shape s{7};
+  s.erase(0);
+  CHECK(s.rank() == 0);
+  CHECK_THROWS_AS(s.erase(0), dp::value_error);
+}
+
 TEST_CASE("squeeze, unsqueeze, reshape, view and flatten") {
   auto x = iota({2, 1, 3});
   CHECK(x.squeeze(1).shape() == dp::shape{2, 3});
@@ -161,4 +187,17 @@ TEST_CASE("a slice step near INT64_MAX gives one element, not a negative extent"
   CHECK(s.to_vector() == std::vector<float>{3.f});
   CHECK(t.slice(0, 0, 10, 4).to_vector() == std::vector<float>{0.f, 4.f, 8.f});
   CHECK(t.slice(0, 5, 5, 3).numel() == 0);
+}
+
+TEST_CASE("arange counts like numpy.arange, and bounds that give no count are a clear error") {
+  CHECK(dp::arange<float>(1, 2, 0.25f).to_vector() == std::vector<float>{1, 1.25f, 1.5f, 1.75f});
+  CHECK(dp::arange<double>(3, 0, -1).to_vector() == std::vector<double>{3, 2, 1});
+  CHECK(dp::arange<float>(2, 1).numel() == 0);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  // An infinite bound once became the extent -2^63; a NaN one an empty tensor without a word.
+  CHECK_THROWS_WITH_AS(dp::arange<float>(0, inf), doctest::Contains("arange: start 0, stop inf and step 1 give inf"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<float>(0, nan), doctest::Contains("expected finite bounds"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<double>(0, 1e300), doctest::Contains("a count below 2^62"), dp::value_error);
+  CHECK_THROWS_AS(dp::arange<float>(0, 1, 0), dp::value_error);
 }

@@ -75,10 +75,13 @@ class shape {
     d_[pos] = v;
   }
   constexpr void erase(int pos) {
+    if (pos < 0 || pos >= rank_) {
+      throw value_error(detail::concat("dp: shape ", *this, " has no dimension ", pos, " to remove"));
+    }
     for (int i = pos; i + 1 < rank_; ++i) {
       d_[i] = d_[i + 1];
     }
-    --rank_;
+    d_[--rank_] = 0;  // a freed slot holds nothing a later push_back or view could mistake for an extent
   }
 
   friend constexpr bool operator==(const shape& a, const shape& b) noexcept {
@@ -126,12 +129,22 @@ constexpr shape contiguous_strides(const shape& s) {
   return st;
 }
 
-/// Resolves a possibly negative axis against a rank, or throws naming the operation.
+/// Resolves a possibly negative axis against a rank, or throws naming the operation. A 0-d tensor
+/// takes axis 0 or -1 where the operation has a meaning for it (a reduction, a transpose).
 DP_NOINLINE inline int normalize_axis(int axis, int rank, const char* op) {
-  const int r = axis < 0 ? axis + rank : axis;
-  DP_CHECK(r >= 0 && r < std::max(rank, 1), value_error, "dp: ", op, ": axis ", axis,
-           " is out of range for a tensor of rank ", rank, " (expected -", rank, "..", rank - 1, ")");
+  const int n = std::max(rank, 1);
+  const int r = axis < 0 ? axis + n : axis;
+  DP_CHECK(r >= 0 && r < n, value_error, "dp: ", op, ": axis ", axis, " is out of range for a tensor of rank ", rank,
+           " (expected -", n, "..", n - 1, ")");
   return r;
+}
+
+/// Like normalize_axis, for operations that read or remove an existing dimension (size, slice,
+/// select, squeeze): a 0-d tensor has none, so indexing one is an error, not a read of no dimension.
+DP_NOINLINE inline int existing_axis(int axis, int rank, const char* op) {
+  DP_CHECK(rank > 0, value_error, "dp: ", op, ": a 0-d tensor has no dimension ", axis,
+           " (index a tensor of rank 1 or more; a 0-d tensor's value is read with item())");
+  return normalize_axis(axis, rank, op);
 }
 
 /// The shape with dimensions start..end merged into one (a 0-d shape becomes {1}), as flatten gives.

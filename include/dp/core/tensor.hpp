@@ -119,7 +119,7 @@ class tensor<T, dynamic_extents> {
   int rank() const noexcept { return shape_.rank(); }
   index_t numel() const noexcept { return shape_.numel(); }
   /// Extent of one dimension (negative counts from the back).
-  index_t size(int dim) const { return shape_[normalize_axis(dim, rank(), "size")]; }
+  index_t size(int dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
   dp::device device() const noexcept { return dev_; }
   index_t storage_offset() const noexcept { return offset_; }
   const detail::storage_ref& storage() const noexcept { return st_; }
@@ -141,7 +141,7 @@ class tensor<T, dynamic_extents> {
   // ------------------------------------------------------------------ views (share storage)
   /// Elements [begin, end) with `step` along `dim`; negative begin/end count from the back.
   tensor slice(int dim, index_t begin, index_t end, index_t step = 1) const {
-    const int d = normalize_axis(dim, rank(), "slice");
+    const int d = existing_axis(dim, rank(), "slice");
     const index_t n = shape_[d];
     DP_CHECK(step > 0, value_error, "dp: slice: step must be positive, got ", step);
     if (begin < 0) {
@@ -163,7 +163,7 @@ class tensor<T, dynamic_extents> {
   }
   /// The sub-tensor at `index` along `dim` (that dimension removed).
   tensor select(int dim, index_t index) const {
-    const int d = normalize_axis(dim, rank(), "select");
+    const int d = existing_axis(dim, rank(), "select");
     DP_CHECK(index >= -shape_[d] && index < shape_[d], value_error, "dp: select: index ", index,
              " is out of range for dimension ", d, " of size ", shape_[d], " (shape ", shape_, ")");
     if (index < 0) {
@@ -220,7 +220,7 @@ class tensor<T, dynamic_extents> {
   }
   /// Removes dimension `dim`, which must have size 1.
   tensor squeeze(int dim) const {
-    const int d = normalize_axis(dim, rank(), "squeeze");
+    const int d = existing_axis(dim, rank(), "squeeze");
     DP_CHECK(shape_[d] == 1, shape_error, "dp: squeeze: dimension ", d, " of shape ", shape_, " has size ", shape_[d],
              ", expected 1");
     tensor r = *this;

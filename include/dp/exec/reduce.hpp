@@ -81,7 +81,7 @@ inline shape drop_reduced(const shape& in, std::span<const int> axes, bool all) 
   }
   bool drop[max_rank] = {};
   for (int a : axes) {
-    drop[a < 0 ? a + in.rank() : a] = true;
+    drop[normalize_axis(a, in.rank(), "reduce")] = true;  // as reduced_shape resolved it
   }
   shape out;
   for (int i = 0; i < in.rank(); ++i) {
@@ -269,6 +269,10 @@ tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, c
   using T = reduce_value_t<E>;
   tensor<T> x = e;
   DP_CHECK(x.numel() > 0, value_error, "dp: ", op, " of an empty tensor (shape ", x.shape(), ") has no answer");
+  if (!all && x.rank() == 0) {          // a 0-d tensor's only axis (0 or -1) is all of it, as in PyTorch
+    (void)normalize_axis(axis, 0, op);  // any other axis is still an error
+    all = true;
+  }
   if (all) {
     tensor<T> flat = x.contiguous();
     tensor<std::int64_t> out = empty<std::int64_t>({1}, x.device());

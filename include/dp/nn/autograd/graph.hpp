@@ -48,7 +48,7 @@ class var {
   const dp::shape& shape() const noexcept { return shape_; }
   int rank() const noexcept { return shape_.rank(); }
   index_t numel() const noexcept { return shape_.numel(); }
-  index_t size(int dim) const { return shape_[normalize_axis(dim, rank(), "size")]; }
+  index_t size(int dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
   dp::device device() const noexcept { return dev_; }
 
   // Views, recorded (their backward routes the gradient back).

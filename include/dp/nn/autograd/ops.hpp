@@ -457,7 +457,7 @@ var<V> var<V>::unsqueeze(int dim) const {
 
 template <class V>
 var<V> var<V>::squeeze(int dim) const {
-  const int d = normalize_axis(dim, rank(), "squeeze");
+  const int d = existing_axis(dim, rank(), "squeeze");
   DP_CHECK(shape_[d] == 1, shape_error, "dp: squeeze: dimension ", d, " of shape ", shape_, " has size ", shape_[d],
            ", expected 1");
   dp::shape t = shape_;
