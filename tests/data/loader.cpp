@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -90,6 +91,41 @@ TEST_CASE("the shuffled order is a function of (seed, epoch): every sample once 
       REQUIRE(v[static_cast<std::size_t>(i)] == i);
     }
   }
+}
+
+TEST_CASE("a failure in the very first batch a prefetching epoch makes is an error the loop sees, not an abort") {
+  // The iterator's constructor waits for its first batch: a throw there used to leave the prefetching
+  // thread joinable in an object whose destructor never runs (std::terminate).
+  const data::loader bad{squares{.fail = true}, {.batch = 8, .prefetch = 2}};
+  auto first = [&] {
+    for (auto [x, y] : bad.epoch(0)) {
+      (void)x;
+    }
+  };
+  CHECK_THROWS_WITH_AS(first(), "dp: squares: sample 7 is unreadable", dp::value_error);
+  const data::loader resumed{squares{.fail = true}, {.batch = 3, .prefetch = 2}};
+  auto from_batch_2 = [&] {  // batch 2 holds samples 6, 7 and 8
+    for (auto [x, y] : resumed.epoch(0, 2)) {
+      (void)x;
+    }
+  };
+  CHECK_THROWS_WITH_AS(from_batch_2(), "dp: squares: sample 7 is unreadable", dp::value_error);
+}
+
+TEST_CASE("one batch of the whole dataset may be asked for with the largest batch size") {
+  const auto most = std::numeric_limits<dp::index_t>::max();  // batches() once overflowed n + batch - 1
+  const data::loader whole{numbered(10), {.batch = most}};
+  CHECK(whole.batches() == 1);
+  CHECK(batches_of(whole, 0) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}});
+  const data::loader dropped{numbered(10), {.batch = most, .drop_last = true}};
+  CHECK(dropped.batches() == 0);
+  // The share arithmetic behind rank shares takes the same extremes, and refuses what has no answer.
+  CHECK(data::aligned_part(10, 0, 1, most) == std::pair<dp::index_t, dp::index_t>{0, 10});
+  CHECK(data::aligned_part(10, 1, 2, most) == std::pair<dp::index_t, dp::index_t>{10, 10});
+  CHECK(data::aligned_part(10, 1, 3, 4) == std::pair<dp::index_t, dp::index_t>{4, 8});
+  CHECK_THROWS_WITH_AS((void)data::even_part(10, 0, 0), doctest::Contains("parts >= 1"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)data::aligned_part(10, 0, 2, 0), doctest::Contains("unit must be positive"),
+                       dp::value_error);
 }
 
 TEST_CASE("resuming at batch k of an epoch gives the rest of that epoch; prefetching changes nothing") {

@@ -43,6 +43,8 @@ struct rank_share {
 /// Elements [begin, end) of part `i` when `n` elements are split into `parts` contiguous parts, the
 /// first n % parts of them one element larger.
 inline std::pair<index_t, index_t> even_part(index_t n, index_t i, index_t parts) {
+  DP_CHECK(n >= 0 && parts >= 1 && i >= 0 && i < parts, value_error, "dp: even_part: part ", i, " of ", parts,
+           " parts of ", n, " elements (expected n >= 0, parts >= 1 and 0 <= i < parts)");
   const index_t base = n / parts, extra = n % parts;
   const index_t begin = i * base + std::min(i, extra);
   return {begin, begin + base + (i < extra ? 1 : 0)};
@@ -51,8 +53,10 @@ inline std::pair<index_t, index_t> even_part(index_t n, index_t i, index_t parts
 /// Like even_part, in whole units of `unit` elements (the last unit may be short): part i's
 /// elements [begin, end). dp::parallel's deterministic mode shards batches in its chunks.
 inline std::pair<index_t, index_t> aligned_part(index_t n, index_t i, index_t parts, index_t unit) {
-  const auto [ub, ue] = even_part((n + unit - 1) / unit, i, parts);
-  return {std::min(n, ub * unit), std::min(n, ue * unit)};
+  DP_CHECK(unit >= 1, value_error, "dp: aligned_part: unit must be positive, got ", unit);
+  const auto [ub, ue] = even_part(n / unit + (n % unit != 0 ? 1 : 0), i, parts);  // n + unit - 1 could overflow
+  const auto at = [&](index_t u) { return u >= n / unit + 1 ? n : std::min(n, u * unit); };  // u * unit too
+  return {at(ub), at(ue)};
 }
 
 struct loader_options {
@@ -98,7 +102,7 @@ class loader {
   /// Batches per epoch (global batches: the same number on every rank).
   index_t batches() const noexcept {
     const index_t n = data_.size();
-    return o_.drop_last ? n / o_.batch : (n + o_.batch - 1) / o_.batch;
+    return n / o_.batch + (!o_.drop_last && n % o_.batch != 0 ? 1 : 0);  // n + batch - 1 could overflow
   }
 
   /// The sample order of an epoch: a permutation derived from (seed, epoch), or 0..n-1.
@@ -145,20 +149,16 @@ class loader {
         ring_.resize(static_cast<std::size_t>(l_->o_.prefetch));
         worker_ = std::thread([this] { produce(); });
       }
-      advance();
+      try {
+        advance();
+      } catch (...) {  // no destructor runs for a constructor that throws: stop the worker here
+        stop();
+        throw;
+      }
     }
     iterator(const iterator&) = delete;
     iterator& operator=(const iterator&) = delete;
-    ~iterator() {
-      {
-        std::lock_guard lock(m_);
-        stop_ = true;
-      }
-      cv_.notify_all();
-      if (worker_.joinable()) {
-        worker_.join();
-      }
-    }
+    ~iterator() { stop(); }
 
     const batch_type& operator*() const { return *current_; }
     iterator& operator++() {
@@ -177,6 +177,17 @@ class loader {
       const index_t lo = first + from, hi = first + to;  // this rank's share of global batch k
       return l_->data_.get(
           std::span<const index_t>(order_).subspan(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)));
+    }
+
+    void stop() noexcept {
+      {
+        std::lock_guard lock(m_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      if (worker_.joinable()) {
+        worker_.join();
+      }
     }
 
     void produce() {
