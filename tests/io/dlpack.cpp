@@ -4,6 +4,22 @@
 
 namespace dl = dp::io::dlpack;
 
+namespace {
+/// A producer's description of float memory: compact row-major unless strides are set after.
+dl::DLManagedTensor floats_at(float* data, dl::device_type device, std::int64_t* shape, int ndim,
+                              void (*deleter)(dl::DLManagedTensor*) = nullptr) {
+  dl::DLManagedTensor m{};
+  m.dl_tensor.data = data;
+  m.dl_tensor.device = {device, 0};
+  m.dl_tensor.ndim = ndim;
+  m.dl_tensor.dtype = {dl::kDLFloat, 32, 1};
+  m.dl_tensor.shape = shape;
+  m.dl_tensor.strides = nullptr;
+  m.deleter = deleter;
+  return m;
+}
+}  // namespace
+
 TEST_CASE("to_dlpack shares memory and describes shape, strides and dtype; the deleter frees it") {
   auto t = dp::arange<float>(0, 12).reshape({3, 4});
   const auto view = t.transpose(0, 1);  // strides (1, 4): exported as they are, no copy
@@ -34,14 +50,7 @@ TEST_CASE("from_dlpack adopts foreign memory and calls its deleter when the last
   static int deleted = 0;
   static float buffer[6] = {1, 2, 3, 4, 5, 6};
   static std::int64_t shape[2] = {2, 3};
-  dl::DLManagedTensor m{};
-  m.dl_tensor.data = buffer;
-  m.dl_tensor.device = {dl::kDLCPU, 0};
-  m.dl_tensor.ndim = 2;
-  m.dl_tensor.dtype = {dl::kDLFloat, 32, 1};
-  m.dl_tensor.shape = shape;
-  m.dl_tensor.strides = nullptr;  // compact row-major
-  m.deleter = [](dl::DLManagedTensor*) { ++deleted; };
+  dl::DLManagedTensor m = floats_at(buffer, dl::kDLCPU, shape, 2, [](dl::DLManagedTensor*) { ++deleted; });
   {
     auto t = dl::from_dlpack<float>(&m);
     CHECK(t.data() == buffer);
@@ -58,3 +67,44 @@ TEST_CASE("from_dlpack adopts foreign memory and calls its deleter when the last
                        dp::value_error);
   CHECK(deleted == 1);  // a refused tensor stays the caller's
 }
+
+TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wrong, and leaves it the caller's") {
+  static int deleted = 0;
+  static float buffer[4] = {1, 2, 3, 4};
+  std::int64_t shape[2] = {2, 2};
+  std::int64_t strides[2] = {2, 1};
+  dl::DLManagedTensor m = floats_at(buffer, dl::kDLCPU, shape, 2, [](dl::DLManagedTensor*) { ++deleted; });
+  const auto refused = [&](const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains(what), dp::shape_error);
+  };
+  shape[0] = -5;  // a negative extent once became a 2^64-byte block of shape {-5, 2}
+  refused("dimension 0 has extent -5 (expected 0 or more)");
+  shape[0] = std::int64_t{1} << 40;
+  shape[1] = std::int64_t{1} << 40;  // 2^80 elements
+  refused("more elements than memory can address");
+  shape[0] = 2;
+  shape[1] = 2;
+  m.dl_tensor.strides = strides;
+  strides[0] = std::int64_t{1} << 62;  // the span from the first element to the last wraps
+  refused("spans more than memory can address");
+  m.dl_tensor.strides = nullptr;
+  m.dl_tensor.shape = nullptr;
+  refused("2 dimensions but no shape array");
+  CHECK(deleted == 0);  // every refused tensor stays the caller's
+  m.dl_tensor.shape = shape;
+  {
+    const auto t = dl::from_dlpack<float>(&m);  // the same description, repaired, is taken
+    CHECK(t.to_vector() == std::vector<float>{1, 2, 3, 4});
+  }
+  CHECK(deleted == 1);
+}
+
+#if !DP_HAS_CUDA
+TEST_CASE("without CUDA, from_dlpack refuses CUDA memory instead of making a tensor no kernel can run on") {
+  static float buffer[1] = {0};
+  std::int64_t shape[1] = {1};
+  dl::DLManagedTensor m = floats_at(buffer, dl::kDLCUDA, shape, 1);
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("compiled without CUDA"), dp::device_error);
+}
+#endif

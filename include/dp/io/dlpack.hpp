@@ -158,26 +158,44 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
     return back;
   }
   const dp::device dev = d.device.device_type == kDLCUDA ? dp::cuda(d.device.device_id) : dp::cpu();
-#if DP_HAS_CUDA
-  if (dev.is_cuda()) {
-    require_usable(dev);
-    detail::order_streams(dev.index, dp::detail::cuda_stream(dev.index), producer_stream);
-  }
-#endif
+  DP_CHECK(d.ndim == 0 || d.shape != nullptr, shape_error, "dp: from_dlpack: ", d.ndim,
+           " dimensions but no shape array");
   dp::shape s, st;
-  index_t extent = 1;
   for (int i = 0; i < d.ndim; ++i) {
+    DP_CHECK(d.shape[i] >= 0, shape_error, "dp: from_dlpack: dimension ", i, " has extent ", d.shape[i],
+             " (expected 0 or more)");
     s.push_back(d.shape[i]);
+  }
+  // The elements' span in bytes, each step checked: a product that wraps would adopt a small block
+  // and let kernels read far past it.
+  std::size_t numel = 1;
+  for (int i = 0; i < d.ndim; ++i) {
+    DP_CHECK(!__builtin_mul_overflow(numel, static_cast<std::size_t>(s[i]), &numel), shape_error,
+             "dp: from_dlpack: shape ", s, " holds more elements than memory can address");
   }
   st = d.strides ? dp::shape(std::span<const index_t>(d.strides, static_cast<std::size_t>(d.ndim)))
                  : contiguous_strides(s);
-  for (int i = 0; i < d.ndim; ++i) {
+  std::size_t extent = 1;  // elements from the first to one past the last
+  for (int i = 0; i < d.ndim && numel > 0; ++i) {
     DP_CHECK(st[i] >= 0, shape_error, "dp: from_dlpack: negative strides are not supported");
-    extent += (s[i] - 1) * st[i];
+    std::size_t step = 0;
+    DP_CHECK(!__builtin_mul_overflow(static_cast<std::size_t>(s[i] - 1), static_cast<std::size_t>(st[i]), &step) &&
+                 !__builtin_add_overflow(extent, step, &extent),
+             shape_error, "dp: from_dlpack: shape ", s, " with strides ", st, " spans more than memory can address");
+  }
+  std::size_t bytes = 0;
+  DP_CHECK(!__builtin_mul_overflow(numel == 0 ? 0 : extent, sizeof(T), &bytes) &&
+               bytes <= static_cast<std::size_t>(INT64_MAX),
+           shape_error, "dp: from_dlpack: shape ", s, " with strides ", st, " spans more than memory can address");
+  if (dev.is_cuda()) {
+    require_usable(dev);  // in a build without CUDA: the clear error, not a tensor no kernel can touch
+#if DP_HAS_CUDA
+    detail::order_streams(dev.index, dp::detail::cuda_stream(dev.index), producer_stream);
+#endif
   }
   auto* data = static_cast<char*>(d.data) + d.byte_offset;
   auto storage = dp::detail::adopt(
-      dev, data, static_cast<std::size_t>(s.numel() == 0 ? 0 : extent) * sizeof(T),
+      dev, data, bytes,
       [](void* ctx, void*) {
         auto* managed = static_cast<DLManagedTensor*>(ctx);
 #if DP_HAS_CUDA
