@@ -52,13 +52,20 @@ constexpr dtype dtype_of() {
     return dtype::boolean;
   }
 }
+/// d's index in the tables below; a value cast from outside the enumerators is an error.
+inline int dtype_index(dtype d) {
+  const int i = static_cast<int>(d);
+  DP_CHECK(i <= static_cast<int>(dtype::boolean), value_error, "dp: safetensors: dtype value ", i,
+           " is none of F32, F64, I64, I32, U8, BOOL");
+  return i;
+}
 inline const char* dtype_name(dtype d) {
   constexpr const char* names[] = {"F32", "F64", "I64", "I32", "U8", "BOOL"};
-  return names[static_cast<int>(d)];
+  return names[dtype_index(d)];
 }
 inline std::size_t dtype_size(dtype d) {
   constexpr std::size_t sizes[] = {4, 8, 8, 4, 1, 1};
-  return sizes[static_cast<int>(d)];
+  return sizes[dtype_index(d)];
 }
 inline std::optional<dtype> parse_dtype(std::string_view s) {
   for (int i = 0; i < 6; ++i) {
@@ -68,6 +75,31 @@ inline std::optional<dtype> parse_dtype(std::string_view s) {
   }
   return std::nullopt;
 }
+
+namespace detail {
+/// The CRC-32 of `bytes`, fed to zlib in chunks its 32-bit length takes.
+inline std::uint32_t crc32_of(std::string_view bytes) {
+  uLong c = crc32(0L, Z_NULL, 0);
+  for (std::size_t off = 0; off < bytes.size(); off += std::size_t{1} << 30) {
+    const std::size_t chunk = std::min<std::size_t>(bytes.size() - off, std::size_t{1} << 30);
+    c = crc32(c, reinterpret_cast<const Bytef*>(bytes.data() + off), static_cast<uInt>(chunk));
+  }
+  return static_cast<std::uint32_t>(c);
+}
+/// A CRC as the header stores it: eight lowercase hex digits.
+inline std::string crc_text(std::uint32_t c) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
+  return buf;
+}
+/// The first name `names` holds twice, if any (sorting: a header may hold a million entries).
+inline const std::string* first_repeat(std::vector<const std::string*> names) {
+  std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+  const auto at = std::adjacent_find(names.begin(), names.end(),
+                                     [](const std::string* a, const std::string* b) { return *a == *b; });
+  return at == names.end() ? nullptr : *at;
+}
+}  // namespace detail
 
 /// One tensor of a file: name, dtype, shape and its byte range within the data section.
 struct tensor_entry {
@@ -97,11 +129,7 @@ inline std::string header_crc(std::vector<tensor_entry> tensors,
       text += k + '\0' + v + '\n';
     }
   }
-  const uLong c =
-      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(text.data()), static_cast<uInt>(text.size()));
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
-  return buf;
+  return detail::crc_text(detail::crc32_of(text));
 }
 
 struct header {
@@ -195,11 +223,19 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
     DP_CHECK(e.end - e.begin == count * dtype_size(e.type), io_error, "dp: ", source, ": entry '", name, "' (",
              dt->text, ", shape ", e.shape, ") needs ", count * dtype_size(e.type), " bytes but spans ",
              e.end - e.begin);
-    for (const auto& other : h.tensors) {
-      DP_CHECK(other.name != name, io_error, "dp: ", source, ": entry '", name, "' appears twice");
-    }
     h.tensors.push_back(std::move(e));
   }
+  std::vector<const std::string*> names, keys;
+  for (const auto& t : h.tensors) {
+    names.push_back(&t.name);
+  }
+  for (const auto& [k, v] : h.metadata) {
+    keys.push_back(&k);
+  }
+  const std::string* twice = detail::first_repeat(std::move(names));
+  DP_CHECK(twice == nullptr, io_error, "dp: ", source, ": entry '", twice ? *twice : "", "' appears twice");
+  twice = detail::first_repeat(std::move(keys));
+  DP_CHECK(twice == nullptr, io_error, "dp: ", source, ": metadata key '", twice ? *twice : "", "' appears twice");
   // The data section is covered exactly, without overlaps or holes (the format's rule).
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   for (const auto& t : h.tensors) {
@@ -241,29 +277,26 @@ class reader {
                " but the header recorded ", *want, " (a changed name, shape, offset or metadata value)");
     }
     if (const std::string* want = h_.meta("dp.crc32")) {
-      const std::uint32_t got = crc();
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "%08x", got);
-      DP_CHECK(*want == buf, io_error, "dp: ", source_, ": the data is corrupt: its CRC-32 is ", buf,
+      const std::string got = detail::crc_text(crc());
+      DP_CHECK(*want == got, io_error, "dp: ", source_, ": the data is corrupt: its CRC-32 is ", got,
                " but the header recorded ", *want);
     }
   }
-  std::uint32_t crc() const {
-    const auto* p = reinterpret_cast<const Bytef*>(bytes_.data() + h_.data_start);
-    std::uint64_t left = bytes_.size() - h_.data_start;
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (left > 0) {
-      const uInt chunk = static_cast<uInt>(std::min<std::uint64_t>(left, 1u << 30));
-      c = crc32(c, p, chunk);
-      p += chunk;
-      left -= chunk;
-    }
-    return static_cast<std::uint32_t>(c);
-  }
+  std::uint32_t crc() const { return detail::crc32_of(std::string_view(bytes_).substr(h_.data_start)); }
 
-  /// An entry's bytes as stored (little-endian values of its dtype).
+  /// An entry's bytes as stored (little-endian values of its dtype). `e` is one of info()'s entries;
+  /// any other (another file's, one made by hand) must describe bytes this file holds.
   std::string_view raw(const tensor_entry& e) const {
-    return {bytes_.data() + h_.data_start + e.begin, static_cast<std::size_t>(e.end - e.begin)};
+    const std::uint64_t data_size = bytes_.size() - h_.data_start;
+    std::uint64_t want = dtype_size(e.type);
+    for (int i = 0; i < e.shape.rank(); ++i) {
+      DP_CHECK(e.shape[i] >= 0 && !__builtin_mul_overflow(want, static_cast<std::uint64_t>(e.shape[i]), &want),
+               io_error, "dp: ", source_, ": entry '", e.name, "' has shape ", e.shape, ", which no file can hold");
+    }
+    DP_CHECK(e.begin <= e.end && e.end <= data_size && e.end - e.begin == want, io_error, "dp: ", source_, ": entry '",
+             e.name, "' (", dtype_name(e.type), ", shape ", e.shape, ", bytes [", e.begin, ", ", e.end,
+             ")) does not describe data of this file (", data_size, " bytes): use an entry of this reader's info()");
+    return {bytes_.data() + h_.data_start + e.begin, static_cast<std::size_t>(want)};
   }
 
   /// A host copy of an entry's values (the entry's dtype must be T's).
@@ -271,7 +304,7 @@ class reader {
   tensor<T> read(const tensor_entry& e) const {
     DP_CHECK(e.type == dtype_of<T>(), io_error, "dp: ", source_, ": '", e.name, "' is ", dtype_name(e.type),
              ", expected ", dtype_name(dtype_of<T>()));
-    const char* src = bytes_.data() + h_.data_start + e.begin;
+    const char* src = raw(e).data();
     if constexpr (std::is_same_v<T, bool>) {  // any other byte would make an invalid bool
       for (std::uint64_t i = 0; i < e.end - e.begin; ++i) {
         DP_CHECK(src[i] == 0 || src[i] == 1, io_error, "dp: ", source_, ": '", e.name, "' is BOOL but its byte ", i,
@@ -383,8 +416,34 @@ inline void remove_stale_temporaries(const std::string& dir, const std::string& 
 
 /// The bytes of a safetensors file holding `entries` (sorted by name, so the same tensors always give
 /// the same bytes) and `metadata`, plus a CRC-32 of the data.
+/// Refuses what would make a file that cannot be read back: bytes that do not match the dtype and
+/// shape, a negative extent, a name given twice or reserved (`__metadata__`), a metadata key given
+/// twice or one of the CRC keys dp writes itself.
 inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std::string, std::string>> metadata) {
   std::sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) { return a.name < b.name; });
+  std::vector<const std::string*> names, keys;
+  for (const auto& e : entries) {
+    DP_CHECK(e.name != "__metadata__", value_error,
+             "dp: safetensors: '__metadata__' is the format's metadata key, not a tensor name");
+    std::uint64_t want = dtype_size(e.type);
+    for (int i = 0; i < e.shape.rank(); ++i) {
+      DP_CHECK(e.shape[i] >= 0 && !__builtin_mul_overflow(want, static_cast<std::uint64_t>(e.shape[i]), &want),
+               value_error, "dp: safetensors: entry '", e.name, "' has shape ", e.shape,
+               " (extents must be 0 or more, and their bytes countable)");
+    }
+    DP_CHECK(e.bytes.size() == want, value_error, "dp: safetensors: entry '", e.name, "' (", dtype_name(e.type),
+             ", shape ", e.shape, ") needs ", want, " bytes but holds ", e.bytes.size());
+    names.push_back(&e.name);
+  }
+  for (const auto& [k, v] : metadata) {
+    DP_CHECK(k != "dp.crc32" && k != "dp.header_crc32", value_error, "dp: safetensors: metadata key '", k,
+             "' is dp's own (it writes the file's CRCs there)");
+    keys.push_back(&k);
+  }
+  const std::string* twice = detail::first_repeat(std::move(names));
+  DP_CHECK(twice == nullptr, value_error, "dp: safetensors: entry '", twice ? *twice : "", "' is given twice");
+  twice = detail::first_repeat(std::move(keys));
+  DP_CHECK(twice == nullptr, value_error, "dp: safetensors: metadata key '", twice ? *twice : "", "' is given twice");
   std::string data;
   std::string head = "{";
   std::uint64_t at = 0;
@@ -397,13 +456,6 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
     at += e.bytes.size();
     data.append(e.bytes.data(), e.bytes.size());
   }
-  uLong c = crc32(0L, Z_NULL, 0);
-  for (std::size_t off = 0; off < data.size(); off += std::size_t{1} << 30) {
-    const std::size_t chunk = std::min<std::size_t>(data.size() - off, std::size_t{1} << 30);
-    c = crc32(c, reinterpret_cast<const Bytef*>(data.data() + off), static_cast<uInt>(chunk));
-  }
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
   std::vector<tensor_entry> table;
   at = 0;
   for (const auto& e : entries) {
@@ -411,7 +463,7 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
     at += e.bytes.size();
   }
   metadata.emplace_back("dp.header_crc32", header_crc(std::move(table), metadata));
-  metadata.emplace_back("dp.crc32", buf);
+  metadata.emplace_back("dp.crc32", detail::crc_text(detail::crc32_of(data)));
   head += "\"__metadata__\":{";
   for (std::size_t i = 0; i < metadata.size(); ++i) {
     head += (i ? "," : "") + json::quote(metadata[i].first) + ":" + json::quote(metadata[i].second);
