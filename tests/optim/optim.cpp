@@ -144,6 +144,42 @@ TEST_CASE("the step count lives with the optimizer's state: counted, restored, a
   CHECK(opt.steps() == 11);
 }
 
+TEST_CASE("load_state takes exactly the state state() names, or refuses and changes nothing") {
+  nn::trainer<one> t{one{}};
+  auto opt = dp::optim::adam(t, {.lr = 0.01});
+  set_grads(t, grads[0]);
+  opt.step();
+  const auto saved = opt.state();  // "w.exp_avg" and "w.exp_avg_sq", shape {3}
+  REQUIRE(saved.size() == 2);
+  const auto m0 = saved[0].value.to_vector();
+  using state = std::vector<dp::optim::named_state<double>>;
+  const auto refused = [&](const state& s, std::int64_t steps, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(opt.load_state(steps, s), doctest::Contains(what), dp::error);
+    CHECK(opt.steps() == 1);  // nothing was written
+    CHECK(opt.state()[0].value.to_vector() == m0);
+  };
+  const auto zeros = dp::zeros<double>({3});
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}, {"w.exp_avgg", zeros}}, 5,
+          "adam: load_state: no state is named 'w.exp_avgg' (expected '<parameter>.exp_avg' or "
+          "'<parameter>.exp_avg_sq' for a parameter)");
+  refused({{"w.exp_avg", zeros}}, 5, "'w.exp_avg_sq' is missing");
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg", zeros}}, 5, "'w.exp_avg' is given twice");
+  // A single value once filled the whole slot by broadcasting.
+  refused({{"w.exp_avg", dp::zeros<double>({1})}, {"w.exp_avg_sq", zeros}}, 5,
+          "'w.exp_avg' has shape {1}, expected its parameter's {3}");
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, -1, "the step count must be 0 or more, got -1");
+  opt.load_state(5, {{"w.exp_avg_sq", zeros}, {"w.exp_avg", dp::full<double>({3}, 2.0)}});  // any order
+  CHECK(opt.steps() == 5);
+  CHECK(opt.state()[0].value.to_vector() == std::vector<double>{2, 2, 2});
+  // An optimizer that keeps no state takes none.
+  auto plain = dp::optim::sgd(t, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(plain.load_state(0, {{"w.momentum_buffer", zeros}}),
+                       doctest::Contains("sgd: load_state: no state is named 'w.momentum_buffer' (this optimizer "
+                                         "keeps none)"),
+                       dp::value_error);
+}
+
 TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
   nn::trainer<one> t{one{}};
   set_grads(t, {3, 0, 4});

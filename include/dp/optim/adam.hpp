@@ -109,19 +109,11 @@ class adam_impl {
     }
     return out;
   }
+  /// Restores the step count and state: every name state() gives, once, with its parameter's shape.
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
+    detail::load_named_state<T>(Decoupled ? "adamw" : "adam", owner_->layout(), steps, s,
+                                {{".exp_avg", &m_}, {".exp_avg_sq", &v_}});
     steps_.set_steps(steps);
-    for (const auto& ns : s) {
-      for (const auto& e : owner_->layout()) {
-        for (auto [suffix, bufs] : {std::pair{".exp_avg", &m_}, std::pair{".exp_avg_sq", &v_}}) {
-          if (ns.name == e.name + suffix) {
-            for (auto& b : *bufs) {
-              b.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape) = ns.value.to(b.device());
-            }
-          }
-        }
-      }
-    }
   }
 
  private:

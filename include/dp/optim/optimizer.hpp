@@ -4,7 +4,9 @@
 // the owner's flat parameter buffer, applied identically on every replica.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,5 +99,60 @@ struct named_state {
   std::string name;
   tensor<T> value;
 };
+
+namespace detail {
+/// One kind of per-parameter state an optimizer keeps: the suffix of its names and its per-replica
+/// flat buffers (none: the optimizer keeps no such state, as sgd without momentum).
+template <class T>
+struct state_slot {
+  const char* suffix;
+  std::vector<tensor<T>>* buffers;
+};
+
+/// load_state of every optimizer: `given` names each state tensor state() names (parameter name and
+/// slot suffix) exactly once, with its parameter's shape, and `steps` is 0 or more. All of it is
+/// checked before anything is written: a refused load leaves the optimizer as it was.
+template <class T>
+void load_named_state(const char* optimizer, const std::vector<nn::param_entry>& layout, std::int64_t steps,
+                      const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots) {
+  DP_CHECK(steps >= 0, value_error, "dp: ", optimizer, ": load_state: the step count must be 0 or more, got ", steps);
+  struct target {
+    std::string name;
+    const nn::param_entry* param;
+    std::vector<tensor<T>>* buffers;
+    const tensor<T>* value = nullptr;
+  };
+  std::vector<target> want;
+  std::string kinds;  // for the error that names what is expected
+  for (const auto& slot : slots) {
+    if (!slot.buffers->empty()) {
+      kinds += (kinds.empty() ? "'<parameter>" : " or '<parameter>") + std::string(slot.suffix) + "'";
+      for (const auto& p : layout) {
+        want.push_back({p.name + slot.suffix, &p, slot.buffers});
+      }
+    }
+  }
+  for (const auto& ns : given) {
+    const auto t = std::find_if(want.begin(), want.end(), [&](const target& w) { return w.name == ns.name; });
+    DP_CHECK(t != want.end(), value_error, "dp: ", optimizer, ": load_state: no state is named '", ns.name, "' (",
+             kinds.empty() ? std::string("this optimizer keeps none") : "expected " + kinds + " for a parameter", ")");
+    DP_CHECK(t->value == nullptr, value_error, "dp: ", optimizer, ": load_state: '", ns.name, "' is given twice");
+    DP_CHECK(ns.value.defined() && ns.value.shape() == t->param->shape, shape_error, "dp: ", optimizer,
+             ": load_state: '", ns.name, "' has shape ", ns.value.shape(), ", expected its parameter's ",
+             t->param->shape);
+    t->value = &ns.value;
+  }
+  for (const auto& t : want) {
+    DP_CHECK(t.value != nullptr, value_error, "dp: ", optimizer, ": load_state: '", t.name,
+             "' is missing (state() names every tensor load_state needs)");
+  }
+  for (const auto& t : want) {
+    for (auto& b : *t.buffers) {
+      b.slice(0, t.param->offset, t.param->offset + t.param->shape.numel()).reshape(t.param->shape) =
+          t.value->to(b.device());
+    }
+  }
+}
+}  // namespace detail
 
 }  // namespace dp::inline DP_ABI::optim

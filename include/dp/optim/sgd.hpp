@@ -97,18 +97,11 @@ class sgd {
     }
     return out;
   }
-  /// Restores the step count and state (the same values on every replica).
+  /// Restores the step count and state (the same values on every replica): every name state()
+  /// gives, once, with its parameter's shape.
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
+    detail::load_named_state<T>("sgd", owner_->layout(), steps, s, {{".momentum_buffer", &buf_}});
     steps_.set_steps(steps);
-    for (const auto& ns : s) {
-      for (const auto& e : owner_->layout()) {
-        if (ns.name == e.name + ".momentum_buffer" && !buf_.empty()) {
-          for (auto& b : buf_) {
-            b.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape) = ns.value.to(b.device());
-          }
-        }
-      }
-    }
   }
 
  private:
