@@ -112,6 +112,18 @@ TEST_CASE("a failure in the very first batch a prefetching epoch makes is an err
   CHECK_THROWS_WITH_AS(from_batch_2(), "dp: squares: sample 7 is unreadable", dp::value_error);
 }
 
+TEST_CASE("a dataset that reports a negative size is refused by name, not by the allocator") {
+  struct broken : squares {
+    dp::index_t size() const { return -1; }
+  };
+  static_assert(data::dataset<broken>);
+  CHECK_THROWS_WITH_AS(data::loader<broken>(broken{}),
+                       doctest::Contains("loader: the dataset's size() is -1 (expected 0 or more samples)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)data::permutation(-1, 0, 0), doctest::Contains("n must be 0 or more, got -1"),
+                       dp::value_error);
+}
+
 TEST_CASE("one batch of the whole dataset may be asked for with the largest batch size") {
   const auto most = std::numeric_limits<dp::index_t>::max();  // batches() once overflowed n + batch - 1
   const data::loader whole{numbered(10), {.batch = most}};

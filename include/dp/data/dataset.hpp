@@ -72,6 +72,7 @@ class tensor_dataset {
 
 /// A random permutation of [0, n) from (seed, stream): Fisher-Yates on a Philox stream.
 inline std::vector<index_t> permutation(index_t n, std::uint64_t seed, std::uint64_t stream) {
+  DP_CHECK(n >= 0, value_error, "dp: permutation: n must be 0 or more, got ", n);
   std::vector<index_t> p(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) {
     p[static_cast<std::size_t>(i)] = i;

@@ -80,6 +80,8 @@ class loader {
 
   loader(D data, loader_options o = {}, rank_share share = {}) : data_(std::move(data)), o_(o), share_(share) {
     DP_CHECK(o.batch > 0, value_error, "dp: loader: batch must be positive, got ", o.batch);
+    DP_CHECK(data_.size() >= 0, value_error, "dp: loader: the dataset's size() is ", data_.size(),
+             " (expected 0 or more samples)");
     DP_CHECK(share.ranks >= 1 && share.rank >= 0 && share.rank < share.ranks, value_error, "dp: loader: rank ",
              share.rank, " is not one of ", share.ranks, " ranks");
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
