@@ -82,7 +82,7 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
     for (int p = 0; p < processes; ++p) {
       groups.push_back(dp::dist::make_local_communicators(locals));
     }
-    std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(n));
+    std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(n)), summed(static_cast<std::size_t>(n));
     on_ranks(n, [&](int g) {
       const int p = g / locals, l = g % locals;
       std::optional<dp::dist::local_communicator> global;
@@ -97,9 +97,14 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
           v.push_back(1000 * h.rank() + 10 * q + e);
         }
       }
-      dp::tensor<std::int64_t> out = dp::zeros<std::int64_t>({n * c});
-      h.all_to_all(dp::from_vector(v), out);
+      // Blocks are runs of elements whatever the shapes: here one row per destination (a row-sliced
+      // output once took rows for elements).
+      dp::tensor<std::int64_t> out = dp::zeros<std::int64_t>({n, c});
+      h.all_to_all(dp::from_vector(v).reshape({n, c}), out);
       got[static_cast<std::size_t>(g)] = out.to_vector();
+      dp::tensor<std::int64_t> part = dp::zeros<std::int64_t>({1, c});
+      h.reduce_scatter(dp::from_vector(v).reshape({n, c}), part, dp::dist::reduce_op::sum);
+      summed[static_cast<std::size_t>(g)] = part.to_vector();
     });
     for (int g = 0; g < n; ++g) {
       std::vector<std::int64_t> want;
@@ -109,6 +114,13 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
         }
       }
       CHECK(got[static_cast<std::size_t>(g)] == want);
+      std::vector<std::int64_t> sum(c);  // row g of every rank's input, summed: sum over r of 1000 r + 10 g + e
+      for (int r = 0; r < n; ++r) {
+        for (int e = 0; e < c; ++e) {
+          sum[static_cast<std::size_t>(e)] += 1000 * r + 10 * g + e;
+        }
+      }
+      CHECK(summed[static_cast<std::size_t>(g)] == sum);
     }
   }
 }

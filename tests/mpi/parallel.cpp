@@ -145,7 +145,9 @@ TEST_CASE("all_to_all over MPI, and over ranks x 2 local replicas: block q is ra
     for (int to = 0; to < size; ++to) {
       v.insert(v.end(), {100.0f * from + to, -100.0f * from - to, 0.5f});
     }
-    return dp::from_vector(v);
+    // One row per destination: blocks are runs of elements whatever the shapes (a row-sliced
+    // block once made MPI move rows' worth of elements per rank, past the buffers).
+    return dp::from_vector(v).reshape({size, 3});
   };
   auto want = [](int to, int size) {
     std::vector<float> v;
@@ -155,7 +157,7 @@ TEST_CASE("all_to_all over MPI, and over ranks x 2 local replicas: block q is ra
     return v;
   };
   dp::dist::any_communicator mpi{test::world().make_communicator({})};
-  dp::tensor<float> out = dp::zeros<float>({3 * n});
+  dp::tensor<float> out = dp::zeros<float>({n, 3});
   mpi.all_to_all(blocks(me, n), out);
   CHECK(out.to_vector() == want(me, n));
 
@@ -170,7 +172,7 @@ TEST_CASE("all_to_all over MPI, and over ranks x 2 local replicas: block q is ra
         global.emplace(test::world().make_communicator({}));
       }
       hier h{locals[static_cast<std::size_t>(i)], std::move(global), me, n};
-      dp::tensor<float> o = dp::zeros<float>({3 * 2 * n});
+      dp::tensor<float> o = dp::zeros<float>({2 * n, 3});
       h.all_to_all(blocks(h.rank(), h.size()), o);
       got[static_cast<std::size_t>(i)] = o.to_vector();
     });

@@ -89,9 +89,9 @@ class hierarchical_communicator {
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     DP_CHECK(in.numel() == out.numel() * size(), shape_error, "dp: reduce_scatter: the input has ", in.numel(),
              " elements, expected ", size(), " x ", out.numel());
-    tensor<T> all = in.clone();
+    tensor<T> all = in.clone().reshape({in.numel()});  // blocks are runs of elements, whatever the shapes
     all_reduce(all, op);
-    out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)));
+    out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)).reshape(out.shape()));
   }
 
   /// The local inputs gathered in the process, one all-to-all between the leaders (process q gets
@@ -107,6 +107,7 @@ class hierarchical_communicator {
       return;
     }
     const index_t c = in.numel() / n;
+    tensor<T> flat_out = out.view({out.numel()});         // blocks are runs of elements, whatever the shapes
     tensor<T> mine = empty<T>({l * n * c}, in.device());  // [local source][global destination][c]
     local_.all_gather(in, mine);
     tensor<T> got = empty<T>({n * l * c}, in.device());  // [process][local source][local destination][c]
@@ -125,7 +126,7 @@ class hierarchical_communicator {
     for (index_t p = 0; p < processes_; ++p) {
       for (index_t src = 0; src < l; ++src) {
         const index_t from = ((p * l + src) * l + me) * c, to = (p * l + src) * c;
-        out.slice(0, to, to + c).assign(got.slice(0, from, from + c));
+        flat_out.slice(0, to, to + c).assign(got.slice(0, from, from + c));
       }
     }
   }

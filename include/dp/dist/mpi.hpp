@@ -175,10 +175,9 @@ class mpi_communicator {
     check(out, "all_to_all");
     DP_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, shape_error, "dp: all_to_all: the input has ",
              in.numel(), " and the output ", out.numel(), " elements; both must be ", size_, " equal blocks");
-    const tensor<T> block = in.slice(0, 0, in.numel() / size_);
+    const int block = count(in.numel() / size_);  // elements, whatever the tensors' shapes
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Ialltoall(in.data(), count(block), detail::mpi_type<T>(), out.data(), count(block),
-                          detail::mpi_type<T>(), comm_, &r),
+    started(MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_, &r),
             "all_to_all");
     wait(r, "all_to_all", out.numel());
   }
@@ -234,11 +233,13 @@ class mpi_communicator {
     DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,
              " on the MPI communicator needs a contiguous host tensor");
   }
+  static int count(index_t n) {
+    DP_CHECK(n <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ", n);
+    return static_cast<int>(n);
+  }
   template <class T>
   static int count(const tensor<T>& t) {
-    DP_CHECK(t.numel() <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ",
-             t.numel());
-    return static_cast<int>(t.numel());
+    return count(t.numel());
   }
   void started(int code, const char* what) {
     DP_CHECK(!owned_->state->failed, runtime_error, "dp: ", what, " on rank ", rank_,
