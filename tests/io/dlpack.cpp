@@ -88,6 +88,13 @@ TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wro
   m.dl_tensor.strides = strides;
   strides[0] = std::int64_t{1} << 62;  // the span from the first element to the last wraps
   refused("spans more than memory can address");
+  shape[0] = 4;  // the span's own arithmetic wraps: (4 - 1) x INT64_MAX
+  strides[0] = INT64_MAX;
+  refused("spans more than memory can address");
+  shape[0] = 0;  // no element, but a stride no view of dp's may hold
+  strides[0] = -1;
+  refused("dimension 0 has stride -1 (negative strides are not supported)");
+  shape[0] = 2;
   m.dl_tensor.strides = nullptr;
   m.dl_tensor.shape = nullptr;
   refused("2 dimensions but no shape array");
@@ -105,6 +112,10 @@ TEST_CASE("without CUDA, from_dlpack refuses CUDA memory instead of making a ten
   static float buffer[1] = {0};
   std::int64_t shape[1] = {1};
   dl::DLManagedTensor m = floats_at(buffer, dl::kDLCUDA, shape, 1);
-  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("compiled without CUDA"), dp::device_error);
+  CHECK_THROWS_WITH_AS(
+      dl::from_dlpack<float>(&m),
+      doctest::Contains(
+          "from_dlpack: the tensor is in the memory of CUDA device 0, but this file was compiled without CUDA"),
+      dp::device_error);
 }
 #endif

@@ -117,6 +117,8 @@ TEST_CASE("a name or metadata key given twice is refused, also among the most en
             .find("f: entry 'a' appears twice") != std::string::npos);
   CHECK(error_of(file_of(R"({"__metadata__":{"k":"1","k":"2"}})", "")).find("f: metadata key 'k' appears twice") !=
         std::string::npos);
+  CHECK(error_of(file_of(R"({"__metadata__":{"k":"1"},"__metadata__":{"j":"2"}})", ""))
+            .find("f: the header holds __metadata__ twice") != std::string::npos);
   // 120,000 one-byte entries (8 MB of header, 720,000 values: under both caps). The check sorts the
   // names once; comparing each with every earlier one took 32 s here (0.17 s now, Intel VM, -O2).
   std::string head = "{", data;
@@ -154,6 +156,9 @@ TEST_CASE("encode refuses entries that would make a file no reader takes back") 
   refused({io::entry{"w", io::dtype::f32, {2, 3}, std::vector<char>(8)}}, {},
           "entry 'w' (F32, shape {2, 3}) needs 24 bytes but holds 8");
   refused({io::entry{"w", io::dtype::u8, {-1}, {}}}, {}, "entry 'w' has shape {-1}");
+  // No bytes, but an extent the reader refuses (2^41): the writer applies the reader's rule.
+  refused({io::entry{"w", io::dtype::f32, {0, std::int64_t{1} << 41}, {}}}, {},
+          "entry 'w' has shape {0, 2199023255552} (a file holds extents from 0 to below 2^40");
   refused({io::entry{"w", static_cast<io::dtype>(9), {0}, {}}}, {}, "dtype value 9 is none of");
   refused({w, w}, {}, "entry 'w' is given twice");
   refused({io::entry{"__metadata__", io::dtype::u8, {0}, {}}}, {}, "'__metadata__' is the format's metadata key");

@@ -175,9 +175,12 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
   }
   st = d.strides ? dp::shape(std::span<const index_t>(d.strides, static_cast<std::size_t>(d.ndim)))
                  : contiguous_strides(s);
+  for (int i = 0; i < d.ndim; ++i) {
+    DP_CHECK(st[i] >= 0, shape_error, "dp: from_dlpack: dimension ", i, " has stride ", st[i],
+             " (negative strides are not supported)");
+  }
   std::size_t extent = 1;  // elements from the first to one past the last
   for (int i = 0; i < d.ndim && numel > 0; ++i) {
-    DP_CHECK(st[i] >= 0, shape_error, "dp: from_dlpack: negative strides are not supported");
     std::size_t step = 0;
     DP_CHECK(!__builtin_mul_overflow(static_cast<std::size_t>(s[i] - 1), static_cast<std::size_t>(st[i]), &step) &&
                  !__builtin_add_overflow(extent, step, &extent),
@@ -188,7 +191,9 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
                bytes <= static_cast<std::size_t>(INT64_MAX),
            shape_error, "dp: from_dlpack: shape ", s, " with strides ", st, " spans more than memory can address");
   if (dev.is_cuda()) {
-    require_usable(dev);  // in a build without CUDA: the clear error, not a tensor no kernel can touch
+    DP_CHECK(DP_HAS_CUDA, device_error, "dp: from_dlpack: the tensor is in the memory of CUDA device ",
+             d.device.device_id, ", but this file was compiled without CUDA (compile it with nvcc and link dp::cuda)");
+    require_usable(dev);
 #if DP_HAS_CUDA
     detail::order_streams(dev.index, dp::detail::cuda_stream(dev.index), producer_stream);
 #endif

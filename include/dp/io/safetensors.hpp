@@ -92,6 +92,25 @@ inline std::string crc_text(std::uint32_t c) {
   std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(c));
   return buf;
 }
+/// The bytes a tensor of `shape` and `type` holds, or nothing when no file of the format's size
+/// could hold it: an extent negative or of 2^40 or more, or non-zero extents multiplying past 2^48
+/// (their product bounds every partial product, so a zero extent cannot hide huge others). The
+/// reader, the entries it hands out and the writer apply the same rule.
+inline std::optional<std::uint64_t> stored_bytes(const dp::shape& shape, dtype type) {
+  std::uint64_t count = 1, extent = 1;
+  for (int i = 0; i < shape.rank(); ++i) {
+    if (shape[i] < 0) {
+      return std::nullopt;
+    }
+    const auto x = static_cast<std::uint64_t>(shape[i]);
+    if (x >= (std::uint64_t{1} << 40) || (x != 0 && extent > (std::uint64_t{1} << 48) / x)) {
+      return std::nullopt;
+    }
+    count *= x;
+    extent *= std::max<std::uint64_t>(x, 1);
+  }
+  return count * dtype_size(type);
+}
 /// The first name `names` holds twice, if any (sorting: a header may hold a million entries).
 inline const std::string* first_repeat(std::vector<const std::string*> names) {
   std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
@@ -174,8 +193,11 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
   const json::value root = json::parser(bytes.substr(8, n), source).parse();
   DP_CHECK(root.type == json::value::kind::object, io_error, "dp: ", source, ": corrupt header: not a JSON object");
   const std::uint64_t data_size = file_size - h.data_start;
+  bool seen_metadata = false;
   for (const auto& [name, v] : root.members) {
     if (name == "__metadata__") {
+      DP_CHECK(!seen_metadata, io_error, "dp: ", source, ": the header holds __metadata__ twice");
+      seen_metadata = true;
       DP_CHECK(v.type == json::value::kind::object, io_error, "dp: ", source, ": __metadata__ must be an object");
       for (const auto& [k, m] : v.members) {
         DP_CHECK(m.type == json::value::kind::string, io_error, "dp: ", source, ": metadata '", k,
@@ -206,23 +228,19 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
     tensor_entry e{name, *type, {}, whole(off->items[0], "data_offsets[0]"), whole(off->items[1], "data_offsets[1]")};
     DP_CHECK(sh->items.size() <= static_cast<std::size_t>(max_rank), io_error, "dp: ", source, ": entry '", name,
              "' has ", sh->items.size(), " dimensions (at most ", max_rank, ")");
-    // `extent`, the product of the non-zero dimensions, bounds every stride and partial product, so
-    // a zero dimension cannot hide huge others.
-    std::uint64_t count = 1, extent = 1;
     for (const auto& d : sh->items) {
       const std::uint64_t x = whole(d, "a shape entry");
-      DP_CHECK(x < (std::uint64_t{1} << 40) && (x == 0 || extent <= (std::uint64_t{1} << 48) / x), io_error,
-               "dp: ", source, ": entry '", name,
-               "' has an implausible shape (its non-zero dimensions multiply to more than 2^48)");
-      count *= x;
-      extent *= std::max<std::uint64_t>(x, 1);
+      DP_CHECK(x < (std::uint64_t{1} << 40), io_error, "dp: ", source, ": entry '", name, "' has an extent of ", x,
+               " (the format's files hold extents below 2^40)");
       e.shape.push_back(static_cast<index_t>(x));
     }
+    const std::optional<std::uint64_t> bytes = detail::stored_bytes(e.shape, e.type);
+    DP_CHECK(bytes.has_value(), io_error, "dp: ", source, ": entry '", name, "' has an implausible shape ", e.shape,
+             " (its non-zero dimensions multiply to more than 2^48)");
     DP_CHECK(e.begin <= e.end && e.end <= data_size, io_error, "dp: ", source, ": entry '", name, "' spans bytes [",
              e.begin, ", ", e.end, ") but the data section has ", data_size, " bytes (truncated file?)");
-    DP_CHECK(e.end - e.begin == count * dtype_size(e.type), io_error, "dp: ", source, ": entry '", name, "' (",
-             dt->text, ", shape ", e.shape, ") needs ", count * dtype_size(e.type), " bytes but spans ",
-             e.end - e.begin);
+    DP_CHECK(e.end - e.begin == *bytes, io_error, "dp: ", source, ": entry '", name, "' (", dt->text, ", shape ",
+             e.shape, ") needs ", *bytes, " bytes but spans ", e.end - e.begin);
     h.tensors.push_back(std::move(e));
   }
   std::vector<const std::string*> names, keys;
@@ -288,15 +306,13 @@ class reader {
   /// any other (another file's, one made by hand) must describe bytes this file holds.
   std::string_view raw(const tensor_entry& e) const {
     const std::uint64_t data_size = bytes_.size() - h_.data_start;
-    std::uint64_t want = dtype_size(e.type);
-    for (int i = 0; i < e.shape.rank(); ++i) {
-      DP_CHECK(e.shape[i] >= 0 && !__builtin_mul_overflow(want, static_cast<std::uint64_t>(e.shape[i]), &want),
-               io_error, "dp: ", source_, ": entry '", e.name, "' has shape ", e.shape, ", which no file can hold");
-    }
-    DP_CHECK(e.begin <= e.end && e.end <= data_size && e.end - e.begin == want, io_error, "dp: ", source_, ": entry '",
+    const std::optional<std::uint64_t> want = detail::stored_bytes(e.shape, e.type);
+    DP_CHECK(want.has_value(), io_error, "dp: ", source_, ": entry '", e.name, "' has shape ", e.shape,
+             ", which no file can hold");
+    DP_CHECK(e.begin <= e.end && e.end <= data_size && e.end - e.begin == *want, io_error, "dp: ", source_, ": entry '",
              e.name, "' (", dtype_name(e.type), ", shape ", e.shape, ", bytes [", e.begin, ", ", e.end,
              ")) does not describe data of this file (", data_size, " bytes): use an entry of this reader's info()");
-    return {bytes_.data() + h_.data_start + e.begin, static_cast<std::size_t>(want)};
+    return {bytes_.data() + h_.data_start + e.begin, static_cast<std::size_t>(*want)};
   }
 
   /// A host copy of an entry's values (the entry's dtype must be T's).
@@ -425,14 +441,11 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   for (const auto& e : entries) {
     DP_CHECK(e.name != "__metadata__", value_error,
              "dp: safetensors: '__metadata__' is the format's metadata key, not a tensor name");
-    std::uint64_t want = dtype_size(e.type);
-    for (int i = 0; i < e.shape.rank(); ++i) {
-      DP_CHECK(e.shape[i] >= 0 && !__builtin_mul_overflow(want, static_cast<std::uint64_t>(e.shape[i]), &want),
-               value_error, "dp: safetensors: entry '", e.name, "' has shape ", e.shape,
-               " (extents must be 0 or more, and their bytes countable)");
-    }
-    DP_CHECK(e.bytes.size() == want, value_error, "dp: safetensors: entry '", e.name, "' (", dtype_name(e.type),
-             ", shape ", e.shape, ") needs ", want, " bytes but holds ", e.bytes.size());
+    const std::optional<std::uint64_t> want = detail::stored_bytes(e.shape, e.type);
+    DP_CHECK(want.has_value(), value_error, "dp: safetensors: entry '", e.name, "' has shape ", e.shape,
+             " (a file holds extents from 0 to below 2^40 whose non-zero ones multiply to at most 2^48)");
+    DP_CHECK(e.bytes.size() == *want, value_error, "dp: safetensors: entry '", e.name, "' (", dtype_name(e.type),
+             ", shape ", e.shape, ") needs ", *want, " bytes but holds ", e.bytes.size());
     names.push_back(&e.name);
   }
   for (const auto& [k, v] : metadata) {
