@@ -62,7 +62,7 @@ TEST_CASE("slice, select, transpose, permute and broadcast_to are views") {
   CHECK_THROWS_AS(x.permute({0, 0}), dp::shape_error);
 }
 
-TEST_CASE("a 0-d tensor has no dimension to index, slice, squeeze or measure: each is a clear error") {
+TEST_CASE("a 0-d tensor has no dimension to index, slice or measure: each is a clear error") {
   // x[1] is 0-d; indexing it again (a 1-D tensor indexed as if 2-D) must not read a dimension it
   // no longer has (it read the removed one's extent and stride, and element 3 of 5 came back).
   const auto x = dp::from_vector<float>({0, 1, 2, 3, 4});
@@ -73,8 +73,12 @@ TEST_CASE("a 0-d tensor has no dimension to index, slice, squeeze or measure: ea
   CHECK_THROWS_WITH_AS((void)x[4][4], doctest::Contains("select: a 0-d tensor"), dp::value_error);
   CHECK_THROWS_WITH_AS((void)one.slice(0, 0, 1), doctest::Contains("slice: a 0-d tensor"), dp::value_error);
   CHECK_THROWS_WITH_AS((void)one.size(0), doctest::Contains("size: a 0-d tensor"), dp::value_error);
-  CHECK_THROWS_WITH_AS((void)dp::from_vector<float>({5}).select(0, 0).squeeze(0),
-                       doctest::Contains("squeeze: a 0-d tensor"), dp::value_error);
+  // squeeze of its axis 0 or -1 leaves a 0-d tensor as it is (PyTorch's rule); it once made rank -1.
+  const auto five = dp::from_vector<float>({5}).select(0, 0).squeeze(0);
+  CHECK(five.rank() == 0);
+  CHECK(five.item() == 5.f);
+  CHECK(one.squeeze(-1).rank() == 0);
+  CHECK_THROWS_WITH_AS((void)one.squeeze(1), doctest::Contains("squeeze: axis 1 is out of range"), dp::value_error);
   // What a 0-d tensor does have: its value, a reduction over axis 0 (PyTorch's rule), a transpose.
   CHECK(dp::sum(one, 0).item() == 1.f);
   CHECK(dp::sum(one, -1).rank() == 0);
@@ -198,6 +202,8 @@ TEST_CASE("arange counts like numpy.arange, and bounds that give no count are a 
   CHECK_THROWS_WITH_AS(dp::arange<float>(0, inf), doctest::Contains("arange: start 0, stop inf and step 1 give inf"),
                        dp::value_error);
   CHECK_THROWS_WITH_AS(dp::arange<float>(0, nan), doctest::Contains("expected finite bounds"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<float>(0, -inf), doctest::Contains("give -inf values"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<float>(inf, 0), doctest::Contains("expected finite bounds"), dp::value_error);
   CHECK_THROWS_WITH_AS(dp::arange<double>(0, 1e300), doctest::Contains("a count below 2^62"), dp::value_error);
   CHECK_THROWS_AS(dp::arange<float>(0, 1, 0), dp::value_error);
 }

@@ -139,11 +139,12 @@ DP_NOINLINE inline int normalize_axis(int axis, int rank, const char* op) {
   return r;
 }
 
-/// Like normalize_axis, for operations that read or remove an existing dimension (size, slice,
-/// select, squeeze): a 0-d tensor has none, so indexing one is an error, not a read of no dimension.
+/// Like normalize_axis, for operations that read an existing dimension (size, slice, select, and
+/// squeeze of a tensor of rank 1 or more): a 0-d tensor has none, so this is an error, not a read of
+/// a dimension that is not there.
 DP_NOINLINE inline int existing_axis(int axis, int rank, const char* op) {
   DP_CHECK(rank > 0, value_error, "dp: ", op, ": a 0-d tensor has no dimension ", axis,
-           " (index a tensor of rank 1 or more; a 0-d tensor's value is read with item())");
+           " (it has no dimensions at all; its value is read with item())");
   return normalize_axis(axis, rank, op);
 }
 

@@ -220,6 +220,10 @@ class tensor<T, dynamic_extents> {
   }
   /// Removes dimension `dim`, which must have size 1.
   tensor squeeze(int dim) const {
+    if (rank() == 0) {  // PyTorch's rule: axis 0 or -1 of a 0-d tensor leaves it as it is
+      (void)normalize_axis(dim, 0, "squeeze");
+      return *this;
+    }
     const int d = existing_axis(dim, rank(), "squeeze");
     DP_CHECK(shape_[d] == 1, shape_error, "dp: squeeze: dimension ", d, " of shape ", shape_, " has size ", shape_[d],
              ", expected 1");

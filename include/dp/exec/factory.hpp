@@ -1,6 +1,7 @@
 // Tensor factories and the tensor members that need an executor (fill, clone, to, item, to_vector).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -87,9 +88,9 @@ template <class T>
 tensor<T> arange(T start, T stop, T step = T(1), device d = cpu()) {
   DP_CHECK(step != T(0), value_error, "dp: arange: step must not be 0");
   const double n = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
-  // NaN (a NaN bound or step) or a count past 2^62 (an infinite bound) has no tensor; casting it was undefined.
-  DP_CHECK(n == n && n < 0x1p62, value_error, "dp: arange: start ", start, ", stop ", stop, " and step ", step,
-           " give ", n, " values (expected finite bounds and a count below 2^62)");
+  // An infinite or NaN count (a bound or step that is) or one past 2^62 has no tensor; casting it was undefined.
+  DP_CHECK(std::isfinite(n) && n < 0x1p62, value_error, "dp: arange: start ", start, ", stop ", stop, " and step ",
+           step, " give ", n, " values (expected finite bounds and a count below 2^62)");
   const index_t count = n > 0 ? static_cast<index_t>(n) : 0;
   return tensor<T>(detail::generator(detail::arange_gen<T>{start, step}, {count}, d));
 }

@@ -110,8 +110,9 @@ struct state_slot {
 };
 
 /// load_state of every optimizer: `given` names each state tensor state() names (parameter name and
-/// slot suffix) exactly once, with its parameter's shape, and `steps` is 0 or more. All of it is
-/// checked before anything is written: a refused load leaves the optimizer as it was.
+/// slot suffix) exactly once, with its parameter's shape, and `steps` is 0 or more. All of that is
+/// checked before anything is written, so a refused load leaves the optimizer as it was (the copies
+/// themselves are device work, whose failure, as any, leaves the state undefined).
 template <class T>
 void load_named_state(const char* optimizer, const std::vector<nn::param_entry>& layout, std::int64_t steps,
                       const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots) {
@@ -132,9 +133,13 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
       }
     }
   }
+  // Sorted by name, so that matching is n log n: a model may have thousands of parameters.
+  std::sort(want.begin(), want.end(), [](const target& a, const target& b) { return a.name < b.name; });
   for (const auto& ns : given) {
-    const auto t = std::find_if(want.begin(), want.end(), [&](const target& w) { return w.name == ns.name; });
-    DP_CHECK(t != want.end(), value_error, "dp: ", optimizer, ": load_state: no state is named '", ns.name, "' (",
+    const auto t = std::lower_bound(want.begin(), want.end(), ns.name,
+                                    [](const target& w, const std::string& n) { return w.name < n; });
+    DP_CHECK(t != want.end() && t->name == ns.name, value_error, "dp: ", optimizer, ": load_state: no state is named '",
+             ns.name, "' (",
              kinds.empty() ? std::string("this optimizer keeps none") : "expected " + kinds + " for a parameter", ")");
     DP_CHECK(t->value == nullptr, value_error, "dp: ", optimizer, ": load_state: '", ns.name, "' is given twice");
     DP_CHECK(ns.value.defined() && ns.value.shape() == t->param->shape, shape_error, "dp: ", optimizer,

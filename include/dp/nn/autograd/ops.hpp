@@ -457,6 +457,10 @@ var<V> var<V>::unsqueeze(int dim) const {
 
 template <class V>
 var<V> var<V>::squeeze(int dim) const {
+  if (rank() == 0) {  // as tensor::squeeze: axis 0 or -1 of a 0-d value leaves it as it is
+    (void)normalize_axis(dim, 0, "squeeze");
+    return *this;
+  }
   const int d = existing_axis(dim, rank(), "squeeze");
   DP_CHECK(shape_[d] == 1, shape_error, "dp: squeeze: dimension ", d, " of shape ", shape_, " has size ", shape_[d],
            ", expected 1");
