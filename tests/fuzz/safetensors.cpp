@@ -10,6 +10,7 @@
 #include <dp/io/safetensors.hpp>
 #include <dp/nn/layers/linear.hpp>
 #include <dp/nn/layers/norm.hpp>
+#include <dp/nn/module.hpp>
 
 namespace {
 

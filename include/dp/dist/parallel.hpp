@@ -29,6 +29,7 @@
 #include <vector>
 
 #include <dp/core/device.hpp>
+#include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/buffer_sync.hpp>
 #include <dp/dist/communicator.hpp>
@@ -40,7 +41,6 @@
 #include <dp/dist/session.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/nn/module.hpp>
-#include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 
 namespace dp::inline DP_ABI {

@@ -16,6 +16,7 @@
 
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
+#include <dp/core/replica_access.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/hierarchical.hpp>
 #include <dp/dist/local.hpp>
@@ -24,7 +25,6 @@
 #include <dp/dist/session.hpp>
 #include <dp/dist/workers.hpp>
 #include <dp/exec/thread_pool.hpp>
-#include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 
 namespace dp::inline DP_ABI::dist::detail {

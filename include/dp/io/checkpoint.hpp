@@ -6,13 +6,13 @@
 
 #include <charconv>
 #include <climits>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <dp/io/model.hpp>
 #include <dp/io/safetensors.hpp>
-#include <dp/optim/optimizer.hpp>
 
 namespace dp::inline DP_ABI::io {
 
@@ -26,8 +26,29 @@ struct progress {
   std::string recipe{};
 };
 
+/// What a checkpoint needs of an optimizer, as every dp::optim optimizer has it: its state slots by
+/// name (name and value each), its step count, and load_state taking both back.
+template <class Opt>
+concept checkpointed_optimizer = requires(Opt& o) {
+  { o.steps() } -> std::convertible_to<std::int64_t>;
+  o.state().front().name;
+  o.state().front().value;
+  o.load_state(o.steps(), o.state());
+};
+
+namespace detail {
+/// Made complete first thing in save_checkpoint and load_checkpoint, so that its message leads.
+template <class Opt>
+struct optimizer_check {
+  static_assert(checkpointed_optimizer<Opt>,
+                "dp: a checkpoint's third argument is the optimizer that trains the model (dp::optim::sgd, adam or "
+                "adamw, made from the same trainer or dp::parallel)");
+};
+}  // namespace detail
+
 template <class Owner, class Opt>
 void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, progress p = {}) {
+  (void)sizeof(detail::optimizer_check<Opt>);
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     entries.push_back(make_entry("optimizer." + s.name, s.value));
@@ -40,9 +61,9 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
                                                         {"dp.optimizer_steps", std::to_string(opt.steps())},
                                                         {"dp.trainer_steps", std::to_string(owner.steps())}};
   // Random modules' seeds (dropout): with the step counter they fix every mask still to come.
-  nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t seed) {
-    meta.emplace_back("dp.seed." + name, std::to_string(seed));
-  });
+  detail::state<decltype(owner.model())>::for_each_seed(
+      owner.model(),
+      [&](const std::string& name, std::uint64_t seed) { meta.emplace_back("dp.seed." + name, std::to_string(seed)); });
   write(path, std::move(entries), std::move(meta));
 }
 
@@ -50,6 +71,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
 /// position to resume from. All-or-nothing, like dp::io::load.
 template <class Owner, class Opt>
 progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+  (void)sizeof(detail::optimizer_check<Opt>);
   const reader r(path);
   r.verify();
   const header& h = r.info();
@@ -68,15 +90,15 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   const progress p{static_cast<std::int64_t>(number("dp.epoch")), static_cast<std::int64_t>(number("dp.batch")),
                    recipe != nullptr ? *recipe : std::string()};
   std::vector<std::uint64_t> seeds;
-  nn::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
+  detail::state<decltype(owner.model())>::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
     seeds.push_back(number(("dp.seed." + name).c_str(), UINT64_MAX));  // seeds use all 64 bits
   });
   const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps"));
   const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));
   // The optimizer's expected state, checked together with the model's names.
   std::vector<std::string> opt_names;
-  std::vector<optim::named_state<typename Owner::value_type>> state = opt.state();
-  for (const auto& s : state) {
+  auto slots = opt.state();
+  for (const auto& s : slots) {
     opt_names.push_back("optimizer." + s.name);
     const tensor_entry* e = h.find("optimizer." + s.name);
     DP_CHECK(e && e->shape == s.value.shape() && e->type == dtype_of<typename Owner::value_type>(), io_error,
@@ -88,12 +110,12 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   detail::assign_all(owner, r, "");
   dp::detail::replica_access::update_model(owner, [&](auto& m) {
     std::size_t i = 0;
-    nn::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
+    detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
   });
-  for (auto& s : state) {
+  for (auto& s : slots) {
     s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
   }
-  opt.load_state(opt_steps, state);
+  opt.load_state(opt_steps, slots);
   dp::detail::replica_access::restore_steps(owner, static_cast<std::uint64_t>(trainer_steps));
   return p;
 }

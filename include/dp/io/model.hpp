@@ -7,12 +7,13 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include <dp/core/model_state.hpp>
+#include <dp/core/replica_access.hpp>
 #include <dp/io/safetensors.hpp>
-#include <dp/nn/module.hpp>
-#include <dp/nn/replica_access.hpp>
 
 namespace dp::inline DP_ABI::io {
 
@@ -30,10 +31,14 @@ const auto& model_of(const X& x) {
   }
 }
 
+/// A model's tensors and seeds, reached through the protocol nn implements (io does not include nn).
+template <class M>
+using state = dp::detail::model_state<std::remove_cvref_t<M>>;
+
 template <class M>
 std::vector<entry> model_entries(const M& model, const std::string& prefix = "") {
   std::vector<entry> out;
-  nn::for_each_tensor(model, [&](const std::string& name, const auto& member) {
+  state<M>::for_each_tensor(model, [&](const std::string& name, const auto& member) {
     out.push_back(make_entry(prefix + name, member.value()));
   });
   return out;
@@ -45,7 +50,7 @@ void check_against(const M& model, const header& h, const std::string& source, c
                    const std::vector<std::string>& also_expected = {}) {
   std::vector<std::string> missing, wrong, extra;
   std::vector<std::string> expected = also_expected;
-  nn::for_each_tensor(model, [&](const std::string& name, const auto& member) {
+  state<M>::for_each_tensor(model, [&](const std::string& name, const auto& member) {
     using V = typename std::remove_cvref_t<decltype(member)>::value_type;
     const std::string full = prefix + name;
     expected.push_back(full);
@@ -82,7 +87,7 @@ void check_against(const M& model, const header& h, const std::string& source, c
 
 template <class M>
 void assign_model(M& model, const reader& r, const std::string& prefix) {
-  nn::for_each_tensor(model, [&](const std::string& name, auto& member) {
+  state<M>::for_each_tensor(model, [&](const std::string& name, auto& member) {
     using V = typename std::remove_cvref_t<decltype(member)>::value_type;
     const tensor<V> host = r.read<V>(*r.info().find(prefix + name));
     member.assign(host.to(member.device()));

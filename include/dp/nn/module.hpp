@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/model_state.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/nn/parameter.hpp>
 #include <dp/nn/reflect.hpp>
@@ -283,3 +284,21 @@ index_t parameter_count(const M& model) {
 }
 
 }  // namespace dp::inline DP_ABI::nn
+
+namespace dp::inline DP_ABI::detail {
+
+/// io's door to a model (core/model_state.hpp): every module's tensors and seeds, by nn's visitors.
+template <class M>
+  requires nn::module<M>
+struct model_state<M> {
+  template <class X, class F>
+  static void for_each_tensor(X& m, F&& f) {
+    nn::for_each_tensor(m, f);
+  }
+  template <class X, class F>
+  static void for_each_seed(X& m, F&& f) {
+    nn::for_each_seed(m, f);
+  }
+};
+
+}  // namespace dp::inline DP_ABI::detail

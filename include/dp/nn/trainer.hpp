@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/exec/factory.hpp>
@@ -25,7 +26,6 @@
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/module.hpp>
-#include <dp/nn/replica_access.hpp>
 
 namespace dp::inline DP_ABI {
 

@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/factory.hpp>
-#include <dp/nn/replica_access.hpp>
 #include <dp/nn/trainer.hpp>
 #include <dp/optim/schedule.hpp>
 

@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/factory.hpp>
 #include <dp/exec/for_each.hpp>
-#include <dp/nn/replica_access.hpp>
 
 namespace dp::inline DP_ABI::optim::detail {
 

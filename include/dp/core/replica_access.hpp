@@ -1,7 +1,7 @@
 // The one door to every replica of a parameter owner (trainer, dp::parallel): each replica's flat
 // parameters and gradients, each replica's model. Optimizers and checkpoint loading go through it;
 // dp::parallel keeps these members private, so user code has no API that reaches a replica and
-// replicas cannot drift apart.
+// replicas cannot drift apart. It sits in core, below every layer that uses it: nn, io, optim, dist.
 #pragma once
 
 #include <cstdint>
