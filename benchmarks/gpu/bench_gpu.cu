@@ -366,8 +366,8 @@ void graph_step(benchmark::State& s, dp::index_t batch, dp::index_t features) {
     reference.step();
   }
   sync();
-  const std::vector<float> got = dp::detail::replica_access::flat_params(r.t).to_vector(),
-                           want = dp::detail::replica_access::flat_params(reference.t).to_vector();
+  const std::vector<float> got = dp::detail::trainer_access::flat_params(r.t).to_vector(),
+                           want = dp::detail::trainer_access::flat_params(reference.t).to_vector();
   double diff = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
     diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));

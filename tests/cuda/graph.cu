@@ -38,8 +38,8 @@ TEST_CASE("five replays of a captured adamw step with a schedule equal five eage
   }
   CHECK(oc.steps() == 7);
   CHECK(oc.current_lr() == oe.current_lr());
-  CHECK(dp::detail::replica_access::flat_params(captured).to_vector() ==
-        dp::detail::replica_access::flat_params(eager).to_vector());
+  CHECK(dp::detail::trainer_access::flat_params(captured).to_vector() ==
+        dp::detail::trainer_access::flat_params(eager).to_vector());
 }
 
 TEST_CASE("a capture that reads a result back or needs new memory is a clear error, and the stream recovers") {

@@ -31,8 +31,8 @@ TEST_CASE("a training step on the GPU gives the host's loss and gradients") {
   const double lh = host.backward(nn::cross_entropy, x, y);
   const double lg = gpu.backward(nn::cross_entropy, x.to(dp::cuda(0)), y.to(dp::cuda(0)));
   CHECK(lg == doctest::Approx(lh).epsilon(1e-5));
-  const auto gh = dp::detail::replica_access::flat_grads(host).to_vector(),
-             gg = dp::detail::replica_access::flat_grads(gpu).to_vector();
+  const auto gh = dp::detail::trainer_access::flat_grads(host).to_vector(),
+             gg = dp::detail::trainer_access::flat_grads(gpu).to_vector();
   int bad = 0;
   for (std::size_t i = 0; i < gh.size(); ++i) {
     bad += !(std::fabs(gh[i] - gg[i]) <= 1e-5 + 1e-4 * std::fabs(gh[i]));

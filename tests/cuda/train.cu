@@ -41,8 +41,8 @@ TEST_CASE("ten adamw steps with a schedule on the GPU follow the host's: weights
   }
   CHECK(og.steps() == 10);
   CHECK(og.current_lr() == oh.current_lr());
-  check_same(dp::detail::replica_access::flat_params(gpu).to_vector(),
-             dp::detail::replica_access::flat_params(host).to_vector(), 1e-4);
+  check_same(dp::detail::trainer_access::flat_params(gpu).to_vector(),
+             dp::detail::trainer_access::flat_params(host).to_vector(), 1e-4);
   const auto sh = oh.state(), sg = og.state();
   REQUIRE(sh.size() == sg.size());
   for (std::size_t i = 0; i < sh.size(); ++i) {

@@ -138,7 +138,7 @@ TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for
       const double lp = par.backward(nn::cross_entropy, x, y);
       CHECK(lp == doctest::Approx(ls).epsilon(1e-6));
       for (std::size_t r = 0; r < par.replica_count(); ++r) {
-        close(replica_grads(par, r), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+        close(replica_grads(par, r), dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
       }
       auto opt_s = dp::optim::adamw(single, {.lr = 1e-2});
       auto opt_p = dp::optim::adamw(par, {.lr = 1e-2});
@@ -151,7 +151,7 @@ TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for
         opt_p.step();
       }
       for (std::size_t r = 0; r < par.replica_count(); ++r) {
-        close(replica_params(par, r), dp::detail::replica_access::flat_params(single).to_vector(), 1e-5, 1e-6);
+        close(replica_params(par, r), dp::detail::trainer_access::flat_params(single).to_vector(), 1e-5, 1e-6);
       }
     }
   }
@@ -167,7 +167,7 @@ TEST_CASE("in training mode dropout masks and gradients do not depend on the dev
   auto y = dp::cast<std::int64_t>(dp::rand<float>({20}, dp::cpu(), 2) * 2.99f);
   (void)single.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
   (void)par.backward(nn::cross_entropy, dp::tensor<float>(x), dp::tensor<std::int64_t>(y));
-  close(replica_grads(par, 0), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+  close(replica_grads(par, 0), dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
 }
 
 TEST_CASE("a training-mode par(x) draws the dropout masks of one device, call after call") {
@@ -197,7 +197,7 @@ TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count"
     auto y = labels(batch, 2);
     CHECK(par.backward(nn::cross_entropy, x, y) ==
           doctest::Approx(single.backward(nn::cross_entropy, x, y)).epsilon(1e-6));
-    close(replica_grads(par, 6), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+    close(replica_grads(par, 6), dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
   }
 }
 
@@ -261,8 +261,8 @@ TEST_CASE("two parallel models on the same workers stay independent") {
     osa.step();
     osb.step();
   }
-  close(replica_params(a, 1), dp::detail::replica_access::flat_params(sa).to_vector(), 1e-5, 1e-6);
-  close(replica_params(b, 1), dp::detail::replica_access::flat_params(sb).to_vector(), 1e-5, 1e-6);
+  close(replica_params(a, 1), dp::detail::trainer_access::flat_params(sa).to_vector(), 1e-5, 1e-6);
+  close(replica_params(b, 1), dp::detail::trainer_access::flat_params(sb).to_vector(), 1e-5, 1e-6);
 }
 
 TEST_CASE("no_sync accumulates locally; stepping before synchronising is an error") {
@@ -280,7 +280,7 @@ TEST_CASE("no_sync accumulates locally; stepping before synchronising is an erro
   (void)par.backward(nn::cross_entropy, x2, y);
   (void)single.backward(nn::cross_entropy, x1, y, dp::no_sync);
   (void)single.backward(nn::cross_entropy, x2, y);
-  close(replica_grads(par, 1), dp::detail::replica_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+  close(replica_grads(par, 1), dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
   opt.step();
 }
 

@@ -73,7 +73,7 @@ struct run {
 
 /// The trainer's and optimizer's whole state, to compare before and after a load.
 std::vector<float> snapshot(run& r) {
-  std::vector<float> v = dp::detail::replica_access::flat_params(r.trainer).to_vector();
+  std::vector<float> v = dp::detail::trainer_access::flat_params(r.trainer).to_vector();
   for (const auto& s : r.opt.state()) {
     const auto x = s.value.contiguous().to_vector();
     v.insert(v.end(), x.begin(), x.end());

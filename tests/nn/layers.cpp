@@ -433,7 +433,7 @@ TEST_CASE("dropout: scaled mask in training, identity in evaluation, the same ma
   // mean(mask^2) = 4 kept / 200, and d/dw_j = (2/200) * 4 * kept_j: backward must see forward's mask.
   nn::trainer<model5> t{model5{}};
   const float loss = t.backward(nn::mse_loss, dp::ones<float>({4, 50}), dp::zeros<float>({4, 50}));
-  const auto g = dp::detail::replica_access::flat_grads(t).to_vector();
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
   double kept_by_grad = 0;
   for (int j = 0; j < 50; ++j) {
     kept_by_grad += g[static_cast<std::size_t>(j)] * 25.0;

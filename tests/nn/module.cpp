@@ -48,7 +48,7 @@ TEST_CASE("a model that lists its members with dp_members trains once it names i
   const auto x = dp::from_vector<double>({1, 0, 2, 0, 1, 1}, {2, 3});
   // out = 2 x w = [[22, 28], [16, 20]]; loss = mean(out^2) = 1924 / 4; dloss/dw = x^T out (by hand)
   CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(481.0));
-  CHECK(dp::detail::replica_access::flat_grads(t).slice(0, 0, 6).to_vector() ==
+  CHECK(dp::detail::trainer_access::flat_grads(t).slice(0, 0, 6).to_vector() ==
         std::vector<double>{22, 28, 16, 20, 60, 76});  // (the flat buffer is padded past them)
 }
 

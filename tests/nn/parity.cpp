@@ -34,7 +34,7 @@ template <class Trainer>
 dp::tensor<float> param(Trainer& t, const std::string& name) {
   for (const auto& e : t.layout()) {
     if (e.name == name) {
-      return dp::detail::replica_access::flat_params(t).slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+      return e.view(dp::detail::trainer_access::flat_params(t));
     }
   }
   FAIL("no parameter " << name);
@@ -44,7 +44,7 @@ template <class Trainer>
 dp::tensor<float> grad(Trainer& t, const std::string& name) {
   for (const auto& e : t.layout()) {
     if (e.name == name) {
-      return dp::detail::replica_access::flat_grads(t).slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+      return e.view(dp::detail::trainer_access::flat_grads(t));
     }
   }
   FAIL("no parameter " << name);

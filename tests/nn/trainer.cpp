@@ -88,8 +88,8 @@ TEST_CASE("backward_async leaves the loss on the device: same loss and gradients
   CHECK(loss.numel() == 1);
   CHECK(loss.device() == async.device());
   CHECK(loss.item() == static_cast<float>(l1));
-  CHECK(dp::detail::replica_access::flat_grads(async).to_vector() ==
-        dp::detail::replica_access::flat_grads(sync).to_vector());
+  CHECK(dp::detail::trainer_access::flat_grads(async).to_vector() ==
+        dp::detail::trainer_access::flat_grads(sync).to_vector());
   // The returned tensor is the plan's loss slot: the next step of that shape writes into it.
   const double l2 = sync.backward(nn::cross_entropy, x2, y);
   const long heap_before = heap_allocations.load();
@@ -126,8 +126,8 @@ TEST_CASE("replaying a plan on new data gives the gradients of a fresh trace") {
   const float l2 = replayed.backward(nn::cross_entropy, x2, y);  // replay
   const float f2 = fresh.backward(nn::cross_entropy, x2, y);     // trace
   CHECK(l2 == f2);
-  CHECK(dp::detail::replica_access::flat_grads(replayed).to_vector() ==
-        dp::detail::replica_access::flat_grads(fresh).to_vector());
+  CHECK(dp::detail::trainer_access::flat_grads(replayed).to_vector() ==
+        dp::detail::trainer_access::flat_grads(fresh).to_vector());
 }
 
 TEST_CASE("no_sync accumulates; the next plain backward adds to it") {
@@ -142,9 +142,9 @@ TEST_CASE("no_sync accumulates; the next plain backward adds to it") {
   CHECK(acc.gradients() == nn::grad_state::complete);
   (void)a.backward(nn::mse_loss, x1, y);
   (void)b.backward(nn::mse_loss, x2, y);
-  const auto ga = dp::detail::replica_access::flat_grads(a).to_vector(),
-             gb = dp::detail::replica_access::flat_grads(b).to_vector(),
-             gacc = dp::detail::replica_access::flat_grads(acc).to_vector();
+  const auto ga = dp::detail::trainer_access::flat_grads(a).to_vector(),
+             gb = dp::detail::trainer_access::flat_grads(b).to_vector(),
+             gacc = dp::detail::trainer_access::flat_grads(acc).to_vector();
   for (std::size_t i = 0; i < ga.size(); ++i) {
     CHECK(gacc[i] == doctest::Approx(ga[i] + gb[i]).epsilon(1e-6));
   }
@@ -363,13 +363,13 @@ TEST_CASE("a NaN in the inputs stops training at that step with a dp error; noth
   const dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({8});
   (void)t.backward(nn::cross_entropy, x, y);
   opt.step();
-  const auto before = dp::detail::replica_access::flat_params(t).to_vector();
+  const auto before = dp::detail::trainer_access::flat_params(t).to_vector();
   x[3][5] = std::numeric_limits<float>::quiet_NaN();  // one bad feature: relu keeps it, so the loss shows it
   CHECK_THROWS_WITH_AS((void)t.backward(nn::cross_entropy, x, y), doctest::Contains("the loss of step 2 is NaN"),
                        dp::value_error);
   CHECK(t.gradients() == nn::grad_state::none);
   CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // the poisoned gradients cannot be applied
-  CHECK(dp::detail::replica_access::flat_params(t).to_vector() == before);
+  CHECK(dp::detail::trainer_access::flat_params(t).to_vector() == before);
   t.allow_non_finite_loss(true);  // asked for: the NaN is returned
   CHECK(std::isnan(t.backward(nn::cross_entropy, x, y)));
 }

@@ -13,11 +13,11 @@ struct one {
   auto forward(auto x) const { return x * w; }
 };
 void set_grads(nn::trainer<one>& t, std::vector<double> g) {
-  dp::tensor<double>(dp::detail::replica_access::flat_grads(t)).slice(0, 0, 3) = dp::from_vector<double>(g);
+  dp::tensor<double>(dp::detail::trainer_access::flat_grads(t)).slice(0, 0, 3) = dp::from_vector<double>(g);
   dp::detail::replica_access::set_gradients(t, nn::grad_state::complete);
 }
 std::vector<double> weights(nn::trainer<one>& t) {
-  auto v = dp::detail::replica_access::flat_params(t).to_vector();
+  auto v = dp::detail::trainer_access::flat_params(t).to_vector();
   return {v[0], v[1], v[2]};
 }
 const std::vector<std::vector<double>> grads{{0.1, -0.3, 0.7}, {0.2, 0.1, -0.4}, {-0.5, 0.6, 0.05}};
@@ -180,14 +180,48 @@ TEST_CASE("load_state takes exactly the state state() names, or refuses and chan
                        dp::value_error);
 }
 
+TEST_CASE("state() hands out copies: writing to them changes neither the optimizer nor any replica") {
+  // Two host replicas: a view of replica 0's state, written by the caller, would make it differ from
+  // replica 1's, and the next step would update the two copies of the weights differently.
+  const auto run = [](auto make_opt) {
+    nn::trainer<one> reference{one{}};
+    dp::parallel<one> par{one{}, {dp::cpu(0), dp::cpu(1)}};
+    auto ro = make_opt(reference);
+    auto po = make_opt(par);
+    const auto x = dp::from_vector<double>({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}).reshape({2, 3});
+    const auto y = dp::from_vector<double>({0.5, 0.0, -1.0, 2.0, 1.0, 0.0}).reshape({2, 3});
+    for (int step = 0; step < 3; ++step) {
+      (void)reference.backward(nn::mse_loss, x, y);
+      ro.step();
+      (void)par.backward(nn::mse_loss, x, y);
+      po.step();
+      const auto before = po.state()[0].value.to_vector();
+      for (auto& s : po.state()) {
+        s.value.fill(1e6);
+      }
+      CHECK(po.state()[0].value.to_vector() == before);
+    }
+    const auto want = weights(reference);
+    dp::detail::replica_access::for_each_replica(par, [&](std::size_t r, const auto& w, const auto&) {
+      CAPTURE(r);
+      const auto got = w.to_vector();
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-9));
+      }
+    });
+  };
+  run([](auto& owner) { return dp::optim::adam(owner, {.lr = 0.01}); });
+  run([](auto& owner) { return dp::optim::sgd(owner, {.lr = 0.01, .momentum = 0.9}); });
+}
+
 TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
   nn::trainer<one> t{one{}};
   set_grads(t, {3, 0, 4});
   CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(5.0));
-  const auto g = dp::detail::replica_access::flat_grads(t).to_vector();
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
   CHECK(g[0] == doctest::Approx(0.6).epsilon(1e-5));
   CHECK(g[2] == doctest::Approx(0.8).epsilon(1e-5));
   set_grads(t, {0.3, 0, 0.4});
   CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(0.5));
-  CHECK(dp::detail::replica_access::flat_grads(t).to_vector()[0] == doctest::Approx(0.3));
+  CHECK(dp::detail::trainer_access::flat_grads(t).to_vector()[0] == doctest::Approx(0.3));
 }

@@ -30,8 +30,8 @@ void gradcheck(Model model, const Loss& loss, const Args&... args) {
   const double traced = t.backward(loss, args...);
   const double eager = eager_loss(t.model(), loss, args...);
   CHECK(traced == doctest::Approx(eager).epsilon(1e-10));
-  const std::vector<double> g = dp::detail::replica_access::flat_grads(t).to_vector();
-  double* p = dp::detail::replica_access::flat_params(t).data();
+  const std::vector<double> g = dp::detail::trainer_access::flat_grads(t).to_vector();
+  double* p = dp::detail::trainer_access::flat_params(t).data();
   constexpr double h = 1e-6;
   int bad = 0, checked = 0;
   for (const auto& e : t.layout()) {

@@ -1,7 +1,8 @@
 // The one door to every replica of a parameter owner (trainer, dp::parallel): each replica's flat
-// parameters and gradients, each replica's model. Optimizers and checkpoint loading go through it;
-// dp::parallel keeps these members private, so user code has no API that reaches a replica and
-// replicas cannot drift apart. It sits in core, below every layer that uses it: nn, io, optim, dist.
+// parameters and gradients, each replica's model, its step count. Optimizers and checkpoint loading
+// go through it; owners keep these members private, so user code has no API that reaches a replica
+// and replicas cannot drift apart. It sits in core, below every layer that uses it (nn, io, optim,
+// dist); a trainer's own internals, which only dp::parallel uses, are nn/trainer_access.hpp.
 #pragma once
 
 #include <cstdint>
@@ -31,36 +32,6 @@ struct replica_access {
   template <class O, class S>
   static void set_gradients(O& o, S state) {
     o.set_gradients(state);
-  }
-
-  // A trainer's own state, for dp::parallel (which holds one trainer per replica) and tests.
-  template <class Trainer>
-  static const auto& flat_params(const Trainer& t) noexcept {
-    return t.flat_params();
-  }
-  template <class Trainer>
-  static const auto& flat_grads(const Trainer& t) noexcept {
-    return t.flat_grads();
-  }
-  template <class Trainer>
-  static auto& mutable_model(Trainer& t) noexcept {
-    return t.mutable_model();
-  }
-  template <class Trainer, class... Args>
-  static double step_grads(Trainer& t, const Args&... args) {
-    return t.step_grads(args...);
-  }
-  template <class Trainer>
-  static void undo_step(Trainer& t) {
-    t.undo_step();
-  }
-  template <class Trainer>
-  static void forget_step(Trainer& t) noexcept {
-    t.forget_step();
-  }
-  template <class Trainer>
-  static void retire(Trainer& t) noexcept {
-    t.retire();
   }
 };
 

@@ -42,6 +42,7 @@
 #include <dp/exec/fp_env.hpp>
 #include <dp/nn/module.hpp>
 #include <dp/nn/trainer.hpp>
+#include <dp/nn/trainer_access.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -108,7 +109,7 @@ class parallel {
   parallel(nn::trainer<Model>&& t, std::vector<device> devices, parallel_options o = {})
       : parallel(Model(t.model()), std::move(devices), o) {
     restore_steps(t.steps());
-    detail::replica_access::retire(t);
+    detail::trainer_access::retire(t);
   }
   parallel(const parallel&) = delete;
   parallel& operator=(const parallel&) = delete;
@@ -118,23 +119,23 @@ class parallel {
       : opts_(o),
         group_(std::move(model), devices, o.comm, world, o.deterministic),
         plan_(std::move(devices)),
-        reducer_(group_[0].layout(), detail::replica_access::flat_grads(group_[0]).numel(), o.bucket_bytes,
+        reducer_(group_[0].layout(), detail::trainer_access::flat_grads(group_[0]).numel(), o.bucket_bytes,
                  o.first_bucket_bytes),
         losses_(static_cast<std::size_t>(group_.size())),
         batch_(group_.world_size()) {
     DP_CHECK(o.chunk >= 1, value_error, "dp: parallel: parallel_options::chunk must be positive, got ", o.chunk);
     for (int i = 0; i < group_.size(); ++i) {
-      buffers_.emplace_back(detail::replica_access::mutable_model(group_[i]));
+      buffers_.emplace_back(detail::trainer_access::mutable_model(group_[i]));
     }
     if (o.deterministic) {
-      const index_t params = detail::replica_access::flat_grads(group_[0]).numel();
+      const index_t params = detail::trainer_access::flat_grads(group_[0]).numel();
       for (int i = 0; i < group_.size(); ++i) {
         chunks_.emplace_back(params, buffers_[static_cast<std::size_t>(i)]);
       }
       tree_.emplace(params, chunks_[0].extras());
     }
     if (overlapped()) {
-      reducer_.overlap(detail::replica_access::flat_grads(group_[0]), &group_.comm(0));
+      reducer_.overlap(detail::trainer_access::flat_grads(group_[0]), &group_.comm(0));
     }
     if (group_.world_size() > 1) {
       join_world();
@@ -281,7 +282,7 @@ class parallel {
   void for_each_replica(F&& f) {
     auto job = [&](int i) {
       auto& r = group_[i];
-      f(static_cast<std::size_t>(i), detail::replica_access::flat_params(r), detail::replica_access::flat_grads(r));
+      f(static_cast<std::size_t>(i), detail::trainer_access::flat_params(r), detail::trainer_access::flat_grads(r));
     };
     guarded([&] { group_.each(job, group_.size()); });
   }
@@ -295,7 +296,7 @@ class parallel {
   /// Every replica as it was before the step that began last (buffers, step count), gradients dropped.
   void undo_step() {
     for (int i = 0; i < group_.size(); ++i) {
-      detail::replica_access::undo_step(group_[i]);
+      detail::trainer_access::undo_step(group_[i]);
     }
   }
   void restore_steps(std::uint64_t steps) noexcept {
@@ -324,7 +325,7 @@ class parallel {
       return deterministic_step(loss, step_number, n, args...);
     }
     if (group_.size() == 1 && group_.world_size() == 1) {  // the bare trainer
-      return detail::replica_access::step_grads(group_[0], loss, local_only, T(1), index_t{0},
+      return detail::trainer_access::step_grads(group_[0], loss, local_only, T(1), index_t{0},
                                                 static_cast<const nn::detail::grad_ready_hook*>(nullptr),
                                                 plan_.whole(args)...);
     }
@@ -332,7 +333,7 @@ class parallel {
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
     const bool accumulating = group_[0].gradients() == nn::grad_state::local;
     for (int i = 0; i < group_.size(); ++i) {  // a replica without samples has nothing to undo
-      detail::replica_access::forget_step(group_[i]);
+      detail::trainer_access::forget_step(group_[i]);
     }
     // One replica per rank: each bucket's all-reduce starts as soon as backward has finished it.
     const bool overlap = overlapped() && !local_only;
@@ -347,7 +348,7 @@ class parallel {
             static_cast<double>(scale) * on_shard(i, plan_.begin(i), plan_.begin(i) + c, args..., [&] {
               return std::apply(
                   [&](const auto&... part) {
-                    return detail::replica_access::step_grads(r, loss, local_only, scale,
+                    return detail::trainer_access::step_grads(r, loss, local_only, scale,
                                                               global_offset_ + plan_.begin(i),
                                                               overlap ? reducer_.hook() : nullptr, part...);
                   },
@@ -356,7 +357,7 @@ class parallel {
       } else {  // no samples here: contribute nothing, but take part in every collective
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
-          tensor<T>(detail::replica_access::flat_grads(r)).fill(T(0));
+          tensor<T>(detail::trainer_access::flat_grads(r)).fill(T(0));
         }
         detail::replica_access::set_gradients(r, local_only ? nn::grad_state::local : nn::grad_state::complete);
         if (overlap) {
@@ -402,7 +403,7 @@ class parallel {
     auto& parts = plan_.scatter(args...);
     const std::uint64_t before = step_number - 1;
     for (int i = 0; i < group_.size(); ++i) {  // a replica without chunks has nothing to undo
-      detail::replica_access::forget_step(group_[i]);
+      detail::trainer_access::forget_step(group_[i]);
     }
     if (training) {  // every chunk starts from these; a failed step puts them back
       for (auto& b : buffers_) {
@@ -426,12 +427,12 @@ class parallel {
         const T scale = mean ? static_cast<T>(share) : T(1);
         const double l = on_shard(i, a, b, args..., [&] {
           return [&]<std::size_t... K>(std::index_sequence<K...>) {
-            return detail::replica_access::step_grads(
+            return detail::trainer_access::step_grads(
                 r, loss, false, scale, global_offset_ + a, nullptr,
                 rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
           }(std::index_sequence_for<Args...>{});
         });
-        kept.keep(detail::replica_access::flat_grads(r), training ? &buffers : nullptr, share,
+        kept.keep(detail::trainer_access::flat_grads(r), training ? &buffers : nullptr, share,
                   static_cast<double>(scale) * l, (global_offset_ + a) / c, b == last);
       }
       detail::replica_access::restore_steps(r, before + 1);
@@ -482,8 +483,8 @@ class parallel {
     const bool host = group_.devices()[0].is_cpu();
     if (outs_.empty()) {  // every replica's gradients on the host, or one staging copy for GPUs
       for (int i = 0; i < (host ? group_.size() : 1); ++i) {
-        outs_.push_back(host ? tensor<T>(detail::replica_access::flat_grads(group_[i]))
-                             : empty<T>({detail::replica_access::flat_grads(group_[0]).numel()}));
+        outs_.push_back(host ? tensor<T>(detail::trainer_access::flat_grads(group_[i]))
+                             : empty<T>({detail::trainer_access::flat_grads(group_[0]).numel()}));
       }
     }
     auto each = [&](auto& task, int tasks) { group_.each(task, tasks); };
@@ -496,7 +497,7 @@ class parallel {
     for (int i = 0; i < group_.size(); ++i) {
       auto& r = group_[i];
       if (!host) {
-        tensor<T>(detail::replica_access::flat_grads(r))
+        tensor<T>(detail::trainer_access::flat_grads(r))
             .assign(outs_[0].to(group_.devices()[static_cast<std::size_t>(i)]));
       }
       if (training) {
@@ -612,7 +613,7 @@ class parallel {
       work(i);
       if (x.gradients) {
         const dist::detail::context_scope context("gradients", x.step);
-        reducer_.reduce(group_.comm(i), detail::replica_access::flat_grads(group_[i]));
+        reducer_.reduce(group_.comm(i), detail::trainer_access::flat_grads(group_[i]));
       }
       if (x.buffers) {
         const dist::detail::context_scope context("buffers", x.step);
@@ -627,12 +628,12 @@ class parallel {
   /// replica's update then reads the slices its own thread wrote from its own cache (the digits
   /// job's default run: 0.137 s with one slice, 0.124 s with five).
   void sum_host_gradients() {
-    const index_t total = detail::replica_access::flat_grads(group_[0]).numel();
+    const index_t total = detail::trainer_access::flat_grads(group_[0]).numel();
     constexpr index_t grain = 4096;
     const int n = group_.size();
     const int slices = static_cast<int>(std::min<index_t>(group_.max_tasks(), (total + grain - 1) / grain));
     auto slice = [&](int k) {
-      dist::detail::combine_into_all([&](int r) { return detail::replica_access::flat_grads(group_[r]).data(); }, n,
+      dist::detail::combine_into_all([&](int r) { return detail::trainer_access::flat_grads(group_[r]).data(); }, n,
                                      total * k / slices, total * (k + 1) / slices, dist::reduce_op::sum);
     };
     group_.each(slice, slices);
@@ -646,7 +647,7 @@ class parallel {
                                      dist::detail::model_signature<Model, T>(model(), layout(), replica_count()));
     auto job = [&](int i) {
       const dist::detail::context_scope broadcast("broadcast of rank 0's model at construction", 0);
-      tensor<T> params = detail::replica_access::flat_params(group_[i]);
+      tensor<T> params = detail::trainer_access::flat_params(group_[i]);
       group_.comm(i).broadcast(params, 0);
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);
     };

@@ -16,7 +16,6 @@
 
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
-#include <dp/core/replica_access.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/hierarchical.hpp>
 #include <dp/dist/local.hpp>

@@ -26,6 +26,7 @@
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/trainer_access.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -43,6 +44,12 @@ struct param_entry {
   std::string name;
   index_t offset;
   dp::shape shape;
+
+  /// This parameter's part of a flat buffer laid out like the parameters, in its shape (a view).
+  template <class T>
+  tensor<T> view(const tensor<T>& flat) const {
+    return flat.slice(0, offset, offset + shape.numel()).reshape(shape);
+  }
 };
 
 /// The state of the gradients between backward and the optimizer step.
@@ -256,9 +263,10 @@ class trainer {
   bool retired() const noexcept { return retired_; }
 
  private:
-  // Everything below reaches the flat buffers or replaces state: only optimizers, checkpoints and
-  // dp::parallel use it, through dp::detail::replica_access (the one audited door).
+  // Everything below reaches the flat buffers or replaces state: only optimizers and checkpoints use
+  // it, through dp::detail::replica_access, and dp::parallel, through dp::detail::trainer_access.
   friend struct dp::detail::replica_access;
+  friend struct dp::detail::trainer_access;
 
   /// The general form dp::parallel uses: `scale` multiplies the loss's gradient (a replica's share of
   /// the global batch) and `sample_offset` is the global index of this replica's first sample.
@@ -513,7 +521,8 @@ class trainer {
     std::vector<std::pair<std::string, parameter<T>*>> ps;
     for_each_parameter(model_, [&](const std::string& name, auto& p) {
       static_assert(std::is_same_v<typename std::remove_cvref_t<decltype(p)>::value_type, T>,
-                    "dp: all parameters of a model have one element type");
+                    "dp: all parameters of a model have one element type: declare every nn::parameter<T> and "
+                    "layer of the model with the same T (float or double)");
       ps.emplace_back(name, &p);
     });
     constexpr index_t align = 16;  // elements: every parameter starts on a 64-byte boundary
@@ -529,10 +538,10 @@ class trainer {
     for (std::size_t k = 0; k < layout_.size(); ++k) {
       parameter<T>& p = *ps[ps.size() - 1 - k].second;
       const auto& e = layout_[k];
-      tensor<T> v = params_.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+      tensor<T> v = e.view(params_);
       v.assign(p.value().to(dev_));
       detail::param_access::value(p) = v;
-      detail::param_access::grad(p) = grads_.slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape);
+      detail::param_access::grad(p) = e.view(grads_);
     }
     locked_.push_back(params_.storage().get());
     for_each_buffer(model_, [&](const std::string&, auto& b) {

@@ -104,8 +104,8 @@ class adam_impl {
   std::vector<named_state<T>> state() const {
     std::vector<named_state<T>> out;
     for (const auto& e : owner_->layout()) {
-      out.push_back({e.name + ".exp_avg", m_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
-      out.push_back({e.name + ".exp_avg_sq", v_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
+      out.push_back({e.name + ".exp_avg", e.view(m_[0]).clone()});
+      out.push_back({e.name + ".exp_avg_sq", e.view(v_[0]).clone()});
     }
     return out;
   }

@@ -93,7 +93,8 @@ std::vector<tensor<typename O::value_type>> state_like(O& owner) {
 
 }  // namespace detail
 
-/// Named optimizer state (views of replica 0's flat state), for checkpoints.
+/// Named optimizer state, for checkpoints: a copy of replica 0's (every replica holds the same), so
+/// that writing to it cannot make one replica's state differ from the others'.
 template <class T>
 struct named_state {
   std::string name;
@@ -153,8 +154,7 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
   }
   for (const auto& t : want) {
     for (auto& b : *t.buffers) {
-      b.slice(0, t.param->offset, t.param->offset + t.param->shape.numel()).reshape(t.param->shape) =
-          t.value->to(b.device());
+      t.param->view(b) = t.value->to(b.device());
     }
   }
 }

@@ -91,8 +91,7 @@ class sgd {
     std::vector<named_state<T>> out;
     if (!buf_.empty()) {
       for (const auto& e : owner_->layout()) {
-        out.push_back(
-            {e.name + ".momentum_buffer", buf_[0].slice(0, e.offset, e.offset + e.shape.numel()).reshape(e.shape)});
+        out.push_back({e.name + ".momentum_buffer", e.view(buf_[0]).clone()});
       }
     }
     return out;
