@@ -69,6 +69,34 @@ TEST_CASE("local all_to_all: block q of rank r's output is block r of rank q's i
                        dp::shape_error);
 }
 
+TEST_CASE("every collective refuses a strided, undefined or misplaced tensor by name, before any rank waits") {
+  // One rank of two calls alone: a refused call must throw at once, not wait for the other rank.
+  auto comms = dp::dist::make_local_communicators(2);
+  dp::tensor<float> grid = dp::zeros<float>({4, 4});
+  dp::tensor<float> column = grid.slice(1, 0, 2);  // 8 elements in rows 4 apart
+  dp::tensor<float> none;
+  dp::tensor<float> flat = dp::zeros<float>({8});
+  const auto refused = [](auto call, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(call(), doctest::Contains(what), dp::value_error);
+  };
+  refused([&] { comms[0].all_reduce(column, dp::dist::reduce_op::sum); },
+          "dp: all_reduce on the local communicator needs a contiguous tensor in host memory, got a strided "
+          "tensor on cpu:0");
+  refused([&] { comms[0].broadcast(none, 0); },
+          "dp: broadcast on the local communicator needs a contiguous tensor "
+          "in host memory, got an undefined tensor");
+  refused([&] { comms[0].all_gather(column, flat); }, "all_gather on the local communicator");
+  refused([&] { comms[0].reduce_scatter(flat, column, dp::dist::reduce_op::sum); },
+          "reduce_scatter on the local communicator");
+  refused([&] { comms[0].all_to_all(flat, none); }, "all_to_all on the local communicator");
+  refused([&] { (void)comms[0].start_all_reduce(column, dp::dist::reduce_op::sum); },
+          "all_reduce on the local communicator needs a contiguous tensor");
+  // The erased communicator applies the same rule.
+  dp::dist::any_communicator erased{comms[0]};
+  refused([&] { erased.all_reduce(column, dp::dist::reduce_op::sum); }, "got a strided tensor on cpu:0");
+}
+
 TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks as one flat group would") {
   // Processes are groups of threads here, their leaders joined by a local communicator (tests/mpi
   // runs the same over MPI). Rank r's block for rank q holds (r, q, element).

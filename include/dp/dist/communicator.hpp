@@ -11,9 +11,12 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 
+#include <dp/core/device.hpp>
+#include <dp/core/error.hpp>
 #include <dp/core/tensor.hpp>
 
 namespace dp::inline DP_ABI::dist {
@@ -59,6 +62,62 @@ inline std::string context_text() {
     return {};
   }
   return c.step == 0 ? dp::detail::concat(" of the ", c.what) : dp::detail::concat(" of step ", c.step, "'s ", c.what);
+}
+
+/// A collective's call as the rules below see it: its name, the number of ranks, the communicator
+/// (for messages), and where its tensors must be: host memory (local, MPI: any cpu device), one GPU
+/// (NCCL: that cuda device), or anywhere (hierarchical: its parts check their own).
+struct call {
+  const char* what;
+  int ranks;
+  const char* communicator;
+  std::optional<device> home;
+};
+
+/// The argument rules every communicator applies, written once so that every backend refuses the
+/// same calls with the same words (and none hands a library a strided or misplaced buffer).
+template <class T>
+void check_buffer(const call& c, const tensor<T>& t) {
+  if (!c.home) {
+    return;
+  }
+  const bool placed = t.defined() && (c.home->is_cpu() ? t.device().is_cpu() : t.device() == *c.home);
+  DP_CHECK(placed && t.is_contiguous(), value_error, "dp: ", c.what, " on the ", c.communicator,
+           " communicator needs a contiguous tensor in ", c.home->is_cpu() ? "host memory" : c.home->str(), ", got ",
+           !t.defined()
+               ? std::string("an undefined tensor")
+               : dp::detail::concat(t.is_contiguous() ? "a contiguous" : "a strided", " tensor on ", t.device()));
+}
+template <class T>
+void check_broadcast(const call& c, const tensor<T>& t, int root) {
+  check_buffer(c, t);
+  DP_CHECK(root >= 0 && root < c.ranks, value_error, "dp: broadcast: root ", root, " is not a rank of ", c.ranks);
+}
+template <class T>
+void check_all_gather(const call& c, const tensor<T>& in, const tensor<T>& out) {
+  check_buffer(c, in);
+  check_buffer(c, out);
+  DP_CHECK(out.numel() == in.numel() * c.ranks, shape_error, "dp: all_gather: the output has ", out.numel(),
+           " elements, expected ", c.ranks, " x ", in.numel());
+}
+template <class T>
+void check_reduce_scatter(const call& c, const tensor<T>& in, const tensor<T>& out) {
+  check_buffer(c, in);
+  check_buffer(c, out);
+  DP_CHECK(in.numel() == out.numel() * c.ranks, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
+           " elements, expected ", c.ranks, " x ", out.numel());
+}
+template <class T>
+void check_all_to_all(const call& c, const tensor<T>& in, const tensor<T>& out) {
+  check_buffer(c, in);
+  check_buffer(c, out);
+  DP_CHECK(in.numel() == out.numel() && in.numel() % c.ranks == 0, shape_error, "dp: all_to_all: the input has ",
+           in.numel(), " and the output ", out.numel(), " elements; both must be ", c.ranks, " equal blocks");
+}
+template <class T>
+void check_start_all_reduce(const call& c, const tensor<T>& t, reduce_op op) {
+  check_buffer(c, t);
+  DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
 }
 }  // namespace detail
 

@@ -64,7 +64,7 @@ class hierarchical_communicator {
 
   template <class T>
   void broadcast(tensor<T>& t, int root) {
-    DP_CHECK(root >= 0 && root < size(), value_error, "dp: broadcast: root ", root, " is not a rank of ", size());
+    detail::check_broadcast(call_of("broadcast"), t, root);
     const int root_process = root / local_.size(), root_local = root % local_.size();
     local_.broadcast(t, root_local);  // on the root's process the leader now holds the root's values
     if (global_) {
@@ -75,8 +75,7 @@ class hierarchical_communicator {
 
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
-    DP_CHECK(out.numel() == in.numel() * size(), shape_error, "dp: all_gather: the output has ", out.numel(),
-             " elements, expected ", size(), " x ", in.numel());
+    detail::check_all_gather(call_of("all_gather"), in, out);
     tensor<T> mine = empty<T>({in.numel() * local_.size()}, in.device());
     local_.all_gather(in, mine);
     if (global_) {
@@ -87,8 +86,7 @@ class hierarchical_communicator {
 
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
-    DP_CHECK(in.numel() == out.numel() * size(), shape_error, "dp: reduce_scatter: the input has ", in.numel(),
-             " elements, expected ", size(), " x ", out.numel());
+    detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     tensor<T> all = in.clone().reshape({in.numel()});  // blocks are runs of elements, whatever the shapes
     all_reduce(all, op);
     out.assign(all.slice(0, out.numel() * rank(), out.numel() * (rank() + 1)).reshape(out.shape()));
@@ -100,8 +98,7 @@ class hierarchical_communicator {
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
     const index_t n = size(), l = local_.size();
-    DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
-             in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
+    detail::check_all_to_all(call_of("all_to_all"), in, out);
     if (processes_ == 1) {
       local_.all_to_all(in, out);
       return;
@@ -141,7 +138,7 @@ class hierarchical_communicator {
   };
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
-    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    detail::check_start_all_reduce(call_of("all_reduce"), t, op);
     local_.all_reduce(t, op);
     request q{{}, t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T), global_.has_value()};
     if (global_) {
@@ -169,6 +166,8 @@ class hierarchical_communicator {
   void recover() { local_.recover(); }
 
  private:
+  /// Its local and global parts check where the tensors are; this checks the sizes across all ranks.
+  detail::call call_of(const char* what) const { return {what, size(), "hierarchical", std::nullopt}; }
   Local local_;
   std::optional<Global> global_;
   int process_, processes_;

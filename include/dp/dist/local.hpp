@@ -204,7 +204,7 @@ class local_communicator {
   };
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
-    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    detail::check_start_all_reduce(call_of("all_reduce"), t, op);
     all_reduce(t, op);
     return {};
   }
@@ -228,7 +228,7 @@ class local_communicator {
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
-    check(t, "all_reduce");
+    detail::check_buffer(call_of("all_reduce"), t);
     const int n = size();
     if (n == 1) {
       return;
@@ -248,17 +248,13 @@ class local_communicator {
 
   template <class T>
   void broadcast(tensor<T>& t, int root) {
-    check(t, "broadcast");
-    DP_CHECK(root >= 0 && root < size(), value_error, "dp: broadcast: root ", root, " is not a rank of ", size());
+    detail::check_broadcast(call_of("broadcast"), t, root);
     broadcast_bytes(t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T), root);
   }
 
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
-    check(in, "all_gather");
-    check(out, "all_gather");
-    DP_CHECK(out.numel() == in.numel() * size(), shape_error, "dp: all_gather: the output has ", out.numel(),
-             " elements, expected ", size(), " x ", in.numel());
+    detail::check_all_gather(call_of("all_gather"), in, out);
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("all_gather", rank_);
     for (int r = 0; r < size(); ++r) {
@@ -270,11 +266,8 @@ class local_communicator {
 
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
-    check(in, "reduce_scatter");
-    check(out, "reduce_scatter");
+    detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     const int n = size();
-    DP_CHECK(in.numel() == out.numel() * n, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
-             " elements, expected ", n, " x ", out.numel());
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("reduce_scatter", rank_);
     const index_t c = out.numel(), off = c * rank_;
@@ -291,11 +284,8 @@ class local_communicator {
 
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
-    check(in, "all_to_all");
-    check(out, "all_to_all");
+    detail::check_all_to_all(call_of("all_to_all"), in, out);
     const int n = size();
-    DP_CHECK(in.numel() == out.numel() && in.numel() % n == 0, shape_error, "dp: all_to_all: the input has ",
-             in.numel(), " and the output ", out.numel(), " elements; both must be ", n, " equal blocks");
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("all_to_all", rank_);
     const index_t c = in.numel() / n;
@@ -309,11 +299,7 @@ class local_communicator {
   }
 
  private:
-  template <class T>
-  static void check(const tensor<T>& t, const char* what) {
-    DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,
-             " on the local communicator needs a contiguous host tensor");
-  }
+  detail::call call_of(const char* what) const { return {what, size(), "local", dp::cpu()}; }
 
   std::shared_ptr<local_group> g_;
   int rank_;

@@ -121,7 +121,7 @@ class mpi_communicator {
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
-    check(t, "all_reduce");
+    detail::check_buffer(call_of("all_reduce"), t);
     MPI_Request r = MPI_REQUEST_NULL;
     started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r),
             "all_reduce");
@@ -133,8 +133,7 @@ class mpi_communicator {
 
   template <class T>
   void broadcast(tensor<T>& t, int root) {
-    check(t, "broadcast");
-    DP_CHECK(root >= 0 && root < size_, value_error, "dp: broadcast: root ", root, " is not a rank of ", size_);
+    detail::check_broadcast(call_of("broadcast"), t, root);
     MPI_Request r = MPI_REQUEST_NULL;
     started(MPI_Ibcast(t.data(), count(t), detail::mpi_type<T>(), root, comm_, &r), "broadcast");
     wait(r, "broadcast", t.numel());
@@ -142,10 +141,7 @@ class mpi_communicator {
 
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
-    check(in, "all_gather");
-    check(out, "all_gather");
-    DP_CHECK(out.numel() == in.numel() * size_, shape_error, "dp: all_gather: the output has ", out.numel(),
-             " elements, expected ", size_, " x ", in.numel());
+    detail::check_all_gather(call_of("all_gather"), in, out);
     MPI_Request r = MPI_REQUEST_NULL;
     started(MPI_Iallgather(in.data(), count(in), detail::mpi_type<T>(), out.data(), count(in), detail::mpi_type<T>(),
                            comm_, &r),
@@ -155,10 +151,7 @@ class mpi_communicator {
 
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
-    check(in, "reduce_scatter");
-    check(out, "reduce_scatter");
-    DP_CHECK(in.numel() == out.numel() * size_, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
-             " elements, expected ", size_, " x ", out.numel());
+    detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     MPI_Request r = MPI_REQUEST_NULL;
     started(MPI_Ireduce_scatter_block(in.data(), out.data(), count(out), detail::mpi_type<T>(), detail::mpi_op(op),
                                       comm_, &r),
@@ -171,10 +164,7 @@ class mpi_communicator {
 
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
-    check(in, "all_to_all");
-    check(out, "all_to_all");
-    DP_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, shape_error, "dp: all_to_all: the input has ",
-             in.numel(), " and the output ", out.numel(), " elements; both must be ", size_, " equal blocks");
+    detail::check_all_to_all(call_of("all_to_all"), in, out);
     const int block = count(in.numel() / size_);  // elements, whatever the tensors' shapes
     MPI_Request r = MPI_REQUEST_NULL;
     started(MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_, &r),
@@ -193,8 +183,7 @@ class mpi_communicator {
   /// until wait() (communication overlaps what the caller does meanwhile).
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
-    check(t, "all_reduce");
-    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    detail::check_start_all_reduce(call_of("all_reduce"), t, op);
     request q{MPI_REQUEST_NULL, "all_reduce", t.numel()};
     started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &q.r),
             "all_reduce");
@@ -228,11 +217,7 @@ class mpi_communicator {
   }
 
  private:
-  template <class T>
-  static void check(const tensor<T>& t, const char* what) {
-    DP_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), value_error, "dp: ", what,
-             " on the MPI communicator needs a contiguous host tensor");
-  }
+  detail::call call_of(const char* what) const { return {what, size_, "MPI", dp::cpu()}; }
   static int count(index_t n) {
     DP_CHECK(n <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ", n);
     return static_cast<int>(n);

@@ -154,29 +154,28 @@ class nccl_communicator {
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
+    detail::check_buffer(call_of("all_reduce"), t);
     dp::detail::cuda_device_guard g(enter("all_reduce"));
     DP_NCCL_CHECK(ncclAllReduce(t.data(), t.data(), static_cast<std::size_t>(t.numel()), detail::nccl_type<T>(),
                                 detail::nccl_op(op), comm(), stream()));
   }
   template <class T>
   void broadcast(tensor<T>& t, int root) {
-    DP_CHECK(root >= 0 && root < size_, value_error, "dp: broadcast: root ", root, " is not a rank of ", size_);
+    detail::check_broadcast(call_of("broadcast"), t, root);
     dp::detail::cuda_device_guard g(enter("broadcast"));
     DP_NCCL_CHECK(ncclBroadcast(t.data(), t.data(), static_cast<std::size_t>(t.numel()), detail::nccl_type<T>(), root,
                                 comm(), stream()));
   }
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
-    DP_CHECK(out.numel() == in.numel() * size_, shape_error, "dp: all_gather: the output has ", out.numel(),
-             " elements, expected ", size_, " x ", in.numel());
+    detail::check_all_gather(call_of("all_gather"), in, out);
     dp::detail::cuda_device_guard g(enter("all_gather"));
     DP_NCCL_CHECK(ncclAllGather(in.data(), out.data(), static_cast<std::size_t>(in.numel()), detail::nccl_type<T>(),
                                 comm(), stream()));
   }
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
-    DP_CHECK(in.numel() == out.numel() * size_, shape_error, "dp: reduce_scatter: the input has ", in.numel(),
-             " elements, expected ", size_, " x ", out.numel());
+    detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     dp::detail::cuda_device_guard g(enter("reduce_scatter"));
     DP_NCCL_CHECK(ncclReduceScatter(in.data(), out.data(), static_cast<std::size_t>(out.numel()),
                                     detail::nccl_type<T>(), detail::nccl_op(op), comm(), stream()));
@@ -184,8 +183,7 @@ class nccl_communicator {
   /// NCCL has no all-to-all collective: one grouped send and receive per peer.
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
-    DP_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, shape_error, "dp: all_to_all: the input has ",
-             in.numel(), " and the output ", out.numel(), " elements; both must be ", size_, " equal blocks");
+    detail::check_all_to_all(call_of("all_to_all"), in, out);
     dp::detail::cuda_device_guard g(enter("all_to_all"));
     const auto c = static_cast<std::size_t>(in.numel() / size_);
     DP_NCCL_CHECK(ncclGroupStart());
@@ -216,7 +214,7 @@ class nccl_communicator {
   };
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
-    DP_CHECK(op != reduce_op::mean, value_error, "dp: start_all_reduce takes sum, max or min (divide afterwards)");
+    detail::check_start_all_reduce(call_of("all_reduce"), t, op);
     dp::detail::cuda_device_guard g(enter("all_reduce"));
     DP_CUDA_CHECK(cudaEventRecord(s_->queued, stream()));
     DP_CUDA_CHECK(cudaStreamWaitEvent(s_->stream, s_->queued, 0));
@@ -254,6 +252,7 @@ class nccl_communicator {
   void recover() noexcept {}
 
  private:
+  detail::call call_of(const char* what) const { return {what, size_, "NCCL", dp::cuda(device_)}; }
   ncclComm_t comm() const { return g_->comms[static_cast<std::size_t>(index_)]; }
   cudaStream_t stream() const { return dp::detail::cuda_stream(device_); }
   int enter(const char* what) {
