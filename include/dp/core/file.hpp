@@ -1,13 +1,21 @@
-// Reading a whole file into memory with errors that say why: the OS's reason (no such file, no
-// permission, a directory, too many symbolic links) and a size bound, always as dp::io_error.
+// Whole files: reading one into memory, and replacing one atomically. Errors say why (the OS's
+// reason: no such file, no permission, a directory, too many symbolic links; a size bound), always
+// as dp::io_error.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string>
+#include <string_view>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <dp/core/error.hpp>
 
@@ -45,6 +53,77 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
       throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
     }
   }
+}
+
+inline void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    DP_CHECK(w > 0, io_error, "dp: writing '", path, "' failed: ", std::strerror(errno));
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+inline void remove_stale_temporaries(const std::string& dir, const std::string& name);
+
+/// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
+/// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
+/// temporaries of writers that died are removed by the next write of the same path.
+inline void atomic_write(const std::string& path, const std::string& content) {
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
+  try {
+    write_all(fd, content.data(), content.size(), tmp);
+    DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw io_error(dp::detail::concat("dp: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e)));
+  }
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  remove_stale_temporaries(dir, slash == std::string::npos ? path : path.substr(slash + 1));
+}
+
+/// Removes `name.tmp.<pid>.<n>` files in `dir` left by writers that died mid-save (kill -9, power
+/// loss): those whose process no longer exists on this machine. A live writer's file is kept.
+inline void remove_stale_temporaries(const std::string& dir, const std::string& name) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    return;
+  }
+  const std::string prefix = name + ".tmp.";
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view f = e->d_name;
+    if (f.size() <= prefix.size() || f.substr(0, prefix.size()) != prefix) {
+      continue;
+    }
+    const std::string_view rest = f.substr(prefix.size());  // "<pid>.<n>"
+    long pid = 0;
+    const auto [at, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (ec != std::errc() || at == rest.data() + rest.size() || *at != '.' || pid <= 0 || pid == ::getpid()) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      ::unlink((dir + "/" + std::string(f)).c_str());
+    }
+  }
+  ::closedir(d);
 }
 
 }  // namespace dp::inline DP_ABI::detail

@@ -40,7 +40,8 @@ concept tensor_type = detail::is_tensor<std::remove_cvref_t<X>>::value;
 template <class T>
 class tensor<T, dynamic_extents> {
   static_assert(std::is_arithmetic_v<T> && !std::is_const_v<T>,
-                "dp: tensor<T> holds arithmetic values: float, double, an integer type or bool");
+                "dp: tensor<T> holds arithmetic values (float, double, an integer type or bool), not const ones: "
+                "for read-only access pass a const tensor<T>&");
 
  public:
   using value_type = T;

@@ -10,9 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include <zlib.h>
+
 #include <dp/core/error.hpp>
-#include <dp/data/csv.hpp>
 #include <dp/data/dataset.hpp>
+#include <dp/data/gzip.hpp>
 #include <dp/exec/factory.hpp>
 
 namespace dp::inline DP_ABI::data {

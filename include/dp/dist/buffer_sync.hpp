@@ -28,8 +28,6 @@ class replica_buffers {
   explicit replica_buffers(Model& model) : snapshot_(model) {
     nn::for_each_buffer(model, [&](const std::string&, auto& b) {
       using V = typename std::remove_cvref_t<decltype(b)>::value_type;
-      static_assert(std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::int64_t>,
-                    "dp: buffers are float, double or int64");
       refs_.push_back(ref{tensor<V>(b.value()), std::is_integral_v<V> ? nn::buffer_sync::first : b.sync()});
     });
   }

@@ -6,20 +6,15 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
 #include <fstream>
 #include <optional>
-#include <signal.h>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -357,79 +352,6 @@ entry make_entry(std::string name, const tensor<T>& t) {
   return e;
 }
 
-namespace detail {
-inline void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) {
-      continue;
-    }
-    DP_CHECK(w > 0, io_error, "dp: writing '", path, "' failed: ", std::strerror(errno));
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-inline void remove_stale_temporaries(const std::string& dir, const std::string& name);
-
-/// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
-/// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
-/// temporaries of writers that died are removed by the next write of the same path.
-inline void atomic_write(const std::string& path, const std::string& content) {
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
-  try {
-    write_all(fd, content.data(), content.size(), tmp);
-    DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw io_error(dp::detail::concat("dp: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e)));
-  }
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  remove_stale_temporaries(dir, slash == std::string::npos ? path : path.substr(slash + 1));
-}
-
-/// Removes `name.tmp.<pid>.<n>` files in `dir` left by writers that died mid-save (kill -9, power
-/// loss): those whose process no longer exists on this machine. A live writer's file is kept.
-inline void remove_stale_temporaries(const std::string& dir, const std::string& name) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    return;
-  }
-  const std::string prefix = name + ".tmp.";
-  while (const dirent* e = ::readdir(d)) {
-    const std::string_view f = e->d_name;
-    if (f.size() <= prefix.size() || f.substr(0, prefix.size()) != prefix) {
-      continue;
-    }
-    const std::string_view rest = f.substr(prefix.size());  // "<pid>.<n>"
-    long pid = 0;
-    const auto [at, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
-    if (ec != std::errc() || at == rest.data() + rest.size() || *at != '.' || pid <= 0 || pid == ::getpid()) {
-      continue;
-    }
-    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-      ::unlink((dir + "/" + std::string(f)).c_str());
-    }
-  }
-  ::closedir(d);
-}
-}  // namespace detail
-
 /// The bytes of a safetensors file holding `entries` (sorted by name, so the same tensors always give
 /// the same bytes) and `metadata`, plus a CRC-32 of the data.
 /// Refuses what would make a file that cannot be read back: bytes that do not match the dtype and
@@ -496,7 +418,7 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
 /// Writes tensors to a safetensors file, atomically.
 inline void write(const std::string& path, std::vector<entry> entries,
                   std::vector<std::pair<std::string, std::string>> metadata = {}) {
-  detail::atomic_write(path, encode(std::move(entries), std::move(metadata)));
+  dp::detail::atomic_write(path, encode(std::move(entries), std::move(metadata)));
 }
 
 }  // namespace dp::inline DP_ABI::io

@@ -133,7 +133,9 @@ constexpr bool check_model() {
     return false;
   } else {
     constexpr std::size_t n = reflect::field_count<M>();
-    static_assert(n > 0, "dp: a model aggregate needs at least one member");
+    static_assert(n > 0,
+                  "dp: a model aggregate needs at least one member: give it a module, an nn::parameter or an "
+                  "nn::buffer");
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return (check_member<M, I>() && ...);
     }(std::make_index_sequence<n>{});

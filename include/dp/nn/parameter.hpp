@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include <dp/core/tensor.hpp>
@@ -129,6 +130,10 @@ enum class buffer_sync : std::uint8_t {
 /// A tensor of model state that is not trained (running statistics, counters).
 template <class T = float>
 class buffer {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int64_t>,
+                "dp: nn::buffer<T> holds float, double or std::int64_t (the element types replicas keep in sync "
+                "and checkpoints store): declare the buffer with one of them");
+
  public:
   using value_type = T;
 
