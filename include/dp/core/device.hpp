@@ -61,15 +61,25 @@ inline int cuda_device_count() {
 inline constexpr int max_cuda_devices = 64;
 inline constexpr int max_host_workers = 1024;
 
+/// How many devices of a kind dp addresses: their indices run from 0 to this minus 1.
+constexpr int device_limit(device_kind k) noexcept {
+  return k == device_kind::cuda ? max_cuda_devices : max_host_workers;
+}
+
+/// Throws unless `d`'s index is one dp addresses.
+inline void require_index(device d) {
+  const int limit = device_limit(d.kind);
+  DP_CHECK(d.index >= 0 && d.index < limit, device_error, "dp: device index ", d.index, " of ", d,
+           " is out of range (expected 0 to ", limit - 1, ")");
+}
+
 /// Throws unless this translation unit can run work on `d`.
 inline void require_usable(device d) {
 #if !DP_HAS_CUDA
   DP_CHECK(!d.is_cuda(), device_error, "dp: ", d,
            " was asked for, but this file was compiled without CUDA (compile it with nvcc and link dp::cuda)");
 #endif
-  const int limit = d.is_cuda() ? max_cuda_devices : max_host_workers;
-  DP_CHECK(d.index >= 0 && d.index < limit, device_error, "dp: device index ", d.index, " of ", d,
-           " is out of range (expected 0 to ", limit - 1, ")");
+  require_index(d);
 }
 
 namespace detail {
@@ -80,7 +90,7 @@ inline constexpr const char* device_grammar =
 
 /// Reads a device index: decimal digits only, below the kind's limit.
 inline int parse_device_index(std::string_view digits, device_kind kind, std::string_view spec) {
-  const int limit = kind == device_kind::cuda ? max_cuda_devices : max_host_workers;
+  const int limit = device_limit(kind);
   DP_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos, value_error,
            "dp: cannot read the device list '", spec, "': '", digits, "' is not a device index; expected ",
            device_grammar);

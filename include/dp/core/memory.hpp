@@ -331,9 +331,7 @@ class device_pool {
 inline device_pool& pool_of(device d) {
   static std::array<std::atomic<device_pool*>, max_host_workers + max_cuda_devices> pools{};
   static std::mutex m;
-  const int limit = d.is_cuda() ? max_cuda_devices : max_host_workers;
-  DP_CHECK(d.index >= 0 && d.index < limit, device_error, "dp: device index of ", d, " is out of range (0 to ",
-           limit - 1, ")");
+  require_index(d);
   auto& slot = pools[(d.is_cuda() ? max_host_workers : 0) + d.index];
   device_pool* p = slot.load(std::memory_order_acquire);
   if (!p) {

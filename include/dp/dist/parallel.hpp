@@ -220,16 +220,8 @@ class parallel {
   /// dp::no_sync, which accumulates locally). Returns the loss of the whole batch.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
-    auto all = std::forward_as_tuple(args...);
-    constexpr std::size_t n = sizeof...(Args);
-    double l = 0;
-    if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
-      l = [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return step(loss, true, std::get<I>(all)...);
-      }(std::make_index_sequence<n - 1>{});
-    } else {
-      l = step(loss, false, args...);
-    }
+    const double l = nn::detail::split_no_sync(
+        [&](bool local_only, const auto&... a) { return step(loss, local_only, a...); }, args...);
     // The loss is the global batch's, the same on every replica and rank: all stop together.
     if (!std::isfinite(l) && !opts_.allow_non_finite_loss) {
       undo_step();

@@ -61,6 +61,21 @@ enum class grad_state : std::uint8_t {
 
 namespace detail {
 
+/// Calls f(local_only, args...) with a trailing dp::no_sync taken off the arguments (local_only is
+/// then true: the gradients accumulate without a synchronisation). Trainers and dp::parallel share it.
+template <class F, class... Args>
+decltype(auto) split_no_sync(const F& f, const Args&... args) {
+  constexpr std::size_t n = sizeof...(Args);
+  auto all = std::forward_as_tuple(args...);
+  if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+      return f(true, std::get<I>(all)...);
+    }(std::make_index_sequence<n - 1>{});
+  } else {
+    return f(false, args...);
+  }
+}
+
 template <class P0, class... P>
 constexpr auto first_of();
 template <class... P>
@@ -238,15 +253,9 @@ class trainer {
   /// (dropout masks).
   template <class Loss, class... Args>
   tensor<T> backward_async(const Loss& loss, const Args&... args) {
-    auto all = std::forward_as_tuple(args...);
-    constexpr std::size_t n = sizeof...(Args);
-    if constexpr (n > 0 && std::is_same_v<std::remove_cvref_t<std::tuple_element_t<n - 1, decltype(all)>>, no_sync_t>) {
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return enqueue_grads(loss, true, T(1), 0, nullptr, std::get<I>(all)...);
-      }(std::make_index_sequence<n - 1>{});
-    } else {
-      return enqueue_grads(loss, false, T(1), 0, nullptr, args...);
-    }
+    return detail::split_no_sync(
+        [&](bool local_only, const auto&... a) { return enqueue_grads(loss, local_only, T(1), 0, nullptr, a...); },
+        args...);
   }
 
   /// The layout of the flat buffers (names, offsets, shapes), in PyTorch's parameter names.
