@@ -192,6 +192,19 @@ TEST_CASE("construction gives every rank rank 0's parameters") {
   CHECK(state_of(par.model()) == state_of(rank0));
 }
 
+TEST_CASE("edit: rank 0's edited model becomes every rank's and every local replica's") {
+  const int r = test::world().rank();
+  nn::manual_seed(7);
+  dp::parallel<plain_net> par{plain_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  // Each rank writes its own value: what every replica holds afterwards is rank 0's.
+  par.edit([&](plain_net& m) { m.fc1.bias.assign(dp::full<float>({16}, static_cast<float>(r + 1))); });
+  CHECK(par.model().fc1.bias.value().to_vector() == std::vector<float>(16, 1.f));
+  std::vector<std::vector<float>> replicas(par.replica_count());
+  dp::detail::replica_access::for_each_replica(
+      par, [&](std::size_t i, const auto& w, const auto&) { replicas[i] = w.to_vector(); });
+  CHECK(replicas[1] == replicas[0]);
+}
+
 namespace {
 struct sized {
   nn::parameter<float> w;

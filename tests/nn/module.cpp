@@ -106,9 +106,10 @@ TEST_CASE("assigning a layer writes its parameters in place, so a trainer's flat
   const float* before = t.model().fc.weight.value().data();
   net replacement;  // a copy of the model, edited outside the trainer, assigned back member by member
   replacement.fc.weight.assign(dp::full<float>({2, 4}, 0.5f));
-  net& inside = const_cast<net&>(t.model());  // what a public mutable_model() used to hand out
-  inside.fc = nn::linear<4, 2>{};             // move assignment
-  inside.fc = replacement.fc;                 // copy assignment
+  t.edit([&](net& inside) {
+    inside.fc = nn::linear<4, 2>{};  // move assignment
+    inside.fc = replacement.fc;      // copy assignment
+  });
   CHECK(t.model().fc.weight.value().data() == before);
   CHECK(t.model().fc.weight.value().to_vector() == std::vector<float>(8, 0.5f));
   // The optimizer updates the flat buffer: the model sees every step.

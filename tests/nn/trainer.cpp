@@ -295,10 +295,31 @@ TEST_CASE("writing a buffer or a static tensor from forward through a handle is 
   CHECK_THROWS_WITH_AS((void)s.backward(nn::mse_loss, x, y), doctest::Contains("such as a static member"),
                        dp::value_error);
   CHECK(writes_static::calls.item() == 0.f);
-  // Outside forward the same handle writes as usual (loading, user code between steps).
+  // Outside forward the model is written only by its owner: the handle is refused, edit writes.
   dp::tensor<float> h = t.model().calls.value();
-  h += 1.f;
+  CHECK_THROWS_WITH_AS(h += 1.f, doctest::Contains("owner.edit"), dp::value_error);
+  t.edit([](writes_through_handle& m) { m.calls.assign(m.calls.value() + 1.f); });
   CHECK(t.model().calls.value().item() == 1.f);
+}
+
+TEST_CASE("a trainer's model is written only through edit, the optimizer or a load; a handle kept after it is free") {
+  nn::manual_seed(12);
+  dp::tensor<float> kept;
+  {
+    nn::trainer<nn::linear<3, 2>> t{nn::linear<3, 2>{}};
+    kept = t.model().weight.value();
+    CHECK_THROWS_WITH_AS(kept.fill(0.f), doctest::Contains("owner.edit([](Model& m)"), dp::value_error);
+    CHECK(kept.to_vector() != std::vector<float>(6, 0.f));
+    t.edit([](nn::linear<3, 2>& m) { m.weight.assign(dp::full<float>({2, 3}, 2.f)); });
+    CHECK(kept.to_vector() == std::vector<float>(6, 2.f));
+    // A trainer wrapped in a parallel trains nothing: its edit would change a model nobody trains.
+    dp::parallel<nn::linear<3, 2>> par{std::move(t), {dp::cpu(0), dp::cpu(1)}};
+    CHECK_THROWS_WITH_AS(t.edit([](nn::linear<3, 2>&) {}),  // NOLINT(bugprone-use-after-move): t is retired
+                         doctest::Contains("par.edit(f)"), dp::runtime_error);
+    CHECK(par.model().weight.value().to_vector() == std::vector<float>(6, 2.f));
+  }
+  kept.fill(1.f);  // the trainer is gone: the memory is the caller's alone
+  CHECK(kept.to_vector() == std::vector<float>(6, 1.f));
 }
 
 TEST_CASE("arguments on another device are rejected with both devices named") {

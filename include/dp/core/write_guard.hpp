@@ -3,6 +3,11 @@
 // (a static member). Such a write through a copied handle would happen once per trace (not per
 // step) and outside the buffers' synchronisation, so it is an error at once; nn::update is the one
 // way to change a buffer from forward. Tensors forward makes itself may be written freely.
+//
+// Outside forward, a trainer's parameters and buffers (storages marked `trained`) are written only
+// by their owner: its optimizer, a checkpoint load, buffer synchronisation, and `edit`, which opens
+// an owner_write_scope. par.model() hands out views of replica 0's memory; a write through one would
+// change that replica alone and the replicas would drift apart, so it is refused.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +27,7 @@ namespace dp::inline DP_ABI::detail {
 struct write_lock {
   std::uint64_t since = 0;
   std::span<const storage* const> storages;
+  bool owner = false;  // an owner_write_scope is open: trained storages may be written
 };
 
 inline write_lock& current_write_lock() {
@@ -43,20 +49,41 @@ class write_guard {
   write_lock prev_;
 };
 
+/// Lets the code on this thread write trained storages for the scope's lifetime (a trainer or
+/// dp::parallel writing its own parameters and buffers; never open while forward runs).
+class owner_write_scope {
+ public:
+  owner_write_scope() noexcept : prev_(current_write_lock().owner) { current_write_lock().owner = true; }
+  ~owner_write_scope() { current_write_lock().owner = prev_; }
+  owner_write_scope(const owner_write_scope&) = delete;
+  owner_write_scope& operator=(const owner_write_scope&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// Marks (or, when the trainer goes, unmarks) a trainer's parameter or buffer storage.
+inline void mark_trained(const storage_ref& s, bool trained) noexcept { s->trained = trained; }
+
 /// Throws when `s` is locked on this thread (called by every public write: =, +=, assign, fill).
 inline void check_writable(const storage* s) {
   const write_lock& lock = current_write_lock();
-  if (lock.since == 0) [[likely]] {
-    return;
+  if (lock.since != 0) [[unlikely]] {
+    const bool locked =
+        s->born < lock.since || std::find(lock.storages.begin(), lock.storages.end(), s) != lock.storages.end();
+    DP_CHECK(!locked, value_error,
+             "dp: the model's forward wrote into a tensor that existed before it started (one of its parameters or "
+             "buffers, or a tensor kept elsewhere such as a static member); such a write would happen once per "
+             "trace, not once per step, and would not be synchronised across replicas. Change a buffer with "
+             "nn::update(buffer, new_value) (replayed on every call, synchronised by the buffer's policy); "
+             "parameters change only through an optimizer; state outside the model does not belong in forward");
   }
-  const bool locked =
-      s->born < lock.since || std::find(lock.storages.begin(), lock.storages.end(), s) != lock.storages.end();
-  DP_CHECK(!locked, value_error,
-           "dp: the model's forward wrote into a tensor that existed before it started (one of its parameters or "
-           "buffers, or a tensor kept elsewhere such as a static member); such a write would happen once per "
-           "trace, not once per step, and would not be synchronised across replicas. Change a buffer with "
-           "nn::update(buffer, new_value) (replayed on every call, synchronised by the buffer's policy); "
-           "parameters change only through an optimizer; state outside the model does not belong in forward");
+  DP_CHECK(!s->trained || lock.owner, value_error,
+           "dp: a write into a parameter or buffer of a model that an nn::trainer or dp::parallel owns: model() "
+           "hands out read-only views (in dp::parallel, of replica 0's memory: the write would change that replica "
+           "alone and the replicas would drift apart). Parameters change through the optimizer; "
+           "dp::io::load(path, owner) loads them; owner.edit([](Model& m) { ... }) changes the model and copies it "
+           "to every replica and rank");
 }
 
 }  // namespace dp::inline DP_ABI::detail

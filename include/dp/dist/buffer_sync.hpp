@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <dp/core/tensor.hpp>
+#include <dp/core/write_guard.hpp>
 #include <dp/dist/any_communicator.hpp>
 #include <dp/dist/local.hpp>
 #include <dp/exec/factory.hpp>
@@ -45,6 +46,7 @@ class replica_buffers {
 
   /// Synchronises them; `weight` is this replica's share of the (global) batch.
   void sync(any_communicator& comm, double weight) {
+    const dp::detail::owner_write_scope owner;  // dp::parallel writes its replicas' buffers
     for (auto& r : refs_) {
       std::visit(
           [&](auto& t) {
@@ -63,6 +65,7 @@ class replica_buffers {
   /// replica r's weight is `weights[r]`; the same operations in the same order, so the same bits.
   static void sync_replicas(std::vector<replica_buffers>& all, const std::vector<double>& weights) {
     const dp::detail::host_fp_scope fp;  // flushed as sync() is inside the replicas' jobs
+    const dp::detail::owner_write_scope owner;
     const int n = static_cast<int>(all.size());
     for (std::size_t b = 0; b < all[0].refs_.size(); ++b) {
       std::visit(
@@ -109,6 +112,7 @@ class replica_buffers {
   }
   /// The mean buffers take consecutive `values`, in declaration order.
   void set_means(const double* values) {
+    const dp::detail::owner_write_scope owner;
     for_each_mean([&](auto& t) {
       using V = typename std::remove_cvref_t<decltype(t)>::value_type;
       tensor<V> host = t.device().is_cpu() ? t : empty<V>(t.shape());
@@ -124,6 +128,7 @@ class replica_buffers {
   }
   /// The other buffers take `from`'s values (another replica's buffers of the same model).
   void take_others(const replica_buffers& from) {
+    const dp::detail::owner_write_scope owner;
     for (std::size_t i = 0; i < refs_.size(); ++i) {
       if (refs_[i].sync != nn::buffer_sync::mean) {
         std::visit(

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -160,6 +161,25 @@ class parallel {
     }
   }
   bool training() const noexcept { return group_[0].training(); }
+
+  /// Changes the canonical model between steps (f(Model&), as nn::trainer::edit does) and copies it
+  /// to every replica. Across processes every rank calls it, and rank 0's result becomes everyone's.
+  /// If f throws, the replicas still hold one model (replica 0's, as f left it) and the error goes on.
+  template <class F>
+  void edit(F&& f) {
+    std::exception_ptr failed;
+    try {
+      group_[0].edit(f);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (group_.size() > 1 || group_.world_size() > 1) {
+      broadcast_model("broadcast of the model after edit", steps());
+    }
+    if (failed) {
+      std::rethrow_exception(failed);
+    }
+  }
 
   /// Forward on every replica: tensors scattered on dimension 0, outputs gathered on devices()[0].
   template <class... Args>
@@ -637,8 +657,12 @@ class parallel {
     const dist::detail::context_scope context("model check at construction", 0);
     dist::detail::require_same_model(*group_.world(),
                                      dist::detail::model_signature<Model, T>(model(), layout(), replica_count()));
+    broadcast_model("broadcast of rank 0's model at construction", 0);
+  }
+  /// Replica 0 of rank 0's parameters and buffers become every replica's.
+  void broadcast_model(const char* what, std::uint64_t step) {
     auto job = [&](int i) {
-      const dist::detail::context_scope broadcast("broadcast of rank 0's model at construction", 0);
+      const dist::detail::context_scope broadcast(what, step);
       tensor<T> params = detail::trainer_access::flat_params(group_[i]);
       group_.comm(i).broadcast(params, 0);
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);

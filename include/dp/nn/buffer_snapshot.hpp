@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <dp/core/tensor.hpp>
+#include <dp/core/write_guard.hpp>
 #include <dp/nn/module.hpp>
 
 namespace dp::inline DP_ABI::nn::detail {
@@ -39,6 +40,7 @@ class buffer_snapshot {
   }
   /// Puts the saved values back.
   void restore() {
+    const dp::detail::owner_write_scope owner;  // a trainer puts its own buffers back
     for (std::size_t i = 0; i < saved_.size(); ++i) {
       std::visit([&](auto& v) { v.assign(std::get<std::remove_cvref_t<decltype(v)>>(saved_[i])); }, live_[i]);
     }

@@ -212,9 +212,32 @@ class trainer {
   }
   trainer(const trainer&) = delete;
   trainer& operator=(const trainer&) = delete;
+  ~trainer() {
+    for (const auto& s : owned_) {
+      dp::detail::mark_trained(s, false);  // a handle the caller kept outlives the trainer: writable again
+    }
+  }
 
-  /// The model (its parameters are views of the trainer's flat buffer).
+  /// The model, read-only: its parameters are views of the trainer's flat buffer, and a write through
+  /// one is an error (see edit).
   const Model& model() const noexcept { return model_; }
+
+  /// Changes the model between steps: f(Model&) may assign its parameters and buffers
+  /// (`m.fc = nn::linear<4, 2>{}`, `m.fc.weight.assign(dp::clamp(m.fc.weight.value(), -1.f, 1.f))`).
+  /// Besides the optimizer and dp::io::load, the one way to write them.
+  template <class F>
+  void edit(F&& f) {
+    static_assert(std::is_invocable_v<F&, Model&>,
+                  "dp: edit(f) calls f(Model&) with the trained model: pass a callable that takes the model by "
+                  "reference, e.g. [](auto& m) { m.fc.weight.assign(...); }");
+    if constexpr (std::is_invocable_v<F&, Model&>) {  // else the assertion is the only error
+      DP_CHECK(!retired_, runtime_error,
+               "dp: edit on a trainer that was wrapped in a dp::parallel: the parallel trains the model now, so "
+               "edit it there (par.edit(f))");
+      const dp::detail::owner_write_scope owner;
+      f(model_);
+    }
+  }
   dp::device device() const noexcept { return dev_; }
 
   void train() noexcept { training_ = true; }
@@ -392,6 +415,7 @@ class trainer {
   /// Applies `f` to the model (loading weights: values are written into the existing storage).
   template <class F>
   void update_model(F&& f) {
+    const dp::detail::owner_write_scope owner;
     f(model_);
     state_ = grad_state::none;
   }
@@ -552,12 +576,16 @@ class trainer {
       detail::param_access::value(p) = v;
       detail::param_access::grad(p) = e.view(grads_);
     }
-    locked_.push_back(params_.storage().get());
+    owned_.push_back(params_.storage());
     for_each_buffer(model_, [&](const std::string&, auto& b) {
       auto& v = detail::param_access::value(b);
       v = v.to(dev_).clone();
-      locked_.push_back(v.storage().get());
+      owned_.push_back(v.storage());
     });
+    for (const auto& st : owned_) {
+      locked_.push_back(st.get());
+      dp::detail::mark_trained(st, true);
+    }
     snapshot_ = detail::buffer_snapshot(model_);
   }
 
@@ -565,7 +593,8 @@ class trainer {
   dp::device dev_;
   tensor<T> params_, grads_;
   std::vector<param_entry> layout_;
-  std::vector<const dp::detail::storage*> locked_;  // what forward may not write (the write guard)
+  std::vector<dp::detail::storage_ref> owned_;      // the parameters' and buffers' storage, marked trained
+  std::vector<const dp::detail::storage*> locked_;  // the same, for forward's write guard
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
   detail::plan_entry* last_ = nullptr;  // the plan of the latest step
   bool training_ = true;
