@@ -1,5 +1,6 @@
 // dp::parallel on one GPU: the bare trainer, training as it should (a small model: the layers on
 // the GPU are checked against the host in nn.cu and train.cu).
+#include <cmath>
 #include <cstdint>
 
 #include <doctest/doctest.h>
@@ -21,4 +22,17 @@ TEST_CASE("dp::parallel on one GPU is the bare trainer") {
     last = par.backward(nn::cross_entropy, x, y);
   }
   CHECK(last < first);
+}
+
+TEST_CASE("on a GPU the model is written only through edit; a handle's write is refused") {
+  nn::manual_seed(3);
+  dp::parallel<mlp> par{mlp{}, {dp::cuda(0)}};
+  dp::tensor<float> w = par.model().get<0>().weight.value();
+  const auto before = w.to_vector();
+  CHECK_THROWS_WITH_AS(w.fill(0.f), doctest::Contains("owner.edit([](Model& m)"), dp::value_error);
+  CHECK(w.to_vector() == before);
+  par.edit([](mlp& m) { m.get<0>().weight.assign(dp::clamp(m.get<0>().weight.value(), -0.01f, 0.01f)); });
+  for (float v : w.to_vector()) {
+    CHECK(std::abs(v) <= 0.01f);
+  }
 }
