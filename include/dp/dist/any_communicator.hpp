@@ -11,6 +11,7 @@
 #include <utility>
 #include <variant>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/dist/communicator.hpp>
 
@@ -61,8 +62,8 @@ class any_communicator {
   void recover() { self_->recover(); }
 
  private:
-  using any_tensor = std::variant<tensor<float>*, tensor<double>*, tensor<std::int64_t>*>;
-  using any_input = std::variant<const tensor<float>*, const tensor<double>*, const tensor<std::int64_t>*>;
+  using any_tensor = dp::detail::over_model_elements<std::variant, dp::detail::tensor_pointer>;
+  using any_input = dp::detail::over_model_elements<std::variant, dp::detail::const_tensor_pointer>;
 
   struct concept_t {
     virtual ~concept_t() = default;

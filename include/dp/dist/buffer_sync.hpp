@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/dist/any_communicator.hpp>
@@ -155,7 +156,7 @@ class replica_buffers {
   }
 
  private:
-  using any_tensor = std::variant<tensor<float>, tensor<double>, tensor<std::int64_t>>;
+  using any_tensor = dp::detail::any_model_tensor;
   struct ref {
     any_tensor t;
     nn::buffer_sync sync;

@@ -6,6 +6,7 @@
 #include <variant>
 #include <vector>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/nn/module.hpp>
@@ -47,7 +48,7 @@ class buffer_snapshot {
   }
 
  private:
-  using any_tensor = std::variant<tensor<float>, tensor<double>, tensor<std::int64_t>>;
+  using any_tensor = dp::detail::any_model_tensor;
   std::vector<any_tensor> live_, saved_;
 };
 

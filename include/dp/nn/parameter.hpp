@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/factory.hpp>
 #include <dp/expr/node.hpp>
@@ -130,7 +131,7 @@ enum class buffer_sync : std::uint8_t {
 /// A tensor of model state that is not trained (running statistics, counters).
 template <class T = float>
 class buffer {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int64_t>,
+  static_assert(dp::detail::model_element<T>,
                 "dp: nn::buffer<T> holds float, double or std::int64_t (the element types replicas keep in sync "
                 "and checkpoints store): declare the buffer with one of them");
 

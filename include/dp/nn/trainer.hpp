@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/core/write_guard.hpp>
@@ -120,13 +121,10 @@ using model_value_t = typename decltype(model_value_probe<M>())::type;
 
 inline constexpr int max_step_args = 8;
 
-/// What a step argument is: a tensor of one of the traced element types, or unsupported.
-enum class arg_kind : std::uint8_t { unsupported, f32, f64, i64 };
-
 /// A traced plan for one combination of argument shapes and mode.
 struct plan_entry {
   std::array<dp::shape, max_step_args> shapes{};
-  std::array<arg_kind, max_step_args> kinds{};
+  std::array<int, max_step_args> kinds{};  // kind_of each argument
   std::array<int, max_step_args> slots{};
   int n = 0;
   bool training = true;
@@ -149,18 +147,15 @@ struct grad_ready_hook {
 };
 
 /// The element type of a step argument, as a plan records it (a plan is reused only for the same
-/// kinds and shapes).
+/// kinds and shapes): its index in dp::detail::model_element_types, -1 for anything but a tensor of
+/// one of them.
 template <class X>
-constexpr arg_kind kind_of() {
+constexpr int kind_of() {
   using Xr = std::remove_cvref_t<X>;
-  if constexpr (std::is_same_v<Xr, tensor<float>>) {
-    return arg_kind::f32;
-  } else if constexpr (std::is_same_v<Xr, tensor<double>>) {
-    return arg_kind::f64;
-  } else if constexpr (std::is_same_v<Xr, tensor<std::int64_t>>) {
-    return arg_kind::i64;
+  if constexpr (requires { typename Xr::value_type; } && std::is_same_v<Xr, tensor<typename Xr::value_type>>) {
+    return dp::detail::model_element_index<typename Xr::value_type>;
   } else {
-    return arg_kind::unsupported;
+    return -1;
   }
 }
 
@@ -347,7 +342,7 @@ class trainer {
                           const detail::grad_ready_hook* hook, const Args&... args) {
     static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
     static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
-    static_assert(((detail::kind_of<Args>() != detail::arg_kind::unsupported) && ...),
+    static_assert(((detail::kind_of<Args>() >= 0) && ...),
                   "dp: backward's inputs and target are dp::tensor<float>, dp::tensor<double> or "
                   "dp::tensor<std::int64_t> (class indices)");
     (check_arg(args), ...);

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/exec/factory.hpp>
@@ -76,8 +77,7 @@ namespace detail {
 
 /// Which element types have slots.
 template <class V>
-inline constexpr bool slot_type_v =
-    std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::int64_t>;
+inline constexpr bool slot_type_v = dp::detail::model_element<V>;
 
 /// A leaf reading a slot's value (or, with `grad`, its gradient) through the graph.
 template <class V>
@@ -307,7 +307,7 @@ class graph {
     static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
     return std::get<slots<V>>(store_);
   }
-  std::tuple<slots<float>, slots<double>, slots<std::int64_t>> store_;  // one store per slot type
+  dp::detail::over_model_elements<std::tuple, slots> store_;  // one store per slot type
   std::vector<std::unique_ptr<op>> ops_;
   std::vector<const void*> claimed_;
   std::vector<param_write> param_writes_;
