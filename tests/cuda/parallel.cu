@@ -35,4 +35,13 @@ TEST_CASE("on a GPU the model is written only through edit; a handle's write is 
   for (float v : w.to_vector()) {
     CHECK(std::abs(v) <= 0.01f);
   }
+  // A layer made in f is made on the host: assigning it writes its values into the GPU memory.
+  par.edit([](mlp& m) {
+    const nn::seed_scope seed(4);
+    m.get<2>() = nn::linear<32, 5>{};
+  });
+  const nn::seed_scope seed(4);
+  const nn::linear<32, 5> fresh;
+  CHECK(par.model().get<2>().weight.value().device() == dp::cuda(0));
+  CHECK(par.model().get<2>().weight.value().to_vector() == fresh.weight.value().to_vector());
 }

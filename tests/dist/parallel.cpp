@@ -132,6 +132,8 @@ TEST_CASE("the canonical model is read-only: a write through par.model() is refu
   CHECK_THROWS_WITH_AS(mean.assign(dp::ones<float>({16})), refused, dp::value_error);
   dp::tensor<std::int64_t> batches = par.model().bn.num_batches_tracked.value();
   CHECK_THROWS_WITH_AS(batches += std::int64_t{1}, refused, dp::value_error);
+  // nn::update is forward's way to change a buffer; between steps it is a write like the others.
+  CHECK_THROWS_WITH_AS(nn::update(par.model().bn.running_mean, dp::ones<float>({16})), refused, dp::value_error);
   CHECK(replica_params(par, 0) == before);
   CHECK(replica_params(par, 1) == before);
   CHECK(mean.to_vector() == std::vector<float>(16, 0.f));

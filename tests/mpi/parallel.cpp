@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -203,6 +204,26 @@ TEST_CASE("edit: rank 0's edited model becomes every rank's and every local repl
   dp::detail::replica_access::for_each_replica(
       par, [&](std::size_t i, const auto& w, const auto&) { replicas[i] = w.to_vector(); });
   CHECK(replicas[1] == replicas[0]);
+}
+
+TEST_CASE("edit: f that throws on one rank stops every rank, each holding rank 0's model") {
+  const int r = test::world().rank();
+  nn::manual_seed(8);
+  dp::parallel<plain_net> par{plain_net{}, test::world()};
+  const auto edit = [&] {
+    par.edit([&](plain_net& m) {
+      m.fc2.bias.assign(dp::full<float>({4}, 2.f));
+      if (r == 1) {
+        throw std::runtime_error("rank 1's edit failed");
+      }
+    });
+  };
+  if (r == 1) {
+    CHECK_THROWS_WITH_AS(edit(), "rank 1's edit failed", std::runtime_error);
+  } else {
+    CHECK_THROWS_WITH_AS(edit(), doctest::Contains("edit(f) threw on 1 other rank(s)"), dp::runtime_error);
+  }
+  CHECK(par.model().fc2.bias.value().to_vector() == std::vector<float>(4, 2.f));
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <utility>
 
 #include <doctest/doctest.h>
 
@@ -320,6 +321,49 @@ TEST_CASE("a trainer's model is written only through edit, the optimizer or a lo
   }
   kept.fill(1.f);  // the trainer is gone: the memory is the caller's alone
   CHECK(kept.to_vector() == std::vector<float>(6, 1.f));
+}
+
+TEST_CASE("after edit every parameter is the trainer's memory again: a swapped or moved-from member comes home") {
+  using layer = nn::linear<3, 2>;
+  nn::manual_seed(13);
+  nn::trainer<layer> t{layer{}};
+  const auto flat = [&] { return dp::detail::trainer_access::flat_params(t).to_vector(); };
+  const auto weight = [&] { return t.model().weight.value().to_vector(); };
+  const auto old = weight();
+  layer other;
+  const auto fresh = other.weight.value().to_vector();
+  REQUIRE(fresh != old);
+  // A swap leaves the model holding a copy of `other` in memory of its own: its values come home.
+  t.edit([&](layer& m) { std::swap(m, other); });
+  CHECK(weight() == fresh);
+  CHECK(other.weight.value().to_vector() == old);
+  // A moved-from member is put back on the trainer's memory, its values as they were.
+  dp::tensor<float> taken;
+  t.edit([&](layer& m) {
+    nn::parameter<float> gone = std::move(m.weight);
+    taken = gone.value();
+  });
+  CHECK(weight() == fresh);
+  // One of another shape is refused, and the member put back as it was.
+  CHECK_THROWS_WITH_AS(t.edit([](layer& m) {
+    const nn::parameter<float> gone = std::move(m.weight);
+    m.weight = nn::parameter<float>{dp::zeros<float>({5, 5})};
+  }),
+                       doctest::Contains("edit(f) left weight of shape {5, 5} (the model's is {2, 3})"),
+                       dp::shape_error);
+  CHECK(weight() == fresh);
+  // The optimizer updates what the model shows: the flat buffer and the model are one memory.
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  (void)t.backward(nn::mse_loss, dp::ones<float>({4, 3}), dp::zeros<float>({4, 2}));
+  opt.step();
+  CHECK(weight() != fresh);
+  const auto now = flat();
+  const dp::index_t weight_at = t.layout()[1].name == "weight" ? t.layout()[1].offset : t.layout()[0].offset;
+  for (std::size_t i = 0; i < 6; ++i) {
+    CHECK(now[static_cast<std::size_t>(weight_at) + i] == weight()[i]);
+  }
+  CHECK(taken.to_vector() == weight());  // the moved-to handle views the same memory, read-only
+  CHECK_THROWS_AS(taken.fill(0.f), dp::value_error);
 }
 
 TEST_CASE("arguments on another device are rejected with both devices named") {

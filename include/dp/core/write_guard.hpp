@@ -65,6 +65,17 @@ class owner_write_scope {
 /// Marks (or, when the trainer goes, unmarks) a trainer's parameter or buffer storage.
 inline void mark_trained(const storage_ref& s, bool trained) noexcept { s->trained = trained; }
 
+/// Throws when `s` belongs to a model that a trainer or dp::parallel owns and no owner_write_scope
+/// is open on this thread.
+inline void check_owner(const storage* s, const write_lock& lock = current_write_lock()) {
+  DP_CHECK(!s->trained || lock.owner, value_error,
+           "dp: a write into a parameter or buffer of a model that an nn::trainer or dp::parallel owns: model() "
+           "hands out read-only views (in dp::parallel, of replica 0's memory: the write would change that replica "
+           "alone and the replicas would drift apart). Parameters change through the optimizer; "
+           "dp::io::load(path, owner) loads them; owner.edit([](Model& m) { ... }) changes the model and copies it "
+           "to every replica and rank");
+}
+
 /// Throws when `s` is locked on this thread (called by every public write: =, +=, assign, fill).
 inline void check_writable(const storage* s) {
   const write_lock& lock = current_write_lock();
@@ -78,12 +89,7 @@ inline void check_writable(const storage* s) {
              "nn::update(buffer, new_value) (replayed on every call, synchronised by the buffer's policy); "
              "parameters change only through an optimizer; state outside the model does not belong in forward");
   }
-  DP_CHECK(!s->trained || lock.owner, value_error,
-           "dp: a write into a parameter or buffer of a model that an nn::trainer or dp::parallel owns: model() "
-           "hands out read-only views (in dp::parallel, of replica 0's memory: the write would change that replica "
-           "alone and the replicas would drift apart). Parameters change through the optimizer; "
-           "dp::io::load(path, owner) loads them; owner.edit([](Model& m) { ... }) changes the model and copies it "
-           "to every replica and rank");
+  check_owner(s, lock);
 }
 
 }  // namespace dp::inline DP_ABI::detail

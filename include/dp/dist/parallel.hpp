@@ -164,7 +164,8 @@ class parallel {
 
   /// Changes the canonical model between steps (f(Model&), as nn::trainer::edit does) and copies it
   /// to every replica. Across processes every rank calls it, and rank 0's result becomes everyone's.
-  /// If f throws, the replicas still hold one model (replica 0's, as f left it) and the error goes on.
+  /// If f throws, the replicas still hold one model (replica 0's, as f left it) and the error goes on,
+  /// on every rank. Gradients already computed are kept: a step after the edit applies them.
   template <class F>
   void edit(F&& f) {
     std::exception_ptr failed;
@@ -175,6 +176,13 @@ class parallel {
     }
     if (group_.size() > 1 || group_.world_size() > 1) {
       broadcast_model("broadcast of the model after edit", steps());
+    }
+    if (group_.world_size() > 1) {  // every rank learns whether f failed on any, so all stop together
+      const dist::detail::context_scope context("edit's outcome", steps());
+      tensor<std::int64_t> failures = full<std::int64_t>({1}, failed ? 1 : 0);
+      group_.world()->all_reduce(failures, dist::reduce_op::sum);
+      DP_CHECK(failed || failures.item() == 0, runtime_error, "dp: parallel: edit(f) threw on ", failures.item(),
+               " other rank(s); every rank now holds rank 0's model as f left it");
     }
     if (failed) {
       std::rethrow_exception(failed);

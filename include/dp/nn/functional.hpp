@@ -74,6 +74,9 @@ void update(const buffer<T>& b, const E& value) {
     g->record(std::move(o));
   } else {
     tensor<T> target = b.value();
+    if (dp::detail::current_write_lock().since == 0) {  // outside forward: as any write
+      dp::detail::check_owner(target.storage().get());
+    }
     dp::detail::assign_node(target, node, dp::detail::eager_ctx{});
   }
 }

@@ -40,7 +40,7 @@ void assign_same_shape(tensor<T>& to, const tensor<T>& from, const char* what) {
            " (it would detach its memory)");
   DP_CHECK(to.shape() == from.shape(), shape_error, "dp: assigning a ", what, " of shape ", from.shape(),
            " to one of shape ", to.shape(), ": a ", what, " keeps its shape (its memory may belong to a trainer)");
-  to.assign(from);
+  to.assign(from.device() == to.device() ? from : from.to(to.device()));  // a new layer is made on the host
 }
 }  // namespace detail
 

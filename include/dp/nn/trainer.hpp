@@ -152,11 +152,12 @@ struct grad_ready_hook {
 template <class X>
 constexpr int kind_of() {
   using Xr = std::remove_cvref_t<X>;
-  if constexpr (requires { typename Xr::value_type; } && std::is_same_v<Xr, tensor<typename Xr::value_type>>) {
-    return dp::detail::model_element_index<typename Xr::value_type>;
-  } else {
-    return -1;
+  if constexpr (requires { typename Xr::value_type; }) {  // nested: value_type is named only when it exists
+    if constexpr (std::is_same_v<Xr, tensor<typename Xr::value_type>>) {
+      return dp::detail::model_element_index<typename Xr::value_type>;
+    }
   }
+  return -1;
 }
 
 template <class X>
@@ -219,7 +220,9 @@ class trainer {
 
   /// Changes the model between steps: f(Model&) may assign its parameters and buffers
   /// (`m.fc = nn::linear<4, 2>{}`, `m.fc.weight.assign(dp::clamp(m.fc.weight.value(), -1.f, 1.f))`).
-  /// Besides the optimizer and dp::io::load, the one way to write them.
+  /// Besides the optimizer and dp::io::load, the one way to write them. Their values change, their
+  /// memory stays the trainer's (see rebind). A module's settings (dropout's p and seed, a norm's
+  /// eps and momentum) are read when a step is traced: set them before a trainer takes the model.
   template <class F>
   void edit(F&& f) {
     static_assert(std::is_invocable_v<F&, Model&>,
@@ -229,8 +232,11 @@ class trainer {
       DP_CHECK(!retired_, runtime_error,
                "dp: edit on a trainer that was wrapped in a dp::parallel: the parallel trains the model now, so "
                "edit it there (par.edit(f))");
-      const dp::detail::owner_write_scope owner;
-      f(model_);
+      {
+        const dp::detail::owner_write_scope owner;
+        f(model_);
+      }
+      rebind();
     }
   }
   dp::device device() const noexcept { return dev_; }
@@ -576,6 +582,7 @@ class trainer {
       auto& v = detail::param_access::value(b);
       v = v.to(dev_).clone();
       owned_.push_back(v.storage());
+      buffer_homes_.emplace_back(v);
     });
     for (const auto& st : owned_) {
       locked_.push_back(st.get());
@@ -584,12 +591,46 @@ class trainer {
     snapshot_ = detail::buffer_snapshot(model_);
   }
 
+  /// After edit's f: every parameter and buffer views the trainer's memory again, so that the
+  /// optimizer, the buffer synchronisation and a checkpoint keep seeing what the model shows. A
+  /// member f moved from keeps the values in that memory; one f swapped or rebound writes its values
+  /// there. One of another shape is refused (the member is put back first).
+  void rebind() {
+    const dp::detail::owner_write_scope owner;
+    std::string misshaped;
+    const auto home_again = [&](const std::string& name, auto& v, const auto& home) {
+      if (v.shares_storage(home) && v.data() == home.data() && v.shape() == home.shape()) {
+        return;
+      }
+      if (v.defined() && v.shape() == home.shape()) {
+        auto mine = home;
+        mine.assign(v.device() == dev_ ? v : v.to(dev_));
+      } else if (v.defined() && misshaped.empty()) {
+        misshaped = dp::detail::concat(name, " of shape ", v.shape(), " (the model's is ", home.shape(), ")");
+      }
+      v = home;
+    };
+    std::size_t j = 0, k = 0;
+    for_each_parameter(model_, [&](const std::string& name, auto& p) {
+      const param_entry& e = layout_[layout_.size() - 1 - j++];
+      home_again(name, detail::param_access::value(p), e.view(params_));
+      detail::param_access::grad(p) = e.view(grads_);
+    });
+    for_each_buffer(model_, [&](const std::string& name, auto& b) {
+      auto& v = detail::param_access::value(b);
+      home_again(name, v, std::get<std::remove_cvref_t<decltype(v)>>(buffer_homes_[k++]));
+    });
+    DP_CHECK(misshaped.empty(), shape_error, "dp: edit(f) left ", misshaped,
+             "; a parameter or buffer keeps its shape, so it was put back as it was");
+  }
+
   Model model_;
   dp::device dev_;
   tensor<T> params_, grads_;
   std::vector<param_entry> layout_;
-  std::vector<dp::detail::storage_ref> owned_;      // the parameters' and buffers' storage, marked trained
-  std::vector<const dp::detail::storage*> locked_;  // the same, for forward's write guard
+  std::vector<dp::detail::storage_ref> owned_;              // the parameters' and buffers' storage, marked trained
+  std::vector<dp::detail::any_model_tensor> buffer_homes_;  // each buffer's tensor, for rebind()
+  std::vector<const dp::detail::storage*> locked_;          // the same, for forward's write guard
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
   detail::plan_entry* last_ = nullptr;  // the plan of the latest step
   bool training_ = true;
