@@ -352,6 +352,13 @@ TEST_CASE("after edit every parameter is the trainer's memory again: a swapped o
                        doctest::Contains("edit(f) left weight of shape {5, 5} (the model's is {2, 3})"),
                        dp::shape_error);
   CHECK(weight() == fresh);
+  // So is one f moved from before it threw: f's error goes on.
+  CHECK_THROWS_WITH_AS(t.edit([](layer& m) {
+    const nn::parameter<float> gone = std::move(m.weight);
+    throw dp::value_error("f failed");
+  }),
+                       "f failed", dp::value_error);
+  CHECK(weight() == fresh);
   // The optimizer updates what the model shows: the flat buffer and the model are one memory.
   auto opt = dp::optim::sgd(t, {.lr = 0.1});
   (void)t.backward(nn::mse_loss, dp::ones<float>({4, 3}), dp::zeros<float>({4, 2}));

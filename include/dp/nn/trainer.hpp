@@ -232,11 +232,16 @@ class trainer {
       DP_CHECK(!retired_, runtime_error,
                "dp: edit on a trainer that was wrapped in a dp::parallel: the parallel trains the model now, so "
                "edit it there (par.edit(f))");
-      {
+      try {
         const dp::detail::owner_write_scope owner;
         f(model_);
+      } catch (...) {
+        (void)rebind();  // the members are home again; f's error is the one to report
+        throw;
       }
-      rebind();
+      const std::string misshaped = rebind();
+      DP_CHECK(misshaped.empty(), shape_error, "dp: edit(f) left ", misshaped,
+               "; a parameter or buffer keeps its shape, so it was put back as it was");
     }
   }
   dp::device device() const noexcept { return dev_; }
@@ -594,8 +599,8 @@ class trainer {
   /// After edit's f: every parameter and buffer views the trainer's memory again, so that the
   /// optimizer, the buffer synchronisation and a checkpoint keep seeing what the model shows. A
   /// member f moved from keeps the values in that memory; one f swapped or rebound writes its values
-  /// there. One of another shape is refused (the member is put back first).
-  void rebind() {
+  /// there. Returns the first member f left with another shape (put back as it was), or "".
+  [[nodiscard]] std::string rebind() {
     const dp::detail::owner_write_scope owner;
     std::string misshaped;
     const auto home_again = [&](const std::string& name, auto& v, const auto& home) {
@@ -620,8 +625,7 @@ class trainer {
       auto& v = detail::param_access::value(b);
       home_again(name, v, std::get<std::remove_cvref_t<decltype(v)>>(buffer_homes_[k++]));
     });
-    DP_CHECK(misshaped.empty(), shape_error, "dp: edit(f) left ", misshaped,
-             "; a parameter or buffer keeps its shape, so it was put back as it was");
+    return misshaped;
   }
 
   Model model_;
