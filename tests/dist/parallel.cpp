@@ -27,6 +27,13 @@ struct dropout_net {
   nn::linear<10, 3> b;
   auto forward(auto x) const { return b(drop(dp::tanh(a(x)))); }
 };
+struct settings_net {
+  nn::linear<12, 10> a;
+  nn::layer_norm<10> ln;
+  nn::dropout drop{0.2f};
+  nn::linear<10, 5> b;
+  auto forward(auto x) const { return b(drop(dp::tanh(ln(a(x))))); }
+};
 struct scaled {
   nn::linear<4, 3> fc;
   auto forward(auto x, auto s) const { return fc(x) * s; }
@@ -187,6 +194,44 @@ TEST_CASE("edit runs once on the canonical model and copies it to every replica:
   }
   close(par.model().bn.running_mean.value().to_vector(), single.model().bn.running_mean.value().to_vector(), 1e-5,
         1e-6);
+}
+
+TEST_CASE("edit may change module settings: every replica takes them, and training goes on as on one device") {
+  nn::manual_seed(12);
+  const settings_net model;
+  nn::trainer<settings_net> single{model}, unedited{model};
+  dp::parallel<settings_net> par{model, workers(3)};
+  auto so = dp::optim::sgd(single, {.lr = 0.05, .momentum = 0.9});
+  auto uo = dp::optim::sgd(unedited, {.lr = 0.05, .momentum = 0.9});
+  auto po = dp::optim::sgd(par, {.lr = 0.05, .momentum = 0.9});
+  const auto step = [&](int k) {
+    auto x = dp::randn<float>({12, 12}, dp::cpu(), 70 + k);
+    auto y = labels(12, 80 + k);
+    (void)single.backward(nn::cross_entropy, x, y);
+    so.step();
+    (void)unedited.backward(nn::cross_entropy, x, y);
+    uo.step();
+    (void)par.backward(nn::cross_entropy, x, y);
+    po.step();
+  };
+  step(0);  // traced with the first settings
+  const auto change = [](settings_net& m) {
+    m.drop.p = 0.6f;
+    m.drop.seed = 77;
+    m.ln.eps = 0.5f;
+  };
+  single.edit(change);
+  par.edit(change);
+  CHECK(par.model().drop.p == 0.6f);
+  for (int k = 1; k < 4; ++k) {
+    step(k);
+  }
+  // A replica that kept the old dropout or layer_norm settings would train apart from one device.
+  for (std::size_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    close(replica_params(par, r), replica_params(single, 0), 1e-5, 1e-6);
+  }
+  CHECK(replica_params(single, 0) != replica_params(unedited, 0));  // and the settings did change training
 }
 
 TEST_CASE("an edit that throws halfway leaves every replica holding the same model") {

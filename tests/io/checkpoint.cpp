@@ -27,13 +27,21 @@ dp::data::tensor_dataset<float, std::int64_t> samples() {
 }
 
 /// Trains for `epochs`, optionally resuming from `resume`, checkpointing to `save` at (epoch, batch).
-std::vector<float> train(int epochs, const std::string& resume, const std::string& save, io::progress save_at) {
+/// `warm`: the resuming run steps once before it loads (its traced step saw its own dropout seeds).
+std::vector<float> train(int epochs, const std::string& resume, const std::string& save, io::progress save_at,
+                         bool warm = false) {
   const dp::data::loader loader{samples(), {.batch = 16, .shuffle = true, .seed = 3}};
   nn::manual_seed(resume.empty() ? 8 : 99);  // a resumed run takes weights and dropout seeds from the file
   dp::parallel<net> par{net{}, {dp::cpu(0), dp::cpu(1)}};
   auto opt = dp::optim::adamw(par, {.lr = 1e-2, .weight_decay = 1e-2, .schedule = dp::optim::cosine_lr(50)});
   io::progress start{};
   if (!resume.empty()) {
+    if (warm) {
+      const auto it = loader.epoch(0).begin();
+      const auto& [x, y] = *it;
+      (void)par.backward(nn::cross_entropy, x, y);
+      opt.step();
+    }
     start = io::load_checkpoint(resume, par, opt);
   }
   for (std::int64_t e = start.epoch; e < epochs; ++e) {
@@ -64,6 +72,9 @@ TEST_CASE("a run resumed from a checkpoint (mid-epoch, with dropout, batch_norm 
   const auto resumed = train(4, path, "", {});
   REQUIRE(uninterrupted.size() == resumed.size());
   CHECK(uninterrupted == resumed);
+  // Loading into a run that has stepped already: its traced steps drew masks from its own seeds,
+  // and the checkpoint's seeds take their place.
+  CHECK(train(4, path, "", {}, true) == uninterrupted);
   // And the checkpoint did matter: starting over from scratch with 3 epochs differs.
   CHECK(train(3, "", "", {}) != uninterrupted);
   std::filesystem::remove(path);

@@ -31,6 +31,12 @@ struct plain_net {
   nn::linear<16, 4> fc2;
   auto forward(auto x) const { return fc2(dp::tanh(fc1(x))); }
 };
+struct dropout_net {
+  nn::linear<10, 16> fc1;
+  nn::dropout drop{0.3f};
+  nn::linear<16, 4> fc2;
+  auto forward(auto x) const { return fc2(drop(dp::tanh(fc1(x)))); }
+};
 
 using dataset = dp::data::tensor_dataset<float, std::int64_t>;
 
@@ -191,6 +197,47 @@ TEST_CASE("construction gives every rank rank 0's parameters") {
   nn::manual_seed(100);
   const plain_net rank0;
   CHECK(state_of(par.model()) == state_of(rank0));
+}
+
+TEST_CASE("construction gives every rank rank 0's module settings: dropout's seed and p") {
+  const int r = test::world().rank();
+  nn::manual_seed(300 + static_cast<std::uint64_t>(r));  // dropout seeds come from the seed: one per rank
+  dropout_net mine;
+  mine.drop.p = 0.1f * static_cast<float>(r + 1);
+  dp::parallel<dropout_net> par{mine, test::world()};
+  nn::manual_seed(300);
+  const dropout_net rank0;
+  CHECK(par.model().drop.seed == rank0.drop.seed);
+  CHECK(par.model().drop.p == 0.1f);
+  // So a step's masks are those of one process: 3 steps of every rank's share give its weights.
+  const dp::index_t n = 12;
+  const dp::tensor<float> x = dp::randn<float>({n * test::world().size(), 10}, dp::cpu(), 31);
+  const dp::tensor<std::int64_t> y =
+      dp::cast<std::int64_t>(dp::rand<float>({n * test::world().size()}, dp::cpu(), 32) * 3.99f);
+  dropout_net reference = rank0;
+  reference.drop.p = 0.1f;
+  nn::trainer<dropout_net> one{reference};
+  auto po = dp::optim::sgd(par, {.lr = 0.1});
+  auto oo = dp::optim::sgd(one, {.lr = 0.1});
+  for (int step = 0; step < 3; ++step) {
+    (void)par.backward(nn::cross_entropy, x.slice(0, r * n, (r + 1) * n), y.slice(0, r * n, (r + 1) * n));
+    po.step();
+    (void)one.backward(nn::cross_entropy, x, y);
+    oo.step();
+  }
+  CHECK(max_rel_diff(state_of(par.model()), state_of(one.model())) < 1e-6);
+}
+
+TEST_CASE("edit: the module settings every rank ends with are rank 0's, on every local replica") {
+  const int r = test::world().rank();
+  nn::manual_seed(301);
+  dp::parallel<dropout_net> par{dropout_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  par.edit([&](dropout_net& m) {
+    m.drop.p = 0.2f * static_cast<float>(r + 1);
+    m.drop.seed = 40 + static_cast<std::uint64_t>(r);
+  });
+  CHECK(par.model().drop.p == 0.2f);
+  CHECK(par.model().drop.seed == 40);
 }
 
 TEST_CASE("edit: rank 0's edited model becomes every rank's and every local replica's") {

@@ -48,6 +48,13 @@ struct classifier {
   nn::parameter<float> scale{dp::ones<float>({10})};
   auto forward(auto x) const { return fc2(drop(dp::relu(bn(fc1(x))))) * scale; }
 };
+struct settled {
+  nn::linear<5, 8> a;
+  nn::dropout drop{0.5f};
+  nn::layer_norm<8> ln;
+  nn::linear<8, 3> b;
+  auto forward(auto x) const { return b(ln(drop(dp::tanh(a(x))))); }
+};
 struct replay_model {
   nn::linear<5, 4> a;
   nn::layer_norm<4> ln;
@@ -371,6 +378,47 @@ TEST_CASE("after edit every parameter is the trainer's memory again: a swapped o
   }
   CHECK(taken.to_vector() == weight());  // the moved-to handle views the same memory, read-only
   CHECK_THROWS_AS(taken.fill(0.f), dp::value_error);
+}
+
+TEST_CASE("edit may change module settings: the next step traces again with them, and only a setting retraces") {
+  nn::manual_seed(15);
+  const settled start;
+  const auto x = dp::randn<float>({6, 5}, dp::cpu(), 61);
+  const auto y = dp::randn<float>({6, 3}, dp::cpu(), 62);
+  nn::trainer<settled> t{start};
+  const double traced = t.backward(nn::mse_loss, x, y);
+  CHECK(t.plan_count() == 1);
+  // Writing tensors keeps the traced step: it reads them where they are.
+  t.edit([](settled& m) { m.b.bias.assign(m.b.bias.value() * 1.f); });
+  CHECK(t.plan_count() == 1);
+  // Settings are read when a step is traced: changing one drops the traced steps.
+  t.edit([](settled& m) {
+    m.drop.p = 0.f;
+    m.ln.eps = 0.25f;
+  });
+  CHECK(t.plan_count() == 0);
+  CHECK(t.model().drop.p == 0.f);
+  const double edited = t.backward(nn::mse_loss, x, y);
+  // What a trainer made from the edited model computes (dropout off, eps 0.25), and not the old loss.
+  settled changed = start;
+  changed.drop.p = 0.f;
+  changed.ln.eps = 0.25f;
+  nn::trainer<settled> fresh{changed};
+  CHECK(edited == fresh.backward(nn::mse_loss, x, y));
+  CHECK(dp::detail::trainer_access::flat_grads(t).to_vector() ==
+        dp::detail::trainer_access::flat_grads(fresh).to_vector());
+  CHECK(edited != traced);
+  // An f that throws after changing a setting still leaves no stale step behind.
+  (void)t.backward(nn::mse_loss, x, y);
+  CHECK_THROWS_WITH_AS(t.edit([](settled& m) {
+    m.ln.eps = 0.5f;
+    throw dp::value_error("f failed");
+  }),
+                       "f failed", dp::value_error);
+  CHECK(t.plan_count() == 0);
+  changed.ln.eps = 0.5f;
+  nn::trainer<settled> again{changed};
+  CHECK(t.backward(nn::mse_loss, x, y) == again.backward(nn::mse_loss, x, y));
 }
 
 TEST_CASE("arguments on another device are rejected with both devices named") {

@@ -95,7 +95,7 @@ class parallel {
       : parallel(std::move(model), std::move(devices), o, nullptr) {}
 
   /// One replica per rank of `world`: its host worker, or its GPU (NCCL bootstrapped over MPI).
-  /// Rank 0's parameters and buffers are broadcast to every rank, after checking that every rank
+  /// Rank 0's parameters, buffers and module settings are broadcast to every rank, after checking that every rank
   /// holds the same model. Each rank passes its own share of every global batch (a loader made
   /// with `world` yields it); gradients and losses are those of the global batch.
   parallel(Model model, dist::session& world, parallel_options o = {})
@@ -163,9 +163,9 @@ class parallel {
   bool training() const noexcept { return group_[0].training(); }
 
   /// Changes the canonical model between steps (f(Model&), as nn::trainer::edit does) and copies it
-  /// to every replica. Across processes every rank calls it, and rank 0's result becomes everyone's.
-  /// If f throws, the replicas still hold one model (replica 0's, as f left it) and the error goes on,
-  /// on every rank. Gradients already computed are kept: a step after the edit applies them.
+  /// (parameters, buffers and module settings) to every replica. Across processes every rank calls it, and rank 0's
+  /// result becomes everyone's. If f throws, the replicas still hold one model (replica 0's, as f left it) and the
+  /// error goes on, on every rank. Gradients already computed are kept: a step after the edit applies them.
   template <class F>
   void edit(F&& f) {
     std::exception_ptr failed;
@@ -176,6 +176,7 @@ class parallel {
     }
     if (group_.size() > 1 || group_.world_size() > 1) {
       broadcast_model("broadcast of the model after edit", steps());
+      share_settings("broadcast of the module settings after edit", steps());
     }
     if (group_.world_size() > 1) {  // every rank learns whether f failed on any, so all stop together
       const dist::detail::context_scope context("edit's outcome", steps());
@@ -659,13 +660,14 @@ class parallel {
     group_.each(slice, slices);
   }
 
-  /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters
-  /// and buffers become everyone's. A difference is the same error on every rank, naming it.
+  /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters,
+  /// buffers and module settings become everyone's. A difference is the same error on every rank, naming it.
   void join_world() {
     const dist::detail::context_scope context("model check at construction", 0);
     dist::detail::require_same_model(*group_.world(),
                                      dist::detail::model_signature<Model, T>(model(), layout(), replica_count()));
     broadcast_model("broadcast of rank 0's model at construction", 0);
+    share_settings("broadcast of rank 0's module settings at construction", 0);
   }
   /// Replica 0 of rank 0's parameters and buffers become every replica's.
   void broadcast_model(const char* what, std::uint64_t step) {
@@ -676,6 +678,24 @@ class parallel {
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);
     };
     run(job);
+  }
+
+  /// Replica 0 of rank 0's module settings (dropout's p and seed, ...) become every replica's: the
+  /// masks and statistics of a step then do not depend on the rank that computes them.
+  void share_settings(const char* what, std::uint64_t step) {
+    std::vector<std::int64_t> words = detail::trainer_access::settings(group_[0]);
+    if (words.empty()) {  // the same on every rank: the count follows from the model's type
+      return;
+    }
+    if (group_.world_size() > 1) {
+      const dist::detail::context_scope context(what, step);
+      tensor<std::int64_t> t = from_vector(words);
+      group_.world()->broadcast(t, 0);
+      words = t.to_vector();
+    }
+    for (int i = 0; i < group_.size(); ++i) {
+      detail::trainer_access::adopt_settings(group_[i], words);
+    }
   }
 
   parallel_options opts_;

@@ -32,6 +32,11 @@ struct member_probe {
 template <class M>
 concept declares_members = requires(M& m) { M::dp_members(m, member_probe{}); };
 
+/// A library module names its settings, the plain values its forward reads (dropout's p):
+/// `static void dp_settings(auto& self, auto&& f)` calls f(name, value) for each.
+template <class M>
+concept declares_settings = requires(M& m) { M::dp_settings(m, member_probe{}); };
+
 template <class X>
 struct is_dp_tensor : std::false_type {};
 template <class T, class E>
@@ -226,6 +231,26 @@ void for_each_seed(M&& model, F&& f) {
   auto g = [&](const std::string& name, auto& module) {
     if constexpr (detail::seeded<std::remove_cvref_t<decltype(module)>>) {
       f(name, module.seed);
+    }
+  };
+  detail::visit_modules(model, "", g);
+}
+
+/// Calls f(name, value&) for every module setting (dropout's p and seed, a norm's eps and momentum,
+/// flatten's dimensions) in declaration order: the plain values besides tensors that a trained
+/// model's steps read, so every replica must hold the same.
+template <class M, class F>
+void for_each_setting(M&& model, F&& f) {
+  auto g = [&](const std::string& name, auto& module) {
+    using X = std::remove_cvref_t<decltype(module)>;
+    if constexpr (detail::declares_settings<X>) {
+      X::dp_settings(module, [&](std::string_view setting, auto& v) {
+        using V = std::remove_cvref_t<decltype(v)>;
+        static_assert(std::is_arithmetic_v<V> && sizeof(V) <= 8,
+                      "dp: dp_settings names a module's plain values (a number or a bool of at most 64 bits); "
+                      "keep tensors in dp_members");
+        f(detail::join_name(name, setting), v);
+      });
     }
   };
   detail::visit_modules(model, "", g);

@@ -27,6 +27,7 @@
 #include <dp/nn/loss.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/settings.hpp>
 #include <dp/nn/trainer_access.hpp>
 
 namespace dp::inline DP_ABI {
@@ -203,6 +204,7 @@ class trainer {
   /// Takes the model and places its parameters and buffers on `d`.
   explicit trainer(Model model, dp::device d = dp::cpu()) : model_(std::move(model)), dev_(d) {
     nn::check_model<Model>();
+    (void)&detail::settings_words<Model>;  // instantiated here: a wrong dp_settings is reported at the trainer
     require_usable(d);
     bind();
   }
@@ -221,8 +223,8 @@ class trainer {
   /// Changes the model between steps: f(Model&) may assign its parameters and buffers
   /// (`m.fc = nn::linear<4, 2>{}`, `m.fc.weight.assign(dp::clamp(m.fc.weight.value(), -1.f, 1.f))`).
   /// Besides the optimizer and dp::io::load, the one way to write them. Their values change, their
-  /// memory stays the trainer's (see rebind). A module's settings (dropout's p and seed, a norm's
-  /// eps and momentum) are read when a step is traced: set them before a trainer takes the model.
+  /// memory stays the trainer's (see rebind). f may change module settings too (`m.drop.p = 0.1f`,
+  /// any value nn::for_each_setting visits): the next step traces again with them.
   template <class F>
   void edit(F&& f) {
     static_assert(std::is_invocable_v<F&, Model&>,
@@ -232,13 +234,16 @@ class trainer {
       DP_CHECK(!retired_, runtime_error,
                "dp: edit on a trainer that was wrapped in a dp::parallel: the parallel trains the model now, so "
                "edit it there (par.edit(f))");
+      const std::vector<std::int64_t> settings = detail::settings_words(model_);
       try {
         const dp::detail::owner_write_scope owner;
         f(model_);
       } catch (...) {
         (void)rebind();  // the members are home again; f's error is the one to report
+        retrace_if_changed(settings);
         throw;
       }
+      retrace_if_changed(settings);
       const std::string misshaped = rebind();
       DP_CHECK(misshaped.empty(), shape_error, "dp: edit(f) left ", misshaped,
                "; a parameter or buffer keeps its shape, so it was put back as it was");
@@ -421,9 +426,30 @@ class trainer {
   /// Applies `f` to the model (loading weights: values are written into the existing storage).
   template <class F>
   void update_model(F&& f) {
+    const std::vector<std::int64_t> settings = detail::settings_words(model_);
     const dp::detail::owner_write_scope owner;
     f(model_);
     state_ = grad_state::none;
+    retrace_if_changed(settings);  // a checkpoint's dropout seeds
+  }
+  /// The module settings as words (dp::parallel broadcasts replica 0's).
+  std::vector<std::int64_t> settings() const { return detail::settings_words(model_); }
+  /// Takes another replica's settings.
+  void adopt_settings(const std::vector<std::int64_t>& words) {
+    if (detail::apply_settings(model_, words)) {
+      drop_plans();
+    }
+  }
+  /// The traced steps read the module settings they saw: after a change they are dropped, and the
+  /// next step traces again (a CUDA graph captured before must be captured again).
+  void retrace_if_changed(const std::vector<std::int64_t>& before) {
+    if (detail::settings_words(model_) != before) {
+      drop_plans();
+    }
+  }
+  void drop_plans() noexcept {
+    plans_.clear();
+    last_ = nullptr;
   }
   /// Restores the step counter (it seeds dropout's random streams) when resuming a run.
   void restore_steps(std::uint64_t steps) noexcept { step_ = steps; }

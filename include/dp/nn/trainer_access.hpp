@@ -34,6 +34,14 @@ struct trainer_access {
     t.forget_step();
   }
   template <class Trainer>
+  static auto settings(const Trainer& t) {
+    return t.settings();
+  }
+  template <class Trainer, class Words>
+  static void adopt_settings(Trainer& t, const Words& words) {
+    t.adopt_settings(words);
+  }
+  template <class Trainer>
   static void retire(Trainer& t) noexcept {
     t.retire();
   }

@@ -65,6 +65,10 @@ struct dropout {
   std::uint64_t seed = detail::next_module_seed();
 
   static void dp_members(auto&, auto&&) {}
+  static void dp_settings(auto& self, auto&& f) {
+    f("p", self.p);
+    f("seed", self.seed);
+  }
 
   template <class X>
   auto forward(const X& x) const {

@@ -30,6 +30,7 @@ struct layer_norm {
     f("weight", self.weight);
     f("bias", self.bias);
   }
+  static void dp_settings(auto& self, auto&& f) { f("eps", self.eps); }
 
   template <class X>
   auto forward(const X& x) const {
@@ -65,6 +66,10 @@ struct batch_norm {
     f("running_mean", self.running_mean);
     f("running_var", self.running_var);
     f("num_batches_tracked", self.num_batches_tracked);
+  }
+  static void dp_settings(auto& self, auto&& f) {
+    f("eps", self.eps);
+    f("momentum", self.momentum);
   }
 
   template <class X>

@@ -11,6 +11,10 @@ struct flatten {
   int start_dim = 1;
   int end_dim = -1;
   static void dp_members(auto&, auto&&) {}
+  static void dp_settings(auto& self, auto&& f) {
+    f("start_dim", self.start_dim);
+    f("end_dim", self.end_dim);
+  }
 
   template <class X>
   auto forward(const X& x) const {
