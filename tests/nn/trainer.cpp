@@ -330,6 +330,25 @@ TEST_CASE("a trainer's model is written only through edit, the optimizer or a lo
   CHECK(kept.to_vector() == std::vector<float>(6, 1.f));
 }
 
+TEST_CASE("edit(f) changes the model it is given: a handle into another trainer's model stays read-only in f") {
+  nn::manual_seed(16);
+  nn::trainer<nn::linear<3, 2>> a{nn::linear<3, 2>{}}, b{nn::linear<3, 2>{}};
+  dp::tensor<float> bs = b.model().weight.value();
+  const auto before = bs.to_vector();
+  CHECK_THROWS_WITH_AS(a.edit([&](nn::linear<3, 2>&) { bs.fill(0.f); }),
+                       doctest::Contains("edit(f) wrote into a parameter or buffer of another model"), dp::value_error);
+  CHECK(bs.to_vector() == before);
+  // Each model through its own edit, nested or not.
+  a.edit([&](nn::linear<3, 2>& m) {
+    m.bias.assign(dp::ones<float>({2}));
+    b.edit([](nn::linear<3, 2>& n) { n.bias.assign(dp::full<float>({2}, 2.f)); });
+    m.weight.assign(dp::zeros<float>({2, 3}));  // a's scope again after b's closed
+  });
+  CHECK(a.model().bias.value().to_vector() == std::vector<float>{1.f, 1.f});
+  CHECK(a.model().weight.value().to_vector() == std::vector<float>(6, 0.f));
+  CHECK(b.model().bias.value().to_vector() == std::vector<float>{2.f, 2.f});
+}
+
 TEST_CASE("after edit every parameter is the trainer's memory again: a swapped or moved-from member comes home") {
   using layer = nn::linear<3, 2>;
   nn::manual_seed(13);

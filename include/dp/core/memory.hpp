@@ -65,7 +65,7 @@ struct storage {
   void* deleter_ctx = nullptr;
   storage* next = nullptr;
   std::uint64_t born = 0;                // when it was handed out (birth_clock): the write guard's "older than"
-  bool trained = false;                  // a trainer's parameters or buffers: written only by their owner
+  const void* trained_by = nullptr;      // the trainer whose parameters or buffers these are: it alone writes
   struct private_pool* owner = nullptr;  // the capture's pool it belongs to (nullptr: the device's)
   std::uint64_t owner_generation = 0;    // owner's generation when it joined (an older one is closed)
 };
@@ -399,7 +399,7 @@ inline storage_ref allocate(device d, std::size_t bytes) {
   require_usable(d);
   storage* s = pool_of(d).acquire(bytes);
   s->born = birth_clock().fetch_add(1, std::memory_order_relaxed);
-  s->trained = false;
+  s->trained_by = nullptr;
   return storage_ref(s);
 }
 
@@ -413,7 +413,7 @@ inline storage_ref adopt(device d, void* data, std::size_t bytes, void (*deleter
   s->deleter = deleter;
   s->deleter_ctx = ctx;
   s->born = birth_clock().fetch_add(1, std::memory_order_relaxed);
-  s->trained = false;
+  s->trained_by = nullptr;
   return storage_ref(s);
 }
 

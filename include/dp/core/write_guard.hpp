@@ -4,10 +4,11 @@
 // step) and outside the buffers' synchronisation, so it is an error at once; nn::update is the one
 // way to change a buffer from forward. Tensors forward makes itself may be written freely.
 //
-// Outside forward, a trainer's parameters and buffers (storages marked `trained`) are written only
-// by their owner: its optimizer, a checkpoint load, buffer synchronisation, and `edit`, which opens
-// an owner_write_scope. par.model() hands out views of replica 0's memory; a write through one would
-// change that replica alone and the replicas would drift apart, so it is refused.
+// Outside forward, a trainer's parameters and buffers (storages marked `trained_by` it) are written
+// only by their owner: its optimizer, a checkpoint load, buffer synchronisation, and `edit`, which
+// opens an owner_write_scope for that trainer alone. par.model() hands out views of replica 0's
+// memory; a write through one would change that replica alone and the replicas would drift apart, so
+// it is refused.
 #pragma once
 
 #include <algorithm>
@@ -27,8 +28,14 @@ namespace dp::inline DP_ABI::detail {
 struct write_lock {
   std::uint64_t since = 0;
   std::span<const storage* const> storages;
-  bool owner = false;  // an owner_write_scope is open: trained storages may be written
+  const void* owner = nullptr;  // the open owner_write_scope's trainer (any_owner: dp's own writes)
 };
+
+/// The scope of dp's own writes into its replicas (loads, buffer synchronisation, undoing a step).
+inline const void* any_owner() noexcept {
+  static const char tag = 0;
+  return &tag;
+}
 
 inline write_lock& current_write_lock() {
   thread_local write_lock lock;
@@ -49,31 +56,41 @@ class write_guard {
   write_lock prev_;
 };
 
-/// Lets the code on this thread write trained storages for the scope's lifetime (a trainer or
-/// dp::parallel writing its own parameters and buffers; never open while forward runs).
+/// Lets the code on this thread write trained storages for the scope's lifetime: those of `owner`
+/// (a trainer's edit hands f its own model, not another's), or any (dp writing its replicas'
+/// parameters and buffers). Never open while forward runs; scopes nest, the innermost wins.
 class owner_write_scope {
  public:
-  owner_write_scope() noexcept : prev_(current_write_lock().owner) { current_write_lock().owner = true; }
+  explicit owner_write_scope(const void* owner = any_owner()) noexcept : prev_(current_write_lock().owner) {
+    current_write_lock().owner = owner;
+  }
   ~owner_write_scope() { current_write_lock().owner = prev_; }
   owner_write_scope(const owner_write_scope&) = delete;
   owner_write_scope& operator=(const owner_write_scope&) = delete;
 
  private:
-  bool prev_;
+  const void* prev_;
 };
 
-/// Marks (or, when the trainer goes, unmarks) a trainer's parameter or buffer storage.
-inline void mark_trained(const storage_ref& s, bool trained) noexcept { s->trained = trained; }
+/// Marks a trainer's parameter or buffer storage as `owner`'s (nullptr, when the trainer goes: free).
+inline void mark_trained(const storage_ref& s, const void* owner) noexcept { s->trained_by = owner; }
 
 /// Throws when `s` belongs to a model that a trainer or dp::parallel owns and no owner_write_scope
 /// is open on this thread.
 inline void check_owner(const storage* s, const write_lock& lock = current_write_lock()) {
-  DP_CHECK(!s->trained || lock.owner, value_error,
-           "dp: a write into a parameter or buffer of a model that an nn::trainer or dp::parallel owns: model() "
-           "hands out read-only views (in dp::parallel, of replica 0's memory: the write would change that replica "
-           "alone and the replicas would drift apart). Parameters change through the optimizer; "
-           "dp::io::load(path, owner) loads them; owner.edit([](Model& m) { ... }) changes the model and copies it "
-           "to every replica and rank");
+  if (s->trained_by == nullptr || lock.owner == s->trained_by || lock.owner == any_owner()) [[likely]] {
+    return;
+  }
+  DP_CHECK(lock.owner == nullptr, value_error,
+           "dp: edit(f) wrote into a parameter or buffer of another model (one that a different nn::trainer or "
+           "dp::parallel owns, through a handle kept from it): f may change only the model it is given; change the "
+           "other one through its own owner.edit");
+  raise<value_error>(
+      "dp: a write into a parameter or buffer of a model that an nn::trainer or dp::parallel owns: model() "
+      "hands out read-only views (in dp::parallel, of replica 0's memory: the write would change that replica "
+      "alone and the replicas would drift apart). Parameters change through the optimizer; "
+      "dp::io::load(path, owner) loads them; owner.edit([](Model& m) { ... }) changes the model and copies it "
+      "to every replica and rank");
 }
 
 /// Throws when `s` is locked on this thread (called by every public write: =, +=, assign, fill).

@@ -212,7 +212,7 @@ class trainer {
   trainer& operator=(const trainer&) = delete;
   ~trainer() {
     for (const auto& s : owned_) {
-      dp::detail::mark_trained(s, false);  // a handle the caller kept outlives the trainer: writable again
+      dp::detail::mark_trained(s, nullptr);  // a handle the caller kept outlives the trainer: writable again
     }
   }
 
@@ -236,7 +236,7 @@ class trainer {
                "edit it there (par.edit(f))");
       const std::vector<std::int64_t> settings = detail::settings_words(model_);
       try {
-        const dp::detail::owner_write_scope owner;
+        const dp::detail::owner_write_scope owner(this);  // this model's, not another's
         f(model_);
       } catch (...) {
         (void)rebind();  // the members are home again; f's error is the one to report
@@ -617,7 +617,7 @@ class trainer {
     });
     for (const auto& st : owned_) {
       locked_.push_back(st.get());
-      dp::detail::mark_trained(st, true);
+      dp::detail::mark_trained(st, this);
     }
     snapshot_ = detail::buffer_snapshot(model_);
   }
