@@ -463,7 +463,7 @@ class parallel {
     dist::any_communicator* world = group_.world_size() > 1 ? group_.world() : nullptr;
     guarded([&] {
       try {
-        if (group_.devices()[0].is_cpu()) {
+        if (group_.on_host()) {
           group_.each(job, group_.size());  // no collectives inside: tasks any free worker may take
         } else {
           group_.run(job);
@@ -501,7 +501,7 @@ class parallel {
       batch_.for_each_share(
           [&](index_t first, index_t count) { ranks_.push_back({first / c, (first + count + c - 1) / c}); });
     }
-    const bool host = group_.devices()[0].is_cpu();
+    const bool host = group_.on_host();
     if (outs_.empty()) {  // every replica's gradients on the host, or one staging copy for GPUs
       for (int i = 0; i < (host ? group_.size() : 1); ++i) {
         outs_.push_back(host ? tensor<T>(detail::trainer_access::flat_grads(group_[i]))

@@ -69,7 +69,7 @@ class replica_group {
     // Host workers share the cores of their machine with the other ranks on it.
     const int processes_here = world != nullptr ? world->local_size() : 1;
     const int budget =
-        devices_[0].is_cpu() && !one_thread ? std::max(1, std::min(num_threads(), cores) / (n * processes_here)) : 1;
+        on_host() && !one_thread ? std::max(1, std::min(num_threads(), cores) / (n * processes_here)) : 1;
     threads_ = std::make_unique<replica_threads>(n, budget);
   }
 
@@ -85,9 +85,11 @@ class replica_group {
   int world_rank() const noexcept { return world_ ? world_->rank() : 0; }
   int world_size() const noexcept { return world_ ? world_->size() : 1; }
 
+  /// Whether the replicas are host workers (validate_devices: every device is of one kind).
+  bool on_host() const noexcept { return devices_[0].is_cpu(); }
   /// Whether the replicas are host workers of one process (their collectives are plain loops over
   /// each other's memory, which dp::parallel runs as tasks instead of rendezvous).
-  bool host_only() const noexcept { return devices_[0].is_cpu() && !world_; }
+  bool host_only() const noexcept { return on_host() && !world_; }
 
   /// Runs task(k) for k in [0, tasks) on whichever replica threads are free (tasks that never wait
   /// for each other: no collectives inside); rethrows the lowest failing task's exception.
@@ -146,7 +148,7 @@ class replica_group {
 #if DP_HAS_MPI
     if (world != nullptr && world->size() > 1) {
       world_.emplace(world->make_communicator(o));
-      if (!devices_[0].is_cpu()) {
+      if (!on_host()) {
 #if DP_HAS_CUDA && DP_HAS_NCCL
         DP_CHECK(n == 1, device_error, "dp: parallel across processes drives one GPU per rank, got ", n,
                  " devices; start one process per GPU (mpirun -np <GPUs per machine x machines>) and pass "
@@ -171,7 +173,7 @@ class replica_group {
       return;
     }
 #endif
-    if (devices_[0].is_cpu()) {
+    if (on_host()) {
       for (auto& c : make_local_communicators(n, o)) {
         comms_.emplace_back(std::move(c));
       }
