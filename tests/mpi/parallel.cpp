@@ -76,6 +76,25 @@ double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) 
   return d;
 }
 
+/// `steps` SGD steps of `ranked` on this rank's 12 samples of a global batch, and of `one` on the
+/// whole batch in this process: then every parameter and buffer agrees within 1e-6 (relative).
+template <class P, class One>
+void train_shares(P& ranked, One& one, int steps) {
+  const dp::index_t n = 12, r = test::world().rank();
+  const dp::tensor<float> x = dp::randn<float>({n * test::world().size(), 10}, dp::cpu(), 31);
+  const dp::tensor<std::int64_t> y =
+      dp::cast<std::int64_t>(dp::rand<float>({n * test::world().size()}, dp::cpu(), 32) * 3.99f);
+  auto ro = dp::optim::sgd(ranked, {.lr = 0.1});
+  auto oo = dp::optim::sgd(one, {.lr = 0.1});
+  for (int step = 0; step < steps; ++step) {
+    (void)ranked.backward(nn::cross_entropy, x.slice(0, r * n, (r + 1) * n), y.slice(0, r * n, (r + 1) * n));
+    ro.step();
+    (void)one.backward(nn::cross_entropy, x, y);
+    oo.step();
+  }
+  CHECK(max_rel_diff(state_of(ranked.model()), state_of(one.model())) < 1e-6);
+}
+
 /// Trains `steps` steps: `ranked` on this rank's shares, `reference` in this process alone on the
 /// whole global batches (the same loader options), with the same optimizer kind.
 template <class P, class R, class MakeOpt>
@@ -210,22 +229,10 @@ TEST_CASE("construction gives every rank rank 0's module settings: dropout's see
   CHECK(par.model().drop.seed == rank0.drop.seed);
   CHECK(par.model().drop.p == 0.1f);
   // So a step's masks are those of one process: 3 steps of every rank's share give its weights.
-  const dp::index_t n = 12;
-  const dp::tensor<float> x = dp::randn<float>({n * test::world().size(), 10}, dp::cpu(), 31);
-  const dp::tensor<std::int64_t> y =
-      dp::cast<std::int64_t>(dp::rand<float>({n * test::world().size()}, dp::cpu(), 32) * 3.99f);
   dropout_net reference = rank0;
   reference.drop.p = 0.1f;
   nn::trainer<dropout_net> one{reference};
-  auto po = dp::optim::sgd(par, {.lr = 0.1});
-  auto oo = dp::optim::sgd(one, {.lr = 0.1});
-  for (int step = 0; step < 3; ++step) {
-    (void)par.backward(nn::cross_entropy, x.slice(0, r * n, (r + 1) * n), y.slice(0, r * n, (r + 1) * n));
-    po.step();
-    (void)one.backward(nn::cross_entropy, x, y);
-    oo.step();
-  }
-  CHECK(max_rel_diff(state_of(par.model()), state_of(one.model())) < 1e-6);
+  train_shares(par, one, 3);
 }
 
 TEST_CASE("edit: the module settings every rank ends with are rank 0's, on every local replica") {
@@ -238,6 +245,10 @@ TEST_CASE("edit: the module settings every rank ends with are rank 0's, on every
   });
   CHECK(par.model().drop.p == 0.2f);
   CHECK(par.model().drop.seed == 40);
+  // And on the local replica 1 of every rank: 3 steps equal one process with rank 0's settings.
+  dropout_net reference = par.model();
+  nn::trainer<dropout_net> one{reference};
+  train_shares(par, one, 3);
 }
 
 TEST_CASE("edit: rank 0's edited model becomes every rank's and every local replica's") {
@@ -278,6 +289,20 @@ struct sized {
   nn::parameter<float> w;
   auto forward(auto x) const { return x * w; }
 };
+/// A module that lists a setting only when a flag is on: ranks may disagree on which it has.
+struct shifted {
+  using value_type = float;
+  nn::parameter<float> w{dp::ones<float>({2})};
+  bool shifting = false;
+  float shift = 0.5f;
+  static void dp_members(auto& self, auto&& f) { f("w", self.w); }
+  static void dp_settings(auto& self, auto&& f) {
+    if (self.shifting) {
+      f("shift", self.shift);
+    }
+  }
+  auto forward(auto x) const { return x * w + (shifting ? shift : 0.f); }
+};
 }  // namespace
 
 TEST_CASE("ranks that hold different models are rejected on every rank, naming the difference") {
@@ -287,6 +312,11 @@ TEST_CASE("ranks that hold different models are rejected on every rank, naming t
                        doctest::Contains("the ranks hold different models: rank 0 has 'parameter w float {2}' where "
                                          "rank 1 has 'parameter w float {3}'"),
                        dp::value_error);
+  // Settings are named too: a rank with a setting the others lack is refused, not left waiting.
+  shifted mine;
+  mine.shifting = r == 1;
+  CHECK_THROWS_WITH_AS(dp::parallel<shifted>(mine, test::world()),
+                       doctest::Contains("rank 0 has nothing where rank 1 has 'setting shift'"), dp::value_error);
 }
 
 TEST_CASE("a rank-sharded loader gives each rank its part of every global batch; the union is the batch") {

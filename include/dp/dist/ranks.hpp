@@ -19,7 +19,8 @@
 
 namespace dp::inline DP_ABI::dist::detail {
 
-/// One line per parameter and buffer (name, element type, shape), after the local replica count.
+/// One line per parameter and buffer (name, element type, shape) and per module setting (name),
+/// after the local replica count.
 template <class Model, class T>
 std::string model_signature(const Model& model, const std::vector<nn::param_entry>& layout, std::size_t replicas) {
   auto type = []<class V>(const V*) {
@@ -33,6 +34,8 @@ std::string model_signature(const Model& model, const std::vector<nn::param_entr
     using V = typename std::remove_cvref_t<decltype(b)>::value_type;
     sig += dp::detail::concat("buffer ", name, " ", type(static_cast<const V*>(nullptr)), " ", b.shape(), "\n");
   });
+  // The names only: rank 0's values are broadcast (a module may list a setting conditionally).
+  nn::for_each_setting(model, [&](const std::string& name, const auto&) { sig += "setting " + name + "\n"; });
   return sig;
 }
 

@@ -26,7 +26,8 @@ namespace dp::inline DP_ABI {
 /// What stays the caller's: a replay reads and writes the addresses the capture saw (copy each batch
 /// into the captured input tensors; the returned loss tensor is rewritten in place); every tensor the
 /// work touches (model, optimizer, inputs) must outlive the graph; dropout masks repeat the captured
-/// step's; nothing else may use the device's stream while capturing.
+/// step's, and module settings the captured ones (capture again after an edit or load changes one);
+/// nothing else may use the device's stream while capturing.
 class cuda_graph {
  public:
   cuda_graph() = default;

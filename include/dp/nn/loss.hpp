@@ -352,6 +352,7 @@ struct cross_entropy_loss {
   float label_smoothing = 0.f;
   nn::reduction reduction = nn::reduction::mean;
   std::int64_t ignore_index = -100;
+  bool operator==(const cross_entropy_loss&) const = default;  // a trainer traces each value once
 
   template <class L, class Y>
   auto operator()(const L& logits, const Y& target) const {
@@ -398,6 +399,7 @@ inline constexpr cross_entropy_loss cross_entropy{};
 /// Mean (or sum) of squared differences.
 struct mse_loss_fn {
   nn::reduction reduction = nn::reduction::mean;
+  bool operator==(const mse_loss_fn&) const = default;
 
   template <class A, class B>
   auto operator()(const A& prediction, const B& target) const {

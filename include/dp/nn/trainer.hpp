@@ -1,13 +1,14 @@
 // nn::trainer<Model>: trains one model on one device. It owns the model (moved in), keeps all
 // parameters in one flat buffer (and their gradients in another, in reverse order of declaration,
 // which is roughly the order backward finishes them, so gradients can later be reduced in buckets
-// while backward runs), and caches one traced plan per input shape and mode. dp::parallel runs one
+// while backward runs), and caches one traced plan per input shape, mode and loss. dp::parallel runs one
 // trainer per device; optimizers are made from a trainer or a parallel, never from loose tensors.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -134,7 +135,28 @@ struct plan_entry {
   // Parameter gradients this plan never writes, for the trainer's element type.
   std::tuple<std::vector<tensor<float>>, std::vector<tensor<double>>> zero;
   std::vector<int> ready_at;  // per range of a grad_ready_hook: the op after which it is final
+  // The loss it traced: its type, and a copy when the loss compares with == (its options).
+  const void* loss_type = nullptr;
+  std::shared_ptr<const void> loss;
 };
+
+template <class T>
+inline constexpr char type_tag = 0;  // one address per type: a type's identity without RTTI
+
+template <class Loss>
+inline constexpr bool loss_has_value = std::equality_comparable<Loss> && std::is_copy_constructible_v<Loss>;
+
+/// Whether plan `p` traced `loss`: the same type and, for a loss with ==, an equal value.
+template <class Loss>
+bool traced_loss(const plan_entry& p, const Loss& loss) {
+  if (p.loss_type != &type_tag<Loss>) {
+    return false;
+  }
+  if constexpr (loss_has_value<Loss>) {
+    return *static_cast<const Loss*>(p.loss.get()) == loss;
+  }
+  return true;
+}
 
 /// What dp::parallel hears while backward runs: ready(r) for each range of the flat gradients (its
 /// buckets), in the ranges' order, as soon as that range and every one before it are final, so
@@ -239,8 +261,8 @@ class trainer {
         const dp::detail::owner_write_scope owner(this);  // this model's, not another's
         f(model_);
       } catch (...) {
-        (void)rebind();  // the members are home again; f's error is the one to report
         retrace_if_changed(settings);
+        (void)rebind();  // the members are home again; f's error is the one to report
         throw;
       }
       retrace_if_changed(settings);
@@ -265,7 +287,8 @@ class trainer {
 
   /// One step's gradients: forward, loss, backward. The last argument is the target passed to the
   /// loss; the ones before it are the model's inputs. A trailing dp::no_sync accumulates. Returns the
-  /// loss.
+  /// loss. The step is traced once per input shape, mode and loss (its type, and its value when it
+  /// has ==, as the library's losses do; a lambda's captures are read when it is traced).
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
     const double l = read_loss(backward_async(loss, args...));
@@ -300,7 +323,7 @@ class trainer {
   std::uint64_t steps() const noexcept { return step_; }
   /// A trainer is one replica.
   std::size_t replica_count() const noexcept { return 1; }
-  /// The number of traced plans (one per input shape and mode seen).
+  /// The number of traced plans (one per input shape, mode and loss seen).
   std::size_t plan_count() const noexcept { return plans_.size(); }
   /// Whether this trainer's model was moved into a dp::parallel (it trains nothing any more).
   bool retired() const noexcept { return retired_; }
@@ -382,7 +405,7 @@ class trainer {
   template <class Loss, class... Args>
   tensor<T> run_step(const Loss& loss, bool local_only, T scale, index_t sample_offset,
                      const detail::grad_ready_hook* hook, const Args&... args) {
-    detail::plan_entry* p = find_plan(args...);
+    detail::plan_entry* p = find_plan(loss, args...);
     const bool traced_now = p == nullptr;
     if (traced_now) {
       p = trace(loss, sample_offset, args...);
@@ -428,7 +451,12 @@ class trainer {
   void update_model(F&& f) {
     const std::vector<std::int64_t> settings = detail::settings_words(model_);
     const dp::detail::owner_write_scope owner;
-    f(model_);
+    try {
+      f(model_);
+    } catch (...) {
+      retrace_if_changed(settings);
+      throw;
+    }
     state_ = grad_state::none;
     retrace_if_changed(settings);  // a checkpoint's dropout seeds
   }
@@ -440,14 +468,19 @@ class trainer {
       drop_plans();
     }
   }
-  /// The traced steps read the module settings they saw: after a change they are dropped, and the
+  /// The traced steps read the module settings they saw: after a change they are replaced, and the
   /// next step traces again (a CUDA graph captured before must be captured again).
   void retrace_if_changed(const std::vector<std::int64_t>& before) {
     if (detail::settings_words(model_) != before) {
       drop_plans();
     }
   }
-  void drop_plans() noexcept {
+  void drop_plans() {
+    if (!dev_.is_cpu()) {  // a CUDA graph captured from them may still replay into their memory
+      for (auto& p : plans_) {
+        replaced_plans_.push_back(std::move(p));
+      }
+    }
     plans_.clear();
     last_ = nullptr;
   }
@@ -466,10 +499,10 @@ class trainer {
              "; move it with .to(", dev_, ")");
   }
 
-  template <class... Args>
-  detail::plan_entry* find_plan(const Args&... args) {
+  template <class Loss, class... Args>
+  detail::plan_entry* find_plan(const Loss& loss, const Args&... args) {
     for (auto& pe : plans_) {
-      if (pe->n != static_cast<int>(sizeof...(Args)) || pe->training != training_) {
+      if (pe->n != static_cast<int>(sizeof...(Args)) || pe->training != training_ || !detail::traced_loss(*pe, loss)) {
         continue;
       }
       int i = 0;
@@ -494,6 +527,10 @@ class trainer {
     pe->g = std::make_unique<detail::graph>();
     pe->n = sizeof...(Args);
     pe->training = training_;
+    pe->loss_type = &detail::type_tag<Loss>;
+    if constexpr (detail::loss_has_value<Loss>) {
+      pe->loss = std::make_shared<const Loss>(loss);
+    }
     detail::graph& g = *pe->g;
     g.step = step_;
     g.sample_offset = sample_offset;
@@ -662,7 +699,8 @@ class trainer {
   std::vector<dp::detail::any_model_tensor> buffer_homes_;  // each buffer's tensor, for rebind()
   std::vector<const dp::detail::storage*> locked_;          // the same, for forward's write guard
   std::vector<std::unique_ptr<detail::plan_entry>> plans_;
-  detail::plan_entry* last_ = nullptr;  // the plan of the latest step
+  std::vector<std::unique_ptr<detail::plan_entry>> replaced_plans_;  // on GPUs, kept until the trainer goes
+  detail::plan_entry* last_ = nullptr;                               // the plan of the latest step
   bool training_ = true;
   bool retired_ = false;
   bool allow_non_finite_ = false;
