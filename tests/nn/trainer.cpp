@@ -439,6 +439,19 @@ TEST_CASE("edit may change module settings: the next step traces again with them
   CHECK(t.backward(nn::mse_loss, x, y) == again.backward(nn::mse_loss, x, y));
 }
 
+TEST_CASE("edit cannot change how a buffer is synchronised: the policy is put back and the change refused") {
+  nn::manual_seed(18);
+  nn::trainer<classifier> t{classifier{}};
+  REQUIRE(t.model().bn.num_batches_tracked.sync() == nn::buffer_sync::first);
+  CHECK_THROWS_WITH_AS(t.edit([](classifier& m) {
+    m.bn.num_batches_tracked = nn::buffer<std::int64_t>{dp::full<std::int64_t>({}, 7), nn::buffer_sync::mean};
+  }),
+                       doctest::Contains("changed the synchronisation policy of buffer bn.num_batches_tracked"),
+                       dp::value_error);
+  CHECK(t.model().bn.num_batches_tracked.sync() == nn::buffer_sync::first);
+  CHECK(t.model().bn.num_batches_tracked.value().item() == 7);  // its value is f's, like any edit
+}
+
 TEST_CASE("a step with another loss, or the same loss with other options, traces its own plan") {
   nn::manual_seed(17);
   const replay_model start;

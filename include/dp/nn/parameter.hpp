@@ -188,6 +188,10 @@ struct param_access {
   static tensor<T>& value(buffer<T>& b) {
     return b.value_;
   }
+  template <class T>
+  static buffer_sync& sync(buffer<T>& b) {
+    return b.sync_;
+  }
 };
 
 template <class X>

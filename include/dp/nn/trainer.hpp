@@ -246,7 +246,8 @@ class trainer {
   /// (`m.fc = nn::linear<4, 2>{}`, `m.fc.weight.assign(dp::clamp(m.fc.weight.value(), -1.f, 1.f))`).
   /// Besides the optimizer and dp::io::load, the one way to write them. Their values change, their
   /// memory stays the trainer's (see rebind). f may change module settings too (`m.drop.p = 0.1f`,
-  /// any value nn::for_each_setting visits): the next step traces again with them.
+  /// any value nn::for_each_setting visits): the next step traces again with them. A buffer's
+  /// synchronisation policy is fixed: a change is put back and refused.
   template <class F>
   void edit(F&& f) {
     static_assert(std::is_invocable_v<F&, Model&>,
@@ -257,18 +258,24 @@ class trainer {
                "dp: edit on a trainer that was wrapped in a dp::parallel: the parallel trains the model now, so "
                "edit it there (par.edit(f))");
       const std::vector<std::int64_t> settings = detail::settings_words(model_);
+      const std::vector<buffer_sync> policies = buffer_policies();
       try {
         const dp::detail::owner_write_scope owner(this);  // this model's, not another's
         f(model_);
       } catch (...) {
         retrace_if_changed(settings);
+        (void)restore_policies(policies);
         (void)rebind();  // the members are home again; f's error is the one to report
         throw;
       }
       retrace_if_changed(settings);
+      const std::string repolicied = restore_policies(policies);
       const std::string misshaped = rebind();
       DP_CHECK(misshaped.empty(), shape_error, "dp: edit(f) left ", misshaped,
                "; a parameter or buffer keeps its shape, so it was put back as it was");
+      DP_CHECK(repolicied.empty(), value_error, "dp: edit(f) changed the synchronisation policy of buffer ", repolicied,
+               "; a buffer's policy is fixed while it is trained (dp::parallel synchronises by it), so it was put "
+               "back; build the model with the policy before a trainer takes it");
     }
   }
   dp::device device() const noexcept { return dev_; }
@@ -657,6 +664,26 @@ class trainer {
       dp::detail::mark_trained(st, this);
     }
     snapshot_ = detail::buffer_snapshot(model_);
+  }
+
+  std::vector<buffer_sync> buffer_policies() {
+    std::vector<buffer_sync> out;
+    for_each_buffer(model_, [&](const std::string&, const auto& b) { out.push_back(b.sync()); });
+    return out;
+  }
+  /// Puts each buffer's synchronisation policy back as `before` has it; names the first that f
+  /// changed, or "".
+  std::string restore_policies(const std::vector<buffer_sync>& before) {
+    std::string changed;
+    std::size_t k = 0;
+    for_each_buffer(model_, [&](const std::string& name, auto& b) {
+      const buffer_sync was = before[k++];
+      if (b.sync() != was) {
+        changed = changed.empty() ? name : changed;
+        detail::param_access::sync(b) = was;
+      }
+    });
+    return changed;
   }
 
   /// After edit's f: every parameter and buffer views the trainer's memory again, so that the
