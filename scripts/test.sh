@@ -29,7 +29,8 @@ echo "build took $((SECONDS - start)) s (wall, $(nproc) jobs)"
 awk -v root="$root/" '{ sub(root, "", $2) } $2 ~ /^tests\// { t += $1; n++ } END {
   printf "test suite: %d translation units, %.0f s of compile time\n", n, t }' "$times"
 echo "heaviest translation units (seconds):"
-sort -rn "$times" | head -10 | sed "s|$root/||"
+# sed reads all of sort's output (head would close the pipe early: SIGPIPE, exit 141 under pipefail).
+sort -rn "$times" | sed -n "1,10{s|$root/||;p}"
 # The build-time budget: no test translation unit over 60 s in this build (printed, not enforced:
 # a shared CI machine's timings are noisy).
 awk -v root="$root/" '{ sub(root, "", $2) } $2 ~ /^tests\// && $1 > 60 { over = over sprintf(" %s (%.0f s)", $2, $1) }
