@@ -20,6 +20,10 @@ struct outer {
 struct not_a_model {
   int x;
 };
+template <class X>
+struct holder {
+  X x;
+};
 struct net {
   nn::linear<4, 2> fc;
   auto forward(auto x) const { return fc(x); }
@@ -50,6 +54,21 @@ TEST_CASE("a model that lists its members with dp_members trains once it names i
   CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(481.0));
   CHECK(dp::detail::trainer_access::flat_grads(t).slice(0, 0, 6).to_vector() ==
         std::vector<double>{22, 28, 16, 20, 60, 76});  // (the flat buffer is padded past them)
+}
+
+TEST_CASE("a type's name for messages is the compiler's, without dp's build and anonymous namespaces") {
+  using nn::detail::reflect::type_name;
+  CHECK(type_name<float>() == "float");
+  CHECK(type_name<net>() == "net");
+  CHECK(type_name<nn::linear<2, 3, double>>() == "nn::linear<2, 3, double>");
+  CHECK(type_name<nn::sequential<nn::linear<4, 2>, nn::relu>>() ==
+        "nn::sequential<nn::linear<4, 2, float, true>, nn::relu>");
+  // A name with ']' or ';' in it is whole (a parser that cut at the first ']' lost "]>").
+#if defined(__clang__)
+  CHECK(type_name<holder<int[2]>>() == "holder<int[2]>");
+#else
+  CHECK(type_name<holder<int[2]>>() == "holder<int [2]>");
+#endif
 }
 
 TEST_CASE("member names nest with dots and equal PyTorch's") {

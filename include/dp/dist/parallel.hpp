@@ -11,8 +11,9 @@
 // summed across replicas with each replica's loss weighted by its share of the batch, so they equal
 // the single-device gradients of the whole batch (dist/gradient_reducer.hpp); buffers are
 // synchronised by their declared policy (dist/buffer_sync.hpp); across ranks the model is checked
-// once and the global batch learnt each step (dist/ranks.hpp). On one device parallel is the bare
-// trainer. This file composes those parts.
+// once and the global batch learnt each step (dist/ranks.hpp); the deterministic mode has its own
+// step (dist/deterministic_step.hpp). On one device parallel is the bare trainer. This file composes
+// those parts.
 #pragma once
 
 #include <atomic>
@@ -23,7 +24,6 @@
 #include <optional>
 #include <ostream>
 #include <string>
-#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -34,7 +34,7 @@
 #include <dp/core/tensor.hpp>
 #include <dp/dist/buffer_sync.hpp>
 #include <dp/dist/communicator.hpp>
-#include <dp/dist/deterministic.hpp>
+#include <dp/dist/deterministic_step.hpp>
 #include <dp/dist/gradient_reducer.hpp>
 #include <dp/dist/ranks.hpp>
 #include <dp/dist/replica_group.hpp>
@@ -42,6 +42,7 @@
 #include <dp/dist/session.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/reflect.hpp>
 #include <dp/nn/trainer.hpp>
 #include <dp/nn/trainer_access.hpp>
 
@@ -54,30 +55,14 @@ struct parallel_options {
   /// Bitwise the same weights, buffers and losses for any number of workers, ranks and GPUs, for a
   /// given global batch, seed and model: the batch is computed in fixed chunks of `chunk` samples
   /// (each its own forward and backward, batch statistics per chunk) summed in one fixed tree over
-  /// the chunks' positions (dist/deterministic.hpp), and every
-  /// replica runs its host loops on one thread. Across ranks each rank's share must be whole
+  /// the chunks' positions (dist/deterministic_step.hpp), and every replica runs its host loops on
+  /// one thread. Across ranks each rank's share must be whole
   /// chunks (loader_options::align = chunk). Not with dp::no_sync. See docs/parallel.md.
   bool deterministic = false;
   index_t chunk = 32;  ///< the deterministic mode's unit: samples [k chunk, (k + 1) chunk) of a batch
   /// A NaN or infinite loss is returned instead of stopping training with a dp::value_error.
   bool allow_non_finite_loss = false;
 };
-
-namespace detail {
-/// A readable name of T for messages: "classifier", "nn::sequential<nn::linear<64, 128, float, true>, ...>".
-template <class T>
-std::string type_name() {
-  const std::string_view p = __PRETTY_FUNCTION__;
-  const auto b = p.find("T = ") + 4;
-  std::string n(p.substr(b, p.find_first_of(";]", b) - b));
-  for (const std::string_view noise : {"dp::cpu_abi::", "dp::cuda_abi::", "(anonymous namespace)::", "{anonymous}::"}) {
-    for (auto at = n.find(noise); at != std::string::npos; at = n.find(noise)) {
-      n.erase(at, noise.size());
-    }
-  }
-  return n;
-}
-}  // namespace detail
 
 template <class Model>
 class parallel {
@@ -129,11 +114,7 @@ class parallel {
       buffers_.emplace_back(detail::trainer_access::mutable_model(group_[i]));
     }
     if (o.deterministic) {
-      const index_t params = detail::trainer_access::flat_grads(group_[0]).numel();
-      for (int i = 0; i < group_.size(); ++i) {
-        chunks_.emplace_back(params, buffers_[static_cast<std::size_t>(i)]);
-      }
-      tree_.emplace(params, chunks_[0].extras());
+      deterministic_.emplace(group_, buffers_, plan_, batch_, o.chunk);
     }
     if (overlapped()) {
       reducer_.overlap(detail::trainer_access::flat_grads(group_[0]), &group_.comm(0));
@@ -238,7 +219,7 @@ class parallel {
       }
     };
     {
-      const release<decltype(parts)> let_go{parts};
+      const detail::scattered_parts_scope<decltype(parts)> let_go{parts};
       run_replicas(forward, {.buffers = sync, .step = steps() + 1});
     }
     nn::detail::eager_random_state().step = step_after.load(std::memory_order_relaxed);
@@ -269,7 +250,7 @@ class parallel {
 
   friend std::ostream& operator<<(std::ostream& os, const parallel& p) {
     const index_t params = nn::parameter_count(p.model());
-    os << "parallel<" << detail::type_name<Model>() << ">: ";
+    os << "parallel<" << nn::detail::reflect::type_name<Model>() << ">: ";
     if (p.group_.world_size() > 1) {
       os << p.group_.world_size() << " ranks x ";
     }
@@ -343,7 +324,8 @@ class parallel {
       DP_CHECK(!local_only, value_error,
                "dp: parallel: dp::no_sync is not available in the deterministic mode (its sums are exact per step); "
                "use a larger global batch instead of accumulating");
-      return deterministic_step(loss, step_number, n, args...);
+      return (*deterministic_)(loss, {.step = step_number, .local = n, .global = global_n_, .offset = global_offset_},
+                               args...);
     }
     if (group_.size() == 1 && group_.world_size() == 1) {  // the bare trainer
       return detail::trainer_access::step_grads(group_[0], loss, local_only, T(1), index_t{0},
@@ -366,7 +348,7 @@ class parallel {
       if (c > 0) {
         const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
         losses_[static_cast<std::size_t>(i)] =
-            static_cast<double>(scale) * on_shard(i, plan_.begin(i), plan_.begin(i) + c, args..., [&] {
+            static_cast<double>(scale) * detail::on_shard(i, plan_.begin(i), plan_.begin(i) + c, args..., [&] {
               return std::apply(
                   [&](const auto&... part) {
                     return detail::trainer_access::step_grads(r, loss, local_only, scale,
@@ -389,7 +371,7 @@ class parallel {
         reducer_.finish();
       }
     };
-    const release<decltype(parts)> let_go{parts};
+    const detail::scattered_parts_scope<decltype(parts)> let_go{parts};
     try {
       run_replicas(backward,
                    {.gradients = !local_only && !overlap, .buffers = group_[0].training(), .step = step_number});
@@ -404,154 +386,6 @@ class parallel {
     // Across ranks the global loss is every rank's share of it, summed.
     const dist::detail::context_scope context("loss", step_number);
     return group_.world_size() > 1 ? batch_.sum(*group_.world(), total) : total;
-  }
-
-  /// The deterministic mode's step: every replica computes its whole chunks one by one, from the
-  /// step's buffers and step counter, and folds them into nodes of the fixed tree; then the nodes of
-  /// every replica and rank are summed by that tree (dist/deterministic.hpp).
-  template <class Loss, class... Args>
-  double deterministic_step(const Loss& loss, std::uint64_t step_number, index_t n, const Args&... args) {
-    const index_t c = opts_.chunk;
-    // Every rank checks every rank's share (the counts were gathered), so all refuse together.
-    const int odd = group_.world_size() > 1 ? batch_.first_unaligned(c) : -1;
-    DP_CHECK(odd < 0, value_error, "dp: parallel: the deterministic mode computes whole chunks of ", c,
-             " samples, but rank ", odd, "'s share of the global batch of ", global_n_,
-             " is not whole chunks: make the loader with {.align = ", c, "} (parallel_options::chunk)");
-    plan_.split(n, c);
-    const index_t chunks = (global_n_ + c - 1) / c;
-    const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
-    const bool training = group_[0].training();
-    auto& parts = plan_.scatter(args...);
-    const std::uint64_t before = step_number - 1;
-    for (int i = 0; i < group_.size(); ++i) {  // a replica without chunks has nothing to undo
-      detail::trainer_access::forget_step(group_[i]);
-    }
-    if (training) {  // every chunk starts from these; a failed step puts them back
-      for (auto& b : buffers_) {
-        b.save();
-      }
-    }
-    auto job = [&](int i) {
-      auto& r = group_[i];
-      auto& kept = chunks_[static_cast<std::size_t>(i)];
-      auto& buffers = buffers_[static_cast<std::size_t>(i)];
-      kept.clear(chunks);
-      const index_t first = plan_.begin(i), last = plan_.begin(i + 1);
-      for (index_t a = first; a < last; a += c) {
-        const index_t b = std::min(last, a + c);
-        if (training) {
-          buffers.restore();
-        }
-        detail::replica_access::restore_steps(r, before);
-        detail::replica_access::set_gradients(r, nn::grad_state::none);
-        const double share = static_cast<double>(b - a) / static_cast<double>(global_n_);
-        const T scale = mean ? static_cast<T>(share) : T(1);
-        const double l = on_shard(i, a, b, args..., [&] {
-          return [&]<std::size_t... K>(std::index_sequence<K...>) {
-            return detail::trainer_access::step_grads(
-                r, loss, false, scale, global_offset_ + a, nullptr,
-                rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
-          }(std::index_sequence_for<Args...>{});
-        });
-        kept.keep(detail::trainer_access::flat_grads(r), training ? &buffers : nullptr, share,
-                  static_cast<double>(scale) * l, (global_offset_ + a) / c, b == last);
-      }
-      detail::replica_access::restore_steps(r, before + 1);
-    };
-    const release<decltype(parts)> let_go{parts};
-    const dist::detail::context_scope context("deterministic sums", step_number);
-    dist::any_communicator* world = group_.world_size() > 1 ? group_.world() : nullptr;
-    guarded([&] {
-      try {
-        if (group_.on_host()) {
-          group_.each(job, group_.size());  // no collectives inside: tasks any free worker may take
-        } else {
-          group_.run(job);
-        }
-        sum_chunks(chunks, world);
-      } catch (...) {
-        if (world != nullptr) {  // the other ranks fail in their gather now, not at the timeout
-          world->abort(dp::detail::concat("rank ", group_.world_rank(), " failed in step ", step_number));
-          world->recover();
-        }
-        // The model as it was: the replicas that finished their chunks changed buffers and counters.
-        for (int i = 0; i < group_.size(); ++i) {
-          if (training) {
-            buffers_[static_cast<std::size_t>(i)].restore();
-          }
-          detail::replica_access::restore_steps(group_[i], before);
-        }
-        throw;
-      }
-    });
-    return losses_[0];  // the global loss, the same on every replica and rank
-  }
-  /// The deterministic step's sums: every replica's and rank's nodes through the tree, into every
-  /// replica's gradients, mean buffers and loss; the other buffers take rank 0's replica 0's values.
-  void sum_chunks(index_t chunks, dist::any_communicator* world) {
-    // Flushed as the chunks were, whoever adds: the tree's tasks, this thread, MPI's sum of two nodes.
-    const dp::detail::host_fp_scope fp;
-    nodes_.clear();
-    for (const auto& k : chunks_) {
-      nodes_.insert(nodes_.end(), k.nodes().begin(), k.nodes().end());
-    }
-    ranks_.clear();
-    const index_t c = opts_.chunk;
-    if (world != nullptr) {
-      batch_.for_each_share(
-          [&](index_t first, index_t count) { ranks_.push_back({first / c, (first + count + c - 1) / c}); });
-    }
-    const bool host = group_.on_host();
-    if (outs_.empty()) {  // every replica's gradients on the host, or one staging copy for GPUs
-      for (int i = 0; i < (host ? group_.size() : 1); ++i) {
-        outs_.push_back(host ? tensor<T>(detail::trainer_access::flat_grads(group_[i]))
-                             : empty<T>({detail::trainer_access::flat_grads(group_[0]).numel()}));
-      }
-    }
-    auto each = [&](auto& task, int tasks) { group_.each(task, tasks); };
-    const double* sums =
-        tree_->reduce(nodes_, chunks, ranks_, group_.world_rank(), world, outs_, each, group_.max_tasks());
-    const bool training = group_[0].training();
-    if (world != nullptr && training) {
-      buffers_[0].broadcast_others(*world, 0);
-    }
-    for (int i = 0; i < group_.size(); ++i) {
-      auto& r = group_[i];
-      if (!host) {
-        tensor<T>(detail::trainer_access::flat_grads(r))
-            .assign(outs_[0].to(group_.devices()[static_cast<std::size_t>(i)]));
-      }
-      if (training) {
-        buffers_[static_cast<std::size_t>(i)].set_means(sums);
-        if (i > 0) {
-          buffers_[static_cast<std::size_t>(i)].take_others(buffers_[0]);
-        }
-      }
-      losses_[static_cast<std::size_t>(i)] = sums[chunks_[0].extras() - 1];
-      detail::replica_access::set_gradients(r, nn::grad_state::complete);
-    }
-  }
-  /// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` holds. A
-  /// shape error inside it shows the shard's shapes: it is told which rows of which batch they are.
-  template <class... A>
-  static double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
-    auto all = std::forward_as_tuple(args_then_step...);
-    try {
-      return std::get<sizeof...(A) - 1>(all)();
-    } catch (const shape_error& e) {
-      throw shape_error(dp::detail::concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi,
-                                           ") of the batch of shape ", detail::unwrap(std::get<0>(all)).shape(), ")"));
-    }
-  }
-
-  /// Rows [lo, hi) of a scattered tensor's part; any other part whole.
-  template <class Arg, class Part>
-  static Part rows(const Part& p, index_t lo, index_t hi) {
-    if constexpr (tensor_type<Arg>) {
-      return p.slice(0, lo, hi);
-    } else {
-      return p;
-    }
   }
 
   /// Sets the global batch size and this rank's first sample in it: the local batch in one process,
@@ -595,12 +429,6 @@ class parallel {
   void run(Job& job) {
     guarded([&] { group_.run(job); });
   }
-  /// Lets the scattered parts go when the step leaves (GPU copies return to their pools).
-  template <class Parts>
-  struct release {
-    Parts& parts;
-    ~release() { parts.clear(); }
-  };
 
   /// What the replicas exchange after their own work.
   struct exchange {
@@ -703,15 +531,10 @@ class parallel {
   detail::scatter_plan plan_;
   dist::detail::gradient_reducer<T> reducer_;
   std::vector<dist::detail::replica_buffers> buffers_;
-  // The deterministic mode: each replica's chunks, the tree that sums them, and its inputs.
-  std::vector<dist::detail::replica_chunks<T>> chunks_;
-  std::optional<dist::detail::chunk_tree<T>> tree_;
-  std::vector<dist::detail::tree_node<T>> nodes_;
-  std::vector<dist::detail::chunk_range> ranks_;
-  std::vector<tensor<T>> outs_;  // where the sums go: the replicas' gradients, or a host copy for GPUs
   std::vector<double> losses_;
   std::vector<double> weights_ = std::vector<double>(static_cast<std::size_t>(group_.size()));  // buffer sync's
   dist::detail::global_batch batch_;
+  std::optional<dist::detail::deterministic_step<Model>> deterministic_;  // the deterministic mode's step
   index_t global_n_ = 0, global_offset_ = 0;  // the global batch and this rank's first sample in it
 };
 

@@ -259,5 +259,26 @@ class scatter_plan {
   std::vector<index_t> begin_;
 };
 
+/// Lets a step's scattered parts go when the step leaves (GPU copies return to their pools).
+template <class Parts>
+struct scattered_parts_scope {
+  Parts& parts;
+  ~scattered_parts_scope() { parts.clear(); }
+};
+
+/// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch whose first
+/// argument comes first. A shape error inside it shows the shard's shapes: it is told which rows
+/// of which batch they are.
+template <class... A>
+double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
+  auto all = std::forward_as_tuple(args_then_step...);
+  try {
+    return std::get<sizeof...(A) - 1>(all)();
+  } catch (const shape_error& e) {
+    throw shape_error(concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi,
+                             ") of the batch of shape ", unwrap(std::get<0>(all)).shape(), ")"));
+  }
+}
+
 }  // namespace detail
 }  // namespace dp::inline DP_ABI

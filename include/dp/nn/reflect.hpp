@@ -1,10 +1,12 @@
 // Aggregate reflection for models: how many members an aggregate has, references to them, and
 // their names, with nothing but C++20 (brace-initialisation counting, structured bindings, and the
-// name of a pointer to a member as it appears in __PRETTY_FUNCTION__). Up to 32 members.
+// name of a pointer to a member as it appears in __PRETTY_FUNCTION__). Up to 32 members. Also a
+// type's readable name, for messages.
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -343,5 +345,41 @@ constexpr std::string_view field_name() {
 
 template <class T, std::size_t I>
 inline constexpr std::string_view field_name_v = field_name<T, I>();
+
+template <class T>
+constexpr std::string_view pretty_type() {
+  return __PRETTY_FUNCTION__;
+}
+
+/// Where a type's name sits in pretty_type's text, learnt from a type whose name is known: the text
+/// around it is the same for every type, whatever the compiler's format.
+struct type_name_frame {
+  std::size_t before = 0, after = 0;
+};
+inline constexpr type_name_frame name_frame = [] {
+  constexpr std::string_view probe = pretty_type<double>(), known = "double";
+  static_assert(probe.find(known) != std::string_view::npos && probe.find(known) == probe.rfind(known),
+                "dp: pretty_type's text does not name its type once; type_name needs another way to find it");
+  return type_name_frame{probe.find(known), probe.size() - probe.find(known) - known.size()};
+}();
+
+#define DP_REFLECT_STR2(x) #x
+#define DP_REFLECT_STR(x) DP_REFLECT_STR2(x)
+/// T's name for messages ("classifier", "nn::sequential<nn::linear<64, 128, float, true>, ...>"):
+/// as the compiler spells it, without dp's build namespace and anonymous namespaces.
+template <class T>
+std::string type_name() {
+  constexpr std::string_view p = pretty_type<T>();
+  std::string n(p.substr(name_frame.before, p.size() - name_frame.before - name_frame.after));
+  for (const std::string_view noise :
+       {"dp::" DP_REFLECT_STR(DP_ABI) "::", "(anonymous namespace)::", "{anonymous}::"}) {
+    for (auto at = n.find(noise); at != std::string::npos; at = n.find(noise)) {
+      n.erase(at, noise.size());
+    }
+  }
+  return n;
+}
+#undef DP_REFLECT_STR
+#undef DP_REFLECT_STR2
 
 }  // namespace dp::inline DP_ABI::nn::detail::reflect
