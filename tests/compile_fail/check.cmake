@@ -1,5 +1,6 @@
-# Compiles SRC and passes only if compilation fails with every message listed on its
-# `// expect: ...` lines. Run as: cmake -DCXX=... -DSRC=... -DINCLUDE=... -P check.cmake
+# Compiles SRC and passes only if compilation fails with one error, which carries every message listed
+# on its `// expect: ...` lines: a mistake is reported once, by the dp: static_assert that says how to
+# fix it, without errors that follow from it. Run as: cmake -DCXX=... -DSRC=... -DINCLUDE=... -P check.cmake
 file(STRINGS ${SRC} expect_lines REGEX "^// expect: ")
 if(NOT expect_lines)
   message(FATAL_ERROR "${SRC} has no '// expect:' line")
@@ -16,4 +17,11 @@ foreach(line IN LISTS expect_lines)
     message(FATAL_ERROR "${SRC} failed to compile, but without the message:\n  ${want}\nCompiler said:\n${err}")
   endif()
 endforeach()
-message(STATUS "${SRC}: fails to compile with the expected message")
+string(REPLACE ";" "," said "${err}${out}")  # a message's ";" would split CMake's list
+string(REGEX MATCHALL "[^\n]*: error: [^\n]*" errors "${said}")
+list(LENGTH errors count)
+if(NOT count EQUAL 1)
+  list(JOIN errors "\n  " listed)
+  message(FATAL_ERROR "${SRC} failed to compile with ${count} errors, where one (its dp: message) must say it all:\n  ${listed}")
+endif()
+message(STATUS "${SRC}: fails to compile with the expected message, and nothing else")

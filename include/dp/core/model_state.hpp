@@ -20,6 +20,11 @@ struct model_state {
   static_assert(no_model_state<M>,
                 "dp: only a dp::nn::module (or a trainer or dp::parallel holding one) is saved or loaded; if the "
                 "type is one, include <dp/nn/module.hpp> (or <dp/dp.hpp>) before the call to dp::io");
+  // No tensors and no seeds: the message above is then the only error.
+  template <class X, class F>
+  static void for_each_tensor(X&, F&&) {}
+  template <class X, class F>
+  static void for_each_seed(X&, F&&) {}
 };
 
 }  // namespace dp::inline DP_ABI::detail

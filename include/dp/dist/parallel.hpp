@@ -66,9 +66,7 @@ struct parallel_options {
 
 template <class Model>
 class parallel {
-  static_assert(nn::detail::check_model<Model>(),
-                "dp: parallel<Model> needs a dp::nn::module: a library module or an aggregate of modules, "
-                "nn::parameter and nn::buffer members");
+  static_assert(nn::detail::check_model<Model>());  // its own errors say what is wrong
 
  public:
   using model_type = Model;
@@ -174,56 +172,11 @@ class parallel {
   /// Forward on every replica: tensors scattered on dimension 0, outputs gathered on devices()[0].
   template <class... Args>
   auto operator()(const Args&... args) {
-    detail::check_scatter(std::index_sequence_for<Args...>{}, args...);
-    const index_t n = plan_.batch_size(args...);
-    // Across processes each rank computes the outputs of its own share; in training mode the
-    // buffers are then synchronised over every rank, weighted by the global batch.
-    const bool train_mode = training();
-    if (train_mode && group_.world_size() > 1) {
-      const dist::detail::context_scope context("forward batch sizes", steps() + 1);
-      global_batch(n);
+    if constexpr (detail::check_scatter<Args...>()) {
+      return scattered_forward(args...);
+    } else {
+      return 0.0;  // check_scatter's message is the error
     }
-    // Batch statistics normalise by each replica's share: outputs and running statistics would
-    // depend on the device count, which this mode promises they do not (backward computes chunks).
-    DP_CHECK(!opts_.deterministic || !train_mode || (group_.size() == 1 && group_.world_size() == 1) ||
-                 !buffers_[0].has_mean(),
-             value_error,
-             "dp: parallel: in the deterministic mode a training-mode forward outside backward (par(x) with "
-             "batch statistics) would normalise by each replica's share of the batch, so its outputs and running "
-             "statistics would depend on the device count; call par.eval() before par(x), or train through "
-             "par.backward, which computes fixed chunks");
-    plan_.split(n);
-    const bool sync = train_mode && (group_.world_size() > 1 || (group_.size() > 1 && n > 0));
-    // Eager dropout draws on every replica as one device would: from the caller's step, by batch row.
-    const std::uint64_t eager_step = nn::detail::eager_random_state().step;
-    // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
-    // number of devices, so that its result does not depend on the device count.
-    if (group_.size() == 1 || n == 0) {
-      const nn::detail::eager_random_scope rows(eager_step, global_offset_);
-      auto out = group_[0](plan_.whole(args)...);
-      if (sync) {
-        auto nothing = [](int) {};
-        run_replicas(nothing, {.buffers = true, .step = steps() + 1});
-      }
-      return out;
-    }
-    using Out = decltype(group_[0](plan_.shard(0, args)...));
-    std::vector<Out> outs(static_cast<std::size_t>(group_.size()));
-    auto& parts = plan_.scatter(args...);
-    std::atomic<std::uint64_t> step_after{eager_step};
-    auto forward = [&](int i) {
-      if (plan_.count(i) > 0) {
-        const nn::detail::eager_random_scope rows(eager_step, global_offset_ + plan_.begin(i));
-        outs[static_cast<std::size_t>(i)] = std::apply(group_[i], parts[static_cast<std::size_t>(i)]);
-        step_after.store(nn::detail::eager_random_state().step, std::memory_order_relaxed);  // the same on each
-      }
-    };
-    {
-      const detail::scattered_parts_scope<decltype(parts)> let_go{parts};
-      run_replicas(forward, {.buffers = sync, .step = steps() + 1});
-    }
-    nn::detail::eager_random_state().step = step_after.load(std::memory_order_relaxed);
-    return plan_.gather(outs);
   }
 
   /// One step's gradients on every replica, summed across replicas (unless the last argument is
@@ -231,7 +184,14 @@ class parallel {
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
     const double l = nn::detail::split_no_sync(
-        [&](bool local_only, const auto&... a) { return step(loss, local_only, a...); }, args...);
+        [&](bool local_only, const auto&... a) {
+          if constexpr (detail::check_scatter<decltype(a)...>()) {
+            return step(loss, local_only, a...);
+          } else {
+            return 0.0;  // check_scatter's message is the error
+          }
+        },
+        args...);
     // The loss is the global batch's, the same on every replica and rank: all stop together.
     if (!std::isfinite(l) && !opts_.allow_non_finite_loss) {
       undo_step();
@@ -307,9 +267,62 @@ class parallel {
     }
   }
 
+  /// operator()'s forward, for arguments that all have a scatter rule.
+  template <class... Args>
+  auto scattered_forward(const Args&... args) {
+    const index_t n = plan_.batch_size(args...);
+    // Across processes each rank computes the outputs of its own share; in training mode the
+    // buffers are then synchronised over every rank, weighted by the global batch.
+    const bool train_mode = training();
+    if (train_mode && group_.world_size() > 1) {
+      const dist::detail::context_scope context("forward batch sizes", steps() + 1);
+      global_batch(n);
+    }
+    // Batch statistics normalise by each replica's share: outputs and running statistics would
+    // depend on the device count, which this mode promises they do not (backward computes chunks).
+    DP_CHECK(!opts_.deterministic || !train_mode || (group_.size() == 1 && group_.world_size() == 1) ||
+                 !buffers_[0].has_mean(),
+             value_error,
+             "dp: parallel: in the deterministic mode a training-mode forward outside backward (par(x) with "
+             "batch statistics) would normalise by each replica's share of the batch, so its outputs and running "
+             "statistics would depend on the device count; call par.eval() before par(x), or train through "
+             "par.backward, which computes fixed chunks");
+    plan_.split(n);
+    const bool sync = train_mode && (group_.world_size() > 1 || (group_.size() > 1 && n > 0));
+    // Eager dropout draws on every replica as one device would: from the caller's step, by batch row.
+    const std::uint64_t eager_step = nn::detail::eager_random_state().step;
+    // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
+    // number of devices, so that its result does not depend on the device count.
+    if (group_.size() == 1 || n == 0) {
+      const nn::detail::eager_random_scope rows(eager_step, global_offset_);
+      auto out = group_[0](plan_.whole(args)...);
+      if (sync) {
+        auto nothing = [](int) {};
+        run_replicas(nothing, {.buffers = true, .step = steps() + 1});
+      }
+      return out;
+    }
+    using Out = decltype(group_[0](plan_.shard(0, args)...));
+    std::vector<Out> outs(static_cast<std::size_t>(group_.size()));
+    auto& parts = plan_.scatter(args...);
+    std::atomic<std::uint64_t> step_after{eager_step};
+    auto forward = [&](int i) {
+      if (plan_.count(i) > 0) {
+        const nn::detail::eager_random_scope rows(eager_step, global_offset_ + plan_.begin(i));
+        outs[static_cast<std::size_t>(i)] = std::apply(group_[i], parts[static_cast<std::size_t>(i)]);
+        step_after.store(nn::detail::eager_random_state().step, std::memory_order_relaxed);  // the same on each
+      }
+    };
+    {
+      const detail::scattered_parts_scope<decltype(parts)> let_go{parts};
+      run_replicas(forward, {.buffers = sync, .step = steps() + 1});
+    }
+    nn::detail::eager_random_state().step = step_after.load(std::memory_order_relaxed);
+    return plan_.gather(outs);
+  }
+
   template <class Loss, class... Args>
   double step(const Loss& loss, bool local_only, const Args&... args) {
-    detail::check_scatter(std::index_sequence_for<Args...>{}, args...);
     const index_t n = plan_.batch_size(args...);
     const std::uint64_t step_number = steps() + 1;
     {

@@ -46,7 +46,6 @@ struct no_scatter_rule {
                 "dp: an argument of dp::parallel has no scatter rule (its position and type are the template "
                 "arguments above): pass a batched dp::tensor (split on dimension 0) or wrap it in dp::replicated(v) "
                 "(the same value on every replica)");
-  static constexpr bool value = false;
 };
 template <class Output>
 struct no_gather_rule {
@@ -54,22 +53,28 @@ struct no_gather_rule {
                 "dp: the model's forward returns a type dp::parallel cannot gather (the template argument above): "
                 "return a dp::tensor (concatenated on dimension 0; a 0-d tensor is a loss, averaged over samples), "
                 "or a tuple or struct of those");
-  static constexpr bool value = false;
 };
 
+/// Whether the argument at position I has a scatter rule; reports it if not.
 template <std::size_t I, class X>
 constexpr bool scatterable() {
   using Xr = std::remove_cvref_t<X>;
   if constexpr (tensor_type<Xr> || is_replicated<Xr>::value) {
     return true;
   } else {
-    return no_scatter_rule<I, Xr>::value;
+    (void)sizeof(no_scatter_rule<I, Xr>);
+    return false;
   }
 }
 
-template <std::size_t... I, class... Args>
-constexpr void check_scatter(std::index_sequence<I...>, const Args&...) {
-  static_assert((scatterable<I, Args>() && ...));
+/// Whether every argument has a scatter rule; each one without is reported by its position and type.
+/// A caller goes no further when it is false (`if constexpr`), so that those messages are the only
+/// errors.
+template <class... Args>
+constexpr bool check_scatter() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return (scatterable<I, Args>() & ...);  // & (not &&): every argument is looked at
+  }(std::index_sequence_for<Args...>{});
 }
 
 template <class A>
@@ -179,7 +184,7 @@ class scatter_plan {
         return Out{gather_member<K, n>(outs)...};
       }(std::make_index_sequence<n>{});
     } else {
-      static_assert(no_gather_rule<Out>::value);
+      (void)sizeof(no_gather_rule<Out>);  // the one error: it names the type
       return Out{};
     }
   }

@@ -37,18 +37,18 @@ concept checkpointed_optimizer = requires(Opt& o) {
 };
 
 namespace detail {
-/// Made complete first thing in save_checkpoint and load_checkpoint, so that its message leads.
+/// Reports a third argument that is not an optimizer; save_checkpoint and load_checkpoint go no
+/// further then, so that this message is the only error.
 template <class Opt>
-struct optimizer_check {
+constexpr bool check_optimizer() {
   static_assert(checkpointed_optimizer<Opt>,
                 "dp: a checkpoint's third argument is the optimizer that trains the model (dp::optim::sgd, adam or "
                 "adamw, made from the same trainer or dp::parallel)");
-};
-}  // namespace detail
+  return checkpointed_optimizer<Opt>;
+}
 
 template <class Owner, class Opt>
-void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, progress p = {}) {
-  (void)sizeof(detail::optimizer_check<Opt>);
+void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, const progress& p) {
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     entries.push_back(make_entry("optimizer." + s.name, s.value));
@@ -67,11 +67,8 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   write(path, std::move(entries), std::move(meta));
 }
 
-/// Restores a checkpoint into `owner` and `opt` (made like the ones that wrote it) and returns the
-/// position to resume from. All-or-nothing, like dp::io::load.
 template <class Owner, class Opt>
 progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
-  (void)sizeof(detail::optimizer_check<Opt>);
   const reader r(path);
   r.verify();
   const header& h = r.info();
@@ -118,6 +115,27 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   opt.load_state(opt_steps, slots);
   dp::detail::replica_access::restore_steps(owner, static_cast<std::uint64_t>(trainer_steps));
   return p;
+}
+}  // namespace detail
+
+/// Writes the model of `owner` (a trainer or dp::parallel), the state of `opt` (the optimizer made
+/// from it) and the position `p` to one file, atomically.
+template <class Owner, class Opt>
+void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, progress p = {}) {
+  if constexpr (detail::check_optimizer<Opt>()) {
+    detail::save_checkpoint(path, owner, opt, p);
+  }
+}
+
+/// Restores a checkpoint into `owner` and `opt` (made like the ones that wrote it) and returns the
+/// position to resume from. All-or-nothing, like dp::io::load.
+template <class Owner, class Opt>
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+  if constexpr (detail::check_optimizer<Opt>()) {
+    return detail::load_checkpoint(path, owner, opt);
+  } else {
+    return {};
+  }
 }
 
 }  // namespace dp::inline DP_ABI::io

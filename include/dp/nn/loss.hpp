@@ -359,17 +359,31 @@ struct cross_entropy_loss {
     auto x = detail::as_contiguous(detail::materialize(logits));
     auto y = detail::materialize(target);
     using T = typename decltype(x)::value_type;
-    static_assert(std::is_floating_point_v<T>, "dp: cross_entropy: logits must be floating-point");
-    static_assert(std::is_same_v<typename decltype(y)::value_type, std::int64_t>,
+    constexpr bool float_logits = std::is_floating_point_v<T>;
+    constexpr bool index_targets = std::is_same_v<typename decltype(y)::value_type, std::int64_t>;
+    constexpr bool traced_pair = !detail::is_var<decltype(x)>::value || detail::is_var<decltype(y)>::value;
+    static_assert(float_logits, "dp: cross_entropy: logits must be floating-point");
+    static_assert(index_targets,
                   "dp: cross_entropy: targets are class indices of type int64 (dp::tensor<std::int64_t>)");
+    static_assert(traced_pair,
+                  "dp: cross_entropy: when logits are traced, pass the targets as an argument of backward()");
+    if constexpr (!float_logits || !index_targets || !traced_pair) {
+      return x;  // the static_assert above is the error; x stands in for the loss, so nothing adds another
+    } else {
+      return compute(x, y);
+    }
+  }
+
+ private:
+  template <class X, class Y>
+  auto compute(const X& x, const Y& y) const {
+    using T = typename X::value_type;
     DP_CHECK(x.rank() == 2, shape_error, "dp: cross_entropy: logits must be [N, C], got shape ", x.shape());
     DP_CHECK(y.rank() == 1 && y.shape()[0] == x.shape()[0], shape_error, "dp: cross_entropy: logits of shape ",
              x.shape(), " need targets of shape {", x.shape()[0], "}, got ", y.shape());
     DP_CHECK(label_smoothing >= 0.f && label_smoothing <= 1.f, value_error,
              "dp: cross_entropy: label_smoothing must lie in [0, 1], got ", label_smoothing);
-    if constexpr (detail::is_var<decltype(x)>::value) {
-      static_assert(detail::is_var<decltype(y)>::value,
-                    "dp: cross_entropy: when logits are traced, pass the targets as an argument of backward()");
+    if constexpr (detail::is_var<X>::value) {
       detail::graph& g = *x.graph();
       auto o = std::make_unique<detail::cross_entropy_op<T>>();
       o->logits = x.slot();

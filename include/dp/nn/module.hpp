@@ -125,30 +125,31 @@ struct unsupported_member {
 };
 
 template <class M, std::size_t I>
-constexpr bool check_member();
+constexpr void check_member();
 
+/// Reports what makes M not a model, each mistake by a dp: static_assert of its own that names the
+/// member. Returns true either way, so that a class checks its model with
+/// static_assert(check_model<M>()) and adds no second error to the one that says what to fix.
 template <class M>
 constexpr bool check_model() {
   if constexpr (declares_members<M>) {
-    return true;
+    // a library module: its members are its own
   } else if constexpr (!std::is_aggregate_v<M> || !std::is_class_v<M>) {
     static_assert(always_false<M>,
                   "dp: a model is a library module or an aggregate struct whose members are modules, nn::parameter "
                   "or nn::buffer (no constructors, no private members)");
-    return false;
   } else {
     constexpr std::size_t n = reflect::field_count<M>();
     static_assert(n > 0,
                   "dp: a model aggregate needs at least one member: give it a module, an nn::parameter or an "
                   "nn::buffer");
-    return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return (check_member<M, I>() && ...);
-    }(std::make_index_sequence<n>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (check_member<M, I>(), ...); }(std::make_index_sequence<n>{});
   }
+  return true;
 }
 
 template <class M, std::size_t I>
-constexpr bool check_member() {
+constexpr void check_member() {
   constexpr std::size_t n = reflect::field_count<M>();
   using tied = decltype(reflect::tie_fields<n>(std::declval<M&>()));
   using X = std::remove_cvref_t<std::tuple_element_t<I, tied>>;
@@ -156,14 +157,10 @@ constexpr bool check_member() {
   constexpr std::string_view name = reflect::field_name_v<M, I>;
   if constexpr (kind == member_kind::unregistered_tensor) {
     (void)sizeof(unregistered_tensor_member<M, I, fixed_name<name.size()>(name)>);
-    return false;
   } else if constexpr (kind == member_kind::unsupported && !(std::is_aggregate_v<X> && std::is_class_v<X>)) {
     (void)sizeof(unsupported_member<M, I, fixed_name<name.size()>(name)>);
-    return false;
   } else if constexpr (kind == member_kind::unsupported || kind == member_kind::submodel) {
-    return check_model<X>();
-  } else {
-    return true;
+    (void)check_model<X>();
   }
 }
 
@@ -263,7 +260,7 @@ concept module = detail::declares_members<std::remove_cvref_t<M>> || detail::agg
 /// Checks a model's structure at compile time, with a message naming the offending member.
 template <class M>
 constexpr void check_model() {
-  static_assert(detail::check_model<std::remove_cvref_t<M>>(), "dp: the model above is not a dp::nn::module");
+  static_assert(detail::check_model<std::remove_cvref_t<M>>());
 }
 
 /// Calls f(name, parameter&) for every parameter, in declaration order, with PyTorch's dotted names.

@@ -208,7 +208,7 @@ inline void require_finite_loss(double loss, std::uint64_t step, bool allowed) {
 
 template <class Model>
 class trainer {
-  static_assert(detail::check_model<Model>(), "dp: trainer<Model> needs a dp::nn::module");
+  static_assert(detail::check_model<Model>());  // its own errors say what is wrong
 
  public:
   using model_type = Model;
@@ -388,24 +388,29 @@ class trainer {
                           const detail::grad_ready_hook* hook, const Args&... args) {
     static_assert(sizeof...(Args) >= 2, "dp: backward(loss, inputs..., target) needs at least one input and a target");
     static_assert(sizeof...(Args) <= detail::max_step_args, "dp: backward takes at most 8 inputs and targets");
-    static_assert(((detail::kind_of<Args>() >= 0) && ...),
+    constexpr bool tensors = ((detail::kind_of<Args>() >= 0) && ...);
+    static_assert(tensors,
                   "dp: backward's inputs and target are dp::tensor<float>, dp::tensor<double> or "
                   "dp::tensor<std::int64_t> (class indices)");
-    (check_arg(args), ...);
-    detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
-    // A step that fails leaves the model as it was: a training forward changes batch statistics
-    // and counters, so they are copied first (models without buffers copy nothing).
-    undo_armed_ = true;
-    undo_from_ = step_;
-    undo_buffers_ = training_ && !snapshot_.empty();
-    if (undo_buffers_) {
-      snapshot_.save();
-    }
-    try {
-      return run_step(loss, local_only, scale, sample_offset, hook, args...);
-    } catch (...) {
-      undo_step();
-      throw;
+    if constexpr (sizeof...(Args) < 2 || sizeof...(Args) > detail::max_step_args || !tensors) {
+      return tensor<T>{};  // the static_assert above is the error, and the only one
+    } else {
+      (check_arg(args), ...);
+      detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
+      // A step that fails leaves the model as it was: a training forward changes batch statistics
+      // and counters, so they are copied first (models without buffers copy nothing).
+      undo_armed_ = true;
+      undo_from_ = step_;
+      undo_buffers_ = training_ && !snapshot_.empty();
+      if (undo_buffers_) {
+        snapshot_.save();
+      }
+      try {
+        return run_step(loss, local_only, scale, sample_offset, hook, args...);
+      } catch (...) {
+        undo_step();
+        throw;
+      }
     }
   }
 
@@ -561,14 +566,17 @@ class trainer {
     }(std::make_index_sequence<n - 1>{});
     auto l = detail::materialize(loss(out, std::get<n - 1>(vars)));
     using L = decltype(l);
-    static_assert(detail::is_var<L>::value && std::is_same_v<typename L::value_type, T>,
+    constexpr bool traced_loss = detail::is_var<L>::value && std::is_same_v<typename L::value_type, T>;
+    static_assert(traced_loss,
                   "dp: the loss must be computed from the model's output with dp operations (a traced value of the "
                   "model's element type)");
-    DP_CHECK(l.numel() == 1, shape_error, "dp: the loss must be a single value, got shape ", l.shape());
-    pe->loss_slot = l.slot();
-    DP_CHECK(g.requires_grad<T>(pe->loss_slot), value_error,
-             "dp: the loss does not depend on any parameter of the model, so there is nothing to train");
-    g.freeze<T>(pe->loss_slot);
+    if constexpr (traced_loss) {  // else the static_assert is the error, and the only one
+      DP_CHECK(l.numel() == 1, shape_error, "dp: the loss must be a single value, got shape ", l.shape());
+      pe->loss_slot = l.slot();
+      DP_CHECK(g.requires_grad<T>(pe->loss_slot), value_error,
+               "dp: the loss does not depend on any parameter of the model, so there is nothing to train");
+      g.freeze<T>(pe->loss_slot);
+    }
     for (const auto& e : layout_) {
       const tensor<T> gv = grads_.slice(0, e.offset, e.offset + e.shape.numel());
       if (!g.writes_param_grad(gv.data())) {
@@ -617,11 +625,15 @@ class trainer {
 
   template <class... V>
   auto call_forward(const V&... v) const {
-    static_assert(
-        requires(const Model& m) { m.forward(v...); },
-        "dp: the model needs a const forward taking its inputs: `auto forward(auto x) const` (const: state "
-        "changes only through nn::buffer, never by writing members)");
-    return model_.forward(v...);
+    constexpr bool callable = requires(const Model& m) { m.forward(v...); };
+    static_assert(callable,
+                  "dp: the model needs a const forward taking its inputs: `auto forward(auto x) const` (const: state "
+                  "changes only through nn::buffer, never by writing members)");
+    if constexpr (callable) {
+      return model_.forward(v...);
+    } else {
+      return tensor<T>{};  // the static_assert above is the error, and the only one
+    }
   }
 
   /// Moves every parameter into one flat buffer on the device (reverse declaration order), every

@@ -38,14 +38,15 @@ concept parameter_owner = requires(O& o) {
 
 namespace detail {
 
-/// The one compile-time check every optimizer and clip_grad_norm make of what they were given.
+/// The one compile-time check every optimizer and clip_grad_norm make of what they were given. Returns
+/// true either way, so that static_assert(check_owner<O>()) adds no second error to its message.
 template <class O>
 constexpr bool check_owner() {
   static_assert(parameter_owner<O>,
                 "dp: an optimizer is made from the object that trains the parameters, an nn::trainer or a "
                 "dp::parallel: write dp::optim::sgd(trainer, {...}) or dp::optim::sgd(par, {...}), not sgd(model) "
                 "or sgd(par.model()) (a model is not being trained, so its optimizer would update nothing)");
-  return parameter_owner<O>;
+  return true;
 }
 
 /// The owner's element type, or float where the owner is not one (its error is check_owner's).

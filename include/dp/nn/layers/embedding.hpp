@@ -129,11 +129,25 @@ struct embedding {
   template <class X>
   auto forward(const X& x) const {
     auto idx = detail::materialize(x);
-    static_assert(std::is_same_v<typename decltype(idx)::value_type, std::int64_t>,
-                  "dp: embedding takes int64 indices (dp::tensor<std::int64_t>)");
+    constexpr bool indices = std::is_same_v<typename decltype(idx)::value_type, std::int64_t>;
+    static_assert(indices, "dp: embedding takes int64 indices (dp::tensor<std::int64_t>)");
+    if constexpr (!indices) {
+      return tensor<T>{};  // the static_assert above is the error, and the only one
+    } else {
+      return lookup(idx);
+    }
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    return forward(x);
+  }
+
+ private:
+  template <class I>
+  auto lookup(const I& idx) const {
     dp::shape out = idx.shape();
     out.push_back(Dim);
-    if constexpr (detail::is_var<decltype(idx)>::value) {
+    if constexpr (detail::is_var<I>::value) {
       detail::graph& g = *idx.graph();
       auto o = std::make_unique<detail::embedding_op<T>>();
       o->idx_slot = idx.slot();
@@ -158,10 +172,6 @@ struct embedding {
       }
       return y;
     }
-  }
-  template <class X>
-  auto operator()(const X& x) const {
-    return forward(x);
   }
 };
 
