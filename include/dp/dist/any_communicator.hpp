@@ -33,28 +33,42 @@ class any_communicator {
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
-    self_->all_reduce(&t, op);
+    if constexpr (carried<T>()) {
+      self_->all_reduce(&t, op);
+    }
   }
   template <class T>
   void broadcast(tensor<T>& t, int root) {
-    self_->broadcast(&t, root);
+    if constexpr (carried<T>()) {
+      self_->broadcast(&t, root);
+    }
   }
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
-    self_->all_gather(&in, &out);
+    if constexpr (carried<T>()) {
+      self_->all_gather(&in, &out);
+    }
   }
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
-    self_->reduce_scatter(&in, &out, op);
+    if constexpr (carried<T>()) {
+      self_->reduce_scatter(&in, &out, op);
+    }
   }
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
-    self_->all_to_all(&in, &out);
+    if constexpr (carried<T>()) {
+      self_->all_to_all(&in, &out);
+    }
   }
   void barrier() { self_->barrier(); }
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
-    return self_->start_all_reduce(&t, op);
+    if constexpr (carried<T>()) {
+      return self_->start_all_reduce(&t, op);
+    } else {
+      return {};
+    }
   }
   bool test(request& q) { return self_->test(q); }
   void wait(request& q) { self_->wait(q); }
@@ -62,6 +76,14 @@ class any_communicator {
   void recover() { self_->recover(); }
 
  private:
+  /// Whether tensors of T pass through the erasure; reports them if not (the only error then).
+  template <class T>
+  static constexpr bool carried() {
+    static_assert(dp::detail::model_element<T>,
+                  "dp: any_communicator carries float, double or int64 tensors (the element types a model keeps): "
+                  "convert with dp::cast<T>(x), or call the communicator itself");
+    return dp::detail::model_element<T>;
+  }
   using any_tensor = dp::detail::over_model_elements<std::variant, dp::detail::tensor_pointer>;
   using any_input = dp::detail::over_model_elements<std::variant, dp::detail::const_tensor_pointer>;
 

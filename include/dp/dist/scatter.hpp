@@ -179,6 +179,9 @@ class scatter_plan {
         return Out{gather_field<K>(outs)...};
       }(std::make_index_sequence<std::tuple_size_v<Out>>{});
     } else if constexpr (std::is_aggregate_v<Out> && std::is_class_v<Out>) {
+      static_assert(!nn::detail::reflect::too_many_fields<Out>,
+                    "dp: the model's forward returns a struct of more than 32 members, more than dp::parallel can "
+                    "gather: group some into a nested struct");
       constexpr std::size_t n = nn::detail::reflect::field_count<Out>();
       return [&]<std::size_t... K>(std::index_sequence<K...>) {
         return Out{gather_member<K, n>(outs)...};
@@ -271,9 +274,9 @@ struct scattered_parts_scope {
   ~scattered_parts_scope() { parts.clear(); }
 };
 
-/// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch whose first
-/// argument comes first. A shape error inside it shows the shard's shapes: it is told which rows
-/// of which batch they are.
+/// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` (the other
+/// arguments). A shape error inside it shows the shard's shapes, so it is told which rows of which
+/// batch they are.
 template <class... A>
 double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
   auto all = std::forward_as_tuple(args_then_step...);

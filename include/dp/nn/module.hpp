@@ -138,6 +138,8 @@ constexpr bool check_model() {
     static_assert(always_false<M>,
                   "dp: a model is a library module or an aggregate struct whose members are modules, nn::parameter "
                   "or nn::buffer (no constructors, no private members)");
+  } else if constexpr (reflect::too_many_fields<M>) {
+    static_assert(always_false<M>, "dp: a model aggregate has more than 32 members; group some into a nested struct");
   } else {
     constexpr std::size_t n = reflect::field_count<M>();
     static_assert(n > 0,

@@ -29,14 +29,25 @@ constexpr bool brace_constructible(std::index_sequence<I...>) {
   return requires { T{((void)I, any_init{})...}; };
 }
 
-/// Number of members of aggregate T (at most max_fields).
+/// Number of members of aggregate T as brace initialisation counts them, up to max_fields + 1.
 template <class T, std::size_t N = 0>
-constexpr std::size_t field_count() {
+constexpr std::size_t brace_count() {
   if constexpr (N > max_fields || !brace_constructible<T>(std::make_index_sequence<N + 1>{})) {
     return N;
   } else {
-    return field_count<T, N + 1>();
+    return brace_count<T, N + 1>();
   }
+}
+
+/// Whether aggregate T has more members than reflection reaches (check_model reports it).
+template <class T>
+inline constexpr bool too_many_fields = brace_count<T>() > max_fields;
+
+/// Number of members of aggregate T; 0 for one with more than max_fields, so that what visits its
+/// members adds no error to the one that says so.
+template <class T>
+constexpr std::size_t field_count() {
+  return too_many_fields<T> ? 0 : brace_count<T>();
 }
 
 template <class T>
@@ -185,7 +196,7 @@ constexpr auto tie_fields(T& obj) {
     return std::tie(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, m20, m21,
                     m22, m23, m24, m25, m26, m27, m28, m29, m30, m31);
   } else {
-    static_assert(N <= max_fields, "dp: a model aggregate has more than 32 members; group some into a nested struct");
+    static_assert(N <= max_fields, "dp: internal: tie_fields past max_fields (field_count never gives that)");
     return std::tuple<>{};
   }
 }
@@ -327,7 +338,7 @@ constexpr auto field_names() {
     return names_of<&m0, &m1, &m2, &m3, &m4, &m5, &m6, &m7, &m8, &m9, &m10, &m11, &m12, &m13, &m14, &m15, &m16, &m17,
                     &m18, &m19, &m20, &m21, &m22, &m23, &m24, &m25, &m26, &m27, &m28, &m29, &m30, &m31>();
   } else {
-    static_assert(n <= max_fields, "dp: a model aggregate has more than 32 members; group some into a nested struct");
+    static_assert(n <= max_fields, "dp: internal: field_names past max_fields (field_count never gives that)");
     return std::array<std::string_view, 0>{};
   }
 }

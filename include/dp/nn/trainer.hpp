@@ -212,7 +212,7 @@ class trainer {
 
  public:
   using model_type = Model;
-  static_assert(!std::is_void_v<detail::model_value_t<Model>>,
+  static_assert(!std::is_void_v<detail::model_value_t<Model>> || detail::reflect::too_many_fields<Model>,
                 "dp: trainer<Model> cannot see the element type of the model's parameters (a model that lists its "
                 "members with dp_members, or one without parameters): add `using value_type = float;` (or double) "
                 "to the model");
