@@ -1,11 +1,16 @@
 # Compiles SRC and passes only if compilation fails with one error, which carries every message listed
 # on its `// expect: ...` lines: a mistake is reported once, by the dp: static_assert that says how to
-# fix it, without errors that follow from it. Run as: cmake -DCXX=... -DSRC=... -DINCLUDE=... -P check.cmake
+# fix it, without errors that follow from it. Run as: cmake -DCXX=... -DSRC=... -DINCLUDE=... -P check.cmake,
+# with -DFLAGS=... the compiler's options separated by | (default -fsyntax-only).
 file(STRINGS ${SRC} expect_lines REGEX "^// expect: ")
 if(NOT expect_lines)
   message(FATAL_ERROR "${SRC} has no '// expect:' line")
 endif()
-execute_process(COMMAND ${CXX} -std=c++20 -fsyntax-only -I${INCLUDE} ${SRC}
+if(NOT DEFINED FLAGS)
+  set(FLAGS -fsyntax-only)
+endif()
+string(REPLACE "|" ";" FLAGS "${FLAGS}")
+execute_process(COMMAND ${CXX} -std=c++20 ${FLAGS} -I${INCLUDE} ${SRC}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(rc EQUAL 0)
   message(FATAL_ERROR "${SRC} compiled, but it must not")
