@@ -36,6 +36,13 @@ TEST_CASE("a device list that cannot be read is a value_error that prints the gr
     CHECK_THROWS_WITH_AS(dp::parse_devices(bad), doctest::Contains("KIND:FIRST-LAST"), dp::value_error);
   }
   CHECK_THROWS_WITH_AS(dp::parse_devices(""), doctest::Contains("e.g. cpu:0-3"), dp::value_error);
+  // The message quotes the whole index or range that was wrong, not the empty part before a '-'.
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cpu:-1"), doctest::Contains("'-1' is not a device index or FIRST-LAST range"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cpu:0-x"), doctest::Contains("'0-x' is not a device index or FIRST-LAST"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parse_devices("cpu:x"), doctest::Contains("'x' is not a device index;"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parse_device("cuda:y"), doctest::Contains("'y' is not a device index;"), dp::value_error);
 }
 
 TEST_CASE("device indices past the supported range and duplicates are rejected, not wrapped") {

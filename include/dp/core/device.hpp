@@ -88,12 +88,13 @@ inline constexpr const char* device_grammar =
     "continues the previous kind; a KIND alone is every device of that kind: each GPU, or one host worker per "
     "hardware thread), e.g. cpu:0-3, cuda:0,1, cpu:0,cpu:2";
 
-/// Reads a device index: decimal digits only, below the kind's limit.
-inline int parse_device_index(std::string_view digits, device_kind kind, std::string_view spec) {
+/// Reads a device index: decimal digits only, below the kind's limit. `item` (the index, or the range
+/// it is part of) is what an error names.
+inline int parse_device_index(std::string_view digits, device_kind kind, std::string_view spec, std::string_view item) {
   const int limit = device_limit(kind);
   DP_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos, value_error,
-           "dp: cannot read the device list '", spec, "': '", digits, "' is not a device index; expected ",
-           device_grammar);
+           "dp: cannot read the device list '", spec, "': '", item, "' is not a device index",
+           item == digits ? "" : " or FIRST-LAST range", "; expected ", device_grammar);
   long long v = 0;
   for (const char c : digits) {
     v = v * 10 + (c - '0');
@@ -112,7 +113,8 @@ inline device parse_device(std::string_view s) {
       return device{kind, 0};
     }
     if (s.starts_with(name) && s.size() > name.size() && s[name.size()] == ':') {
-      return device{kind, detail::parse_device_index(s.substr(name.size() + 1), kind, s)};
+      const std::string_view index = s.substr(name.size() + 1);
+      return device{kind, detail::parse_device_index(index, kind, s, index)};
     }
   }
   throw value_error(detail::concat("dp: cannot read a device from '", s, "' (expected cpu, cpu:N, cuda or cuda:N)"));
@@ -162,9 +164,9 @@ inline std::vector<device> parse_devices(std::string_view spec) {
     DP_CHECK(kind.has_value(), value_error, "dp: cannot read the device list '", spec, "': '", item,
              "' has no device kind; expected ", detail::device_grammar);
     const auto dash = range.find('-');
-    const int first = detail::parse_device_index(range.substr(0, dash), *kind, spec);
+    const int first = detail::parse_device_index(range.substr(0, dash), *kind, spec, range);
     const int last =
-        dash == std::string_view::npos ? first : detail::parse_device_index(range.substr(dash + 1), *kind, spec);
+        dash == std::string_view::npos ? first : detail::parse_device_index(range.substr(dash + 1), *kind, spec, range);
     DP_CHECK(first <= last, value_error, "dp: cannot read the device list '", spec, "': the range ", range,
              " is empty (FIRST must not exceed LAST); expected ", detail::device_grammar);
     for (int i = first; i <= last; ++i) {
