@@ -184,6 +184,34 @@ TEST_CASE("a shape whose byte count overflows is a shape_error, not a small bloc
   CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements: nothing to overflow
 }
 
+TEST_CASE("a view's shape whose element count overflows is a shape_error, not a view past the memory") {
+  // {2^61 + 1, 16} holds 2^65 + 16 elements, which wraps to 16: it matched the 16 values before.
+  const auto t = dp::arange<float>(16);
+  const dp::index_t wraps = (dp::index_t{1} << 61) + 1;
+  CHECK_THROWS_WITH_AS((void)t.reshape({wraps, 16}), doctest::Contains("dp: reshape: shape {2305843009213693953, 16}"),
+                       dp::shape_error);
+  CHECK_THROWS_WITH_AS((void)t.view({16, wraps}), doctest::Contains("the product of its extents overflows"),
+                       dp::shape_error);
+  CHECK_THROWS_AS((void)t.reshape({wraps, -1, 16}), dp::shape_error);
+  CHECK_THROWS_AS((void)dp::zeros<float>({0}).reshape({dp::index_t{1} << 62, 4}), dp::shape_error);
+  CHECK(dp::zeros<float>({0}).reshape({dp::index_t{1} << 62, 0}).numel() == 0);  // 2^62 is countable
+  // broadcast_to checks its target likewise: a negative extent, or a count that wraps to 0.
+  const auto one = dp::ones<float>({1});
+  CHECK_THROWS_WITH_AS((void)one.broadcast_to({3, -2}), doctest::Contains("dp: broadcast_to: extent -2 in {3, -2}"),
+                       dp::shape_error);
+  CHECK_THROWS_WITH_AS((void)one.broadcast_to({dp::index_t{1} << 32, dp::index_t{1} << 32}),
+                       doctest::Contains("dp: broadcast_to: shape"), dp::shape_error);
+  CHECK(one.broadcast_to({3, 0}).numel() == 0);
+}
+
+TEST_CASE("permute reads its axes as 64-bit values: one past int's range is out of range, not truncated") {
+  const auto t = dp::zeros<float>({2, 3});
+  CHECK_THROWS_WITH_AS((void)t.permute({dp::index_t{1} << 32, 1}),
+                       doctest::Contains("dp: permute: axis 4294967296 is out of range for a tensor of rank 2"),
+                       dp::value_error);
+  CHECK(t.permute({-1, 0}).shape() == dp::shape{3, 2});
+}
+
 TEST_CASE("a slice step near INT64_MAX gives one element, not a negative extent") {
   const auto t = dp::arange<float>(10);
   const auto s = t.slice(0, 3, 10, std::numeric_limits<dp::index_t>::max());

@@ -61,6 +61,27 @@ TEST_CASE("compound assignment and writes through views") {
   CHECK(x.to_vector() == std::vector<float>{0, 2, 4, 1, 3, 5});
 }
 
+TEST_CASE("a write into a view whose elements share memory (a broadcast) is refused; nothing is written") {
+  // PyTorch's rule too: 2^20 values written to one float kept whichever thread's came last.
+  auto a = dp::zeros<float>({1});
+  auto v = a.broadcast_to({1 << 20});
+  CHECK_THROWS_WITH_AS(v = dp::arange<float>(1 << 20) * 1.f,
+                       doctest::Contains("dp: assignment: the destination of shape {1048576} has strides {0}: the "
+                                         "1048576 elements along dimension 0 share one memory location"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(v += 1.f, doctest::Contains("share one memory location"), dp::value_error);
+  CHECK_THROWS_WITH_AS(v.fill(2.f), doctest::Contains("dp: fill: the destination"), dp::value_error);
+  CHECK(a.item() == 0.f);
+  // A stride-0 dimension of one element shares nothing: the write goes through.
+  auto row = dp::zeros<float>({3});
+  auto one = row.reshape({1, 3}).broadcast_to({1, 3});
+  one = dp::arange<float>(3).reshape({1, 3}) + 0.f;  // an expression writes (a tensor would rebind `one`)
+  CHECK(row.to_vector() == std::vector<float>{0, 1, 2});
+  auto empty = dp::zeros<float>({4, 0});  // contiguous strides {0, 1}: no element, nothing shared
+  empty.fill(1.f);
+  empty += 1.f;
+}
+
 TEST_CASE("the iteration planner collapses contiguous dimensions and keeps broadcast ones") {
   std::array<dp::shape, 2> st{dp::shape{12, 4, 1}, dp::shape{12, 4, 1}};
   auto it = dp::detail::make_iteration<2>({2, 3, 4}, st);

@@ -19,6 +19,23 @@ TEST_CASE("gemm on the host accumulates with beta and handles k = 0") {
   CHECK(c == std::vector<float>{5.5f, 6, 6.5f, 7});
 }
 
+TEST_CASE("a product with a size or leading dimension past 32-bit int is a shape_error, not a cut size") {
+  // [1, 2^31 + 1] x [2^31 + 1, 1] once gave 0 (OpenBLAS refused its k and left C). The operands are
+  // only described: the check comes before any element is read.
+  const dp::index_t k = (dp::index_t{1} << 31) + 1;
+  float c = 7.f;
+  dp::detail::mat_ref<const float> a{nullptr, 1, k, k, false}, b{nullptr, k, 1, 1, false};
+  dp::detail::mat_ref<float> mc{&c, 1, 1, 1, false};
+  CHECK_THROWS_WITH_AS(
+      dp::detail::gemm(dp::cpu(), a, b, mc, 1.f, 0.f),
+      doctest::Contains("dp: matrix product of [1, 2147483649] and [2147483649, 1] (leading "
+                        "dimensions 2147483649, 1, 1): a size or leading dimension exceeds 2147483647"),
+      dp::shape_error);
+  dp::detail::mat_ref<const float> a1{nullptr, 1, 1, 1, false}, b1{nullptr, 1, 1, k, false};  // a wide stride
+  CHECK_THROWS_AS(dp::detail::gemm(dp::cpu(), a1, b1, mc, 1.f, 0.f), dp::shape_error);
+  CHECK(c == 7.f);
+}
+
 TEST_CASE("row and column blocks of transposed operands address the right elements") {
   std::vector<float> s{0, 1, 2, 3, 4, 5};  // stored 2x3; op(X) = X^T is 3x2
   dp::detail::mat_ref<const float> x{s.data(), 3, 2, 3, true};

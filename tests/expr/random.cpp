@@ -81,3 +81,34 @@ TEST_CASE("the host stream draws unbiased integers and can seek") {
   b.seek(a.position());
   CHECK(a.next_u32() == b.next_u32());
 }
+
+TEST_CASE("rand refuses bounds that are not a finite range with lo <= hi") {
+  const auto refused = [](double lo, double hi, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS((void)dp::rand<double>({4}, dp::cpu(), 1, lo, hi), doctest::Contains(what), dp::value_error);
+  };
+  refused(3.0, -1.0, "dp: rand: lo 3 and hi -1 are not a range; expected finite bounds with lo <= hi");
+  refused(NAN, 1.0, "dp: rand: lo nan and hi 1 are not a range; expected finite bounds with lo <= hi");
+  refused(0.0, NAN, "dp: rand: lo 0 and hi nan are not a range; expected finite bounds with lo <= hi");
+  refused(0.0, INFINITY, "dp: rand: lo 0 and hi inf are not a range; expected finite bounds with lo <= hi");
+  refused(-1e308, 1e308,
+          "dp: rand: lo -1e+308 and hi 1e+308 are not a range; expected finite bounds with lo <= hi "
+          "and a finite hi - lo");
+  CHECK_THROWS_WITH_AS((void)dp::rand<float>({4}, dp::cpu(), 1, 1.f, 0.f), doctest::Contains("dp: rand: lo 1 and hi 0"),
+                       dp::value_error);
+  // An empty range gives its one value.
+  CHECK(dp::rand<double>({3}, dp::cpu(), 1, 2.5, 2.5).to_vector() == std::vector<double>{2.5, 2.5, 2.5});
+}
+
+TEST_CASE("randn refuses a mean that is not finite and a deviation that is negative or not finite") {
+  CHECK_THROWS_WITH_AS((void)dp::randn<float>({4}, dp::cpu(), 1, 0.f, -1.f),
+                       doctest::Contains("dp: randn: stddev is -1; expected a finite value >= 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::randn<double>({4}, dp::cpu(), 1, 0.0, NAN),
+                       doctest::Contains("dp: randn: stddev is nan; expected a finite value >= 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::randn<double>({4}, dp::cpu(), 1, 0.0, INFINITY),
+                       doctest::Contains("dp: randn: stddev is inf; expected a finite value >= 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::randn<double>({4}, dp::cpu(), 1, NAN, 1.0),
+                       doctest::Contains("dp: randn: mean is nan; expected a finite value"), dp::value_error);
+  // A deviation of 0 gives the mean.
+  CHECK(dp::randn<double>({2}, dp::cpu(), 1, 1.5, 0.0).to_vector() == std::vector<double>{1.5, 1.5});
+}

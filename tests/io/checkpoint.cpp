@@ -141,6 +141,57 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
   std::filesystem::remove(path);
 }
 
+TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before anything is written") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_progress.ckpt").string();
+  std::filesystem::remove(path);
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt, {.epoch = -1}),
+                       doctest::Contains("progress.epoch is -1, but an epoch is a whole number from 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt, {.epoch = 2, .batch = -5}),
+                       doctest::Contains("progress.batch is -5, but a batch is a whole number from 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt, {.recipe = std::string(io::max_header_bytes, 'x')}),
+                       doctest::Contains("progress.recipe is 100000000 bytes, but it is stored in the file's header, "
+                                         "which readers take up to 100000000 bytes"),
+                       dp::value_error);
+  CHECK_FALSE(std::filesystem::exists(path));
+  io::save_checkpoint(path, par, opt, {.epoch = 0, .batch = 0, .recipe = "batch=16"});
+  const io::progress back = io::load_checkpoint(path, par, opt);
+  CHECK(back.epoch == 0);
+  CHECK(back.recipe == "batch=16");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on save and on load") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_pair.ckpt").string();
+  std::filesystem::remove(path);
+  nn::manual_seed(1);
+  nn::trainer<net> a{net{}}, b{net{}};
+  auto oa = dp::optim::sgd(a, {.lr = 0.1, .momentum = 0.9});
+  auto ob = dp::optim::sgd(b, {.lr = 0.1, .momentum = 0.9});
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, a, ob),
+                       doctest::Contains(("save_checkpoint(" + path +
+                                          "): the optimizer was made from another trainer or dp::parallel than the "
+                                          "one given")
+                                             .c_str()),
+                       dp::value_error);
+  CHECK_FALSE(std::filesystem::exists(path));
+  io::save_checkpoint(path, a, oa);
+  CHECK_THROWS_WITH_AS(
+      io::load_checkpoint(path, a, ob),
+      doctest::Contains(("load_checkpoint(" + path + "): the optimizer was made from another").c_str()),
+      dp::value_error);
+  // Another kind of owner (a dp::parallel's optimizer with a trainer) is the same error.
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto op = dp::optim::sgd(par, {.lr = 0.1});
+  CHECK_THROWS_AS(io::save_checkpoint(path, a, op), dp::value_error);
+  CHECK_NOTHROW((void)io::load_checkpoint(path, a, oa));
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("temporaries left by a writer killed mid-save are removed by the next save; a live writer's are kept") {
   const auto dir = std::filesystem::temp_directory_path() / "dp_test_stale";
   std::filesystem::create_directories(dir);

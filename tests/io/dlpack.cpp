@@ -107,6 +107,36 @@ TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wro
   CHECK(deleted == 1);
 }
 
+TEST_CASE("from_dlpack refuses a null data pointer for elements, and data not aligned for its element type") {
+  static int deleted = 0;
+  alignas(8) static float buffer[6] = {1, 2, 3, 4, 5, 6};
+  std::int64_t shape[1] = {4};
+  dl::DLManagedTensor m = floats_at(nullptr, dl::kDLCPU, shape, 1, [](dl::DLManagedTensor*) { ++deleted; });
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("has a null data pointer for its 4 elements"),
+                       dp::value_error);
+  m.dl_tensor.data = buffer;
+  m.dl_tensor.byte_offset = 2;  // half-way into a float
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("is not aligned to the 4 bytes"), dp::value_error);
+  m.dl_tensor.byte_offset = 0;
+  m.dl_tensor.data = reinterpret_cast<char*>(buffer) + 4;  // a float's alignment, not a double's
+  m.dl_tensor.dtype = {dl::kDLFloat, 64, 1};
+  shape[0] = 2;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<double>(&m), doctest::Contains("is not aligned to the 8 bytes"),
+                       dp::value_error);
+  CHECK(deleted == 0);  // refused: still the caller's
+  m.dl_tensor.dtype = {dl::kDLFloat, 32, 1};
+  m.dl_tensor.byte_offset = 4;  // an offset in whole floats is fine: {3, 4}
+  {
+    const auto t = dl::from_dlpack<float>(&m);
+    CHECK(t.to_vector() == std::vector<float>{3, 4});
+  }
+  CHECK(deleted == 1);
+  shape[0] = 0;  // no elements: no data needed
+  m.dl_tensor.data = nullptr;
+  m.dl_tensor.byte_offset = 0;
+  CHECK(dl::from_dlpack<float>(&m).numel() == 0);
+}
+
 #if !DP_HAS_CUDA
 TEST_CASE("without CUDA, from_dlpack refuses CUDA memory instead of making a tensor no kernel can run on") {
   static float buffer[1] = {0};

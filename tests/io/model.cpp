@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sys/stat.h>
 
 #include <doctest/doctest.h>
 
@@ -147,4 +148,24 @@ TEST_CASE("a file for another model, a wrong dtype or a corrupt file is an io_er
   CHECK_THROWS_WITH_AS(io::load(path, victim), doctest::Contains("truncated"), dp::io_error);
   CHECK(values_of(victim) == untouched);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("saving to a pipe, a device, a directory or an empty path is an io_error, and leaves it as it was") {
+  // A save replaces the file by renaming a finished temporary over it; what is not a regular file
+  // must not be replaced (a pipe or /dev/null would become a regular file).
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  const std::string fifo = path_of("fifo");
+  std::filesystem::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK_THROWS_WITH_AS(io::save(fifo, par), doctest::Contains("is not a regular file (a device, a pipe or a socket)"),
+                       dp::io_error);
+  CHECK(std::filesystem::is_fifo(fifo));
+  std::filesystem::remove(fifo);
+  CHECK_THROWS_WITH_AS(io::save("/dev/null", par), doctest::Contains("dp: cannot write '/dev/null'"), dp::io_error);
+  CHECK(std::filesystem::is_character_file("/dev/null"));
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  CHECK_THROWS_WITH_AS(io::save(dir, par), doctest::Contains("it is a directory"), dp::io_error);
+  CHECK(std::filesystem::is_directory(dir));
+  CHECK_THROWS_WITH_AS(io::save("", par), doctest::Contains("empty path"), dp::io_error);
 }

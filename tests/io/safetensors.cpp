@@ -169,6 +169,35 @@ TEST_CASE("encode refuses entries that would make a file no reader takes back") 
   CHECK(back.read<float>(*back.info().find("w")).to_vector() == std::vector<float>{1, 2});
 }
 
+TEST_CASE("make_entry of an undefined tensor names the entry") {
+  CHECK_THROWS_WITH_AS((void)io::make_entry("a", dp::tensor<float>{}),
+                       doctest::Contains("dp: safetensors: make_entry: the tensor for entry 'a' is undefined"),
+                       dp::value_error);
+}
+
+TEST_CASE("encode refuses a header longer, or of more JSON values, than a reader takes back") {
+  const auto w = io::make_entry("w", dp::from_vector<float>({1, 2}));
+  CHECK_THROWS_WITH_AS((void)io::encode({w}, {{"note", std::string(io::max_header_bytes, 'x')}}),
+                       doctest::Contains("the header would be at least 100000005 bytes, but readers take at most "
+                                         "100000000 (its longest part is metadata 'note', 100000000 bytes)"),
+                       dp::value_error);
+  // 71,428 entries of rank 8 (14 values each) and 4 metadata pairs: with the root, the metadata
+  // object and its two CRCs, exactly the parser's million values. The reader takes that back; one
+  // metadata pair more is refused by encode.
+  std::vector<io::entry> many;
+  for (int i = 0; i < 71'428; ++i) {
+    many.push_back({"e" + std::to_string(i), io::dtype::u8, dp::shape::filled(8, 1), std::vector<char>(1)});
+  }
+  std::vector<std::pair<std::string, std::string>> meta{{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}};
+  const io::reader back(io::encode(many, meta), "most");
+  CHECK(back.info().tensors.size() == 71'428);
+  meta.emplace_back("e", "5");
+  CHECK_THROWS_WITH_AS((void)io::encode(std::move(many), std::move(meta)),
+                       doctest::Contains("the header would hold 1000001 JSON values (71428 entries, 5 metadata "
+                                         "pairs), but readers parse at most 1000000"),
+                       dp::value_error);
+}
+
 TEST_CASE("a header of many small values is refused before it costs more memory than a real one") {
   // 1.5 million zeros in one array: 3 MB of header, within the length cap, but 150+ MB of parsed
   // values. The parser stops at a million values.

@@ -135,6 +135,62 @@ TEST_CASE("batch_norm over [N, C, H, W] and in evaluation mode") {
   CHECK(y.to_vector()[1] == doctest::Approx(0.0));
 }
 
+TEST_CASE("layer_norm and batch_norm refuse eps <= 0 or not finite and momentum outside [0, 1], at every forward") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const auto x = dp::randn<double>({4, 6}, dp::cpu(), 30);
+  for (double eps : {-1.0, 0.0, nan, inf}) {
+    CAPTURE(eps);
+    nn::layer_norm<6, double> ln;
+    ln.eps = eps;
+    CHECK_THROWS_WITH_AS((void)ln(x), doctest::Contains("dp: layer_norm<6>: eps must be finite and > 0"),
+                         dp::value_error);
+    nn::batch_norm<6, double> bn;
+    bn.eps = eps;
+    CHECK_THROWS_WITH_AS((void)bn(x), doctest::Contains("dp: batch_norm<6>: eps must be finite and > 0"),
+                         dp::value_error);
+  }
+  for (double momentum : {-0.1, 1.5, 5.0, nan}) {
+    CAPTURE(momentum);
+    nn::batch_norm<6, double> bn;
+    bn.momentum = momentum;
+    nn::mode_scope train(true);
+    CHECK_THROWS_WITH_AS((void)bn(x), doctest::Contains("dp: batch_norm<6>: momentum must lie in [0, 1]"),
+                         dp::value_error);
+    CHECK(bn.running_mean.value().to_vector() == std::vector<double>(6, 0.0));  // nothing was updated
+    CHECK(bn.num_batches_tracked.value().item() == 0);
+  }
+  // The bounds themselves are settings PyTorch uses: momentum 0 keeps the running statistics, 1 takes
+  // the batch's; a tiny eps is accepted.
+  for (double momentum : {0.0, 1.0}) {
+    nn::batch_norm<2, double> bn;
+    bn.momentum = momentum;
+    bn.eps = 1e-300;
+    nn::mode_scope train(true);
+    (void)dp::tensor<double>(bn(dp::from_vector<double>({1, 10, 3, 30}, {2, 2})));
+    CHECK(bn.running_mean.value().to_vector() ==
+          (momentum == 0 ? std::vector<double>{0, 0} : std::vector<double>{2, 20}));
+  }
+  // A trainer reads settings when it traces a step; an edit retraces, and the new value is checked.
+  nn::trainer<model0> t{model0{}};
+  (void)t.backward(nn::mse_loss, x, dp::randn<double>({4, 6}, dp::cpu(), 31));
+  t.edit([](model0& m) { m.ln.eps = -1e-5; });
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, dp::randn<double>({4, 6}, dp::cpu(), 31)),
+                       doctest::Contains("layer_norm<6>: eps must be finite and > 0 (it keeps 1/sqrt(var + eps) "
+                                         "finite), got -1e-05"),
+                       dp::value_error);
+}
+
+TEST_CASE("softmax and log_softmax name themselves when the axis is out of range") {
+  const auto x = dp::zeros<float>({2, 3});
+  CHECK_THROWS_WITH_AS((void)dp::tensor<float>(nn::softmax(x, 5)),
+                       doctest::Contains("dp: softmax: axis 5 is out of range for a tensor of rank 2"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::tensor<float>(nn::log_softmax(x, -3)),
+                       doctest::Contains("dp: log_softmax: axis -3 is out of range for a tensor of rank 2"),
+                       dp::value_error);
+  CHECK(dp::tensor<float>(nn::softmax(x, -2)).to_vector() == std::vector<float>(6, 0.5f));
+}
+
 TEST_CASE("conv2d with stride and padding, max_pool2d and flatten: gradients match") {
   nn::manual_seed(19);
   dp_test::gradcheck(model3{}, nn::mse_loss, dp::randn<double>({3, 2, 7, 7}, dp::cpu(), 20),

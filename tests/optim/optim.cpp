@@ -225,3 +225,128 @@ TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before
   CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(0.5));
   CHECK(dp::detail::trainer_access::flat_grads(t).to_vector()[0] == doctest::Approx(0.3));
 }
+
+TEST_CASE("sgd refuses an option outside its range, naming the option, its value and the rule") {
+  nn::trainer<one> t{one{}};
+  const auto refused = [&](dp::optim::sgd_options o, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(dp::optim::sgd(t, o), doctest::Contains(what), dp::value_error);
+  };
+  refused({.lr = -0.1}, "dp: sgd: lr is -0.1; expected a finite value >= 0");
+  refused({.lr = NAN}, "dp: sgd: lr is nan; expected a finite value >= 0");
+  refused({.lr = INFINITY}, "dp: sgd: lr is inf; expected a finite value >= 0");
+  refused({.momentum = -0.9}, "dp: sgd: momentum is -0.9; expected a finite value >= 0");
+  refused({.momentum = NAN}, "dp: sgd: momentum is nan; expected a finite value >= 0");
+  refused({.momentum = 0.9, .dampening = NAN}, "dp: sgd: dampening is nan; expected a value in [0, 1]");
+  refused({.momentum = 0.9, .dampening = -0.5}, "dp: sgd: dampening is -0.5; expected a value in [0, 1]");
+  refused({.momentum = 0.9, .dampening = 1.5}, "dp: sgd: dampening is 1.5; expected a value in [0, 1]");
+  refused({.weight_decay = -0.01}, "dp: sgd: weight_decay is -0.01; expected a finite value >= 0");
+  refused({.weight_decay = NAN}, "dp: sgd: weight_decay is nan; expected a finite value >= 0");
+  refused({.momentum = 0, .nesterov = true},
+          "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0, got momentum 0 and dampening 0");
+  // The edges of each range are options like any other.
+  CHECK_NOTHROW(dp::optim::sgd(t, {.lr = 0, .momentum = 0, .dampening = 0, .weight_decay = 0}));
+  CHECK_NOTHROW(dp::optim::sgd(t, {.lr = 0.1, .momentum = 0.9, .dampening = 1}));
+}
+
+TEST_CASE("adam and adamw refuse an option outside its range, naming the optimizer, the option and the rule") {
+  nn::trainer<one> t{one{}};
+  const auto refused = [&](dp::optim::adam_options o, const char* what) {
+    const std::string adam = std::string("dp: adam: ") + what, adamw = std::string("dp: adamw: ") + what;
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(dp::optim::adam(t, o), doctest::Contains(adam.c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS(dp::optim::adamw(t, o), doctest::Contains(adamw.c_str()), dp::value_error);
+  };
+  refused({.lr = -1e-3}, "lr is -0.001; expected a finite value >= 0");
+  refused({.lr = INFINITY}, "lr is inf; expected a finite value >= 0");
+  refused({.lr = NAN}, "lr is nan; expected a finite value >= 0");
+  refused({.beta1 = 1}, "beta1 is 1; expected a value in [0, 1)");
+  refused({.beta1 = -0.1}, "beta1 is -0.1; expected a value in [0, 1)");
+  refused({.beta2 = NAN}, "beta2 is nan; expected a value in [0, 1)");
+  refused({.eps = -1e-8}, "eps is -1e-08; expected a finite value >= 0");
+  refused({.eps = INFINITY}, "eps is inf; expected a finite value >= 0");
+  refused({.weight_decay = -0.01}, "weight_decay is -0.01; expected a finite value >= 0");
+  refused({.weight_decay = NAN}, "weight_decay is nan; expected a finite value >= 0");
+  CHECK_NOTHROW(dp::optim::adam(t, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 0, .weight_decay = 0}));
+  CHECK_NOTHROW(dp::optim::adamw(t, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 0, .weight_decay = 0}));
+}
+
+TEST_CASE(
+    "schedule factories refuse a step count below 1, a factor that is negative or not finite, and a bad "
+    "warm-up") {
+  using namespace dp::optim;
+  const auto refused = [](auto make, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS((void)make(), doctest::Contains(what), dp::value_error);
+  };
+  refused([] { return step_lr(0); }, "dp: step_lr: step_size is 0; expected a step count >= 1");
+  refused([] { return step_lr(-10); }, "dp: step_lr: step_size is -10; expected a step count >= 1");
+  refused([] { return step_lr(1, NAN); }, "dp: step_lr: gamma is nan; expected a finite factor >= 0");
+  refused([] { return step_lr(1, -2); }, "dp: step_lr: gamma is -2; expected a finite factor >= 0");
+  refused([] { return step_lr(1, INFINITY); }, "dp: step_lr: gamma is inf; expected a finite factor >= 0");
+  refused([] { return cosine_lr(0); }, "dp: cosine_lr: total_steps is 0; expected a step count >= 1");
+  refused([] { return cosine_lr(-5); }, "dp: cosine_lr: total_steps is -5; expected a step count >= 1");
+  refused([] { return cosine_lr(10, NAN); }, "dp: cosine_lr: final_factor is nan; expected a finite factor >= 0");
+  refused([] { return cosine_lr(10, -0.1); }, "dp: cosine_lr: final_factor is -0.1; expected a finite factor >= 0");
+  refused([] { return linear_lr(-1); }, "dp: linear_lr: total_steps is -1; expected a step count >= 1");
+  refused([] { return linear_lr(1, -3); }, "dp: linear_lr: final_factor is -3; expected a finite factor >= 0");
+  refused([] { return with_warmup(cosine_lr(10), -5); }, "dp: with_warmup: steps is -5; expected a step count >= 0");
+  refused([] { return with_warmup(cosine_lr(10), 5, NAN); },
+          "dp: with_warmup: start is nan; expected a fraction of the schedule's value in [0, 1]");
+  refused([] { return with_warmup(cosine_lr(10), 5, -2); },
+          "dp: with_warmup: start is -2; expected a fraction of the schedule's value in [0, 1]");
+  refused([] { return with_warmup(cosine_lr(10), 5, 1.5); },
+          "dp: with_warmup: start is 1.5; expected a fraction of the schedule's value in [0, 1]");
+  // The edges are schedules: decay to 0, a single step, no warm-up, a warm-up from the full rate.
+  CHECK(step_lr(1, 0).factor(1) == 0.0);
+  CHECK(cosine_lr(1, 0).factor(1) == doctest::Approx(0.0));
+  CHECK(linear_lr(1, 2).factor(1) == doctest::Approx(2.0));
+  CHECK(with_warmup(cosine_lr(10), 0).factor(0) == doctest::Approx(1.0));
+  CHECK(with_warmup(cosine_lr(10), 3, 1).factor(0) == doctest::Approx(1.0));
+}
+
+TEST_CASE("an optimizer refuses a schedule written field by field that its factory would refuse") {
+  nn::trainer<one> t{one{}};
+  dp::optim::lr_schedule s = dp::optim::step_lr(2, 0.5);
+  s.step_size = 0;
+  CHECK_THROWS_WITH_AS(dp::optim::sgd(t, {.schedule = s}),
+                       doctest::Contains("dp: sgd: schedule.step_size is 0; expected a step count >= 1"),
+                       dp::value_error);
+  s = dp::optim::cosine_lr(10);
+  s.final_factor = NAN;
+  CHECK_THROWS_WITH_AS(dp::optim::adamw(t, {.schedule = s}),
+                       doctest::Contains("dp: adamw: schedule.final_factor is nan; expected a finite factor >= 0"),
+                       dp::value_error);
+  s = dp::optim::cosine_lr(10);
+  s.warmup_steps = -1;
+  CHECK_THROWS_WITH_AS(dp::optim::adam(t, {.schedule = s}),
+                       doctest::Contains("dp: adam: schedule.warmup_steps is -1; expected a step count >= 0"),
+                       dp::value_error);
+}
+
+TEST_CASE("clip_grad_norm without a backward says so in its own words, not an optimizer's step()") {
+  nn::trainer<one> t{one{}};
+  std::string message;
+  try {
+    (void)dp::optim::clip_grad_norm(t, 1.0);
+  } catch (const dp::runtime_error& e) {
+    message = e.what();
+  }
+  CHECK(message ==
+        "dp: clip_grad_norm without a backward since the last optimizer step: it scales the gradients of the trainer "
+        "or dp::parallel it is given; compute them with its backward() first");
+  CHECK(message.find(".step()") == std::string::npos);
+  // An optimizer's own message is unchanged.
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("dp: sgd.step() without a backward since the last step"),
+                       dp::runtime_error);
+}
+
+TEST_CASE("clip_grad_norm refuses a max_norm that is not positive") {
+  nn::trainer<one> t{one{}};
+  set_grads(t, {3, 0, 4});
+  CHECK_THROWS_WITH_AS((void)dp::optim::clip_grad_norm(t, 0.0),
+                       doctest::Contains("dp: clip_grad_norm: max_norm is 0; expected a value > 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::optim::clip_grad_norm(t, NAN),
+                       doctest::Contains("dp: clip_grad_norm: max_norm is nan; expected a value > 0"), dp::value_error);
+}

@@ -71,8 +71,17 @@ inline void remove_stale_temporaries(const std::string& dir, const std::string& 
 
 /// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
 /// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
-/// temporaries of writers that died are removed by the next write of the same path.
+/// temporaries of writers that died are removed by the next write of the same path. A path that
+/// names something other than a regular file is an error, not replaced.
 inline void atomic_write(const std::string& path, const std::string& content) {
+  DP_CHECK(!path.empty(), io_error, "dp: cannot write a file to an empty path");
+  // The rename would replace whatever the path names: a device, a pipe or a socket (even /dev/null)
+  // would become a regular file. Only a regular file (or a link to one) is replaced.
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0) {
+    DP_CHECK(S_ISREG(st.st_mode), io_error, "dp: cannot write '", path, "': it is ",
+             S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a device, a pipe or a socket)",
+             ", and only a regular file is replaced; give the path of a file");
+  }
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

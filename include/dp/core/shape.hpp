@@ -129,20 +129,34 @@ constexpr shape contiguous_strides(const shape& s) {
   return st;
 }
 
+namespace detail {
+/// Checks a shape given for a view (reshape, broadcast_to): every extent non-negative, and their
+/// product representable. A product that wraps could equal the tensor's element count while the
+/// view's rows lie far past its memory.
+DP_NOINLINE inline void check_extents(const shape& s, const char* op) {
+  index_t n = 1;
+  for (int i = 0; i < s.rank(); ++i) {
+    DP_CHECK(s[i] >= 0, shape_error, "dp: ", op, ": extent ", s[i], " in ", s, " is negative");
+    DP_CHECK(s[i] == 0 || !__builtin_mul_overflow(n, s[i], &n), shape_error, "dp: ", op, ": shape ", s,
+             " holds more elements than a 64-bit index counts (the product of its extents overflows)");
+  }
+}
+}  // namespace detail
+
 /// Resolves a possibly negative axis against a rank, or throws naming the operation. A 0-d tensor
 /// takes axis 0 or -1 where the operation has a meaning for it (a reduction, a transpose).
-DP_NOINLINE inline int normalize_axis(int axis, int rank, const char* op) {
+DP_NOINLINE inline int normalize_axis(index_t axis, int rank, const char* op) {
   const int n = std::max(rank, 1);
-  const int r = axis < 0 ? axis + n : axis;
+  const index_t r = axis < 0 ? axis + n : axis;  // 64 bits: an axis past int's range is out of range too
   DP_CHECK(r >= 0 && r < n, value_error, "dp: ", op, ": axis ", axis, " is out of range for a tensor of rank ", rank,
            " (expected -", n, "..", n - 1, ")");
-  return r;
+  return static_cast<int>(r);
 }
 
 /// Like normalize_axis, for operations that read an existing dimension (size, slice, select, and
 /// squeeze of a tensor of rank 1 or more): a 0-d tensor has none, so this is an error, not a read of
 /// a dimension that is not there.
-DP_NOINLINE inline int existing_axis(int axis, int rank, const char* op) {
+DP_NOINLINE inline int existing_axis(index_t axis, int rank, const char* op) {
   DP_CHECK(rank > 0, value_error, "dp: ", op, ": a 0-d tensor has no dimension ", axis,
            " (it has no dimensions at all; its value is read with item())");
   return normalize_axis(axis, rank, op);

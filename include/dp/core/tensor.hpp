@@ -198,7 +198,7 @@ class tensor<T, dynamic_extents> {
     tensor r = *this;
     bool seen[max_rank] = {};
     for (int i = 0; i < rank(); ++i) {
-      const int d = normalize_axis(static_cast<int>(order[i]), rank(), "permute");
+      const int d = normalize_axis(order[i], rank(), "permute");
       DP_CHECK(!seen[d], shape_error, "dp: permute: dimension ", d, " appears twice in ", order);
       seen[d] = true;
       r.shape_[i] = shape_[d];
@@ -208,6 +208,7 @@ class tensor<T, dynamic_extents> {
   }
   /// A view with size-1 dimensions repeated (stride 0) to `target` (NumPy rules).
   tensor broadcast_to(const dp::shape& target) const {
+    detail::check_extents(target, "broadcast_to");
     DP_CHECK(broadcastable_to(shape_, target), shape_error, "dp: broadcast_to: shape ", shape_,
              " cannot be broadcast to ", target);
     tensor r = *this;
@@ -283,16 +284,18 @@ class tensor<T, dynamic_extents> {
 
   dp::shape infer_shape(dp::shape target) const {
     int unknown = -1;
-    index_t known = 1;
+    dp::shape given = target;  // the -1 read as 1: the known extents' product must not overflow
     for (int i = 0; i < target.rank(); ++i) {
       if (target[i] == -1) {
         DP_CHECK(unknown < 0, shape_error, "dp: reshape: only one extent of ", target, " may be -1");
         unknown = i;
+        given[i] = 1;
       } else {
         DP_CHECK(target[i] >= 0, shape_error, "dp: reshape: extent ", target[i], " in ", target, " is negative");
-        known *= target[i];
       }
     }
+    detail::check_extents(given, "reshape");
+    const index_t known = given.numel();
     if (unknown >= 0) {
       DP_CHECK(known != 0 && numel() % known == 0, shape_error, "dp: reshape: cannot reshape ", shape_, " (", numel(),
                " elements) to ", target);

@@ -93,11 +93,24 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   check_integer_division();
 }
 
+/// Refuses a destination whose elements share memory: a dimension of several elements at stride 0
+/// (a broadcast view, or such an import) would get whichever thread's value landed last.
+template <class T>
+void check_distinct_elements(const tensor<T>& dst, const char* op) {
+  for (int i = 0; i < dst.rank() && dst.numel() > 0; ++i) {  // an empty tensor's strides may be 0 anywhere
+    DP_CHECK(dst.shape()[i] <= 1 || dst.strides()[i] != 0, value_error, "dp: ", op, ": the destination of shape ",
+             dst.shape(), " has strides ", dst.strides(), ": the ", dst.shape()[i], " elements along dimension ", i,
+             " share one memory location (a broadcast view), so a write would keep whichever came last; write into "
+             "the tensor the view was made from, or into a clone()");
+  }
+}
+
 /// The public write (=, +=, assign): assign_node behind the write guard.
 template <class T, class E>
 void assign(tensor<T>& dst, const E& e) {
   if (dst.defined()) {
     check_writable(dst.storage().get());
+    check_distinct_elements(dst, "assignment");
   }
   assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <mutex>
 
 #include <cblas.h>
@@ -227,9 +228,16 @@ void gemm(cuda_target on, const mat_ref<const T>& a, const mat_ref<const T>& b, 
 }
 #endif
 
-/// C = alpha op(A) op(B) + beta C on device `d`.
+/// C = alpha op(A) op(B) + beta C on device `d`. CBLAS and cuBLAS count in 32-bit int: a size or
+/// leading dimension past that would be cut to another number (OpenBLAS prints a warning and
+/// leaves C as it was), so it is an error here.
 template <class T>
 void gemm(device d, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  constexpr index_t int_max = std::numeric_limits<int>::max();
+  DP_CHECK(std::max({c.rows, c.cols, a.cols, a.ld, b.ld, c.ld}) <= int_max, shape_error, "dp: matrix product of [",
+           c.rows, ", ", a.cols, "] and [", a.cols, ", ", c.cols, "] (leading dimensions ", a.ld, ", ", b.ld, ", ",
+           c.ld, "): a size or leading dimension exceeds ", int_max,
+           ", the largest the BLAS libraries take (32-bit int); split the product into smaller ones");
   on_device(d, [&](auto on) { gemm(on, a, b, c, alpha, beta); });
 }
 

@@ -104,12 +104,14 @@ tensor<T> arange(index_t n, device d = cpu()) {
 template <class T>
 tensor<T> rand(const shape& shp, device d = cpu(), std::uint64_t seed = 0, T lo = T(0), T hi = T(1)) {
   static_assert(std::is_floating_point_v<T>, "dp: rand<T> needs a floating-point T");
+  detail::check_uniform_bounds(lo, hi);
   return tensor<T>(detail::generator(detail::uniform_gen<T>{seed, 0, lo, hi}, shp, d));
 }
 /// Normal values N(mean, stddev^2) from `seed` (Box-Muller on Philox draws).
 template <class T>
 tensor<T> randn(const shape& shp, device d = cpu(), std::uint64_t seed = 0, T mean = T(0), T stddev = T(1)) {
   static_assert(std::is_floating_point_v<T>, "dp: randn<T> needs a floating-point T");
+  detail::check_normal_parameters(mean, stddev);
   return tensor<T>(detail::generator(detail::normal_gen<T>{seed, 1, mean, stddev}, shp, d));
 }
 
@@ -142,6 +144,7 @@ template <class T>
 tensor<T>& tensor<T>::fill(T value) {
   DP_CHECK(defined(), value_error, "dp: fill() needs a defined tensor");
   detail::check_writable(st_.get());
+  detail::check_distinct_elements(*this, "fill");
   detail::assign_node(*this, detail::scalar_node<T>{value}, detail::eager_ctx{});
   return *this;
 }

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 #include <dp/expr/math.hpp>
 
 namespace dp::inline DP_ABI::detail {
@@ -115,6 +117,21 @@ DP_HOST_DEVICE DP_NO_CONTRACT inline double normal_from_bits(std::uint32_t a, st
   const int quadrant = static_cast<int>(q) & 3;
   const double cos_theta = quadrant == 0 ? cos_r : quadrant == 1 ? -sin_r : quadrant == 2 ? -cos_r : sin_r;
   return rn_mul(radius, cos_theta);
+}
+
+/// dp::rand's bounds: finite, lo <= hi (PyTorch's uniform_: "from <= to"), and a finite width, so
+/// that every value lo + (hi - lo) u is finite and in [lo, hi) (lo == hi gives lo).
+template <class T>
+void check_uniform_bounds(T lo, T hi) {
+  DP_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi && std::isfinite(hi - lo), value_error, "dp: rand: lo ",
+           lo, " and hi ", hi, " are not a range; expected finite bounds with lo <= hi and a finite hi - lo");
+}
+/// dp::randn's parameters: a finite mean and a finite stddev >= 0 (PyTorch's normal_: "std >= 0").
+template <class T>
+void check_normal_parameters(T mean, T stddev) {
+  DP_CHECK(std::isfinite(mean), value_error, "dp: randn: mean is ", mean, "; expected a finite value");
+  DP_CHECK(std::isfinite(stddev) && stddev >= 0, value_error, "dp: randn: stddev is ", stddev,
+           "; expected a finite value >= 0");
 }
 
 /// Sequential draws from one Philox stream on the host (shuffles, sampling decisions).

@@ -26,10 +26,12 @@ struct progress {
   std::string recipe{};
 };
 
-/// What a checkpoint needs of an optimizer, as every dp::optim optimizer has it: its state slots by
-/// name (name and value each), its step count, and load_state taking both back.
+/// What a checkpoint needs of an optimizer, as every dp::optim optimizer has it: the trainer or
+/// dp::parallel it trains, its state slots by name (name and value each), its step count, and
+/// load_state taking both back.
 template <class Opt>
 concept checkpointed_optimizer = requires(Opt& o) {
+  o.owner();
   { o.steps() } -> std::convertible_to<std::int64_t>;
   o.state().front().name;
   o.state().front().value;
@@ -47,8 +49,32 @@ constexpr bool check_optimizer() {
   return checkpointed_optimizer<Opt>;
 }
 
+/// The optimizer must be the one made from `owner`: another's state (say, its momentum) would be
+/// saved or loaded beside these weights, and parameters of the same names would hide the mix-up.
+template <class Owner, class Opt>
+void check_pair(const char* what, const std::string& path, const Owner& owner, const Opt& opt) {
+  DP_CHECK(static_cast<const void*>(&opt.owner()) == static_cast<const void*>(&owner), value_error, "dp: ", what, "(",
+           path,
+           "): the optimizer was made from another trainer or dp::parallel than the one given; pass the "
+           "optimizer made from this one (dp::optim::sgd(owner, ...))");
+}
+
+/// The progress fields as load_checkpoint reads them back: epoch and batch whole numbers from 0, and
+/// a header (which holds the recipe) within what readers take. Checked before anything is written.
+inline void check_progress(const std::string& path, const progress& p) {
+  DP_CHECK(p.epoch >= 0, value_error, "dp: save_checkpoint(", path, "): progress.epoch is ", p.epoch,
+           ", but an epoch is a whole number from 0 (the next epoch to run)");
+  DP_CHECK(p.batch >= 0, value_error, "dp: save_checkpoint(", path, "): progress.batch is ", p.batch,
+           ", but a batch is a whole number from 0 (the next batch of the epoch to run)");
+  DP_CHECK(p.recipe.size() < max_header_bytes, value_error, "dp: save_checkpoint(", path, "): progress.recipe is ",
+           p.recipe.size(), " bytes, but it is stored in the file's header, which readers take up to ",
+           max_header_bytes, " bytes; store a short description of the run");
+}
+
 template <class Owner, class Opt>
 void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, const progress& p) {
+  check_pair("save_checkpoint", path, owner, opt);
+  check_progress(path, p);
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     entries.push_back(make_entry("optimizer." + s.name, s.value));
@@ -69,6 +95,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
 
 template <class Owner, class Opt>
 progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+  check_pair("load_checkpoint", path, owner, opt);
   const reader r(path);
   r.verify();
   const header& h = r.info();

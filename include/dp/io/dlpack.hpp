@@ -198,7 +198,13 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
     detail::order_streams(dev.index, dp::detail::cuda_stream(dev.index), producer_stream);
 #endif
   }
-  auto* data = static_cast<char*>(d.data) + d.byte_offset;
+  // Kernels read the elements as T: a null or misaligned address would fault or be undefined there.
+  DP_CHECK(numel == 0 || d.data != nullptr, value_error, "dp: from_dlpack: the tensor of shape ", s,
+           " has a null data pointer for its ", numel, " elements");
+  auto* data = d.data == nullptr ? nullptr : static_cast<char*>(d.data) + d.byte_offset;
+  DP_CHECK(reinterpret_cast<std::uintptr_t>(data) % alignof(T) == 0, value_error, "dp: from_dlpack: the data at ",
+           static_cast<const void*>(data), " (data plus byte_offset ", d.byte_offset, ") is not aligned to the ",
+           alignof(T), " bytes its elements need");
   auto storage = dp::detail::adopt(
       dev, data, bytes,
       [](void* ctx, void*) {

@@ -39,6 +39,10 @@ struct value {
 
 class parser {
  public:
+  // Each parsed value costs about 100 bytes of memory: a header of a million values (a model of
+  // 100,000+ tensors) stays near 100 MB whatever the header's length field claims.
+  static constexpr std::size_t max_values = 1'000'000;
+
   parser(std::string_view s, std::string_view source) : s_(s), source_(source) {}
 
   value parse() {
@@ -52,9 +56,6 @@ class parser {
 
  private:
   static constexpr int max_depth = 32;
-  // Each parsed value costs about 100 bytes of memory: a header of a million values (a model of
-  // 100,000+ tensors) stays near 100 MB whatever the header's length field claims.
-  static constexpr std::size_t max_values = 1'000'000;
 
   [[noreturn]] void fail(std::string_view why) const {
     throw io_error(dp::detail::concat("dp: ", source_, ": malformed header at byte ", i_, ": ", why));

@@ -170,6 +170,8 @@ struct header {
 };
 
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
+/// The most JSON values a header may hold: what the reader's parser takes.
+inline constexpr std::uint64_t max_header_values = json::parser::max_values;
 
 /// Parses and validates the header of a file of `file_size` bytes whose beginning is `bytes`.
 inline header parse_header(std::string_view bytes, std::uint64_t file_size, std::string_view source) {
@@ -341,8 +343,37 @@ struct entry {
   std::vector<char> bytes;
 };
 
+namespace detail {
+/// Refuses a header of `bytes` (exactly, or at least) past max_header_bytes, naming its longest part.
+inline void check_header_bytes(std::uint64_t bytes, bool exact, const std::vector<entry>& entries,
+                               const std::vector<std::pair<std::string, std::string>>& metadata) {
+  if (bytes <= max_header_bytes) {
+    return;
+  }
+  std::string longest;
+  std::size_t most = 0;
+  for (const auto& e : entries) {
+    if (e.name.size() > most) {
+      most = e.name.size();
+      longest = "the name of entry '" + e.name.substr(0, 40) + (e.name.size() > 40 ? "...'" : "'");
+    }
+  }
+  for (const auto& [k, v] : metadata) {
+    if (v.size() > most) {
+      most = v.size();
+      longest = "metadata '" + k + "'";
+    }
+  }
+  throw value_error(dp::detail::concat("dp: safetensors: the header would be ", exact ? "" : "at least ", bytes,
+                                       " bytes, but readers take at most ", max_header_bytes, " (its longest part is ",
+                                       longest, ", ", most, " bytes); keep names and metadata short"));
+}
+}  // namespace detail
+
 template <class T>
 entry make_entry(std::string name, const tensor<T>& t) {
+  DP_CHECK(t.defined(), value_error, "dp: safetensors: make_entry: the tensor for entry '", name,
+           "' is undefined (it holds no values to write)");
   const tensor<T> host = t.to(dp::cpu()).contiguous();
   entry e{std::move(name), dtype_of<T>(), host.shape(),
           std::vector<char>(static_cast<std::size_t>(host.numel()) * sizeof(T))};
@@ -356,7 +387,8 @@ entry make_entry(std::string name, const tensor<T>& t) {
 /// the same bytes) and `metadata`, plus a CRC-32 of the data.
 /// Refuses what would make a file that cannot be read back: bytes that do not match the dtype and
 /// shape, a negative extent, a name given twice or reserved (`__metadata__`), a metadata key given
-/// twice or one of the CRC keys dp writes itself.
+/// twice or one of the CRC keys dp writes itself, a header longer than readers take (max_header_bytes)
+/// or of more JSON values than they parse (max_header_values).
 inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std::string, std::string>> metadata) {
   std::sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) { return a.name < b.name; });
   std::vector<const std::string*> names, keys;
@@ -379,6 +411,24 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   DP_CHECK(twice == nullptr, value_error, "dp: safetensors: entry '", twice ? *twice : "", "' is given twice");
   twice = detail::first_repeat(std::move(keys));
   DP_CHECK(twice == nullptr, value_error, "dp: safetensors: metadata key '", twice ? *twice : "", "' is given twice");
+  // The JSON values a reader parses: the root object; per entry its object, dtype, shape array,
+  // extents, offsets array and two offsets; the metadata object and its values (the two CRCs included).
+  std::uint64_t values = 2 + metadata.size() + 2;
+  for (const auto& e : entries) {
+    values += 6 + static_cast<std::uint64_t>(e.shape.rank());
+  }
+  DP_CHECK(values <= max_header_values, value_error, "dp: safetensors: the header would hold ", values,
+           " JSON values (", entries.size(), " entries, ", metadata.size(),
+           " metadata pairs), but readers parse at most ", max_header_values);
+  // A lower bound first (quoting only adds): a header far too long is refused before it is built.
+  std::uint64_t least = 0;
+  for (const auto& e : entries) {
+    least += e.name.size();
+  }
+  for (const auto& [k, v] : metadata) {
+    least += k.size() + v.size();
+  }
+  detail::check_header_bytes(least, false, entries, metadata);
   std::string data;
   std::string head = "{";
   std::uint64_t at = 0;
@@ -407,6 +457,7 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   while ((8 + head.size()) % 8 != 0) {  // the data section starts 8-byte aligned
     head += ' ';
   }
+  detail::check_header_bytes(head.size(), true, entries, metadata);
   std::string out(8, '\0');
   std::uint64_t n = head.size();
   for (int i = 0; i < 8; ++i) {

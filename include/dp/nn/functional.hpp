@@ -13,6 +13,7 @@ namespace dp::inline DP_ABI::nn {
 template <class X>
 auto softmax(const X& x, int axis = -1) {
   auto in = detail::materialize(x);
+  (void)dp::normalize_axis(axis, in.rank(), "softmax");  // an error names softmax, not the max inside
   auto m = nn::detach(dp::max(in, axis, true));
   auto e = detail::materialize(dp::exp(in - m));
   return e / dp::sum(e, axis, true);
@@ -22,6 +23,7 @@ auto softmax(const X& x, int axis = -1) {
 template <class X>
 auto log_softmax(const X& x, int axis = -1) {
   auto in = detail::materialize(x);
+  (void)dp::normalize_axis(axis, in.rank(), "log_softmax");
   auto m = nn::detach(dp::max(in, axis, true));
   auto shifted = detail::materialize(in - m);
   return shifted - dp::log(dp::sum(dp::exp(shifted), axis, true));

@@ -13,6 +13,8 @@
 
 namespace dp::inline DP_ABI::optim {
 
+/// lr, eps and weight_decay are finite and >= 0, beta1 and beta2 in [0, 1); the constructor
+/// refuses anything else.
 struct adam_options {
   double lr = 1e-3;
   double beta1 = 0.9;
@@ -74,11 +76,7 @@ class adam_impl {
   using T = typename owner_value<Owner>::type;
 
   adam_impl(Owner& owner, adam_options o)
-      : owner_(&owner), o_(o), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {
-    DP_CHECK(o.lr >= 0 && o.eps >= 0 && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, value_error,
-             "dp: adam: lr and eps must be non-negative and betas in [0, 1), got lr ", o.lr, ", betas (", o.beta1, ", ",
-             o.beta2, "), eps ", o.eps);
-  }
+      : owner_(&owner), o_(checked(o)), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {}
 
   void step() {
     require_gradients(*owner_, Decoupled ? "adamw" : "adam");
@@ -99,6 +97,8 @@ class adam_impl {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const adam_options& options() const noexcept { return o_; }
+  /// The trainer or dp::parallel this optimizer trains (a checkpoint checks it is the one given).
+  const Owner& owner() const noexcept { return *owner_; }
 
   /// Named state: "<parameter>.exp_avg" and "<parameter>.exp_avg_sq" (PyTorch's keys).
   std::vector<named_state<T>> state() const {
@@ -117,6 +117,22 @@ class adam_impl {
   }
 
  private:
+  /// The options, refused before any state is allocated unless each is in its range.
+  static const adam_options& checked(const adam_options& o) {
+    const char* who = Decoupled ? "adamw" : "adam";
+    check_non_negative_option(who, "lr", o.lr);
+    DP_CHECK(o.beta1 >= 0 && o.beta1 < 1, value_error, "dp: ", who, ": beta1 is ", o.beta1,
+             "; expected a value in [0, 1)");
+    DP_CHECK(o.beta2 >= 0 && o.beta2 < 1, value_error, "dp: ", who, ": beta2 is ", o.beta2,
+             "; expected a value in [0, 1)");
+    check_non_negative_option(who, "eps", o.eps);
+    if (o.weight_decay) {
+      check_non_negative_option(who, "weight_decay", *o.weight_decay);
+    }
+    check_schedule(o.schedule, who);
+    return o;
+  }
+
   Owner* owner_;
   adam_options o_;
   std::vector<tensor<T>> m_, v_;

@@ -14,8 +14,8 @@ template <class Owner>
 double clip_grad_norm(Owner& owner, double max_norm) {
   static_assert(detail::check_owner<Owner>());
   using T = typename detail::owner_value<Owner>::type;
-  DP_CHECK(max_norm > 0, value_error, "dp: clip_grad_norm: max_norm must be positive, got ", max_norm);
-  detail::require_gradients(owner, "clip_grad_norm (before the optimizer)");
+  DP_CHECK(max_norm > 0, value_error, "dp: clip_grad_norm: max_norm is ", max_norm, "; expected a value > 0");
+  detail::require_gradients(owner, "clip_grad_norm", detail::gradient_reader::clip_grad_norm);
   double norm = 0;
   dp::detail::replica_access::for_each_replica(owner, [&](std::size_t r, const tensor<T>&, const tensor<T>& grads) {
     const double n = std::sqrt(static_cast<double>(dp::sum(dp::square(grads)).item()));

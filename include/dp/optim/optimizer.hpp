@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -59,28 +60,46 @@ struct owner_value<O> {
   using type = typename O::value_type;
 };
 
+/// Who reads the gradients, for require_gradients' errors: an optimizer's step() or clip_grad_norm.
+enum class gradient_reader : std::uint8_t { optimizer_step, clip_grad_norm };
+
 /// Throws unless the owner's gradients are complete (a backward since the last step, synchronised).
+/// `who` names the optimizer (its error says "<who>.step()") or, for clip_grad_norm, the function.
 template <class O>
-void require_gradients(const O& owner, const char* who) {
+void require_gradients(const O& owner, const char* who, gradient_reader reader = gradient_reader::optimizer_step) {
+  const bool step = reader == gradient_reader::optimizer_step;
+  const char* call = step ? ".step()" : "";
   if constexpr (requires { owner.retired(); }) {
-    DP_CHECK(!owner.retired(), runtime_error, "dp: ", who,
-             ".step(): the trainer this optimizer was made from has been moved into a dp::parallel, which now "
-             "trains its model; make the optimizer from the parallel (dp::optim::sgd(par, {...}))");
+    DP_CHECK(!owner.retired(), runtime_error, "dp: ", who, call,
+             step ? ": the trainer this optimizer was made from has been moved into a dp::parallel, which now "
+                    "trains its model; make the optimizer from the parallel (dp::optim::sgd(par, {...}))"
+                  : ": the trainer it was given has been moved into a dp::parallel, which now trains its model; "
+                    "pass the parallel (dp::optim::clip_grad_norm(par, max_norm))");
   }
   switch (owner.gradients()) {
     case nn::grad_state::complete:
       return;
     case nn::grad_state::local:
-      throw runtime_error(dp::detail::concat(
-          "dp: ", who,
-          ".step() after backward(..., dp::no_sync): the gradients are only accumulated locally and not "
-          "synchronised; finish the accumulation with a plain backward before stepping"));
+      throw runtime_error(
+          dp::detail::concat("dp: ", who, call,
+                             " after backward(..., dp::no_sync): the gradients are only accumulated locally and not "
+                             "synchronised; finish the accumulation with a plain backward before ",
+                             step ? "stepping" : "clipping"));
     case nn::grad_state::none:
       throw runtime_error(dp::detail::concat(
-          "dp: ", who,
-          ".step() without a backward since the last step: this optimizer updates the parameters of the "
-          "trainer or dp::parallel it was made from; compute their gradients with its backward() first"));
+          "dp: ", who, call,
+          step ? " without a backward since the last step: this optimizer updates the parameters of the "
+                 "trainer or dp::parallel it was made from; compute their gradients with its backward() first"
+               : " without a backward since the last optimizer step: it scales the gradients of the trainer or "
+                 "dp::parallel it is given; compute them with its backward() first"));
   }
+}
+
+/// An optimizer option that is a finite value >= 0 (lr, momentum, weight_decay, eps): a negative,
+/// infinite or NaN one would turn the parameters into NaN or step them the wrong way.
+inline void check_non_negative_option(const char* optimizer, const char* option, double value) {
+  DP_CHECK(std::isfinite(value) && value >= 0, value_error, "dp: ", optimizer, ": ", option, " is ", value,
+           "; expected a finite value >= 0");
 }
 
 /// Per-replica state tensors of the flat parameter size (zero-initialised).

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 
 namespace dp::inline DP_ABI::optim {
 
@@ -56,10 +57,50 @@ struct lr_schedule {
   }
 };
 
+namespace detail {
+/// A schedule's step count (step_size, total_steps) is a whole number of optimizer steps, at least `least`.
+inline void check_schedule_steps(const char* who, const char* name, std::int64_t value, std::int64_t least) {
+  DP_CHECK(value >= least, value_error, "dp: ", who, ": ", name, " is ", value, "; expected a step count >= ", least);
+}
+/// A multiplier of the learning rate (gamma, final_factor) is finite and >= 0: a negative or NaN one
+/// would make the learning rate negative or NaN.
+inline void check_schedule_factor(const char* who, const char* name, double value) {
+  DP_CHECK(std::isfinite(value) && value >= 0, value_error, "dp: ", who, ": ", name, " is ", value,
+           "; expected a finite factor >= 0");
+}
+/// The warm-up starts at a fraction of the schedule's value, in [0, 1] (PyTorch's LinearLR start_factor).
+inline void check_warmup(const char* who, const char* steps_name, std::int64_t steps, const char* start_name,
+                         double start) {
+  check_schedule_steps(who, steps_name, steps, 0);
+  DP_CHECK(start >= 0 && start <= 1, value_error, "dp: ", who, ": ", start_name, " is ", start,
+           "; expected a fraction of the schedule's value in [0, 1]");
+}
+/// What the factories check, for a schedule an optimizer is given (one may be written field by field).
+inline void check_schedule(const lr_schedule& s, const char* who) {
+  switch (s.type) {
+    case lr_schedule::kind::constant:
+      break;
+    case lr_schedule::kind::step:
+      check_schedule_steps(who, "schedule.step_size", s.step_size, 1);
+      check_schedule_factor(who, "schedule.gamma", s.gamma);
+      break;
+    case lr_schedule::kind::cosine:
+    case lr_schedule::kind::linear:
+      check_schedule_steps(who, "schedule.total_steps", s.total_steps, 1);
+      check_schedule_factor(who, "schedule.final_factor", s.final_factor);
+      break;
+  }
+  check_warmup(who, "schedule.warmup_steps", s.warmup_steps, "schedule.warmup_start", s.warmup_start);
+}
+}  // namespace detail
+
 /// The learning rate stays at its base value.
 inline lr_schedule constant_lr() { return {}; }
 /// Multiplies the learning rate by gamma every step_size optimizer steps (PyTorch's StepLR, in steps).
+/// Requires step_size >= 1 and gamma finite and >= 0.
 inline lr_schedule step_lr(std::int64_t step_size, double gamma = 0.1) {
+  detail::check_schedule_steps("step_lr", "step_size", step_size, 1);
+  detail::check_schedule_factor("step_lr", "gamma", gamma);
   lr_schedule s;
   s.type = lr_schedule::kind::step;
   s.step_size = step_size;
@@ -67,7 +108,10 @@ inline lr_schedule step_lr(std::int64_t step_size, double gamma = 0.1) {
   return s;
 }
 /// Cosine from the base rate down to final_factor x base over total_steps (CosineAnnealingLR).
+/// Requires total_steps >= 1 and final_factor finite and >= 0.
 inline lr_schedule cosine_lr(std::int64_t total_steps, double final_factor = 0.0) {
+  detail::check_schedule_steps("cosine_lr", "total_steps", total_steps, 1);
+  detail::check_schedule_factor("cosine_lr", "final_factor", final_factor);
   lr_schedule s;
   s.type = lr_schedule::kind::cosine;
   s.total_steps = total_steps;
@@ -75,7 +119,10 @@ inline lr_schedule cosine_lr(std::int64_t total_steps, double final_factor = 0.0
   return s;
 }
 /// Linear from the base rate to final_factor x base over total_steps.
+/// Requires total_steps >= 1 and final_factor finite and >= 0.
 inline lr_schedule linear_lr(std::int64_t total_steps, double final_factor = 0.0) {
+  detail::check_schedule_steps("linear_lr", "total_steps", total_steps, 1);
+  detail::check_schedule_factor("linear_lr", "final_factor", final_factor);
   lr_schedule s;
   s.type = lr_schedule::kind::linear;
   s.total_steps = total_steps;
@@ -83,7 +130,9 @@ inline lr_schedule linear_lr(std::int64_t total_steps, double final_factor = 0.0
   return s;
 }
 /// Adds a linear warm-up over the first `steps` steps, starting at start x the schedule's value.
+/// Requires steps >= 0 (0: no warm-up) and start in [0, 1].
 inline lr_schedule with_warmup(lr_schedule s, std::int64_t steps, double start = 0.0) {
+  detail::check_warmup("with_warmup", "steps", steps, "start", start);
   s.warmup_steps = steps;
   s.warmup_start = start;
   return s;

@@ -8,6 +8,8 @@
 
 namespace dp::inline DP_ABI::optim {
 
+/// lr, momentum and weight_decay are finite and >= 0, dampening is in [0, 1]; the constructor
+/// refuses anything else.
 struct sgd_options {
   double lr = 0.01;
   double momentum = 0.0;
@@ -56,10 +58,7 @@ class sgd {
  public:
   using T = typename detail::owner_value<Owner>::type;
 
-  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(o), steps_(detail::replica_devices(owner)) {
-    DP_CHECK(o.lr >= 0, value_error, "dp: sgd: lr must be non-negative, got ", o.lr);
-    DP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), value_error,
-             "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0");
+  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(checked(o)), steps_(detail::replica_devices(owner)) {
     if (o.momentum != 0) {
       buf_ = detail::state_like(owner);
     }
@@ -85,6 +84,8 @@ class sgd {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const sgd_options& options() const noexcept { return o_; }
+  /// The trainer or dp::parallel this optimizer trains (a checkpoint checks it is the one given).
+  const Owner& owner() const noexcept { return *owner_; }
 
   /// Named state: "<parameter>.momentum_buffer" (PyTorch's key) for each parameter.
   std::vector<named_state<T>> state() const {
@@ -104,6 +105,21 @@ class sgd {
   }
 
  private:
+  /// The options, refused before any state is allocated unless each is in its range.
+  static const sgd_options& checked(const sgd_options& o) {
+    detail::check_non_negative_option("sgd", "lr", o.lr);
+    detail::check_non_negative_option("sgd", "momentum", o.momentum);
+    // The buffer takes (1 - dampening) of each new gradient, so dampening is a fraction.
+    DP_CHECK(o.dampening >= 0 && o.dampening <= 1, value_error, "dp: sgd: dampening is ", o.dampening,
+             "; expected a value in [0, 1]");
+    DP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), value_error,
+             "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0, got momentum ", o.momentum,
+             " and dampening ", o.dampening);
+    detail::check_non_negative_option("sgd", "weight_decay", o.weight_decay);
+    detail::check_schedule(o.schedule, "sgd");
+    return o;
+  }
+
   Owner* owner_;
   sgd_options o_;
   std::vector<tensor<T>> buf_;

@@ -6,6 +6,7 @@
 //                  (buffers, kept in sync across replicas as their mean); in evaluation it uses them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include <dp/exec/reduce.hpp>
@@ -16,6 +17,16 @@
 #include <dp/nn/parameter.hpp>
 
 namespace dp::inline DP_ABI::nn {
+namespace detail {
+/// eps keeps 1/sqrt(var + eps) finite where a row or channel is constant (var = 0): it must be finite
+/// and positive. PyTorch takes any value, but 0 or less turns a constant input into a silent NaN.
+/// Checked at each forward, as settings may be edited between steps.
+template <class T>
+void check_norm_eps(const char* layer, index_t n, T eps) {
+  DP_CHECK(std::isfinite(eps) && eps > T(0), value_error, "dp: ", layer, "<", n,
+           ">: eps must be finite and > 0 (it keeps 1/sqrt(var + eps) finite), got ", eps);
+}
+}  // namespace detail
 
 template <index_t N, class T = float>
 struct layer_norm {
@@ -34,6 +45,7 @@ struct layer_norm {
 
   template <class X>
   auto forward(const X& x) const {
+    detail::check_norm_eps("layer_norm", N, eps);
     auto in = detail::materialize(x);
     DP_CHECK(in.rank() >= 1 && in.shape()[in.rank() - 1] == N, shape_error, "dp: layer_norm<", N,
              ">: the input has shape ", in.shape(), " but its last dimension must be ", N);
@@ -74,6 +86,9 @@ struct batch_norm {
 
   template <class X>
   auto forward(const X& x) const {
+    detail::check_norm_eps("batch_norm", C, eps);
+    DP_CHECK(momentum >= T(0) && momentum <= T(1), value_error, "dp: batch_norm<", C,
+             ">: momentum must lie in [0, 1] (the weight of each batch in the running statistics), got ", momentum);
     auto in = detail::materialize(x);
     const int r = in.rank();
     DP_CHECK(r >= 2 && in.shape()[1] == C, shape_error, "dp: batch_norm<", C, ">: the input has shape ", in.shape(),
