@@ -45,13 +45,19 @@ std::vector<dp::device> workers(int n) {
 /// (on the last worker), or by a NaN in the first input row (a NaN loss, batch statistics poisoned).
 enum class failure { none, label, nan_input };
 
+/// `ignored`: that many first targets, and every third after them, are cross_entropy's ignore_index.
 std::vector<unsigned char> trained(int n, bool deterministic, dp::index_t samples = 37, int steps = 20,
-                                   dp::index_t chunk = 5, failure first = failure::none) {
+                                   dp::index_t chunk = 5, failure first = failure::none, dp::index_t ignored = 0) {
   nn::manual_seed(7);
   dp::parallel<net> par{net{}, workers(n), {.deterministic = deterministic, .chunk = chunk}};
   auto opt = dp::optim::adamw(par, {.lr = 1e-2});
   const auto x = dp::randn<float>({samples, 12}, dp::cpu(), 3);
-  const dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({samples}, dp::cpu(), 4) * 4.99f);
+  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({samples}, dp::cpu(), 4) * 4.99f);
+  for (dp::index_t i = 0; ignored > 0 && i < samples; ++i) {
+    if (i < ignored || i % 3 == 0) {
+      y.data()[i] = nn::cross_entropy.ignore_index;
+    }
+  }
   if (first == failure::label) {
     dp::tensor<std::int64_t> bad = y.clone();
     bad.data()[samples - 1] = 99;
@@ -353,6 +359,22 @@ TEST_CASE("deterministic: a batch with fewer chunks than workers, and chunks lar
   const auto one = trained(1, true, 10, 5, 4);  // chunks 4, 4, 2: workers 4 to 7 get none
   CHECK(same_bits(trained(7, true, 10, 5, 4), one));
   CHECK(same_bits(trained(2, true, 10, 5, 4), one));
+}
+
+TEST_CASE("deterministic: cross_entropy with ignored targets has the same bits on 1, 2, 3 and 7 workers") {
+  // The first 10 targets ignored (whole chunks and replicas score nothing) and every third after:
+  // each chunk sums its scored rows and the tree's sum is divided by the batch's 19 scored rows.
+  const auto one = trained(1, true, 37, 20, 5, failure::none, 10);
+  for (int n : {2, 3, 7}) {
+    CAPTURE(n);
+    CHECK(same_bits(trained(n, true, 37, 20, 5, failure::none, 10), one));
+  }
+}
+
+TEST_CASE("deterministic: a chunk as large as INT64_MAX is one chunk of the whole batch, as a chunk of its size") {
+  const auto whole = trained(1, true, 10, 5, 10);  // (10 + chunk - 1) / chunk overflowed before
+  CHECK(same_bits(trained(1, true, 10, 5, std::numeric_limits<dp::index_t>::max()), whole));
+  CHECK(same_bits(trained(3, true, 10, 5, std::numeric_limits<dp::index_t>::max()), whole));
 }
 
 TEST_CASE("a step that fails, on one worker or by a NaN loss, leaves the model as it was (both modes)") {

@@ -331,6 +331,48 @@ TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count"
   }
 }
 
+TEST_CASE("cross_entropy with ignore_index: any device count gives one device's mean over the scored rows") {
+  // Shards of 4 rows on 3 workers: the first all ignored, the second with one of four. The mean
+  // divides by the batch's 7 scored rows; weighting each replica's own mean by its share of the
+  // rows gave another loss (and NaN for the replica that scores nothing).
+  nn::manual_seed(3);
+  const classifier model;
+  const auto x = dp::randn<float>({12, 12}, dp::cpu(), 1);
+  const auto y = dp::from_vector<std::int64_t>({-1, -1, -1, -1, 0, -1, 2, 3, 4, 1, 0, 2});
+  for (const auto& loss : {nn::cross_entropy_loss{.ignore_index = -1},
+                           nn::cross_entropy_loss{.label_smoothing = 0.1f, .ignore_index = -1}}) {
+    for (int n : {2, 3, 5}) {
+      CAPTURE(n);
+      nn::trainer<classifier> single{model};
+      dp::parallel<classifier> par{model, workers(n)};
+      single.eval();
+      par.eval();
+      CHECK(par.backward(loss, x, y) == doctest::Approx(single.backward(loss, x, y)).epsilon(1e-6));
+      close(replica_grads(par, static_cast<std::size_t>(n) - 1),
+            dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+    }
+  }
+  // Nothing to average over: the same error as one device's, before any replica computes.
+  dp::parallel<classifier> par{model, workers(3)};
+  const auto none = dp::full<std::int64_t>({12}, -1);
+  CHECK_THROWS_WITH_AS((void)par.backward(nn::cross_entropy_loss{.ignore_index = -1}, x, none),
+                       doctest::Contains("every target of the global batch of 12 rows is ignore_index (-1)"),
+                       dp::value_error);
+  CHECK(par.backward(nn::cross_entropy_loss{.reduction = nn::reduction::sum, .ignore_index = -1}, x, none) == 0.0);
+}
+
+TEST_CASE("par(x) of an empty batch is the model's output for no rows, as one device gives") {
+  nn::manual_seed(3);
+  const classifier model;
+  nn::trainer<classifier> single{model};
+  dp::parallel<classifier> par{model, workers(3)};
+  single.eval();
+  par.eval();
+  const auto x = dp::zeros<float>({0, 12});
+  CHECK(single(x).shape() == dp::shape{0, 5});
+  CHECK(par(x).shape() == dp::shape{0, 5});
+}
+
 TEST_CASE("training-mode batch_norm: running means are the weighted mean over replicas") {
   // The mean of the running means of equal shards is the running mean of the whole batch (the
   // update is linear in the batch mean), so the canonical model must match a single device.

@@ -154,6 +154,33 @@ TEST_CASE("without batch statistics, N ranks train the weights of one device") {
   CHECK(max_rel_diff(state_of(ranked.model()), state_of(single.model())) < 1e-6);
 }
 
+TEST_CASE("cross_entropy's ignore_index: N ranks train one device's weights, rank 0's share scoring nothing") {
+  // Each rank sums its scored rows; the divisor is the global count, gathered with the batch sizes.
+  const dp::index_t n = 12, r = test::world().rank(), all = n * test::world().size();
+  nn::manual_seed(6);
+  dp::parallel<plain_net> ranked{plain_net{}, test::world()};
+  nn::manual_seed(6);
+  nn::trainer<plain_net> single{plain_net{}};
+  const auto x = dp::randn<float>({all, 10}, dp::cpu(), 41);
+  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({all}, dp::cpu(), 42) * 3.99f);
+  for (dp::index_t i = 0; i < all; ++i) {
+    if (i < n || i % 4 == 1) {
+      y.data()[i] = nn::cross_entropy.ignore_index;
+    }
+  }
+  auto ro = sgd(ranked);
+  auto oo = sgd(single);
+  for (int step = 0; step < 10; ++step) {
+    const double la =
+        ranked.backward(nn::cross_entropy, x.slice(0, r * n, (r + 1) * n), y.slice(0, r * n, (r + 1) * n));
+    const double lb = single.backward(nn::cross_entropy, x, y);
+    CHECK(la == doctest::Approx(lb).epsilon(1e-5));
+    ro.step();
+    oo.step();
+  }
+  CHECK(max_rel_diff(state_of(ranked.model()), state_of(single.model())) < 1e-6);
+}
+
 TEST_CASE("ranks x 2 workers equal one process with 2N workers") {
   const int n = test::world().size();
   check_equals_one_process<plain_net>(4, workers(2), 2 * n, adamw);

@@ -162,6 +162,29 @@ TEST_CASE("cross_entropy reports targets outside the classes and wrong shapes") 
                        doctest::Contains("target of row 7001 is -5, outside [0, 3)"), dp::value_error);
 }
 
+TEST_CASE("cross_entropy refuses a mean over a batch whose every target is ignore_index; a sum of it is 0") {
+  auto x = dp::randn<float>({3, 4}, dp::cpu(), 8);
+  const auto ignored = dp::from_vector<std::int64_t>({-100, -100, -100});
+  CHECK_THROWS_WITH_AS((void)nn::cross_entropy(x, ignored),
+                       doctest::Contains("dp: cross_entropy: every target of rows 0 to 2 is ignore_index (-100): a "
+                                         "mean over no scored row is undefined"),
+                       dp::value_error);
+  nn::cross_entropy_loss own{.ignore_index = 2};
+  CHECK_THROWS_WITH_AS((void)own(x, dp::from_vector<std::int64_t>({2, 2, 2})), doctest::Contains("is ignore_index (2)"),
+                       dp::value_error);
+  CHECK(nn::cross_entropy_loss{.reduction = nn::reduction::sum}(x, ignored).item() == 0.f);
+  CHECK(std::isfinite(nn::cross_entropy(x, dp::from_vector<std::int64_t>({-100, 1, -100})).item()));
+  // An out-of-range target is named first; a trainer's step stops before anything is updated.
+  CHECK_THROWS_WITH_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({-100, 7, -100})),
+                       doctest::Contains("target of row 1 is 7"), dp::value_error);
+  nn::manual_seed(9);
+  nn::trainer<nn::linear<4, 4>> t{nn::linear<4, 4>{}};
+  (void)t.backward(nn::cross_entropy, x, dp::from_vector<std::int64_t>({0, 1, 2}));  // traced with scored rows
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::cross_entropy, x, ignored),
+                       doctest::Contains("every target of rows 0 to 2 is ignore_index (-100)"), dp::value_error);
+  CHECK(std::isfinite(t.backward(nn::cross_entropy, x, dp::from_vector<std::int64_t>({0, -100, 2}))));
+}
+
 TEST_CASE("mse_loss: value and gradients") {
   auto a = dp::from_vector<double>({1, 2, 3}), b = dp::from_vector<double>({0, 2, 5});
   CHECK(nn::mse_loss(a, b).item() == doctest::Approx(5.0 / 3));

@@ -186,6 +186,12 @@ TEST_CASE("an optimizer made from a trainer that was then wrapped refuses its fi
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
   (void)par.backward(nn::mse_loss, x, y);
   opt.step();
+  // Neither trains it again: its backward, or a second parallel from it (which would copy the model
+  // as it was when par took it, not par's).
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, y),  // NOLINT(bugprone-use-after-move): t is retired
+                       doctest::Contains("call par.backward(...)"), dp::runtime_error);
+  CHECK_THROWS_WITH_AS((dp::parallel<mlp>{std::move(t), {dp::cpu(0)}}),  // NOLINT(bugprone-use-after-move)
+                       doctest::Contains("the trainer was already moved into a dp::parallel"), dp::runtime_error);
 }
 
 TEST_CASE("an empty batch is the same error for every device count, and nothing steps") {

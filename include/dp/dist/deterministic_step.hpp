@@ -32,6 +32,19 @@ namespace dp::inline DP_ABI::dist::detail {
 struct step_batch {
   std::uint64_t step = 0;  ///< the step's number, for error messages
   index_t local = 0, global = 0, offset = 0;
+  /// For a mean over the rows the loss scores (nn::detail::mean_over_scored_rows): the global
+  /// batch's count of them; else 0.
+  index_t scored = 0;
+
+  /// The weight in the global loss of a part of `rows` rows: its share of the rows for a mean, 1
+  /// for a sum, and 1 / the scored count for a mean over scored rows (each part is then a sum).
+  template <class T>
+  T scale(bool mean, index_t rows) const {
+    if (scored > 0) {
+      return static_cast<T>(1.0 / static_cast<double>(scored));
+    }
+    return mean ? static_cast<T>(static_cast<double>(rows) / static_cast<double>(global)) : T(1);
+  }
 };
 
 /// Rows [lo, hi) of a scattered part when its argument is a tensor; any other part whole.
@@ -74,8 +87,9 @@ class deterministic_step {
              " samples, but rank ", odd, "'s share of the global batch of ", at.global,
              " is not whole chunks: make the loader with {.align = ", c, "} (parallel_options::chunk)");
     plan_.split(at.local, c);
-    const index_t chunks = (at.global + c - 1) / c;
+    const index_t chunks = at.global / c + (at.global % c != 0);  // c may be as large as INT64_MAX
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
+    decltype(auto) part_loss = nn::detail::part_loss(loss, at.scored > 0);
     const bool training = group_[0].training();
     auto& parts = plan_.scatter(args...);
     const std::uint64_t before = at.step - 1;
@@ -101,11 +115,11 @@ class deterministic_step {
         dp::detail::replica_access::restore_steps(r, before);
         dp::detail::replica_access::set_gradients(r, nn::grad_state::none);
         const double share = static_cast<double>(b - a) / static_cast<double>(at.global);
-        const T scale = mean ? static_cast<T>(share) : T(1);
+        const T scale = at.scale<T>(mean, b - a);
         const double l = dp::detail::on_shard(i, a, b, args..., [&] {
           return [&]<std::size_t... K>(std::index_sequence<K...>) {
             return dp::detail::trainer_access::step_grads(
-                r, loss, false, scale, at.offset + a, nullptr,
+                r, part_loss, false, scale, at.offset + a, nullptr,
                 shard_rows<Args>(std::get<K>(parts[static_cast<std::size_t>(i)]), a - first, b - first)...);
           }(std::index_sequence_for<Args...>{});
         });
@@ -154,7 +168,7 @@ class deterministic_step {
     ranks_.clear();
     if (world != nullptr) {
       batch_.for_each_share([&](index_t first, index_t count) {
-        ranks_.push_back({first / chunk_, (first + count + chunk_ - 1) / chunk_});
+        ranks_.push_back({first / chunk_, (first + count) / chunk_ + ((first + count) % chunk_ != 0)});
       });
     }
     const bool host = group_.on_host();

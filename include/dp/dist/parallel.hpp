@@ -91,7 +91,7 @@ class parallel {
   /// Wraps a trainer: its model (and step count) move into the replicas, and the trainer is retired,
   /// so an optimizer made from it refuses its next step instead of updating a model nobody trains.
   parallel(nn::trainer<Model>&& t, std::vector<device> devices, parallel_options o = {})
-      : parallel(Model(t.model()), std::move(devices), o) {
+      : parallel(model_of(t), std::move(devices), o) {
     restore_steps(t.steps());
     detail::trainer_access::retire(t);
   }
@@ -99,6 +99,15 @@ class parallel {
   parallel& operator=(const parallel&) = delete;
 
  private:
+  /// The model of a trainer that still trains it: a retired one's went to another parallel, which
+  /// trains it since (a copy would start from where that one began).
+  static Model model_of(const nn::trainer<Model>& t) {
+    DP_CHECK(!t.retired(), runtime_error,
+             "dp: parallel: the trainer was already moved into a dp::parallel, which trains its model now; wrap "
+             "each trainer once, and keep training through that parallel");
+    return Model(t.model());
+  }
+
   parallel(Model model, std::vector<device> devices, parallel_options o, dist::session* world)
       : opts_(o),
         group_(std::move(model), devices, o.comm, world, o.deterministic),
@@ -276,7 +285,7 @@ class parallel {
     const bool train_mode = training();
     if (train_mode && group_.world_size() > 1) {
       const dist::detail::context_scope context("forward batch sizes", steps() + 1);
-      global_batch(n);
+      global_batch(n, n);
     }
     // Batch statistics normalise by each replica's share: outputs and running statistics would
     // depend on the device count, which this mode promises they do not (backward computes chunks).
@@ -325,20 +334,31 @@ class parallel {
   double step(const Loss& loss, bool local_only, const Args&... args) {
     const index_t n = plan_.batch_size(args...);
     const std::uint64_t step_number = steps() + 1;
+    const auto& target = detail::unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)));
+    // A mean over the rows the loss scores (cross_entropy's targets other than ignore_index) is one
+    // device's when every replica sums its rows and the sum is divided by the global count.
+    const bool scored_mean = nn::detail::mean_over_scored_rows(loss);
     {
       const dist::detail::context_scope context("batch sizes", step_number);
-      global_batch(n);  // across ranks: every rank learns the global batch (a collective)
+      // Across ranks every rank learns the global batch and its scored rows (one collective).
+      global_batch(n, scored_mean ? nn::detail::scored_rows(loss, target, n) : n);
     }
     if (global_n_ == 0) {  // the same error on every rank and every device count
-      nn::detail::require_samples(
-          detail::unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...))).shape());
+      nn::detail::require_samples(target.shape());
     }
+    if (scored_mean) {
+      nn::detail::require_scored_rows(loss, global_scored_, global_n_);
+    }
+    const dist::detail::step_batch at{.step = step_number,
+                                      .local = n,
+                                      .global = global_n_,
+                                      .offset = global_offset_,
+                                      .scored = scored_mean ? global_scored_ : 0};
     if (opts_.deterministic) {
       DP_CHECK(!local_only, value_error,
                "dp: parallel: dp::no_sync is not available in the deterministic mode (its sums are exact per step); "
                "use a larger global batch instead of accumulating");
-      return (*deterministic_)(loss, {.step = step_number, .local = n, .global = global_n_, .offset = global_offset_},
-                               args...);
+      return (*deterministic_)(loss, at, args...);
     }
     if (group_.size() == 1 && group_.world_size() == 1) {  // the bare trainer
       return detail::trainer_access::step_grads(group_[0], loss, local_only, T(1), index_t{0},
@@ -347,6 +367,7 @@ class parallel {
     }
     plan_.split(n);
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
+    decltype(auto) part_loss = nn::detail::part_loss(loss, scored_mean);
     const bool accumulating = group_[0].gradients() == nn::grad_state::local;
     for (int i = 0; i < group_.size(); ++i) {  // a replica without samples has nothing to undo
       detail::trainer_access::forget_step(group_[i]);
@@ -359,12 +380,12 @@ class parallel {
       const index_t c = plan_.count(i);
       const dist::detail::context_scope context("gradients", step_number);
       if (c > 0) {
-        const T scale = mean ? static_cast<T>(static_cast<double>(c) / static_cast<double>(global_n_)) : T(1);
+        const T scale = at.scale<T>(mean, c);
         losses_[static_cast<std::size_t>(i)] =
             static_cast<double>(scale) * detail::on_shard(i, plan_.begin(i), plan_.begin(i) + c, args..., [&] {
               return std::apply(
                   [&](const auto&... part) {
-                    return detail::trainer_access::step_grads(r, loss, local_only, scale,
+                    return detail::trainer_access::step_grads(r, part_loss, local_only, scale,
                                                               global_offset_ + plan_.begin(i),
                                                               overlap ? reducer_.hook() : nullptr, part...);
                   },
@@ -403,12 +424,14 @@ class parallel {
 
   /// Sets the global batch size and this rank's first sample in it: the local batch in one process,
   /// every rank's count gathered across processes.
-  void global_batch(index_t n) {
+  void global_batch(index_t n, index_t scored) {
     global_n_ = n;
+    global_scored_ = scored;
     global_offset_ = 0;
     if (group_.world_size() > 1) {
-      batch_.exchange(*group_.world(), n);
+      batch_.exchange(*group_.world(), n, scored);
       global_n_ = batch_.total();
+      global_scored_ = batch_.scored();
       global_offset_ = batch_.offset();
     }
   }
@@ -548,7 +571,8 @@ class parallel {
   std::vector<double> weights_ = std::vector<double>(static_cast<std::size_t>(group_.size()));  // buffer sync's
   dist::detail::global_batch batch_;
   std::optional<dist::detail::deterministic_step<Model>> deterministic_;  // the deterministic mode's step
-  index_t global_n_ = 0, global_offset_ = 0;  // the global batch and this rank's first sample in it
+  // The global batch, its rows the loss scores, and this rank's first sample in it.
+  index_t global_n_ = 0, global_scored_ = 0, global_offset_ = 0;
 };
 
 }  // namespace dp::inline DP_ABI

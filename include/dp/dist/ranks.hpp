@@ -88,27 +88,32 @@ inline void require_same_model(any_communicator& comm, const std::string& signat
   }
 }
 
-/// Each step's global batch: every rank's sample count gathered (buffers made once, so a steady
-/// step allocates nothing).
+/// Each step's global batch: every rank's sample count, and its count of rows the loss scores,
+/// gathered (buffers made once, so a steady step allocates nothing).
 class global_batch {
  public:
   explicit global_batch(int ranks)
-      : mine_(empty<std::int64_t>({1})), counts_(empty<std::int64_t>({ranks})), loss_(empty<double>({1})) {}
+      : mine_(empty<std::int64_t>({2})), counts_(empty<std::int64_t>({ranks, 2})), loss_(empty<double>({1})) {}
 
-  /// Learns the global batch from this rank's `n` (a collective).
-  void exchange(any_communicator& comm, index_t n) {
-    mine_.fill(n);
+  /// Learns the global batch from this rank's `n` samples, `scored` of which the loss scores (a
+  /// collective).
+  void exchange(any_communicator& comm, index_t n, index_t scored) {
+    mine_.data()[0] = n;
+    mine_.data()[1] = scored;
     comm.all_gather(mine_, counts_);
     const std::int64_t* counts = counts_.data();
-    total_ = 0;
+    total_ = scored_ = 0;
     for (int r = 0; r < comm.size(); ++r) {
       if (r == comm.rank()) {
         offset_ = total_;
       }
-      total_ += counts[r];
+      total_ += counts[2 * r];
+      scored_ += counts[2 * r + 1];
     }
   }
   index_t total() const noexcept { return total_; }
+  /// The rows of the global batch that the loss scores.
+  index_t scored() const noexcept { return scored_; }
   /// The first rank whose share is not whole units of `unit` samples (the last share may end the
   /// batch with a short one), or -1; the same answer on every rank.
   int first_unaligned(index_t unit) const {
@@ -126,9 +131,9 @@ class global_batch {
   void for_each_share(F&& f) const {
     const std::int64_t* counts = counts_.data();
     index_t at = 0;
-    for (index_t r = 0; r < counts_.numel(); ++r) {
-      f(at, counts[r]);
-      at += counts[r];
+    for (index_t r = 0; r < counts_.shape()[0]; ++r) {
+      f(at, counts[2 * r]);
+      at += counts[2 * r];
     }
   }
   /// This rank's first sample in the global batch.
@@ -144,7 +149,7 @@ class global_batch {
  private:
   tensor<std::int64_t> mine_, counts_;
   tensor<double> loss_;
-  index_t total_ = 0, offset_ = 0;
+  index_t total_ = 0, scored_ = 0, offset_ = 0;
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

@@ -265,13 +265,16 @@ struct ce_state {
         logits.data(), target.data(), loss_rows.data(), lse.data(), weight.data(), c, smoothing, ignore, n, bad.data()};
     ce_for_rows(logits.device(), n, c, rows, ce_rows_block<T>{rows});
     if (logits.device().is_cpu()) {
-      check(target, c, ignore, first_row);
+      check_targets(target, c, ignore, first_row);
     }
     dp::detail::reduce_into<dp::detail::sum_reduce>(total, dp::detail::tensor_node<T>{loss_rows},
                                                     dp::detail::eager_ctx{}, false);
     if (red == reduction::mean) {
       dp::detail::reduce_into<dp::detail::sum_reduce>(denom, dp::detail::tensor_node<T>{weight},
                                                       dp::detail::eager_ctx{}, false);
+      if (logits.device().is_cpu()) {
+        check_scored(ignore, first_row);
+      }
       tensor<T>(out).assign(total / denom);
     } else {
       denom.fill(T(1));
@@ -279,9 +282,31 @@ struct ce_state {
     }
   }
 
-  /// Throws if the last run flagged a target outside [0, classes) (and clears the flag). On a GPU
-  /// this reads the flag back, so it waits for the device.
+  /// Throws if the last run flagged a target outside [0, classes), or if its mean had no row to
+  /// average. On a GPU this reads the flag and the count back, so it waits for the device: the eager
+  /// call does it at once, a trainer only when the loss it reads is not finite.
   void check(const tensor<std::int64_t>& target, index_t classes, std::int64_t ignore, index_t first_row) {
+    check_targets(target, classes, ignore, first_row);
+    check_scored(ignore, first_row);
+  }
+
+  /// Throws if the last run's mean had no row to score: every target was ignore_index, and the
+  /// mean would be 0/0 (NaN, as PyTorch gives, and then blamed on the inputs or the learning rate).
+  /// A sum's denominator is 1, so only a mean can fail.
+  void check_scored(std::int64_t ignore, index_t first_row) const {
+    const T d = denom.device().is_cpu() ? *denom.data() : denom.item();
+    if (d == T(0)) {
+      const index_t n = loss_rows.shape()[0];
+      DP_CHECK(n > 0, value_error, "dp: cross_entropy: the batch is empty (no rows): a mean over no rows is undefined");
+      throw value_error(dp::detail::concat("dp: cross_entropy: every target of rows ", first_row, " to ",
+                                           first_row + n - 1, " is ignore_index (", ignore,
+                                           "): a mean over no scored row is undefined (0/0); skip such batches, or "
+                                           "use reduction::sum, whose value for them is 0"));
+    }
+  }
+
+  /// Throws if the last run flagged a target outside [0, classes) (and clears the flag).
+  void check_targets(const tensor<std::int64_t>& target, index_t classes, std::int64_t ignore, index_t first_row) {
     const std::int64_t b = bad.device().is_cpu() ? *bad.data() : bad.item();
     if (b != 0) {
       bad.fill(0);
@@ -437,6 +462,72 @@ nn::reduction reduction_of(const Loss& l) {
     return l.reduction;
   } else {
     return nn::reduction::mean;
+  }
+}
+
+/// Whether a loss is a mean over the rows it scores rather than over every row: cross_entropy's
+/// mean skips the rows whose target is ignore_index. Split over replicas, such a mean is one
+/// device's only as a sum of every replica's rows divided by the global count of scored rows (a
+/// replica's share of the scored rows is not its share of the rows).
+template <class Loss>
+bool mean_over_scored_rows(const Loss& l) {
+  if constexpr (std::is_same_v<Loss, cross_entropy_loss>) {
+    return l.reduction == nn::reduction::mean;
+  } else {
+    return false;
+  }
+}
+
+/// A replica's loss: for a mean over scored rows, the same loss reduced by a sum; any other loss
+/// itself (a reference: a custom loss need not be copyable).
+template <class Loss>
+decltype(auto) part_loss(const Loss& l, bool scored_mean) {
+  if constexpr (std::is_same_v<Loss, cross_entropy_loss>) {
+    cross_entropy_loss part = l;
+    if (scored_mean) {
+      part.reduction = nn::reduction::sum;
+    }
+    return part;
+  } else {
+    return (l);
+  }
+}
+
+/// The rows of `target` (n of them) that a mean over scored rows counts: for cross_entropy those
+/// whose target is not ignore_index (a device's targets are read back to count them), else n.
+template <class Loss, class Y>
+index_t scored_rows(const Loss& l, const Y& target, index_t n) {
+  if constexpr (std::is_same_v<Loss, cross_entropy_loss> && tensor_type<Y>) {
+    if constexpr (std::is_same_v<typename Y::value_type, std::int64_t>) {
+      if (mean_over_scored_rows(l)) {
+        const tensor<std::int64_t> host = target.device().is_cpu() ? target : target.to(dp::cpu());
+        index_t scored = 0;
+        if (host.is_contiguous()) {
+          const std::int64_t* y = host.data();
+          for (index_t i = 0; i < host.numel(); ++i) {
+            scored += y[i] != l.ignore_index;
+          }
+        } else {
+          for (const std::int64_t v : host.to_vector()) {
+            scored += v != l.ignore_index;
+          }
+        }
+        return scored;
+      }
+    }
+  }
+  return n;
+}
+
+/// Throws unless a mean over scored rows has some: its global batch of `rows` rows, `scored` of
+/// them scored (the same error on every rank and device count, before any replica computes).
+template <class Loss>
+void require_scored_rows(const Loss& l, index_t scored, index_t rows) {
+  if constexpr (std::is_same_v<Loss, cross_entropy_loss>) {
+    DP_CHECK(scored > 0, value_error, "dp: cross_entropy: every target of the global batch of ", rows,
+             " rows is ignore_index (", l.ignore_index,
+             "): a mean over no scored row is undefined (0/0); skip such batches, or use reduction::sum, whose "
+             "value for them is 0");
   }
 }
 }  // namespace detail

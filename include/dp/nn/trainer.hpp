@@ -317,6 +317,9 @@ class trainer {
   /// (dropout masks).
   template <class Loss, class... Args>
   tensor<T> backward_async(const Loss& loss, const Args&... args) {
+    DP_CHECK(!retired_, runtime_error,
+             "dp: backward on a trainer that was moved into a dp::parallel: the parallel trains the model now, so "
+             "call par.backward(...)");
     return detail::split_no_sync(
         [&](bool local_only, const auto&... a) { return enqueue_grads(loss, local_only, T(1), 0, nullptr, a...); },
         args...);
