@@ -84,4 +84,11 @@ TEST_CASE("split is disjoint, covers every sample, takes the fraction, and depen
   const auto [a3, b3] = data::split(d, 0.8, 4);
   CHECK(a3.labels().to_vector() != y);
   CHECK_THROWS_WITH_AS(data::split(d, 1.0, 3), doctest::Contains("fraction must lie in (0, 1)"), dp::value_error);
+  // A fraction that rounds one part to nothing is refused, not an empty training or test set.
+  CHECK_THROWS_WITH_AS(data::split(d, 0.004, 3),
+                       doctest::Contains("dp: split: a fraction 0.004 of 101 samples gives parts of 0 and 101 samples"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(data::split(d, 0.996, 3), doctest::Contains("gives parts of 101 and 0 samples"),
+                       dp::value_error);
+  CHECK(data::split(d, 0.005, 3).first.size() == 1);  // 0.505 rounds to one sample
 }

@@ -85,13 +85,17 @@ inline std::vector<index_t> permutation(index_t n, std::uint64_t seed, std::uint
   return p;
 }
 
-/// Splits a dataset into a random `fraction` and the rest (disjoint, covering every sample).
+/// Splits a dataset into a random `fraction` and the rest (disjoint, covering every sample, each
+/// part at least one: an empty part would train or evaluate on nothing without a word).
 template <class X, class Y>
 std::pair<tensor_dataset<X, Y>, tensor_dataset<X, Y>> split(const tensor_dataset<X, Y>& d, double fraction,
                                                             std::uint64_t seed) {
   DP_CHECK(fraction > 0 && fraction < 1, value_error, "dp: split: fraction must lie in (0, 1), got ", fraction);
-  const auto p = permutation(d.size(), seed, 0x5EED5);
   const index_t k = static_cast<index_t>(static_cast<double>(d.size()) * fraction + 0.5);
+  DP_CHECK(k > 0 && k < d.size(), value_error, "dp: split: a fraction ", fraction, " of ", d.size(),
+           " samples gives parts of ", k, " and ", d.size() - k,
+           " samples; each part needs at least one (more data, or another fraction)");
+  const auto p = permutation(d.size(), seed, 0x5EED5);
   const std::span<const index_t> all(p);
   const auto a = d.get(all.subspan(0, static_cast<std::size_t>(k)));
   const auto b = d.get(all.subspan(static_cast<std::size_t>(k)));
