@@ -336,8 +336,10 @@ class parallel {
     const std::uint64_t step_number = steps() + 1;
     const auto& target = detail::unwrap(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)));
     // A mean over the rows the loss scores (cross_entropy's targets other than ignore_index) is one
-    // device's when every replica sums its rows and the sum is divided by the global count.
-    const bool scored_mean = nn::detail::mean_over_scored_rows(loss);
+    // device's when every replica sums its rows and the sum is divided by the global count. The
+    // bare trainer's own mean already is (and its targets, on a GPU, are not read back to count).
+    const bool split = group_.size() > 1 || group_.world_size() > 1 || opts_.deterministic;
+    const bool scored_mean = split && nn::detail::mean_over_scored_rows(loss);
     {
       const dist::detail::context_scope context("batch sizes", step_number);
       // Across ranks every rank learns the global batch and its scored rows (one collective).
