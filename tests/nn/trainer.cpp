@@ -458,6 +458,14 @@ TEST_CASE("edit cannot change how a buffer is synchronised: the policy is put ba
   CHECK(t.model().bn.num_batches_tracked.value().item() == 7);  // its value is f's, like any edit
 }
 
+// A user's loss that holds a value compares it, so a trainer sees when it changed (a lambda capturing
+// the weight is a compile error: tests/compile_fail/loss_with_captures.cpp).
+struct weighted_mse {
+  float weight = 1.f;
+  bool operator==(const weighted_mse&) const = default;
+  auto operator()(const auto& p, const auto& target) const { return weight * nn::mse_loss(p, target); }
+};
+
 TEST_CASE("a step with another loss, or the same loss with other options, traces its own plan") {
   nn::manual_seed(17);
   const replay_model start;
@@ -478,13 +486,16 @@ TEST_CASE("a step with another loss, or the same loss with other options, traces
   CHECK(t.backward(nn::cross_entropy, x, labels) == alone(nn::cross_entropy, labels));
   CHECK(t.backward(nn::cross_entropy_loss{.label_smoothing = 0.2f}, x, labels) ==
         alone(nn::cross_entropy_loss{.label_smoothing = 0.2f}, labels));
-  CHECK(t.plan_count() == 5);
+  CHECK(t.backward(weighted_mse{.weight = 2.f}, x, y) == alone(weighted_mse{.weight = 2.f}, y));
+  CHECK(t.backward(weighted_mse{.weight = 3.f}, x, y) == alone(weighted_mse{.weight = 3.f}, y));
+  CHECK(t.plan_count() == 7);
   // An equal loss made anew each step finds its plan: no trace, no growth.
   for (int i = 0; i < 3; ++i) {
     (void)t.backward(nn::cross_entropy_loss{.label_smoothing = 0.2f}, x, labels);
     (void)t.backward(nn::mse_loss, x, y);
+    (void)t.backward(weighted_mse{.weight = 3.f}, x, y);
   }
-  CHECK(t.plan_count() == 5);
+  CHECK(t.plan_count() == 7);
 }
 
 TEST_CASE("arguments on another device are rejected with both devices named") {

@@ -194,10 +194,10 @@ class parallel {
   double backward(const Loss& loss, const Args&... args) {
     const double l = nn::detail::split_no_sync(
         [&](bool local_only, const auto&... a) {
-          if constexpr (detail::check_scatter<decltype(a)...>()) {
+          if constexpr (nn::detail::check_loss<Loss>() && detail::check_scatter<decltype(a)...>()) {
             return step(loss, local_only, a...);
           } else {
-            return 0.0;  // check_scatter's message is the error
+            return 0.0;  // check_loss's or check_scatter's message is the error
           }
         },
         args...);

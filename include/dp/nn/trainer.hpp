@@ -146,6 +146,21 @@ inline constexpr char type_tag = 0;  // one address per type: a type's identity 
 template <class Loss>
 inline constexpr bool loss_has_value = std::equality_comparable<Loss> && std::is_copy_constructible_v<Loss>;
 
+/// A loss is traced into a step's plan once per shape and mode, with whatever it holds baked in. So it
+/// holds nothing (a captureless lambda) or compares what it holds with == (nn::cross_entropy_loss's
+/// options): a later step whose loss is not equal to the traced one traces again. A lambda's captures
+/// have no ==, so a changed capture (or a new lambda of the same type) would replay the first value.
+template <class Loss>
+constexpr bool check_loss() {
+  constexpr bool ok = std::is_empty_v<Loss> || loss_has_value<Loss>;
+  static_assert(ok,
+                "dp: this loss holds values (a lambda's captures) it cannot compare, so a later step could not see "
+                "that one changed and would replay the value traced first; use a lambda that captures nothing, or a "
+                "struct holding the values as members with `bool operator==(const X&) const = default;` (a changed "
+                "value then traces the step again); pass tensors the loss reads as arguments of backward()");
+  return ok;
+}
+
 /// Whether plan `p` traced `loss`: the same type and, for a loss with ==, an equal value.
 template <class Loss>
 bool traced_loss(const plan_entry& p, const Loss& loss) {
@@ -295,7 +310,7 @@ class trainer {
   /// One step's gradients: forward, loss, backward. The last argument is the target passed to the
   /// loss; the ones before it are the model's inputs. A trailing dp::no_sync accumulates. Returns the
   /// loss. The step is traced once per input shape, mode and loss (its type, and its value when it
-  /// has ==, as the library's losses do; a lambda's captures are read when it is traced).
+  /// has ==, as the library's losses do). A loss holding values without == (a capturing lambda) is refused.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
     const double l = read_loss(backward_async(loss, args...));
@@ -320,9 +335,13 @@ class trainer {
     DP_CHECK(!retired_, runtime_error,
              "dp: backward on a trainer that was moved into a dp::parallel: the parallel trains the model now, so "
              "call par.backward(...)");
-    return detail::split_no_sync(
-        [&](bool local_only, const auto&... a) { return enqueue_grads(loss, local_only, T(1), 0, nullptr, a...); },
-        args...);
+    if constexpr (detail::check_loss<Loss>()) {
+      return detail::split_no_sync(
+          [&](bool local_only, const auto&... a) { return enqueue_grads(loss, local_only, T(1), 0, nullptr, a...); },
+          args...);
+    } else {
+      return tensor<T>{};  // check_loss's message is the error
+    }
   }
 
   /// The layout of the flat buffers (names, offsets, shapes), in PyTorch's parameter names.
