@@ -316,7 +316,7 @@ struct sized {
   nn::parameter<float> w;
   auto forward(auto x) const { return x * w; }
 };
-/// A module that lists a setting only when a flag is on: ranks may disagree on which it has.
+/// A module whose setting's name depends on a flag: ranks may disagree on which settings it has.
 struct shifted {
   using value_type = float;
   nn::parameter<float> w{dp::ones<float>({2})};
@@ -324,9 +324,8 @@ struct shifted {
   float shift = 0.5f;
   static void dp_members(auto& self, auto&& f) { f("w", self.w); }
   static void dp_settings(auto& self, auto&& f) {
-    if (self.shifting) {
-      f("shift", self.shift);
-    }
+    f("shifting", self.shifting);
+    f(self.shifting ? "shift" : "offset", self.shift);
   }
   auto forward(auto x) const { return x * w + (shifting ? shift : 0.f); }
 };
@@ -343,7 +342,8 @@ TEST_CASE("ranks that hold different models are rejected on every rank, naming t
   shifted mine;
   mine.shifting = r == 1;
   CHECK_THROWS_WITH_AS(dp::parallel<shifted>(mine, test::world()),
-                       doctest::Contains("rank 0 has nothing where rank 1 has 'setting shift'"), dp::value_error);
+                       doctest::Contains("rank 0 has 'setting offset' where rank 1 has 'setting shift'"),
+                       dp::value_error);
 }
 
 TEST_CASE("a rank-sharded loader gives each rank its part of every global batch; the union is the batch") {

@@ -31,9 +31,22 @@ struct net {
 struct listed {  // lists its tensors itself, which hides their element type: it says it
   using value_type = double;
   nn::parameter<double> w{dp::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2})};
-  double scale = 2.0;  // not listed: a plain constant copied with the model
+  double scale = 2.0;  // a plain value forward reads: a setting
+  static void dp_members(auto& self, auto&& f) { f("w", self.w); }
+  static void dp_settings(auto& self, auto&& f) { f("scale", self.scale); }
+  auto forward(auto x) const { return dp::matmul(x, w) * scale; }
+};
+struct forgets_a_value {  // the same, with scale left out of dp_settings
+  using value_type = double;
+  nn::parameter<double> w{dp::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2})};
+  double scale = 2.0;
   static void dp_members(auto& self, auto&& f) { f("w", self.w); }
   auto forward(auto x) const { return dp::matmul(x, w) * scale; }
+};
+struct holds_forgetful {
+  nn::linear<3, 3, double> fc;
+  forgets_a_value inner;
+  auto forward(auto x) const { return inner.forward(fc(x)); }
 };
 }  // namespace
 
@@ -54,6 +67,23 @@ TEST_CASE("a model that lists its members with dp_members trains once it names i
   CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(481.0));
   CHECK(dp::detail::trainer_access::flat_grads(t).slice(0, 0, 6).to_vector() ==
         std::vector<double>{22, 28, 16, 20, 60, 76});  // (the flat buffer is padded past them)
+}
+
+TEST_CASE("a plain value of a module that lists its members must be a setting, or a trainer refuses the model") {
+  // Left out, a traced step keeps the value it saw: an edit to 3 would still train with 2 (and
+  // dp::parallel's other replicas would keep theirs). Listed, the edit traces again.
+  CHECK_THROWS_WITH_AS(nn::trainer<forgets_a_value>{forgets_a_value{}},
+                       doctest::Contains("trainer<forgets_a_value>: scale (double) is a plain value of a module that "
+                                         "lists its members, but dp_settings does not list it"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(nn::trainer<holds_forgetful>{holds_forgetful{}}, doctest::Contains("inner.scale (double)"),
+                       dp::value_error);
+  nn::trainer<listed> t{listed{}};
+  const auto x = dp::from_vector<double>({1, 0, 2, 0, 1, 1}, {2, 3});
+  CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(481.0));  // as above
+  t.edit([](listed& m) { m.scale = 3.0; });
+  // out = 3 x w = [[33, 42], [24, 30]]; mean(out^2) = (1089 + 1764 + 576 + 900) / 4 (by hand)
+  CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(1082.25));
 }
 
 TEST_CASE("a type's name for messages is the compiler's, without dp's build and anonymous namespaces") {

@@ -4,6 +4,7 @@
 // with dots and equal PyTorch's for the same structure (fc1.weight, bn.running_mean, 0.weight).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -254,6 +255,53 @@ void for_each_setting(M&& model, F&& f) {
   };
   detail::visit_modules(model, "", g);
 }
+
+namespace detail {
+/// A library module's numbers and flags are what its forward reads besides tensors, so they must be
+/// settings: one that dp_settings leaves out is read once when a step is traced (an edit changing it
+/// goes unseen) and stays each replica's own (dp::parallel gives every replica and rank replica 0's
+/// settings, and nothing else). For each library module that is an aggregate (its members can be
+/// listed), returns the first non-const number, flag or enum that neither dp_members nor dp_settings
+/// names, as "path.member (type)"; "" when there is none.
+template <class M>
+std::string unlisted_value(M& model) {
+  std::string found;
+  auto g = [&](const std::string& path, auto& module) {
+    using X = std::remove_cvref_t<decltype(module)>;
+    if constexpr (declares_members<X> && std::is_aggregate_v<X> &&
+                  !std::is_const_v<std::remove_reference_t<decltype(module)>>) {
+      constexpr std::size_t n = reflect::field_count<X>();
+      if constexpr (n > 0) {
+        std::vector<const void*> listed;
+        X::dp_members(module, [&](std::string_view, auto& v) { listed.push_back(&v); });
+        if constexpr (declares_settings<X>) {
+          X::dp_settings(module, [&](std::string_view, auto& v) { listed.push_back(&v); });
+        }
+        auto fields = reflect::tie_fields<n>(module);
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+          const auto look = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
+            using V = std::remove_reference_t<std::tuple_element_t<J, decltype(fields)>>;
+            if constexpr (!std::is_const_v<V> && (std::is_arithmetic_v<V> || std::is_enum_v<V>)) {
+              const void* at = &std::get<J>(fields);
+              if (found.empty() && std::find(listed.begin(), listed.end(), at) == listed.end()) {
+#if defined(__clang__) && __clang_major__ <= 14  // cannot take field_name_v's member pointers (the fuzz builds)
+                const std::string name = "member " + std::to_string(J);
+#else
+                const std::string name(reflect::field_name_v<X, J>);
+#endif
+                found = join_name(path, name) + " (" + reflect::type_name<V>() + ")";
+              }
+            }
+          };
+          (look(std::integral_constant<std::size_t, I>{}), ...);
+        }(std::make_index_sequence<n>{});
+      }
+    }
+  };
+  visit_modules(model, "", g);
+  return found;
+}
+}  // namespace detail
 
 /// True for library modules and for aggregates whose members are all modules, parameters or buffers.
 template <class M>

@@ -242,6 +242,12 @@ class trainer {
   explicit trainer(Model model, dp::device d = dp::cpu()) : model_(std::move(model)), dev_(d) {
     nn::check_model<Model>();
     (void)&detail::settings_words<Model>;  // instantiated here: a wrong dp_settings is reported at the trainer
+    const std::string unlisted = detail::unlisted_value(model_);
+    DP_CHECK(unlisted.empty(), value_error, "dp: trainer<", detail::reflect::type_name<Model>(), ">: ", unlisted,
+             " is a plain value of a module that lists its members, but dp_settings does not list it: a traced step "
+             "would keep the value it saw (an edit changing it would go unseen) and dp::parallel would not give every "
+             "replica and rank the same; list it: static void dp_settings(auto& self, auto&& f) { f(\"name\", "
+             "self.name); }, or make it a static constexpr or a template argument");
     require_usable(d);
     bind();
   }
