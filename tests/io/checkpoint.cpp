@@ -1,6 +1,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,25 @@ std::vector<float> train(int epochs, const std::string& resume, const std::strin
   });
   return all;
 }
+/// Writes the checkpoint at `from` again to `to`, as another tool would (CRCs made anew), with each
+/// metadata value passed through change(key, value): kept when it returns true, dropped otherwise.
+template <class Change>
+void rewrite_checkpoint(const std::string& from, const std::string& to, Change change) {
+  const io::reader r(from);
+  std::vector<io::entry> entries;
+  for (const auto& t : r.info().tensors) {
+    const std::string_view raw = r.raw(t);
+    entries.push_back({t.name, t.type, t.shape, std::vector<char>(raw.begin(), raw.end())});
+  }
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (const auto& [k, v] : r.info().metadata) {
+    std::string value = v;
+    if (k != "dp.crc32" && k != "dp.header_crc32" && change(k, value)) {
+      meta.emplace_back(k, value);
+    }
+  }
+  io::write(to, std::move(entries), std::move(meta));
+}
 }  // namespace
 
 TEST_CASE("a run resumed from a checkpoint (mid-epoch, with dropout, batch_norm and adamw) is bitwise the same") {
@@ -121,24 +141,73 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
   CHECK(load_bytes(bytes).epoch == 3);
 
   // A file whose numbers are malformed but whose CRCs agree (written by another tool): read strictly.
-  const io::reader r(path);
+  const std::string bad_path = path + ".rewritten";
   for (const char* bad : {"-3", "3abc", "", "99999999999999999999"}) {
     CAPTURE(bad);
-    std::vector<io::entry> entries;
-    for (const auto& t : r.info().tensors) {
-      const std::string_view raw = r.raw(t);
-      entries.push_back({t.name, t.type, t.shape, std::vector<char>(raw.begin(), raw.end())});
-    }
-    std::vector<std::pair<std::string, std::string>> meta;
-    for (const auto& [k, v] : r.info().metadata) {
-      if (k != "dp.crc32" && k != "dp.header_crc32") {
-        meta.emplace_back(k, k == "dp.epoch" ? std::string(bad) : v);
-      }
-    }
-    io::write(path, std::move(entries), std::move(meta));
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, opt), doctest::Contains("is not a whole number"), dp::io_error);
+    rewrite_checkpoint(path, bad_path, [&](const std::string& k, std::string& v) {
+      v = k == "dp.epoch" ? std::string(bad) : v;
+      return true;
+    });
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(bad_path, par, opt), doctest::Contains("is not a whole number"),
+                         dp::io_error);
   }
   std::filesystem::remove(path);
+  std::filesystem::remove(bad_path);
+}
+
+TEST_CASE("a checkpoint keeps the module settings an edit changed; one written before settings were kept loads") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_settings.ckpt").string();
+  const auto x = dp::randn<float>({8, 6}, dp::cpu(), 31);
+  const dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({8}, dp::cpu(), 32) * 3.99f);
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu(0), dp::cpu(1)}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  par.edit([](net& m) {  // a schedule's change while training: built with 0.3 and 0.1
+    m.drop.p = 0.125f;
+    m.bn.momentum = 0.25f;
+  });
+  io::save_checkpoint(path, par, opt, {.epoch = 1});
+  // A fresh run (other weights, seeds and settings) loads the checkpoint: every replica continues
+  // as the saved run does, with its p and momentum.
+  const auto fresh_run = [&](const std::string& file) {
+    nn::manual_seed(2);
+    auto fresh = std::make_unique<dp::parallel<net>>(net{}, std::vector<dp::device>{dp::cpu(0), dp::cpu(1)});
+    auto fresh_opt = dp::optim::sgd(*fresh, {.lr = 0.1});
+    (void)io::load_checkpoint(file, *fresh, fresh_opt);
+    return fresh;
+  };
+  const auto resumed = fresh_run(path);
+  CHECK(resumed->model().drop.p == 0.125f);
+  CHECK(resumed->model().bn.momentum == 0.25f);
+  CHECK(resumed->backward(nn::cross_entropy, x, y) == par.backward(nn::cross_entropy, x, y));
+  CHECK(resumed->model().bn.running_mean.value().to_vector() == par.model().bn.running_mean.value().to_vector());
+
+  // The same file rewritten by hand, as another tool would.
+  const auto rewrite = [&](auto change) {
+    const std::string other = path + ".rewritten";
+    rewrite_checkpoint(path, other, change);
+    return other;
+  };
+  // Written before settings were kept: loads, and the model keeps its own (built with 0.3).
+  const std::string old = rewrite([](const std::string& k, std::string&) { return k.rfind("dp.setting", 0) != 0; });
+  CHECK(fresh_run(old)->model().drop.p == 0.3f);
+  // A setting missing, a count that differs, bits wider than the setting's type: refused.
+  CHECK_THROWS_WITH_AS(fresh_run(rewrite([](const std::string& k, std::string&) { return k != "dp.setting.drop.p"; })),
+                       doctest::Contains("does not fit this model: it holds no setting 'drop.p'"), dp::io_error);
+  CHECK_THROWS_WITH_AS(fresh_run(rewrite([](const std::string& k, std::string& v) {
+                         v = k == "dp.settings" ? "5" : v;
+                         return true;
+                       })),
+                       doctest::Contains("it holds 5 module settings, the model 4"), dp::io_error);
+  CHECK_THROWS_WITH_AS(
+      fresh_run(rewrite([](const std::string& k, std::string& v) {
+        v = k == "dp.setting.drop.p" ? "4294967296" : v;
+        return true;
+      })),
+      doctest::Contains("metadata dp.setting.drop.p = '4294967296' is not a whole number in [0, 4294967295]"),
+      dp::io_error);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + ".rewritten");
 }
 
 TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before anything is written") {

@@ -1,5 +1,5 @@
-// Checkpoints: the model, the optimizer's state (by parameter name), the step counters (which
-// also seed dropout's random streams) and the loader's position (epoch and next batch; the order
+// Checkpoints: the model, the optimizer's state (by parameter name), the module settings, the step
+// counters (which also seed dropout's random streams) and the loader's position (epoch and next batch; the order
 // itself derives from the seed and the epoch), in one safetensors file, written atomically. A run
 // resumed from a checkpoint reproduces the uninterrupted run bit for bit.
 #pragma once
@@ -8,7 +8,9 @@
 #include <climits>
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <dp/io/model.hpp>
@@ -59,6 +61,26 @@ void check_pair(const char* what, const std::string& path, const Owner& owner, c
            "optimizer made from this one (dp::optim::sgd(owner, ...))");
 }
 
+/// A setting's bits as a whole number (zero-extended to 64 bits), the form a checkpoint stores.
+template <class V>
+std::uint64_t setting_bits(const V& v) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof v);
+  return bits;
+}
+
+/// The largest number setting_bits gives for a V: a stored value past it was not written for V.
+template <class V>
+constexpr std::uint64_t setting_bits_max() {
+  if constexpr (std::is_same_v<V, bool>) {
+    return 1;
+  } else if constexpr (sizeof(V) == 8) {
+    return UINT64_MAX;
+  } else {
+    return (std::uint64_t{1} << (8 * sizeof(V))) - 1;
+  }
+}
+
 /// The progress fields as load_checkpoint reads them back: epoch and batch whole numbers from 0, and
 /// a header (which holds the recipe) within what readers take. Checked before anything is written.
 inline void check_progress(const std::string& path, const progress& p) {
@@ -90,6 +112,14 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   detail::state<decltype(owner.model())>::for_each_seed(
       owner.model(),
       [&](const std::string& name, std::uint64_t seed) { meta.emplace_back("dp.seed." + name, std::to_string(seed)); });
+  // Every module setting, bit for bit (dropout's p, a norm's eps, a custom module's listed values):
+  // one an edit changed while training (a dropout schedule) is state a resume continues from.
+  std::size_t settings = 0;
+  detail::state<decltype(owner.model())>::for_each_setting(owner.model(), [&](const std::string& name, const auto& v) {
+    meta.emplace_back("dp.setting." + name, std::to_string(detail::setting_bits(v)));
+    ++settings;
+  });
+  meta.emplace_back("dp.settings", std::to_string(settings));
   write(path, std::move(entries), std::move(meta));
 }
 
@@ -117,6 +147,21 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   detail::state<decltype(owner.model())>::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
     seeds.push_back(number(("dp.seed." + name).c_str(), UINT64_MAX));  // seeds use all 64 bits
   });
+  // Module settings: absent from checkpoints written before they were stored (the model keeps its own).
+  const bool has_settings = h.meta("dp.settings") != nullptr;
+  std::vector<std::uint64_t> settings;
+  if (has_settings) {
+    detail::state<decltype(owner.model())>::for_each_setting(
+        owner.model(), [&](const std::string& name, const auto& v) {
+          const std::string key = "dp.setting." + name;
+          DP_CHECK(h.meta(key) != nullptr, io_error, "dp: ", path, " does not fit this model: it holds no setting '",
+                   name, "'; nothing was loaded");
+          settings.push_back(number(key.c_str(), setting_bits_max<std::remove_cvref_t<decltype(v)>>()));
+        });
+    const std::uint64_t stored = number("dp.settings");
+    DP_CHECK(stored == settings.size(), io_error, "dp: ", path, " does not fit this model: it holds ", stored,
+             " module settings, the model ", settings.size(), "; nothing was loaded");
+  }
   const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps"));
   const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));
   // The optimizer's expected state, checked together with the model's names.
@@ -135,6 +180,12 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   dp::detail::replica_access::update_model(owner, [&](auto& m) {
     std::size_t i = 0;
     detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
+    std::size_t k = 0;
+    if (has_settings) {
+      detail::state<decltype(m)>::for_each_setting(m, [&](const std::string&, auto& v) {
+        std::memcpy(&v, &settings[k++], sizeof v);  // setting_bits in reverse
+      });
+    }
   });
   for (auto& s : slots) {
     s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));

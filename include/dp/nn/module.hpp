@@ -361,7 +361,7 @@ index_t parameter_count(const M& model) {
 
 namespace dp::inline DP_ABI::detail {
 
-/// io's door to a model (core/model_state.hpp): every module's tensors and seeds, by nn's visitors.
+/// io's door to a model (core/model_state.hpp): every module's tensors, seeds and settings, by nn's visitors.
 template <class M>
   requires nn::module<M>
 struct model_state<M> {
@@ -372,6 +372,10 @@ struct model_state<M> {
   template <class X, class F>
   static void for_each_seed(X& m, F&& f) {
     nn::for_each_seed(m, f);
+  }
+  template <class X, class F>
+  static void for_each_setting(X& m, F&& f) {
+    nn::for_each_setting(m, f);
   }
 };
 
