@@ -570,3 +570,97 @@ TEST_CASE("a NaN in the inputs stops training at that step with a dp error; noth
   t.allow_non_finite_loss(true);  // asked for: the NaN is returned
   CHECK(std::isnan(t.backward(nn::cross_entropy, x, y)));
 }
+
+namespace {
+// forward reads a number kept outside the model, so a traced step keeps the value it saw.
+float outside_scale = 1.f;
+struct reads_outside {
+  nn::linear<1, 1> fc;
+  auto forward(auto x) const { return fc(x) * outside_scale; }
+};
+// w = 2 and b = 0, so with x = 3 and a target of 0 the loss is (6 * outside_scale)^2.
+template <class Owner>
+void set_weights(Owner& o) {
+  o.edit([](reads_outside& m) {
+    m.fc.weight.assign(dp::full<float>({1, 1}, 2.f));
+    m.fc.bias.assign(dp::zeros<float>({1}));
+  });
+}
+}  // namespace
+
+TEST_CASE("check_trace finds forward reading a value from outside the model that changed since the trace") {
+  const auto x = dp::full<float>({1, 1}, 3.f);
+  const auto y = dp::zeros<float>({1, 1});
+  outside_scale = 1.f;
+  nn::trainer<reads_outside> plain{reads_outside{}};
+  set_weights(plain);
+  CHECK(plain.backward(nn::mse_loss, x, y) == 36.0);
+  outside_scale = 2.f;
+  CHECK(plain.backward(nn::mse_loss, x, y) == 36.0);  // the pitfall: the replay kept 1, a fresh trace gives 144
+
+  outside_scale = 1.f;
+  nn::trainer<reads_outside> checked{reads_outside{}};
+  set_weights(checked);
+  checked.check_trace(true);
+  CHECK(checked.backward(nn::mse_loss, x, y) == 36.0);
+  CHECK(checked.backward(nn::mse_loss, x, y) == 36.0);  // replayed, and the same as a fresh trace
+  outside_scale = 2.f;
+  CHECK_THROWS_WITH_AS((void)checked.backward(nn::mse_loss, x, y),
+                       doctest::Contains("dp: check_trace: step 3's loss is 36 replaying the plan traced before, but "
+                                         "144 when forward is traced again: forward or the loss reads a value outside "
+                                         "the model"),
+                       dp::value_error);
+  CHECK(checked.steps() == 2);  // the failed step is undone
+  CHECK(checked.gradients() == nn::grad_state::none);
+
+  outside_scale = 1.f;
+  dp::parallel<reads_outside> par{reads_outside{}, {dp::cpu(0), dp::cpu(1)}, {.check_trace = true}};
+  set_weights(par);
+  const auto x2 = dp::full<float>({2, 1}, 3.f);
+  const auto y2 = dp::zeros<float>({2, 1});
+  CHECK(par.backward(nn::mse_loss, x2, y2) == 36.0);
+  CHECK(par.backward(nn::mse_loss, x2, y2) == 36.0);
+  outside_scale = 0.5f;
+  CHECK_THROWS_WITH_AS((void)par.backward(nn::mse_loss, x2, y2),
+                       doctest::Contains("step 3's loss is 36 replaying the plan traced before, but 9 when"),
+                       dp::value_error);
+  outside_scale = 1.f;
+}
+
+TEST_CASE("check_trace changes nothing in a run whose forward reads only the model and its arguments") {
+  // Batch statistics, dropout masks and running means: the second trace's buffer updates are put
+  // back, so each replay starts from the state the step would have without the check.
+  const auto x = dp::randn<float>({16, 64}, dp::cpu(), 5);
+  const auto y = dp::from_vector<std::int64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5}, {16});
+  const auto run = [&](auto& owner) {
+    auto opt = dp::optim::sgd(owner, {.lr = 0.05, .momentum = 0.9});
+    std::vector<double> losses;
+    for (int step = 0; step < 6; ++step) {
+      losses.push_back(owner.backward(nn::cross_entropy, x, y));
+      opt.step();
+    }
+    return std::pair{losses, owner.model().bn.running_var.value().to_vector()};
+  };
+  const classifier base{};
+  nn::trainer<classifier> plain{base};
+  nn::trainer<classifier> checked{base};
+  checked.check_trace(true);
+  const auto [plain_losses, plain_var] = run(plain);
+  const auto [checked_losses, checked_var] = run(checked);
+  CHECK(checked_losses == plain_losses);  // bit for bit
+  CHECK(checked_var == plain_var);
+  CHECK(dp::detail::trainer_access::flat_params(checked).to_vector() ==
+        dp::detail::trainer_access::flat_params(plain).to_vector());
+  CHECK(plain_losses.front() != plain_losses.back());  // it trained, so the comparisons could fail
+
+  for (const bool deterministic : {false, true}) {
+    CAPTURE(deterministic);
+    const std::vector<dp::device> two{dp::cpu(0), dp::cpu(1)};
+    dp::parallel<classifier> par_plain{base, two, {.deterministic = deterministic, .chunk = 4}};
+    dp::parallel<classifier> par_checked{base, two, {.deterministic = deterministic, .chunk = 4, .check_trace = true}};
+    const auto [a, va] = run(par_plain);
+    const auto [b, vb] = run(par_checked);
+    CHECK(a == b);
+    CHECK(va == vb);
+  }
+}

@@ -62,6 +62,9 @@ struct parallel_options {
   index_t chunk = 32;  ///< the deterministic mode's unit: samples [k chunk, (k + 1) chunk) of a batch
   /// A NaN or infinite loss is returned instead of stopping training with a dp::value_error.
   bool allow_non_finite_loss = false;
+  /// Every replica checks each replayed step against a fresh trace (nn::trainer::check_trace): a
+  /// debug mode that finds forward reading a changed value from outside the model.
+  bool check_trace = false;
 };
 
 template <class Model>
@@ -119,6 +122,7 @@ class parallel {
     DP_CHECK(o.chunk >= 1, value_error, "dp: parallel: parallel_options::chunk must be positive, got ", o.chunk);
     for (int i = 0; i < group_.size(); ++i) {
       buffers_.emplace_back(detail::trainer_access::mutable_model(group_[i]));
+      group_[i].check_trace(o.check_trace);
     }
     if (o.deterministic) {
       deterministic_.emplace(group_, buffers_, plan_, batch_, o.chunk);

@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -159,6 +161,15 @@ constexpr bool check_loss() {
                 "struct holding the values as members with `bool operator==(const X&) const = default;` (a changed "
                 "value then traces the step again); pass tensors the loss reads as arguments of backward()");
   return ok;
+}
+
+/// `v` in the fewest digits that read back as the same value: two values an error says differ print
+/// differently.
+template <class V>
+std::string exact(V v) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, v).ptr;
+  return std::string(text, end);
 }
 
 /// Whether plan `p` traced `loss`: the same type and, for a loss with ==, an equal value.
@@ -331,6 +342,13 @@ class trainer {
   /// (false, the default). backward_async never reads the loss, so it never checks.
   void allow_non_finite_loss(bool allow) noexcept { allow_non_finite_ = allow; }
 
+  /// A debug mode, like torch.jit.trace's check_trace: each step that replays a traced plan also
+  /// traces forward and the loss again on its inputs and compares the two losses bit for bit. A
+  /// difference is a dp::value_error: forward read something besides the model and its arguments (a
+  /// global, say) that changed since the trace, which a replay cannot see. It costs a second forward
+  /// and a read-back each step (not inside a CUDA graph capture).
+  void check_trace(bool on) noexcept { check_trace_ = on; }
+
   /// backward without reading the loss back: returns it as a one-element tensor on the trainer's
   /// device (overwritten by the next step of the same input shape). Nothing in a steady step then
   /// waits for the device, so the step can be captured in a CUDA graph; a replay reads the inputs
@@ -456,8 +474,12 @@ class trainer {
     g.sample_offset = sample_offset;
     if (!traced_now) {
       bind_args(*p, args...);
+      const std::unique_ptr<detail::plan_entry> fresh = check_trace_ ? retrace(loss, sample_offset, args...) : nullptr;
       mode_scope mode(p->training);
       g.run_forward();
+      if (fresh) {
+        compare_with_trace(*p, *fresh);
+      }
     }
     const bool accumulate = state_ == grad_state::local;
     g.grad<T>(p->loss_slot).fill(scale);
@@ -563,6 +585,41 @@ class trainer {
 
   template <class Loss, class... Args>
   detail::plan_entry* trace(const Loss& loss, index_t sample_offset, const Args&... args) {
+    plans_.push_back(record_plan(loss, sample_offset, args...));
+    return plans_.back().get();
+  }
+
+  /// check_trace: traces this step again into a plan of its own (forward and the loss run on the
+  /// current inputs, reading whatever they read now), then puts back the buffers that trace updated,
+  /// so that the replay which follows starts from the same state.
+  template <class Loss, class... Args>
+  std::unique_ptr<detail::plan_entry> retrace(const Loss& loss, index_t sample_offset, const Args&... args) {
+    const bool buffers = training_ && !check_snapshot_.empty();
+    if (buffers) {
+      check_snapshot_.save();
+    }
+    std::unique_ptr<detail::plan_entry> fresh = record_plan(loss, sample_offset, args...);
+    if (buffers) {
+      check_snapshot_.restore();
+    }
+    return fresh;
+  }
+  /// check_trace: the replayed loss must be the fresh trace's, bit for bit (the same operations run
+  /// on the same values; a NaN matches a NaN).
+  void compare_with_trace(detail::plan_entry& replayed, detail::plan_entry& fresh) {
+    const T a = replayed.g->template value<T>(replayed.loss_slot).item();
+    const T b = fresh.g->template value<T>(fresh.loss_slot).item();
+    const bool same = (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof(T)) == 0;
+    DP_CHECK(same, value_error, "dp: check_trace: step ", step_ + 1, "'s loss is ", detail::exact(a),
+             " replaying the plan traced before, but ", detail::exact(b),
+             " when forward is traced again: forward or the loss reads a value outside the model and the step's "
+             "arguments (a global, a static, another object's member, a value captured by reference) that changed "
+             "since the trace, and a traced step keeps the value it saw; make it a module setting (dp_settings: a "
+             "change traces again), an nn::buffer, or an argument of backward()");
+  }
+
+  template <class Loss, class... Args>
+  std::unique_ptr<detail::plan_entry> record_plan(const Loss& loss, index_t sample_offset, const Args&... args) {
     auto pe = std::make_unique<detail::plan_entry>();
     pe->g = std::make_unique<detail::graph>();
     pe->n = sizeof...(Args);
@@ -611,8 +668,7 @@ class trainer {
         zero_list(*pe).push_back(gv);
       }
     }
-    plans_.push_back(std::move(pe));
-    return plans_.back().get();
+    return pe;
   }
 
   /// Runs backward and calls hook.ready for each range once it and the ranges before it are final.
@@ -704,6 +760,7 @@ class trainer {
       dp::detail::mark_trained(st, this);
     }
     snapshot_ = detail::buffer_snapshot(model_);
+    check_snapshot_ = detail::buffer_snapshot(model_);
   }
 
   std::vector<buffer_sync> buffer_policies() {
@@ -771,11 +828,13 @@ class trainer {
   bool training_ = true;
   bool retired_ = false;
   bool allow_non_finite_ = false;
+  bool check_trace_ = false;
   std::uint64_t step_ = 0;
   detail::buffer_snapshot snapshot_;  // the buffers before the last training step, to undo it
   std::uint64_t undo_from_ = 0;       // the step count before it
   bool undo_armed_ = false, undo_buffers_ = false;
   grad_state state_ = grad_state::none;
+  detail::buffer_snapshot check_snapshot_;  // check_trace: the buffers before its second trace
 };
 
 }  // namespace nn
