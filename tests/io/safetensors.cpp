@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +100,19 @@ TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
   std::string huge = good;
   huge[7] = 0x40;
   CHECK(error_of(huge).find("corrupt header: its length field says") != std::string::npos);
+  // The bound itself, without a 100 MB file: a length field of exactly the most a header may be
+  // passes the format's limit (and finds the file too short); one byte more is refused as corrupt.
+  const auto with_length = [&](std::uint64_t n) {
+    std::string bytes = good;
+    for (int i = 0; i < 8; ++i) {
+      bytes[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+    }
+    return error_of(bytes);
+  };
+  CHECK(with_length(io::max_header_bytes).find("f: truncated: the header needs 100000000 bytes") != std::string::npos);
+  CHECK(with_length(io::max_header_bytes + 1)
+            .find("f: corrupt header: its length field says 100000001 bytes (the format allows at most 100000000)") !=
+        std::string::npos);
   CHECK(error_of(good) == "no error");
 }
 
