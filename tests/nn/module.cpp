@@ -43,6 +43,14 @@ struct forgets_a_value {  // the same, with scale left out of dp_settings
   static void dp_members(auto& self, auto&& f) { f("w", self.w); }
   auto forward(auto x) const { return dp::matmul(x, w) * scale; }
 };
+struct built_forgetful {  // the same with a constructor: its members cannot be reflected to check
+  using value_type = double;
+  built_forgetful() : w{dp::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2})} {}
+  nn::parameter<double> w;
+  double scale = 2.0;
+  static void dp_members(auto& self, auto&& f) { f("w", self.w); }
+  auto forward(auto x) const { return dp::matmul(x, w) * scale; }
+};
 struct holds_forgetful {
   nn::linear<3, 3, double> fc;
   forgets_a_value inner;
@@ -69,7 +77,9 @@ TEST_CASE("a model that lists its members with dp_members trains once it names i
         std::vector<double>{22, 28, 16, 20, 60, 76});  // (the flat buffer is padded past them)
 }
 
-TEST_CASE("a plain value of a module that lists its members must be a setting, or a trainer refuses the model") {
+TEST_CASE(
+    "a plain value of a module that lists its members must be a setting, or a trainer refuses the model (check_trace "
+    "finds it in one with a constructor)") {
   // Left out, a traced step keeps the value it saw: an edit to 3 would still train with 2 (and
   // dp::parallel's other replicas would keep theirs). Listed, the edit traces again.
   CHECK_THROWS_WITH_AS(nn::trainer<forgets_a_value>{forgets_a_value{}},
@@ -84,6 +94,16 @@ TEST_CASE("a plain value of a module that lists its members must be a setting, o
   t.edit([](listed& m) { m.scale = 3.0; });
   // out = 3 x w = [[33, 42], [24, 30]]; mean(out^2) = (1089 + 1764 + 576 + 900) / 4 (by hand)
   CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == doctest::Approx(1082.25));
+
+  // A module with a constructor is taken unchecked; check_trace finds the edit its replay missed.
+  nn::trainer<built_forgetful> built{built_forgetful{}};
+  built.check_trace(true);
+  CHECK(built.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})) == 481.0);
+  built.edit([](built_forgetful& m) { m.scale = 3.0; });
+  CHECK_THROWS_WITH_AS((void)built.backward(nn::mse_loss, x, dp::zeros<double>({2, 2})),
+                       doctest::Contains("step 2's loss is 481 replaying the plan traced before, but 1082.25 when "
+                                         "forward is traced again"),
+                       dp::value_error);
 }
 
 TEST_CASE("a type's name for messages is the compiler's, without dp's build and anonymous namespaces") {
