@@ -54,6 +54,17 @@ std::vector<dp::device> workers(int n) {
   return d;
 }
 
+// One device and `n` workers with copies of the same model, both in evaluation mode (batch_norm then
+// normalises by the same running statistics, so their results can be compared).
+struct single_and_parallel {
+  single_and_parallel(const classifier& model, int n) : single{model}, par{model, workers(n)} {
+    single.eval();
+    par.eval();
+  }
+  nn::trainer<classifier> single;
+  dp::parallel<classifier> par;
+};
+
 dp::tensor<std::int64_t> labels(dp::index_t n, std::uint64_t seed) {
   return dp::cast<std::int64_t>(dp::rand<float>({n}, dp::cpu(), seed) * 4.99f);
 }
@@ -253,13 +264,10 @@ TEST_CASE("forward, gradients and 10 adamw steps equal the single-device run for
       CAPTURE(batch);
       nn::manual_seed(11);
       const classifier model;
-      nn::trainer<classifier> single{model};
-      dp::parallel<classifier> par{model, workers(devices)};
+      single_and_parallel both{model, devices};  // forward in evaluation mode first
+      auto& [single, par] = both;
       auto x = dp::randn<float>({batch, 12}, dp::cpu(), 100 + batch);
       auto y = labels(batch, 200 + batch);
-      // forward in evaluation mode
-      single.eval();
-      par.eval();
       dp::tensor<float> out_single = single(x), out_par = par(x);
       close(out_par.to_vector(), out_single.to_vector(), 1e-6, 1e-6);
       // gradients (training mode: batch_norm uses batch statistics, so compare in evaluation mode
@@ -319,10 +327,8 @@ TEST_CASE("36 samples over 7 workers, and a batch smaller than the device count"
   nn::manual_seed(3);
   const classifier model;
   for (dp::index_t batch : {36, 3}) {
-    nn::trainer<classifier> single{model};
-    dp::parallel<classifier> par{model, workers(7)};
-    single.eval();
-    par.eval();
+    single_and_parallel both{model, 7};
+    auto& [single, par] = both;
     auto x = dp::randn<float>({batch, 12}, dp::cpu(), 1);
     auto y = labels(batch, 2);
     CHECK(par.backward(nn::cross_entropy, x, y) ==
@@ -343,10 +349,8 @@ TEST_CASE("cross_entropy with ignore_index: any device count gives one device's 
                            nn::cross_entropy_loss{.label_smoothing = 0.1f, .ignore_index = -1}}) {
     for (int n : {2, 3, 5}) {
       CAPTURE(n);
-      nn::trainer<classifier> single{model};
-      dp::parallel<classifier> par{model, workers(n)};
-      single.eval();
-      par.eval();
+      single_and_parallel both{model, n};
+      auto& [single, par] = both;
       CHECK(par.backward(loss, x, y) == doctest::Approx(single.backward(loss, x, y)).epsilon(1e-6));
       close(replica_grads(par, static_cast<std::size_t>(n) - 1),
             dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
@@ -364,10 +368,8 @@ TEST_CASE("cross_entropy with ignore_index: any device count gives one device's 
 TEST_CASE("par(x) of an empty batch is the model's output for no rows, as one device gives") {
   nn::manual_seed(3);
   const classifier model;
-  nn::trainer<classifier> single{model};
-  dp::parallel<classifier> par{model, workers(3)};
-  single.eval();
-  par.eval();
+  single_and_parallel both{model, 3};
+  auto& [single, par] = both;
   const auto x = dp::zeros<float>({0, 12});
   CHECK(single(x).shape() == dp::shape{0, 5});
   CHECK(par(x).shape() == dp::shape{0, 5});
@@ -440,10 +442,8 @@ TEST_CASE("two parallel models on the same workers stay independent") {
 TEST_CASE("no_sync accumulates locally; stepping before synchronising is an error") {
   nn::manual_seed(7);
   const classifier model;
-  nn::trainer<classifier> single{model};
-  dp::parallel<classifier> par{model, workers(2)};
-  single.eval();
-  par.eval();
+  single_and_parallel both{model, 2};
+  auto& [single, par] = both;
   auto x1 = dp::randn<float>({8, 12}, dp::cpu(), 1), x2 = dp::randn<float>({8, 12}, dp::cpu(), 2);
   auto y = labels(8, 3);
   (void)par.backward(nn::cross_entropy, x1, y, dp::no_sync);
