@@ -71,3 +71,26 @@ TEST_CASE("a class index or an embedding index out of range on the GPU is an err
   CHECK_THROWS_WITH_AS((void)nn::cross_entropy(logits, dp::from_vector<std::int64_t>({0, -1, 2}).to(dp::cuda(0))),
                        doctest::Contains("target of row 1 is -1"), dp::value_error);
 }
+
+TEST_CASE("check_trace on the GPU: a replay gives a fresh trace's bits, and a run the same bits as without it") {
+  // The check compares the two losses bit for bit, so a device whose replay differed from its trace
+  // (another kernel, another reduction order) would raise it on a correct model; this is the GPU's proof.
+  nn::manual_seed(5);
+  const tagger model;
+  nn::trainer<tagger> plain{model, dp::cuda(0)};
+  nn::trainer<tagger> checked{model, dp::cuda(0)};
+  checked.check_trace(true);
+  auto op = dp::optim::adamw(plain, {.lr = 1e-2});
+  auto oc = dp::optim::adamw(checked, {.lr = 1e-2});
+  for (int s = 0; s < 6; ++s) {
+    const dp::tensor<std::int64_t> ids = dp::cast<std::int64_t>(dp::rand<float>({12, 4}, dp::cpu(), 300 + s) * 49.99f);
+    const dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({12}, dp::cpu(), 400 + s) * 4.99f);
+    const auto di = ids.to(dp::cuda(0)), dy = y.to(dp::cuda(0));
+    CHECK(checked.backward(nn::cross_entropy, di, dy) == plain.backward(nn::cross_entropy, di, dy));
+    op.step();
+    oc.step();
+  }
+  CHECK(dp::detail::trainer_access::flat_params(checked).to_vector() ==
+        dp::detail::trainer_access::flat_params(plain).to_vector());
+  CHECK(checked.model().bn.running_mean.value().to_vector() == plain.model().bn.running_mean.value().to_vector());
+}
