@@ -498,6 +498,30 @@ TEST_CASE("a step with another loss, or the same loss with other options, traces
   CHECK(t.plan_count() == 7);
 }
 
+// A loss whose == skips the member it uses: the trainer cannot see the change, check_trace can.
+struct careless_mse {
+  float weight = 1.f;
+  bool operator==(const careless_mse&) const { return true; }
+  auto operator()(const auto& p, const auto& target) const { return weight * nn::mse_loss(p, target); }
+};
+
+TEST_CASE("check_trace finds a loss whose == hides a changed value") {
+  // w = 2, b = 0, x = 3 and a target of 0: mse is 36, so the weighted loss is 36 * weight.
+  const auto x = dp::full<float>({1, 1}, 3.f);
+  const auto y = dp::zeros<float>({1, 1});
+  nn::trainer<nn::linear<1, 1>> t{nn::linear<1, 1>{}};
+  t.edit([](nn::linear<1, 1>& m) {
+    m.weight.assign(dp::full<float>({1, 1}, 2.f));
+    m.bias.assign(dp::zeros<float>({1}));
+  });
+  CHECK(t.backward(careless_mse{.weight = 1.f}, x, y) == 36.0);
+  CHECK(t.backward(careless_mse{.weight = 2.f}, x, y) == 36.0);  // replayed with weight 1
+  t.check_trace(true);
+  CHECK_THROWS_WITH_AS((void)t.backward(careless_mse{.weight = 2.f}, x, y),
+                       doctest::Contains("step 3's loss is 36 replaying the plan traced before, but 72 when"),
+                       dp::value_error);
+}
+
 TEST_CASE("arguments on another device are rejected with both devices named") {
   nn::trainer<nn::linear<3, 2>> t{nn::linear<3, 2>{}};
   CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::randn<float>({4, 3}, dp::cpu(1)), dp::randn<float>({4, 2})),
