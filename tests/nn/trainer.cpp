@@ -651,6 +651,37 @@ TEST_CASE("check_trace finds forward reading a value from outside the model that
   outside_scale = 1.f;
 }
 
+namespace {
+// A running mean whose momentum is read from outside the model: the loss never shows it.
+float outside_momentum = 0.5f;
+struct tracks_outside {
+  nn::linear<1, 1> fc;
+  nn::buffer<float> running{dp::zeros<float>({1})};
+  auto forward(auto x) const {
+    nn::update(running, (1.f - outside_momentum) * running + outside_momentum * dp::mean(nn::detach(x), 0));
+    return fc(x);
+  }
+};
+}  // namespace
+
+TEST_CASE("check_trace finds a buffer update that reads a changed value from outside the model") {
+  const auto x = dp::full<float>({2, 1}, 3.f);
+  const auto y = dp::zeros<float>({2, 1});
+  outside_momentum = 0.5f;
+  nn::trainer<tracks_outside> t{tracks_outside{}};
+  t.check_trace(true);
+  (void)t.backward(nn::mse_loss, x, y);  // traced: running = 0.5 * 3 = 1.5
+  (void)t.backward(nn::mse_loss, x, y);  // replayed and checked: 0.5 * 1.5 + 0.5 * 3 = 2.25
+  CHECK(t.model().running.value().item() == 2.25f);
+  outside_momentum = 1.f;  // a fresh trace gives 3, the replay 2.625; the loss is the same either way
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, y),
+                       doctest::Contains("dp: check_trace: step 3 updates buffer 'running' one way replaying the plan "
+                                         "traced before and another when forward is traced again"),
+                       dp::value_error);
+  CHECK(t.model().running.value().item() == 2.25f);  // the step is undone
+  outside_momentum = 0.5f;
+}
+
 TEST_CASE("check_trace changes nothing in a run whose forward reads only the model and its arguments") {
   // Batch statistics, dropout masks and running means: the second trace's buffer updates are put
   // back, so each replay starts from the state the step would have without the check.

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -19,8 +21,9 @@ class buffer_snapshot {
   /// Finds `model`'s buffers once (their storage never moves).
   template <class Model>
   explicit buffer_snapshot(Model& model) {
-    for_each_buffer(model, [&](const std::string&, auto& b) {
+    for_each_buffer(model, [&](const std::string& name, auto& b) {
       live_.emplace_back(tensor<typename std::remove_cvref_t<decltype(b)>::value_type>(b.value()));
+      names_.push_back(name);
     });
   }
 
@@ -39,6 +42,23 @@ class buffer_snapshot {
       std::visit([&](auto& v) { std::get<std::remove_cvref_t<decltype(v)>>(saved_[i]).assign(v); }, live_[i]);
     }
   }
+  /// The name of the first buffer whose values differ, bit for bit, from the saved ones; "" when none
+  /// does (or nothing was saved).
+  std::string first_changed() const {
+    for (std::size_t i = 0; i < saved_.size(); ++i) {
+      const bool same = std::visit(
+          [&](const auto& v) {
+            const auto now = v.to_vector();
+            const auto then = std::get<std::remove_cvref_t<decltype(v)>>(saved_[i]).to_vector();
+            return now.size() == then.size() && std::memcmp(now.data(), then.data(), now.size() * sizeof(now[0])) == 0;
+          },
+          live_[i]);
+      if (!same) {
+        return names_[i];
+      }
+    }
+    return "";
+  }
   /// Puts the saved values back.
   void restore() {
     const dp::detail::owner_write_scope owner;  // a trainer puts its own buffers back
@@ -50,6 +70,7 @@ class buffer_snapshot {
  private:
   using any_tensor = dp::detail::any_model_tensor;
   std::vector<any_tensor> live_, saved_;
+  std::vector<std::string> names_;
 };
 
 }  // namespace dp::inline DP_ABI::nn::detail

@@ -343,10 +343,10 @@ class trainer {
   void allow_non_finite_loss(bool allow) noexcept { allow_non_finite_ = allow; }
 
   /// A debug mode, like torch.jit.trace's check_trace: each step that replays a traced plan also
-  /// traces forward and the loss again on its inputs and compares the two losses bit for bit. A
-  /// difference is a dp::value_error: forward read something besides the model and its arguments (a
-  /// global, say) that changed since the trace, which a replay cannot see. It costs a second forward
-  /// and a read-back each step (not inside a CUDA graph capture).
+  /// traces forward and the loss again on its inputs and compares the two losses, and the buffers
+  /// the two update, bit for bit. A difference is a dp::value_error: forward read something besides
+  /// the model and its arguments (a global, say) that changed since the trace, which a replay cannot
+  /// see. It costs a second forward and read-backs each step (not inside a CUDA graph capture).
   void check_trace(bool on) noexcept { check_trace_ = on; }
 
   /// backward without reading the loss back: returns it as a one-element tensor on the trainer's
@@ -600,22 +600,30 @@ class trainer {
     }
     std::unique_ptr<detail::plan_entry> fresh = record_plan(loss, sample_offset, args...);
     if (buffers) {
+      traced_buffers_.save();
       check_snapshot_.restore();
     }
     return fresh;
   }
-  /// check_trace: the replayed loss must be the fresh trace's, bit for bit (the same operations run
-  /// on the same values; a NaN matches a NaN).
+  /// check_trace: the replayed loss and buffer updates must be the fresh trace's, bit for bit (the
+  /// same operations run on the same values; a NaN matches a NaN).
   void compare_with_trace(detail::plan_entry& replayed, detail::plan_entry& fresh) {
     const T a = replayed.g->template value<T>(replayed.loss_slot).item();
     const T b = fresh.g->template value<T>(fresh.loss_slot).item();
-    const bool same = (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof(T)) == 0;
-    DP_CHECK(same, value_error, "dp: check_trace: step ", step_ + 1, "'s loss is ", detail::exact(a),
-             " replaying the plan traced before, but ", detail::exact(b),
-             " when forward is traced again: forward or the loss reads a value outside the model and the step's "
-             "arguments (a global, a static, another object's member, a value captured by reference) that changed "
-             "since the trace, and a traced step keeps the value it saw; make it a module setting (dp_settings: a "
-             "change traces again), an nn::buffer, or an argument of backward()");
+    std::string differs;
+    if (!(std::isnan(a) && std::isnan(b)) && std::memcmp(&a, &b, sizeof(T)) != 0) {
+      differs = dp::detail::concat("'s loss is ", detail::exact(a), " replaying the plan traced before, but ",
+                                   detail::exact(b), " when forward is traced again");
+    } else if (const std::string name = training_ ? traced_buffers_.first_changed() : ""; !name.empty()) {
+      differs = dp::detail::concat(" updates buffer '", name,
+                                   "' one way replaying the plan traced before and another when forward is traced "
+                                   "again");
+    }
+    DP_CHECK(differs.empty(), value_error, "dp: check_trace: step ", step_ + 1, differs,
+             ": forward or the loss reads a value outside the model and the step's arguments (a global, a static, "
+             "another object's member, a value captured by reference) that changed since the trace, and a traced step "
+             "keeps the value it saw; make it a module setting (dp_settings: a change traces again), an nn::buffer, or "
+             "an argument of backward()");
   }
 
   template <class Loss, class... Args>
@@ -761,6 +769,7 @@ class trainer {
     }
     snapshot_ = detail::buffer_snapshot(model_);
     check_snapshot_ = detail::buffer_snapshot(model_);
+    traced_buffers_ = detail::buffer_snapshot(model_);
   }
 
   std::vector<buffer_sync> buffer_policies() {
@@ -834,7 +843,8 @@ class trainer {
   std::uint64_t undo_from_ = 0;       // the step count before it
   bool undo_armed_ = false, undo_buffers_ = false;
   grad_state state_ = grad_state::none;
-  detail::buffer_snapshot check_snapshot_;  // check_trace: the buffers before its second trace
+  detail::buffer_snapshot check_snapshot_;  // check_trace: the buffers before its second trace,
+  detail::buffer_snapshot traced_buffers_;  // and after it
 };
 
 }  // namespace nn
