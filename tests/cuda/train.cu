@@ -93,4 +93,12 @@ TEST_CASE("check_trace on the GPU: a replay gives a fresh trace's bits, and a ru
   CHECK(dp::detail::trainer_access::flat_params(checked).to_vector() ==
         dp::detail::trainer_access::flat_params(plain).to_vector());
   CHECK(checked.model().bn.running_mean.value().to_vector() == plain.model().bn.running_mean.value().to_vector());
+  // It reads both losses back each step, which a CUDA graph capture cannot: a clear error, not CUDA's.
+  const auto di = dp::zeros<std::int64_t>({12, 4}, dp::cuda(0));
+  const auto dy = dp::zeros<std::int64_t>({12}, dp::cuda(0));
+  (void)checked.backward(nn::cross_entropy, di, dy);
+  dp::cuda_graph graph;
+  CHECK_THROWS_WITH_AS(graph.capture(dp::cuda(0), [&] { (void)checked.backward_async(nn::cross_entropy, di, dy); }),
+                       doctest::Contains("dp: check_trace cannot run while a CUDA graph is captured on cuda:0"),
+                       dp::device_error);
 }

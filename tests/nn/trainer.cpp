@@ -631,8 +631,8 @@ TEST_CASE("check_trace finds forward reading a value from outside the model that
   outside_scale = 2.f;
   CHECK_THROWS_WITH_AS((void)checked.backward(nn::mse_loss, x, y),
                        doctest::Contains("dp: check_trace: step 3's loss is 36 replaying the plan traced before, but "
-                                         "144 when forward is traced again: forward or the loss reads a value outside "
-                                         "the model"),
+                                         "144 when forward is traced again: forward or the loss reads a value that "
+                                         "changed since the trace without the trainer seeing it (a global"),
                        dp::value_error);
   CHECK(checked.steps() == 2);  // the failed step is undone
   CHECK(checked.gradients() == nn::grad_state::none);
@@ -680,6 +680,18 @@ TEST_CASE("check_trace finds a buffer update that reads a changed value from out
                        dp::value_error);
   CHECK(t.model().running.value().item() == 2.25f);  // the step is undone
   outside_momentum = 0.5f;
+}
+
+TEST_CASE("check_trace in evaluation mode: nn::update still counts each step once") {
+  // nn::update runs in either mode, so the second trace's update must be put back in both.
+  nn::trainer<counting> t{counting{}};
+  t.eval();
+  t.check_trace(true);
+  const auto x = dp::from_vector<float>({1, 2, 3, 3, 4, 5}, {2, 3});
+  for (int i = 0; i < 4; ++i) {
+    (void)t.backward(nn::mse_loss, x, dp::zeros<float>({2, 2}));  // step 1 traces, steps 2-4 are checked
+  }
+  CHECK(t.model().calls.value().item() == 4.f);
 }
 
 TEST_CASE("check_trace changes nothing in a run whose forward reads only the model and its arguments") {

@@ -215,6 +215,11 @@ class device_pool {
     capture_ = p;
     return p;
   }
+  /// Whether a CUDA graph is being captured on this device.
+  bool capturing() {
+    std::lock_guard lock(m_);
+    return capture_ != nullptr;
+  }
   /// Capture ended: blocks go back to the device's lists again (the private pool stays open).
   void end_capture() {
     std::lock_guard lock(m_);

@@ -346,12 +346,13 @@ class trainer {
   /// traces forward and the loss again on its inputs and compares the two losses, and the buffers
   /// the two update, bit for bit. A difference is a dp::value_error: forward read something besides
   /// the model and its arguments (a global, say) that changed since the trace, which a replay cannot
-  /// see. It costs a second forward and read-backs each step (not inside a CUDA graph capture).
+  /// see. It costs a second forward (its activations live while the step runs) and read-backs each
+  /// step, so it cannot run inside a CUDA graph capture (a device_error says so).
   void check_trace(bool on) noexcept { check_trace_ = on; }
 
   /// backward without reading the loss back: returns it as a one-element tensor on the trainer's
   /// device (overwritten by the next step of the same input shape). Nothing in a steady step then
-  /// waits for the device, so the step can be captured in a CUDA graph; a replay reads the inputs
+  /// waits for the device (check_trace off), so the step can be captured in a CUDA graph; a replay reads the inputs
   /// and writes the loss at the addresses seen when it was captured, and repeats its step number
   /// (dropout masks).
   template <class Loss, class... Args>
@@ -585,7 +586,7 @@ class trainer {
 
   template <class Loss, class... Args>
   detail::plan_entry* trace(const Loss& loss, index_t sample_offset, const Args&... args) {
-    plans_.push_back(record_plan(loss, sample_offset, args...));
+    plans_.push_back(record_plan(true, loss, sample_offset, args...));
     return plans_.back().get();
   }
 
@@ -594,11 +595,15 @@ class trainer {
   /// so that the replay which follows starts from the same state.
   template <class Loss, class... Args>
   std::unique_ptr<detail::plan_entry> retrace(const Loss& loss, index_t sample_offset, const Args&... args) {
-    const bool buffers = training_ && !check_snapshot_.empty();
+    DP_CHECK(!dev_.is_cuda() || !dp::detail::pool_of(dev_).capturing(), device_error,
+             "dp: check_trace cannot run while a CUDA graph is captured on ", dev_,
+             ": it traces each step again and reads both losses back; turn it off (check_trace(false)) for the "
+             "steps you capture");
+    const bool buffers = !check_snapshot_.empty();  // nn::update runs in either mode
     if (buffers) {
       check_snapshot_.save();
     }
-    std::unique_ptr<detail::plan_entry> fresh = record_plan(loss, sample_offset, args...);
+    std::unique_ptr<detail::plan_entry> fresh = record_plan(false, loss, sample_offset, args...);
     if (buffers) {
       traced_buffers_.save();
       check_snapshot_.restore();
@@ -614,20 +619,24 @@ class trainer {
     if (!(std::isnan(a) && std::isnan(b)) && std::memcmp(&a, &b, sizeof(T)) != 0) {
       differs = dp::detail::concat("'s loss is ", detail::exact(a), " replaying the plan traced before, but ",
                                    detail::exact(b), " when forward is traced again");
-    } else if (const std::string name = training_ ? traced_buffers_.first_changed() : ""; !name.empty()) {
+    } else if (const std::string name = traced_buffers_.first_changed(); !name.empty()) {
       differs = dp::detail::concat(" updates buffer '", name,
                                    "' one way replaying the plan traced before and another when forward is traced "
                                    "again");
     }
     DP_CHECK(differs.empty(), value_error, "dp: check_trace: step ", step_ + 1, differs,
-             ": forward or the loss reads a value outside the model and the step's arguments (a global, a static, "
-             "another object's member, a value captured by reference) that changed since the trace, and a traced step "
-             "keeps the value it saw; make it a module setting (dp_settings: a change traces again), an nn::buffer, or "
-             "an argument of backward()");
+             ": forward or the loss reads a value that changed since the trace without the trainer seeing it (a "
+             "global, a static, another object's member, a value captured by reference, a member the loss's == "
+             "skips, or a number of a module with a constructor that dp_settings does not list), and a traced step "
+             "keeps the value it saw; make it a module setting (dp_settings: a change traces again), an nn::buffer, "
+             "a loss member its == compares, or an argument of backward()");
   }
 
+  /// Traces forward and the loss (they compute as they record). A plan to replay is frozen (its
+  /// backward planned, gradients allocated); check_trace's second trace needs only the loss.
   template <class Loss, class... Args>
-  std::unique_ptr<detail::plan_entry> record_plan(const Loss& loss, index_t sample_offset, const Args&... args) {
+  std::unique_ptr<detail::plan_entry> record_plan(bool to_replay, const Loss& loss, index_t sample_offset,
+                                                  const Args&... args) {
     auto pe = std::make_unique<detail::plan_entry>();
     pe->g = std::make_unique<detail::graph>();
     pe->n = sizeof...(Args);
@@ -668,6 +677,11 @@ class trainer {
       pe->loss_slot = l.slot();
       DP_CHECK(g.requires_grad<T>(pe->loss_slot), value_error,
                "dp: the loss does not depend on any parameter of the model, so there is nothing to train");
+    }
+    if (!to_replay) {
+      return pe;
+    }
+    if constexpr (traced_loss) {
       g.freeze<T>(pe->loss_slot);
     }
     for (const auto& e : layout_) {
