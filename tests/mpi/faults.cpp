@@ -1,13 +1,15 @@
 // A rank that stalls or dies: the others must fail with a clear error within the timeout, and the
 // job must end (no hang), and the error must name the missing rank. Run as `mpirun -np N
-// dp_mpi_faults stall|kill`; ctest checks the output.
+// dp_mpi_faults stall|kill|eval_update`; ctest checks the output.
 //   stall: the last rank sleeps 3 s before its first step; the others' collective times out after
 //          300 ms and names it (not each other).
 //   kill:  the last rank kills itself with SIGKILL before its first step.
+//   eval_update: every rank's forward calls nn::update in evaluation mode, which dp::parallel does
+//          not synchronise: each rank refuses at once with dp's message (no collective waits).
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
+#include <string>
 #include <thread>
 
 #include <dp/dp.hpp>
@@ -15,9 +17,43 @@
 namespace nn = dp::nn;
 using mlp = nn::sequential<nn::linear<4, 8>, nn::relu, nn::linear<8, 2>>;
 
+// Counts its calls in a buffer in either mode.
+struct counting {
+  nn::linear<4, 2> fc;
+  nn::buffer<float> calls{dp::zeros<float>({})};
+  auto forward(auto x) const {
+    nn::update(calls, calls + 1.f);
+    return fc(x);
+  }
+};
+
+/// Runs `steps`, timed from now, and prints how they ended on this rank; 1 for a dp error.
+template <class Steps>
+int report(const dp::dist::session& world, Steps&& steps) {
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    steps();
+  } catch (const dp::error& e) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("rank %d: dp error after %.2f s: %s\n", world.rank(), s, e.what());
+    std::fflush(stdout);
+    return 1;
+  }
+  std::printf("rank %d: finished without an error\n", world.rank());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   dp::dist::session world{argc, argv};
-  const bool kill = argc > 1 && std::strcmp(argv[1], "kill") == 0;
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "eval_update") {
+    dp::parallel<counting> par{counting{}, world, {.comm = {.timeout = std::chrono::milliseconds(2000)}}};
+    par.eval();
+    return report(world, [&] {
+      (void)par.backward(nn::mse_loss, dp::randn<float>({8, 4}, dp::cpu(), 1), dp::zeros<float>({8, 2}));
+    });
+  }
+  const bool kill = mode == "kill";
   dp::parallel<mlp> par{mlp{}, world, {.comm = {.timeout = std::chrono::milliseconds(kill ? 2000 : 300)}}};
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
   auto x = dp::randn<float>({8, 4}, dp::cpu(), 1);
@@ -28,18 +64,10 @@ int main(int argc, char** argv) {
     }
     std::this_thread::sleep_for(std::chrono::seconds(3));
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  try {
+  return report(world, [&] {
     for (int step = 0; step < 3; ++step) {
       par.backward(nn::cross_entropy, x, y);
       opt.step();
     }
-  } catch (const dp::error& e) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("rank %d: dp error after %.2f s: %s\n", world.rank(), s, e.what());
-    std::fflush(stdout);
-    return 1;
-  }
-  std::printf("rank %d: finished without an error\n", world.rank());
-  return 0;
+  });
 }

@@ -4,6 +4,7 @@
 #include <limits>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -293,6 +294,53 @@ TEST_CASE("buffers changed by nn::update are synchronised across replicas by the
   for (int i = 0; i < 3; ++i) {
     CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-5));
     CHECK(std::abs(shard0[i] - whole[i]) > 1e-3);  // the check above could fail
+  }
+}
+
+TEST_CASE("a failed step in evaluation mode puts back the buffers its forward updated") {
+  nn::trainer<counting> t{counting{}};
+  t.eval();  // nn::update runs in either mode, so a failed step must undo it in either
+  const auto y = dp::zeros<float>({2, 2});
+  (void)t.backward(nn::mse_loss, dp::from_vector<float>({1, 2, 3, 3, 4, 5}, {2, 3}), y);
+  // One halving towards the column means {2, 3, 4}.
+  const std::vector<float> mean_after_one{1.f, 1.5f, 2.f};
+  CHECK(t.model().input_mean.value().to_vector() == mean_after_one);
+  const auto poisoned = dp::from_vector<float>({1, 2, 3, 3, 4, std::numeric_limits<float>::quiet_NaN()}, {2, 3});
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, poisoned, y), doctest::Contains("the loss of step 2 is NaN"),
+                       dp::value_error);
+  CHECK(t.model().calls.value().item() == 1.f);
+  CHECK(t.model().input_mean.value().to_vector() == mean_after_one);  // not NaN in its last column
+  CHECK(t.steps() == 1);
+}
+
+TEST_CASE("dp::parallel refuses nn::update in evaluation mode, where it would not synchronise buffers") {
+  // In evaluation mode each replica (and rank) would update its own copy from its share of the
+  // batch, and no synchronisation follows: the copies would drift apart. The bare trainer, which has
+  // one copy, updates (above); dp::parallel refuses on any device count and in either of its modes.
+  const std::vector<std::vector<dp::device>> counts{{dp::cpu(0)}, {dp::cpu(0), dp::cpu(1)}};
+  for (const auto& devices : counts) {
+    for (const bool deterministic : {false, true}) {
+      CAPTURE(devices.size());
+      CAPTURE(deterministic);
+      dp::parallel<counting> par{counting{}, devices, {.deterministic = deterministic, .chunk = 2}};
+      const auto x = dp::from_vector<float>({1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 8, 9}, {4, 3});
+      const auto y = dp::zeros<float>({4, 2});
+      (void)par.backward(nn::mse_loss, x, y);  // training mode: updated and synchronised
+      const auto mean = par.model().input_mean.value().to_vector();
+      CHECK(mean == std::vector<float>{2.f, 2.5f, 3.f});  // halfway to the column means {4, 5, 6}
+      par.eval();
+      const auto refused = doctest::Contains(
+          "nn::update of a buffer of shape {} in evaluation mode, in a model "
+          "that dp::parallel trains");
+      CHECK_THROWS_WITH_AS((void)par.backward(nn::mse_loss, x, y), refused, dp::value_error);
+      CHECK_THROWS_WITH_AS((void)par(x), refused, dp::value_error);
+      CHECK(par.model().calls.value().item() == 1.f);
+      CHECK(par.model().input_mean.value().to_vector() == mean);
+      CHECK(par.steps() == 1);
+      par.train();
+      (void)par.backward(nn::mse_loss, x, y);
+      CHECK(par.model().calls.value().item() == 2.f);
+    }
   }
 }
 

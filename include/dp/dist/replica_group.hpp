@@ -64,6 +64,9 @@ class replica_group {
     for (int i = 1; i < n; ++i) {
       replicas_.push_back(std::make_unique<nn::trainer<Model>>(Model(replicas_[0]->model()), devices_[i]));
     }
+    for (auto& r : replicas_) {
+      dp::detail::trainer_access::make_replica(*r);
+    }
     make_communicators(o, world);
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     // Host workers share the cores of their machine with the other ranks on it.

@@ -4,6 +4,7 @@
 #include <dp/exec/reduce.hpp>
 #include <dp/expr/operators.hpp>
 #include <dp/nn/autograd/ops.hpp>
+#include <dp/nn/mode.hpp>
 #include <dp/nn/parameter.hpp>
 
 namespace dp::inline DP_ABI::nn {
@@ -59,12 +60,18 @@ auto constant_like(const X& like, const tensor<T>& t) {
 /// The one way forward code changes a buffer: `nn::update(running_mean, 0.9f * running_mean + 0.1f * m)`.
 /// While a trainer traces a step the write is recorded and replayed on every later step (reading
 /// the values that step computes); outside a trace it happens at once. After each training step
-/// dp::parallel synchronises buffers by their policy. Writing a buffer any other way from forward
+/// dp::parallel synchronises buffers by their policy; in evaluation mode it does not, so there an
+/// update is an error (the replicas would drift apart). Writing a buffer any other way from forward
 /// is an error (the write guard). The value may be any expression of tensors, buffers and traced
 /// values (gradients never flow into it) that broadcasts to the buffer's shape.
 template <class T, class E>
 void update(const buffer<T>& b, const E& value) {
   DP_CHECK(b.value().defined(), value_error, "dp: nn::update of a buffer without a value");
+  DP_CHECK(!detail::replica_eval_flag(), value_error, "dp: nn::update of a buffer of shape ", b.shape(),
+           " in evaluation mode, in a model that dp::parallel trains: dp::parallel synchronises buffers after "
+           "training-mode calls only, so each replica (and rank) would update its own copy from its share of the "
+           "batch and the copies would drift apart; update buffers in training mode only (`if (nn::training()) "
+           "nn::update(...)`, as batch_norm does), or call par.train() first");
   const auto& node = dp::detail::to_node(value);
   using Node = std::remove_cvref_t<decltype(node)>;
   const dp::shape s = dp::detail::meta_of(node).shape;

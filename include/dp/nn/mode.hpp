@@ -42,6 +42,25 @@ class eager_random_scope {
  private:
   index_t prev_;
 };
+
+/// Whether the forward running on this thread is an evaluation-mode call of a dp::parallel replica:
+/// no buffer synchronisation follows it, so there nn::update is refused.
+inline bool& replica_eval_flag() {
+  thread_local bool replica_eval = false;
+  return replica_eval;
+}
+
+/// Sets replica_eval_flag for the scope's lifetime.
+class replica_eval_scope {
+ public:
+  explicit replica_eval_scope(bool on) : prev_(replica_eval_flag()) { replica_eval_flag() = on; }
+  ~replica_eval_scope() { replica_eval_flag() = prev_; }
+  replica_eval_scope(const replica_eval_scope&) = delete;
+  replica_eval_scope& operator=(const replica_eval_scope&) = delete;
+
+ private:
+  bool prev_;
+};
 }  // namespace detail
 
 /// True while a training step (or a train_scope) runs on this thread.

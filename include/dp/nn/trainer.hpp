@@ -320,6 +320,7 @@ class trainer {
   template <class... Args>
   auto operator()(const Args&... args) const {
     mode_scope mode(training_);
+    const detail::replica_eval_scope unsynchronised(replica_ && !training_);
     const dp::detail::write_guard guard(locked_);
     return detail::materialize_output(model_.forward(args...));
   }
@@ -444,11 +445,11 @@ class trainer {
     } else {
       (check_arg(args), ...);
       detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
-      // A step that fails leaves the model as it was: a training forward changes batch statistics
-      // and counters, so they are copied first (models without buffers copy nothing).
+      // A step that fails leaves the model as it was: forward may change batch statistics and
+      // counters (nn::update), so they are copied first (models without buffers copy nothing).
       undo_armed_ = true;
       undo_from_ = step_;
-      undo_buffers_ = training_ && !snapshot_.empty();
+      undo_buffers_ = !snapshot_.empty();
       if (undo_buffers_) {
         snapshot_.save();
       }
@@ -549,6 +550,8 @@ class trainer {
   }
   /// Restores the step counter (it seeds dropout's random streams) when resuming a run.
   void restore_steps(std::uint64_t steps) noexcept { step_ = steps; }
+  /// Marks the trainer as one of dp::parallel's replicas: nn::update refuses evaluation mode.
+  void make_replica() noexcept { replica_ = true; }
   /// Marks the trainer as moved into a dp::parallel: optimizers made from it refuse to step.
   void retire() noexcept {
     retired_ = true;
@@ -655,6 +658,7 @@ class trainer {
        ...);
     }
     mode_scope mode(training_);
+    const detail::replica_eval_scope unsynchronised(replica_ && !training_);
     // Forward records nn::update's buffer writes into g; any other write into the model's storage
     // would happen once, at trace time, and is refused.
     const detail::trace_scope tracing(&g);
@@ -852,6 +856,7 @@ class trainer {
   bool retired_ = false;
   bool allow_non_finite_ = false;
   bool check_trace_ = false;
+  bool replica_ = false;  // one of dp::parallel's replicas
   std::uint64_t step_ = 0;
   detail::buffer_snapshot snapshot_;  // the buffers before the last training step, to undo it
   std::uint64_t undo_from_ = 0;       // the step count before it

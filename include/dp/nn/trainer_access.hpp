@@ -42,6 +42,10 @@ struct trainer_access {
     t.adopt_settings(words);
   }
   template <class Trainer>
+  static void make_replica(Trainer& t) noexcept {
+    t.make_replica();
+  }
+  template <class Trainer>
   static void retire(Trainer& t) noexcept {
     t.retire();
   }
