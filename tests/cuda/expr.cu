@@ -54,12 +54,27 @@ TEST_CASE("matmul on the GPU (cuBLAS) matches the host, transposed views include
   check_same(dp::matmul(ga, gb.t()).to_vector(), dp::matmul(a, b.t()).to_vector(), 1e-4);
 }
 
+TEST_CASE("a float cast to an integer type it does not fit, on the GPU, is an error at the next read") {
+  const dp::device g = dp::cuda(0);
+  const auto x = dp::from_vector<float>({1.5f, std::numeric_limits<float>::quiet_NaN(), -2.5f, 0x1p63f}).to(g);
+  dp::tensor<std::int64_t> c = dp::cast<std::int64_t>(x);  // queued: 0 where the cast is undefined, flagged
+  CHECK_THROWS_WITH_AS(
+      (void)c.to_vector(),
+      doctest::Contains("on cuda:0, in a pass queued before this read (the host would have raised this "
+                        "at once): cast to an integer type of a value that is NaN"),
+      dp::value_error);
+  CHECK(c.to_vector() == std::vector<std::int64_t>{1, 0, -2, 0});                     // raised once
+  CHECK_THROWS_AS((void)dp::sum(dp::cast<std::int64_t>(x)).item(), dp::value_error);  // inside a reduction too
+}
+
 TEST_CASE("an integer division by zero on the GPU is an error at the next read, as on the host") {
   const dp::device g = dp::cuda(0);
   auto a = dp::from_vector<std::int64_t>({6, 7, 8, std::numeric_limits<std::int64_t>::min()}).to(g);
   auto b = dp::from_vector<std::int64_t>({2, 0, 4, -1}).to(g);
   dp::tensor<std::int64_t> q = a / b;  // queued: the kernel gives 0 where b is 0 and flags it
-  CHECK_THROWS_WITH_AS((void)q.to_vector(), doctest::Contains("integer division by zero in an expression on cuda:0"),
+  CHECK_THROWS_WITH_AS((void)q.to_vector(),
+                       doctest::Contains("on cuda:0, in a pass queued before this read (the host would have raised "
+                                         "this at once): integer division by zero"),
                        dp::value_error);
   // Raised once; the values are the host's (0 for the zero divisor, INT64_MIN / -1 wraps).
   const dp::tensor<std::int64_t> on_host = a.to(dp::cpu()) / dp::from_vector<std::int64_t>({2, 1, 4, -1});

@@ -102,6 +102,38 @@ TEST_CASE("shape errors name the operation and both shapes; device errors both d
   CHECK_THROWS_AS((void)dp::clamp(a, 1, 0), dp::value_error);
 }
 
+TEST_CASE("a float cast to an integer type it does not fit is a dp error, not undefined behaviour") {
+  // The cast truncates towards zero; it is defined when the truncated value fits the type.
+  using i64 = std::numeric_limits<std::int64_t>;
+  const auto fits = dp::from_vector<float>({1.9f, -2.9f, -0.f, 0x1p62f, -0x1p63f});
+  CHECK(dp::tensor<std::int64_t>(dp::cast<std::int64_t>(fits)).to_vector() ==
+        std::vector<std::int64_t>{1, -2, 0, std::int64_t{1} << 62, i64::min()});
+  CHECK(dp::tensor<std::int32_t>(dp::cast<std::int32_t>(dp::from_vector<double>({-2147483648.9, 2147483647.9})))
+            .to_vector() == std::vector<std::int32_t>{-2147483647 - 1, 2147483647});
+  CHECK(dp::tensor<std::uint8_t>(dp::cast<std::uint8_t>(dp::from_vector<float>({-0.9f, 255.9f}))).to_vector() ==
+        std::vector<std::uint8_t>{0, 255});
+  const auto refused = doctest::Contains("cast to an integer type of a value that is NaN, infinite or outside");
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), inf, -inf, 0x1p63f, -0x1p64f}) {
+    CAPTURE(bad);
+    const auto x = dp::from_vector<float>({1.f, bad});
+    CHECK_THROWS_WITH_AS((void)dp::tensor<std::int64_t>(dp::cast<std::int64_t>(x)), refused, dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::sum(dp::cast<std::int64_t>(x)).item(), refused, dp::value_error);
+  }
+  CHECK_THROWS_WITH_AS((void)dp::tensor<std::int32_t>(dp::cast<std::int32_t>(dp::from_vector<double>({2147483648.0}))),
+                       refused, dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::tensor<std::int32_t>(dp::cast<std::int32_t>(dp::from_vector<double>({-2147483649.0}))),
+                       refused, dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::tensor<std::uint8_t>(dp::cast<std::uint8_t>(dp::from_vector<float>({-1.f}))), refused,
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::tensor<std::uint8_t>(dp::cast<std::uint8_t>(dp::from_vector<float>({256.f}))), refused,
+                       dp::value_error);
+  // Raised once: the next cast is fine, and a bool cast of NaN is defined (true).
+  CHECK(dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::from_vector<float>({3.5f}))).to_vector()[0] == 3);
+  CHECK(dp::tensor<bool>(dp::cast<bool>(dp::from_vector<float>({std::numeric_limits<float>::quiet_NaN()})))
+            .to_vector()[0]);
+}
+
 TEST_CASE("integer division by zero is a dp error, not SIGFPE; INT_MIN / -1 wraps as in PyTorch") {
   const auto a = dp::from_vector<std::int64_t>({7, -7, std::numeric_limits<std::int64_t>::min()});
   const auto zero = dp::from_vector<std::int64_t>({1, 0, 1});

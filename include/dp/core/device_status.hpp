@@ -1,5 +1,6 @@
 // Faults a kernel can only flag. A CUDA kernel that meets input the hardware would silently give a
-// number for (an integer division by zero: the GPU does not trap) stores a code in its device's
+// number for (an integer division by zero: the GPU does not trap; a float cast to an integer type it
+// does not fit: core/faults.hpp) stores the fault's code in its device's
 // status word; the host raises the error at its next read of a result from that device (copy_bytes
 // to the host: item(), to_vector(), a loss read back), as the host executor raises it after its pass.
 // The words live in mapped pinned host memory: the kernel writes them directly and the host reads
@@ -19,11 +20,11 @@
 #include <dp/core/cuda_support.hpp>
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
+#include <dp/core/faults.hpp>
 
 namespace dp::inline DP_ABI::detail {
 
-/// One word per device; non-zero means an integer division by zero happened there (the one fault
-/// flagged this way so far).
+/// One word per device; non-zero is the code of a fault a kernel met there (core/faults.hpp).
 struct status_words {
   std::int64_t* host = nullptr;    // max_cuda_devices words, read by the host
   std::int64_t* device = nullptr;  // the same words as kernels address them
@@ -69,9 +70,10 @@ inline void check_device_status(int index) {
   const std::int64_t code = *word;
   if (code != 0) [[unlikely]] {
     *word = 0;
-    raise<value_error>("dp: integer division by zero in an expression on cuda:", index,
-                       " (a pass queued before this read; the GPU gave 0 there, where the host would have "
-                       "raised this at once): divide floating-point tensors, or mask the zeros out first");
+    raise<value_error>("dp: on cuda:", index,
+                       ", in a pass queued before this read (the host would have raised this "
+                       "at once): ",
+                       fault_message(code));
   }
 }
 

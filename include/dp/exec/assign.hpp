@@ -90,7 +90,7 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   } else {
     run_into<Acc>(dst, node, ctx);
   }
-  check_integer_division();
+  check_expression_faults();
 }
 
 /// Refuses a destination whose elements share memory: a dimension of several elements at stride 0

@@ -53,7 +53,7 @@ void reduce_into(const tensor<OutT>& out, const Node& node, const Ctx& ctx, bool
   const auto plan = plan_iteration(node, ctx, m.shape, aligned_strides(out.shape(), out.strides(), m.shape));
   on_device(out.device(),
             [&](auto on) { reduce_into<Op, A>(on, out.data(), plan.first, plan.second, scale, mean, accumulate); });
-  check_integer_division();
+  check_expression_faults();
 }
 
 /// The keepdim result shape for reducing `axes` (all when empty and `all`).

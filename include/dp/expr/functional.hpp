@@ -5,10 +5,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
+#include <dp/core/faults.hpp>
 #include <dp/expr/math.hpp>
 
 namespace dp::inline DP_ABI::detail {
@@ -59,21 +61,24 @@ struct mul_op {
     return g * a;
   }
 };
-/// Raised by an integer division by zero on the host; the pass goes on with 0 there and the write
-/// that ran it then throws (check_integer_division), where the hardware would kill the process.
-inline std::atomic<bool>& integer_division_by_zero() noexcept {
-  static std::atomic<bool> raised{false};
-  return raised;
+/// Throws, once, when a host pass met a fault (core/faults.hpp; its result there is 0).
+inline void check_expression_faults() {
+  if (const std::int64_t code = host_fault().load(std::memory_order_relaxed); code != 0) [[unlikely]] {
+    host_fault().store(0);
+    raise<value_error>("dp: ", fault_message(code));
+  }
 }
 
-/// Throws, once, when a host pass divided an integer by zero (its result there is 0).
-inline void check_integer_division() {
-  if (integer_division_by_zero().load(std::memory_order_relaxed)) [[unlikely]] {
-    integer_division_by_zero().store(false);
-    throw value_error(
-        "dp: integer division by zero in an expression (the integer divisor has a zero): divide floating-point "
-        "tensors, or mask the zeros out first");
+/// Flags `f` where the element's result is undefined: in `status`, the kernel's device's word, on a
+/// GPU (when the node was built there); on the host, in host_fault.
+DP_HOST_DEVICE DP_FORCEINLINE void flag_fault([[maybe_unused]] std::int64_t* status, fault f) {
+#if defined(__CUDA_ARCH__)
+  if (status != nullptr) {
+    *status = static_cast<std::int64_t>(f);  // every thread that meets it stores the same value
   }
+#else
+  host_fault().store(static_cast<std::int64_t>(f), std::memory_order_relaxed);
+#endif
 }
 
 struct div_op {
@@ -82,16 +87,12 @@ struct div_op {
   // when an integer division node is built on a GPU; null on the host and for floating point.
   std::int64_t* device_status = nullptr;
   template <class T>
+  static constexpr bool may_fault = std::is_integral_v<T>;
+  template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       if (b == T(0)) {
-#if defined(__CUDA_ARCH__)
-        if (device_status != nullptr) {
-          *device_status = 1;  // every thread that meets a zero stores the same value
-        }
-#else
-        integer_division_by_zero().store(true, std::memory_order_relaxed);
-#endif
+        flag_fault(device_status, fault::integer_division_by_zero);
         return T(0);
       }
       if constexpr (std::is_signed_v<T>) {
@@ -367,8 +368,22 @@ struct clamp_op {
 template <class U>
 struct cast_op {
   static constexpr const char* name = "cast";
+  // A float outside U's range (NaN and infinities included) has no U: the cast would be undefined.
+  std::int64_t* device_status = nullptr;
+  template <class T>
+  static constexpr bool may_fault = std::is_integral_v<U> && !std::is_same_v<U, bool> && std::is_floating_point_v<T>;
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE U operator()(T x) const {
+    if constexpr (may_fault<T>) {
+      // Valid when the truncated value lies in [min, max]: x > min - 1 (or x == min, where min - 1
+      // rounds to min) and x < max + 1, a power of two every float type holds exactly.
+      constexpr T lo = static_cast<T>(std::numeric_limits<U>::min());
+      constexpr T hi = static_cast<T>(std::numeric_limits<U>::max() / 2 + 1) * T(2);
+      if (!((x >= lo || x > lo - T(1)) && x < hi)) [[unlikely]] {
+        flag_fault(device_status, fault::integer_cast_out_of_range);
+        return U(0);
+      }
+    }
     return static_cast<U>(x);
   }
   template <class T>

@@ -572,9 +572,25 @@ auto scalar_as_node(S s) {
   return scalar_node<T>{static_cast<T>(s)};
 }
 
+/// A functor that can meet a fault on operands of type T (core/faults.hpp) flags it, on a GPU, in the
+/// status word of the node's device.
+template <class T, class F>
+void wire_fault_status([[maybe_unused]] F& f, [[maybe_unused]] const node_meta& m) {
+#if DP_HAS_CUDA
+  if constexpr (requires { F::template may_fault<T>; }) {
+    if constexpr (F::template may_fault<T>) {
+      if (m.has_device && m.dev.is_cuda()) {
+        f.device_status = device_status_word(m.dev.index);
+      }
+    }
+  }
+#endif
+}
+
 template <class F, class A>
 auto make_unary_node(F f, A a) {
   node_meta m = meta_of(a);
+  wire_fault_status<typename A::value_type>(f, m);
   return unary_node<F, A>{f, std::move(a), m};
 }
 
@@ -584,14 +600,7 @@ auto make_binary_node(F f, A a, B b) {
                 "dp: the operands have different element types (for example float and double); convert one with "
                 "dp::cast<T>(x) so both match");
   node_meta m = merge_meta(meta_of(a), meta_of(b), F::name);
-#if DP_HAS_CUDA
-  // An integer division on a GPU flags a zero divisor in its device's status word.
-  if constexpr (requires { f.device_status; } && std::is_integral_v<typename binary_node<F, A, B>::operand_type>) {
-    if (m.has_device && m.dev.is_cuda()) {
-      f.device_status = device_status_word(m.dev.index);
-    }
-  }
-#endif
+  wire_fault_status<typename binary_node<F, A, B>::operand_type>(f, m);
   return binary_node<F, A, B>{f, std::move(a), std::move(b), m};
 }
 
