@@ -68,6 +68,27 @@ TEST_CASE("from_dlpack adopts foreign memory and calls its deleter when the last
   CHECK(deleted == 1);  // a refused tensor stays the caller's
 }
 
+TEST_CASE("a second import of a tensor dp owns is refused: its deleter would run twice") {
+  static int deleted = 0;
+  static float buffer[3] = {1, 2, 3};
+  static std::int64_t shape[1] = {3};
+  dl::DLManagedTensor m = floats_at(buffer, dl::kDLCPU, shape, 1, [](dl::DLManagedTensor*) { ++deleted; });
+  {
+    const auto t = dl::from_dlpack<float>(&m);
+    CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("is imported already and dp owns it"),
+                         dp::value_error);
+    CHECK(deleted == 0);
+    CHECK(t.to_vector() == std::vector<float>{1, 2, 3});  // the first import is untouched
+  }
+  CHECK(deleted == 1);  // once
+  // Its deleter ran, so the producer may hand over a tensor at the same address again.
+  {
+    const auto again = dl::from_dlpack<float>(&m);
+    CHECK(again.data() == buffer);
+  }
+  CHECK(deleted == 2);
+}
+
 TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wrong, and leaves it the caller's") {
   static int deleted = 0;
   static float buffer[4] = {1, 2, 3, 4};

@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
+#include <unordered_set>
 
 #include <dp/core/error.hpp>
 #include <dp/core/memory.hpp>
@@ -75,6 +77,35 @@ inline void order_streams(int index, stream_handle waiter, stream_handle produce
   }
 }
 #endif
+
+/// The foreign tensors dp owns (imported, their deleter not called yet). A second import of one
+/// would give it two owners, and its deleter would run twice.
+class owned_imports {
+ public:
+  /// Records `m` as dp's; false when it is already.
+  static bool claim(const DLManagedTensor* m) {
+    const std::lock_guard lock(mutex());
+    return set().insert(m).second;
+  }
+  /// Forgets `m`, whose deleter is about to run (its address may then be reused).
+  static void release(const DLManagedTensor* m) noexcept {
+    try {
+      const std::lock_guard lock(mutex());
+      set().erase(m);
+    } catch (...) {  // a deleter cannot throw; a lock that fails leaves a stale entry, never a double free
+    }
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::unordered_set<const DLManagedTensor*>& set() {
+    static std::unordered_set<const DLManagedTensor*> s;
+    return s;
+  }
+};
 
 template <class T>
 struct exported {
@@ -205,23 +236,34 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
   DP_CHECK(reinterpret_cast<std::uintptr_t>(data) % alignof(T) == 0, value_error, "dp: from_dlpack: the data at ",
            static_cast<const void*>(data), " (data plus byte_offset ", d.byte_offset, ") is not aligned to the ",
            alignof(T), " bytes its elements need");
-  auto storage = dp::detail::adopt(
-      dev, data, bytes,
-      [](void* ctx, void*) {
-        auto* managed = static_cast<DLManagedTensor*>(ctx);
+  DP_CHECK(detail::owned_imports::claim(m), value_error, "dp: from_dlpack: the DLManagedTensor at ",
+           static_cast<const void*>(m),
+           " is imported already and dp owns it (its deleter runs when the last tensor of that import lets go); "
+           "a second import would call the deleter twice: import it once and share or copy that tensor");
+  dp::detail::storage_ref storage;
+  try {
+    storage = dp::detail::adopt(
+        dev, data, bytes,
+        [](void* ctx, void*) {
+          auto* managed = static_cast<DLManagedTensor*>(ctx);
+          detail::owned_imports::release(managed);
 #if DP_HAS_CUDA
-        if (managed->dl_tensor.device.device_type == kDLCUDA) {  // dp's queued work on it comes first
-          try {
-            dp::detail::cuda_sync(managed->dl_tensor.device.device_id);
-          } catch (...) {  // a deleter cannot throw; the device's error resurfaces at dp's next call
+          if (managed->dl_tensor.device.device_type == kDLCUDA) {  // dp's queued work on it comes first
+            try {
+              dp::detail::cuda_sync(managed->dl_tensor.device.device_id);
+            } catch (...) {  // a deleter cannot throw; the device's error resurfaces at dp's next call
+            }
           }
-        }
 #endif
-        if (managed->deleter) {
-          managed->deleter(managed);
-        }
-      },
-      m);
+          if (managed->deleter) {
+            managed->deleter(managed);
+          }
+        },
+        m);
+  } catch (...) {
+    detail::owned_imports::release(m);  // not adopted: the caller's still
+    throw;
+  }
   return tensor<T>(std::move(storage), 0, s, st);
 }
 
