@@ -1,5 +1,6 @@
-// A copy of a model's buffers, taken before a training step changes them (batch statistics,
-// counters) and put back when the step fails, so that a failed step leaves the model as it was.
+// A copy of a model's buffers, taken before a step's forward may change them (batch statistics,
+// counters: nn::update) and put back when the step fails, so that a failed step leaves the model as
+// it was.
 #pragma once
 
 #include <cstdint>

@@ -449,7 +449,7 @@ class trainer {
       // counters (nn::update), so they are copied first (models without buffers copy nothing).
       undo_armed_ = true;
       undo_from_ = step_;
-      undo_buffers_ = !snapshot_.empty();
+      undo_buffers_ = !snapshot_.empty() && !(replica_ && !training_);  // there nn::update is refused
       if (undo_buffers_) {
         snapshot_.save();
       }
@@ -858,7 +858,7 @@ class trainer {
   bool check_trace_ = false;
   bool replica_ = false;  // one of dp::parallel's replicas
   std::uint64_t step_ = 0;
-  detail::buffer_snapshot snapshot_;  // the buffers before the last training step, to undo it
+  detail::buffer_snapshot snapshot_;  // the buffers before the last step, to undo it
   std::uint64_t undo_from_ = 0;       // the step count before it
   bool undo_armed_ = false, undo_buffers_ = false;
   grad_state state_ = grad_state::none;
