@@ -1,6 +1,8 @@
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -132,6 +134,40 @@ TEST_CASE("a float cast to an integer type it does not fit is a dp error, not un
   CHECK(dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::from_vector<float>({3.5f}))).to_vector()[0] == 3);
   CHECK(dp::tensor<bool>(dp::cast<bool>(dp::from_vector<float>({std::numeric_limits<float>::quiet_NaN()})))
             .to_vector()[0]);
+}
+
+TEST_CASE("a fault is raised by the thread whose pass met it, wherever the pool ran that part") {
+  // A NaN in the last element of a pass long enough to be split over the pool: whichever thread
+  // casts it, the caller's check raises it.
+  std::vector<float> v(1 << 18, 1.f);
+  v.back() = std::numeric_limits<float>::quiet_NaN();
+  const auto x = dp::from_vector<float>(v);
+  for (int i = 0; i < 200; ++i) {  // the pool's worker takes the last part in some of them
+    CHECK_THROWS_AS((void)dp::tensor<std::int64_t>(dp::cast<std::int64_t>(x)), dp::value_error);
+  }
+  // Another thread's faults are its own: a clean pass here is not refused while that thread holds
+  // a fault it has not checked yet, and that thread's check still raises it.
+  std::atomic<int> stage{0};
+  bool raised_there = false;
+  std::thread other([&] {
+    dp::detail::flag_fault(nullptr, dp::detail::fault::integer_cast_out_of_range);  // as a pass would
+    stage = 1;
+    while (stage.load() != 2) {
+      std::this_thread::yield();
+    }
+    try {
+      dp::detail::check_expression_faults();
+    } catch (const dp::value_error&) {
+      raised_there = true;
+    }
+  });
+  while (stage.load() != 1) {
+    std::this_thread::yield();
+  }
+  CHECK_NOTHROW((void)dp::tensor<float>(x * 2.f));
+  stage = 2;
+  other.join();
+  CHECK(raised_there);
 }
 
 TEST_CASE("integer division by zero is a dp error, not SIGFPE; INT_MIN / -1 wraps as in PyTorch") {

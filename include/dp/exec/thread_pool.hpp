@@ -17,6 +17,7 @@
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
+#include <dp/core/faults.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/exec/job_board.hpp>
 #include <dp/exec/spin.hpp>
@@ -185,9 +186,11 @@ void parallel_for(index_t n, index_t grain, Body&& body) {
     Body* body;
     index_t n;
     int parts;
-  } ctx{&body, n, parts};
+    std::atomic<std::int64_t>* faults;  // the caller's: its check after the pass sees the workers' faults
+  } ctx{&body, n, parts, fault_word()};
   auto fn = [](void* c, int p) {
     auto* x = static_cast<ctx_t*>(c);
+    const fault_word_scope faults(x->faults);
     const index_t b = x->n * p / x->parts, e = x->n * (p + 1) / x->parts;
     (*x->body)(b, e);
   };

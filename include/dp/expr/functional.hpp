@@ -61,23 +61,26 @@ struct mul_op {
     return g * a;
   }
 };
-/// Throws, once, when a host pass met a fault (core/faults.hpp; its result there is 0).
+/// Throws, once, when a host pass this thread ran met a fault (core/faults.hpp; its result there is 0).
 inline void check_expression_faults() {
-  if (const std::int64_t code = host_fault().load(std::memory_order_relaxed); code != 0) [[unlikely]] {
-    host_fault().store(0);
-    raise<value_error>("dp: ", fault_message(code));
+  std::atomic<std::int64_t>& word = own_fault_word();
+  if (word.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    raise<value_error>("dp: ", fault_message(word.exchange(0)));
   }
 }
 
 /// Flags `f` where the element's result is undefined: in `status`, the kernel's device's word, on a
-/// GPU (when the node was built there); on the host, in host_fault.
+/// GPU (when the node was built there); on the host, in this thread's fault_word.
 DP_HOST_DEVICE DP_FORCEINLINE void flag_fault([[maybe_unused]] std::int64_t* status, fault f) {
 #if defined(__CUDA_ARCH__)
   if (status != nullptr) {
     *status = static_cast<std::int64_t>(f);  // every thread that meets it stores the same value
   }
 #else
-  host_fault().store(static_cast<std::int64_t>(f), std::memory_order_relaxed);
+  std::atomic<std::int64_t>& word = *fault_word();
+  if (word.load(std::memory_order_relaxed) == 0) {  // many faulting elements: one writer, not all
+    word.store(static_cast<std::int64_t>(f), std::memory_order_relaxed);
+  }
 #endif
 }
 
