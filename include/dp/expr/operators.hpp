@@ -131,6 +131,7 @@ auto minimum(const L& a, const R& b) {
 template <expression X, scalar S1, scalar S2>
 auto clamp(const X& x, S1 lo, S2 hi) {
   using T = detail::value_of<X>;
+  static_assert(!detail::truncating_scalar<T, S1> && !detail::truncating_scalar<T, S2>, DP_TRUNCATING_SCALAR_MESSAGE);
   DP_CHECK(!(static_cast<T>(hi) < static_cast<T>(lo)), value_error, "dp: clamp: lower bound ", lo,
            " is above upper bound ", hi);
   return detail::unary(detail::clamp_op<T>{static_cast<T>(lo), static_cast<T>(hi)}, x);
