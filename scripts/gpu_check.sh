@@ -172,6 +172,15 @@ run() {
       grep -E 'ERROR|FATAL|test cases|TEST CASE|exception' "$out/$s.log" | head -40
     fi
   done
+  # First in its process, the capture is where the fault status words would be made (ctest runs it
+  # alone too: dp_test_cuda_graph_fault).
+  log "== the captured fault case alone"
+  if timeout 60 "$bin/dp_test_cuda" "--test-case=*captured kernel that meets a fault*" >"$out/graph_fault.log" 2>&1; then
+    log "passed: $(grep -E '^\[doctest\] test cases' "$out/graph_fault.log")"
+  else
+    failed=1
+    grep -E 'ERROR|FATAL|test cases|TEST CASE|exception' "$out/graph_fault.log" | head -20
+  fi
   # The 2^31-element case moves 8.6 GB: too long under a sanitizer, and it has no shared memory of its own.
   local no_big='--test-case-exclude=*more than 2^31*'
   if [ ${#failing[@]} -gt 0 ]; then

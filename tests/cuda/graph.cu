@@ -78,3 +78,21 @@ TEST_CASE("memory a graph used is not handed to tensors made while it lives") {
     CHECK(outs[17] == xs[17] * 3.f + 1.f);
   }
 }
+
+// Run alone too (ctest dp_test_cuda_graph_fault): first in its process, the capture is where the
+// fault status words would be made, which CUDA refuses during a capture.
+TEST_CASE("a captured kernel that meets a fault flags it at every replay, raised at the next read") {
+  const dp::device g = dp::cuda(0);
+  auto a = dp::from_vector<std::int64_t>({6, 7, 8}).to(g);
+  auto b = dp::from_vector<std::int64_t>({2, 1, 4}).to(g);
+  dp::tensor<std::int64_t> q = dp::empty<std::int64_t>({3}, g);
+  dp::cuda_graph graph(g, [&] { q.assign(a / b); });
+  graph.replay();
+  CHECK(q.to_vector() == std::vector<std::int64_t>{3, 7, 2});
+  b.assign(dp::from_vector<std::int64_t>({2, 0, 4}).to(g));
+  graph.replay();
+  CHECK_THROWS_WITH_AS((void)q.to_vector(), doctest::Contains("integer division by zero"), dp::value_error);
+  CHECK(q.to_vector() == std::vector<std::int64_t>{3, 0, 2});  // raised once
+  graph.replay();
+  CHECK_THROWS_AS((void)q.to_vector(), dp::value_error);  // and again at the next faulting replay
+}

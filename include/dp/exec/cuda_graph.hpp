@@ -14,6 +14,7 @@
 
 #include <dp/core/cuda_support.hpp>
 #include <dp/core/device.hpp>
+#include <dp/core/device_status.hpp>
 #include <dp/core/memory.hpp>
 
 namespace dp::inline DP_ABI {
@@ -68,6 +69,9 @@ class cuda_graph {
     detail::cuda_device_guard guard(d.index);
     const cudaStream_t s = detail::cuda_stream(d.index);
     std::optional<detail::capture_pool> pool(std::in_place, d);
+    // The fault status words are pinned host memory, allocated on first use; CUDA refuses that
+    // allocation during a capture, so a captured kernel that may fault must find them made.
+    (void)detail::device_status_word(d.index);
     DP_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     std::exception_ptr failed;
     try {
