@@ -47,6 +47,29 @@ TEST_CASE("malformed IDX names the offset and what was expected") {
                        doctest::Contains("announces 6 bytes of data at offset 12 but only 4 follow"), dp::io_error);
   CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {65536, 65536, 65536}, ""), "a.idx"),
                        doctest::Contains("implausibly large"), dp::io_error);
+  // Bytes past the data: a wrong header (a labels file read with {1}) must not load a prefix.
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x08, {1}, "\x07\x03\x05\x09"), "a.idx"),
+                       doctest::Contains("a.idx: 3 bytes follow the data: the header (shape {1}) announces 1 bytes at "
+                                         "offset 8, so the file should end at offset 9"),
+                       dp::io_error);
+}
+
+TEST_CASE("IDX values a float cannot hold are refused, naming the element and its offset") {
+  // Big-endian float NaN and +inf, a double of 1e300 (beyond float), an int32 of 2^24 + 1 (would round).
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x0D, {2}, std::string("\x3f\xc0\x00\x00\x7f\xc0\x00\x00", 8)), "a.idx"),
+                       doctest::Contains("a.idx, offset 12: element 1 is nan; dp reads IDX values as floats"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x0D, {1}, std::string("\x7f\x80\x00\x00", 4)), "a.idx"),
+                       doctest::Contains("offset 8: element 0 is inf"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x0E, {1}, std::string("\x7e\x37\xe4\x3c\x88\x00\x75\x9c", 8)), "a.idx"),
+                       doctest::Contains("element 0 is 1e+300"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx(0x0C, {2}, std::string("\x00\x00\x00\x05\x01\x00\x00\x01", 8)), "a.idx"),
+                       doctest::Contains("offset 12: element 1 is 16777217"), dp::io_error);
+  // At the edges: 2^24 and -2^24 as int32, and a double that rounds to a float.
+  const auto i32 = data::parse_idx(idx(0x0C, {2}, std::string("\x01\x00\x00\x00\xff\x00\x00\x00", 8)));
+  CHECK(i32.to_vector() == std::vector<float>{16777216.f, -16777216.f});
+  const auto f64 = data::parse_idx(idx(0x0E, {1}, std::string("\x3f\xb9\x99\x99\x99\x99\x99\x9a", 8)));  // 0.1
+  CHECK(f64.to_vector() == std::vector<float>{0.1f});
 }
 
 TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is missing") {
@@ -74,8 +97,29 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("disagree"), dp::io_error);
   // Float labels (IDX type 0x0D, big-endian): a NaN or 2.5 has no class; converting it was undefined.
   put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x7F\xC0\x00\x00", 8)));  // 7, NaN
-  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("label 1 is nan"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
+                       doctest::Contains("t10k-labels-idx1-ubyte, offset 12: element 1 is nan"), dp::io_error);
   put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x40\x20\x00\x00", 8)));  // 7, 2.5
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("label 1 is 2.5"), dp::io_error);
+
+  // Images that are not 28 x 28 bytes, or none: the dataset promises [N, 784] in [0, 1].
+  put("t10k-labels-idx1-ubyte", idx(0x08, {0}, ""));
+  put("t10k-images-idx3-ubyte", idx(0x08, {0, 28, 28}, ""));
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
+                       doctest::Contains("have shape {0, 28, 28}, expected {N, 28, 28} with N > 0"), dp::io_error);
+  put("t10k-labels-idx1-ubyte", idx(0x08, {2}, std::string("\x07\x03", 2)));
+  put("t10k-images-idx3-ubyte", idx(0x08, {2, 14, 56}, pixels));
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("have shape {2, 14, 56}"),
+                       dp::io_error);
+  std::string shorts;  // 0x0B images: pixel 784 (image 1) is 256
+  for (int i = 0; i < 2 * 28 * 28; ++i) {
+    shorts += std::string{'\0', static_cast<char>(i == 784 ? 0 : 9)};
+    if (i == 784) {
+      shorts[shorts.size() - 2] = '\1';
+    }
+  }
+  put("t10k-images-idx3-ubyte", idx(0x0B, {2, 28, 28}, shorts));
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
+                       doctest::Contains("pixel 784 (image 1) is 256, expected 0 to 255"), dp::io_error);
   std::filesystem::remove_all(dir);
 }

@@ -6,11 +6,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <iomanip>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <zlib.h>
 
 #include <dp/core/error.hpp>
 #include <dp/data/dataset.hpp>
@@ -37,6 +38,31 @@ inline std::size_t idx_type_size(unsigned type) {
       return 8;
     default:
       return 0;
+  }
+}
+/// The element at `q` of an IDX file of `type`, exactly (a double holds every IDX type's values).
+inline double idx_element(unsigned type, const unsigned char* q) {
+  switch (type) {
+    case 0x08:
+      return q[0];
+    case 0x09:
+      return static_cast<std::int8_t>(q[0]);
+    case 0x0B:
+      return static_cast<std::int16_t>((q[0] << 8) | q[1]);
+    case 0x0C:
+      return static_cast<std::int32_t>(be32(q));
+    case 0x0D: {
+      const std::uint32_t b = be32(q);
+      float f;
+      std::memcpy(&f, &b, 4);
+      return f;
+    }
+    default: {
+      const std::uint64_t b = (std::uint64_t{be32(q)} << 32) | be32(q + 4);
+      double f;
+      std::memcpy(&f, &b, 8);
+      return f;
+    }
   }
 }
 }  // namespace detail
@@ -72,37 +98,23 @@ inline tensor<float> parse_idx(std::string_view bytes, std::string_view source =
   const std::uint64_t need = count * esize;
   DP_CHECK(bytes.size() - header >= need, io_error, "dp: ", source, ": truncated: the header (shape ", s,
            ") announces ", need, " bytes of data at offset ", header, " but only ", bytes.size() - header, " follow");
+  // Bytes past the data mean a wrong header (or two files joined): reading a prefix would be silent.
+  DP_CHECK(bytes.size() - header == need, io_error, "dp: ", source, ": ", bytes.size() - header - need,
+           " bytes follow the data: the header (shape ", s, ") announces ", need, " bytes at offset ", header,
+           ", so the file should end at offset ", header + need);
   std::vector<float> v(static_cast<std::size_t>(count));
   const unsigned char* d = p + header;
   for (std::uint64_t i = 0; i < count; ++i) {
-    const unsigned char* q = d + i * esize;
-    switch (type) {
-      case 0x08:
-        v[i] = static_cast<float>(q[0]);
-        break;
-      case 0x09:
-        v[i] = static_cast<float>(static_cast<std::int8_t>(q[0]));
-        break;
-      case 0x0B:
-        v[i] = static_cast<float>(static_cast<std::int16_t>((q[0] << 8) | q[1]));
-        break;
-      case 0x0C:
-        v[i] = static_cast<float>(static_cast<std::int32_t>(detail::be32(q)));
-        break;
-      case 0x0D: {
-        const std::uint32_t b = detail::be32(q);
-        float f;
-        std::memcpy(&f, &b, 4);
-        v[i] = f;
-        break;
-      }
-      default: {
-        const std::uint64_t b = (std::uint64_t{detail::be32(q)} << 32) | detail::be32(q + 4);
-        double f;
-        std::memcpy(&f, &b, 8);
-        v[i] = static_cast<float>(f);
-      }
-    }
+    const double x = detail::idx_element(type, d + i * esize);
+    // Bytes and shorts always fit; a float's NaN or infinity would poison training, a double beyond
+    // float's range has no float (converting it is undefined), and an int32 beyond 2^24 would round.
+    DP_CHECK(type <= 0x0B || (std::isfinite(x) && std::fabs(x) <= std::numeric_limits<float>::max() &&
+                              (type != 0x0C || static_cast<double>(static_cast<float>(x)) == x)),
+             io_error, "dp: ", source, ", offset ", header + i * esize, ": element ", i, " is ", std::setprecision(10),
+             x,
+             "; dp reads IDX values as floats and expects finite numbers a float holds (integers up to 2^24 in "
+             "magnitude)");
+    v[i] = static_cast<float>(x);
   }
   return from_vector<float>(v, s);
 }
@@ -116,9 +128,9 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
   const std::string stem = train ? "train" : "t10k";
   auto find = [&](const std::string& name) {
     for (const std::string& candidate : {dir + "/" + name, dir + "/" + name + ".gz"}) {
-      if (gzFile f = gzopen(candidate.c_str(), "rb")) {
-        gzclose(f);
-        return candidate;
+      std::error_code ec;
+      if (std::filesystem::exists(candidate, ec)) {
+        return candidate;  // reading it says why, if it cannot be read
       }
     }
     throw io_error(dp::detail::concat("dp: MNIST file ", name, " (or ", name, ".gz) was not found in '", dir,
@@ -128,6 +140,14 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
   const tensor<float> labels = read_idx(find(stem + "-labels-idx1-ubyte"));
   DP_CHECK(images.rank() == 3 && labels.rank() == 1 && images.shape()[0] == labels.shape()[0], io_error,
            "dp: MNIST files in '", dir, "' disagree: images ", images.shape(), ", labels ", labels.shape());
+  DP_CHECK(images.shape()[0] > 0 && images.shape()[1] == 28 && images.shape()[2] == 28, io_error,
+           "dp: MNIST images in '", dir, "' have shape ", images.shape(), ", expected {N, 28, 28} with N > 0");
+  // Pixels are bytes: another range would not scale to [0, 1].
+  const float* px = images.data();
+  for (index_t i = 0; i < images.numel(); ++i) {
+    DP_CHECK(px[i] >= 0 && px[i] <= 255, io_error, "dp: MNIST images in '", dir, "': pixel ", i, " (image ", i / 784,
+             ") is ", px[i], ", expected 0 to 255");
+  }
   // Labels become class indices: each must be a whole number (a NaN or 2.5 has no class, and
   // converting it to an integer is undefined).
   const auto values = labels.to_vector();
