@@ -361,15 +361,6 @@ struct cross_entropy_op final : op {
   }
 };
 
-template <class X>
-auto as_contiguous(const X& x) {
-  if constexpr (is_var<X>::value) {
-    return x;
-  } else {
-    return x.contiguous();
-  }
-}
-
 }  // namespace detail
 
 /// Cross entropy between logits [N, C] and class indices [N] (int64), with PyTorch's options.
@@ -381,8 +372,9 @@ struct cross_entropy_loss {
 
   template <class L, class Y>
   auto operator()(const L& logits, const Y& target) const {
-    auto x = detail::as_contiguous(detail::materialize(logits));
-    auto y = detail::materialize(target);
+    // Row-major reads: a transposed value (eager or traced) is copied first.
+    auto x = detail::materialize(logits).contiguous();
+    auto y = detail::materialize(target).contiguous();
     using T = typename decltype(x)::value_type;
     constexpr bool float_logits = std::is_floating_point_v<T>;
     constexpr bool index_targets = std::is_same_v<typename decltype(y)::value_type, std::int64_t>;
@@ -424,10 +416,9 @@ struct cross_entropy_loss {
     } else {
       detail::ce_state<T> st;
       tensor<T> out = empty<T>({}, x.device());
-      const tensor<std::int64_t> yc = y.contiguous();
-      st.run(x, yc, out, label_smoothing, reduction, ignore_index);
+      st.run(x, y, out, label_smoothing, reduction, ignore_index);
       if (x.device().is_cuda()) {
-        st.check(yc, x.shape()[1], ignore_index, 0);  // eager: no later read-back would say why
+        st.check(y, x.shape()[1], ignore_index, 0);  // eager: no later read-back would say why
       }
       return out;
     }

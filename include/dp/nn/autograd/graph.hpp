@@ -60,6 +60,9 @@ class var {
   var t() const { return transpose(0, 1); }
   var unsqueeze(int dim) const;
   var squeeze(int dim) const;
+  /// This var, or a recorded copy when its value is a transposed view: ops that read their input's
+  /// memory in row-major order take it so, as tensor::contiguous() does for eager code.
+  var contiguous() const;
 
   detail::graph* graph() const noexcept { return g_; }
   int slot() const noexcept { return slot_; }

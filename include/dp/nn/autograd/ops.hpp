@@ -430,9 +430,17 @@ var<V> var<V>::reshape(dp::shape target) const {
   DP_CHECK(target.numel() == numel(), shape_error, "dp: reshape: cannot reshape ", shape_, " (", numel(),
            " elements) to ", target);
   if (!g_->template value<V>(slot_).is_contiguous()) {  // a transposed value: copy it first, as torch.reshape does
-    return detail::record_fused(dp::detail::to_node(*this)).reshape(target);
+    return contiguous().reshape(target);
   }
   return detail::record_view(*this, detail::view_kind::reshape, target, 0, 0);
+}
+
+template <class V>
+var<V> var<V>::contiguous() const {
+  if (g_->template value<V>(slot_).is_contiguous()) {
+    return *this;
+  }
+  return detail::record_fused(dp::detail::to_node(*this));
 }
 
 template <class V>

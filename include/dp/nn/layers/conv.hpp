@@ -260,7 +260,7 @@ struct conv2d {
 
   template <class X>
   auto forward(const X& x) const {
-    auto in = detail::materialize(x);
+    auto in = detail::materialize(x).contiguous();  // im2col reads rows in order
     DP_CHECK(in.rank() == 4 && in.shape()[1] == In, shape_error, "dp: conv2d<", In, ", ", Out, ", ", K,
              ">: the input has shape ", in.shape(), " but must be [N, ", In, ", H, W]");
     const auto g = detail::window_geometry::of(in.shape(), K, Stride, Padding);
@@ -290,7 +290,7 @@ struct conv2d {
         return gr.make_var<T>(out);
       } else {
         tensor<T> col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
-        detail::im2col(in.contiguous(), col, g);
+        detail::im2col(in, col, g);
         tensor<T> out = empty<T>({g.n, Out, g.hw_out()}, in.device());
         dp::detail::matmul_into(out, w2.unsqueeze(0), col);
         return out;

@@ -128,7 +128,7 @@ struct embedding {
 
   template <class X>
   auto forward(const X& x) const {
-    auto idx = detail::materialize(x);
+    auto idx = detail::materialize(x).contiguous();  // the gather reads indices in order
     constexpr bool indices = std::is_same_v<typename decltype(idx)::value_type, std::int64_t>;
     static_assert(indices, "dp: embedding takes int64 indices (dp::tensor<std::int64_t>)");
     if constexpr (!indices) {

@@ -330,7 +330,7 @@ struct max_pool2d {
 
   template <class X>
   auto forward(const X& x) const {
-    auto in = detail::materialize(x);
+    auto in = detail::materialize(x).contiguous();  // the window reads rows in order
     using T = typename decltype(in)::value_type;
     DP_CHECK(in.rank() == 4, shape_error, "dp: max_pool2d: the input has shape ", in.shape(),
              " but must be [N, C, H, W]");
@@ -350,9 +350,8 @@ struct max_pool2d {
       gr.record(std::move(o));
       return gr.make_var<T>(out);
     } else {
-      const tensor<T> c = in.contiguous();
       tensor<T> y = empty<T>(out_shape, in.device());
-      detail::maxpool_forward(in.device(), c.data(), y.data(), nullptr, g);
+      detail::maxpool_forward(in.device(), in.data(), y.data(), nullptr, g);
       return y;
     }
   }
