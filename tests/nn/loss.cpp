@@ -147,6 +147,46 @@ TEST_CASE("cross_entropy on the host: a block of 16 rows gives the bits of the p
   }
 }
 
+namespace {
+struct scaled_logits {
+  nn::parameter<float> w{dp::ones<float>({4})};
+  auto forward(auto x) const { return x * w; }
+};
+}  // namespace
+
+TEST_CASE("an ignored row adds nothing to the gradient, whatever its logits") {
+  // Rows 3 (inside the host's 16-row block) and 18 (after it) are ignored and hold logits whose
+  // exp overflows float. Their gradient must be 0, not 0 * inf: the batch without them is the reference.
+  std::vector<float> all, kept;
+  std::vector<std::int64_t> labels, kept_labels;
+  for (int i = 0; i < 20; ++i) {
+    const bool ignored = i == 3 || i == 18;
+    for (int j = 0; j < 4; ++j) {
+      const float v = ignored ? (j == 1 ? 1e4f : 100.f) : static_cast<float>((i * 7 + j * 3) % 11) * 0.3f - 1.5f;
+      all.push_back(v);
+      if (!ignored) {
+        kept.push_back(v);
+      }
+    }
+    labels.push_back(ignored ? -100 : i % 4);
+    if (!ignored) {
+      kept_labels.push_back(i % 4);
+    }
+  }
+  nn::trainer<scaled_logits> with{scaled_logits{}}, without{scaled_logits{}};
+  const float l1 = with.backward(nn::cross_entropy, dp::from_vector<float>(all, {20, 4}), dp::from_vector(labels));
+  const float l2 =
+      without.backward(nn::cross_entropy, dp::from_vector<float>(kept, {18, 4}), dp::from_vector(kept_labels));
+  CHECK(l1 == doctest::Approx(l2).epsilon(1e-6));
+  const auto g1 = dp::detail::trainer_access::flat_grads(with).to_vector();
+  const auto g2 = dp::detail::trainer_access::flat_grads(without).to_vector();
+  for (std::size_t j = 0; j < 4; ++j) {
+    CAPTURE(j);
+    CHECK(std::isfinite(g1[j]));
+    CHECK(g1[j] == doctest::Approx(g2[j]).epsilon(1e-5));
+  }
+}
+
 TEST_CASE("cross_entropy reports targets outside the classes and wrong shapes") {
   auto x = dp::zeros<float>({2, 3});
   CHECK_THROWS_WITH_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({0, 3})),

@@ -97,7 +97,8 @@ struct ce_grad {
     const T eps = static_cast<T>(smoothing);
     const T p = dp::detail::math::exp(xj - l);
     const T target = eps / T(classes) + (j == label ? T(1) - eps : T(0));
-    return s * (p - target);
+    // An ignored row (s = 0) has lse 0, so p may be inf: 0 * inf would be NaN, where PyTorch gives 0.
+    return s != T(0) ? s * (p - target) : T(0);
   }
 
   DP_HOST_DEVICE void operator()(index_t i) const {
