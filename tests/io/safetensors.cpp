@@ -133,6 +133,12 @@ TEST_CASE("a name or metadata key given twice is refused, also among the most en
         std::string::npos);
   CHECK(error_of(file_of(R"({"__metadata__":{"k":"1"},"__metadata__":{"j":"2"}})", ""))
             .find("f: the header holds __metadata__ twice") != std::string::npos);
+  // A field given twice inside an entry: Python's json keeps the last (I32, [2, 2]), dp read the first.
+  CHECK(
+      error_of(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"dtype":"I32","shape":[2,2]}})", "abcd"))
+          .find("f: entry 'w' gives dtype 2 times") != std::string::npos);
+  CHECK(error_of(file_of(R"({"w":{"dtype":"U8","data_offsets":[0,1],"shape":[1],"data_offsets":[0,1]}})", "a"))
+            .find("f: entry 'w' gives data_offsets 2 times") != std::string::npos);
   // 120,000 one-byte entries (8 MB of header, 720,000 values: under both caps). The check sorts the
   // names once; comparing each with every earlier one took 32 s here (0.17 s now, Intel VM, -O2).
   std::string head = "{", data;
@@ -178,9 +184,40 @@ TEST_CASE("encode refuses entries that would make a file no reader takes back") 
   refused({io::entry{"__metadata__", io::dtype::u8, {0}, {}}}, {}, "'__metadata__' is the format's metadata key");
   refused({w}, {{"k", "1"}, {"k", "2"}}, "metadata key 'k' is given twice");
   refused({w}, {{"dp.crc32", "00000000"}}, "metadata key 'dp.crc32' is dp's own");
+  // The header is JSON, which readers require to be UTF-8 (a Latin-1 byte, a truncated sequence, an
+  // encoded surrogate).
+  refused({io::make_entry("w\xe9", dp::from_vector<float>({1}))}, {}, "entry name 'w...' is not valid UTF-8 at byte 1");
+  refused({w}, {{"k\xc3", "1"}}, "metadata key 'k...' is not valid UTF-8 at byte 1");
+  refused({w}, {{"k", "ab\xed\xa0\x80"}}, "metadata value 'ab...' is not valid UTF-8 at byte 2");
   const io::reader back(io::encode({w}, {{"k", "1"}}), "back");  // and what it takes reads back
   back.verify();
   CHECK(back.read<float>(*back.info().find("w")).to_vector() == std::vector<float>{1, 2});
+}
+
+TEST_CASE("header text is UTF-8: escapes decode to it, invalid bytes and lone surrogates are refused") {
+  // U+00E9 and U+1F600 (a surrogate pair), escaped as Python's json.dumps writes them, name the
+  // tensors whose names are those characters in UTF-8; the same names unescaped read the same.
+  const std::string entry = R"(:{"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
+  const io::reader escaped(file_of(R"({"caf\u00e9")" + entry +
+                                       R"(,"x\ud83d\ude00":{"dtype":"U8","shape":[1],)"
+                                       R"("data_offsets":[1,2]}})",
+                                   "ab"),
+                           "escaped");
+  CHECK(escaped.info().find("caf\xc3\xa9") != nullptr);
+  CHECK(escaped.info().find("x\xf0\x9f\x98\x80") != nullptr);
+  const io::reader plain(file_of("{\"caf\xc3\xa9\"" + entry + "}", "a"), "plain");
+  CHECK(plain.info().find("caf\xc3\xa9") != nullptr);
+  const auto refused = [&](const std::string& name, const char* what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(io::reader(file_of("{\"" + name + "\"" + entry + "}", "a"), "f"), doctest::Contains(what),
+                         dp::io_error);
+  };
+  refused("caf\xe9", "f: malformed header at byte 5: not valid UTF-8");      // Latin-1
+  refused("\xc0\xaf", "f: malformed header at byte 2: not valid UTF-8");     // overlong '/'
+  refused("a\xf4\x90\x80\x80", "at byte 3: not valid UTF-8");                // above U+10FFFF
+  refused(R"(x\ud83d)", "a high surrogate \\u escape without its low one");  // lone, at the end
+  refused(R"(x\ud83dy)", "a high surrogate \\u escape without its low one");
+  refused(R"(x\ude00)", "a low surrogate \\u escape without its high one");
 }
 
 TEST_CASE("make_entry of an undefined tensor names the entry") {

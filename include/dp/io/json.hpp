@@ -37,6 +37,46 @@ struct value {
   }
 };
 
+/// The offset of the first byte of `s` that does not start or continue a well-formed UTF-8 sequence
+/// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF); npos when `s` is valid.
+inline std::size_t first_invalid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      ++i;
+      continue;
+    }
+    // The sequence's length and the range of its second byte (the first continuation).
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      n = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 3;
+      lo = b == 0xE0 ? 0xA0 : 0x80;
+      hi = b == 0xED ? 0x9F : 0xBF;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 4;
+      lo = b == 0xF0 ? 0x90 : 0x80;
+      hi = b == 0xF4 ? 0x8F : 0xBF;
+    } else {
+      return i;
+    }
+    if (s.size() - i < n) {
+      return i;
+    }
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) {
+        return i;
+      }
+    }
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
 class parser {
  public:
   // Each parsed value costs about 100 bytes of memory: a header of a million values (a model of
@@ -46,6 +86,11 @@ class parser {
   parser(std::string_view s, std::string_view source) : s_(s), source_(source) {}
 
   value parse() {
+    // JSON text is UTF-8 (RFC 8259), and the safetensors reader refuses a header that is not.
+    if (const std::size_t bad = first_invalid_utf8(s_); bad != std::string_view::npos) {
+      i_ = bad;
+      fail("not valid UTF-8");
+    }
     value v = parse_value(0);
     skip_ws();
     if (i_ != s_.size()) {
@@ -209,26 +254,22 @@ class parser {
           out += '\t';
           break;
         case 'u': {
-          if (i_ + 4 > s_.size()) {
-            fail("truncated \\u escape");
+          unsigned cp = parse_hex4();
+          // A character above U+FFFF is escaped as a surrogate pair; a lone surrogate is no character.
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (s_.substr(i_, 2) != "\\u") {
+              fail("a high surrogate \\u escape without its low one");
+            }
+            i_ += 2;
+            const unsigned low = parse_hex4();
+            if (low < 0xDC00 || low > 0xDFFF) {
+              fail("a high surrogate \\u escape without its low one");
+            }
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            fail("a low surrogate \\u escape without its high one");
           }
-          unsigned cp = 0;
-          const auto r = std::from_chars(s_.data() + i_, s_.data() + i_ + 4, cp, 16);
-          if (r.ec != std::errc() || r.ptr != s_.data() + i_ + 4) {
-            fail("bad \\u escape");
-          }
-          i_ += 4;
-          // UTF-8 of the code unit (surrogate pairs are kept as two code units: names are ASCII here)
-          if (cp < 0x80) {
-            out += static_cast<char>(cp);
-          } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          } else {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          }
+          append_utf8(out, cp);
           break;
         }
         default:
@@ -236,6 +277,36 @@ class parser {
       }
     }
     fail("unterminated string");
+  }
+
+  unsigned parse_hex4() {
+    if (i_ + 4 > s_.size()) {
+      fail("truncated \\u escape");
+    }
+    unsigned cp = 0;
+    const auto r = std::from_chars(s_.data() + i_, s_.data() + i_ + 4, cp, 16);
+    if (r.ec != std::errc() || r.ptr != s_.data() + i_ + 4) {
+      fail("bad \\u escape");
+    }
+    i_ += 4;
+    return cp;
+  }
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
   }
 
   std::string_view s_, source_;

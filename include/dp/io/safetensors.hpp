@@ -106,6 +106,14 @@ inline std::optional<std::uint64_t> stored_bytes(const dp::shape& shape, dtype t
   }
   return count * dtype_size(type);
 }
+
+/// Names and metadata go into the JSON header, which readers require to be UTF-8.
+inline void require_utf8(std::string_view s, const char* what) {
+  const std::size_t bad = json::first_invalid_utf8(s);
+  DP_CHECK(bad == std::string_view::npos, value_error, "dp: safetensors: ", what, " '", s.substr(0, bad),
+           "...' is not valid UTF-8 at byte ", bad, " (the header is JSON, which readers require to be UTF-8)");
+}
+
 /// The first name `names` holds twice, if any (sorting: a header may hold a million entries).
 inline const std::string* first_repeat(std::vector<const std::string*> names) {
   std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
@@ -204,6 +212,12 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
       continue;
     }
     DP_CHECK(v.type == json::value::kind::object, io_error, "dp: ", source, ": entry '", name, "' is not an object");
+    // A field given twice: readers disagree on which counts (Python's json keeps the last, find() the first).
+    for (const char* field : {"dtype", "shape", "data_offsets"}) {
+      const auto given =
+          std::count_if(v.members.begin(), v.members.end(), [&](const auto& m) { return m.first == field; });
+      DP_CHECK(given <= 1, io_error, "dp: ", source, ": entry '", name, "' gives ", field, " ", given, " times");
+    }
     const json::value *dt = v.find("dtype"), *sh = v.find("shape"), *off = v.find("data_offsets");
     DP_CHECK(dt && sh && off && dt->type == json::value::kind::string && sh->type == json::value::kind::array &&
                  off->type == json::value::kind::array && off->items.size() == 2,
@@ -395,6 +409,7 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   for (const auto& e : entries) {
     DP_CHECK(e.name != "__metadata__", value_error,
              "dp: safetensors: '__metadata__' is the format's metadata key, not a tensor name");
+    detail::require_utf8(e.name, "entry name");
     const std::optional<std::uint64_t> want = detail::stored_bytes(e.shape, e.type);
     DP_CHECK(want.has_value(), value_error, "dp: safetensors: entry '", e.name, "' has shape ", e.shape,
              " (a file holds extents from 0 to below 2^40 whose non-zero ones multiply to at most 2^48)");
@@ -405,6 +420,8 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
   for (const auto& [k, v] : metadata) {
     DP_CHECK(k != "dp.crc32" && k != "dp.header_crc32", value_error, "dp: safetensors: metadata key '", k,
              "' is dp's own (it writes the file's CRCs there)");
+    detail::require_utf8(k, "metadata key");
+    detail::require_utf8(v, "metadata value");
     keys.push_back(&k);
   }
   const std::string* twice = detail::first_repeat(std::move(names));
