@@ -38,6 +38,24 @@ TEST_CASE("malformed CSV names the source, the line, the column and what was exp
                        doctest::Contains("label column 5 does not exist in rows of 2 columns"), dp::io_error);
 }
 
+TEST_CASE("tab-separated: an empty first or last cell is an empty cell, not a shift of the columns") {
+  CHECK_THROWS_WITH_AS(data::parse_csv("\t1\t2\n\t3\t4\n", {.label_column = 0, .delimiter = '\t'}, "f.tsv"),
+                       doctest::Contains("f.tsv line 1, column 1: label '' is not a class index"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1\t2\t\n3\t4\t\n", {.delimiter = '\t'}, "f.tsv"),
+                       doctest::Contains("f.tsv line 1, column 3: label '' is not a class index"), dp::io_error);
+  // Spaces around cells and a '\r' still go.
+  const auto d = data::parse_csv(" 1 \t 2\t3 \r\n", {.delimiter = '\t'});
+  CHECK(d.features().to_vector() == std::vector<float>{1, 2});
+  CHECK(d.labels().to_vector() == std::vector<std::int64_t>{3});
+}
+
+TEST_CASE("header = true skips the first line that is not blank") {
+  // A numeric header (pandas writes 0,1,2) after a blank line was read as a data row.
+  const auto d = data::parse_csv("\r\n\n0,1,2\n5,6,1\n", {.header = true});
+  CHECK(d.features().to_vector() == std::vector<float>{5, 6});
+  CHECK(d.labels().to_vector() == std::vector<std::int64_t>{1});
+}
+
 TEST_CASE("a float cell outside float's range, nan or inf is an error that says so") {
   CHECK_THROWS_WITH_AS(data::parse_csv("1,2\n1e40,3\n", {}, "f.csv"),
                        doctest::Contains("f.csv line 2, column 1: '1e40' is outside float's range"), dp::io_error);

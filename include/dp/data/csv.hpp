@@ -24,18 +24,21 @@ namespace dp::inline DP_ABI::data {
 
 struct csv_options {
   int label_column = -1;  ///< which column holds the class index; negative counts from the end
-  bool header = false;    ///< skip the first line
+  bool header = false;    ///< skip the first line that is not blank
   char delimiter = ',';
   bool allow_non_finite = false;  ///< keep nan and inf cells (rejected by default: they poison training)
 };
 
 namespace detail {
 
-inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+/// `s` without the blanks around it: spaces and tabs, but never the delimiter (a tab-separated line's
+/// empty first or last cell would vanish and shift the columns), and a line's '\r'.
+inline std::string_view trim(std::string_view s, char delimiter) {
+  const auto blank = [delimiter](char c) { return c != delimiter && (c == ' ' || c == '\t'); };
+  while (!s.empty() && blank(s.front())) {
     s.remove_prefix(1);
   }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+  while (!s.empty() && (blank(s.back()) || s.back() == '\r')) {
     s.remove_suffix(1);
   }
   return s;
@@ -49,16 +52,21 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
   std::vector<float> features;
   std::vector<std::int64_t> labels;
   index_t columns = -1, line_no = 0, label_col = 0;
+  bool header_pending = o.header;
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) {
       end = text.size();
     }
-    const std::string_view line = detail::trim(text.substr(pos, end - pos));
+    const std::string_view line = detail::trim(text.substr(pos, end - pos), o.delimiter);
     pos = end + 1;
     ++line_no;
-    if (line.empty() || (o.header && line_no == 1)) {
+    if (line.empty()) {
+      continue;
+    }
+    if (header_pending) {  // the first line that is not blank
+      header_pending = false;
       continue;
     }
     // split
@@ -82,7 +90,7 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
       if (g == std::string_view::npos) {
         g = line.size();
       }
-      const std::string_view cell = detail::trim(line.substr(f, g - f));
+      const std::string_view cell = detail::trim(line.substr(f, g - f), o.delimiter);
       f = g + 1;
       if (c == label_col) {
         std::int64_t v = 0;
