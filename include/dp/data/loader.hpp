@@ -136,9 +136,18 @@ class loader {
     index_t first_;
   };
 
-  epoch_range epoch(std::int64_t e, index_t first_batch = 0) const {
+  epoch_range epoch(std::int64_t e, index_t first_batch = 0) const& {
     DP_CHECK(first_batch >= 0 && first_batch <= batches(), value_error, "dp: loader: first batch ", first_batch,
              " is outside [0, ", batches(), "]");
+    return {this, e, first_batch};
+  }
+  /// Refused: a range-for keeps the range alive, not the temporary loader it reads.
+  template <class Self = loader>
+  epoch_range epoch(std::int64_t e, index_t first_batch = 0) const&& {
+    static_assert(sizeof(Self) == 0,
+                  "dp: epoch() of a temporary loader: the range would read the loader after it is destroyed (a "
+                  "range-for keeps only the range alive); name the loader first: `data::loader train{...}; for (auto "
+                  "[x, y] : train.epoch(e))`");
     return {this, e, first_batch};
   }
 
