@@ -97,6 +97,34 @@ TEST_CASE("NaN propagates through maximum and minimum; bools mix with numbers") 
   CHECK(mix.to_vector()[1] == 1.f);
 }
 
+TEST_CASE("an integer number an integer tensor's type cannot hold is refused, not wrapped") {
+  // uint8 * 300 gave 48, clamp(u8, 0, 300) clamped to [0, 44], int8 < 200 meant int8 < -56.
+  const auto u8 = dp::from_vector<std::uint8_t>({100, 200});
+  const auto i8 = dp::from_vector<std::int8_t>({100, -5});
+  CHECK_THROWS_WITH_AS((void)(u8 * 300),
+                       doctest::Contains("dp: the number 300 does not fit the tensor's integer elements (0 to 255) and "
+                                         "would wrap; convert the tensor to a wider type first"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::clamp(u8, 0, 300), doctest::Contains("the number 300"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)(i8 < 200),
+                       doctest::Contains("the number 200 does not fit the tensor's integer "
+                                         "elements (-128 to 127)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)(u8 > -1), doctest::Contains("the number -1 does not fit"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)(dp::from_vector<std::int64_t>({1}) + (std::uint64_t{1} << 63)),
+                       doctest::Contains("9223372036854775808"), dp::value_error);
+  dp::tensor<std::int32_t> t = dp::zeros<std::int32_t>({2});
+  CHECK_THROWS_WITH_AS(t = std::int64_t{1} << 40, doctest::Contains("the number 1099511627776"), dp::value_error);
+  // At the edges, and wider tensors, take the number.
+  CHECK(dp::tensor<std::uint8_t>(dp::clamp(u8, 0, 255)).to_vector() == std::vector<std::uint8_t>{100, 200});
+  CHECK(dp::tensor<bool>(i8 < 127).to_vector() == std::vector<bool>{true, true});
+  CHECK(dp::tensor<bool>(i8 > -128).to_vector() == std::vector<bool>{true, true});
+  CHECK(dp::tensor<std::int64_t>(dp::cast<std::int64_t>(u8) * 300).to_vector() ==
+        std::vector<std::int64_t>{30000, 60000});
+  t = -7;
+  CHECK(t.to_vector() == std::vector<std::int32_t>{-7, -7});
+}
+
 TEST_CASE("shape errors name the operation and both shapes; device errors both devices") {
   auto a = dp::zeros<float>({2, 3}), b = dp::zeros<float>({4});
   CHECK_THROWS_WITH_AS((void)(a * b), doctest::Contains("multiply (*): shapes {2, 3} and {4}"), dp::shape_error);

@@ -2,9 +2,12 @@
 // name the concept before the nodes exist.
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <dp/config.hpp>
+#include <dp/core/error.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -32,6 +35,38 @@ template <class X>
 concept scalar = std::is_arithmetic_v<std::remove_cvref_t<X>>;
 
 namespace detail {
+/// Whether a number of type S, converted to elements of type T, would lose its fraction.
+template <class T, class S>
+inline constexpr bool truncating_scalar =
+    std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_floating_point_v<S>;
+#define DP_TRUNCATING_SCALAR_MESSAGE                                                                                \
+  "dp: a floating-point number with an integer tensor would be converted to the tensor's integer type, losing its " \
+  "fraction (x * 0.5 would give 0, x < 0.5 would mean x < 0); convert the tensor first (dp::cast<float>(x) * "      \
+  "0.5f), or write the number as an integer"
+
+/// `s` as an element of type T. An integer T cannot hold is a value_error: it would wrap silently
+/// (a uint8 tensor times 300 gave 48; PyTorch refuses it too).
+template <class T, class S>
+T scalar_as(S s) {
+  static_assert(!truncating_scalar<T, S>, DP_TRUNCATING_SCALAR_MESSAGE);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_integral_v<S> &&
+                !std::is_same_v<S, bool>) {
+    // std::in_range, written out: it does not take the char types.
+    using lo_t = std::intmax_t;
+    using hi_t = std::uintmax_t;
+    bool fits = static_cast<hi_t>(s) <= static_cast<hi_t>(std::numeric_limits<T>::max());
+    if constexpr (std::is_signed_v<S>) {
+      if (s < 0) {
+        fits = static_cast<lo_t>(s) >= static_cast<lo_t>(std::numeric_limits<T>::min());
+      }
+    }
+    DP_CHECK(fits, value_error, "dp: the number ", +s, " does not fit the tensor's integer elements (",
+             +std::numeric_limits<T>::min(), " to ", +std::numeric_limits<T>::max(),
+             ") and would wrap; convert the tensor to a wider type first (dp::cast<std::int64_t>(x))");
+  }
+  return static_cast<T>(s);
+}
+
 /// Evaluates `e` into `dst` (defined in exec/assign.hpp). `dst` is allocated when it is undefined.
 template <class T, class E>
 void assign(tensor<T>& dst, const E& e);

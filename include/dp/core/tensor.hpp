@@ -79,7 +79,7 @@ class tensor<T, dynamic_extents> {
   /// Sets every element (the tensor must be defined).
   template <scalar S>
   tensor& operator=(S value) {
-    fill(static_cast<T>(value));
+    fill(detail::scalar_as<T>(value));
     return *this;
   }
 

@@ -563,23 +563,13 @@ decltype(auto) to_node(const X& x) {
   return operand_adapter<std::remove_cvref_t<X>>::make(x);
 }
 
-/// Whether a number of type S, converted to elements of type T, would lose its fraction.
-template <class T, class S>
-inline constexpr bool truncating_scalar =
-    std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_floating_point_v<S>;
-#define DP_TRUNCATING_SCALAR_MESSAGE                                                                                \
-  "dp: a floating-point number with an integer tensor would be converted to the tensor's integer type, losing its " \
-  "fraction (x * 0.5 would give 0, x < 0.5 would mean x < 0); convert the tensor first (dp::cast<float>(x) * "      \
-  "0.5f), or write the number as an integer"
-
 /// A scalar operand as a node, in the element type of the other operand (or its own type when the
 /// other operand is boolean, so `mask * 0.5` is not truncated to bool).
 template <class Other, class S>
 auto scalar_as_node(S s) {
   using other_t = typename Other::value_type;
-  static_assert(!truncating_scalar<other_t, S>, DP_TRUNCATING_SCALAR_MESSAGE);
   using T = std::conditional_t<std::is_same_v<other_t, bool>, S, other_t>;
-  return scalar_node<T>{static_cast<T>(s)};
+  return scalar_node<T>{scalar_as<T>(s)};
 }
 
 /// A functor that can meet a fault on operands of type T (core/faults.hpp) flags it, on a GPU, in the

@@ -68,6 +68,9 @@ DP_DETAIL_BINARY_OPERATOR(||, logical_or_op)
 
 template <expression X>
 auto operator-(const X& x) {
+  static_assert(!std::is_same_v<detail::value_of<X>, bool>,
+                "dp: -x of a bool tensor gives x unchanged (a bool cannot be negative); use !x for the logical not, "
+                "or negate a number type (-dp::cast<int>(x))");
   return detail::unary(detail::neg_op{}, x);
 }
 template <expression X>
@@ -131,10 +134,9 @@ auto minimum(const L& a, const R& b) {
 template <expression X, scalar S1, scalar S2>
 auto clamp(const X& x, S1 lo, S2 hi) {
   using T = detail::value_of<X>;
-  static_assert(!detail::truncating_scalar<T, S1> && !detail::truncating_scalar<T, S2>, DP_TRUNCATING_SCALAR_MESSAGE);
-  DP_CHECK(!(static_cast<T>(hi) < static_cast<T>(lo)), value_error, "dp: clamp: lower bound ", lo,
-           " is above upper bound ", hi);
-  return detail::unary(detail::clamp_op<T>{static_cast<T>(lo), static_cast<T>(hi)}, x);
+  const T l = detail::scalar_as<T>(lo), h = detail::scalar_as<T>(hi);
+  DP_CHECK(!(h < l), value_error, "dp: clamp: lower bound ", lo, " is above upper bound ", hi);
+  return detail::unary(detail::clamp_op<T>{l, h}, x);
 }
 /// Values converted to U.
 template <class U, expression X>
