@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include <doctest/doctest.h>
@@ -63,6 +64,15 @@ TEST_CASE("rand is uniform on [lo, hi) and randn has the asked mean and deviatio
     beyond += std::fabs(x - 2.0) > 1.0;
   }
   CHECK(beyond / double(n) == doctest::Approx(0.0455).epsilon(0.06));
+}
+
+TEST_CASE("rand<float> never gives hi: a value that rounds up to it is lo, as in PyTorch") {
+  // Under seed 11, element 858091's draw is within half an ulp of 1: 1 + (2 - 1) u rounds to 2.
+  const auto u = dp::rand<float>({858092}, dp::cpu(), 11, 1.f, 2.f).to_vector();
+  CHECK(*std::max_element(u.begin(), u.end()) < 2.f);
+  CHECK(u[858091] == 1.f);
+  const auto h = dp::rand<float>({858092}, dp::cpu(), 11, 0.5f, 1.f).to_vector();
+  CHECK(*std::max_element(h.begin(), h.end()) < 1.f);
 }
 
 TEST_CASE("the host stream draws unbiased integers and can seek") {

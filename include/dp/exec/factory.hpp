@@ -33,11 +33,15 @@ struct uniform_gen {
   T lo, hi;
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(index_t i) const {
     const philox_out r = philox4x32(static_cast<std::uint64_t>(i), stream, seed);
+    T u;
     if constexpr (sizeof(T) <= 4) {
-      return lo + (hi - lo) * static_cast<T>(uniform01f(r.v[0]));
+      u = static_cast<T>(uniform01f(r.v[0]));
     } else {
-      return lo + (hi - lo) * static_cast<T>(uniform01d(r.v[0], r.v[1]));
+      u = static_cast<T>(uniform01d(r.v[0], r.v[1]));
     }
+    // lo + (hi - lo) u can round up to hi for u just below 1; that value goes to lo, as PyTorch maps it.
+    const T v = lo + (hi - lo) * u;
+    return v < hi ? v : lo;
   }
 };
 
