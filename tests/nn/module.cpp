@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
@@ -157,6 +159,16 @@ TEST_CASE("initialisation follows PyTorch's defaults and the seed") {
     esq += v * v;
   }
   CHECK(esq / 8000 == doctest::Approx(1.0).epsilon(0.05));
+}
+
+TEST_CASE("init::uniform and init::normal refuse a bound or deviation that is negative or not finite") {
+  // A NaN bound gave NaN weights, an infinite deviation -inf ones, silently.
+  CHECK_THROWS_WITH_AS((void)nn::init::uniform<float>({3}, NAN),
+                       doctest::Contains("dp: init::uniform: bound nan must be finite and >= 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)nn::init::uniform<double>({3}, -1.0), doctest::Contains("bound -1"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)nn::init::normal<float>({3}, INFINITY),
+                       doctest::Contains("dp: init::normal: stddev inf must be finite and >= 0"), dp::value_error);
+  CHECK(nn::init::uniform<float>({2}, 0.f).to_vector() == std::vector<float>{0, 0});
 }
 
 TEST_CASE("parameters copy by value; assign writes into their own storage") {

@@ -4,6 +4,7 @@
 // gives an independent model.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -64,6 +65,8 @@ namespace init {
 /// U(-bound, bound) from the next initialisation stream.
 template <class T = float>
 tensor<T> uniform(const shape& s, T bound) {
+  DP_CHECK(std::isfinite(bound) && bound >= T(0), value_error, "dp: init::uniform: bound ", bound,
+           " must be finite and >= 0 (the values lie in [-bound, bound))");
   auto& st = detail::init_stream();
   return tensor<T>(
       dp::detail::generator(dp::detail::uniform_gen<T>{st.seed, 0x1000 + st.counter++, -bound, bound}, s, dp::cpu()));
@@ -71,6 +74,8 @@ tensor<T> uniform(const shape& s, T bound) {
 /// N(0, stddev^2) from the next initialisation stream.
 template <class T = float>
 tensor<T> normal(const shape& s, T stddev) {
+  DP_CHECK(std::isfinite(stddev) && stddev >= T(0), value_error, "dp: init::normal: stddev ", stddev,
+           " must be finite and >= 0");
   auto& st = detail::init_stream();
   return tensor<T>(
       dp::detail::generator(dp::detail::normal_gen<T>{st.seed, 0x1000 + st.counter++, T(0), stddev}, s, dp::cpu()));

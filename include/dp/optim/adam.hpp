@@ -13,8 +13,8 @@
 
 namespace dp::inline DP_ABI::optim {
 
-/// lr, eps and weight_decay are finite and >= 0, beta1 and beta2 in [0, 1); the constructor
-/// refuses anything else.
+/// lr and weight_decay are finite and >= 0, eps finite and > 0, beta1 and beta2 in [0, 1); the
+/// constructor refuses anything else.
 struct adam_options {
   double lr = 1e-3;
   double beta1 = 0.9;
@@ -125,7 +125,11 @@ class adam_impl {
              "; expected a value in [0, 1)");
     DP_CHECK(o.beta2 >= 0 && o.beta2 < 1, value_error, "dp: ", who, ": beta2 is ", o.beta2,
              "; expected a value in [0, 1)");
-    check_non_negative_option(who, "eps", o.eps);
+    // eps 0 (or one that rounds to 0 in T) divides 0 by 0 for a parameter whose gradients have all
+    // been 0 so far (a dead unit, an unseen embedding row): NaN in the weights, silently.
+    DP_CHECK(std::isfinite(o.eps) && static_cast<T>(o.eps) > T(0), value_error, "dp: ", who, ": eps is ", o.eps,
+             "; expected a finite value > 0 that the parameters' type holds (with 0, a parameter whose gradients "
+             "are all 0 would get 0 / 0)");
     if (o.weight_decay) {
       check_non_negative_option(who, "weight_decay", *o.weight_decay);
     }
