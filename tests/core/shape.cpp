@@ -55,4 +55,10 @@ TEST_CASE("flattened_shape merges start..end, the one rule of tensor::flatten an
   CHECK_THROWS_WITH_AS((void)dp::flattened_shape({2, 3, 4}, 2, 1), doctest::Contains("start 2 comes after end 1"),
                        dp::value_error);
   CHECK_THROWS_AS((void)dp::flattened_shape({2, 3}, 0, 5), dp::value_error);
+  // A 0-d shape's axes are 0 and -1 only (any pair was taken before).
+  CHECK(dp::flattened_shape({}, -1, 0) == dp::shape{1});
+  CHECK_THROWS_WITH_AS((void)dp::flattened_shape({}, 5, 7),
+                       doctest::Contains("flatten: axis 5 is out of range for a tensor of rank 0 (expected -1..0)"),
+                       dp::value_error);
+  CHECK_THROWS_AS((void)dp::flattened_shape({}, 0, -9), dp::value_error);
 }

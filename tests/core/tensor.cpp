@@ -152,6 +152,15 @@ TEST_CASE("static extents check shapes on construction") {
   CHECK(decltype(ok)::static_extent(1) == 4);
   CHECK_THROWS_WITH_AS((dp::tensor<float, dp::extents<dp::dyn, 4>>(dp::zeros<float>({3, 5}))),
                        doctest::Contains("extents<dyn, 4>"), dp::shape_error);
+  // A refused assignment leaves an undefined tensor undefined (it kept the refused shape {2, 3}).
+  dp::tensor<float, dp::extents<dp::dyn, 4>> later;
+  CHECK_THROWS_WITH_AS(later = dp::zeros<float>({2, 3}) + 0.f,
+                       doctest::Contains("cannot hold a tensor of shape {2, 3}"), dp::shape_error);
+  CHECK_FALSE(later.defined());
+  later = dp::zeros<float>({2, 4}) + 1.f;
+  CHECK(later.shape() == dp::shape{2, 4});
+  CHECK_THROWS_AS(later = dp::zeros<float>({2, 3}) + 0.f, dp::error);  // in place: the shapes must agree
+  CHECK(later.shape() == dp::shape{2, 4});
 }
 
 TEST_CASE("views of random shapes read the same values as a float64 reference") {
@@ -181,7 +190,14 @@ TEST_CASE("a shape whose byte count overflows is a shape_error, not a small bloc
                        dp::shape_error);
   CHECK_THROWS_WITH_AS((void)dp::empty<double>({dp::index_t{1} << 61, 2}), doctest::Contains("overflows 64 bits"),
                        dp::shape_error);
-  CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements: nothing to overflow
+  CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements, and strides up to 2^62 fit
+  // No elements, but strides that overflow ({0, 2^40, 2^40}: the extent after dimension 0 is 2^80).
+  const dp::index_t huge = dp::index_t{1} << 40;
+  CHECK_THROWS_WITH_AS((void)dp::empty<float>({0, huge, huge}),
+                       doctest::Contains("shape {0, 1099511627776, 1099511627776} has strides a 64-bit index cannot "
+                                         "hold (its non-zero extents multiply to more than 2^63)"),
+                       dp::shape_error);
+  CHECK_THROWS_AS((void)dp::zeros<float>({huge, 0, huge}), dp::shape_error);
 }
 
 TEST_CASE("a view's shape whose element count overflows is a shape_error, not a view past the memory") {
@@ -234,4 +250,43 @@ TEST_CASE("arange counts like numpy.arange, and bounds that give no count are a 
   CHECK_THROWS_WITH_AS(dp::arange<float>(inf, 0), doctest::Contains("expected finite bounds"), dp::value_error);
   CHECK_THROWS_WITH_AS(dp::arange<double>(0, 1e300), doctest::Contains("a count below 2^62"), dp::value_error);
   CHECK_THROWS_AS(dp::arange<float>(0, 1, 0), dp::value_error);
+}
+
+TEST_CASE("arange of integers counts exactly, at the ends of 64 bits too") {
+  using i64 = std::int64_t;
+  const i64 max = std::numeric_limits<i64>::max(), min = std::numeric_limits<i64>::min();
+  // Counted through a double: 0 values here (100 expected), 1024 past stop and overflowing, none for uint64.
+  const auto a = dp::arange<i64>(max - 100, max).to_vector();
+  REQUIRE(a.size() == 100);
+  CHECK(a.front() == max - 100);
+  CHECK(a.back() == max - 1);
+  CHECK(dp::arange<i64>(max - 600, max).numel() == 600);
+  const auto b = dp::arange<i64>((i64{1} << 62) + 1, (i64{1} << 62) + 1000).to_vector();
+  REQUIRE(b.size() == 999);
+  CHECK(b.back() == (i64{1} << 62) + 999);
+  CHECK(dp::arange<i64>(min, max, max).to_vector() == std::vector<i64>{min, -1, max - 1});  // as numpy
+  CHECK(dp::arange<std::uint64_t>(std::uint64_t{1} << 63, (std::uint64_t{1} << 63) + 500).numel() == 500);
+  CHECK(dp::arange<i64>(10, 0, -3).to_vector() == std::vector<i64>{10, 7, 4, 1});
+  CHECK(dp::arange<std::int8_t>(-128, 127, 127).to_vector() == std::vector<std::int8_t>{-128, -1, 126});
+  CHECK(dp::arange<i64>(5, 5).numel() == 0);
+  CHECK(dp::arange<i64>(5, 6, -1).numel() == 0);
+  CHECK_THROWS_WITH_AS(dp::arange<i64>(min, max), doctest::Contains("give 18446744073709551615 values"),
+                       dp::value_error);
+}
+
+TEST_CASE("arange(n) makes n values, or says why the element type cannot") {
+  // n was converted to the element type first: arange<uint8_t>(256) was empty, arange<float>(2^24 + 1)
+  // one short, arange<uint8_t>(-1) 255 values.
+  CHECK(dp::arange<std::uint8_t>(256).numel() == 256);
+  CHECK(dp::arange<std::uint8_t>(256).to_vector().back() == 255);
+  const auto f = dp::arange<float>((1 << 24) + 1);
+  CHECK(f.numel() == (1 << 24) + 1);
+  CHECK(f.to_vector().back() == 16777216.f);
+  CHECK_THROWS_WITH_AS(dp::arange<std::uint8_t>(257),
+                       doctest::Contains("arange: n is 257, but the largest value 256 does not fit the element type "
+                                         "(at most 255)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<std::int8_t>(-1), doctest::Contains("arange: n is -1; expected a count of 0 or more"),
+                       dp::value_error);
+  CHECK(dp::arange<std::int16_t>(0).numel() == 0);
 }

@@ -42,15 +42,15 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   for (;;) {
     const std::size_t n = std::fread(buf, 1, sizeof buf, f);
     raw.append(buf, n);
+    if (raw.size() > limit) {  // also for the last, short read (procfs and growing files pass fstat)
+      std::fclose(f);
+      throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
+    }
     if (n < sizeof buf) {
       const int err = std::ferror(f) ? errno : 0;
       std::fclose(f);
       DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
       return raw;
-    }
-    if (raw.size() > limit) {
-      std::fclose(f);
-      throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
     }
   }
 }

@@ -164,7 +164,9 @@ DP_NOINLINE inline int existing_axis(index_t axis, int rank, const char* op) {
 
 /// The shape with dimensions start..end merged into one (a 0-d shape becomes {1}), as flatten gives.
 inline shape flattened_shape(const shape& s, int start, int end) {
-  if (s.rank() == 0) {
+  if (s.rank() == 0) {  // its one axis is 0 or -1, as for a reduction
+    (void)normalize_axis(start, 0, "flatten");
+    (void)normalize_axis(end, 0, "flatten");
     return shape{1};
   }
   const int a = normalize_axis(start, s.rank(), "flatten"), e = normalize_axis(end, s.rank(), "flatten");

@@ -345,8 +345,13 @@ class tensor<T, extents<E...>> : public tensor<T> {
   template <expression X>
     requires(!tensor_type<X>)
   tensor& operator=(const X& e) {
-    base::operator=(e);
-    check();
+    if (this->defined()) {
+      base::operator=(e);  // in place: the shape stays the one checked
+    } else {
+      base t(e);  // checked before it becomes this tensor, so a refusal leaves it undefined
+      check(t.shape());
+      base::operator=(t);
+    }
     return *this;
   }
   /// The static extent of dimension i (dp::dyn when dynamic).
@@ -354,23 +359,32 @@ class tensor<T, extents<E...>> : public tensor<T> {
 
  private:
   void check() const {
-    DP_CHECK(!this->defined() || extents_type::matches(this->shape()), shape_error, "dp: tensor<", extents_type::str(),
-             "> cannot hold a tensor of shape ", this->shape());
+    if (this->defined()) {
+      check(this->shape());
+    }
+  }
+  static void check(const dp::shape& s) {
+    DP_CHECK(extents_type::matches(s), shape_error, "dp: tensor<", extents_type::str(),
+             "> cannot hold a tensor of shape ", s);
   }
 };
 
 /// A tensor of `shp` on `d` with unspecified values (from the device's caching pool).
 template <class T>
 tensor<T> empty(const shape& shp, device d = cpu()) {
-  // Every extent non-negative and the byte count representable: a product that wraps would
-  // allocate a small block and let the kernels write far past it.
+  // Every extent non-negative, the byte count representable (a product that wraps would allocate a
+  // small block and let the kernels write far past it), and the strides too: the product of the
+  // non-zero extents ({0, 2^40, 2^40} holds nothing, but its stride 2^80 overflowed).
   std::size_t bytes = sizeof(T);
+  index_t extent = 1;
   for (int i = 0; i < shp.rank(); ++i) {
     DP_CHECK(shp[i] >= 0, shape_error, "dp: empty: shape ", shp, " has a negative extent");
     DP_CHECK(!__builtin_mul_overflow(bytes, static_cast<std::size_t>(shp[i]), &bytes) &&
                  bytes <= static_cast<std::size_t>(INT64_MAX),
              shape_error, "dp: empty: shape ", shp, " holds more elements of ", sizeof(T),
              " bytes than memory can address (their byte count overflows 64 bits)");
+    DP_CHECK(!__builtin_mul_overflow(extent, std::max<index_t>(shp[i], 1), &extent), shape_error, "dp: empty: shape ",
+             shp, " has strides a 64-bit index cannot hold (its non-zero extents multiply to more than 2^63)");
   }
   auto st = detail::allocate(d, std::max<std::size_t>(1, bytes));
   return tensor<T>(std::move(st), 0, shp, contiguous_strides(shp));

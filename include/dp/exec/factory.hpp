@@ -22,7 +22,15 @@ template <class T>
 struct arange_gen {
   using value_type = T;
   T start, step;
-  DP_HOST_DEVICE DP_FORCEINLINE T operator()(index_t i) const { return static_cast<T>(start + step * i); }
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(index_t i) const {
+    if constexpr (std::is_integral_v<T>) {
+      // Modulo 2^64: exact for every value below stop, where step * i alone may overflow.
+      return static_cast<T>(static_cast<std::uint64_t>(start) +
+                            static_cast<std::uint64_t>(step) * static_cast<std::uint64_t>(i));
+    } else {
+      return static_cast<T>(start + step * i);
+    }
+  }
 };
 
 /// Uniform in [lo, hi): element i of stream `stream` under `seed`.
@@ -90,18 +98,44 @@ tensor<T> zeros_like(const tensor<T>& t) {
 /// start, start + step, ... below stop (like numpy.arange).
 template <class T>
 tensor<T> arange(T start, T stop, T step = T(1), device d = cpu()) {
+  static_assert(!std::is_same_v<T, bool>, "dp: arange<bool> has no meaning; use an integer or floating type");
   DP_CHECK(step != T(0), value_error, "dp: arange: step must not be 0");
-  const double n = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
-  // An infinite or NaN count (a bound or step that is) or one past 2^62 has no tensor; casting it was undefined.
-  DP_CHECK(std::isfinite(n) && n < 0x1p62, value_error, "dp: arange: start ", start, ", stop ", stop, " and step ",
-           step, " give ", n, " values (expected finite bounds and a count below 2^62)");
-  const index_t count = n > 0 ? static_cast<index_t>(n) : 0;
+  index_t count = 0;
+  if constexpr (std::is_integral_v<T>) {
+    // Counted exactly, modulo 2^64 (|stop - start| < 2^64): through a double, 64-bit bounds rounded
+    // (too many values, past stop and overflowing, or none).
+    using U = std::uint64_t;
+    const bool up = step > T(0);
+    if (up ? stop > start : stop < start) {
+      const U span = up ? U(stop) - U(start) : U(start) - U(stop);
+      const U size = up ? U(step) : U(0) - U(step);
+      const U n = span / size + (span % size != 0 ? 1 : 0);
+      DP_CHECK(n < (U{1} << 62), value_error, "dp: arange: start ", +start, ", stop ", +stop, " and step ", +step,
+               " give ", n, " values (expected a count below 2^62)");
+      count = static_cast<index_t>(n);
+    }
+  } else {
+    const double n = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
+    // An infinite or NaN count (a bound or step that is) or one past 2^62 has no tensor; casting it was undefined.
+    DP_CHECK(std::isfinite(n) && n < 0x1p62, value_error, "dp: arange: start ", start, ", stop ", stop, " and step ",
+             step, " give ", n, " values (expected finite bounds and a count below 2^62)");
+    count = n > 0 ? static_cast<index_t>(n) : 0;
+  }
   return tensor<T>(detail::generator(detail::arange_gen<T>{start, step}, {count}, d));
 }
 /// 0, 1, ..., n - 1.
 template <class T>
 tensor<T> arange(index_t n, device d = cpu()) {
-  return arange<T>(T(0), static_cast<T>(n), T(1), d);
+  static_assert(!std::is_same_v<T, bool>, "dp: arange<bool> has no meaning; use an integer or floating type");
+  // n itself is the count: converted to T first, it wrapped (arange<uint8_t>(256) was empty) or
+  // rounded (arange<float>(2^24 + 1) was one short).
+  DP_CHECK(n >= 0, value_error, "dp: arange: n is ", n, "; expected a count of 0 or more");
+  if constexpr (std::is_integral_v<T>) {
+    DP_CHECK(n == 0 || static_cast<std::uint64_t>(n - 1) <= static_cast<std::uint64_t>(std::numeric_limits<T>::max()),
+             value_error, "dp: arange: n is ", n, ", but the largest value ", n - 1,
+             " does not fit the element type (at most ", +std::numeric_limits<T>::max(), ")");
+  }
+  return tensor<T>(detail::generator(detail::arange_gen<T>{T(0), T(1)}, {n}, d));
 }
 
 /// Uniform values in [lo, hi) from `seed`: the same numbers on every device and for any split.
