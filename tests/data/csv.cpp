@@ -43,6 +43,10 @@ TEST_CASE("tab-separated: an empty first or last cell is an empty cell, not a sh
                        doctest::Contains("f.tsv line 1, column 1: label '' is not a class index"), dp::io_error);
   CHECK_THROWS_WITH_AS(data::parse_csv("1\t2\t\n3\t4\t\n", {.delimiter = '\t'}, "f.tsv"),
                        doctest::Contains("f.tsv line 1, column 3: label '' is not a class index"), dp::io_error);
+  // Space-separated files keep their trimmed ends.
+  const auto spaced = data::parse_csv("1 2 3 \r\n 4 5 6\n", {.delimiter = ' '});
+  CHECK(spaced.features().to_vector() == std::vector<float>{1, 2, 4, 5});
+  CHECK(spaced.labels().to_vector() == std::vector<std::int64_t>{3, 6});
   // Spaces around cells and a '\r' still go.
   const auto d = data::parse_csv(" 1 \t 2\t3 \r\n", {.delimiter = '\t'});
   CHECK(d.features().to_vector() == std::vector<float>{1, 2});

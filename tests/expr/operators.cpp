@@ -115,6 +115,21 @@ TEST_CASE("an integer number an integer tensor's type cannot hold is refused, no
                        doctest::Contains("9223372036854775808"), dp::value_error);
   dp::tensor<std::int32_t> t = dp::zeros<std::int32_t>({2});
   CHECK_THROWS_WITH_AS(t = std::int64_t{1} << 40, doctest::Contains("the number 1099511627776"), dp::value_error);
+  // The factories and fill take numbers of other types through the same rule (full<uint8_t>(.., 300)
+  // gave 44s, arange<uint8_t>(0, 300) 44 values).
+  CHECK_THROWS_WITH_AS((void)dp::full<std::uint8_t>({3}, 300), doctest::Contains("the number 300"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::arange<std::uint8_t>(0, 300), doctest::Contains("the number 300"), dp::value_error);
+  CHECK_THROWS_WITH_AS(t.fill(std::int64_t{1} << 40), doctest::Contains("the number 1099511627776"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)(dp::from_vector<std::int64_t>({1}) + std::numeric_limits<std::uint64_t>::max()),
+                       doctest::Contains("no 64-bit integer holds it"), dp::value_error);
+  CHECK(dp::full<std::uint8_t>({2}, 255).to_vector() == std::vector<std::uint8_t>{255, 255});
+  // stop is exclusive: one past the type's end is a bound, not a value.
+  CHECK(dp::arange<std::uint8_t>(250, 256, 2).to_vector() == std::vector<std::uint8_t>{250, 252, 254});
+  CHECK(dp::arange<std::uint8_t>(251, 256, 2).to_vector() == std::vector<std::uint8_t>{251, 253, 255});
+  CHECK(dp::arange<std::int8_t>(-126, -129, -1).to_vector() == std::vector<std::int8_t>{-126, -127, -128});
+  CHECK_THROWS_WITH_AS((void)dp::arange<std::uint8_t>(251, 258, 2), doctest::Contains("the number 258"),
+                       dp::value_error);                // 257 would be asked for
+  CHECK(dp::arange<std::uint8_t>(0, -5).numel() == 0);  // past the other end: no value, as numpy
   // At the edges, and wider tensors, take the number.
   CHECK(dp::tensor<std::uint8_t>(dp::clamp(u8, 0, 255)).to_vector() == std::vector<std::uint8_t>{100, 200});
   CHECK(dp::tensor<bool>(i8 < 127).to_vector() == std::vector<bool>{true, true});

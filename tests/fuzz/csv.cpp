@@ -40,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   check(text, {.label_column = 0, .header = true});    // label first, header line
   check(text, {.label_column = -2});                   // label second to last
   check(text, {.label_column = 1, .delimiter = ';'});  // semicolons
+  check(text, {.delimiter = '\t'});                    // tabs (kept when trimming)
   check(text, {.label_column = 1 << 20});              // a column that never exists
   return 0;
 }

@@ -226,6 +226,9 @@ TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before
                        doctest::Contains("progress.recipe is 100000000 bytes, but it is stored in the file's header, "
                                          "which readers take up to 100000000 bytes"),
                        dp::value_error);
+  // Refused before anything is written, naming the field (not deep in the writer).
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt, {.recipe = "lr=0.1 caf\xe9"}),
+                       doctest::Contains("progress.recipe is not valid UTF-8 at byte 10"), dp::value_error);
   CHECK_FALSE(std::filesystem::exists(path));
   io::save_checkpoint(path, par, opt, {.epoch = 0, .batch = 0, .recipe = "batch=16"});
   const io::progress back = io::load_checkpoint(path, par, opt);

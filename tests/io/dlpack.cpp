@@ -104,6 +104,12 @@ TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wro
   shape[0] = std::int64_t{1} << 40;
   shape[1] = std::int64_t{1} << 40;  // 2^80 elements
   refused("more elements than memory can address");
+  std::int64_t wide[3] = {0, std::int64_t{1} << 40, std::int64_t{1} << 40};  // no element, strides of 2^80
+  m.dl_tensor.shape = wide;
+  m.dl_tensor.ndim = 3;
+  refused("from_dlpack: shape {0, 1099511627776, 1099511627776} holds more elements than a 64-bit index counts");
+  m.dl_tensor.shape = shape;
+  m.dl_tensor.ndim = 2;
   shape[0] = 2;
   shape[1] = 2;
   m.dl_tensor.strides = strides;

@@ -166,6 +166,8 @@ TEST_CASE("init::uniform and init::normal refuse a bound or deviation that is ne
   CHECK_THROWS_WITH_AS((void)nn::init::uniform<float>({3}, NAN),
                        doctest::Contains("dp: init::uniform: bound nan must be finite and >= 0"), dp::value_error);
   CHECK_THROWS_WITH_AS((void)nn::init::uniform<double>({3}, -1.0), doctest::Contains("bound -1"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)nn::init::uniform<float>({3}, 3e38f), doctest::Contains("with a finite 2 * bound"),
+                       dp::value_error);  // every value was -bound
   CHECK_THROWS_WITH_AS((void)nn::init::normal<float>({3}, INFINITY),
                        doctest::Contains("dp: init::normal: stddev inf must be finite and >= 0"), dp::value_error);
   CHECK(nn::init::uniform<float>({2}, 0.f).to_vector() == std::vector<float>{0, 0});

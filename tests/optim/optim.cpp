@@ -168,10 +168,10 @@ TEST_CASE("load_state takes exactly the state state() names, or refuses and chan
   // A single value once filled the whole slot by broadcasting.
   refused({{"w.exp_avg", dp::zeros<double>({1})}, {"w.exp_avg_sq", zeros}}, 5,
           "'w.exp_avg' has shape {1}, expected its parameter's {3}");
-  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, -1, "the step count must lie in [0, 2^53], got -1");
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, -1, "the step count must lie in [0, 2^53), got -1");
   // The count is a double on the device: INT64_MAX came back as INT64_MIN, 2^53 + 1 stopped counting.
-  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, (std::int64_t{1} << 53) + 1,
-          "the step count must lie in [0, 2^53], got 9007199254740993");
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, std::int64_t{1} << 53,
+          "the step count must lie in [0, 2^53), got 9007199254740992");
   refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, INT64_MAX, "got 9223372036854775807");
   opt.load_state(5, {{"w.exp_avg_sq", zeros}, {"w.exp_avg", dp::full<double>({3}, 2.0)}});  // any order
   CHECK(opt.steps() == 5);
@@ -269,7 +269,8 @@ TEST_CASE("adam and adamw refuse an option outside its range, naming the optimiz
   refused({.beta2 = NAN}, "beta2 is nan; expected a value in [0, 1)");
   refused({.eps = -1e-8}, "eps is -1e-08; expected a finite value > 0");
   refused({.eps = INFINITY}, "eps is inf; expected a finite value > 0 that the parameters' type holds");
-  refused({.eps = 0}, "eps is 0; expected a finite value > 0");  // a zero gradient gave 0 / 0 = NaN weights
+  refused({.eps = 0}, "eps is 0; expected a finite value > 0");            // a zero gradient gave 0 / 0 = NaN weights
+  refused({.eps = 1e-310}, "eps is 1e-310; expected a finite value > 0");  // subnormal: flushed to 0
   refused({.weight_decay = -0.01}, "weight_decay is -0.01; expected a finite value >= 0");
   refused({.weight_decay = NAN}, "weight_decay is nan; expected a finite value >= 0");
   CHECK_NOTHROW(dp::optim::adam(t, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 1e-300, .weight_decay = 0}));

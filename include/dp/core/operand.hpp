@@ -44,25 +44,35 @@ inline constexpr bool truncating_scalar =
   "fraction (x * 0.5 would give 0, x < 0.5 would mean x < 0); convert the tensor first (dp::cast<float>(x) * "      \
   "0.5f), or write the number as an integer"
 
+/// Whether the number `s` has a value of type T: always, unless both are integer types (not bool)
+/// and `s` lies outside T's range (std::in_range, written out: it does not take the char types).
+template <class T, class S>
+bool integer_fits(S s) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_integral_v<S> &&
+                !std::is_same_v<S, bool>) {
+    using lo_t = std::intmax_t;
+    using hi_t = std::uintmax_t;
+    if constexpr (std::is_signed_v<S>) {
+      if (s < 0) {
+        return static_cast<lo_t>(s) >= static_cast<lo_t>(std::numeric_limits<T>::min());
+      }
+    }
+    return static_cast<hi_t>(s) <= static_cast<hi_t>(std::numeric_limits<T>::max());
+  } else {
+    return true;
+  }
+}
+
 /// `s` as an element of type T. An integer T cannot hold is a value_error: it would wrap silently
 /// (a uint8 tensor times 300 gave 48; PyTorch refuses it too).
 template <class T, class S>
 T scalar_as(S s) {
   static_assert(!truncating_scalar<T, S>, DP_TRUNCATING_SCALAR_MESSAGE);
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_integral_v<S> &&
-                !std::is_same_v<S, bool>) {
-    // std::in_range, written out: it does not take the char types.
-    using lo_t = std::intmax_t;
-    using hi_t = std::uintmax_t;
-    bool fits = static_cast<hi_t>(s) <= static_cast<hi_t>(std::numeric_limits<T>::max());
-    if constexpr (std::is_signed_v<S>) {
-      if (s < 0) {
-        fits = static_cast<lo_t>(s) >= static_cast<lo_t>(std::numeric_limits<T>::min());
-      }
-    }
-    DP_CHECK(fits, value_error, "dp: the number ", +s, " does not fit the tensor's integer elements (",
-             +std::numeric_limits<T>::min(), " to ", +std::numeric_limits<T>::max(),
-             ") and would wrap; convert the tensor to a wider type first (dp::cast<std::int64_t>(x))");
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    DP_CHECK(integer_fits<T>(s), value_error, "dp: the number ", +s, " does not fit the tensor's integer elements (",
+             +std::numeric_limits<T>::min(), " to ", +std::numeric_limits<T>::max(), ") and would wrap; ",
+             sizeof(T) < 8 ? "convert the tensor to a wider type first (dp::cast<std::int64_t>(x))"
+                           : "no 64-bit integer holds it: convert the tensor to double, or change the number");
   }
   return static_cast<T>(s);
 }

@@ -79,8 +79,7 @@ class tensor<T, dynamic_extents> {
   /// Sets every element (the tensor must be defined).
   template <scalar S>
   tensor& operator=(S value) {
-    fill(detail::scalar_as<T>(value));
-    return *this;
+    return fill(value);
   }
 
   template <class E>
@@ -112,6 +111,13 @@ class tensor<T, dynamic_extents> {
     return *this;
   }
   tensor& fill(T value);
+  /// A number of another type is converted by scalar_as: refused when it would wrap or lose a
+  /// fraction (a conversion at the call would do either silently).
+  template <scalar S>
+    requires(!std::is_same_v<S, T>)
+  tensor& fill(S value) {
+    return fill(detail::scalar_as<T>(value));
+  }
 
   // ------------------------------------------------------------------ properties
   bool defined() const noexcept { return static_cast<bool>(st_); }
@@ -373,8 +379,8 @@ class tensor<T, extents<E...>> : public tensor<T> {
 template <class T>
 tensor<T> empty(const shape& shp, device d = cpu()) {
   // Every extent non-negative, the byte count representable (a product that wraps would allocate a
-  // small block and let the kernels write far past it), and the strides too: the product of the
-  // non-zero extents ({0, 2^40, 2^40} holds nothing, but its stride 2^80 overflowed).
+  // small block and let the kernels write far past it), and the product of the non-zero extents, as
+  // reshape requires ({0, 2^40, 2^40} holds nothing, but its stride 2^80 overflowed).
   std::size_t bytes = sizeof(T);
   index_t extent = 1;
   for (int i = 0; i < shp.rank(); ++i) {
@@ -384,7 +390,9 @@ tensor<T> empty(const shape& shp, device d = cpu()) {
              shape_error, "dp: empty: shape ", shp, " holds more elements of ", sizeof(T),
              " bytes than memory can address (their byte count overflows 64 bits)");
     DP_CHECK(!__builtin_mul_overflow(extent, std::max<index_t>(shp[i], 1), &extent), shape_error, "dp: empty: shape ",
-             shp, " has strides a 64-bit index cannot hold (its non-zero extents multiply to more than 2^63)");
+             shp,
+             " is too large: its non-zero extents multiply to more than 2^63 (as for reshape: strides and "
+             "indices must stay within 64 bits)");
   }
   auto st = detail::allocate(d, std::max<std::size_t>(1, bytes));
   return tensor<T>(std::move(st), 0, shp, contiguous_strides(shp));

@@ -31,10 +31,11 @@ struct csv_options {
 
 namespace detail {
 
-/// `s` without the blanks around it: spaces and tabs, but never the delimiter (a tab-separated line's
-/// empty first or last cell would vanish and shift the columns), and a line's '\r'.
+/// `s` without the blanks around it (spaces, tabs, a line's '\r'), but a tab that delimits cells
+/// stays: a tab-separated line's empty first or last cell would vanish and shift the columns.
+/// (Space-separated files keep their trimmed ends, as before.)
 inline std::string_view trim(std::string_view s, char delimiter) {
-  const auto blank = [delimiter](char c) { return c != delimiter && (c == ' ' || c == '\t'); };
+  const auto blank = [delimiter](char c) { return c == ' ' || (c == '\t' && delimiter != '\t'); };
   while (!s.empty() && blank(s.front())) {
     s.remove_prefix(1);
   }

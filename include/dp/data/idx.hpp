@@ -107,13 +107,14 @@ inline tensor<float> parse_idx(std::string_view bytes, std::string_view source =
   for (std::uint64_t i = 0; i < count; ++i) {
     const double x = detail::idx_element(type, d + i * esize);
     // Bytes and shorts always fit; a float's NaN or infinity would poison training, a double beyond
-    // float's range has no float (converting it is undefined), and an int32 beyond 2^24 would round.
+    // float's range has no float (converting it is undefined), and an int32 a float cannot hold
+    // exactly (some beyond 2^24 in magnitude) would round.
     DP_CHECK(type <= 0x0B || (std::isfinite(x) && std::fabs(x) <= std::numeric_limits<float>::max() &&
                               (type != 0x0C || static_cast<double>(static_cast<float>(x)) == x)),
              io_error, "dp: ", source, ", offset ", header + i * esize, ": element ", i, " is ", std::setprecision(10),
              x,
-             "; dp reads IDX values as floats and expects finite numbers a float holds (integers up to 2^24 in "
-             "magnitude)");
+             "; dp reads IDX values as floats and expects finite numbers a float holds (an int32 exactly, as every "
+             "one up to 2^24 in magnitude is)");
     v[i] = static_cast<float>(x);
   }
   return from_vector<float>(v, s);

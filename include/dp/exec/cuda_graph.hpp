@@ -16,6 +16,7 @@
 #include <dp/core/device.hpp>
 #include <dp/core/device_status.hpp>
 #include <dp/core/memory.hpp>
+#include <dp/exec/blas.hpp>
 
 namespace dp::inline DP_ABI {
 
@@ -69,9 +70,11 @@ class cuda_graph {
     detail::cuda_device_guard guard(d.index);
     const cudaStream_t s = detail::cuda_stream(d.index);
     std::optional<detail::capture_pool> pool(std::in_place, d);
-    // The fault status words are pinned host memory, allocated on first use; CUDA refuses that
-    // allocation during a capture, so a captured kernel that may fault must find them made.
+    // What dp allocates on a device's first use, CUDA refuses during a capture: the fault status
+    // words (pinned host memory) and the cuBLAS handle with its workspace. Made before it begins, so
+    // work that did not run uncaptured first captures too.
     (void)detail::device_status_word(d.index);
+    (void)detail::cublas_handle(d.index);
     DP_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     std::exception_ptr failed;
     try {

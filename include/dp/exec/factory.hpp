@@ -71,9 +71,10 @@ auto generator(G g, const shape& shp, device d) {
 
 }  // namespace detail
 
-/// A tensor of `shp` with every element `value`.
-template <class T>
-tensor<T> full(const shape& shp, T value, device d = cpu()) {
+/// A tensor of `shp` with every element `value` (a number of another type converted by scalar_as:
+/// refused when it would wrap or lose a fraction).
+template <class T, scalar S = T>
+tensor<T> full(const shape& shp, S value, device d = cpu()) {
   tensor<T> t = empty<T>(shp, d);
   t.fill(value);
   return t;
@@ -122,6 +123,33 @@ tensor<T> arange(T start, T stop, T step = T(1), device d = cpu()) {
     count = n > 0 ? static_cast<index_t>(n) : 0;
   }
   return tensor<T>(detail::generator(detail::arange_gen<T>{start, step}, {count}, d));
+}
+/// arange with bounds or a step of other types, converted by scalar_as first (300 as a uint8 bound
+/// wrapped to 44 in a conversion at the call).
+/// `stop` is exclusive, so for integers it may lie just past T's range (arange<uint8_t>(0, 256));
+/// further, values T lacks would be asked for: refused.
+template <class T, scalar A, scalar B, scalar C = T>
+  requires(!(std::is_same_v<A, T> && std::is_same_v<B, T> && std::is_same_v<C, T>))
+tensor<T> arange(A start, B stop, C step = C(1), device d = cpu()) {
+  const T first = detail::scalar_as<T>(start), by = detail::scalar_as<T>(step);
+  if constexpr (std::is_integral_v<T> && std::is_integral_v<B>) {
+    // A stop just past T's end in the step's direction: the values run to that end, which is one of
+    // them when its distance from start is a whole number of steps. Past the other end: no value.
+    if (!detail::integer_fits<T>(stop) && (stop > 0) != (by > T(0))) {
+      return tensor<T>(detail::generator(detail::arange_gen<T>{first, by}, {0}, d));
+    }
+    if (!detail::integer_fits<T>(stop) &&
+        (by > T(0) ? detail::integer_fits<T>(stop - 1) : detail::integer_fits<T>(stop + 1))) {
+      using U = std::uint64_t;
+      const T end = by > T(0) ? std::numeric_limits<T>::max() : std::numeric_limits<T>::min();
+      const U span = by > T(0) ? U(end) - U(first) : U(first) - U(end), size = by > T(0) ? U(by) : U(0) - U(by);
+      const U n = span / size + 1;
+      DP_CHECK(n < (U{1} << 62), value_error, "dp: arange: start ", +start, ", stop ", +stop, " and step ", +step,
+               " give ", n, " values (expected a count below 2^62)");
+      return tensor<T>(detail::generator(detail::arange_gen<T>{first, by}, {static_cast<index_t>(n)}, d));
+    }
+  }
+  return arange<T>(first, detail::scalar_as<T>(stop), by, d);
 }
 /// 0, 1, ..., n - 1.
 template <class T>

@@ -82,7 +82,8 @@ constexpr std::uint64_t setting_bits_max() {
 }
 
 /// The progress fields as load_checkpoint reads them back: epoch and batch whole numbers from 0, and
-/// a header (which holds the recipe) within what readers take. Checked before anything is written.
+/// a header (which holds the recipe) within what readers take, in UTF-8. Checked before anything is
+/// written.
 inline void check_progress(const std::string& path, const progress& p) {
   DP_CHECK(p.epoch >= 0, value_error, "dp: save_checkpoint(", path, "): progress.epoch is ", p.epoch,
            ", but an epoch is a whole number from 0 (the next epoch to run)");
@@ -91,6 +92,10 @@ inline void check_progress(const std::string& path, const progress& p) {
   DP_CHECK(p.recipe.size() < max_header_bytes, value_error, "dp: save_checkpoint(", path, "): progress.recipe is ",
            p.recipe.size(), " bytes, but it is stored in the file's header, which readers take up to ",
            max_header_bytes, " bytes; store a short description of the run");
+  const std::size_t bad = json::first_invalid_utf8(p.recipe);
+  DP_CHECK(bad == std::string_view::npos, value_error, "dp: save_checkpoint(", path,
+           "): progress.recipe is not valid UTF-8 at byte ", bad,
+           "; it is stored in the file's JSON header, which readers require to be UTF-8 (write it as UTF-8 text)");
 }
 
 template <class Owner, class Opt>

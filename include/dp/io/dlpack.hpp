@@ -204,6 +204,11 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
     DP_CHECK(!__builtin_mul_overflow(numel, static_cast<std::size_t>(s[i]), &numel), shape_error,
              "dp: from_dlpack: shape ", s, " holds more elements than memory can address");
   }
+  // Without strides, dp computes them: the non-zero extents' product must fit ({0, 2^40, 2^40}
+  // holds nothing, but its strides overflowed), as for reshape.
+  if (!d.strides) {
+    dp::detail::check_extents(s, "from_dlpack");
+  }
   st = d.strides ? dp::shape(std::span<const index_t>(d.strides, static_cast<std::size_t>(d.ndim)))
                  : contiguous_strides(s);
   for (int i = 0; i < d.ndim; ++i) {

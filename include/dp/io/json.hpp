@@ -89,7 +89,7 @@ class parser {
     // JSON text is UTF-8 (RFC 8259), and the safetensors reader refuses a header that is not.
     if (const std::size_t bad = first_invalid_utf8(s_); bad != std::string_view::npos) {
       i_ = bad;
-      fail("not valid UTF-8");
+      fail("not valid UTF-8 (JSON text, a safetensors header included, must be UTF-8)");
     }
     value v = parse_value(0);
     skip_ws();

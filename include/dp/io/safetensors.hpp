@@ -216,7 +216,8 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
     for (const char* field : {"dtype", "shape", "data_offsets"}) {
       const auto given =
           std::count_if(v.members.begin(), v.members.end(), [&](const auto& m) { return m.first == field; });
-      DP_CHECK(given <= 1, io_error, "dp: ", source, ": entry '", name, "' gives ", field, " ", given, " times");
+      DP_CHECK(given <= 1, io_error, "dp: ", source, ": entry '", name, "' gives ", field, " ", given,
+               " times; expected once");
     }
     const json::value *dt = v.find("dtype"), *sh = v.find("shape"), *off = v.find("data_offsets");
     DP_CHECK(dt && sh && off && dt->type == json::value::kind::string && sh->type == json::value::kind::array &&

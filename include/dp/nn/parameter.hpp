@@ -65,8 +65,8 @@ namespace init {
 /// U(-bound, bound) from the next initialisation stream.
 template <class T = float>
 tensor<T> uniform(const shape& s, T bound) {
-  DP_CHECK(std::isfinite(bound) && bound >= T(0), value_error, "dp: init::uniform: bound ", bound,
-           " must be finite and >= 0 (the values lie in [-bound, bound))");
+  DP_CHECK(std::isfinite(bound + bound) && bound >= T(0), value_error, "dp: init::uniform: bound ", bound,
+           " must be finite and >= 0 with a finite 2 * bound (the values lie in [-bound, bound))");
   auto& st = detail::init_stream();
   return tensor<T>(
       dp::detail::generator(dp::detail::uniform_gen<T>{st.seed, 0x1000 + st.counter++, -bound, bound}, s, dp::cpu()));

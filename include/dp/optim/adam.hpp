@@ -127,9 +127,12 @@ class adam_impl {
              "; expected a value in [0, 1)");
     // eps 0 (or one that rounds to 0 in T) divides 0 by 0 for a parameter whose gradients have all
     // been 0 so far (a dead unit, an unseen embedding row): NaN in the weights, silently.
-    DP_CHECK(std::isfinite(o.eps) && static_cast<T>(o.eps) > T(0), value_error, "dp: ", who, ": eps is ", o.eps,
-             "; expected a finite value > 0 that the parameters' type holds (with 0, a parameter whose gradients "
-             "are all 0 would get 0 / 0)");
+    // A subnormal one reads as 0 too: host loops flush subnormals (exec/fp_env.hpp).
+    DP_CHECK(std::isfinite(o.eps) && std::isfinite(static_cast<T>(o.eps)) &&
+                 static_cast<T>(o.eps) >= std::numeric_limits<T>::min(),
+             value_error, "dp: ", who, ": eps is ", o.eps,
+             "; expected a finite value > 0 that the parameters' type holds as a normal number (with 0, a "
+             "parameter whose gradients are all 0 would get 0 / 0)");
     if (o.weight_decay) {
       check_non_negative_option(who, "weight_decay", *o.weight_decay);
     }

@@ -131,15 +131,15 @@ struct state_slot {
 };
 
 /// load_state of every optimizer: `given` names each state tensor state() names (parameter name and
-/// slot suffix) exactly once, with its parameter's shape, and `steps` lies in [0, 2^53]. All of that is
+/// slot suffix) exactly once, with its parameter's shape, and `steps` lies in [0, 2^53). All of that is
 /// checked before anything is written, so a refused load leaves the optimizer as it was (the copies
 /// themselves are device work, whose failure, as any, leaves the state undefined).
 template <class T>
 void load_named_state(const char* optimizer, const std::vector<nn::param_entry>& layout, std::int64_t steps,
                       const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots) {
-  // The count lives in a double on the device: exact up to 2^53 (beyond, steps would stop counting).
-  DP_CHECK(steps >= 0 && steps <= (std::int64_t{1} << 53), value_error, "dp: ", optimizer,
-           ": load_state: the step count must lie in [0, 2^53], got ", steps);
+  // The count lives in a double on the device: from 2^53 on, a step adds nothing to it.
+  DP_CHECK(steps >= 0 && steps < (std::int64_t{1} << 53), value_error, "dp: ", optimizer,
+           ": load_state: the step count must lie in [0, 2^53), got ", steps);
   struct target {
     std::string name;
     const nn::param_entry* param;
