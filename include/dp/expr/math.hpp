@@ -4,6 +4,7 @@
 // math library is used instead. Double inputs use the C library.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -94,8 +95,11 @@ DP_HOST_DEVICE DP_FORCEINLINE float log(float x) {
 #endif
 }
 
-/// sin and cos of float x: Cody-Waite reduction by pi/2 in double (exact for |x| < ~1.6e6),
-/// polynomials on [-pi/4, pi/4], quadrant from the integer k.
+/// sin and cos of float x, for every float. The argument is reduced by pi/2 exactly (Payne-Hanek,
+/// branch-free): x = m 2^e with an integer m < 2^24, so x 2/pi mod 4 = m (2^e 2/pi mod 4) mod 4, and
+/// the factor in brackets comes from a table indexed by the float's exponent field, in three parts
+/// (29 + 29 + 53 bits of 2/pi) of which the first two times m are exact. The reduced r lies in
+/// [-pi/4, pi/4]; polynomials there, the quadrant from the integer k.
 DP_HOST_DEVICE DP_FORCEINLINE double sin_poly(double r, double r2) {
   double p = -1.0 / 1307674368000.0;
   p = p * r2 + 1.0 / 6227020800.0;
@@ -116,16 +120,58 @@ DP_HOST_DEVICE DP_FORCEINLINE double cos_poly(double r2) {
   p = p * r2 + 0.5;
   return 1.0 - r2 * p;
 }
-DP_HOST_DEVICE DP_FORCEINLINE float sincos_impl(float x, int shift) {
-  const double xd = x;
-  const double t = xd * 0.6366197723675814 + round_magic;
-  const std::int64_t q = bits<std::int64_t>(t) - bits<std::int64_t>(round_magic) + shift;
-  const double k = t - round_magic;
-  const double r = (xd - k * 1.5707963267341256) - k * 6.077100506506192e-11;
+
+/// The first 256 bits of the fraction of 2/pi (enough for the largest float exponent plus 110 bits).
+inline constexpr std::uint32_t two_over_pi_bits[8] = {0xa2f9836e, 0x4e441529, 0xfc2757d1, 0xf534ddc0,
+                                                      0xdb629599, 0x3c439041, 0xfe5163ab, 0xdebbc561};
+
+/// For each exponent field E of a float (x = m 2^e, e = max(E, 1) - 150): 2^e 2/pi mod 4 as
+/// hi + mid + lo. Bits of weight 4 and above are dropped (times an integer m they are multiples of 4).
+/// E = 255 (infinity, NaN) holds NaN, so sin(inf) is NaN.
+struct pi_reduction_table {
+  double hi[256], mid[256], lo[256];
+};
+constexpr double pow2(int p) { return std::bit_cast<double>(static_cast<std::uint64_t>(p + 1023) << 52); }
+constexpr std::uint64_t two_over_pi_chunk(int first, int count) {  // bits first .. first+count-1; bit 1 weighs 1/2
+  std::uint64_t v = 0;
+  for (int k = first; k < first + count; ++k) {
+    v = v << 1 | ((two_over_pi_bits[(k - 1) / 32] >> (31 - (k - 1) % 32)) & 1u);
+  }
+  return v;
+}
+constexpr pi_reduction_table make_pi_reduction_table() {
+  pi_reduction_table t{};
+  for (int E = 0; E < 255; ++E) {
+    const int e = (E < 1 ? 1 : E) - 150, k0 = e - 1 > 1 ? e - 1 : 1;  // bit k weighs 2^(e-k) in 2^e 2/pi
+    t.hi[E] = static_cast<double>(two_over_pi_chunk(k0, 29)) * pow2(e - k0 - 28);
+    t.mid[E] = static_cast<double>(two_over_pi_chunk(k0 + 29, 29)) * pow2(e - k0 - 57);
+    t.lo[E] = static_cast<double>(two_over_pi_chunk(k0 + 58, 53)) * pow2(e - k0 - 110);
+  }
+  t.hi[255] = t.mid[255] = t.lo[255] = std::numeric_limits<double>::quiet_NaN();
+  return t;
+}
+inline constexpr pi_reduction_table pi_reduction = make_pi_reduction_table();
+
+/// Host only (the GPU uses sinf/cosf): the table lives in host memory.
+DP_FORCEINLINE float sincos_impl(float x, int shift) {
+  const std::uint32_t u = bits<std::uint32_t>(x);
+  const std::uint32_t ef = (u >> 23) & 0xffu, mf = u & 0x7fffffu;
+  const double m = static_cast<double>(ef != 0 ? mf | 0x800000u : mf);
+  // a = m hi mod 4 and b = m mid are exact; k = round(a + b); (a - k) + b is exact when small
+  const double ah = m * pi_reduction.hi[ef];
+  const double a = ah - 4.0 * std::floor(ah * 0.25);
+  const double b = m * pi_reduction.mid[ef], c = m * pi_reduction.lo[ef];
+  const double t = (a + b) + round_magic;
+  const std::int64_t k = bits<std::int64_t>(t) - bits<std::int64_t>(round_magic);
+  const double f = ((a - (t - round_magic)) + b) + c;  // in quarter turns, |f| <= 1/2
+  const bool neg = (u >> 31) != 0;                     // sin(-x) = -sin(x), cos(-x) = cos(x)
+  const double r = (neg ? -f : f) * 1.5707963267948966;
+  const std::int64_t q = (neg ? -k : k) + shift;
   const double r2 = r * r;
-  const double s = sin_poly(r, r2), c = cos_poly(r2);
-  const double v = (q & 1) ? c : s, nv = -v;
-  return static_cast<float>((q & 2) ? nv : v);
+  const double s = sin_poly(r, r2), co = cos_poly(r2);
+  const double v = (q & 1) ? co : s, nv = -v;
+  const float out = static_cast<float>((q & 2) ? nv : v);
+  return (shift == 0) & (x == 0.0f) ? x : out;  // sin(-0) is -0
 }
 DP_HOST_DEVICE DP_FORCEINLINE float sin(float x) {
 #if defined(__CUDA_ARCH__)
