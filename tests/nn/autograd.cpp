@@ -1,4 +1,5 @@
 #include <type_traits>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -138,4 +139,132 @@ TEST_CASE("a traced value has no readable data, and a loss that ignores the para
   nn::trainer<constant_out> t{constant_out{}};
   CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::ones<float>({3, 2}), dp::ones<float>({3, 2})),
                        doctest::Contains("does not depend on any parameter"), dp::value_error);
+}
+
+namespace {
+struct float_model {
+  nn::parameter<float> w{dp::from_vector<float>({1.f, 2.f, 3.f})};
+  auto forward(auto x) const { return x * w; }
+};
+struct with_empty_parameter {  // `e` has no elements, so its gradient would start where a's does
+  nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f, 3.f})};
+  nn::parameter<float> e{dp::zeros<float>({0})};
+  auto forward(auto x) const {
+    auto h = nn::detail::materialize(x * a);
+    return h + dp::sum(e * dp::sum(h));
+  }
+};
+}  // namespace
+
+namespace {
+struct reads_value_in_matmul {
+  nn::parameter<float> w{dp::from_vector<float>({1.f, 0.f, 0.f, 1.f}, {2, 2})};
+  nn::parameter<float> b{dp::zeros<float>({2})};
+  auto forward(auto x) const { return dp::matmul(x, w.value().t()) + b; }
+};
+struct reads_value_in_expression {
+  nn::parameter<float> w{dp::from_vector<float>({1.f, 2.f})};
+  nn::parameter<float> b{dp::zeros<float>({2})};
+  auto forward(auto x) const { return x * w.value() + b; }
+};
+}  // namespace
+
+TEST_CASE("a parameter read through value() in a traced forward is refused, not a constant without gradient") {
+  const auto x = dp::ones<float>({1, 2}), y = dp::zeros<float>({1, 2});
+  nn::trainer<reads_value_in_matmul> a{reads_value_in_matmul{}};
+  CHECK_THROWS_WITH_AS((void)a.backward(nn::mse_loss, x, y),
+                       doctest::Contains("use the parameter itself (w, not w.value())"), dp::value_error);
+  nn::trainer<reads_value_in_expression> b{reads_value_in_expression{}};
+  CHECK_THROWS_WITH_AS((void)b.backward(nn::mse_loss, x, y), doctest::Contains("would get no gradient"),
+                       dp::value_error);
+  CHECK(b.steps() == 0);
+  // Outside a step (evaluation), value() is a plain tensor as ever.
+  CHECK(b(x).to_vector() == std::vector<float>{1.f, 2.f});
+}
+
+namespace {
+struct row_max {
+  nn::parameter<double> w{dp::from_vector<double>({1.0, 1.0, 1.0, 0.5})};
+  auto forward(auto x) const { return dp::max(x * w, 1, true) + dp::min(x * w, 1, true); }
+};
+}  // namespace
+
+TEST_CASE("max and min share their gradient evenly among tied elements, as PyTorch's amax and amin do") {
+  nn::trainer<row_max> t{row_max{}};
+  // x w = {2, 2, 2, 1}: the max is tied three ways, the min is not. Loss (max + min - 0)^2 = 9,
+  // whose gradient 6 reaches the max's three elements as 2 each (x 2 = 4 for w) and the min's as 6.
+  const auto x = dp::from_vector<double>({2.0, 2.0, 2.0, 2.0}, {1, 4});
+  CHECK(t.backward(nn::mse_loss, x, dp::zeros<double>({1, 1})) == doctest::Approx(9.0));
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+  CHECK(g[0] == doctest::Approx(4.0));  // the full gradient to each tied element would be 12
+  CHECK(g[1] == doctest::Approx(4.0));
+  CHECK(g[2] == doctest::Approx(4.0));
+  CHECK(g[3] == doctest::Approx(12.0));
+}
+
+namespace {
+struct scale_then_update {  // reads the buffer in a differentiable product, then changes it
+  nn::parameter<double> w{dp::from_vector<double>({1.0, 2.0, 3.0})};
+  nn::buffer<double> s{dp::from_vector<double>({2.0, 2.0, 2.0})};
+  auto forward(auto x) const {
+    auto h = nn::detail::materialize(x * w * s);
+    if (nn::training()) {
+      nn::update(s, s * 10.0);
+    }
+    return h;
+  }
+};
+struct update_then_scale {  // the same, updating first: backward reads what forward read
+  nn::parameter<double> w{dp::from_vector<double>({1.0, 2.0, 3.0})};
+  nn::buffer<double> s{dp::from_vector<double>({2.0, 2.0, 2.0})};
+  auto forward(auto x) const {
+    if (nn::training()) {
+      nn::update(s, s * 10.0);
+    }
+    return x * w * s;
+  }
+};
+}  // namespace
+
+TEST_CASE("a buffer changed after a differentiable operation read it is refused: its backward would read the change") {
+  const auto x = dp::ones<double>({1, 3}), y = dp::zeros<double>({1, 3});
+  nn::trainer<scale_then_update> bad{scale_then_update{}};
+  CHECK_THROWS_WITH_AS((void)bad.backward(nn::mse_loss, x, y), doctest::Contains("modified by an inplace operation"),
+                       dp::value_error);
+  CHECK(bad.model().s.value().to_vector() == std::vector<double>{2.0, 2.0, 2.0});  // the failed step is undone
+  nn::trainer<update_then_scale> good{update_then_scale{}};
+  // out = 20 w: loss = mean(400 w^2), d/dw = 800 w / 3.
+  (void)good.backward(nn::mse_loss, x, y);
+  const auto g = dp::detail::trainer_access::flat_grads(good).to_vector();
+  CHECK(g[0] == doctest::Approx(800.0 / 3.0));
+  CHECK(g[2] == doctest::Approx(800.0));
+}
+
+TEST_CASE("a loss computed through a cast to the other floating type is refused, not a zero gradient") {
+  nn::trainer<float_model> t{float_model{}};
+  const auto x = dp::ones<float>({1, 3}), y = dp::zeros<float>({1, 3});
+  auto in_double = [](const auto& out, const auto& target) {
+    return dp::cast<float>(dp::mean(dp::square(dp::cast<double>(out - target))));
+  };
+  CHECK_THROWS_WITH_AS((void)t.backward(in_double, x, y),
+                       doctest::Contains("gradients do not flow through a cast between floating types"),
+                       dp::value_error);
+  CHECK(t.steps() == 0);
+  // The same loss in float: d/dw mean((x w)^2) = 2 w / 3.
+  CHECK(t.backward(nn::mse_loss, x, y) == doctest::Approx(14.0 / 3.0));
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+  CHECK(g[0] == doctest::Approx(2.0 / 3.0));
+  CHECK(g[2] == doctest::Approx(2.0));
+}
+
+TEST_CASE("a parameter without elements takes no gradient from its neighbour: every step's gradient is its own") {
+  nn::trainer<with_empty_parameter> t{with_empty_parameter{}};
+  const auto x = dp::ones<float>({1, 3}), y = dp::zeros<float>({1, 3});
+  for (int step = 0; step < 3; ++step) {  // d/da mean((x a)^2) = 2 a / 3, not summed over steps
+    (void)t.backward(nn::mse_loss, x, y);
+    const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+    CHECK(g[0] == doctest::Approx(2.0 / 3.0));
+    CHECK(g[1] == doctest::Approx(4.0 / 3.0));
+    CHECK(g[2] == doctest::Approx(2.0));
+  }
 }

@@ -225,8 +225,9 @@ inline void require_samples(const dp::shape& target) {
 inline void require_finite_loss(double loss, std::uint64_t step, bool allowed) {
   DP_CHECK(allowed || std::isfinite(loss), value_error, "dp: backward: the loss of step ", step, " is ",
            std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"),
-           " (a NaN or infinity in the inputs or the weights, or a learning rate too large); nothing was updated. "
-           "To keep training through it, call allow_non_finite_loss(true) on the trainer or set "
+           " (a NaN or infinity in the inputs or the weights, or a learning rate too large); nothing was updated, and "
+           "gradients accumulated with dp::no_sync since the last optimizer step, if any, are dropped (start the "
+           "accumulation again). To keep training through it, call allow_non_finite_loss(true) on the trainer or set "
            "parallel_options::allow_non_finite_loss");
 }
 
@@ -427,8 +428,19 @@ class trainer {
       snapshot_.restore();
     }
   }
-  /// Forgets the last step, so that undo_step() leaves it (dp::parallel: a replica without samples).
+  /// Forgets the last step, so that undo_step() leaves it (dp::parallel, before a step's replicas start).
   void forget_step() noexcept { undo_armed_ = false; }
+  /// Makes undo_step() put back what a step beginning now may change: the step count, and the
+  /// buffers where forward may update them. dp::parallel arms a replica without samples too, since
+  /// the buffer sync writes its buffers.
+  void arm_undo() {
+    undo_armed_ = true;
+    undo_from_ = step_;
+    undo_buffers_ = !snapshot_.empty() && !(replica_ && !training_);  // there nn::update is refused
+    if (undo_buffers_) {
+      snapshot_.save();
+    }
+  }
 
   /// step_grads without the read-back: the loss stays on the device.
   template <class Loss, class... Args>
@@ -447,12 +459,7 @@ class trainer {
       detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
       // A step that fails leaves the model as it was: forward may change batch statistics and
       // counters (nn::update), so they are copied first (models without buffers copy nothing).
-      undo_armed_ = true;
-      undo_from_ = step_;
-      undo_buffers_ = !snapshot_.empty() && !(replica_ && !training_);  // there nn::update is refused
-      if (undo_buffers_) {
-        snapshot_.save();
-      }
+      arm_undo();
       try {
         return run_step(loss, local_only, scale, sample_offset, hook, args...);
       } catch (...) {
@@ -651,6 +658,7 @@ class trainer {
     detail::graph& g = *pe->g;
     g.step = step_;
     g.sample_offset = sample_offset;
+    g.parameters = params_.storage().get();
     {
       int i = 0;
       ((pe->kinds[i] = detail::kind_of<Args>(), pe->shapes[i] = args.shape(),
@@ -690,7 +698,7 @@ class trainer {
     }
     for (const auto& e : layout_) {
       const tensor<T> gv = grads_.slice(0, e.offset, e.offset + e.shape.numel());
-      if (!g.writes_param_grad(gv.data())) {
+      if (gv.numel() > 0 && !g.writes_param_grad(gv.data())) {
         zero_list(*pe).push_back(gv);
       }
     }

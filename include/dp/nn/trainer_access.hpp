@@ -34,6 +34,10 @@ struct trainer_access {
     t.forget_step();
   }
   template <class Trainer>
+  static void arm_undo(Trainer& t) {
+    t.arm_undo();
+  }
+  template <class Trainer>
   static auto settings(const Trainer& t) {
     return t.settings();
   }

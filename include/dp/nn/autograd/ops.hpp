@@ -63,7 +63,19 @@ bool any_requires_grad(const Node& n) {
   return r;
 }
 
-/// The gradient target of leaf K of a node (inactive unless it is a var or parameter of type V).
+/// A leaf of the other floating type reached a node of type V through dp::cast: no gradient target
+/// of type V reaches it, so its gradient (and everything before it) would silently be 0.
+template <class W, class V>
+[[noreturn]] void refuse_cast_gradient() {
+  constexpr auto name = [](bool is_float) { return is_float ? "float" : "double"; };
+  throw value_error(dd::concat("dp: a traced forward casts a value that needs a gradient from ",
+                               name(std::is_same_v<W, float>), " to ", name(std::is_same_v<V, float>),
+                               " (dp::cast): gradients do not flow through a cast between floating types; compute "
+                               "the model and its loss in one type (cast the data instead)"));
+}
+
+/// The gradient target of leaf K of a node (inactive unless it is a var or parameter of type V;
+/// one of the other type that needs a gradient is refused).
 template <class V, std::size_t K, class Node>
 grad_target<V> leaf_target(graph& g, const Node& node) {
   const auto& leaf = dd::leaf_at<K>(node);
@@ -74,6 +86,17 @@ grad_target<V> leaf_target(graph& g, const Node& node) {
     }
   } else if constexpr (std::is_same_v<L, dd::param_node<V>>) {
     return g.param_target<V>(leaf.grad);
+  } else if constexpr (dd::traced_leaf_v<L>) {
+    if (!leaf.no_grad && g.template requires_grad<typename L::value_type>(leaf.slot)) {
+      refuse_cast_gradient<typename L::value_type, V>();
+    }
+  } else if constexpr (requires {
+                         leaf.grad.defined();
+                         leaf.id;
+                       }) {
+    if (leaf.grad.defined()) {
+      refuse_cast_gradient<typename L::value_type, V>();
+    }
   }
   return {};
 }
@@ -150,6 +173,18 @@ struct fused_op final : op {
   }
 };
 
+/// Tells the graph which constants (tensor leaves: buffers, tensors) an operation on `node` reads,
+/// and whether its backward reads them again.
+template <class Node>
+void read_constants(graph& g, const Node& node, bool by_backward) {
+  auto constant = [&](const auto& leaf) {
+    if constexpr (requires { g.read_constant(leaf.t, true); }) {
+      g.read_constant(leaf.t, by_backward);
+    }
+  };
+  dd::for_each_leaf(node, constant);
+}
+
 /// Records `node` as one fused operation and returns its value as a var.
 template <class Node>
 auto record_fused(const Node& node) {
@@ -159,8 +194,10 @@ auto record_fused(const Node& node) {
   } else {
     static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
     graph& g = *graph_of(node);
+    const bool differentiable = any_requires_grad(node);
+    read_constants(g, node, differentiable);
     const dd::node_meta m = dd::meta_of(node);
-    const int out = g.add_slot<V>(empty<V>(m.shape, m.has_device ? m.dev : dp::cpu()), any_requires_grad(node));
+    const int out = g.add_slot<V>(empty<V>(m.shape, m.has_device ? m.dev : dp::cpu()), differentiable);
     auto o = std::make_unique<fused_op<V, Node>>(node, out);
     o->forward(g);
     g.record(std::move(o));
@@ -189,6 +226,8 @@ struct reduce_op final : op {
   bool mean;
   expr_backward<V, Node> bw;
 
+  tensor<V> ties;  // max / min: how many elements equal each result (made at freeze, not per step)
+
   reduce_op(Node n, int o, bool m) : node(std::move(n)), out(o), mean(m) {}
   const char* name() const override { return Op::name; }
   void forward(graph& g) override { dd::reduce_into<Op>(g.value<V>(out), node, dd::eager_ctx{}, mean); }
@@ -197,6 +236,10 @@ struct reduce_op final : op {
     active = g.receives_grad<V>(out);
     if (active) {
       bw.plan(g, node);
+      if constexpr (!std::is_same_v<Op, dd::sum_reduce>) {
+        const tensor<V>& v = g.value<V>(out);
+        ties = empty<V>(v.shape(), v.device());
+      }
     }
   }
   void backward(graph& g) override {
@@ -215,10 +258,14 @@ struct reduce_op final : op {
       } else {
         bw.apply(g, node, gn);
       }
-    } else {  // max / min: the gradient goes to every element equal to the result
+    } else {  // max / min: the gradient is shared evenly by the elements equal to the result (ties)
       const dd::tensor_node<V> val{g.value<V>(out).broadcast_to(in_shape)};
+      const auto hit = dd::make_binary_node(dd::equal_op{}, node, val);
+      dd::reduce_into<dd::sum_reduce>(
+          ties, dd::make_select_node(hit, dd::scalar_node<V>{V(1)}, dd::scalar_node<V>{V(0)}), dd::eager_ctx{}, false);
+      const dd::tensor_node<V> share{ties.broadcast_to(in_shape)};
       bw.apply(g, node,
-               dd::make_select_node(dd::make_binary_node(dd::equal_op{}, node, val), gn, dd::scalar_node<V>{V(0)}));
+               dd::make_select_node(hit, dd::make_binary_node(dd::div_op{}, gn, share), dd::scalar_node<V>{V(0)}));
     }
   }
 };
@@ -353,6 +400,11 @@ mm_operand<V> as_operand(const tensor<V>& t) {
 
 template <class V>
 var<V> record_matmul(graph& g, mm_operand<V> a, mm_operand<V> b) {
+  for (const auto* o : {&a, &b}) {
+    if (o->slot < 0 && !o->grad.defined()) {  // a constant, not a parameter's operand: backward reads it
+      g.read_constant(o->value, true);
+    }
+  }
   const tensor<V> va = a.get(g), vb = b.get(g);
   DP_CHECK(va.rank() == 2 && vb.rank() == 2, shape_error, "dp: traced matmul takes 2-D operands, got ", va.shape(),
            " and ", vb.shape(), "; flatten leading dimensions first");
@@ -502,6 +554,7 @@ auto traced_reduce(const Node& node, std::span<const int> axes, bool all, bool k
   const dd::node_meta m = dd::meta_of(node);
   const dp::shape kd = dd::reduced_shape(m.shape, axes, all, op);
   const bool rg = any_requires_grad(node);
+  read_constants(g, node, rg);
   const int out = g.add_slot<V>(empty<V>(kd, m.has_device ? m.dev : dp::cpu()), rg);
   auto o = std::make_unique<reduce_op<Op, V, Node>>(node, out, mean);
   if (m.shape.numel() == 0 && !std::is_same_v<Op, dd::sum_reduce>) {
