@@ -189,6 +189,26 @@ TEST_CASE("local broadcast, all_gather and reduce_scatter") {
   }
 }
 
+TEST_CASE("ranks that pass different sizes all refuse at once, naming the sizes (none waits for the timeout)") {
+  const int n = 2;
+  // A long timeout: a rank left waiting for one that threw would make this test take a minute.
+  auto comms = dp::dist::make_local_communicators(n, {.timeout = std::chrono::milliseconds(60000)});
+  std::vector<dp::tensor<float>> in{dp::ones<float>({4}), dp::ones<float>({6})};  // rank 1 passes more
+  std::vector<dp::tensor<float>> part{dp::zeros<float>({2}), dp::zeros<float>({3})};
+  std::vector<dp::tensor<float>> b{dp::ones<float>({4}), dp::ones<float>({5})};
+  const auto t0 = std::chrono::steady_clock::now();
+  on_ranks(n, [&](int r) {
+    CHECK_THROWS_WITH_AS(comms[r].reduce_scatter(in[r], part[r], dp::dist::reduce_op::sum),
+                         doctest::Contains("reduce_scatter: rank 1 passed 6 elements but rank 0 passed 4"),
+                         dp::value_error);
+  });
+  on_ranks(n, [&](int r) {  // the root too: it is not left at the second rendezvous
+    CHECK_THROWS_WITH_AS(comms[r].broadcast(b[r], 0), doctest::Contains("broadcast: rank 1 passed 20 bytes"),
+                         dp::value_error);
+  });
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+}
+
 TEST_CASE("a collective whose peers never arrive times out with the collective's name") {
   auto comms = dp::dist::make_local_communicators(2, {.timeout = std::chrono::milliseconds(200)});
   auto t = dp::ones<float>({3});

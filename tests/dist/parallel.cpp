@@ -575,3 +575,74 @@ TEST_CASE("a non-finite loss stops parallel training on every replica, unless al
   dp::parallel<classifier> lenient{classifier{}, workers(2), {.allow_non_finite_loss = true}};
   CHECK(std::isnan(lenient.backward(nn::cross_entropy, x, labels(8, 1))));
 }
+
+namespace {
+struct sequence_norm {  // batch_norm over [N, C, L]: a shard of one sample has L values per channel
+  using value_type = float;
+  nn::batch_norm<2> bn;
+  auto forward(auto x) const { return bn(x); }
+};
+struct linear_norm {
+  nn::linear<3, 4> fc;
+  nn::batch_norm<4> bn;
+  auto forward(auto x) const { return bn(fc(x)); }
+};
+/// Every replica's (running_mean[0], num_batches_tracked).
+template <class P>
+std::vector<std::pair<float, std::int64_t>> replica_statistics(P& par) {
+  std::vector<std::pair<float, std::int64_t>> out;
+  dp::detail::replica_access::update_model(par, [&](auto& m) {
+    out.emplace_back(m.bn.running_mean.value().to_vector()[0], m.bn.num_batches_tracked.value().item());
+  });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("a replica without samples counts the step: the next step's dropout masks are one device's") {
+  nn::manual_seed(5);
+  const dropout_net model;
+  nn::trainer<dropout_net> single{model};
+  dp::parallel<dropout_net> par{model, workers(3)};
+  // Two samples over three workers: replica 2 has none in the first step.
+  auto x1 = dp::randn<float>({2, 6}, dp::cpu(), 1);
+  auto y1 = dp::from_vector<std::int64_t>({0, 1});
+  (void)single.backward(nn::cross_entropy, x1, y1);
+  (void)par.backward(nn::cross_entropy, x1, y1);
+  CHECK(par.steps() == 1);
+  auto x = dp::randn<float>({21, 6}, dp::cpu(), 2);
+  dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({21}, dp::cpu(), 3) * 2.99f);
+  CHECK(par.backward(nn::cross_entropy, x, y) ==
+        doctest::Approx(single.backward(nn::cross_entropy, x, y)).epsilon(1e-6));
+  close(replica_grads(par, 0), dp::detail::trainer_access::flat_grads(single).to_vector(), 1e-6, 1e-7);
+}
+
+TEST_CASE("a step that fails puts back the buffers of a replica without samples too") {
+  nn::trainer<sequence_norm> single{sequence_norm{}};
+  dp::parallel<sequence_norm> par{sequence_norm{}, workers(3)};
+  auto bad = dp::randn<float>({2, 2, 3}, dp::cpu(), 1);  // shards of 1, 1 and 0 samples
+  bad[0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  const auto target = dp::zeros<float>({2, 2, 3});
+  CHECK_THROWS_AS((void)par.backward(nn::mse_loss, bad, target), dp::value_error);
+  for (const auto& [mean, tracked] : replica_statistics(par)) {
+    CHECK(mean == 0.0f);  // the synchronised NaN statistics were put back on replica 2 as well
+    CHECK(tracked == 0);
+  }
+  auto good = dp::randn<float>({2, 2, 3}, dp::cpu(), 2);
+  (void)single.backward(nn::mse_loss, good, target);
+  (void)par.backward(nn::mse_loss, good, target);
+  const float want = single.model().bn.running_mean.value().to_vector()[0];
+  for (const auto& [mean, tracked] : replica_statistics(par)) {
+    CHECK(mean == doctest::Approx(want).epsilon(1e-6));
+    CHECK(tracked == 1);
+  }
+}
+
+TEST_CASE("a training-mode par(x) that fails on some replicas changes no replica's buffers") {
+  dp::parallel<linear_norm> par{linear_norm{}, workers(3)};
+  auto x = dp::randn<float>({4, 3}, dp::cpu(), 1);  // shards of 2, 1 and 1: batch_norm needs two rows
+  CHECK_THROWS_AS((void)par(x), dp::value_error);
+  for (const auto& [mean, tracked] : replica_statistics(par)) {
+    CHECK(mean == 0.0f);
+    CHECK(tracked == 0);
+  }
+}

@@ -397,14 +397,14 @@ TEST_CASE("ranks whose loaders would give different batch counts are refused at 
 
 namespace {
 /// Every parameter and buffer's bytes after 20 adamw steps on the global batches of a loader
-/// (92 samples in batches of 40, 40 and 12, chunks of 6 whose last in a batch of 40 is 4 samples,
-/// so shares of whole chunks are uneven), and the last loss.
+/// (by default 92 samples in batches of 40, 40 and 12, chunks of 6 whose last in a batch of 40 is 4
+/// samples, so shares of whole chunks are uneven), and the last loss.
 template <class P>
-std::vector<unsigned char> deterministic_run(P& par, bool ranked) {
-  const dataset data = make_data(92);
+std::vector<unsigned char> deterministic_run(P& par, bool ranked, dp::index_t samples = 92, dp::index_t batch = 40) {
+  const dataset data = make_data(samples);
   dp::data::loader loader =
-      ranked ? dp::data::loader{data, {.batch = 40, .shuffle = true, .seed = 5, .align = 6}, test::world()}
-             : dp::data::loader{data, {.batch = 40, .shuffle = true, .seed = 5}};
+      ranked ? dp::data::loader{data, {.batch = batch, .shuffle = true, .seed = 5, .align = 6}, test::world()}
+             : dp::data::loader{data, {.batch = batch, .shuffle = true, .seed = 5}};
   auto opt = adamw(par);
   double loss = 0;
   int done = 0;
@@ -442,6 +442,20 @@ TEST_CASE("deterministic: N ranks, and N ranks x 2 workers, give the bits of one
     CHECK(got.size() == want.size());
     CHECK(std::memcmp(got.data(), want.data(), std::min(got.size(), want.size())) == 0);
   }
+}
+
+TEST_CASE("deterministic: ranks left without samples by a short batch take part, with the same bits") {
+  // 41 samples in batches of 9 and a last of 5, chunks of 6: shares of 6 and 3, then 5, and every
+  // later rank's share is empty (it starts where the batch ends, not on a chunk's edge).
+  const dp::parallel_options det{.deterministic = true, .chunk = 6};
+  nn::manual_seed(22);
+  dp::parallel<net> one{net{}, {dp::cpu(0)}, det};
+  const auto want = deterministic_run(one, false, 41, 9);
+  nn::manual_seed(22);
+  dp::parallel<net> ranked{net{}, test::world(), det};
+  const auto got = deterministic_run(ranked, true, 41, 9);
+  CHECK(got.size() == want.size());
+  CHECK(std::memcmp(got.data(), want.data(), std::min(got.size(), want.size())) == 0);
 }
 
 TEST_CASE("deterministic: a rank whose share is not whole chunks is told to align its loader") {

@@ -165,4 +165,34 @@ class replica_buffers {
   nn::detail::buffer_snapshot snapshot_;
 };
 
+/// Keeps every replica's buffers while a training forward runs and puts them back unless released:
+/// a forward that fails on one replica leaves none changed (nor the canonical model).
+class buffers_kept {
+ public:
+  buffers_kept(std::vector<replica_buffers>& all, bool keep) : all_(keep ? &all : nullptr) {
+    if (all_ != nullptr) {
+      for (auto& b : *all_) {
+        b.save();
+      }
+    }
+  }
+  buffers_kept(const buffers_kept&) = delete;
+  buffers_kept& operator=(const buffers_kept&) = delete;
+  ~buffers_kept() {
+    if (all_ == nullptr) {
+      return;
+    }
+    try {
+      for (auto& b : *all_) {
+        b.restore();
+      }
+    } catch (...) {  // the error in flight is the one to report
+    }
+  }
+  void release() noexcept { all_ = nullptr; }
+
+ private:
+  std::vector<replica_buffers>* all_;
+};
+
 }  // namespace dp::inline DP_ABI::dist::detail

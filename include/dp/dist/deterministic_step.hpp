@@ -93,7 +93,7 @@ class deterministic_step {
     const bool training = group_[0].training();
     auto& parts = plan_.scatter(args...);
     const std::uint64_t before = at.step - 1;
-    for (int i = 0; i < group_.size(); ++i) {  // a replica without chunks has nothing to undo
+    for (int i = 0; i < group_.size(); ++i) {  // no replica undoes an earlier step
       dp::detail::trainer_access::forget_step(group_[i]);
     }
     if (training) {  // every chunk starts from these; a failed step puts them back
@@ -107,6 +107,9 @@ class deterministic_step {
       auto& buffers = buffers_[static_cast<std::size_t>(i)];
       kept.clear(chunks);
       const index_t first = plan_.begin(i), last = plan_.begin(i + 1);
+      if (first == last) {  // no chunks here, but the sums write this replica's buffers too
+        dp::detail::trainer_access::arm_undo(r);
+      }
       for (index_t a = first; a < last; a += c) {
         const index_t b = std::min(last, a + c);
         if (training) {
@@ -168,7 +171,8 @@ class deterministic_step {
     ranks_.clear();
     if (world != nullptr) {
       batch_.for_each_share([&](index_t first, index_t count) {
-        ranks_.push_back({first / chunk_, (first + count) / chunk_ + ((first + count) % chunk_ != 0)});
+        const index_t end = (first + count) / chunk_ + ((first + count) % chunk_ != 0);
+        ranks_.push_back({count == 0 ? end : first / chunk_, end});  // an empty share holds no chunk
       });
     }
     const bool host = group_.on_host();

@@ -218,8 +218,7 @@ class local_communicator {
     }
     g_->post(rank_, p, static_cast<index_t>(bytes));
     g_->arrive("broadcast", rank_);
-    DP_CHECK(g_->count(root) == static_cast<index_t>(bytes), value_error, "dp: broadcast: rank ", rank_, " has ", bytes,
-             " bytes but the root has ", g_->count(root));
+    require_same_counts("broadcast", "bytes");
     if (rank_ != root) {
       std::memcpy(p, g_->posted(root), bytes);
     }
@@ -235,11 +234,8 @@ class local_communicator {
     }
     g_->post(rank_, t.data(), t.numel());
     g_->arrive("all_reduce", rank_);
+    require_same_counts("all_reduce", "elements");
     const index_t total = g_->count(0);
-    for (int r = 1; r < n; ++r) {
-      DP_CHECK(g_->count(r) == total, value_error, "dp: all_reduce: rank ", r, " passed ", g_->count(r),
-               " elements but rank 0 passed ", total);
-    }
     // My chunk: read every rank's values in rank order, then write the result to every rank.
     detail::combine_into_all([&](int r) { return static_cast<T*>(g_->posted(r)); }, n, total * rank_ / n,
                              total * (rank_ + 1) / n, op);
@@ -257,8 +253,8 @@ class local_communicator {
     detail::check_all_gather(call_of("all_gather"), in, out);
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("all_gather", rank_);
+    require_same_counts("all_gather", "elements");
     for (int r = 0; r < size(); ++r) {
-      DP_CHECK(g_->count(r) == in.numel(), value_error, "dp: all_gather: ranks passed different sizes");
       std::memcpy(out.data() + r * in.numel(), g_->posted(r), static_cast<std::size_t>(in.numel()) * sizeof(T));
     }
     g_->arrive("all_gather", rank_);
@@ -270,6 +266,7 @@ class local_communicator {
     const int n = size();
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("reduce_scatter", rank_);
+    require_same_counts("reduce_scatter", "elements");  // a rank with more would read past the others'
     const index_t c = out.numel(), off = c * rank_;
     T* dst = out.data();
     for (index_t i = 0; i < c; ++i) {
@@ -299,6 +296,14 @@ class local_communicator {
   }
 
  private:
+  /// Every rank checks every rank's count after posting, so that all refuse together (none is
+  /// left waiting at the next rendezvous for one that threw).
+  void require_same_counts(const char* what, const char* unit) const {
+    for (int r = 1; r < size(); ++r) {
+      DP_CHECK(g_->count(r) == g_->count(0), value_error, "dp: ", what, ": rank ", r, " passed ", g_->count(r), " ",
+               unit, " but rank 0 passed ", g_->count(0), "; every rank passes the same size");
+    }
+  }
   detail::call call_of(const char* what) const { return {what, size(), "local", dp::cpu()}; }
 
   std::shared_ptr<local_group> g_;

@@ -306,6 +306,8 @@ class parallel {
     const std::uint64_t eager_step = nn::detail::eager_random_state().step;
     // The bare model on one device (no scatter, no gather, no copy), and for an empty batch on any
     // number of devices, so that its result does not depend on the device count.
+    // A training forward that fails leaves every replica's buffers as they were.
+    dist::detail::buffers_kept kept{buffers_, sync};
     if (group_.size() == 1 || n == 0) {
       const nn::detail::eager_random_scope rows(eager_step, global_offset_);
       auto out = group_[0](plan_.whole(args)...);
@@ -313,6 +315,7 @@ class parallel {
         auto nothing = [](int) {};
         run_replicas(nothing, {.buffers = true, .step = steps() + 1});
       }
+      kept.release();
       return out;
     }
     using Out = decltype(group_[0](plan_.shard(0, args)...));
@@ -331,6 +334,7 @@ class parallel {
       run_replicas(forward, {.buffers = sync, .step = steps() + 1});
     }
     nn::detail::eager_random_state().step = step_after.load(std::memory_order_relaxed);
+    kept.release();
     return plan_.gather(outs);
   }
 
@@ -375,7 +379,7 @@ class parallel {
     const bool mean = nn::detail::reduction_of(loss) == nn::reduction::mean;
     decltype(auto) part_loss = nn::detail::part_loss(loss, scored_mean);
     const bool accumulating = group_[0].gradients() == nn::grad_state::local;
-    for (int i = 0; i < group_.size(); ++i) {  // a replica without samples has nothing to undo
+    for (int i = 0; i < group_.size(); ++i) {  // no replica undoes an earlier step
       detail::trainer_access::forget_step(group_[i]);
     }
     // One replica per rank: each bucket's all-reduce starts as soon as backward has finished it.
@@ -398,6 +402,8 @@ class parallel {
                   parts[static_cast<std::size_t>(i)]);
             });
       } else {  // no samples here: contribute nothing, but take part in every collective
+        // The buffer sync writes this replica's buffers too: a step that fails puts them back.
+        detail::trainer_access::arm_undo(r);
         losses_[static_cast<std::size_t>(i)] = 0;
         if (!accumulating) {
           tensor<T>(detail::trainer_access::flat_grads(r)).fill(T(0));
@@ -419,6 +425,7 @@ class parallel {
       undo_step();
       throw;
     }
+    restore_steps(step_number);  // a replica without samples counts the step too (dropout's streams)
     double total = 0;
     for (double l : losses_) {
       total += l;

@@ -32,7 +32,9 @@ std::string model_signature(const Model& model, const std::vector<nn::param_entr
   }
   nn::for_each_buffer(model, [&](const std::string& name, const auto& b) {
     using V = typename std::remove_cvref_t<decltype(b)>::value_type;
-    sig += dp::detail::concat("buffer ", name, " ", type(static_cast<const V*>(nullptr)), " ", b.shape(), "\n");
+    // The policy too: ranks that differ in it would meet a broadcast with an all-reduce.
+    sig += dp::detail::concat("buffer ", name, " ", type(static_cast<const V*>(nullptr)), " ", b.shape(),
+                              b.sync() == nn::buffer_sync::mean ? " mean" : " first", "\n");
   });
   // The names only: rank 0's values are broadcast (a module may list a setting conditionally).
   nn::for_each_setting(model, [&](const std::string& name, const auto&) { sig += "setting " + name + "\n"; });
@@ -115,11 +117,11 @@ class global_batch {
   /// The rows of the global batch that the loss scores.
   index_t scored() const noexcept { return scored_; }
   /// The first rank whose share is not whole units of `unit` samples (the last share may end the
-  /// batch with a short one), or -1; the same answer on every rank.
+  /// batch with a short one, and an empty share is whole), or -1; the same answer on every rank.
   int first_unaligned(index_t unit) const {
     int r = 0, bad = -1;
     for_each_share([&](index_t at, index_t count) {
-      if (bad < 0 && (at % unit != 0 || (count % unit != 0 && at + count != total_))) {
+      if (bad < 0 && count > 0 && (at % unit != 0 || (count % unit != 0 && at + count != total_))) {
         bad = r;
       }
       ++r;

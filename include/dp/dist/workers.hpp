@@ -35,8 +35,16 @@ class replica_threads {
                   : std::chrono::nanoseconds(0)),
         errors_(static_cast<std::size_t>(replicas)),
         board_(4 * replicas, spin_) {
-    for (int i = 1; i < replicas; ++i) {
-      threads_.emplace_back([this, i] { loop(i); });
+    try {
+      for (int i = 1; i < replicas; ++i) {
+        threads_.emplace_back([this, i] { loop(i); });
+      }
+    } catch (...) {  // no thread to make (a limit): the ones made must end, or their destructor terminates
+      board_.close();
+      for (auto& t : threads_) {
+        t.join();
+      }
+      throw;
     }
   }
   replica_threads(const replica_threads&) = delete;
