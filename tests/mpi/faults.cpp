@@ -1,11 +1,13 @@
 // A rank that stalls or dies: the others must fail with a clear error within the timeout, and the
 // job must end (no hang), and the error must name the missing rank. Run as `mpirun -np N
-// dp_mpi_faults stall|kill|eval_update`; ctest checks the output.
+// dp_mpi_faults stall|kill|eval_update|absent`; ctest checks the output.
 //   stall: the last rank sleeps 3 s before its first step; the others' collective times out after
 //          300 ms and names it (not each other).
 //   kill:  the last rank kills itself with SIGKILL before its first step.
 //   eval_update: every rank's forward calls nn::update in evaluation mode, which dp::parallel does
 //          not synchronise: each rank refuses at once with dp's message (no collective waits).
+//   absent: the last rank leaves before making its sharded loader (as after an error of its own);
+//          the others' loader, whose agreement makes a communicator, fails after 300 ms.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -44,8 +46,19 @@ int report(const dp::dist::session& world, Steps&& steps) {
 }
 
 int main(int argc, char** argv) {
-  dp::dist::session world{argc, argv};
   const std::string mode = argc > 1 ? argv[1] : "";
+  dp::dist::session world{argc, argv,
+                          mode == "absent" ? dp::dist::communicator_options{.timeout = std::chrono::milliseconds(300)}
+                                           : dp::dist::communicator_options{}};
+  if (mode == "absent") {
+    if (world.rank() == world.size() - 1) {
+      std::printf("rank %d: left before making its loader\n", world.rank());
+      std::fflush(stdout);
+      return 0;
+    }
+    const dp::data::tensor_dataset<float, std::int64_t> data{dp::zeros<float>({8, 4}), dp::zeros<std::int64_t>({8})};
+    return report(world, [&] { dp::data::loader loader{data, {.batch = 4}, world}; });
+  }
   if (mode == "eval_update") {
     dp::parallel<counting> par{counting{}, world, {.comm = {.timeout = std::chrono::milliseconds(2000)}}};
     par.eval();

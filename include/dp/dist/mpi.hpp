@@ -63,11 +63,43 @@ inline std::string mpi_error_text(int code) {
 struct mpi_world_state {
   bool failed = false;
   std::string why;
-  // The messages of a failed world's missing-rank probes, kept until the job ends (MPI may still
-  // read them; a deque keeps them where they are).
-  std::deque<std::int64_t> probe_sends;
+  // The messages of a failed world's missing-rank probes and the answers still awaited, kept until
+  // the job ends (MPI may still read or write them; a deque keeps them where they are).
+  std::deque<std::int64_t> probe_sends, probe_answers;
   std::vector<MPI_Request> probe_requests;
 };
+
+/// MPI_Comm_dup with a deadline. The duplicate is a collective: a rank that never makes it (it
+/// failed before, or died) would leave the others in a blocking MPI_Comm_dup for ever.
+inline MPI_Comm dup_comm(MPI_Comm from, std::chrono::milliseconds timeout, mpi_world_state& state) {
+  DP_CHECK(!state.failed, runtime_error, "dp: making an MPI communicator refused: an earlier collective failed (",
+           state.why, ")");
+  MPI_Comm out = MPI_COMM_NULL;
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int code = MPI_Comm_idup(from, &out, &r);
+  DP_CHECK(code == MPI_SUCCESS, runtime_error, "dp: MPI_Comm_idup failed: ", mpi_error_text(code));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int done = 0;
+    const int c = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    if (c == MPI_SUCCESS && done) {
+      return out;
+    }
+    if (c != MPI_SUCCESS || std::chrono::steady_clock::now() > deadline) {
+      int rank = 0, size = 0;
+      MPI_Comm_rank(from, &rank);
+      MPI_Comm_size(from, &size);
+      state.failed = true;  // the request can never complete: the session ends the job at exit
+      state.why = c != MPI_SUCCESS ? dp::detail::concat("dp: making an MPI communicator failed on rank ", rank, ": ",
+                                                        mpi_error_text(c))
+                                   : dp::detail::concat("dp: making an MPI communicator (a collective of all ", size,
+                                                        " ranks) timed out on rank ", rank, " after ", timeout.count(),
+                                                        " ms: a rank did not join (it failed before, stalled or died)");
+      throw runtime_error(state.why);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
 
 /// An MPI communicator owned by dp: freed with the last handle (unless MPI is gone, or a
 /// collective on it failed and left a request that can never complete).
@@ -77,9 +109,10 @@ struct owned_comm {
   std::shared_ptr<mpi_world_state> state;
   /// Takes `c`, duplicates it for the probe, and makes MPI errors on both return codes (a dead
   /// peer is then a dp error, not the default handler ending the process).
-  owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s) : comm(c), state(std::move(s)) {
+  owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s, std::chrono::milliseconds timeout)
+      : comm(c), state(std::move(s)) {
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-    MPI_Comm_dup(comm, &probe);
+    probe = dup_comm(comm, timeout, *state);
     MPI_Comm_set_errhandler(probe, MPI_ERRORS_RETURN);
   }
   owned_comm(const owned_comm&) = delete;
@@ -102,7 +135,7 @@ class mpi_communicator {
  public:
   /// Takes ownership of `comm`.
   mpi_communicator(MPI_Comm comm, communicator_options o, std::shared_ptr<detail::mpi_world_state> state)
-      : owned_(std::make_shared<detail::owned_comm>(comm, std::move(state))), comm_(comm), opts_(o) {
+      : owned_(std::make_shared<detail::owned_comm>(comm, std::move(state), o.timeout)), comm_(comm), opts_(o) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
@@ -127,7 +160,7 @@ class mpi_communicator {
             "all_reduce");
     wait(r, "all_reduce", t.numel());
     if (op == reduce_op::mean) {
-      t *= T(1) / static_cast<T>(size_);
+      divide_by_size(t);
     }
   }
 
@@ -158,7 +191,7 @@ class mpi_communicator {
             "reduce_scatter");
     wait(r, "reduce_scatter", in.numel());
     if (op == reduce_op::mean) {
-      out *= T(1) / static_cast<T>(size_);
+      divide_by_size(out);
     }
   }
 
@@ -193,7 +226,11 @@ class mpi_communicator {
   bool test(request& q) {
     int done = 1;
     if (q.r != MPI_REQUEST_NULL) {
-      MPI_Test(&q.r, &done, MPI_STATUS_IGNORE);
+      const int code = MPI_Test(&q.r, &done, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS) {  // an MPI may free a failed request: it must not count as done
+        fail(dp::detail::concat("dp: ", q.what, detail::context_text(), " failed on rank ", rank_, ": ",
+                                detail::mpi_error_text(code)));
+      }
     }
     return done != 0;
   }
@@ -218,6 +255,16 @@ class mpi_communicator {
 
  private:
   detail::call call_of(const char* what) const { return {what, size_, "MPI", dp::cpu()}; }
+  /// The mean from the sum: integers divide (as the local communicator and NCCL's average do), where
+  /// times 1/size would be 0.
+  template <class T>
+  void divide_by_size(tensor<T>& t) const {
+    if constexpr (std::is_integral_v<T>) {
+      t /= static_cast<T>(size_);
+    } else {
+      t *= T(1) / static_cast<T>(size_);
+    }
+  }
   static int count(index_t n) {
     DP_CHECK(n <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ", n);
     return static_cast<int>(n);
@@ -276,14 +323,16 @@ class mpi_communicator {
     auto& st = *owned_->state;
     const std::size_t first = st.probe_sends.size();
     st.probe_sends.push_back(sequence_);
-    std::vector<std::int64_t> theirs(static_cast<std::size_t>(size_), -1);
+    // An answer may arrive after the grace, into memory that must still be there: the state's.
+    const std::size_t answers = st.probe_answers.size();
+    st.probe_answers.resize(answers + static_cast<std::size_t>(size_), -1);
+    auto theirs = [&](int r) -> std::int64_t& { return st.probe_answers[answers + static_cast<std::size_t>(r)]; };
     std::vector<MPI_Request> recvs(static_cast<std::size_t>(size_), MPI_REQUEST_NULL);
     for (int r = 0; r < size_; ++r) {
       if (r != rank_) {
         st.probe_requests.emplace_back(MPI_REQUEST_NULL);
         MPI_Isend(&st.probe_sends[first], 1, MPI_INT64_T, r, 0, owned_->probe, &st.probe_requests.back());
-        MPI_Irecv(&theirs[static_cast<std::size_t>(r)], 1, MPI_INT64_T, r, 0, owned_->probe,
-                  &recvs[static_cast<std::size_t>(r)]);
+        MPI_Irecv(&theirs(r), 1, MPI_INT64_T, r, 0, owned_->probe, &recvs[static_cast<std::size_t>(r)]);
       }
     }
     const auto grace = std::clamp(opts_.timeout / 4, std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
@@ -303,7 +352,7 @@ class mpi_communicator {
     }
     std::string silent, elsewhere;
     for (int r = 0; r < size_; ++r) {
-      const std::int64_t t = theirs[static_cast<std::size_t>(r)];
+      const std::int64_t t = theirs(r);
       if (r == rank_ || t == sequence_) {
         continue;
       }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -66,9 +67,17 @@ class session {
       int provided = 0;
       const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
       DP_CHECK(rc == MPI_SUCCESS, runtime_error, "dp: session: MPI_Init_thread failed: ", detail::mpi_error_text(rc));
+      if (provided < MPI_THREAD_SERIALIZED) {
+        MPI_Finalize();  // made here, so ended here: the constructor throws and no destructor runs
+        refuse_thread_level(provided, "");
+      }
       owns_mpi_ = true;
-      DP_CHECK(provided >= MPI_THREAD_SERIALIZED, runtime_error, "dp: session: this MPI grants thread level ", provided,
-               " but dp calls MPI from its worker threads and needs MPI_THREAD_SERIALIZED or more");
+    } else {  // the application initialised MPI, perhaps with a lower level
+      int provided = 0;
+      MPI_Query_thread(&provided);
+      if (provided < MPI_THREAD_SERIALIZED) {
+        refuse_thread_level(provided, " (the application initialised MPI: ask for it in its MPI_Init_thread)");
+      }
     }
     MPI_Comm_dup(MPI_COMM_WORLD, &world_);
     MPI_Comm_rank(world_, &rank_);
@@ -92,10 +101,16 @@ class session {
 #if DP_HAS_MPI
     if (state_ && state_->failed) {
       // A collective failed: its request can never complete, so MPI_Finalize could wait forever.
-      // End the whole job instead: mpirun then stops every rank (none is left hanging).
+      // End the whole job instead: mpirun then stops every rank (none is left hanging). Said first:
+      // an application that catches dp's error outside the session's scope never sees it.
+      std::fprintf(stderr, "dp: session: ending the job (MPI_Abort) after a failed collective: %s\n",
+                   state_->why.c_str());
+      std::fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, 3);
     }
-    if (world_ != MPI_COMM_NULL) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);  // an application that initialised MPI may also have finalised it
+    if (world_ != MPI_COMM_NULL && !finalized) {
       MPI_Comm_free(&world_);
     }
     if (owns_mpi_) {
@@ -167,9 +182,7 @@ class session {
 #if DP_HAS_MPI
   /// A new communicator over every rank (a duplicate: its traffic never meets another's).
   mpi_communicator make_communicator(communicator_options o) const {
-    MPI_Comm c = MPI_COMM_NULL;
-    MPI_Comm_dup(world_, &c);
-    return mpi_communicator(c, o, state_);
+    return mpi_communicator(detail::dup_comm(world_, o.timeout, *state_), o, state_);
   }
 #endif
 
@@ -195,6 +208,14 @@ class session {
 #endif
 
  private:
+#if DP_HAS_MPI
+  [[noreturn]] static void refuse_thread_level(int provided, const char* hint) {
+    throw runtime_error(dp::detail::concat("dp: session: this MPI grants thread level ", provided,
+                                           " but dp calls MPI from its worker threads and needs "
+                                           "MPI_THREAD_SERIALIZED or more",
+                                           hint));
+  }
+#endif
   static void check_not_launched() {
     const int n = detail::launcher_size();
     DP_CHECK(n <= 1, runtime_error, "dp: session: this process was started as one of ", n,
