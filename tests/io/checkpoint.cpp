@@ -3,6 +3,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -151,6 +152,19 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
     CHECK_THROWS_WITH_AS(io::load_checkpoint(bad_path, par, opt), doctest::Contains("is not a whole number"),
                          dp::io_error);
   }
+  // An optimizer step count load_state refuses (2^53) is refused before the weights are written.
+  rewrite_checkpoint(path, bad_path, [&](const std::string& k, std::string& v) {
+    v = k == "dp.optimizer_steps" ? std::string("9007199254740992") : v;
+    return true;
+  });
+  const auto before = par.model().fc1.weight.value().to_vector();
+  dp::parallel<net> other{net{}, {dp::cpu()}};  // different weights from the checkpoint's
+  auto other_opt = dp::optim::sgd(other, {.lr = 0.1});
+  const auto other_before = other.model().fc1.weight.value().to_vector();
+  REQUIRE(other_before != before);
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(bad_path, other, other_opt), doctest::Contains("dp.optimizer_steps"),
+                       dp::io_error);
+  CHECK(other.model().fc1.weight.value().to_vector() == other_before);
   std::filesystem::remove(path);
   std::filesystem::remove(bad_path);
 }
@@ -229,7 +243,15 @@ TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before
   // Refused before anything is written, naming the field (not deep in the writer).
   CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt, {.recipe = "lr=0.1 caf\xe9"}),
                        doctest::Contains("progress.recipe is not valid UTF-8 at byte 10"), dp::value_error);
+  // Mid-accumulation: the gradients a checkpoint does not store would be lost on resume.
+  auto x = dp::randn<float>({4, 6}, dp::cpu(), 1);
+  dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({4});
+  (void)par.backward(nn::cross_entropy, x, y, dp::no_sync);
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt), doctest::Contains("gradients are being accumulated"),
+                       dp::value_error);
   CHECK_FALSE(std::filesystem::exists(path));
+  (void)par.backward(nn::cross_entropy, x, y);
+  opt.step();
   io::save_checkpoint(path, par, opt, {.epoch = 0, .batch = 0, .recipe = "batch=16"});
   const io::progress back = io::load_checkpoint(path, par, opt);
   CHECK(back.epoch == 0);
@@ -281,6 +303,28 @@ TEST_CASE("temporaries left by a writer killed mid-save are removed by the next 
   CHECK_FALSE(std::filesystem::exists(dead));
   CHECK(std::filesystem::exists(alive));
   CHECK(std::filesystem::exists(other));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a link planted where the writer puts its temporary is passed over, and its target is left alone") {
+  const auto dir = std::filesystem::temp_directory_path() / "dp_test_planted";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "run.ckpt").string(), victim = (dir / "victim").string();
+  std::ofstream(victim) << "keep me";
+  // The temporary's name is `path.tmp.<pid>.<n>` with a counter n: every name the next writes try.
+  for (int n = 0; n < 1000; ++n) {
+    std::filesystem::create_symlink(victim, path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n));
+  }
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  io::save_checkpoint(path, par, opt, {.epoch = 2});
+  std::string kept;
+  std::getline(std::ifstream(victim), kept);
+  CHECK(kept == "keep me");  // it was truncated and overwritten through the link before
+  CHECK(std::filesystem::is_regular_file(std::filesystem::symlink_status(path)));
+  CHECK(io::load_checkpoint(path, par, opt).epoch == 2);
   std::filesystem::remove_all(dir);
 }
 

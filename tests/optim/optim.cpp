@@ -1,4 +1,6 @@
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -228,6 +230,35 @@ TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before
   set_grads(t, {0.3, 0, 0.4});
   CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(0.5));
   CHECK(dp::detail::trainer_access::flat_grads(t).to_vector()[0] == doctest::Approx(0.3));
+}
+
+namespace {
+struct three_floats {
+  nn::parameter<float> w{dp::zeros<float>({3})};
+  auto forward(auto x) const { return x * w; }
+};
+}  // namespace
+
+TEST_CASE("clip_grad_norm sums float squares in double, and refuses a norm that is not finite") {
+  nn::trainer<three_floats> t{three_floats{}};
+  const auto set = [&](std::vector<float> g) {
+    dp::tensor<float>(dp::detail::trainer_access::flat_grads(t)).slice(0, 0, 3) = dp::from_vector<float>(g);
+    dp::detail::replica_access::set_gradients(t, nn::grad_state::complete);
+  };
+  set({3e19f, 3e19f, 3e19f});  // each square overflows float; the norm is sqrt(3) 3e19
+  CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(5.196152422706632e19));
+  const auto clipped = dp::detail::trainer_access::flat_grads(t).to_vector();
+  for (int i = 0; i < 3; ++i) {  // the flat buffer's padding after them stays 0
+    CHECK(clipped[static_cast<std::size_t>(i)] == doctest::Approx(0.5773502691896258).epsilon(1e-5));
+  }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (float bad : {inf, nan}) {
+    set({bad, 0.f, 1.f});
+    CHECK_THROWS_WITH_AS((void)dp::optim::clip_grad_norm(t, 1.0), doctest::Contains("a gradient is infinite or NaN"),
+                         dp::value_error);
+    CHECK(t.gradients() == nn::grad_state::none);                            // an optimizer's step is refused now
+    CHECK(dp::detail::trainer_access::flat_grads(t).to_vector()[2] == 1.f);  // nothing was scaled
+  }
 }
 
 TEST_CASE("sgd refuses an option outside its range, naming the option, its value and the rule") {

@@ -83,8 +83,14 @@ inline void atomic_write(const std::string& path, const std::string& content) {
              ", and only a regular file is replaced; give the path of a file");
   }
   static std::atomic<unsigned> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A new file, never an existing one: a name someone planted (a link to another file, which the
+  // write would truncate) is passed over for the next.
+  std::string tmp;
+  int fd = -1;
+  do {
+    tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  } while (fd < 0 && errno == EEXIST);
   DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
   try {
     write_all(fd, content.data(), content.size(), tmp);

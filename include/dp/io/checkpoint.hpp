@@ -102,6 +102,11 @@ template <class Owner, class Opt>
 void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, const progress& p) {
   check_pair("save_checkpoint", path, owner, opt);
   check_progress(path, p);
+  // Gradients are not stored: mid-accumulation the resumed run would lose the micro-batches its
+  // step count already holds.
+  DP_CHECK(owner.gradients() != nn::grad_state::local, value_error, "dp: save_checkpoint(", path,
+           "): gradients are being accumulated (dp::no_sync) and a checkpoint does not store them, so a resumed run "
+           "would lose those micro-batches; save after the optimizer's step");
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     entries.push_back(make_entry("optimizer." + s.name, s.value));
@@ -167,7 +172,8 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
     DP_CHECK(stored == settings.size(), io_error, "dp: ", path, " does not fit this model: it holds ", stored,
              " module settings, the model ", settings.size(), "; nothing was loaded");
   }
-  const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps"));
+  // load_state's own bound, checked here so that nothing is loaded when the count would be refused.
+  const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps", (std::uint64_t{1} << 53) - 1));
   const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));
   // The optimizer's expected state, checked together with the model's names.
   std::vector<std::string> opt_names;

@@ -1,6 +1,8 @@
 // clip_grad_norm: scales all gradients so their global L2 norm is at most max_norm (PyTorch's
 // clip_grad_norm_: coefficient max_norm / (norm + 1e-6), applied only when below 1). Returns the
 // norm before clipping. Replicas hold equal gradients after synchronisation, so each clips its own.
+// A norm that is not finite is refused (PyTorch's error_if_nonfinite=True): scaling by it would
+// write NaN or zeros into every gradient.
 #pragma once
 
 #include <cmath>
@@ -17,16 +19,25 @@ double clip_grad_norm(Owner& owner, double max_norm) {
   DP_CHECK(max_norm > 0, value_error, "dp: clip_grad_norm: max_norm is ", max_norm, "; expected a value > 0");
   detail::require_gradients(owner, "clip_grad_norm", detail::gradient_reader::clip_grad_norm);
   double norm = 0;
-  dp::detail::replica_access::for_each_replica(owner, [&](std::size_t r, const tensor<T>&, const tensor<T>& grads) {
-    const double n = std::sqrt(static_cast<double>(dp::sum(dp::square(grads)).item()));
-    if (r == 0) {
-      norm = n;
-    }
-    const double coef = max_norm / (n + 1e-6);
-    if (coef < 1) {
-      tensor<T>(grads) *= static_cast<T>(coef);
-    }
-  });
+  try {
+    dp::detail::replica_access::for_each_replica(owner, [&](std::size_t r, const tensor<T>&, const tensor<T>& grads) {
+      // Squares summed in double: a float gradient of 2e19 would overflow the sum to inf.
+      const double n = std::sqrt(dp::sum(dp::square(dp::cast<double>(grads))).item());
+      DP_CHECK(std::isfinite(n), value_error, "dp: clip_grad_norm: the gradients' norm is ", n,
+               ": a gradient is infinite or NaN, so scaling would give NaN or zero gradients; nothing was "
+               "scaled and the gradients are dropped (check the loss and the learning rate)");
+      if (r == 0) {
+        norm = n;
+      }
+      const double coef = max_norm / (n + 1e-6);
+      if (coef < 1) {
+        tensor<T>(grads) *= static_cast<T>(coef);
+      }
+    });
+  } catch (...) {  // every replica holds the same gradients, so all refused before scaling
+    dp::detail::replica_access::set_gradients(owner, nn::grad_state::none);
+    throw;
+  }
   return norm;
 }
 
