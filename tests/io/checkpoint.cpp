@@ -312,8 +312,9 @@ TEST_CASE("a link planted where the writer puts its temporary is passed over, an
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "run.ckpt").string(), victim = (dir / "victim").string();
   std::ofstream(victim) << "keep me";
-  // The temporary's name is `path.tmp.<pid>.<n>` with a counter n: every name the next writes try.
-  for (int n = 0; n < 1000; ++n) {
+  // The temporary's name is `path.tmp.<pid>.<n>` with a process-wide counter n: every name this
+  // binary's next writes try (it makes far fewer than 5000 files).
+  for (int n = 0; n < 5000; ++n) {
     std::filesystem::create_symlink(victim, path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n));
   }
   nn::manual_seed(1);

@@ -26,7 +26,8 @@ enum class reduce_op : std::uint8_t { sum, mean, max, min };
 /// Options shared by communicators.
 struct communicator_options {
   /// A collective that waits longer than this for another rank fails with dp::runtime_error naming
-  /// the collective, instead of hanging forever.
+  /// the collective, instead of hanging forever. Making an MPI communicator (a parallel across
+  /// ranks, a sharded loader) is such a collective too: ranks must reach it within this of each other.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 

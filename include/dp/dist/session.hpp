@@ -69,15 +69,9 @@ class session {
       DP_CHECK(rc == MPI_SUCCESS, runtime_error, "dp: session: MPI_Init_thread failed: ", detail::mpi_error_text(rc));
       if (provided < MPI_THREAD_SERIALIZED) {
         MPI_Finalize();  // made here, so ended here: the constructor throws and no destructor runs
-        refuse_thread_level(provided, "");
+        refuse_thread_level(provided);
       }
       owns_mpi_ = true;
-    } else {  // the application initialised MPI, perhaps with a lower level
-      int provided = 0;
-      MPI_Query_thread(&provided);
-      if (provided < MPI_THREAD_SERIALIZED) {
-        refuse_thread_level(provided, " (the application initialised MPI: ask for it in its MPI_Init_thread)");
-      }
     }
     MPI_Comm_dup(MPI_COMM_WORLD, &world_);
     MPI_Comm_rank(world_, &rank_);
@@ -99,6 +93,8 @@ class session {
 
   ~session() {
 #if DP_HAS_MPI
+    int finalized = 0;
+    MPI_Finalized(&finalized);  // an application that initialised MPI may also have finalised it
     if (state_ && state_->failed) {
       // A collective failed: its request can never complete, so MPI_Finalize could wait forever.
       // End the whole job instead: mpirun then stops every rank (none is left hanging). Said first:
@@ -106,10 +102,11 @@ class session {
       std::fprintf(stderr, "dp: session: ending the job (MPI_Abort) after a failed collective: %s\n",
                    state_->why.c_str());
       std::fflush(stderr);
+      if (finalized) {
+        std::_Exit(3);
+      }
       MPI_Abort(MPI_COMM_WORLD, 3);
     }
-    int finalized = 0;
-    MPI_Finalized(&finalized);  // an application that initialised MPI may also have finalised it
     if (world_ != MPI_COMM_NULL && !finalized) {
       MPI_Comm_free(&world_);
     }
@@ -209,11 +206,10 @@ class session {
 
  private:
 #if DP_HAS_MPI
-  [[noreturn]] static void refuse_thread_level(int provided, const char* hint) {
+  [[noreturn]] static void refuse_thread_level(int provided) {
     throw runtime_error(dp::detail::concat("dp: session: this MPI grants thread level ", provided,
                                            " but dp calls MPI from its worker threads and needs "
-                                           "MPI_THREAD_SERIALIZED or more",
-                                           hint));
+                                           "MPI_THREAD_SERIALIZED or more"));
   }
 #endif
   static void check_not_launched() {

@@ -95,11 +95,8 @@ DP_HOST_DEVICE DP_FORCEINLINE float log(float x) {
 #endif
 }
 
-/// sin and cos of float x, for every float. The argument is reduced by pi/2 exactly (Payne-Hanek,
-/// branch-free): x = m 2^e with an integer m < 2^24, so x 2/pi mod 4 = m (2^e 2/pi mod 4) mod 4, and
-/// the factor in brackets comes from a table indexed by the float's exponent field, in three parts
-/// (29 + 29 + 53 bits of 2/pi) of which the first two times m are exact. The reduced r lies in
-/// [-pi/4, pi/4]; polynomials there, the quadrant from the integer k.
+/// sin and cos of float x, for every float: the argument is reduced by pi/2 exactly (Payne-Hanek,
+/// branch-free, below), to r in [-pi/4, pi/4]; polynomials there, the quadrant from the integer k.
 DP_HOST_DEVICE DP_FORCEINLINE double sin_poly(double r, double r2) {
   double p = -1.0 / 1307674368000.0;
   p = p * r2 + 1.0 / 6227020800.0;
@@ -125,48 +122,62 @@ DP_HOST_DEVICE DP_FORCEINLINE double cos_poly(double r2) {
 inline constexpr std::uint32_t two_over_pi_bits[8] = {0xa2f9836e, 0x4e441529, 0xfc2757d1, 0xf534ddc0,
                                                       0xdb629599, 0x3c439041, 0xfe5163ab, 0xdebbc561};
 
-/// For each exponent field E of a float (x = m 2^e, e = max(E, 1) - 150): 2^e 2/pi mod 4 as
-/// hi + mid + lo. Bits of weight 4 and above are dropped (times an integer m they are multiples of 4).
-/// E = 255 (infinity, NaN) holds NaN, so sin(inf) is NaN.
-struct pi_reduction_table {
-  double hi[256], mid[256], lo[256];
+/// x = m 2^e (an integer m < 2^24). In x 2/pi = sum of m 2^(e-k) over the bits k of 2/pi (bit k
+/// weighs 2^-k), the bits with e - k >= 2 give multiples of 4, which do not change sin or cos.
+/// Bucket j starts at bit K = 1 + 26 j <= max(e - 1, 1) and holds 29 + 29 + 53 bits from K on as
+/// hi, mid, lo: x hi and x mid are exact (m times 29 bits), and x hi < 2^(24 + 26 + 1) keeps the
+/// rounding by round_magic exact, so the quarter turns k and the remainder (x hi - k) + x mid keep
+/// every bit the floats nearest a multiple of pi/2 need (about 30 more than a float has; the bits
+/// past lo weigh at most 2^(24 + 26 - 110) = 2^-60 quarter turns).
+/// Four buckets reach the largest float exponent, 104. They are picked by masks on |x|, not a table
+/// lookup (GCC will not gather here on either CPU) nor `?:` on constants (it branches).
+struct pi_reduction_buckets {
+  static constexpr int count = 4, width = 26;
+  double hi[count], mid[count], lo[count];
+  double from[count];  // bucket j serves |x| >= from[j] (e - 2 >= 26 j)
 };
 constexpr double pow2(int p) { return std::bit_cast<double>(static_cast<std::uint64_t>(p + 1023) << 52); }
-constexpr std::uint64_t two_over_pi_chunk(int first, int count) {  // bits first .. first+count-1; bit 1 weighs 1/2
+constexpr std::uint64_t two_over_pi_chunk(int first, int count) {  // bits first .. first+count-1
   std::uint64_t v = 0;
   for (int k = first; k < first + count; ++k) {
     v = v << 1 | ((two_over_pi_bits[(k - 1) / 32] >> (31 - (k - 1) % 32)) & 1u);
   }
   return v;
 }
-constexpr pi_reduction_table make_pi_reduction_table() {
-  pi_reduction_table t{};
-  for (int E = 0; E < 255; ++E) {
-    const int e = (E < 1 ? 1 : E) - 150, k0 = e - 1 > 1 ? e - 1 : 1;  // bit k weighs 2^(e-k) in 2^e 2/pi
-    t.hi[E] = static_cast<double>(two_over_pi_chunk(k0, 29)) * pow2(e - k0 - 28);
-    t.mid[E] = static_cast<double>(two_over_pi_chunk(k0 + 29, 29)) * pow2(e - k0 - 57);
-    t.lo[E] = static_cast<double>(two_over_pi_chunk(k0 + 58, 53)) * pow2(e - k0 - 110);
+constexpr pi_reduction_buckets make_pi_reduction_buckets() {
+  pi_reduction_buckets t{};
+  for (int j = 0; j < pi_reduction_buckets::count; ++j) {
+    const int k = 1 + pi_reduction_buckets::width * j;
+    t.hi[j] = static_cast<double>(two_over_pi_chunk(k, 29)) * pow2(-k - 28);
+    t.mid[j] = static_cast<double>(two_over_pi_chunk(k + 29, 29)) * pow2(-k - 57);
+    t.lo[j] = static_cast<double>(two_over_pi_chunk(k + 58, 53)) * pow2(-k - 110);
+    t.from[j] = pow2(pi_reduction_buckets::width * j + 2 + 23);  // x = m 2^e with m >= 2^23
   }
-  t.hi[255] = t.mid[255] = t.lo[255] = std::numeric_limits<double>::quiet_NaN();
   return t;
 }
-inline constexpr pi_reduction_table pi_reduction = make_pi_reduction_table();
+inline constexpr pi_reduction_buckets pi_reduction = make_pi_reduction_buckets();
 
-/// Host only (the GPU uses sinf/cosf): the table lives in host memory.
+/// Host only (the GPU uses sinf/cosf).
 DP_FORCEINLINE float sincos_impl(float x, int shift) {
-  const std::uint32_t u = bits<std::uint32_t>(x);
-  const std::uint32_t ef = (u >> 23) & 0xffu, mf = u & 0x7fffffu;
-  const double m = static_cast<double>(ef != 0 ? mf | 0x800000u : mf);
-  // a = m hi mod 4 and b = m mid are exact; k = round(a + b); (a - k) + b is exact when small
-  const double ah = m * pi_reduction.hi[ef];
-  const double a = ah - 4.0 * std::floor(ah * 0.25);
-  const double b = m * pi_reduction.mid[ef], c = m * pi_reduction.lo[ef];
+  const double xd = x, ax = xd < 0 ? -xd : xd;
+  double hi = pi_reduction.hi[0], mid = pi_reduction.mid[0], lo = pi_reduction.lo[0];
+  for (int j = 1; j < pi_reduction_buckets::count; ++j) {
+    const std::int64_t in = -static_cast<std::int64_t>(ax >= pi_reduction.from[j]);
+    const auto pick = [&](double then, double otherwise) {
+      return bits<double>((bits<std::int64_t>(then) & in) | (bits<std::int64_t>(otherwise) & ~in));
+    };
+    hi = pick(pi_reduction.hi[j], hi);
+    mid = pick(pi_reduction.mid[j], mid);
+    lo = pick(pi_reduction.lo[j], lo);
+  }
+  // k need not be the nearest integer (|f| up to 0.5 + 2^-3 is fine for the polynomials), so the
+  // inexact a + b picks it; a - k is exact, and so is (a - k) + b where it is small.
+  const double a = xd * hi, b = xd * mid, c = xd * lo;
   const double t = (a + b) + round_magic;
   const std::int64_t k = bits<std::int64_t>(t) - bits<std::int64_t>(round_magic);
-  const double f = ((a - (t - round_magic)) + b) + c;  // in quarter turns, |f| <= 1/2
-  const bool neg = (u >> 31) != 0;                     // sin(-x) = -sin(x), cos(-x) = cos(x)
-  const double r = (neg ? -f : f) * 1.5707963267948966;
-  const std::int64_t q = (neg ? -k : k) + shift;
+  const double f = ((a - (t - round_magic)) + b) + c;  // quarter turns; infinity and NaN give NaN
+  const double r = f * 1.5707963267948966;
+  const std::int64_t q = k + shift;
   const double r2 = r * r;
   const double s = sin_poly(r, r2), co = cos_poly(r2);
   const double v = (q & 1) ? co : s, nv = -v;

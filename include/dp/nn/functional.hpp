@@ -78,7 +78,6 @@ void update(const buffer<T>& b, const E& value) {
   DP_CHECK(broadcastable_to(s, b.shape()), shape_error, "dp: nn::update: a value of shape ", s,
            " cannot be written into a buffer of shape ", b.shape());
   if (detail::graph* g = detail::tracing_graph()) {
-    g->require_unread(b.value());
     auto o = std::make_unique<detail::side_effect_op<T, Node>>(b.value(), node);
     o->forward(*g);
     g->record(std::move(o));

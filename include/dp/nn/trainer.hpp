@@ -434,12 +434,13 @@ class trainer {
   /// buffers where forward may update them. dp::parallel arms a replica without samples too, since
   /// the buffer sync writes its buffers.
   void arm_undo() {
-    undo_armed_ = true;
-    undo_from_ = step_;
-    undo_buffers_ = !snapshot_.empty() && !(replica_ && !training_);  // there nn::update is refused
-    if (undo_buffers_) {
-      snapshot_.save();
+    const bool buffers = !snapshot_.empty() && !(replica_ && !training_);  // there nn::update is refused
+    if (buffers) {
+      snapshot_.save();  // first: a copy that fails half-way must not be restored later
     }
+    undo_buffers_ = buffers;
+    undo_from_ = step_;
+    undo_armed_ = true;
   }
 
   /// step_grads without the read-back: the loss stays on the device.

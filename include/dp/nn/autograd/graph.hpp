@@ -12,7 +12,6 @@
 // slot can be rebound to the next batch without copying.
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -287,30 +286,13 @@ class graph {
   /// make a parameter a constant to backward, so recording refuses it.
   const void* parameters = nullptr;
 
-  /// A constant operand of a recorded operation (a buffer, a tensor): refused when it is a
-  /// parameter's values (see `parameters`); kept when backward reads it again, so that a later
-  /// nn::update of it in the same forward is refused (backward would read the new values).
+  /// Refuses a constant operand (a tensor leaf) that is a parameter's values (see `parameters`).
   template <class V>
-  void read_constant(const tensor<V>& t, bool by_backward) {
-    if (!t.defined()) {
-      return;
-    }
-    DP_CHECK(parameters == nullptr || t.storage().get() != parameters, value_error,
+  void require_not_parameter(const tensor<V>& t) const {
+    DP_CHECK(parameters == nullptr || !t.defined() || t.storage().get() != parameters, value_error,
              "dp: a traced forward reads a parameter's values as a plain tensor (w.value()): backward would take "
              "them as a constant and the parameter would get no gradient; use the parameter itself (w, not "
              "w.value()); for x times w transposed, declare w transposed or use nn::linear");
-    if (by_backward) {
-      backward_reads_.push_back(t.storage().get());
-    }
-  }
-  /// Refuses a buffer update (nn::update) whose buffer an earlier differentiable operation reads.
-  template <class V>
-  void require_unread(const tensor<V>& buffer) const {
-    DP_CHECK(std::find(backward_reads_.begin(), backward_reads_.end(), buffer.storage().get()) == backward_reads_.end(),
-             value_error, "dp: nn::update of a buffer of shape ", buffer.shape(),
-             " that a differentiable operation recorded earlier in this forward reads: its backward would read the "
-             "updated values and give wrong gradients (PyTorch's 'modified by an inplace operation'); update the "
-             "buffer before its first use in forward, and use the updated value");
   }
 
   /// Whether the parameter gradient `data` was written by this graph's backward.
@@ -343,7 +325,6 @@ class graph {
   dp::detail::over_model_elements<std::tuple, slots> store_;  // one store per slot type
   std::vector<std::unique_ptr<op>> ops_;
   std::vector<const void*> claimed_;
-  std::vector<const void*> backward_reads_;  // storages of constants differentiable ops read
   std::vector<param_write> param_writes_;
   int planning_op_ = -1;
   bool frozen_ = false;

@@ -74,6 +74,12 @@ template <class W, class V>
                                "the model and its loss in one type (cast the data instead)"));
 }
 
+/// Whether leaf K of a node gets no gradient by the node's structure (it is only compared, say).
+template <class V, std::size_t K, class Node>
+inline constexpr bool gradient_is_zero =
+    std::is_same_v<decltype(leaf_grad<K>(std::declval<const Node&>(), std::declval<const dd::tensor_node<V>&>())),
+                   zero_grad>;
+
 /// The gradient target of leaf K of a node (inactive unless it is a var or parameter of type V;
 /// one of the other type that needs a gradient is refused).
 template <class V, std::size_t K, class Node>
@@ -86,16 +92,18 @@ grad_target<V> leaf_target(graph& g, const Node& node) {
     }
   } else if constexpr (std::is_same_v<L, dd::param_node<V>>) {
     return g.param_target<V>(leaf.grad);
-  } else if constexpr (dd::traced_leaf_v<L>) {
-    if (!leaf.no_grad && g.template requires_grad<typename L::value_type>(leaf.slot)) {
-      refuse_cast_gradient<typename L::value_type, V>();
-    }
-  } else if constexpr (requires {
-                         leaf.grad.defined();
-                         leaf.id;
-                       }) {
-    if (leaf.grad.defined()) {
-      refuse_cast_gradient<typename L::value_type, V>();
+  } else if constexpr (!gradient_is_zero<V, K, Node>) {  // under a comparison its gradient is 0 anyway
+    if constexpr (dd::traced_leaf_v<L>) {
+      if (!leaf.no_grad && g.template requires_grad<typename L::value_type>(leaf.slot)) {
+        refuse_cast_gradient<typename L::value_type, V>();
+      }
+    } else if constexpr (requires {
+                           leaf.grad.defined();
+                           leaf.id;
+                         }) {
+      if (leaf.grad.defined()) {
+        refuse_cast_gradient<typename L::value_type, V>();
+      }
     }
   }
   return {};
@@ -173,13 +181,12 @@ struct fused_op final : op {
   }
 };
 
-/// Tells the graph which constants (tensor leaves: buffers, tensors) an operation on `node` reads,
-/// and whether its backward reads them again.
+/// Refuses a tensor leaf of `node` that is a parameter's values (see graph::parameters).
 template <class Node>
-void read_constants(graph& g, const Node& node, bool by_backward) {
+void refuse_parameter_values(const graph& g, const Node& node) {
   auto constant = [&](const auto& leaf) {
-    if constexpr (requires { g.read_constant(leaf.t, true); }) {
-      g.read_constant(leaf.t, by_backward);
+    if constexpr (requires { g.require_not_parameter(leaf.t); }) {
+      g.require_not_parameter(leaf.t);
     }
   };
   dd::for_each_leaf(node, constant);
@@ -194,10 +201,9 @@ auto record_fused(const Node& node) {
   } else {
     static_assert(slot_type_v<V>, "dp: traced values are float, double or int64");
     graph& g = *graph_of(node);
-    const bool differentiable = any_requires_grad(node);
-    read_constants(g, node, differentiable);
+    refuse_parameter_values(g, node);
     const dd::node_meta m = dd::meta_of(node);
-    const int out = g.add_slot<V>(empty<V>(m.shape, m.has_device ? m.dev : dp::cpu()), differentiable);
+    const int out = g.add_slot<V>(empty<V>(m.shape, m.has_device ? m.dev : dp::cpu()), any_requires_grad(node));
     auto o = std::make_unique<fused_op<V, Node>>(node, out);
     o->forward(g);
     g.record(std::move(o));
@@ -401,8 +407,8 @@ mm_operand<V> as_operand(const tensor<V>& t) {
 template <class V>
 var<V> record_matmul(graph& g, mm_operand<V> a, mm_operand<V> b) {
   for (const auto* o : {&a, &b}) {
-    if (o->slot < 0 && !o->grad.defined()) {  // a constant, not a parameter's operand: backward reads it
-      g.read_constant(o->value, true);
+    if (o->slot < 0 && !o->grad.defined()) {  // a constant, not a parameter's operand
+      g.require_not_parameter(o->value);
     }
   }
   const tensor<V> va = a.get(g), vb = b.get(g);
@@ -554,7 +560,7 @@ auto traced_reduce(const Node& node, std::span<const int> axes, bool all, bool k
   const dd::node_meta m = dd::meta_of(node);
   const dp::shape kd = dd::reduced_shape(m.shape, axes, all, op);
   const bool rg = any_requires_grad(node);
-  read_constants(g, node, rg);
+  refuse_parameter_values(g, node);
   const int out = g.add_slot<V>(empty<V>(kd, m.has_device ? m.dev : dp::cpu()), rg);
   auto o = std::make_unique<reduce_op<Op, V, Node>>(node, out, mean);
   if (m.shape.numel() == 0 && !std::is_same_v<Op, dd::sum_reduce>) {
