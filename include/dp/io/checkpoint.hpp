@@ -104,7 +104,8 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   check_progress(path, p);
   // Gradients are not stored: mid-accumulation the resumed run would lose the micro-batches its
   // step count already holds.
-  DP_CHECK(owner.gradients() != nn::grad_state::local, value_error, "dp: save_checkpoint(", path,
+  using grad_state = std::remove_cvref_t<decltype(owner.gradients())>;  // nn's, named through the owner
+  DP_CHECK(owner.gradients() != grad_state::local, value_error, "dp: save_checkpoint(", path,
            "): gradients are being accumulated (dp::no_sync) and a checkpoint does not store them, so a resumed run "
            "would lose those micro-batches; save after the optimizer's step");
   auto entries = detail::model_entries(owner.model());
