@@ -108,7 +108,14 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   auto sgd = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
   io::save_checkpoint(path, par, sgd, {.epoch = 2});
   auto adam = dp::optim::adamw(par, {.lr = 1e-3});
-  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, adam), doctest::Contains("does not fit this optimizer"),
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, adam),
+                       doctest::Contains("holds the state of optimizer 'sgd', and the optimizer given is 'adamw'"),
+                       dp::io_error);
+  // The same optimizer made otherwise: sgd without momentum saved no momentum buffers.
+  auto plain = dp::optim::sgd(par, {.lr = 0.1});
+  io::save_checkpoint(path, par, plain, {.epoch = 2});
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, sgd),
+                       doctest::Contains("does not fit this optimizer: state 'fc2.bias.momentum_buffer' is missing"),
                        dp::io_error);
   io::save(path, par);
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, sgd), doctest::Contains("is not a dp checkpoint"), dp::io_error);
@@ -116,6 +123,38 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   io::save_checkpoint(path, par, sgd, {.epoch = 2});
   CHECK_THROWS_WITH_AS(io::load(path, par), doctest::Contains("extra: optimizer."), dp::io_error);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("Adam's checkpoint is refused by AdamW and the other way round, though their state has the same names") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam.ckpt").string();
+  const std::string old_path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam_old.ckpt").string();
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto adam = dp::optim::adam(par, {.lr = 1e-3});
+  auto adamw = dp::optim::adamw(par, {.lr = 1e-3});
+  io::save_checkpoint(path, par, adam, {.epoch = 1});
+  // AdamW would decay the weights that Adam's moments were never meant to: another run, silently.
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, adamw),
+                       doctest::Contains("holds the state of optimizer 'adam', and the optimizer given is 'adamw'"),
+                       dp::io_error);
+  io::save_checkpoint(path, par, adamw, {.epoch = 1});
+  // One step after the save, so that a load would show in the weights.
+  const dp::data::loader loader{samples(), {.batch = 16}};
+  const auto it = loader.epoch(0).begin();
+  const auto& [x, y] = *it;
+  (void)par.backward(nn::cross_entropy, x, y);
+  adamw.step();
+  const auto before = par.model().fc1.weight.value().to_vector();
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, adam),
+                       doctest::Contains("optimizer 'adamw', and the optimizer given is 'adam'"), dp::io_error);
+  CHECK(par.model().fc1.weight.value().to_vector() == before);
+  CHECK(io::load_checkpoint(path, par, adamw).epoch == 1);
+  CHECK(par.model().fc1.weight.value().to_vector() != before);
+  // A checkpoint written before the optimizer's name was stored still loads.
+  rewrite_checkpoint(path, old_path, [](const std::string& k, std::string&) { return k != "dp.optimizer"; });
+  CHECK(io::load_checkpoint(old_path, par, adam).epoch == 1);
+  std::filesystem::remove(path);
+  std::filesystem::remove(old_path);
 }
 
 TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flipped or edited number is refused") {

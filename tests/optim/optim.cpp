@@ -239,6 +239,25 @@ struct three_floats {
 };
 }  // namespace
 
+TEST_CASE("adam with a beta that is 1 in float takes PyTorch's first step: 1 - beta is taken in double") {
+  // The first step is lr * sign(g) whatever the betas (bias correction); with beta = 1 - 1e-9,
+  // 1 - float(beta) was 0: v stayed 0 and w moved by lr * g / eps = 2e5 (beta2), or m stayed 0 and
+  // w did not move (beta1).
+  for (const auto& [beta1, beta2] : {std::pair{0.9, 1 - 1e-9}, std::pair{1 - 1e-9, 0.999}}) {
+    CAPTURE(beta1);
+    nn::trainer<three_floats> t{three_floats{}};
+    auto opt = dp::optim::adam(t, {.lr = 1e-3, .beta1 = beta1, .beta2 = beta2});
+    dp::tensor<float>(dp::detail::trainer_access::flat_grads(t)).slice(0, 0, 3) =
+        dp::from_vector<float>({-2.f, 0.5f, 3.f});
+    dp::detail::replica_access::set_gradients(t, nn::grad_state::complete);
+    opt.step();
+    const auto w = dp::detail::trainer_access::flat_params(t).to_vector();
+    CHECK(w[0] == doctest::Approx(1e-3).epsilon(1e-3));
+    CHECK(w[1] == doctest::Approx(-1e-3).epsilon(1e-3));
+    CHECK(w[2] == doctest::Approx(-1e-3).epsilon(1e-3));
+  }
+}
+
 TEST_CASE("clip_grad_norm sums float squares in double, and refuses a norm that is not finite") {
   nn::trainer<three_floats> t{three_floats{}};
   const auto set = [&](std::vector<float> g) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -29,11 +30,12 @@ struct progress {
 };
 
 /// What a checkpoint needs of an optimizer, as every dp::optim optimizer has it: the trainer or
-/// dp::parallel it trains, its state slots by name (name and value each), its step count, and
+/// dp::parallel it trains, its name (kind), its state slots by name (name and value each), its step count, and
 /// load_state taking both back.
 template <class Opt>
 concept checkpointed_optimizer = requires(Opt& o) {
   o.owner();
+  { o.kind() } -> std::convertible_to<std::string_view>;
   { o.steps() } -> std::convertible_to<std::int64_t>;
   o.state().front().name;
   o.state().front().value;
@@ -117,6 +119,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
                                                         {"dp.epoch", std::to_string(p.epoch)},
                                                         {"dp.batch", std::to_string(p.batch)},
                                                         {"dp.recipe", p.recipe},
+                                                        {"dp.optimizer", std::string(opt.kind())},
                                                         {"dp.optimizer_steps", std::to_string(opt.steps())},
                                                         {"dp.trainer_steps", std::to_string(owner.steps())}};
   // Random modules' seeds (dropout): with the step counter they fix every mask still to come.
@@ -173,6 +176,13 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
     DP_CHECK(stored == settings.size(), io_error, "dp: ", path, " does not fit this model: it holds ", stored,
              " module settings, the model ", settings.size(), "; nothing was loaded");
   }
+  // Adam's moments under AdamW (the same state names) would resume another run: refused. Absent in
+  // checkpoints written before it was stored.
+  const std::string* kind = h.meta("dp.optimizer");
+  DP_CHECK(kind == nullptr || *kind == opt.kind(), io_error, "dp: ", path, " holds the state of optimizer '",
+           kind ? *kind : std::string(), "', and the optimizer given is '", opt.kind(),
+           "': resume with dp::optim::", kind ? *kind : std::string(),
+           " made from this trainer or dp::parallel; nothing was loaded");
   // load_state's own bound, checked here so that nothing is loaded when the count would be refused.
   const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps", (std::uint64_t{1} << 53) - 1));
   const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));

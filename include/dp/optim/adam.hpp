@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include <dp/exec/for_each.hpp>
 #include <dp/expr/math.hpp>
@@ -47,7 +48,9 @@ struct adam_update {
   T* m;
   T* v;
   const double* scalars;  // adam_advance's, on the device
-  T beta1, beta2, eps, weight_decay;
+  // 1 - beta taken in double, as PyTorch does: beta2 = 1 - 1e-9 is 1 in float, and 1 - T(beta2)
+  // then kept v at 0 (a step of lr * g / eps).
+  T beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay;
   bool decoupled;
   DP_HOST_DEVICE DP_FORCEINLINE void operator()(index_t i) const {
     const T lr = static_cast<T>(scalars[1]), step_size = static_cast<T>(scalars[2]),
@@ -59,8 +62,8 @@ struct adam_update {
     } else {
       gi = gi + weight_decay * pi;
     }
-    const T mi = beta1 * m[i] + (T(1) - beta1) * gi;
-    const T vi = beta2 * v[i] + (T(1) - beta2) * gi * gi;
+    const T mi = beta1 * m[i] + one_minus_beta1 * gi;
+    const T vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     const T denom = dp::detail::math::sqrt(vi) / bc2_sqrt + eps;
@@ -86,7 +89,8 @@ class adam_impl {
           dp::detail::for_each_index(
               params.device(), params.numel(),
               adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), steps_.scalars(r),
-                             static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(o_.eps),
+                             static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(1 - o_.beta1),
+                             static_cast<T>(1 - o_.beta2), static_cast<T>(o_.eps),
                              static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), Decoupled});
         });
     dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
@@ -97,6 +101,9 @@ class adam_impl {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const adam_options& options() const noexcept { return o_; }
+  /// The optimizer's name, stored in checkpoints: Adam's moments mean something else to AdamW (its
+  /// weight decay differs), so one does not load the other's.
+  static constexpr std::string_view kind() noexcept { return Decoupled ? "adamw" : "adam"; }
   /// The trainer or dp::parallel this optimizer trains (a checkpoint checks it is the one given).
   const Owner& owner() const noexcept { return *owner_; }
 

@@ -2,6 +2,8 @@
 // with dampening (the buffer starts at the first gradient), Nesterov momentum. One fused pass.
 #pragma once
 
+#include <string_view>
+
 #include <dp/exec/for_each.hpp>
 #include <dp/optim/optimizer.hpp>
 #include <dp/optim/step_state.hpp>
@@ -84,6 +86,9 @@ class sgd {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const sgd_options& options() const noexcept { return o_; }
+  /// The optimizer's name, stored in checkpoints: another optimizer with the same state names does
+  /// not load them.
+  static constexpr std::string_view kind() noexcept { return "sgd"; }
   /// The trainer or dp::parallel this optimizer trains (a checkpoint checks it is the one given).
   const Owner& owner() const noexcept { return *owner_; }
 
