@@ -60,6 +60,29 @@ TEST_CASE("header = true skips the first line that is not blank") {
   CHECK(d.labels().to_vector() == std::vector<std::int64_t>{1});
 }
 
+TEST_CASE("cells as spreadsheets and NumPy write them: a byte order mark, a leading '+', magnitudes below float's") {
+  // Excel's "CSV UTF-8" starts with a byte order mark: it was part of the first cell ('\xEF\xBB\xBF1' is
+  // not a number, shown as '1' on a terminal), or dropped with a header line.
+  const auto bom = data::parse_csv(
+      "\xEF\xBB\xBF"
+      "1,+2.5,+3\n-4,1e-50,0\n",
+      {});
+  CHECK(bom.features().to_vector() == std::vector<float>{1, 2.5f, -4, 0});
+  CHECK(bom.labels().to_vector() == std::vector<std::int64_t>{3, 0});
+  // Below the smallest normal float a value rounds to the nearest float (0 or a subnormal), as
+  // strtof does; only magnitudes above FLT_MAX are out of range.
+  const auto tiny = data::parse_csv("-1e-50,1\n1e-4000,1\n", {});
+  CHECK(tiny.features().to_vector()[0] == 0.f);
+  CHECK(std::signbit(tiny.features().to_vector()[0]));
+  CHECK(tiny.features().to_vector()[1] == 0.f);
+  CHECK_THROWS_WITH_AS(data::parse_csv("+-1,2\n", {}, "f.csv"), doctest::Contains("'+-1' is not a number"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("1,+-2\n", {}, "f.csv"), doctest::Contains("label '+-2' is not a class index"),
+                       dp::io_error);
+  CHECK_THROWS_WITH_AS(data::parse_csv("++1,2\n", {}, "f.csv"), doctest::Contains("'++1' is not a number"),
+                       dp::io_error);
+}
+
 TEST_CASE("a float cell outside float's range, nan or inf is an error that says so") {
   CHECK_THROWS_WITH_AS(data::parse_csv("1,2\n1e40,3\n", {}, "f.csv"),
                        doctest::Contains("f.csv line 2, column 1: '1e40' is outside float's range"), dp::io_error);

@@ -71,6 +71,11 @@ TEST_CASE("without shuffling batches come in order; the last one is partial unle
   const data::loader drop{numbered(10), {.batch = 4, .drop_last = true}};
   CHECK(drop.batches() == 2);
   CHECK(batches_of(drop, 0) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {4, 5, 6, 7}});
+  // Fewer samples than one batch: drop_last would leave every epoch empty, a loop that learns nothing.
+  CHECK_THROWS_WITH_AS((data::loader{numbered(3), {.batch = 4, .drop_last = true}}),
+                       doctest::Contains("use a batch of at most 3 or drop_last = false"), dp::value_error);
+  CHECK(data::loader{numbered(4), {.batch = 4, .drop_last = true}}.batches() == 1);
+  CHECK(data::loader{numbered(0), {.batch = 4, .drop_last = true}}.batches() == 0);
 }
 
 TEST_CASE("the shuffled order is a function of (seed, epoch): every sample once per epoch, nothing to reset") {
@@ -129,8 +134,10 @@ TEST_CASE("one batch of the whole dataset may be asked for with the largest batc
   const data::loader whole{numbered(10), {.batch = most}};
   CHECK(whole.batches() == 1);
   CHECK(batches_of(whole, 0) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}});
-  const data::loader dropped{numbered(10), {.batch = most, .drop_last = true}};
-  CHECK(dropped.batches() == 0);
+  // drop_last would drop all ten: no epoch would hold a batch.
+  CHECK_THROWS_WITH_AS((data::loader{numbered(10), {.batch = most, .drop_last = true}}),
+                       doctest::Contains("drop_last with 10 samples and batch 9223372036854775807 drops every sample"),
+                       dp::value_error);
   // The share arithmetic behind rank shares takes the same extremes, and refuses what has no answer.
   CHECK(data::aligned_part(10, 0, 1, most) == std::pair<dp::index_t, dp::index_t>{0, 10});
   CHECK(data::aligned_part(10, 1, 2, most) == std::pair<dp::index_t, dp::index_t>{10, 10});

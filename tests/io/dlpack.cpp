@@ -103,7 +103,14 @@ TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wro
   refused("dimension 0 has extent -5 (expected 0 or more)");
   shape[0] = std::int64_t{1} << 40;
   shape[1] = std::int64_t{1} << 40;  // 2^80 elements
-  refused("more elements than memory can address");
+  refused("from_dlpack: shape {1099511627776, 1099511627776} holds more elements than a 64-bit index counts");
+  // With strides too: 2^63 elements over one float (strides 0) counted -2^63 elements.
+  std::int64_t zero_strides[2] = {0, 0};
+  shape[0] = std::int64_t{1} << 62;
+  shape[1] = 2;
+  m.dl_tensor.strides = zero_strides;
+  refused("from_dlpack: shape {4611686018427387904, 2} holds more elements than a 64-bit index counts");
+  m.dl_tensor.strides = nullptr;
   std::int64_t wide[3] = {0, std::int64_t{1} << 40, std::int64_t{1} << 40};  // no element, strides of 2^80
   m.dl_tensor.shape = wide;
   m.dl_tensor.ndim = 3;

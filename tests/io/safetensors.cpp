@@ -97,6 +97,20 @@ TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
             .find("f: entry 'w': data_offsets[0] '-1' must be a non-negative integer") != std::string::npos);
   CHECK(error_of(file_of(R"({"w":{"dtype":"U8","shape":[2.5],"data_offsets":[0,2]}})", "ab"))
             .find("f: entry 'w': a shape entry '2.5' must be") != std::string::npos);
+  // Numbers JSON does not allow, which safetensors' own reader refuses (from_chars took them).
+  for (const char* number : {"02", "2.", "-01", "1.e5", "1e", "-"}) {
+    CAPTURE(number);
+    CHECK(
+        error_of(file_of(std::string(R"({"w":{"dtype":"U8","shape":[)") + number + R"(],"data_offsets":[0,2]}})", "ab"))
+            .find(std::string("'") + number + "' is not a JSON number") != std::string::npos);
+  }
+  for (const char* number : {".5", "+2"}) {  // not a value at all
+    CAPTURE(number);
+    CHECK(error_of(file_of(std::string(R"({"w":{"dtype":"U8","shape":[)") + number + R"(],"data_offsets":[0,2]}})",
+                           "ab")) != "no error");
+  }
+  CHECK(error_of(file_of(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"__metadata__":{}})", "ab")) ==
+        "no error");
   std::string huge = good;
   huge[7] = 0x40;
   CHECK(error_of(huge).find("corrupt header: its length field says") != std::string::npos);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <memory>
 #include <signal.h>
 #include <string>
 #include <string_view>
@@ -25,14 +26,18 @@ namespace dp::inline DP_ABI::detail {
 /// /dev/zero, is an error) and, with `regular_only`, only a regular file (not a device or a pipe).
 inline std::string read_bytes(const std::string& path, std::size_t limit = std::size_t{1} << 32,
                               bool regular_only = false) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
+  // Closed on every way out, a bad_alloc of `raw` included.
+  struct closer {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  const std::unique_ptr<std::FILE, closer> file(std::fopen(path.c_str(), "rb"));
+  std::FILE* const f = file.get();
   DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   struct stat st {};
   if (::fstat(::fileno(f), &st) == 0) {
     const bool regular = S_ISREG(st.st_mode);
     if ((regular_only && !regular && !S_ISDIR(st.st_mode)) ||
         (regular && static_cast<std::uint64_t>(st.st_size) > limit)) {
-      std::fclose(f);
       throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
                              : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
     }
@@ -43,12 +48,10 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
     const std::size_t n = std::fread(buf, 1, sizeof buf, f);
     raw.append(buf, n);
     if (raw.size() > limit) {  // also for the last, short read (procfs and growing files pass fstat)
-      std::fclose(f);
       throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
     }
     if (n < sizeof buf) {
       const int err = std::ferror(f) ? errno : 0;
-      std::fclose(f);
       DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
       return raw;
     }

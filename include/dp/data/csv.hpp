@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,38 @@ inline std::string_view trim(std::string_view s, char delimiter) {
   return s;
 }
 
+/// A number's text without one leading '+' (which std::from_chars refuses, and Python, NumPy and
+/// pandas take); "+-1" keeps its '+' and stays refused.
+inline std::string_view without_plus(std::string_view cell) {
+  if (cell.size() >= 2 && cell[0] == '+' && cell[1] != '+' && cell[1] != '-') {
+    cell.remove_prefix(1);
+  }
+  return cell;
+}
+
+enum class float_cell : std::uint8_t { ok, not_a_number, too_large };
+
+/// Reads a whole cell as the nearest float, as strtof and NumPy do: a magnitude below float's
+/// smallest becomes 0 or a subnormal (std::from_chars calls that out of range), one above
+/// FLT_MAX is too large.
+inline float_cell parse_float(std::string_view cell, float& v) {
+  const char* end = cell.data() + cell.size();
+  const auto r = std::from_chars(cell.data(), end, v);
+  if (cell.empty() || r.ptr != end) {
+    return float_cell::not_a_number;
+  }
+  if (r.ec == std::errc()) {
+    return float_cell::ok;
+  }
+  long double wide = 0;  // 80 bits on x86: 1e-50 is a normal number there
+  const auto w = std::from_chars(cell.data(), end, wide);
+  if (w.ec != std::errc() || w.ptr != end || std::fabs(wide) > std::numeric_limits<float>::max()) {
+    return float_cell::too_large;
+  }
+  v = static_cast<float>(wide);
+  return float_cell::ok;
+}
+
 }  // namespace detail
 
 /// Parses CSV text (`source` names it in errors) into features [N, columns - 1] and labels [N].
@@ -54,6 +87,10 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
   std::vector<std::int64_t> labels;
   index_t columns = -1, line_no = 0, label_col = 0;
   bool header_pending = o.header;
+  // A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of the first cell.
+  if (text.starts_with("\xEF\xBB\xBF")) {
+    text.remove_prefix(3);
+  }
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
@@ -93,21 +130,20 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
       }
       const std::string_view cell = detail::trim(line.substr(f, g - f), o.delimiter);
       f = g + 1;
+      const std::string_view number = detail::without_plus(cell);
       if (c == label_col) {
         std::int64_t v = 0;
-        const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-        DP_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size() && v >= 0, io_error, "dp: ", source,
+        const auto r = std::from_chars(number.data(), number.data() + number.size(), v);
+        DP_CHECK(r.ec == std::errc() && r.ptr == number.data() + number.size() && v >= 0, io_error, "dp: ", source,
                  " line ", line_no, ", column ", c + 1, ": label '", cell,
                  "' is not a class index (a non-negative integer)");
         labels.push_back(v);
       } else {
         float v = 0;
-        const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-        const bool whole = r.ptr == cell.data() + cell.size() && !cell.empty();
-        DP_CHECK(r.ec != std::errc::result_out_of_range || !whole, io_error, "dp: ", source, " line ", line_no,
-                 ", column ", c + 1, ": '", cell,
-                 "' is outside float's range (finite magnitudes from about 1.2e-38 to ", "3.4e38, or 0)");
-        DP_CHECK(r.ec == std::errc() && whole, io_error, "dp: ", source, " line ", line_no, ", column ", c + 1, ": '",
+        const detail::float_cell r = detail::parse_float(number, v);
+        DP_CHECK(r != detail::float_cell::too_large, io_error, "dp: ", source, " line ", line_no, ", column ", c + 1,
+                 ": '", cell, "' is outside float's range (magnitudes up to about 3.4e38)");
+        DP_CHECK(r == detail::float_cell::ok, io_error, "dp: ", source, " line ", line_no, ", column ", c + 1, ": '",
                  cell, "' is not a number");
         DP_CHECK(o.allow_non_finite || std::isfinite(v), io_error, "dp: ", source, " line ", line_no, ", column ",
                  c + 1, ": '", cell, "' is not finite (set csv_options::allow_non_finite to keep nan and inf)");

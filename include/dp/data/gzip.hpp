@@ -27,12 +27,16 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
   }
   z_stream z{};
   DP_CHECK(inflateInit2(&z, 15 + 16) == Z_OK, io_error, "dp: zlib could not start decompressing '", path, "'");
+  // zlib's state is freed on every way out, a bad_alloc of `out` included.
+  struct end_inflate {
+    z_stream* z;
+    ~end_inflate() { inflateEnd(z); }
+  } const ending{&z};
   std::string out;
   z.next_in = const_cast<Bytef*>(in);
   z.avail_in = static_cast<uInt>(std::min<std::size_t>(raw.size(), UINT32_MAX));
   std::size_t fed = z.avail_in;
   auto fail = [&](const std::string& why) {
-    inflateEnd(&z);
     throw io_error(dp::detail::concat("dp: cannot read '", path, "': ", why));
   };
   for (;;) {
@@ -71,7 +75,6 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
                               " before the stream does (a cut-short download or copy?)"));
     }
   }
-  inflateEnd(&z);
   return out;
 }
 

@@ -197,18 +197,11 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
              " (expected 0 or more)");
     s.push_back(d.shape[i]);
   }
-  // The elements' span in bytes, each step checked: a product that wraps would adopt a small block
-  // and let kernels read far past it.
-  std::size_t numel = 1;
-  for (int i = 0; i < d.ndim; ++i) {
-    DP_CHECK(!__builtin_mul_overflow(numel, static_cast<std::size_t>(s[i]), &numel), shape_error,
-             "dp: from_dlpack: shape ", s, " holds more elements than memory can address");
-  }
-  // Without strides, dp computes them: the non-zero extents' product must fit ({0, 2^40, 2^40}
-  // holds nothing, but its strides overflowed), as for reshape.
-  if (!d.strides) {
-    dp::detail::check_extents(s, "from_dlpack");
-  }
+  // The element count must fit a 64-bit index, with strides or without ({2^62, 2} with strides 0
+  // counted -2^63 elements), and without strides dp computes them: the non-zero extents' product
+  // must fit ({0, 2^40, 2^40} holds nothing, but its strides overflowed), as for reshape.
+  dp::detail::check_extents(s, "from_dlpack");
+  const auto numel = static_cast<std::size_t>(s.numel());  // no prefix of the product can wrap now
   st = d.strides ? dp::shape(std::span<const index_t>(d.strides, static_cast<std::size_t>(d.ndim)))
                  : contiguous_strides(s);
   for (int i = 0; i < d.ndim; ++i) {

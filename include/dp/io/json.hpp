@@ -203,6 +203,11 @@ class parser {
       }
       v.type = value::kind::number;
       v.text = std::string(s_.substr(b, i_ - b));
+      // JSON's grammar (RFC 8259), stricter than from_chars: "02", "1." and ".5" are not JSON, and
+      // safetensors' own reader refuses a header that holds them.
+      if (!json_number(v.text)) {
+        fail(dp::detail::concat("'", v.text, "' is not a JSON number"));
+      }
       double d = 0;
       const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
       if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size()) {
@@ -211,6 +216,42 @@ class parser {
       return v;
     }
     fail("expected a value");
+  }
+
+  /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  static bool json_number(std::string_view t) {
+    std::size_t i = 0;
+    const auto digits = [&] {
+      const std::size_t from = i;
+      while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+        ++i;
+      }
+      return i - from;
+    };
+    if (i < t.size() && t[i] == '-') {
+      ++i;
+    }
+    const std::size_t first = i;
+    const std::size_t whole = digits();
+    if (whole == 0 || (whole > 1 && t[first] == '0')) {
+      return false;
+    }
+    if (i < t.size() && t[i] == '.') {
+      ++i;
+      if (digits() == 0) {
+        return false;
+      }
+    }
+    if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+      ++i;
+      if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+        ++i;
+      }
+      if (digits() == 0) {
+        return false;
+      }
+    }
+    return i == t.size();
   }
 
   std::string parse_string() {
