@@ -73,6 +73,20 @@ struct model5 {
   nn::dropout drop{0.5f};
   auto forward(auto x) const { return drop(x * w); }
 };
+// A block that names no widths (so residual checks it at run time) and narrows 8 to 1.
+struct narrowing {
+  nn::linear<8, 1> fc;
+  auto forward(auto x) const { return fc(x); }
+};
+// One dropout module applied twice.
+struct dropout_twice {
+  nn::parameter<float> w{dp::ones<float>({50})};
+  nn::dropout drop{0.5f};
+  auto forward(auto x) const {
+    auto h = x * w;
+    return drop(h) - drop(h);
+  }
+};
 }  // namespace
 
 TEST_CASE("linear and activations: gradients match finite differences") {
@@ -121,6 +135,22 @@ TEST_CASE("batch_norm in training: gradients match; running statistics follow Py
   CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * 14.0 / 3));
   CHECK(rv[1] == doctest::Approx(0.9 + 0.1 * 500.0 / 3));
   CHECK(bn.num_batches_tracked.value().item() == 1);
+}
+
+TEST_CASE("batch_norm in training: no rows give an empty output and leave the statistics; one row is refused") {
+  // PyTorch: an empty batch passes through (running statistics untouched); one value per channel
+  // has no variance ("Expected more than 1 value per channel when training").
+  nn::batch_norm<2, double> bn;
+  bn.running_mean.assign(dp::from_vector<double>({1, 2}));
+  nn::mode_scope train(true);
+  dp::tensor<double> y = bn(dp::zeros<double>({0, 2}));
+  CHECK(y.shape() == dp::shape{0, 2});
+  CHECK(bn.running_mean.value().to_vector() == std::vector<double>{1, 2});
+  CHECK(bn.running_var.value().to_vector() == std::vector<double>{1, 1});
+  CHECK(bn.num_batches_tracked.value().item() == 0);
+  CHECK_THROWS_WITH_AS((void)bn(dp::zeros<double>({1, 2})),
+                       doctest::Contains("training needs more than one value per channel, got shape {1, 2}"),
+                       dp::value_error);
 }
 
 TEST_CASE("batch_norm over [N, C, H, W] and in evaluation mode") {
@@ -429,6 +459,19 @@ TEST_CASE("max_pool2d picks the first maximum and pads with -inf") {
   nn::max_pool2d<3, 2, 1> padded;
   dp::tensor<float> z = padded(dp::full<float>({1, 1, 3, 3}, -2.f));
   CHECK(z.to_vector() == std::vector<float>(4, -2.f));
+  // Integers have no -inf: windows start from the lowest value (they started from -inf cast to 0,
+  // so negative windows gave 0). Every path: block and interior (stride 1, 9 wide), edges (padding).
+  nn::max_pool2d<2, 1> overlapping;
+  dp::tensor<std::int64_t> i = overlapping(dp::from_vector<std::int64_t>({-5, -3, -2, -7}, {1, 1, 2, 2}));
+  CHECK(i.to_vector() == std::vector<std::int64_t>{-2});
+  std::vector<std::int64_t> wide(2 * 10);
+  for (std::size_t k = 0; k < wide.size(); ++k) {
+    wide[k] = -100 - static_cast<std::int64_t>(k);
+  }
+  dp::tensor<std::int64_t> w = overlapping(dp::from_vector<std::int64_t>(wide, {1, 1, 2, 10}));
+  CHECK(w.to_vector() == std::vector<std::int64_t>{-100, -101, -102, -103, -104, -105, -106, -107, -108});
+  dp::tensor<std::int64_t> e = padded(dp::full<std::int64_t>({1, 1, 3, 3}, -2));
+  CHECK(e.to_vector() == std::vector<std::int64_t>(4, -2));
 }
 
 TEST_CASE("a window larger than the padded input is a shape error, not an output of one element") {
@@ -455,6 +498,9 @@ TEST_CASE("embedding: gradients match; bad indices are errors") {
   nn::embedding<7, 3> e;
   CHECK_THROWS_WITH_AS((void)e(dp::from_vector<std::int64_t>({1, 7})), doctest::Contains("index 7 at position 1"),
                        dp::value_error);
+  const dp::tensor<std::int64_t> elsewhere = dp::zeros<std::int64_t>({2}, dp::cpu(1));
+  CHECK_THROWS_WITH_AS((void)e(elsewhere), doctest::Contains("the indices are on cpu:1 and the table on cpu:0"),
+                       dp::device_error);
 }
 
 namespace {
@@ -507,6 +553,10 @@ TEST_CASE("residual adds its block's output to its input") {
   dp_test::gradcheck(net{}, nn::mse_loss, dp::randn<double>({6, 4}, dp::cpu(), 27),
                      dp::randn<double>({6, 1}, dp::cpu(), 28));
   CHECK(nn::parameter_names(net{})[2] == "1.block.weight");
+  // A block that names no widths and changes the shape: [3, 8] + [3, 1] broadcast without a word.
+  nn::residual<narrowing> r;
+  CHECK_THROWS_WITH_AS((void)r(dp::zeros<float>({3, 8})), doctest::Contains("the block maps shape {3, 8} to {3, 1}"),
+                       dp::shape_error);
 }
 
 TEST_CASE("dropout: scaled mask in training, identity in evaluation, the same mask in backward") {
@@ -540,4 +590,19 @@ TEST_CASE("dropout: scaled mask in training, identity in evaluation, the same ma
   CHECK(kept_by_grad == doctest::Approx(loss * 50.0).epsilon(1e-5));
   CHECK(loss > 0.5f);
   CHECK(loss < 3.5f);
+}
+
+TEST_CASE("one dropout module applied twice in a traced step draws two masks, as outside a trace and in PyTorch") {
+  nn::trainer<dropout_twice> t{dropout_twice{}};
+  for (int step = 0; step < 2; ++step) {  // the trace, then its replay
+    CAPTURE(step);
+    // (m1 - m2)^2 is 4 where exactly one mask keeps the entry (probability 1/2), else 0: the mean
+    // over 200 entries is 2 +- 0.14. One mask drawn twice made it exactly 0, and the gradient too.
+    const double loss = t.backward(nn::mse_loss, dp::ones<float>({4, 50}), dp::zeros<float>({4, 50}));
+    CHECK(loss > 1.5);
+    CHECK(loss < 2.5);
+  }
+  nn::mode_scope train(true);  // outside a trace each call draws anew too
+  dp::tensor<float> eager = t.model().forward(dp::ones<float>({4, 50}));
+  CHECK(dp::sum(dp::square(eager)).item() > 1.5f * 200);
 }

@@ -192,6 +192,10 @@ TEST_CASE("cross_entropy reports targets outside the classes and wrong shapes") 
   CHECK_THROWS_WITH_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({0, 3})),
                        doctest::Contains("target of row 1 is 3, outside [0, 3)"), dp::value_error);
   CHECK_THROWS_AS((void)nn::cross_entropy(x, dp::from_vector<std::int64_t>({0})), dp::shape_error);
+  // Targets on another device than the logits (on a GPU a host pointer would reach the kernel).
+  const dp::tensor<float> elsewhere = dp::zeros<float>({2, 3}, dp::cpu(1));
+  CHECK_THROWS_WITH_AS((void)nn::cross_entropy(elsewhere, dp::from_vector<std::int64_t>({0, 1})),
+                       doctest::Contains("the logits are on cpu:1 and the targets on cpu:0"), dp::device_error);
   // Rows are checked side by side: the error still names the first bad one, on every run.
   auto many = dp::zeros<float>({20000, 3});
   std::vector<std::int64_t> labels(20000, 1);

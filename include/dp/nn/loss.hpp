@@ -401,6 +401,9 @@ struct cross_entropy_loss {
              x.shape(), " need targets of shape {", x.shape()[0], "}, got ", y.shape());
     DP_CHECK(label_smoothing >= 0.f && label_smoothing <= 1.f, value_error,
              "dp: cross_entropy: label_smoothing must lie in [0, 1], got ", label_smoothing);
+    // The loss runs where the logits are and reads the targets there.
+    DP_CHECK(x.device() == y.device(), device_error, "dp: cross_entropy: the logits are on ", x.device(),
+             " and the targets on ", y.device(), "; move the targets to the logits' device (.to(", x.device(), "))");
     if constexpr (detail::is_var<X>::value) {
       detail::graph& g = *x.graph();
       auto o = std::make_unique<detail::cross_entropy_op<T>>();

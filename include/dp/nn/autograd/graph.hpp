@@ -282,6 +282,9 @@ class graph {
   std::uint64_t step = 0;
   index_t sample_offset = 0;
   bool accumulate_params = false;
+  /// Random operations recorded so far: each draws from its own stream, so one dropout module
+  /// applied twice gets two masks (as in PyTorch and outside a trace), not one mask twice.
+  std::uint64_t random_calls = 0;
   /// The trainer's flat parameter storage: forward reading it as a plain tensor (w.value()) would
   /// make a parameter a constant to backward, so recording refuses it.
   const void* parameters = nullptr;

@@ -43,6 +43,7 @@ struct dropout_node {
   using value_type = T;
   graph* g;  // null outside a trace
   std::uint64_t seed, eager_step;
+  std::uint64_t call;    // the random operations the trace recorded before this one
   index_t eager_offset;  // the batch row of row 0, outside a trace
   float p;
   bool active;
@@ -53,7 +54,10 @@ struct dropout_node {
     const index_t per_sample = shape.rank() && shape[0] ? shape.numel() / shape[0] : 0;
     const std::uint64_t step = g ? g->step : eager_step;
     const index_t base = (g ? g->sample_offset : eager_offset) * per_sample;
-    return {seed, 0xD50000000ull + step, base, p, p < 1.f ? T(1) / T(1 - p) : T(0), active};
+    // A traced call's stream: the step's, moved by a large odd constant per earlier call (the first
+    // call keeps the step's stream; two calls' streams would meet only some 10^18 steps apart).
+    const std::uint64_t stream = 0xD50000000ull + step + call * 0x9E3779B97F4A7C15ull;
+    return {seed, stream, base, p, p < 1.f ? T(1) / T(1 - p) : T(0), active};
   }
 };
 
@@ -82,8 +86,9 @@ struct dropout {
     }
     auto& eager = detail::eager_random_state();
     const std::uint64_t step = (active && !g) ? eager.step++ : 0;
-    return in *
-           dp::expr{detail::dropout_node<V>{g, seed, step, eager.sample_offset, p, active, in.shape(), in.device()}};
+    const std::uint64_t call = (active && g) ? g->random_calls++ : 0;
+    return in * dp::expr{detail::dropout_node<V>{g, seed, step, call, eager.sample_offset, p, active, in.shape(),
+                                                 in.device()}};
   }
   template <class X>
   auto operator()(const X& x) const {

@@ -145,6 +145,11 @@ struct embedding {
  private:
   template <class I>
   auto lookup(const I& idx) const {
+    // The gather runs where the table is and reads the indices there (host indices for a GPU
+    // table would be a host pointer in a kernel).
+    DP_CHECK(idx.device() == weight.device(), device_error, "dp: embedding<", Num, ", ", Dim, ">: the indices are on ",
+             idx.device(), " and the table on ", weight.device(), "; move the indices to the table's device (.to(",
+             weight.device(), "))");
     dp::shape out = idx.shape();
     out.push_back(Dim);
     if constexpr (detail::is_var<I>::value) {

@@ -1,6 +1,6 @@
 // nn::max_pool2d<K, Stride, Padding>: maximum over K x K windows of [N, C, H, W] (padding counts as
-// -infinity; the first maximum of a window wins, as in PyTorch). Forward remembers each window's
-// winner; backward adds each window's gradient to its winner, one plane per caller (no atomics).
+// -infinity (the lowest value for integers); the first maximum of a window wins, as in PyTorch). Forward remembers each
+// window's winner; backward adds each window's gradient to its winner, one plane per caller (no atomics).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include <dp/exec/for_each.hpp>
+#include <dp/exec/reduce_ops.hpp>
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/layers/window.hpp>
 
@@ -89,7 +90,7 @@ struct maxpool_fwd {
     const index_t stride = S == 0 ? g.s : S, width = g.w, p = g.p;
     if (in1 - in0 >= 8) {  // one pass per window element over the row: vectorised
       for (index_t ow = in0; ow < in1; ++ow) {
-        yr[ow] = -std::numeric_limits<T>::infinity();
+        yr[ow] = dp::detail::max_reduce::identity<T>();
         if (ar != nullptr) {
           ar[ow] = (hs + kh0) * width + ow * stride - p;
         }
@@ -127,7 +128,7 @@ struct maxpool_fwd {
     T best[B];
     std::int64_t where[B];
     for (index_t j = 0; j < B; ++j) {
-      best[j] = -std::numeric_limits<T>::infinity();
+      best[j] = dp::detail::max_reduce::identity<T>();
       where[j] = (hs + kh0) * width + (ow0 + j) * stride - p;
     }
     for (index_t kh = kh0; kh < kh1; ++kh) {
@@ -155,7 +156,7 @@ struct maxpool_fwd {
                           index_t hs, index_t kh0, index_t kh1) const {
     const index_t ws = ow * g.s - g.p;
     const index_t kw0 = ws < 0 ? -ws : 0, kw1 = g.w - ws < g.k ? g.w - ws : g.k;
-    T best = -std::numeric_limits<T>::infinity();
+    T best = dp::detail::max_reduce::identity<T>();
     std::int64_t where = (hs + kh0) * g.w + ws + kw0;
     for (index_t kh = kh0; kh < kh1; ++kh) {
       const index_t at = (hs + kh) * g.w + ws;

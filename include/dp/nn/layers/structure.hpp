@@ -26,9 +26,27 @@ struct flatten {
   }
 };
 
+namespace detail {
+/// Whether a block that names its widths keeps them (one that does not name them is checked at run time).
+template <class M>
+constexpr bool keeps_width() {
+  if constexpr (requires {
+                  M::in_features;
+                  M::out_features;
+                }) {
+    return M::in_features == M::out_features;
+  } else {
+    return true;
+  }
+}
+}  // namespace detail
+
 /// y = x + block(x). The block must keep the width.
 template <class M>
 struct residual {
+  static_assert(detail::keeps_width<M>(),
+                "dp: residual<M>: the block's out_features differ from its in_features, so x + block(x) would "
+                "broadcast or fail; make the block end at its input's width (or add a projection inside it)");
   static constexpr bool preserves_width = true;
   M block;
 
@@ -37,7 +55,11 @@ struct residual {
   template <class X>
   auto forward(const X& x) const {
     auto in = detail::materialize(x);
-    return in + block.forward(in);
+    auto out = block.forward(in);
+    // [N, 8] + [N, 1] would broadcast into a sum that is no residual, silently.
+    DP_CHECK(out.shape() == in.shape(), shape_error, "dp: residual: the block maps shape ", in.shape(), " to ",
+             out.shape(), "; x + block(x) needs the block to keep its input's shape");
+    return in + out;
   }
   template <class X>
   auto operator()(const X& x) const {
