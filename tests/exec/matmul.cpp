@@ -86,6 +86,11 @@ TEST_CASE("matmul shape errors print both shapes") {
   CHECK_THROWS_WITH_AS((void)dp::matmul(dp::zeros<float>({2, 3}), dp::zeros<float>({4, 5})),
                        doctest::Contains("shapes {2, 3} and {4, 5}"), dp::shape_error);
   CHECK_THROWS_AS((void)dp::matmul(dp::zeros<float>({2, 2, 3}), dp::zeros<float>({3, 3, 2})), dp::shape_error);
+  // Batch dimensions that do not broadcast: the operands' shapes, not only their batch parts.
+  CHECK_THROWS_WITH_AS((void)dp::matmul(dp::zeros<float>({2, 3, 4}), dp::zeros<float>({5, 4, 6})),
+                       doctest::Contains("dp: matmul of shapes {2, 3, 4} and {5, 4, 6}: matmul (batch dimensions): "
+                                         "shapes {2} and {5} cannot be broadcast together"),
+                       dp::shape_error);
 }
 
 TEST_CASE("matmul accepts expressions by evaluating them first") {

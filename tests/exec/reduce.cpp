@@ -123,6 +123,14 @@ TEST_CASE("integer sums are int64; max propagates NaN") {
   CHECK(std::isnan(dp::max(f).item()));
 }
 
+TEST_CASE("a sum of broadcast views past 2^63 elements is a shape error, not a sum of no element") {
+  // The views take no memory; their count wrapped to 0 (a sum of 0) or below (max said "empty").
+  const auto one = dp::full<float>({1, 1}, 1.f);
+  const dp::index_t big = dp::index_t{1} << 32;
+  CHECK_THROWS_WITH_AS((void)dp::sum(one.broadcast_to({big, 1}) + one.broadcast_to({1, big})).item(),
+                       doctest::Contains("holds more elements than a 64-bit index counts"), dp::shape_error);
+}
+
 TEST_CASE("argmax and argmin give the first extreme index, along an axis or overall") {
   auto x = dp::from_vector<float>({1, 5, 5, 0, 2, -1}, {2, 3});
   CHECK(dp::argmax(x).item() == 1);
@@ -132,6 +140,12 @@ TEST_CASE("argmax and argmin give the first extreme index, along an axis or over
   CHECK(dp::argmin(x, 1, true).shape() == dp::shape{2, 1});
   CHECK(dp::argmax(x.t(), 0).to_vector() == std::vector<std::int64_t>{1, 1});
   CHECK_THROWS_AS((void)dp::argmax(dp::zeros<float>({0})), dp::value_error);
+  // An empty axis has no answer; another axis of size 0 leaves no row, so the answer is empty (as
+  // max(x, 1) gives, and PyTorch).
+  CHECK_THROWS_WITH_AS((void)dp::argmax(dp::zeros<float>({5, 0}), 1), doctest::Contains("along an axis of size 0"),
+                       dp::value_error);
+  CHECK(dp::argmax(dp::zeros<float>({0, 5}), 1).shape() == dp::shape{0});
+  CHECK(dp::argmin(dp::zeros<float>({0, 5}), 1, true).shape() == dp::shape{0, 1});
 }
 
 TEST_CASE("argmax and argmin of long rows, cut into pieces that threads scan, keep the first extreme") {

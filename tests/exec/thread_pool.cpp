@@ -26,6 +26,32 @@ TEST_CASE("parallel_for covers every index exactly once") {
   }
 }
 
+TEST_CASE("a part that throws: the error reaches the caller after every part ended, and the pool is free again") {
+  const int threads = std::min(dp::num_threads(), dp::detail::thread_pool::instance().size());
+  if (threads < 2) {
+    return;  // one part: the body runs on the caller alone
+  }
+  // Part 0 runs on the caller unless a worker is first; the other parts on workers or the caller.
+  for (int thrower = 0; thrower < 2; ++thrower) {
+    CAPTURE(thrower);
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH_AS(dp::detail::parallel_for(2, 1,
+                                                  [&](dp::index_t b, dp::index_t) {
+                                                    ran++;
+                                                    if (b == thrower) {
+                                                      throw dp::value_error("dp: part failed");
+                                                    }
+                                                  }),
+                         "dp: part failed", dp::value_error);
+    CHECK(ran.load() == 2);  // the other part ran to its end before the caller went on
+  }
+  // A worker's error ended the process, and the caller's left the pool busy: later loops ran inline.
+  std::atomic<int> parts{0};
+  CHECK(dp::detail::thread_pool::instance().try_run(
+      2, [](void* c, int) { ++*static_cast<std::atomic<int>*>(c); }, &parts));
+  CHECK(parts.load() == 2);
+}
+
 TEST_CASE("a thread's budget limits it to one part; other threads' loops are unaffected") {
   std::atomic<int> parts{0};
   {

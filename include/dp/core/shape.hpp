@@ -202,6 +202,12 @@ DP_NOINLINE inline shape broadcast_shapes(const shape& a, const shape& b, const 
                                        " cannot be broadcast together (dimension ", i, ": ", da, " vs ", db, ")"));
     }
   }
+  // Views broadcast without memory: {2^32, 1} + {1, 2^32} counted 0 elements (a sum of 0).
+  index_t n = 1;
+  for (int i = 0; i < r; ++i) {
+    DP_CHECK(out[i] == 0 || !__builtin_mul_overflow(n, out[i], &n), shape_error, "dp: ", op, ": shapes ", a, " and ", b,
+             " broadcast to ", out, ", which holds more elements than a 64-bit index counts");
+  }
   return out;
 }
 

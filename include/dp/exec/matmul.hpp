@@ -3,6 +3,8 @@
 // last two dimensions are neither row- nor column-major are copied.
 #pragma once
 
+#include <string_view>
+
 #include <dp/config.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/blas.hpp>
@@ -108,7 +110,13 @@ tensor<T> matmul(const tensor<T>& a0, const tensor<T>& b0) {
   for (int i = 0; i + 2 < b.rank(); ++i) {
     bb.push_back(b.shape()[i]);
   }
-  shape out = broadcast_shapes(ba, bb, "matmul (batch dimensions)");
+  shape out;
+  try {
+    out = broadcast_shapes(ba, bb, "matmul (batch dimensions)");
+  } catch (const shape_error& e) {  // the message names the batch parts; the operands' shapes come first
+    throw shape_error(detail::concat("dp: matmul of shapes ", a0.shape(), " and ", b0.shape(), ": ",
+                                     std::string_view(e.what()).substr(4)));
+  }
   out.push_back(a.shape()[a.rank() - 2]);
   out.push_back(b.shape()[b.rank() - 1]);
   tensor<T> c = empty<T>(out, a.device());

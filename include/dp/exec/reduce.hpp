@@ -268,12 +268,12 @@ template <bool Max, class E>
 tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, const char* op) {
   using T = reduce_value_t<E>;
   tensor<T> x = e;
-  DP_CHECK(x.numel() > 0, value_error, "dp: ", op, " of an empty tensor (shape ", x.shape(), ") has no answer");
   if (!all && x.rank() == 0) {          // a 0-d tensor's only axis (0 or -1) is all of it, as in PyTorch
     (void)normalize_axis(axis, 0, op);  // any other axis is still an error
     all = true;
   }
   if (all) {
+    DP_CHECK(x.numel() > 0, value_error, "dp: ", op, " of an empty tensor (shape ", x.shape(), ") has no answer");
     tensor<T> flat = x.contiguous();
     tensor<std::int64_t> out = empty<std::int64_t>({1}, x.device());
     arg_extreme_rows<Max>(x.device(), flat.data(), out.data(), 1, x.numel());
@@ -291,9 +291,12 @@ tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, c
   tensor<T> rows = x.permute(order).contiguous();
   const index_t n = x.shape()[d];
   DP_CHECK(n > 0, value_error, "dp: ", op, " along an axis of size 0 (shape ", x.shape(), ")");
+  // Another axis of size 0 leaves no row: an empty answer (PyTorch's too), not an error.
   const index_t count = rows.numel() / n;
   tensor<std::int64_t> out = empty<std::int64_t>({count}, x.device());
-  arg_extreme_rows<Max>(x.device(), rows.data(), out.data(), count, n);
+  if (count > 0) {
+    arg_extreme_rows<Max>(x.device(), rows.data(), out.data(), count, n);
+  }
   shape kd = x.shape();
   kd[d] = 1;
   shape nd = x.shape();

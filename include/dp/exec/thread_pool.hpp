@@ -9,10 +9,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <dp/config.hpp>
@@ -93,11 +96,23 @@ class thread_pool {
     const std::uint64_t job = board_.post(parts, true);
     take(job);
     board_.wait_finished(parts);
+    // Every part has ended, thrown or not: the pool is free again, and the first error goes on
+    // in the caller (a worker's would have ended the process; the caller's left the pool busy).
+    const std::exception_ptr failed = std::exchange(failed_, nullptr);
     busy_.store(false, std::memory_order_release);
+    if (failed) {
+      std::rethrow_exception(failed);
+    }
     return true;
   }
 
   ~thread_pool() {
+    // A loop still running on another thread at exit (a detached thread's) ends first: closing
+    // posts to the board, which would race with that loop's post and its wait for its parts. The
+    // flag stays taken, so a loop started later in static destruction runs on its caller alone.
+    while (busy_.exchange(true, std::memory_order_acquire)) {
+      std::this_thread::yield();
+    }
     board_.close();
     for (auto& t : workers_) {
       t.join();
@@ -108,14 +123,25 @@ class thread_pool {
   explicit thread_pool(int workers) : board_(workers + 1) {
     workers_.reserve(std::max(0, workers));
     for (int i = 0; i < workers; ++i) {
-      workers_.emplace_back([this] { loop(); });
+      try {
+        workers_.emplace_back([this] { loop(); });
+      } catch (const std::system_error&) {
+        break;  // the OS gave fewer threads (a process limit): the caller takes the parts none takes
+      }
     }
   }
 
   void take(std::uint64_t job) {
     for (int p = 0; p < job_board::tasks_of(job); ++p) {
       if (board_.claim(p, job)) {
-        fn_(ctx_, p);
+        try {
+          fn_(ctx_, p);
+        } catch (...) {
+          const std::lock_guard lock(failed_m_);
+          if (!failed_) {
+            failed_ = std::current_exception();
+          }
+        }
         board_.finish();
       }
     }
@@ -139,6 +165,8 @@ class thread_pool {
   std::atomic<bool> busy_{false};  // one poster at a time
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
+  std::mutex failed_m_;
+  std::exception_ptr failed_;  // the loop's first error, for try_run to rethrow
 };
 
 }  // namespace detail
