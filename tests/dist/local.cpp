@@ -1,6 +1,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -10,6 +11,11 @@
 #include <dp/dp.hpp>
 
 namespace {
+struct tiny {
+  dp::nn::linear<2, 2> fc;
+  auto forward(auto x) const { return fc(x); }
+};
+
 template <class F>
 void on_ranks(int n, F f) {
   std::vector<std::thread> ts;
@@ -214,6 +220,22 @@ TEST_CASE("a collective whose peers never arrive times out with the collective's
   auto t = dp::ones<float>({3});
   CHECK_THROWS_WITH_AS(comms[0].all_reduce(t, dp::dist::reduce_op::sum),
                        doctest::Contains("all_reduce timed out on rank 0"), dp::runtime_error);
+}
+
+TEST_CASE("a timeout outside (0, a year] is refused where communicators are made, naming it") {
+  using std::chrono::milliseconds;
+  // milliseconds::max() overflowed the nanosecond deadline into the past: every collective timed out at once.
+  for (const milliseconds bad :
+       {milliseconds(0), milliseconds(-5), milliseconds::max(), dp::dist::max_timeout + milliseconds(1)}) {
+    CAPTURE(bad.count());
+    const std::string said = "local communicator: the timeout is " + std::to_string(bad.count()) +
+                             " ms; expected more than 0 and at most dp::dist::max_timeout";
+    CHECK_THROWS_WITH_AS((void)dp::dist::make_local_communicators(2, {.timeout = bad}), doctest::Contains(said.c_str()),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS((dp::parallel<tiny>{tiny{}, {dp::cpu(0), dp::cpu(1)}, {.comm = {.timeout = bad}}}),
+                         doctest::Contains("parallel_options::comm: the timeout is"), dp::value_error);
+  }
+  CHECK(dp::dist::make_local_communicators(2, {.timeout = dp::dist::max_timeout}).size() == 2);
 }
 
 TEST_CASE("a started all-reduce completes at start on the local communicator; mean is refused") {

@@ -8,6 +8,10 @@
 //          not synchronise: each rank refuses at once with dp's message (no collective waits).
 //   absent: the last rank leaves before making its sharded loader (as after an error of its own);
 //          the others' loader, whose agreement makes a communicator, fails after 300 ms.
+//   stall_workers: ranks x 2 local workers; the last rank's replicas sleep 3 s inside their first
+//          step (tracing its forward), after the batch sizes were exchanged: the others' leaders
+//          time out in the gradients' all-reduce and name the rank; their second replicas, which
+//          wait for the leader, report its error (not a timeout of their own naming a local replica).
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -26,6 +30,18 @@ struct counting {
   auto forward(auto x) const {
     nn::update(calls, calls + 1.f);
     return fc(x);
+  }
+};
+
+// Sleeps 3 s in its forward on the rank that sets `stall`.
+bool stall = false;
+struct sleepy {
+  mlp net;
+  auto forward(auto x) const {
+    if (stall) {
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+    }
+    return net(x);
   }
 };
 
@@ -64,6 +80,14 @@ int main(int argc, char** argv) {
     par.eval();
     return report(world, [&] {
       (void)par.backward(nn::mse_loss, dp::randn<float>({8, 4}, dp::cpu(), 1), dp::zeros<float>({8, 2}));
+    });
+  }
+  if (mode == "stall_workers") {
+    dp::parallel<sleepy> par{
+        sleepy{}, world, {dp::cpu(0), dp::cpu(1)}, {.comm = {.timeout = std::chrono::milliseconds(300)}}};
+    stall = world.rank() == world.size() - 1;
+    return report(world, [&] {
+      (void)par.backward(nn::cross_entropy, dp::randn<float>({8, 4}, dp::cpu(), 1), dp::zeros<std::int64_t>({8}));
     });
   }
   const bool kill = mode == "kill";

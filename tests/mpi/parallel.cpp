@@ -191,6 +191,42 @@ TEST_CASE("ranks x 2 workers equal one process with 2N workers") {
   }
 }
 
+TEST_CASE("training-mode par(x) over ranks: each rank gets its rows of one process's output, with its statistics") {
+  const int n = test::world().size();
+  const dp::index_t r = test::world().rank();
+  const auto x = dp::randn<float>({12 * n, 10}, dp::cpu(), 51);
+  auto doubles = [](const dp::tensor<float>& t) {
+    std::vector<double> v;
+    for (float f : t.contiguous().to_vector()) {
+      v.push_back(f);
+    }
+    return v;
+  };
+  // 12 rows on every rank: N workers of one process split the batch the same way.
+  nn::manual_seed(7);
+  dp::parallel<net> ranked{net{}, test::world()};
+  nn::manual_seed(7);
+  dp::parallel<net> one_process{net{}, workers(n)};
+  const dp::tensor<float> mine = ranked(x.slice(0, r * 12, (r + 1) * 12));
+  const dp::tensor<float> all = one_process(x);
+  CHECK(max_rel_diff(doubles(mine), doubles(all.slice(0, r * 12, (r + 1) * 12))) < 1e-6);
+  CHECK(max_rel_diff(state_of(ranked.model()), state_of(one_process.model())) < 1e-6);
+  // Rows on rank 0 only (an epoch's last batch shorter than the ranks): the others compute no
+  // statistics and take part in the buffer sync; every rank ends with one device's statistics.
+  // (batch_norm refused their empty share, and rank 0 waited for them until the timeout.)
+  nn::manual_seed(8);
+  dp::parallel<net> short_batch{net{}, test::world()};
+  nn::manual_seed(8);
+  nn::trainer<net> single{net{}};
+  const dp::tensor<float> part = short_batch(x.slice(0, 0, r == 0 ? 5 : 0));
+  const dp::tensor<float> whole = single(x.slice(0, 0, 5));
+  CHECK(part.shape() == dp::shape{r == 0 ? 5 : 0, 4});
+  if (r == 0) {
+    CHECK(max_rel_diff(doubles(part), doubles(whole)) < 1e-6);
+  }
+  CHECK(max_rel_diff(state_of(short_batch.model()), state_of(single.model())) < 1e-6);
+}
+
 TEST_CASE("all_to_all over MPI, and over ranks x 2 local replicas: block q is rank q's block for this rank") {
   const int n = test::world().size(), me = test::world().rank();
   auto blocks = [](int from, int size) {

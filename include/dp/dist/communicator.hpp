@@ -31,6 +31,19 @@ struct communicator_options {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 
+/// The longest timeout a communicator takes (a year): deadlines are steady_clock times counted in
+/// nanoseconds, which milliseconds::max() would overflow into the past (an instant timeout).
+inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 365)};
+
+namespace detail {
+/// Refuses a timeout outside (0, max_timeout], naming who was given it.
+inline void check_timeout(const communicator_options& o, const char* who) {
+  DP_CHECK(o.timeout.count() > 0 && o.timeout <= max_timeout, value_error, "dp: ", who, ": the timeout is ",
+           o.timeout.count(), " ms; expected more than 0 and at most dp::dist::max_timeout (", max_timeout.count(),
+           " ms, a year)");
+}
+}  // namespace detail
+
 /// The most bytes a communicator's request may take: requests are plain values that an erased
 /// communicator carries inline, so a step that overlaps its buckets allocates nothing.
 inline constexpr std::size_t max_request_bytes = 64;

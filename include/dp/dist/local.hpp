@@ -96,6 +96,7 @@ class local_group {
   explicit local_group(int size, communicator_options o = {})
       : size_(size), opts_(o), posted_(static_cast<std::size_t>(size)), counts_(static_cast<std::size_t>(size)) {
     DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
+    detail::check_timeout(o, "local communicator");
     // Spinning only pays when every rank has a core; with more ranks than cores it starves the
     // rank everyone waits for, so then waiters sleep at once.
     const auto spin = size <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))

@@ -147,6 +147,7 @@ class replica_group {
   }
 
   void make_communicators(const communicator_options& o, [[maybe_unused]] session* world) {
+    detail::check_timeout(o, "parallel_options::comm");
     const int n = size();
 #if DP_HAS_MPI
     if (world != nullptr && world->size() > 1) {
@@ -164,7 +165,12 @@ class replica_group {
 #endif
       }
       using hier = hierarchical_communicator<mpi_communicator>;
-      auto locals = make_local_communicators(n, o);
+      // The local replicas wait for their leader while it waits for the other ranks: they wait
+      // longer, so that the leader's error, which names the missing rank, comes first.
+      communicator_options local = o;
+      local.timeout = o.timeout <= (max_timeout - std::chrono::seconds(1)) / 2 ? 2 * o.timeout + std::chrono::seconds(1)
+                                                                               : max_timeout;
+      auto locals = make_local_communicators(n, local);
       for (int i = 0; i < n; ++i) {
         std::optional<mpi_communicator> global;
         if (i == 0) {

@@ -52,6 +52,7 @@ class session {
   /// application already did, and finalises it at destruction. Run alone it is a session of one
   /// that never touches MPI.
   session(int& argc, char**& argv, communicator_options o = {}) : opts_(o) {
+    detail::check_timeout(o, "session");
 #if DP_HAS_MPI
     int initialized = 0;
     MPI_Initialized(&initialized);
@@ -179,6 +180,7 @@ class session {
 #if DP_HAS_MPI
   /// A new communicator over every rank (a duplicate: its traffic never meets another's).
   mpi_communicator make_communicator(communicator_options o) const {
+    detail::check_timeout(o, "MPI communicator");
     return mpi_communicator(detail::dup_comm(world_, o.timeout, *state_), o, state_);
   }
 #endif
