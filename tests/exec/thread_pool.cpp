@@ -45,6 +45,13 @@ TEST_CASE("a part that throws: the error reaches the caller after every part end
                          "dp: part failed", dp::value_error);
     CHECK(ran.load() == 2);  // the other part ran to its end before the caller went on
   }
+  // Both parts throw: the lowest part's error, whichever thread ran it and whenever.
+  for (int run = 0; run < 20; ++run) {
+    CHECK_THROWS_WITH_AS(
+        dp::detail::parallel_for(
+            2, 1, [&](dp::index_t b, dp::index_t) { throw dp::value_error(b == 0 ? "dp: part 0" : "dp: part 1"); }),
+        "dp: part 0", dp::value_error);
+  }
   // A worker's error ended the process, and the caller's left the pool busy: later loops ran inline.
   std::atomic<int> parts{0};
   CHECK(dp::detail::thread_pool::instance().try_run(

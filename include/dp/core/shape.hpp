@@ -206,7 +206,7 @@ DP_NOINLINE inline shape broadcast_shapes(const shape& a, const shape& b, const 
   index_t n = 1;
   for (int i = 0; i < r; ++i) {
     DP_CHECK(out[i] == 0 || !__builtin_mul_overflow(n, out[i], &n), shape_error, "dp: ", op, ": shapes ", a, " and ", b,
-             " broadcast to ", out, ", which holds more elements than a 64-bit index counts");
+             " broadcast to ", out, ", whose non-zero extents multiply past what a 64-bit index counts");
   }
   return out;
 }

@@ -57,6 +57,38 @@ inline std::string_view without_plus(std::string_view cell) {
 
 enum class float_cell : std::uint8_t { ok, not_a_number, too_large };
 
+/// The decimal exponent of a number's first significant digit ("0.05e-3": -5), for a number that
+/// from_chars read whole; exponents saturate far beyond any type's range.
+inline std::int64_t decimal_order(std::string_view t) {
+  std::size_t i = t.front() == '-' ? 1 : 0;
+  std::int64_t order = -1, zeros = 0;
+  bool significant = false, point = false;
+  for (; i < t.size() && t[i] != 'e' && t[i] != 'E'; ++i) {
+    if (t[i] == '.') {
+      point = true;
+    } else if (significant || t[i] != '0') {
+      significant = true;
+      order += point ? 0 : 1;
+    } else if (point) {
+      ++zeros;  // zeros after the point, before the first significant digit
+    }
+  }
+  if (!significant) {
+    return INT64_MIN / 2;  // zero
+  }
+  if (order < 0) {
+    order = -1 - zeros;
+  }
+  std::int64_t exponent = 0;
+  if (i + 1 < t.size()) {
+    const char* from = t.data() + i + 1 + (t[i + 1] == '+' ? 1 : 0);
+    if (std::from_chars(from, t.data() + t.size(), exponent).ec != std::errc()) {
+      exponent = t[i + 1] == '-' ? INT64_MIN / 4 : INT64_MAX / 4;  // past int64: saturated
+    }
+  }
+  return order + std::clamp<std::int64_t>(exponent, INT64_MIN / 4, INT64_MAX / 4);
+}
+
 /// Reads a whole cell as the nearest float, as strtof and NumPy do: a magnitude below float's
 /// smallest becomes 0 or a subnormal (std::from_chars calls that out of range), one above
 /// FLT_MAX is too large.
@@ -71,11 +103,19 @@ inline float_cell parse_float(std::string_view cell, float& v) {
   }
   long double wide = 0;  // 80 bits on x86: 1e-50 is a normal number there
   const auto w = std::from_chars(cell.data(), end, wide);
-  if (w.ec != std::errc() || w.ptr != end || std::fabs(wide) > std::numeric_limits<float>::max()) {
-    return float_cell::too_large;
+  if (w.ec == std::errc()) {
+    if (std::fabs(wide) > std::numeric_limits<float>::max()) {
+      return float_cell::too_large;
+    }
+    v = static_cast<float>(wide);
+    return float_cell::ok;
   }
-  v = static_cast<float>(wide);
-  return float_cell::ok;
+  // Beyond long double too: tiny (1e-5000 rounds to 0) or huge, by the decimal order of magnitude.
+  if (decimal_order(cell) < 0) {
+    v = cell.front() == '-' ? -0.f : 0.f;
+    return float_cell::ok;
+  }
+  return float_cell::too_large;
 }
 
 }  // namespace detail

@@ -87,10 +87,6 @@ class loader {
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
              o.prefetch);
     DP_CHECK(o.align >= 1, value_error, "dp: loader: align must be positive, got ", o.align);
-    // Every epoch would be empty: a training loop that runs and learns nothing.
-    DP_CHECK(!o.drop_last || data_.size() == 0 || data_.size() >= o.batch, value_error, "dp: loader: drop_last with ",
-             data_.size(), " samples and batch ", o.batch,
-             " drops every sample (no batch is full); use a batch of at most ", data_.size(), " or drop_last = false");
     if (share_.agree) {
       // Ranks whose loaders would yield different batch counts would hang in their first unmatched
       // collective: they are refused here instead.
@@ -100,6 +96,11 @@ class loader {
       share_.agree(values, names);
       share_.agree = nullptr;  // it may refer to the session; it is needed only here
     }
+    // Every epoch would be empty: a training loop that runs and learns nothing. (After the ranks'
+    // agreement: ranks that differ are refused there together, none waiting for another.)
+    DP_CHECK(!o.drop_last || data_.size() == 0 || data_.size() >= o.batch, value_error, "dp: loader: drop_last with ",
+             data_.size(), " samples and batch ", o.batch,
+             " drops every sample (no batch is full); use a batch of at most ", data_.size(), " or drop_last = false");
   }
 
   const D& data() const noexcept { return data_; }

@@ -136,6 +136,7 @@ class mpi_communicator {
   /// Takes ownership of `comm`.
   mpi_communicator(MPI_Comm comm, communicator_options o, std::shared_ptr<detail::mpi_world_state> state)
       : owned_(std::make_shared<detail::owned_comm>(comm, std::move(state), o.timeout)), comm_(comm), opts_(o) {
+    detail::check_timeout(o, "MPI communicator");  // comm is owned already: freed if this throws
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }

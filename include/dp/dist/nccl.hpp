@@ -315,6 +315,7 @@ static_assert(communicator<nccl_communicator>);
 /// One NCCL communicator per device of `devices` (CUDA devices of this process).
 inline std::vector<nccl_communicator> make_nccl_communicators(const std::vector<int>& devices,
                                                               communicator_options o = {}) {
+  detail::check_timeout(o, "NCCL communicator");
   auto g = std::make_shared<detail::nccl_group>();
   g->comms.resize(devices.size());
   DP_NCCL_CHECK(ncclCommInitAll(g->comms.data(), static_cast<int>(devices.size()), devices.data()));
@@ -330,6 +331,7 @@ inline std::vector<nccl_communicator> make_nccl_communicators(const std::vector<
 /// ncclGetUniqueId on one rank and given to all: dist::session does it over MPI).
 inline nccl_communicator make_nccl_communicator(const ncclUniqueId& id, int rank, int size, int device,
                                                 communicator_options o = {}) {
+  detail::check_timeout(o, "NCCL communicator");
   auto g = std::make_shared<detail::nccl_group>();
   g->comms.resize(1);
   dp::detail::cuda_device_guard guard(device);

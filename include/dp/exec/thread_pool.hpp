@@ -86,7 +86,8 @@ class thread_pool {
 
   /// Runs fn(ctx, part) for every part in [0, parts) (parts <= size()); the caller works too, and
   /// takes the parts no worker has started. Returns false (having run nothing) when the pool is busy
-  /// with another caller's loop.
+  /// with another caller's loop. Parts that throw: once every part has ended, the error of the
+  /// lowest-numbered one is rethrown here (the same one whatever the timing).
   bool try_run(int parts, void (*fn)(void*, int), void* ctx) {
     if (busy_.exchange(true, std::memory_order_acquire)) {
       return false;
@@ -96,9 +97,10 @@ class thread_pool {
     const std::uint64_t job = board_.post(parts, true);
     take(job);
     board_.wait_finished(parts);
-    // Every part has ended, thrown or not: the pool is free again, and the first error goes on
-    // in the caller (a worker's would have ended the process; the caller's left the pool busy).
+    // Every part has ended, thrown or not: the pool is free again, and the error goes on in the
+    // caller (a worker's would have ended the process; the caller's left the pool busy).
     const std::exception_ptr failed = std::exchange(failed_, nullptr);
+    failed_part_ = INT32_MAX;
     busy_.store(false, std::memory_order_release);
     if (failed) {
       std::rethrow_exception(failed);
@@ -110,7 +112,16 @@ class thread_pool {
     // A loop still running on another thread at exit (a detached thread's) ends first: closing
     // posts to the board, which would race with that loop's post and its wait for its parts. The
     // flag stays taken, so a loop started later in static destruction runs on its caller alone.
+    // One that does not end within a second (exit() called from a part, a part blocked for good)
+    // keeps the workers: they are left to the process's end, not joined (which would hang).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (busy_.exchange(true, std::memory_order_acquire)) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        for (auto& t : workers_) {
+          t.detach();
+        }
+        return;
+      }
       std::this_thread::yield();
     }
     board_.close();
@@ -138,8 +149,9 @@ class thread_pool {
           fn_(ctx_, p);
         } catch (...) {
           const std::lock_guard lock(failed_m_);
-          if (!failed_) {
+          if (p < failed_part_) {
             failed_ = std::current_exception();
+            failed_part_ = p;
           }
         }
         board_.finish();
@@ -166,7 +178,8 @@ class thread_pool {
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
   std::mutex failed_m_;
-  std::exception_ptr failed_;  // the loop's first error, for try_run to rethrow
+  std::exception_ptr failed_;  // the error of the loop's lowest failed part, for try_run to rethrow
+  int failed_part_ = INT32_MAX;
 };
 
 }  // namespace detail
