@@ -25,6 +25,11 @@ struct replica_access {
   static void update_model(O& o, F&& f) {
     o.update_model(std::forward<F>(f));
   }
+  /// Applies f(const model&) to every replica's model, in update_model's order.
+  template <class O, class F>
+  static void visit_models(const O& o, F&& f) {
+    o.visit_models(std::forward<F>(f));
+  }
   template <class O>
   static void restore_steps(O& o, std::uint64_t steps) {
     o.restore_steps(steps);

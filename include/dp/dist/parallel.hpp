@@ -268,6 +268,13 @@ class parallel {
       detail::replica_access::update_model(group_[i], f);
     }
   }
+  /// Calls f(model) for every replica's model, in update_model's order.
+  template <class F>
+  void visit_models(F&& f) const {
+    for (int i = 0; i < group_.size(); ++i) {
+      detail::replica_access::visit_models(group_[i], f);
+    }
+  }
   /// Every replica as it was before the step that began last (buffers, step count), gradients dropped.
   void undo_step() {
     for (int i = 0; i < group_.size(); ++i) {

@@ -9,8 +9,10 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
+#include <dp/core/element_types.hpp>
 #include <dp/core/model_state.hpp>
 #include <dp/core/replica_access.hpp>
 #include <dp/io/safetensors.hpp>
@@ -85,23 +87,48 @@ void check_against(const M& model, const header& h, const std::string& source, c
   throw io_error(msg);
 }
 
-template <class M>
-void assign_model(M& model, const reader& r, const std::string& prefix) {
-  state<M>::for_each_tensor(model, [&](const std::string& name, auto& member) {
-    using V = typename std::remove_cvref_t<decltype(member)>::value_type;
-    const tensor<V> host = r.read<V>(*r.info().find(prefix + name));
-    member.assign(host.to(member.device()));
-  });
-}
-
-template <class X>
-void assign_all(X& target, const reader& r, const std::string& prefix) {
-  if constexpr (owner<X>) {
-    dp::detail::replica_access::update_model(target, [&](auto& m) { assign_model(m, r, prefix); });
-  } else {
-    assign_model(target, r, prefix);
+/// A model's tensors (every replica's, for a trainer or dp::parallel) read from a file onto each
+/// member's device before any member is written: a read or an allocation that fails (a device
+/// without room for the copies) leaves the model as it was. commit() writes them into the members'
+/// storage, which allocates nothing.
+class staged_tensors {
+ public:
+  template <class X>
+  staged_tensors(const X& target, const reader& r, const std::string& prefix) {
+    visit_models(target, [&](const auto& m) {
+      state<decltype(m)>::for_each_tensor(m, [&](const std::string& name, const auto& member) {
+        using V = typename std::remove_cvref_t<decltype(member)>::value_type;
+        staged_.emplace_back(r.read<V>(*r.info().find(prefix + name)).to(member.device()));
+      });
+    });
   }
-}
+  template <class X>
+  void commit(X& target) {
+    std::size_t i = 0;
+    auto assign = [&](auto& m) {
+      state<decltype(m)>::for_each_tensor(m, [&](const std::string&, auto& member) {
+        using V = typename std::remove_cvref_t<decltype(member)>::value_type;
+        member.assign(std::get<tensor<V>>(staged_[i++]));
+      });
+    };
+    if constexpr (owner<X>) {
+      dp::detail::replica_access::update_model(target, assign);
+    } else {
+      assign(target);
+    }
+  }
+
+ private:
+  template <class X, class F>
+  static void visit_models(const X& target, F&& f) {
+    if constexpr (owner<X>) {
+      dp::detail::replica_access::visit_models(target, f);
+    } else {
+      f(target);
+    }
+  }
+  std::vector<dp::detail::any_model_tensor> staged_;
+};
 
 }  // namespace detail
 
@@ -117,7 +144,7 @@ void load(const std::string& path, X& model_or_owner) {
   const reader r(path);
   r.verify();
   detail::check_against(detail::model_of(model_or_owner), r.info(), path, "");
-  detail::assign_all(model_or_owner, r, "");
+  detail::staged_tensors(model_or_owner, r, "").commit(model_or_owner);
 }
 
 }  // namespace dp::inline DP_ABI::io

@@ -532,6 +532,11 @@ class trainer {
     state_ = grad_state::none;
     retrace_if_changed(settings);  // a checkpoint's dropout seeds
   }
+  /// Calls f(model) (a trainer is one replica).
+  template <class F>
+  void visit_models(F&& f) const {
+    f(model_);
+  }
   /// The module settings as words (dp::parallel broadcasts replica 0's).
   std::vector<std::int64_t> settings() const { return detail::settings_words(model_); }
   /// Takes another replica's settings.

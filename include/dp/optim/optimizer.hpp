@@ -132,8 +132,8 @@ struct state_slot {
 
 /// load_state of every optimizer: `given` names each state tensor state() names (parameter name and
 /// slot suffix) exactly once, with its parameter's shape, and `steps` lies in [0, 2^53). All of that is
-/// checked before anything is written, so a refused load leaves the optimizer as it was (the copies
-/// themselves are device work, whose failure, as any, leaves the state undefined).
+/// checked, and every copy made, before anything is written, so a refused load leaves the optimizer
+/// as it was (the writes themselves are device work, whose failure, as any, leaves the state undefined).
 template <class T>
 void load_named_state(const char* optimizer, const std::vector<nn::param_entry>& layout, std::int64_t steps,
                       const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots) {
@@ -174,9 +174,18 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
     DP_CHECK(t.value != nullptr, value_error, "dp: ", optimizer, ": load_state: '", t.name,
              "' is missing (state() names every tensor load_state needs)");
   }
+  // Every copy to a buffer's device is made before any buffer is written: one that fails (no room
+  // on a device) leaves the state as it was.
+  std::vector<tensor<T>> copies;
   for (const auto& t : want) {
     for (auto& b : *t.buffers) {
-      t.param->view(b) = t.value->to(b.device());
+      copies.push_back(t.value->to(b.device()));
+    }
+  }
+  std::size_t i = 0;
+  for (const auto& t : want) {
+    for (auto& b : *t.buffers) {
+      t.param->view(b) = copies[i++];
     }
   }
 }
