@@ -161,6 +161,9 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark((base + "Eigen").c_str(), eigen, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
   }
   benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
+    return 1;
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 #if DP_HAS_LIBXSMM

@@ -66,6 +66,14 @@ int main(int argc, char** argv) {
   dp::dist::session world{argc, argv};
   dp::set_num_threads(1);
   const dp::index_t global = 256;
+  // The deterministic rows split the batch in chunks of 128 (below): each rank's share must be whole chunks.
+  if (global % (128 * world.size()) != 0) {
+    if (world.rank() == 0) {
+      std::fprintf(stderr, "bench_mpi_step: runs on 1 or 2 ranks (a global batch of %lld in chunks of 128 per rank), "
+                   "not %d\n", static_cast<long long>(global), world.size());
+    }
+    return 2;
+  }
   const auto [lo, hi] = dp::data::even_part(global, world.rank(), world.size());
   auto x_all = dp::randn<float>({global, 784}, dp::cpu(), 1);
   auto y_all = dp::tensor<std::int64_t>(dp::cast<std::int64_t>(dp::rand<float>({global}, dp::cpu(), 2) * 9.99f));

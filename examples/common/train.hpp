@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 #include <string>
 
@@ -53,6 +54,16 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
     throw dp::value_error("dp: the data split into " + std::to_string(loader.data().size()) + " training and " +
                           std::to_string(test.size()) + " test samples; both need at least one (more data?)");
   }
+  if (!save.empty()) {  // checked before the first epoch trains, not when it ends
+    const std::filesystem::path file(save);
+    const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : ".";
+    if (std::filesystem::is_directory(file) || !std::filesystem::is_directory(folder)) {
+      throw dp::value_error("dp: --save " + save + ": " +
+                            (std::filesystem::is_directory(file) ? std::string("is a folder")
+                                                                 : "the folder " + folder.string() + " does not exist") +
+                            "; name a file in an existing folder");
+    }
+  }
   dp::io::progress start{};
   if (!resume.empty()) {
     start = dp::io::load_checkpoint(resume, par, opt);
@@ -60,6 +71,16 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
       throw dp::value_error("dp: --resume " + resume + ": the checkpoint was trained with '" + start.recipe +
                             "' but this run asks for '" + recipe +
                             "'; resume with the same flags (only --epochs may grow)");
+    }
+    if (start.epoch > epochs) {  // would train nothing and print the checkpoint's accuracy as this run's
+      throw dp::value_error("dp: --resume " + resume + ": the checkpoint has trained " + std::to_string(start.epoch) +
+                            " epochs, more than --epochs " + std::to_string(epochs) +
+                            "; pass --epochs of at least that many");
+    }
+    if (start.batch != 0) {  // this loop saves at epoch ends only: a mid-epoch one was written elsewhere
+      throw dp::value_error("dp: --resume " + resume + ": the checkpoint stops inside epoch " +
+                            std::to_string(start.epoch) + " (batch " + std::to_string(start.batch) +
+                            "); these examples resume from the end of an epoch, as they save");
     }
     if (leader) {
       std::printf("resumed from %s at epoch %lld\n", resume.c_str(), static_cast<long long>(start.epoch));

@@ -9,7 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 np=2
 if [ "${1:-}" = "-np" ]; then
-  np=$2
+  np=${2:-}
+  # Checked before the setup and the build it would otherwise wait for.
+  if ! [[ "$np" =~ ^[1-9][0-9]{0,3}$ ]]; then
+    echo "run.sh: -np takes a process count from 1 to 9999, got '${np}'" >&2
+    exit 2
+  fi
   shift 2
 fi
 bash scripts/setup.sh

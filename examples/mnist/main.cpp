@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
     const std::string recipe = "batch=" + f.str("batch") + " seed=" + f.str("seed") + " lr=" + f.str("lr");
     example::fit(par, opt, nn::cross_entropy_loss{}, loader, test, epochs, f.str("save"), f.str("resume"), true,
                  recipe);
+  } catch (const example::flag_error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
   } catch (const dp::error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -44,7 +44,8 @@ const char* usage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  dp::dist::session world{argc, argv};  // this process alone, or every rank of `mpirun -np N train_digits`
+  // Flags first: --help and a bad flag exit before MPI starts (an exit after would skip MPI_Finalize,
+  // which mpirun reports as a failed job).
   const example::flags f(argc, argv, usage,
                          {{"devices", ""},
                           {"epochs", "40"},
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
                           {"save", ""},
                           {"resume", ""},
                           {"data", DP_EXAMPLE_DATA "/digits.csv.gz"}});
+  dp::dist::session world{argc, argv};  // this process alone, or every rank of `mpirun -np N train_digits`
   try {
     const auto seed = static_cast<std::uint64_t>(f.integer("seed", 0, INT64_MAX));
     const int epochs = static_cast<int>(f.integer("epochs", 1, 1000000));
@@ -94,6 +96,9 @@ int main(int argc, char** argv) {
     if (chunk > 0 && world.rank() == 0) {  // equal on every device count: scripts/digits_deterministic.sh
       std::printf("weights fingerprint %016llx\n", static_cast<unsigned long long>(example::fingerprint(par.model())));
     }
+  } catch (const example::flag_error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
   } catch (const dp::error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -110,6 +110,10 @@ TEST_CASE("squeeze, unsqueeze, reshape, view and flatten") {
   CHECK(r.to_vector() == std::vector<float>{0, 3, 1, 4, 2, 5});
   CHECK(iota({2, 3, 4}).flatten(1).shape() == dp::shape{2, 12});
   CHECK(iota({2, 3, 4}).flatten().shape() == dp::shape{24});
+  // A view without elements is contiguous, whatever its strides: PyTorch's x[:, 0:0].view(0) works.
+  const auto empty = iota({2, 3}).slice(1, 0, 0);
+  CHECK(empty.is_contiguous());
+  CHECK(empty.view({0}).shape() == dp::shape{0});
 }
 
 TEST_CASE("assigning a tensor rebinds a named tensor but writes through a temporary view") {

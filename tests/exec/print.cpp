@@ -20,3 +20,9 @@ TEST_CASE("tensors print like PyTorch with shape and device") {
   sci << dp::from_vector<double>({1e-6, 1.0});
   CHECK(sci.str().find("e-06") != std::string::npos);
 }
+
+TEST_CASE("an empty tensor prints as [] with its shape, not one [] per row") {
+  std::ostringstream os;
+  os << dp::zeros<float>({100000, 0});  // printed 100000 rows of "[]" (1.2 MB)
+  CHECK(os.str() == "tensor([], shape={100000, 0}, device=cpu:0)");
+}

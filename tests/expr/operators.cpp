@@ -147,6 +147,15 @@ TEST_CASE("shape errors name the operation and both shapes; device errors both d
   CHECK_THROWS_AS((void)dp::clamp(a, 1, 0), dp::value_error);
 }
 
+TEST_CASE("clamp with a NaN bound is a value_error: it bounded nothing on that side") {
+  const auto x = dp::from_vector<float>({-2.f, 0.5f, 3.f});
+  // clamp(x, NaN, 1) gave {-2, 0.5, 1}: the NaN bound was skipped (PyTorch gives NaN everywhere).
+  CHECK_THROWS_WITH_AS((void)dp::clamp(x, NAN, 1.f), doctest::Contains("include NaN"), dp::value_error);
+  CHECK_THROWS_WITH_AS((void)dp::clamp(x, 0.f, NAN), doctest::Contains("include NaN"), dp::value_error);
+  // Infinite bounds leave a side open.
+  CHECK(dp::tensor<float>(dp::clamp(x, -INFINITY, 1.f)).to_vector() == std::vector<float>{-2.f, 0.5f, 1.f});
+}
+
 TEST_CASE("a float cast to an integer type it does not fit is a dp error, not undefined behaviour") {
   // The cast truncates towards zero; it is defined when the truncated value fits the type.
   using i64 = std::numeric_limits<std::int64_t>;

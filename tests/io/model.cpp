@@ -169,3 +169,23 @@ TEST_CASE("saving to a pipe, a device, a directory or an empty path is an io_err
   CHECK(std::filesystem::is_directory(dir));
   CHECK_THROWS_WITH_AS(io::save("", par), doctest::Contains("empty path"), dp::io_error);
 }
+
+TEST_CASE("a trainer moved into a dp::parallel is refused by save and load: the parallel trains the model") {
+  const std::string path = path_of("retired");
+  nn::trainer<net> t{net{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.1});
+  dp::parallel<net> par{std::move(t), {dp::cpu(0), dp::cpu(1)}};
+  io::save(path, par);
+  // Loading into t changed nothing par trains; saving t wrote the weights of the moment it was moved.
+  CHECK_THROWS_WITH_AS(io::load(path, t), doctest::Contains("pass the parallel (io::load(path, par))"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(io::save(path, t),
+                       doctest::Contains(("io::save(" + path + ") of a trainer that was moved").c_str()),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, t, opt), doctest::Contains("moved into a dp::parallel"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)io::load_checkpoint(path, t, opt), doctest::Contains("moved into a dp::parallel"),
+                       dp::value_error);
+  CHECK_NOTHROW(io::load(path, par));
+  std::filesystem::remove(path);
+}

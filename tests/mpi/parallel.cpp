@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -345,6 +347,37 @@ TEST_CASE("edit: f that throws on one rank stops every rank, each holding rank 0
     CHECK_THROWS_WITH_AS(edit(), doctest::Contains("edit(f) threw on 1 other rank(s)"), dp::runtime_error);
   }
   CHECK(par.model().fc2.bias.value().to_vector() == std::vector<float>(4, 2.f));
+}
+
+TEST_CASE("a load that gives the ranks different values is an error on every rank, which then hold rank 0's") {
+  const int r = test::world().rank();
+  nn::manual_seed(9);
+  dp::parallel<plain_net> par{plain_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  // Each rank saves its own file, rank r's fc1 bias all r + 1, and loads it: a stale copy on one node.
+  plain_net mine = par.model();
+  mine.fc1.bias.assign(dp::full<float>({16}, static_cast<float>(r + 1)));
+  const auto path_of = [](int rank) {
+    return (std::filesystem::temp_directory_path() / ("dp_test_mpi_load_" + std::to_string(rank) + ".safetensors"))
+        .string();
+  };
+  dp::io::save(path_of(r), mine);
+  const auto load = [&] { dp::io::load(path_of(r), par); };
+  if (r == 0) {
+    CHECK_THROWS_WITH_AS(load(), doctest::Contains("rank(s) differ from rank 0): each rank read its own file"),
+                         dp::runtime_error);
+  } else {
+    CHECK_THROWS_WITH_AS(load(), doctest::Contains("differ from rank 0, this one in 'fc1.bias'"), dp::runtime_error);
+  }
+  // Every rank and local replica holds rank 0's file.
+  CHECK(par.model().fc1.bias.value().to_vector() == std::vector<float>(16, 1.f));
+  std::vector<std::vector<float>> replicas(par.replica_count());
+  dp::detail::replica_access::for_each_replica(
+      par, [&](std::size_t i, const auto& w, const auto&) { replicas[i] = w.to_vector(); });
+  CHECK(replicas[1] == replicas[0]);
+  // One file for every rank (rank 0's, written before the load above, which every rank reached) loads.
+  CHECK_NOTHROW(dp::io::load(path_of(0), par));
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank has read rank 0's file before any removes its own
+  std::filesystem::remove(path_of(r));
 }
 
 namespace {

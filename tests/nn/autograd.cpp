@@ -183,6 +183,47 @@ TEST_CASE("a parameter read through value() in a traced forward is refused, not 
 }
 
 namespace {
+struct low_rank {  // LoRA's shape: the adapter's product of two parameters, computed first
+  nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f}, {2, 1})};
+  nn::parameter<float> b{dp::from_vector<float>({3.f, 4.f}, {1, 2})};
+  auto forward(auto x) const { return dp::matmul(x, dp::matmul(a, b)); }
+};
+struct scaled_by_norm {
+  nn::parameter<float> s{dp::from_vector<float>({1.f, 2.f})};
+  auto forward(auto x) const { return x * dp::sum(dp::square(s)); }
+};
+struct low_rank_from_input {  // the same product, computed from the traced input
+  nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f}, {2, 1})};
+  nn::parameter<float> b{dp::from_vector<float>({3.f, 4.f}, {1, 2})};
+  auto forward(auto x) const { return dp::matmul(dp::matmul(x, a), b); }
+};
+}  // namespace
+
+TEST_CASE("a value computed from parameters alone in a traced forward is refused, not a stale constant") {
+  // Traced once, it would be a constant to every replayed step: no gradient for a and b, and the
+  // value of the step it was traced in after the optimizer moved them.
+  const auto x = dp::from_vector<float>({1.f, -1.f}, {1, 2}), y = dp::zeros<float>({1, 2});
+  nn::trainer<low_rank> lr{low_rank{}};
+  CHECK_THROWS_WITH_AS((void)lr.backward(nn::mse_loss, x, y), doctest::Contains("from parameters alone"),
+                       dp::value_error);
+  CHECK(lr.steps() == 0);
+  nn::trainer<scaled_by_norm> sn{scaled_by_norm{}};
+  CHECK_THROWS_WITH_AS((void)sn.backward(nn::mse_loss, x, y), doctest::Contains("dp::matmul(dp::matmul(x, A), B)"),
+                       dp::value_error);
+  // Outside a step they are plain values: x (a b) = (1 - 2) * [3, 4].
+  CHECK(lr(x).to_vector() == std::vector<float>{-3.f, -4.f});
+  // The rewrite the message gives, by hand: x a = -1, out = x a b = [-3, -4], loss = mean(out^2) = 12.5,
+  // dL/dout = out, so dL/db = (x a) out = [3, 4] and dL/da = x^T (out . b) = [1, -1] * -25.
+  // One SGD step with lr 1 subtracts exactly those gradients.
+  nn::trainer<low_rank_from_input> ok{low_rank_from_input{}};
+  auto opt = dp::optim::sgd(ok, {.lr = 1.0});
+  CHECK(ok.backward(nn::mse_loss, x, y) == doctest::Approx(12.5));
+  opt.step();
+  CHECK(ok.model().a.value().to_vector() == std::vector<float>{26.f, -23.f});
+  CHECK(ok.model().b.value().to_vector() == std::vector<float>{0.f, 0.f});
+}
+
+namespace {
 struct row_max {
   nn::parameter<double> w{dp::from_vector<double>({1.0, 1.0, 1.0, 0.5})};
   auto forward(auto x) const { return dp::max(x * w, 1, true) + dp::min(x * w, 1, true); }

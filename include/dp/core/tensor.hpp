@@ -133,6 +133,9 @@ class tensor<T, dynamic_extents> {
   /// Pointer to the first element (a device pointer for CUDA tensors).
   T* data() const noexcept { return st_ ? static_cast<T*>(st_->data) + offset_ : nullptr; }
   bool is_contiguous() const noexcept {
+    if (numel() == 0) {  // no element to be out of place (a [2, 0] slice of a [2, 3] tensor)
+      return true;
+    }
     index_t expect = 1;
     for (int i = rank() - 1; i >= 0; --i) {
       if (shape_[i] != 1 && strides_[i] != expect) {

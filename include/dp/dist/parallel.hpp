@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -262,10 +263,16 @@ class parallel {
     guarded([&] { group_.each(job, group_.size()); });
   }
   /// Applies `f` to every replica's model, one after the other (loading weights keeps replicas equal).
+  /// Across processes every rank loads its own file: the ranks then check that they hold rank 0's
+  /// values, so a file that differs between ranks (a stale copy on one node) is an error on every
+  /// rank, not ranks training different models.
   template <class F>
   void update_model(F&& f) {
     for (int i = 0; i < group_.size(); ++i) {
       detail::replica_access::update_model(group_[i], f);
+    }
+    if (group_.world_size() > 1) {
+      require_rank_0s_values("check that every rank loaded rank 0's values");
     }
   }
   /// Calls f(model) for every replica's model, in update_model's order.
@@ -562,6 +569,35 @@ class parallel {
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);
     };
     run(job);
+  }
+
+  /// Compares every tensor of the model with rank 0's, bit for bit; where a rank differs, every rank
+  /// takes rank 0's model and settings and throws, naming the first tensor that differed.
+  void require_rank_0s_values(const char* what) {
+    const dist::detail::context_scope context(what, steps());
+    std::string first;  // the first tensor this rank holds differently
+    nn::for_each_tensor(group_[0].model(), [&](const std::string& name, const auto& member) {
+      using V = typename std::remove_cvref_t<decltype(member)>::value_type;
+      tensor<V> rank0 = member.value().clone();
+      group_.world()->broadcast(rank0, 0);
+      const std::vector<V> mine = member.value().to_vector(), theirs = rank0.to_vector();
+      if (first.empty() && !mine.empty() && std::memcmp(mine.data(), theirs.data(), mine.size() * sizeof(V)) != 0) {
+        first = name;
+      }
+    });
+    tensor<std::int64_t> differing = full<std::int64_t>({1}, first.empty() ? 0 : 1);
+    group_.world()->all_reduce(differing, dist::reduce_op::sum);
+    if (differing.item() == 0) {
+      return;
+    }
+    broadcast_model(what, steps());
+    share_settings(what, steps());
+    throw runtime_error(dp::detail::concat(
+        "dp: parallel: the ranks loaded different values (", differing.item(), " rank(s) differ from rank 0",
+        first.empty() ? std::string() : ", this one in '" + first + "'",
+        "): each rank read its own file and the files differ (a stale copy on one node?); every rank now holds rank "
+        "0's model, and an optimizer loaded with it holds each rank's own state: load again, the same file on every "
+        "rank"));
   }
 
   /// Replica 0 of rank 0's module settings (dropout's p and seed, ...) become every replica's: the

@@ -112,6 +112,7 @@ void assign(tensor<T>& dst, const E& e) {
     check_writable(dst.storage().get());
     check_distinct_elements(dst, "assignment");
   }
+  check_eager(to_node(e));
   assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
 }
 

@@ -71,6 +71,9 @@ std::ostream& operator<<(std::ostream& os, const tensor<T, E>& t) {
   if (!t.defined()) {
     return os << "tensor(undefined)";
   }
+  if (t.numel() == 0) {  // not one "[]" per row of a {n, 0} tensor
+    return os << "tensor([], shape=" << t.shape() << ", device=" << t.device() << ')';
+  }
   const std::vector<T> v = t.to_vector();
   detail::print_style s;
   if constexpr (std::is_floating_point_v<T>) {

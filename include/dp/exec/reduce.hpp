@@ -95,6 +95,7 @@ inline shape drop_reduced(const shape& in, std::span<const int> axes, bool all) 
 template <class Op, class OutT, class Node>
 tensor<OutT> eager_reduce(const Node& node, std::span<const int> axes, bool all, bool keepdim, bool mean,
                           const char* op) {
+  check_eager(node);
   const node_meta m = meta_of(node);
   const shape kd = reduced_shape(m.shape, axes, all, op);
   tensor<OutT> out = empty<OutT>(kd, m.has_device ? m.dev : cpu());

@@ -195,6 +195,17 @@ void for_each_leaf(const N& n, Fn& fn) {
   fn(n);
 }
 
+/// Called on each leaf of an expression evaluated at once (not as a recorded operation of a traced
+/// step); a layer above overloads it for its own leaves, found by ADL (nn refuses a parameter while
+/// a step is traced: the value would be computed once and get no gradient).
+template <class L>
+void check_eager_leaf(const L&) {}
+template <class Node>
+void check_eager(const Node& n) {
+  auto fn = [](const auto& leaf) { check_eager_leaf(leaf); };
+  for_each_leaf(n, fn);
+}
+
 template <std::size_t K, std::size_t I = 0, interior_node N>
 const auto& leaf_at(const N& n);
 template <std::size_t K, leaf_node N>

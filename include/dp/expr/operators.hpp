@@ -2,6 +2,7 @@
 // an operand of the wrong type produces one short diagnostic, and each returns a lazy dp::expr.
 #pragma once
 
+#include <cmath>
 #include <type_traits>
 #include <utility>
 
@@ -135,6 +136,10 @@ template <expression X, scalar S1, scalar S2>
 auto clamp(const X& x, S1 lo, S2 hi) {
   using T = detail::value_of<X>;
   const T l = detail::scalar_as<T>(lo), h = detail::scalar_as<T>(hi);
+  if constexpr (std::is_floating_point_v<T>) {
+    DP_CHECK(!std::isnan(l) && !std::isnan(h), value_error, "dp: clamp: bounds ", lo, " and ", hi,
+             " include NaN, which bounds nothing; pass numbers (-inf or inf for no bound on a side)");
+  }
   DP_CHECK(!(h < l), value_error, "dp: clamp: lower bound ", lo, " is above upper bound ", hi);
   return detail::unary(detail::clamp_op<T>{l, h}, x);
 }

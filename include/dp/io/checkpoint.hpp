@@ -57,6 +57,7 @@ constexpr bool check_optimizer() {
 /// saved or loaded beside these weights, and parameters of the same names would hide the mix-up.
 template <class Owner, class Opt>
 void check_pair(const char* what, const std::string& path, const Owner& owner, const Opt& opt) {
+  require_active(owner, what, path);
   DP_CHECK(static_cast<const void*>(&opt.owner()) == static_cast<const void*>(&owner), value_error, "dp: ", what, "(",
            path,
            "): the optimizer was made from another trainer or dp::parallel than the one given; pass the "

@@ -33,6 +33,18 @@ const auto& model_of(const X& x) {
   }
 }
 
+/// Refuses a trainer that was moved into a dp::parallel: the parallel trains the model now, so the
+/// trainer's copy is stale (saving it) or trains nothing (loading into it).
+template <class X>
+void require_active(const X& x, const char* what, const std::string& path) {
+  if constexpr (requires { x.retired(); }) {
+    DP_CHECK(!x.retired(), value_error, "dp: ", what, "(", path,
+             ") of a trainer that was moved into a dp::parallel: the parallel trains the model now, so pass the "
+             "parallel (",
+             what, "(path, par))");
+  }
+}
+
 /// A model's tensors and seeds, reached through the protocol nn implements (io does not include nn).
 template <class M>
 using state = dp::detail::model_state<std::remove_cvref_t<M>>;
@@ -135,12 +147,14 @@ class staged_tensors {
 /// Writes the parameters and buffers of a model (or of a trainer's or dp::parallel's canonical model).
 template <class X>
 void save(const std::string& path, const X& model_or_owner) {
+  detail::require_active(model_or_owner, "io::save", path);
   write(path, detail::model_entries(detail::model_of(model_or_owner)), {{"format", "pt"}});
 }
 
 /// Loads a file written by dp::io::save or by PyTorch (safetensors.torch.save_file of a state_dict).
 template <class X>
 void load(const std::string& path, X& model_or_owner) {
+  detail::require_active(model_or_owner, "io::load", path);
   const reader r(path);
   r.verify();
   detail::check_against(detail::model_of(model_or_owner), r.info(), path, "");
