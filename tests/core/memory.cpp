@@ -93,6 +93,23 @@ TEST_CASE("blocks a capture used stay its own until it closes, then return to th
   CHECK(t1.data() == older_block);
 }
 
+TEST_CASE("emptying the cache while a graph keeps blocks leaves the cached count true, not wrapped past 2^64") {
+  const dp::device d = dp::cpu(1002);
+  { auto warm = dp::empty<float>({1000}, d); }
+  std::size_t kept = 0;
+  {
+    dp::detail::capture_pool capture(d);
+    { auto t = dp::empty<float>({1000}, d); }  // given back into the capture's own pool: still cached
+    capture.end_capture();
+    kept = dp::memory_usage(d).cached;
+    CHECK(kept > 0);
+    dp::empty_cache(d);  // frees the device's free blocks; the graph's stay
+    CHECK(dp::memory_usage(d).cached == kept);
+  }
+  auto reused = dp::empty<float>({1000}, d);  // the graph's block, back to the device, taken again
+  CHECK(dp::memory_usage(d).cached == 0);     // was 2^64 - 4096: set to 0, then the block subtracted
+}
+
 TEST_CASE("one capture at a time per device") {
   const dp::device d = dp::cpu(1001);
   dp::detail::capture_pool first(d);

@@ -147,6 +147,22 @@ TEST_CASE("shape errors name the operation and both shapes; device errors both d
   CHECK_THROWS_AS((void)dp::clamp(a, 1, 0), dp::value_error);
 }
 
+TEST_CASE("integer arithmetic wraps modulo 2^bits, as PyTorch's does (defined, not C++'s signed overflow)") {
+  constexpr int imax = std::numeric_limits<int>::max(), imin = std::numeric_limits<int>::min();
+  const auto b = dp::from_vector<int>({imax, imin});
+  CHECK(dp::tensor<int>(b + 1).to_vector() == std::vector<int>{imin, imin + 1});
+  CHECK(dp::tensor<int>(b - 1).to_vector() == std::vector<int>{imax - 1, imax});
+  CHECK(dp::tensor<int>(-b).to_vector() == std::vector<int>{imin + 1, imin});
+  CHECK(dp::tensor<int>(dp::abs(b)).to_vector() == std::vector<int>{imax, imin});
+  CHECK(dp::tensor<int>(b * 2).to_vector() == std::vector<int>{-2, 0});
+  CHECK(dp::tensor<int>(dp::square(dp::from_vector<int>({65536}))).to_vector() == std::vector<int>{0});
+  // uint16 * uint16 is computed in int by C++'s promotion: 65535 * 65535 overflowed it.
+  const auto u = dp::from_vector<std::uint16_t>({65535});
+  CHECK(dp::tensor<std::uint16_t>(u * u).to_vector() == std::vector<std::uint16_t>{1});
+  constexpr std::int64_t lmax = std::numeric_limits<std::int64_t>::max();
+  CHECK(dp::sum(dp::from_vector<std::int64_t>({lmax, 1})).item() == std::numeric_limits<std::int64_t>::min());
+}
+
 TEST_CASE("clamp with a NaN bound is a value_error: it bounded nothing on that side") {
   const auto x = dp::from_vector<float>({-2.f, 0.5f, 3.f});
   // clamp(x, NaN, 1) gave {-2, 0.5, 1}: the NaN bound was skipped (PyTorch gives NaN everywhere).

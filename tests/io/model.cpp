@@ -189,3 +189,38 @@ TEST_CASE("a trainer moved into a dp::parallel is refused by save and load: the 
   CHECK_NOTHROW(io::load(path, par));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("loading from a named pipe nobody writes to is refused at once, not a wait for a writer") {
+  const std::string fifo = path_of("fifo_load");
+  std::filesystem::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  nn::manual_seed(1);
+  net m{};
+  // fopen blocked in open() until a writer came, before the regular-file check could run.
+  CHECK_THROWS_WITH_AS(io::load(fifo, m), doctest::Contains("is not a regular file (a device or a pipe)"),
+                       dp::io_error);
+  std::filesystem::remove(fifo);
+}
+
+TEST_CASE("a save through a link replaces the link's target, and a replaced file keeps its permissions") {
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  const std::string target = path_of("link_target"), link = path_of("link");
+  std::filesystem::remove(link);
+  io::save(target, par);
+  ::chmod(target.c_str(), 0600);  // a private checkpoint
+  std::filesystem::create_symlink(target, link);
+  par.edit([](net& m) { m.fc2.bias.assign(dp::full<float>({3}, 7.f)); });
+  io::save(link, par);
+  // The link is a link still, to a file that holds the new values (the rename replaced the link with
+  // a file and left the target as it was).
+  CHECK(std::filesystem::is_symlink(link));
+  net back{};
+  io::load(target, back);
+  CHECK(back.fc2.bias.value().to_vector() == std::vector<float>(3, 7.f));
+  struct stat st {};
+  REQUIRE(::stat(target.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);  // was 0644 & ~umask: readable by everyone
+  std::filesystem::remove(link);
+  std::filesystem::remove(target);
+}

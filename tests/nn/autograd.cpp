@@ -186,11 +186,13 @@ namespace {
 struct low_rank {  // LoRA's shape: the adapter's product of two parameters, computed first
   nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f}, {2, 1})};
   nn::parameter<float> b{dp::from_vector<float>({3.f, 4.f}, {1, 2})};
-  auto forward(auto x) const { return dp::matmul(x, dp::matmul(a, b)); }
+  nn::parameter<float> c{dp::zeros<float>({2})};  // trained as ever: the step itself does not fail
+  auto forward(auto x) const { return dp::matmul(x, dp::matmul(a, b)) + c; }
 };
 struct scaled_by_norm {
   nn::parameter<float> s{dp::from_vector<float>({1.f, 2.f})};
-  auto forward(auto x) const { return x * dp::sum(dp::square(s)); }
+  nn::parameter<float> c{dp::zeros<float>({2})};
+  auto forward(auto x) const { return x * dp::sum(dp::square(s)) + c; }
 };
 struct low_rank_from_input {  // the same product, computed from the traced input
   nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f}, {2, 1})};

@@ -223,3 +223,22 @@ TEST_CASE("sequential applies layers in order") {
   dp::tensor<float> y = s(dp::from_vector<float>({2, 5, 7}, {1, 3}));
   CHECK(y.to_vector() == std::vector<float>{2, 0});
 }
+
+namespace {
+struct tied {  // an encoder and a decoder sharing one matrix, listed under both names
+  using value_type = float;
+  nn::parameter<float> w{dp::ones<float>({2, 2})};
+  static void dp_members(auto& self, auto&& f) {
+    f("encoder.weight", self.w);
+    f("decoder.weight", self.w);
+  }
+  auto forward(auto x) const { return dp::matmul(dp::matmul(x, w), w); }
+};
+}  // namespace
+
+TEST_CASE("a parameter listed twice (tied weights) is refused, naming both names") {
+  // It got two slots: one trained, one left at its first values, which checkpoints then stored.
+  CHECK_THROWS_WITH_AS(nn::trainer<tied>{tied{}},
+                       doctest::Contains("lists one parameter twice, as 'encoder.weight' and 'decoder.weight'"),
+                       dp::value_error);
+}

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -30,18 +31,33 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   struct closer {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
-  const std::unique_ptr<std::FILE, closer> file(std::fopen(path.c_str(), "rb"));
-  std::FILE* const f = file.get();
-  DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
+  // Opened without blocking: a named pipe nobody writes to would block the open itself, before the
+  // check below could refuse it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  DP_CHECK(fd >= 0, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   struct stat st {};
-  if (::fstat(::fileno(f), &st) == 0) {
-    const bool regular = S_ISREG(st.st_mode);
-    if ((regular_only && !regular && !S_ISDIR(st.st_mode)) ||
-        (regular && static_cast<std::uint64_t>(st.st_size) > limit)) {
-      throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
-                             : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
+  const bool known = ::fstat(fd, &st) == 0;
+  const bool regular = known && S_ISREG(st.st_mode);
+  if (known && ((regular_only && !regular && !S_ISDIR(st.st_mode)) ||
+                (regular && static_cast<std::uint64_t>(st.st_size) > limit))) {
+    ::close(fd);
+    throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
+                           : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
+  }
+  std::FILE* opened = nullptr;
+  if (known && S_ISFIFO(st.st_mode)) {  // a pipe read as a stream: wait for its writer, as fopen does
+    ::close(fd);
+    opened = std::fopen(path.c_str(), "rb");
+  } else {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    opened = ::fdopen(fd, "rb");
+    if (opened == nullptr) {
+      ::close(fd);
     }
   }
+  const std::unique_ptr<std::FILE, closer> file(opened);
+  std::FILE* const f = file.get();
+  DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   std::string raw;
   char buf[1 << 16];
   for (;;) {
@@ -76,14 +92,28 @@ inline void remove_stale_temporaries(const std::string& dir, const std::string& 
 /// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
 /// temporaries of writers that died are removed by the next write of the same path. A path that
 /// names something other than a regular file is an error, not replaced.
-inline void atomic_write(const std::string& path, const std::string& content) {
-  DP_CHECK(!path.empty(), io_error, "dp: cannot write a file to an empty path");
+inline void atomic_write(const std::string& given, const std::string& content) {
+  DP_CHECK(!given.empty(), io_error, "dp: cannot write a file to an empty path");
+  // A link is written through, as a plain write would: the rename replaces its target (written
+  // next to it), and the link stays a link.
+  std::string path = given;
+  if (struct stat lst{}; ::lstat(given.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    if (char* target = ::realpath(given.c_str(), nullptr)) {
+      path = target;
+      std::free(target);
+    }
+  }
   // The rename would replace whatever the path names: a device, a pipe or a socket (even /dev/null)
-  // would become a regular file. Only a regular file (or a link to one) is replaced.
+  // would become a regular file. Only a regular file (or a link to one) is replaced, keeping its
+  // permissions (a private checkpoint stays private).
+  mode_t mode = 0644;
+  bool replaces = false;
   if (struct stat st{}; ::stat(path.c_str(), &st) == 0) {
-    DP_CHECK(S_ISREG(st.st_mode), io_error, "dp: cannot write '", path, "': it is ",
+    DP_CHECK(S_ISREG(st.st_mode), io_error, "dp: cannot write '", given, "': it is ",
              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a device, a pipe or a socket)",
              ", and only a regular file is replaced; give the path of a file");
+    mode = st.st_mode & 07777;
+    replaces = true;
   }
   static std::atomic<unsigned> counter{0};
   // A new file, never an existing one: a name someone planted (a link to another file, which the
@@ -96,6 +126,8 @@ inline void atomic_write(const std::string& path, const std::string& content) {
   } while (fd < 0 && errno == EEXIST);
   DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
   try {
+    DP_CHECK(!replaces || ::fchmod(fd, mode) == 0, io_error, "dp: cannot give '", tmp, "' the permissions of '", path,
+             "': ", std::strerror(errno));
     write_all(fd, content.data(), content.size(), tmp);
     DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));
   } catch (...) {

@@ -256,9 +256,9 @@ class device_pool {
           head = s->next;
           s->next = all;
           all = s;
+          stats_.cached -= s->bytes;  // not 0: blocks a CUDA graph's pool keeps are still cached
         }
       }
-      stats_.cached = 0;
     }
     while (all) {
       storage* s = all;

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include <dp/config.hpp>
+#include <dp/expr/functional.hpp>
 
 namespace dp::inline DP_ABI::detail {
 
@@ -23,7 +24,7 @@ struct sum_reduce {
   }
   template <class A>
   DP_HOST_DEVICE DP_FORCEINLINE static A combine(A a, A b) {
-    return a + b;
+    return wrapping(a, b, plus_fn{});  // int64 sums wrap, as PyTorch's do
   }
 };
 

@@ -16,11 +16,44 @@
 namespace dp::inline DP_ABI::detail {
 
 // ---------------------------------------------------------------- arithmetic
+/// Integers wrap modulo 2^bits, as PyTorch's do: the arithmetic runs in an unsigned type of at least
+/// int's width (signed overflow is undefined in C++, and so is uint16 * uint16, promoted to int).
+template <class T>
+inline constexpr bool wraps_v = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+template <class T>
+using wrap_t = std::make_unsigned_t<std::common_type_t<T, unsigned>>;
+template <class T, class F>
+DP_HOST_DEVICE DP_FORCEINLINE T wrapping(T a, T b, F f) {
+  if constexpr (wraps_v<T>) {
+    return static_cast<T>(f(static_cast<wrap_t<T>>(a), static_cast<wrap_t<T>>(b)));
+  } else {
+    return f(a, b);
+  }
+}
+struct plus_fn {
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct minus_fn {
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a - b;
+  }
+};
+struct times_fn {
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
+    return a * b;
+  }
+};
+
 struct add_op {
   static constexpr const char* name = "add (+)";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
-    return a + b;
+    return wrapping(a, b, plus_fn{});
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T, T g) const {
@@ -35,7 +68,7 @@ struct sub_op {
   static constexpr const char* name = "subtract (-)";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
-    return a - b;
+    return wrapping(a, b, minus_fn{});
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T, T g) const {
@@ -50,7 +83,7 @@ struct mul_op {
   static constexpr const char* name = "multiply (*)";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T a, T b) const {
-    return a * b;
+    return wrapping(a, b, times_fn{});
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T, T b, T g) const {
@@ -208,7 +241,7 @@ struct neg_op {
   static constexpr const char* name = "negate";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
-    return -x;
+    return wrapping(T(0), x, minus_fn{});
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T, T g) const {
@@ -310,7 +343,7 @@ struct abs_op {
   static constexpr const char* name = "abs";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
-    return x < T(0) ? -x : x;
+    return x < T(0) ? wrapping(T(0), x, minus_fn{}) : x;
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
@@ -321,7 +354,7 @@ struct square_op {
   static constexpr const char* name = "square";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
-    return x * x;
+    return wrapping(x, x, times_fn{});
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {

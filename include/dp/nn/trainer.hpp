@@ -770,6 +770,19 @@ class trainer {
                     "layer of the model with the same T (float or double)");
       ps.emplace_back(name, &p);
     });
+    // A parameter listed twice (weights tied by listing one member under two names) would get two
+    // slots: one trained, one stale, which checkpoints and edit() would then read.
+    std::vector<std::pair<const parameter<T>*, std::size_t>> seen;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      seen.emplace_back(ps[i].second, i);
+    }
+    std::sort(seen.begin(), seen.end());
+    for (std::size_t i = 1; i < seen.size(); ++i) {
+      DP_CHECK(seen[i].first != seen[i - 1].first, value_error, "dp: the model lists one parameter twice, as '",
+               ps[seen[i - 1].second].first, "' and '", ps[seen[i].second].first,
+               "': a parameter has one slot and one gradient, so list it once (weights are tied by using the one "
+               "member in both places of forward)");
+    }
     constexpr index_t align = 16;  // elements: every parameter starts on a 64-byte boundary
     index_t total = 0;
     for (auto it = ps.rbegin(); it != ps.rend(); ++it) {
