@@ -172,6 +172,17 @@ TEST_CASE("clamp with a NaN bound is a value_error: it bounded nothing on that s
   CHECK(dp::tensor<float>(dp::clamp(x, -INFINITY, 1.f)).to_vector() == std::vector<float>{-2.f, 0.5f, 1.f});
 }
 
+TEST_CASE("assigning a float expression to an integer tensor checks the range as dp::cast does") {
+  const auto f = dp::from_vector<float>({1.7f, -2.5f, NAN, 3e10f});
+  // It converted with static_cast, undefined for NaN and 3e10 (x86 gave INT_MIN for both).
+  CHECK_THROWS_WITH_AS(dp::tensor<int>(f * 1.f), doctest::Contains("cast to an integer type of a value that is NaN"),
+                       dp::value_error);
+  dp::tensor<int> j = dp::zeros<int>({4});
+  CHECK_THROWS_AS(j.assign(f), dp::value_error);
+  // Values in range truncate toward zero, as dp::cast and C++ do.
+  CHECK(dp::tensor<int>(f.slice(0, 0, 2) * 1.f).to_vector() == std::vector<int>{1, -2});
+}
+
 TEST_CASE("a float cast to an integer type it does not fit is a dp error, not undefined behaviour") {
   // The cast truncates towards zero; it is defined when the truncated value fits the type.
   using i64 = std::numeric_limits<std::int64_t>;

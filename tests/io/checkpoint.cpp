@@ -125,6 +125,30 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   std::filesystem::remove(path);
 }
 
+namespace {
+struct net_without_dropout {  // net's parameters and buffers, without its dropout
+  nn::linear<6, 12> fc1;
+  nn::batch_norm<12> bn;
+  nn::linear<12, 4> fc2;
+  auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
+};
+}  // namespace
+
+TEST_CASE("a checkpoint of a model without a random module says so, not that it is no checkpoint") {
+  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_no_seed.ckpt").string();
+  nn::manual_seed(1);
+  dp::parallel<net_without_dropout> plain{net_without_dropout{}, {dp::cpu()}};
+  auto plain_opt = dp::optim::sgd(plain, {.lr = 0.1});
+  io::save_checkpoint(path, plain, plain_opt, {.epoch = 1});
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  // It said "is not a dp checkpoint (no dp.seed.2 in its metadata)".
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, opt),
+                       doctest::Contains("does not fit this model: it holds no seed for the random module 'drop'"),
+                       dp::io_error);
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("Adam's checkpoint is refused by AdamW and the other way round, though their state has the same names") {
   const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam.ckpt").string();
   const std::string old_path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam_old.ckpt").string();

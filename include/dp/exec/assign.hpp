@@ -113,7 +113,13 @@ void assign(tensor<T>& dst, const E& e) {
     check_distinct_elements(dst, "assignment");
   }
   check_eager(to_node(e));
-  assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
+  using S = typename node_of<E>::value_type;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_floating_point_v<S>) {
+    // A float is undefined as an integer outside its range (NaN included): dp::cast's check applies.
+    assign_node(dst, make_unary_node(cast_op<T>{}, node_of<E>(to_node(e))), eager_ctx{});
+  } else {
+    assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
+  }
 }
 
 }  // namespace detail

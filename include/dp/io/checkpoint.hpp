@@ -160,6 +160,9 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
                    recipe != nullptr ? *recipe : std::string()};
   std::vector<std::uint64_t> seeds;
   detail::state<decltype(owner.model())>::for_each_seed(owner.model(), [&](const std::string& name, std::uint64_t) {
+    DP_CHECK(h.meta("dp.seed." + name) != nullptr, io_error, "dp: ", path,
+             " does not fit this model: it holds no seed for the random module '", name,
+             "' (a checkpoint of a model without it?); nothing was loaded");
     seeds.push_back(number(("dp.seed." + name).c_str(), UINT64_MAX));  // seeds use all 64 bits
   });
   // Module settings: absent from checkpoints written before they were stored (the model keeps its own).
@@ -194,7 +197,8 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
     opt_names.push_back("optimizer." + s.name);
     const tensor_entry* e = h.find("optimizer." + s.name);
     DP_CHECK(e && e->shape == s.value.shape() && e->type == dtype_of<typename Owner::value_type>(), io_error,
-             "dp: ", path, " does not fit this optimizer: state '", s.name, "' is ", e ? "mis-shaped" : "missing",
+             "dp: ", path, " does not fit this optimizer: state '", s.name, "' is ",
+             e ? (e->shape != s.value.shape() ? "mis-shaped" : "of another element type") : "missing",
              "; nothing was loaded");
   }
   detail::check_against(owner.model(), h, path, "", opt_names);
