@@ -87,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     r.verify();
     // What dp::io::load does after reading the file.
     io::detail::check_against(model, r.info(), r.source(), "");
-    io::detail::assign_all(model, r, "");
+    io::detail::staged_tensors(model, r, "").commit(model);
   } catch (const dp::error&) {
   }
   return 0;
