@@ -69,8 +69,10 @@ int main(int argc, char** argv) {
   // The deterministic rows split the batch in chunks of 128 (below): each rank's share must be whole chunks.
   if (global % (128 * world.size()) != 0) {
     if (world.rank() == 0) {
-      std::fprintf(stderr, "bench_mpi_step: runs on 1 or 2 ranks (a global batch of %lld in chunks of 128 per rank), "
-                   "not %d\n", static_cast<long long>(global), world.size());
+      std::fprintf(stderr,
+                   "bench_mpi_step: runs on 1 or 2 ranks (a global batch of %lld in chunks of 128 per rank), "
+                   "not %d\n",
+                   static_cast<long long>(global), world.size());
     }
     return 2;
   }

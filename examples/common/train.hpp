@@ -59,8 +59,9 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
     const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : ".";
     if (std::filesystem::is_directory(file) || !std::filesystem::is_directory(folder)) {
       throw dp::value_error("dp: --save " + save + ": " +
-                            (std::filesystem::is_directory(file) ? std::string("is a folder")
-                                                                 : "the folder " + folder.string() + " does not exist") +
+                            (std::filesystem::is_directory(file)
+                                 ? std::string("is a folder")
+                                 : "the folder " + folder.string() + " does not exist") +
                             "; name a file in an existing folder");
     }
   }
