@@ -54,7 +54,7 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
     throw dp::value_error("dp: the data split into " + std::to_string(loader.data().size()) + " training and " +
                           std::to_string(test.size()) + " test samples; both need at least one (more data?)");
   }
-  if (!save.empty()) {  // checked before the first epoch trains, not when it ends
+  if (!save.empty() && leader) {  // checked before the first epoch trains, not when it ends (the leader saves)
     const std::filesystem::path file(save);
     const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : ".";
     if (std::filesystem::is_directory(file) || !std::filesystem::is_directory(folder)) {

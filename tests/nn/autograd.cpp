@@ -194,6 +194,11 @@ struct scaled_by_norm {
   nn::parameter<float> c{dp::zeros<float>({2})};
   auto forward(auto x) const { return x * dp::sum(dp::square(s)) + c; }
 };
+struct positional {  // a layer applied to a constant, not to the traced input
+  nn::linear<2, 2, float, false> pos;
+  nn::parameter<float> c{dp::zeros<float>({2})};
+  auto forward(auto x) const { return x * pos(dp::ones<float>({1, 2})) + c; }
+};
 struct low_rank_from_input {  // the same product, computed from the traced input
   nn::parameter<float> a{dp::from_vector<float>({1.f, 2.f}, {2, 1})};
   nn::parameter<float> b{dp::from_vector<float>({3.f, 4.f}, {1, 2})};
@@ -211,6 +216,9 @@ TEST_CASE("a value computed from parameters alone in a traced forward is refused
   CHECK(lr.steps() == 0);
   nn::trainer<scaled_by_norm> sn{scaled_by_norm{}};
   CHECK_THROWS_WITH_AS((void)sn.backward(nn::mse_loss, x, y), doctest::Contains("dp::matmul(dp::matmul(x, A), B)"),
+                       dp::value_error);
+  nn::trainer<positional> ps{positional{}};
+  CHECK_THROWS_WITH_AS((void)ps.backward(nn::mse_loss, x, y), doctest::Contains("from parameters alone"),
                        dp::value_error);
   // Outside a step they are plain values: x (a b) = (1 - 2) * [3, 4].
   CHECK(lr(x).to_vector() == std::vector<float>{-3.f, -4.f});

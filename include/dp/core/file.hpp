@@ -31,28 +31,31 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   struct closer {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
-  // Opened without blocking: a named pipe nobody writes to would block the open itself, before the
-  // check below could refuse it.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  DP_CHECK(fd >= 0, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
-  struct stat st {};
-  const bool known = ::fstat(fd, &st) == 0;
-  const bool regular = known && S_ISREG(st.st_mode);
-  if (known && ((regular_only && !regular && !S_ISDIR(st.st_mode)) ||
-                (regular && static_cast<std::uint64_t>(st.st_size) > limit))) {
-    ::close(fd);
-    throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
-                           : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
-  }
+  // A named pipe read as a stream waits for its writer, as fopen does; where a regular file is
+  // expected it is refused before anything opens it (opening it blocks until a writer comes).
   std::FILE* opened = nullptr;
-  if (known && S_ISFIFO(st.st_mode)) {  // a pipe read as a stream: wait for its writer, as fopen does
-    ::close(fd);
+  if (struct stat named{}; ::stat(path.c_str(), &named) == 0 && S_ISFIFO(named.st_mode)) {
+    DP_CHECK(!regular_only, io_error, "dp: '", path, "' is not a regular file (a device or a pipe)");
     opened = std::fopen(path.c_str(), "rb");
   } else {
+    // Without blocking all the same: the path may have become a pipe since the stat.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    DP_CHECK(fd >= 0, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
+    struct stat st {};
+    const bool known = ::fstat(fd, &st) == 0;
+    const bool regular = known && S_ISREG(st.st_mode);
+    if (known && ((regular_only && !regular && !S_ISDIR(st.st_mode)) ||
+                  (regular && static_cast<std::uint64_t>(st.st_size) > limit))) {
+      ::close(fd);
+      throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
+                             : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
+    }
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     opened = ::fdopen(fd, "rb");
     if (opened == nullptr) {
+      const int e = errno;
       ::close(fd);
+      errno = e;
     }
   }
   const std::unique_ptr<std::FILE, closer> file(opened);
@@ -112,7 +115,7 @@ inline void atomic_write(const std::string& given, const std::string& content) {
     DP_CHECK(S_ISREG(st.st_mode), io_error, "dp: cannot write '", given, "': it is ",
              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a device, a pipe or a socket)",
              ", and only a regular file is replaced; give the path of a file");
-    mode = st.st_mode & 07777;
+    mode = st.st_mode & 0777;
     replaces = true;
   }
   static std::atomic<unsigned> counter{0};
@@ -126,8 +129,9 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   } while (fd < 0 && errno == EEXIST);
   DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
   try {
-    DP_CHECK(!replaces || ::fchmod(fd, mode) == 0, io_error, "dp: cannot give '", tmp, "' the permissions of '", path,
-             "': ", std::strerror(errno));
+    if (replaces) {
+      (void)::fchmod(fd, mode);  // best effort: some filesystems (vfat, CIFS) refuse modes
+    }
     write_all(fd, content.data(), content.size(), tmp);
     DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));
   } catch (...) {

@@ -578,9 +578,11 @@ class parallel {
     std::string first;  // the first tensor this rank holds differently
     nn::for_each_tensor(group_[0].model(), [&](const std::string& name, const auto& member) {
       using V = typename std::remove_cvref_t<decltype(member)>::value_type;
-      tensor<V> rank0 = member.value().clone();
+      // On the host: the world communicator is MPI's, whatever device the replicas are on.
+      const std::vector<V> mine = member.value().to_vector();
+      tensor<V> rank0 = from_vector(mine);
       group_.world()->broadcast(rank0, 0);
-      const std::vector<V> mine = member.value().to_vector(), theirs = rank0.to_vector();
+      const std::vector<V> theirs = rank0.to_vector();
       if (first.empty() && !mine.empty() && std::memcmp(mine.data(), theirs.data(), mine.size() * sizeof(V)) != 0) {
         first = name;
       }

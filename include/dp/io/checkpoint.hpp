@@ -203,22 +203,23 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   }
   detail::check_against(owner.model(), h, path, "", opt_names);
   // Everything fits: read it all (the allocations that may fail), then assign.
-  detail::staged_tensors model(owner, r, "");
-  for (auto& s : slots) {
-    s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
-  }
-  opt.load_state(opt_steps, slots);  // makes its copies before it writes
-  model.commit(owner);
-  dp::detail::replica_access::update_model(owner, [&](auto& m) {
-    std::size_t i = 0;
-    detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
-    std::size_t k = 0;
-    if (has_settings) {
-      detail::state<decltype(m)>::for_each_setting(m, [&](const std::string&, auto& v) {
-        std::memcpy(&v, &settings[k++], sizeof v);  // setting_bits in reverse
-      });
+  {
+    detail::staged_tensors model(owner, r, "");
+    for (auto& s : slots) {
+      s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
-  });
+    opt.load_state(opt_steps, slots);  // makes its copies before it writes
+    model.commit(owner, [&](auto& m) {
+      std::size_t i = 0;
+      detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
+      std::size_t k = 0;
+      if (has_settings) {
+        detail::state<decltype(m)>::for_each_setting(m, [&](const std::string&, auto& v) {
+          std::memcpy(&v, &settings[k++], sizeof v);  // setting_bits in reverse
+        });
+      }
+    });
+  }
   dp::detail::replica_access::restore_steps(owner, static_cast<std::uint64_t>(trainer_steps));
   return p;
 }

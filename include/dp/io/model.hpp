@@ -105,6 +105,9 @@ void check_against(const M& model, const header& h, const std::string& source, c
 /// storage, which allocates nothing.
 class staged_tensors {
  public:
+  struct nothing_more {
+    void operator()(const auto&) const {}
+  };
   template <class X>
   staged_tensors(const X& target, const reader& r, const std::string& prefix) {
     visit_models(target, [&](const auto& m) {
@@ -114,14 +117,17 @@ class staged_tensors {
       });
     });
   }
-  template <class X>
-  void commit(X& target) {
+  /// Writes the staged tensors, then calls also(model) on each replica's model (a checkpoint's
+  /// seeds and settings): one update, so that across ranks the loaded values are compared once.
+  template <class X, class Also = nothing_more>
+  void commit(X& target, Also also = {}) {
     std::size_t i = 0;
     auto assign = [&](auto& m) {
       state<decltype(m)>::for_each_tensor(m, [&](const std::string&, auto& member) {
         using V = typename std::remove_cvref_t<decltype(member)>::value_type;
         member.assign(std::get<tensor<V>>(staged_[i++]));
       });
+      also(m);
     };
     if constexpr (owner<X>) {
       dp::detail::replica_access::update_model(target, assign);

@@ -18,6 +18,16 @@
 namespace dp::inline DP_ABI::nn {
 
 namespace detail {
+class graph;
+/// The graph a trainer is tracing on this thread (nullptr outside a trace): nn::update records its
+/// buffer writes there, so they are replayed on every step.
+inline graph*& tracing_graph() {
+  thread_local graph* g = nullptr;
+  return g;
+}
+}  // namespace detail
+
+namespace detail {
 struct init_state {
   std::uint64_t seed = 0;
   std::uint64_t counter = 0;
@@ -243,6 +253,21 @@ struct param_node {
   const void* id;
 };
 
+/// A parameter in an expression evaluated at once while a step is traced (`dp::sum(w * w)`, or
+/// `dp::matmul(A, B)` of two parameters): the value would be computed once, at the trace, and be a
+/// constant to every replayed step, stale after the optimizer's update and with no gradient.
+template <class T>
+void check_eager_leaf(const param_node<T>& p) {
+  DP_CHECK(nn::detail::tracing_graph() == nullptr || !p.grad.defined(), value_error,
+           "dp: a traced forward computes a value from parameters alone (an expression, reduction or matmul with no "
+           "traced input; one operand is a parameter of shape ",
+           p.value.shape(),
+           "): it would be computed once, when the step is traced, and be a stale constant with no gradient on every "
+           "later step; compute it from a traced value instead (dp::matmul(dp::matmul(x, A), B) rather than "
+           "dp::matmul(x, dp::matmul(A, B)); x * w * w rather than x * (w * w)); a penalty on the weights belongs "
+           "in the optimizer (weight_decay)");
+}
+
 template <class T>
 struct leaf_traits<param_node<T>> {
   static constexpr bool is_leaf = true;
@@ -277,3 +302,14 @@ struct operand_adapter<nn::buffer<T>> {
 };
 
 }  // namespace dp::inline DP_ABI::detail
+
+namespace dp::inline DP_ABI::nn::detail {
+
+/// check_eager_leaf's rule for a layer that reads its weights directly when its input is not traced
+/// (a linear layer applied to a constant inside a traced forward).
+template <class T>
+void check_eager_parameter(const parameter<T>& p) {
+  dp::detail::check_eager_leaf(dp::detail::operand_adapter<parameter<T>>::make(p));
+}
+
+}  // namespace dp::inline DP_ABI::nn::detail

@@ -12,6 +12,7 @@
 #include <concepts>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -776,7 +777,10 @@ class trainer {
     for (std::size_t i = 0; i < ps.size(); ++i) {
       seen.emplace_back(ps[i].second, i);
     }
-    std::sort(seen.begin(), seen.end());
+    std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+      const std::less<const parameter<T>*> before;  // a total order, as `<` on unrelated pointers is not
+      return before(a.first, b.first) || (a.first == b.first && a.second < b.second);
+    });
     for (std::size_t i = 1; i < seen.size(); ++i) {
       DP_CHECK(seen[i].first != seen[i - 1].first, value_error, "dp: the model lists one parameter twice, as '",
                ps[seen[i - 1].second].first, "' and '", ps[seen[i].second].first,

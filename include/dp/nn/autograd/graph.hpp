@@ -378,39 +378,6 @@ void apply_zero_grad(graph& g, const grad_target<V>& t) {
   }
 }
 
-/// The graph a trainer is tracing on this thread (nullptr outside a trace): nn::update records its
-/// buffer writes there, so they are replayed on every step.
-inline graph*& tracing_graph() {
-  thread_local graph* g = nullptr;
-  return g;
-}
-
-}  // namespace detail
-}  // namespace dp::inline DP_ABI::nn
-
-namespace dp::inline DP_ABI::detail {
-
-/// A parameter in an expression evaluated at once while a step is traced (`dp::sum(w * w)`, or
-/// `dp::matmul(A, B)` of two parameters): the value would be computed once, at the trace, and be a
-/// constant to every replayed step, stale after the optimizer's update and with no gradient.
-template <class T>
-void check_eager_leaf(const param_node<T>& p) {
-  DP_CHECK(
-      nn::detail::tracing_graph() == nullptr || !p.grad.defined(), value_error,
-      "dp: a traced forward computes a value from parameters alone (an expression, reduction or matmul with no "
-      "traced input; one operand is a parameter of shape ",
-      p.value.shape(),
-      "): it would be computed once, when the step "
-      "is traced, and be a stale constant with no gradient on every later step; compute it from a traced value "
-      "instead (dp::matmul(dp::matmul(x, A), B) rather than dp::matmul(x, dp::matmul(A, B)); x * w * w rather than "
-      "x * (w * w))");
-}
-
-}  // namespace dp::inline DP_ABI::detail
-
-namespace dp::inline DP_ABI::nn {
-namespace detail {
-
 /// Marks `g` as the graph being traced on this thread for the scope's lifetime.
 class trace_scope {
  public:

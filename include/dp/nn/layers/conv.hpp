@@ -289,6 +289,7 @@ struct conv2d {
         gr.record(std::move(o));
         return gr.make_var<T>(out);
       } else {
+        detail::check_eager_parameter(weight);
         tensor<T> col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
         detail::im2col(in, col, g);
         tensor<T> out = empty<T>({g.n, Out, g.hw_out()}, in.device());

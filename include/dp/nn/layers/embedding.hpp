@@ -165,6 +165,7 @@ struct embedding {
       g.record(std::move(o));
       return g.make_var<T>(slot);
     } else {
+      detail::check_eager_parameter(weight);
       const tensor<std::int64_t> c = idx.contiguous();
       detail::check_indices(c, Num);
       tensor<T> y = empty<T>(out, weight.device());

@@ -52,6 +52,7 @@ struct linear {
       w.trans = true;
       return detail::record_matmul(*in2d.graph(), detail::as_operand(in2d), std::move(w));
     } else {
+      detail::check_eager_parameter(weight);
       return dp::matmul(in2d, weight.value().t());
     }
   }
