@@ -83,6 +83,16 @@ TEST_CASE("reductions over several axes and over everything, fused with their in
     std::vector<bool> mask(s.rank(), false);
     mask[0] = mask[2] = true;
     check_close<float>(dp::sum(x * x, {0, 2}, true), ref_reduce(sq, mask, 0), 1e-5, 1e-5);
+    check_close<float>(dp::max(x * x, {0, 2}, true), ref_reduce(sq, mask, 2), 1e-6, 0);  // x * x rounds to float
+    check_close<float>(dp::min(x, {2, 0}, true), ref_reduce(rx, mask, 3), 0, 0);
+    auto dropped = ref_reduce(rx, mask, 2);  // without keepdim, the reduced axes go
+    dropped.shape = dp::shape{};
+    for (int i = 0; i < s.rank(); ++i) {
+      if (!mask[i]) {
+        dropped.shape.push_back(s[i]);
+      }
+    }
+    check_close<float>(dp::max(x, {0, 2}), dropped, 0, 0);
     auto all = ref_reduce(sq, std::vector<bool>(s.rank(), true), 0);
     all.shape = {};
     check_close<float>(dp::sum(x * x), all, 1e-5, 1e-5);

@@ -259,3 +259,51 @@ TEST_CASE("integer division by zero is a dp error, not SIGFPE; INT_MIN / -1 wrap
   CHECK(q == std::vector<std::int64_t>{3, 7, std::numeric_limits<std::int64_t>::min()});
   CHECK(dp::tensor<std::int64_t>(a / std::int64_t{7}).to_vector()[0] == 1);  // and the next division is fine
 }
+
+TEST_CASE("a faulting expression leaves the tensor it reads and writes as it was") {
+  // The pass gives 0 where it faults and throws after it: it overwrote x first (7 / 0 left 0).
+  const std::vector<std::int32_t> before{7, 8, 9};
+  auto x = dp::from_vector<std::int32_t>(before);
+  const auto d = dp::from_vector<std::int32_t>({1, 0, 3});
+  CHECK_THROWS_WITH_AS(x /= d, doctest::Contains("integer division by zero"), dp::value_error);
+  CHECK(x.to_vector() == before);
+  CHECK_THROWS_AS(x.assign(x + std::int32_t{1} / d), dp::value_error);
+  CHECK(x.to_vector() == before);
+  CHECK_THROWS_AS(x += x / d, dp::value_error);
+  CHECK(x.to_vector() == before);
+  auto i = dp::from_vector<std::int32_t>({1, 2});  // a float-to-integer cast faults the same way
+  CHECK_THROWS_AS(i.assign(dp::cast<std::int32_t>(dp::from_vector<float>({1.f, NAN}) + dp::cast<float>(i))),
+                  dp::value_error);
+  CHECK(i.to_vector() == std::vector<std::int32_t>{1, 2});
+  x /= dp::from_vector<std::int32_t>({7, 4, 3});  // a division without a zero still works in place
+  CHECK(x.to_vector() == std::vector<std::int32_t>{1, 2, 3});
+}
+
+TEST_CASE("abs of -0.0 is +0.0, as fabs and PyTorch give; NaN stays NaN") {
+  const auto r = dp::tensor<double>(dp::abs(dp::from_vector<double>({-0.0, 0.0, -2.5, NAN}))).to_vector();
+  CHECK_FALSE(std::signbit(r[0]));
+  CHECK_FALSE(std::signbit(r[1]));
+  CHECK(r[2] == 2.5);
+  CHECK(std::isnan(r[3]));
+  CHECK_FALSE(std::signbit(dp::tensor<float>(dp::abs(dp::from_vector<float>({-0.f}))).to_vector()[0]));
+}
+
+TEST_CASE("a double number past float's range: infinite in an expression, refused as a fill value") {
+  const auto one = dp::from_vector<float>({1.f, -1.f});
+  // Converting it to float was undefined; IEEE rounding gives infinity from the halfway point to 2^128
+  // on (2^128 - 2^103), and the largest float below it.
+  const double max = std::numeric_limits<float>::max(), halfway = 0x1p128 - 0x1p103;
+  CHECK(dp::tensor<float>(one * 1e300).to_vector() == std::vector<float>{INFINITY, -INFINITY});
+  CHECK(dp::tensor<float>(one * halfway).to_vector() == std::vector<float>{INFINITY, -INFINITY});
+  CHECK(dp::tensor<float>(one * std::nextafter(halfway, 0.0)).to_vector() ==
+        std::vector<float>{static_cast<float>(max), -static_cast<float>(max)});
+  CHECK(dp::tensor<float>(one * -1e300).to_vector() == std::vector<float>{-INFINITY, INFINITY});
+  // torch.full((2,), 1e300, dtype=torch.float32) is refused: "value cannot be converted to type float without
+  // overflow".
+  CHECK_THROWS_WITH_AS((void)dp::full<float>({2}, 1e300), doctest::Contains("would become infinite"), dp::value_error);
+  auto t = dp::zeros<float>({2});
+  CHECK_THROWS_WITH_AS(t.fill(-1e39), doctest::Contains("1e+39"), dp::value_error);
+  CHECK(t.to_vector() == std::vector<float>{0.f, 0.f});
+  CHECK(dp::full<float>({1}, -std::numeric_limits<double>::infinity()).to_vector()[0] == -INFINITY);  // meant
+  CHECK(dp::full<float>({1}, max).to_vector()[0] == std::numeric_limits<float>::max());
+}

@@ -2,6 +2,7 @@
 // name the concept before the nodes exist.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -74,7 +75,30 @@ T scalar_as(S s) {
              sizeof(T) < 8 ? "convert the tensor to a wider type first (dp::cast<std::int64_t>(x))"
                            : "no 64-bit integer holds it: convert the tensor to double, or change the number");
   }
+  if constexpr (std::is_floating_point_v<T> && std::is_floating_point_v<S> && sizeof(S) > sizeof(T)) {
+    // A finite number past T's range is undefined to convert: it rounds to T's largest value below
+    // the halfway point to the next power of two, to infinity from there, as IEEE arithmetic does.
+    if (std::isfinite(s) && std::fabs(s) > static_cast<S>(std::numeric_limits<T>::max())) {
+      constexpr int p = std::numeric_limits<T>::digits, e = std::numeric_limits<T>::max_exponent;
+      const S to_infinity = std::ldexp(S(1) - std::ldexp(S(1), -(p + 1)), e);
+      const T big = std::fabs(s) >= to_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
+      return s < 0 ? -big : big;
+    }
+  }
   return static_cast<T>(s);
+}
+
+/// scalar_as for a value every element takes (fill, full): a finite number that becomes infinite
+/// in T is refused too, as torch.full refuses it (in an expression it is infinite, as in PyTorch).
+template <class T, class S>
+T fill_value_as(S s) {
+  const T v = scalar_as<T>(s);
+  if constexpr (std::is_floating_point_v<T> && std::is_floating_point_v<S>) {
+    DP_CHECK(!std::isfinite(s) || std::isfinite(v), value_error, "dp: fill: the number ", s,
+             " is beyond the largest value of the tensor's floating-point elements (", std::numeric_limits<T>::max(),
+             ") and would become infinite; fill a tensor of a wider type, or fill with infinity if that is meant");
+  }
+  return v;
 }
 
 /// Evaluates `e` into `dst` (defined in exec/assign.hpp). `dst` is allocated when it is undefined.

@@ -111,12 +111,12 @@ class tensor<T, dynamic_extents> {
     return *this;
   }
   tensor& fill(T value);
-  /// A number of another type is converted by scalar_as: refused when it would wrap or lose a
-  /// fraction (a conversion at the call would do either silently).
+  /// A number of another type is converted by fill_value_as: refused when it would wrap, lose a
+  /// fraction or overflow to infinity (a conversion at the call would do any of them silently).
   template <scalar S>
     requires(!std::is_same_v<S, T>)
   tensor& fill(S value) {
-    return fill(detail::scalar_as<T>(value));
+    return fill(detail::fill_value_as<T>(value));
   }
 
   // ------------------------------------------------------------------ properties

@@ -30,7 +30,8 @@ inline std::pair<index_t, index_t> touched_range(index_t offset, const shape& sh
 }
 
 /// True when some leaf reads memory that dst writes, other than element-for-element: the
-/// expression must then be evaluated into a temporary first (x = x.t() + 1).
+/// expression must then be evaluated into a temporary first (x = x.t() + 1). An expression that may
+/// fault needs one when it reads dst at all (x /= y with a zero in y must leave x as it was).
 template <class T, class Node, class Ctx>
 bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
   if constexpr (leaf_count_v<Node> == 0) {
@@ -47,7 +48,7 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
       for (int i = 0; i < dst.rank() && same; ++i) {
         same = dst.shape()[i] == 1 || al[i] == dst.strides()[i];
       }
-      if (same) {
+      if (same && !may_fault_v<Node>) {
         continue;
       }
       const auto [lo, hi] = touched_range(v.offset, v.shape, v.strides);
@@ -86,6 +87,7 @@ void assign_node(tensor<T>& dst, const Node& node, const Ctx& ctx) {
   if (needs_temporary(dst, node, ctx)) {
     tensor<T> tmp = empty<T>(dst.shape(), dst.device());
     run_into(tmp, node, ctx);
+    check_expression_faults();  // before dst is touched (a GPU's faults are seen at its next read)
     run_into<Acc>(dst, tensor_node<T>{tmp}, eager_ctx{});
   } else {
     run_into<Acc>(dst, node, ctx);

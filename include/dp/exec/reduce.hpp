@@ -176,6 +176,15 @@ auto max(const E& e, int axis, bool keepdim = false) {
   return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
                                                                        keepdim, false, "max");
 }
+/// Largest element along several axes (torch.amax).
+template <expression E>
+auto max(const E& e, std::span<const int> axes, bool keepdim = false) {
+  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, axes, false, keepdim, false, "max");
+}
+template <expression E>
+auto max(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  return max(e, std::span<const int>(axes.begin(), axes.size()), keepdim);
+}
 template <expression E>
 auto min(const E& e) {
   return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, {}, true, false, false, "min");
@@ -184,6 +193,15 @@ template <expression E>
 auto min(const E& e, int axis, bool keepdim = false) {
   return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
                                                                        keepdim, false, "min");
+}
+/// Smallest element along several axes (torch.amin).
+template <expression E>
+auto min(const E& e, std::span<const int> axes, bool keepdim = false) {
+  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, axes, false, keepdim, false, "min");
+}
+template <expression E>
+auto min(const E& e, std::initializer_list<int> axes, bool keepdim = false) {
+  return min(e, std::span<const int>(axes.begin(), axes.size()), keepdim);
 }
 
 namespace detail {

@@ -343,7 +343,11 @@ struct abs_op {
   static constexpr const char* name = "abs";
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T operator()(T x) const {
-    return x < T(0) ? wrapping(T(0), x, minus_fn{}) : x;
+    if constexpr (std::is_floating_point_v<T>) {
+      return x < T(0) ? -x : (x == T(0) ? T(0) : x);  // |-0.0| is +0.0, as fabs and PyTorch give
+    } else {
+      return x < T(0) ? wrapping(T(0), x, minus_fn{}) : x;
+    }
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {

@@ -174,6 +174,29 @@ inline constexpr int leaf_count_v<N> = []<std::size_t... I>(std::index_sequence<
   return (leaf_count_v<child_t<I, N>> + ... + 0);
 }(std::make_index_sequence<std::tuple_size_v<decltype(std::declval<const N&>().children())>>{});
 
+/// Whether evaluating N can meet a fault (core/faults.hpp): some operation's functor says so for its
+/// operand type (an integer division, a float-to-integer cast). Such a pass gives 0 where it faulted
+/// and throws after it, so a destination the expression reads must not be written before the throw.
+template <class N>
+constexpr bool op_may_fault() {
+  if constexpr (requires {
+                  typename N::operand_type;
+                  N::f;
+                }) {
+    using F = std::remove_cvref_t<decltype(N::f)>;
+    if constexpr (requires { F::template may_fault<typename N::operand_type>; }) {
+      return F::template may_fault<typename N::operand_type>;
+    }
+  }
+  return false;
+}
+template <class N>
+inline constexpr bool may_fault_v = false;
+template <interior_node N>
+inline constexpr bool may_fault_v<N> = op_may_fault<N>() || []<std::size_t... I>(std::index_sequence<I...>) {
+  return (may_fault_v<child_t<I, N>> || ... || false);
+}(std::make_index_sequence<std::tuple_size_v<decltype(std::declval<const N&>().children())>>{});
+
 // All overloads are declared first: a node's children may be leaves from other namespaces (nn's
 // traced values), for which argument-dependent lookup would not find overloads declared later.
 template <class T, class Fn>

@@ -44,6 +44,17 @@ using value_of = typename node_of<X>::value_type;
 
 template <class X>
 inline constexpr bool floating_v = std::is_floating_point_v<value_of<X>>;
+/// Whether X is an expression of floating-point values (a plain number is not).
+template <class X>
+constexpr bool floating_operand() {
+  if constexpr (expression<X>) {
+    return floating_v<X>;
+  } else {
+    return false;
+  }
+}
+template <class X>
+inline constexpr bool floating_operand_v = floating_operand<X>();
 
 }  // namespace detail
 
@@ -113,11 +124,19 @@ template <expression X>
 auto square(const X& x) {
   return detail::unary(detail::square_op{}, x);
 }
-/// a^b, element-wise (either may be a scalar).
+/// a^b, element-wise (either may be a scalar), for floating-point values.
 template <class L, class R>
   requires binary_operands<L, R>
 auto pow(const L& a, const R& b) {
-  return detail::binary(detail::pow_op{}, a, b);
+  constexpr bool floating = detail::floating_operand_v<L> || detail::floating_operand_v<R>;
+  static_assert(floating,
+                "dp: pow(a, b) needs floating-point values (integer powers wrap, and negative exponents "
+                "have no integer result); convert integers with dp::cast<float>(x)");
+  if constexpr (floating) {
+    return detail::binary(detail::pow_op{}, a, b);
+  } else {
+    return 0;  // a stand-in, so that the message above is the only error
+  }
 }
 /// Element-wise maximum (NaN propagates). For the largest element of a tensor see dp::max.
 template <class L, class R>
