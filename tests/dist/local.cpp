@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -117,6 +118,7 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
       groups.push_back(dp::dist::make_local_communicators(locals));
     }
     std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(n)), summed(static_cast<std::size_t>(n));
+    std::vector<std::int64_t> means(static_cast<std::size_t>(n));
     on_ranks(n, [&](int g) {
       const int p = g / locals, l = g % locals;
       std::optional<dp::dist::local_communicator> global;
@@ -139,7 +141,12 @@ TEST_CASE("hierarchical all_to_all: processes x local replicas exchange blocks a
       dp::tensor<std::int64_t> part = dp::zeros<std::int64_t>({1, c});
       h.reduce_scatter(dp::from_vector(v).reshape({n, c}), part, dp::dist::reduce_op::sum);
       summed[static_cast<std::size_t>(g)] = part.to_vector();
+      // An integer mean divides the sum (times 1/size was 0 for integers).
+      dp::tensor<std::int64_t> m = dp::full<std::int64_t>({1}, 10 * (h.rank() + 1));
+      h.all_reduce(m, dp::dist::reduce_op::mean);
+      means[static_cast<std::size_t>(g)] = m.item();
     });
+    CHECK(means == std::vector<std::int64_t>(static_cast<std::size_t>(n), 10 * n * (n + 1) / 2 / n));
     for (int g = 0; g < n; ++g) {
       std::vector<std::int64_t> want;
       for (int r = 0; r < n; ++r) {
@@ -167,6 +174,40 @@ TEST_CASE("a hierarchical communicator refuses a cross-process communicator that
                        doctest::Contains("was given a cross-process communicator of rank 1 of 3"), dp::value_error);
   CHECK_THROWS_WITH_AS(hier(group[0], leaders[2], 2, 4), doctest::Contains("rank 2 of 3"), dp::value_error);
   CHECK_NOTHROW(hier(group[0], leaders[2], 2, 3));
+  // A replica that is not its process's leader checks its place too: rank() and reduce_scatter's
+  // blocks follow from it.
+  auto pair = dp::dist::make_local_communicators(2);
+  CHECK_THROWS_WITH_AS(hier(pair[1], std::nullopt, 3, 3), doctest::Contains("process 3 of 3; expected"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(hier(pair[1], std::nullopt, 0, 0), doctest::Contains("process 0 of 0; expected"),
+                       dp::value_error);
+  CHECK_NOTHROW(hier(pair[1], std::nullopt, 1, 2));
+}
+
+TEST_CASE("local max and min: a NaN on any rank gives NaN, whatever the rank order; a group size below 1 is refused") {
+  for (const int nan_rank : {0, 1, 2}) {
+    CAPTURE(nan_rank);
+    auto comms = dp::dist::make_local_communicators(3);
+    std::vector<dp::tensor<float>> maxes(3), mins(3);
+    for (int r = 0; r < 3; ++r) {
+      const float v = r == nan_rank ? NAN : static_cast<float>(r);
+      maxes[r] = dp::from_vector<float>({v, static_cast<float>(r)});
+      mins[r] = maxes[r].clone();
+    }
+    on_ranks(3, [&](int r) {
+      comms[r].all_reduce(maxes[r], dp::dist::reduce_op::max);
+      comms[r].all_reduce(mins[r], dp::dist::reduce_op::min);
+    });
+    for (int r = 0; r < 3; ++r) {
+      CHECK(std::isnan(maxes[r].to_vector()[0]));  // a NaN on rank 0 was dropped: max(NaN, 1) gave 1
+      CHECK(std::isnan(mins[r].to_vector()[0]));
+      CHECK(maxes[r].to_vector()[1] == 2.f);
+      CHECK(mins[r].to_vector()[1] == 0.f);
+    }
+  }
+  // -1 sized the group's vectors before the check: std::length_error.
+  CHECK_THROWS_WITH_AS(dp::dist::make_local_communicators(-1), doctest::Contains("at least one rank, got -1"),
+                       dp::value_error);
 }
 
 TEST_CASE("local broadcast, all_gather and reduce_scatter") {

@@ -477,6 +477,13 @@ TEST_CASE("a replica that fails stops the others with a clear error, and the nex
   CHECK_NOTHROW((void)par.backward(nn::cross_entropy, x, labels(8, 1)));
 }
 
+namespace {
+struct offset_classifier {
+  nn::linear<12, 5> fc;
+  auto forward(auto offset, auto x) const { return fc(x) + offset; }
+};
+}  // namespace
+
 TEST_CASE("a shape error inside a replica says which rows of which batch its shapes are") {
   for (const bool deterministic : {false, true}) {
     dp::parallel<classifier> par{classifier{}, workers(2), {.deterministic = deterministic, .chunk = 4}};
@@ -495,6 +502,16 @@ TEST_CASE("a shape error inside a replica says which rows of which batch its sha
         what.find("(in dp::parallel's replica 1, on rows [4, 8) of the batch of shape {8, 11})") != std::string::npos;
     CHECK_MESSAGE(first != second, what);
   }
+  // The batch is the first scattered argument, not the first argument (a dp::replicated offset here).
+  dp::parallel<offset_classifier> par{offset_classifier{}, workers(2)};
+  std::string what;
+  try {
+    (void)par.backward(nn::cross_entropy, dp::replicated(dp::zeros<float>({5})),
+                       dp::randn<float>({8, 11}, dp::cpu(), 1), labels(8, 1));
+  } catch (const dp::shape_error& e) {
+    what = e.what();
+  }
+  CHECK_MESSAGE(what.find("of the batch of shape {8, 11})") != std::string::npos, what);  // it said {5}
 }
 
 TEST_CASE("on one device parallel is the bare trainer: the same passes, no copy") {

@@ -14,6 +14,10 @@ struct one {
   nn::parameter<double> w{dp::from_vector<double>({1.0, -2.0, 0.5})};
   auto forward(auto x) const { return x * w; }
 };
+struct one_float {
+  nn::parameter<float> w{dp::from_vector<float>({1.f, -2.f})};
+  auto forward(auto x) const { return x * w; }
+};
 void set_grads(nn::trainer<one>& t, std::vector<double> g) {
   dp::tensor<double>(dp::detail::trainer_access::flat_grads(t)).slice(0, 0, 3) = dp::from_vector<double>(g);
   dp::detail::replica_access::set_gradients(t, nn::grad_state::complete);
@@ -296,6 +300,15 @@ TEST_CASE("sgd refuses an option outside its range, naming the option, its value
   refused({.momentum = 0.9, .dampening = 1.5}, "dp: sgd: dampening is 1.5; expected a value in [0, 1]");
   refused({.weight_decay = -0.01}, "dp: sgd: weight_decay is -0.01; expected a finite value >= 0");
   refused({.weight_decay = NAN}, "dp: sgd: weight_decay is nan; expected a finite value >= 0");
+  // Finite as a double, infinite as the parameters' float: one step made the weights inf.
+  nn::trainer<one_float> f{one_float{}};
+  CHECK_THROWS_WITH_AS(dp::optim::sgd(f, {.lr = 1e39}),
+                       doctest::Contains("dp: sgd: lr is 1e+39; expected a finite value >= 0 (at most 3.40282e+38"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::optim::sgd(f, {.weight_decay = 1e39}),
+                       doctest::Contains("dp: sgd: weight_decay is 1e+39; expected a finite value >= 0 (at most"),
+                       dp::value_error);
+  CHECK_NOTHROW(dp::optim::sgd(t, {.lr = 1e39}));  // a double holds it
   refused({.momentum = 0, .nesterov = true},
           "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0, got momentum 0 and dampening 0");
   // The edges of each range are options like any other.
@@ -323,6 +336,16 @@ TEST_CASE("adam and adamw refuse an option outside its range, naming the optimiz
   refused({.eps = 1e-310}, "eps is 1e-310; expected a finite value > 0");  // subnormal: flushed to 0
   refused({.weight_decay = -0.01}, "weight_decay is -0.01; expected a finite value >= 0");
   refused({.weight_decay = NAN}, "weight_decay is nan; expected a finite value >= 0");
+  nn::trainer<one_float> f{one_float{}};  // 1e39 is infinite as the parameters' float
+  CHECK_THROWS_WITH_AS(dp::optim::adam(f, {.lr = 1e39}),
+                       doctest::Contains("dp: adam: lr is 1e+39; expected a finite value >= 0 (at most 3.40282e+38"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::optim::adamw(f, {.weight_decay = 1e39}),
+                       doctest::Contains("dp: adamw: weight_decay is 1e+39; expected a finite value >= 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::optim::adam(f, {.eps = 1e39}),
+                       doctest::Contains("eps is 1e+39; expected a finite value > 0 that the parameters' type holds"),
+                       dp::value_error);
   CHECK_NOTHROW(dp::optim::adam(t, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 1e-300, .weight_decay = 0}));
   CHECK_NOTHROW(dp::optim::adamw(t, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 1e-300, .weight_decay = 0}));
 }

@@ -128,6 +128,16 @@ void check_all_to_all(const call& c, const tensor<T>& in, const tensor<T>& out) 
   DP_CHECK(in.numel() == out.numel() && in.numel() % c.ranks == 0, shape_error, "dp: all_to_all: the input has ",
            in.numel(), " and the output ", out.numel(), " elements; both must be ", c.ranks, " equal blocks");
 }
+/// A mean from the sum over `ranks`: integers divide (as the local communicator and NCCL's average
+/// do), where times 1/ranks would be 0.
+template <class T>
+void mean_from_sum(tensor<T>& t, int ranks) {
+  if constexpr (std::is_integral_v<T>) {
+    t /= static_cast<T>(ranks);
+  } else {
+    t *= T(1) / static_cast<T>(ranks);
+  }
+}
 template <class T>
 void check_start_all_reduce(const call& c, const tensor<T>& t, reduce_op op) {
   check_buffer(c, t);

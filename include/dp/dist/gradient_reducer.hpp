@@ -64,15 +64,22 @@ class gradient_reducer {
   void finish() {
     const int started = std::exchange(started_, 0);
     finished_ = 0;
+    wait_started(started);  // before any error: a reduction left running would write into grads_ later
     DP_CHECK(started == bucket_count(), runtime_error, "dp: parallel: backward announced ", started, " of ",
              bucket_count(), " gradient buckets");
-    for (auto& q : in_flight_) {
-      comm_->wait(q);
-    }
   }
 
-  /// Forgets a step that failed part-way.
-  void reset() noexcept { started_ = finished_ = 0; }
+  /// Forgets a step that failed part-way, once the reductions it started are done (the other ranks
+  /// start the same buckets; a rank that does not is the communicator's timeout).
+  void reset() noexcept {
+    for (int b = 0; b < started_; ++b) {
+      try {
+        comm_->wait(in_flight_[static_cast<std::size_t>(b)]);
+      } catch (...) {  // a reduction that failed stopped writing; the step's own error is the one to report
+      }
+    }
+    started_ = finished_ = 0;
+  }
 
   /// Sums `grads` over `comm` bucket by bucket, now (each replica calls it on its thread).
   void reduce(any_communicator& comm, const tensor<T>& grads) const {
@@ -83,6 +90,12 @@ class gradient_reducer {
   }
 
  private:
+  void wait_started(int started) {
+    for (int b = 0; b < started; ++b) {
+      comm_->wait(in_flight_[static_cast<std::size_t>(b)]);
+    }
+  }
+
   std::vector<bucket> buckets_;
   std::vector<std::pair<index_t, index_t>> ranges_;
   std::vector<any_communicator::request> in_flight_;

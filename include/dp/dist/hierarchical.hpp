@@ -25,6 +25,10 @@ class hierarchical_communicator {
   /// `global` is given to local rank 0 only; `process` and `processes` place this process.
   hierarchical_communicator(Local local, std::optional<Global> global, int process, int processes)
       : local_(std::move(local)), global_(std::move(global)), process_(process), processes_(processes) {
+    // On every replica, not only the leader: rank() and the blocks reduce_scatter hands out follow from them.
+    DP_CHECK(processes_ >= 1 && process_ >= 0 && process_ < processes_, value_error,
+             "dp: hierarchical communicator: process ", process_, " of ", processes_,
+             "; expected a process count of 1 or more and a process in [0, count)");
     DP_CHECK(global_.has_value() == (local_.rank() == 0), value_error,
              "dp: hierarchical communicator: exactly local rank 0 holds the cross-process communicator");
     // Every collective's blocks are laid out by process: the leaders' communicator must number them so.
@@ -58,7 +62,7 @@ class hierarchical_communicator {
     }
     local_.broadcast(t, 0);
     if (op == reduce_op::mean) {
-      t *= T(1) / static_cast<T>(size());
+      detail::mean_from_sum(t, size());
     }
   }
 

@@ -48,11 +48,11 @@ inline void wait_for_change(std::atomic<unsigned>& word, unsigned expected, long
 
 template <class T>
 T combine(T a, T b, reduce_op op) {
-  switch (op) {
+  switch (op) {  // a NaN on any rank wins, whatever the rank order (as MPI's and NCCL's max do)
     case reduce_op::max:
-      return a > b ? a : b;
+      return a > b || a != a ? a : b;
     case reduce_op::min:
-      return a < b ? a : b;
+      return a < b || a != a ? a : b;
     default:
       return static_cast<T>(a + b);
   }
@@ -94,8 +94,10 @@ void combine_into_all(Buffer&& buf, int n, index_t lo, index_t hi, reduce_op op)
 class local_group {
  public:
   explicit local_group(int size, communicator_options o = {})
-      : size_(size), opts_(o), posted_(static_cast<std::size_t>(size)), counts_(static_cast<std::size_t>(size)) {
-    DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
+      : size_(checked_size(size)),
+        opts_(o),
+        posted_(static_cast<std::size_t>(size)),
+        counts_(static_cast<std::size_t>(size)) {
     detail::check_timeout(o, "local communicator");
     // Spinning only pays when every rank has a core; with more ranks than cores it starves the
     // rank everyone waits for, so then waiters sleep at once.
@@ -159,6 +161,11 @@ class local_group {
   index_t count(int rank) const { return counts_[static_cast<std::size_t>(rank)]; }
 
  private:
+  /// Checked before the vectors are sized by it (-1 made them std::length_error).
+  static int checked_size(int size) {
+    DP_CHECK(size >= 1, value_error, "dp: a local group needs at least one rank, got ", size);
+    return size;
+  }
   void wake_all() {
 #if defined(__linux__)
     ::syscall(SYS_futex, reinterpret_cast<unsigned*>(&generation_), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);

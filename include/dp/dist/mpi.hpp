@@ -161,7 +161,7 @@ class mpi_communicator {
             "all_reduce");
     wait(r, "all_reduce", t.numel());
     if (op == reduce_op::mean) {
-      divide_by_size(t);
+      detail::mean_from_sum(t, size_);
     }
   }
 
@@ -192,7 +192,7 @@ class mpi_communicator {
             "reduce_scatter");
     wait(r, "reduce_scatter", in.numel());
     if (op == reduce_op::mean) {
-      divide_by_size(out);
+      detail::mean_from_sum(out, size_);
     }
   }
 
@@ -256,16 +256,6 @@ class mpi_communicator {
 
  private:
   detail::call call_of(const char* what) const { return {what, size_, "MPI", dp::cpu()}; }
-  /// The mean from the sum: integers divide (as the local communicator and NCCL's average do), where
-  /// times 1/size would be 0.
-  template <class T>
-  void divide_by_size(tensor<T>& t) const {
-    if constexpr (std::is_integral_v<T>) {
-      t /= static_cast<T>(size_);
-    } else {
-      t *= T(1) / static_cast<T>(size_);
-    }
-  }
   static int count(index_t n) {
     DP_CHECK(n <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ", n);
     return static_cast<int>(n);

@@ -172,10 +172,8 @@ class parallel {
       share_settings("broadcast of the module settings after edit", steps());
     }
     if (group_.world_size() > 1) {  // every rank learns whether f failed on any, so all stop together
-      const dist::detail::context_scope context("edit's outcome", steps());
-      tensor<std::int64_t> failures = full<std::int64_t>({1}, failed ? 1 : 0);
-      group_.world()->all_reduce(failures, dist::reduce_op::sum);
-      DP_CHECK(failed || failures.item() == 0, runtime_error, "dp: parallel: edit(f) threw on ", failures.item(),
+      const std::int64_t others = failures("edit's outcome", failed != nullptr);
+      DP_CHECK(failed || others == 0, runtime_error, "dp: parallel: edit(f) threw on ", others,
                " other rank(s); every rank now holds rank 0's model as f left it");
     }
     if (failed) {
@@ -569,6 +567,23 @@ class parallel {
       buffers_[static_cast<std::size_t>(i)].broadcast(group_.comm(i), 0);
     };
     run(job);
+  }
+
+  /// How many ranks say they failed (`failed` is this rank's say), summed across the ranks.
+  std::int64_t failures(const char* what, bool failed) {
+    const dist::detail::context_scope context(what, steps());
+    tensor<std::int64_t> count = full<std::int64_t>({1}, failed ? 1 : 0);
+    group_.world()->all_reduce(count, dist::reduce_op::sum);
+    return count.item();
+  }
+  /// io::load's and load_checkpoint's agreement before their first write (replica_access).
+  void agree_before_update(const char* what, bool failed) {
+    if (group_.world_size() > 1) {
+      const std::int64_t n = failures(what, failed);
+      DP_CHECK(failed || n == 0, runtime_error, "dp: parallel: ", what, " failed on ", n,
+               " other rank(s) (their error says why); no rank loaded anything: the model and optimizer are as "
+               "they were on every rank");
+    }
   }
 
   /// Compares every tensor of the model with rank 0's, bit for bit; where a rank differs, every rank

@@ -274,6 +274,21 @@ struct scattered_parts_scope {
   ~scattered_parts_scope() { parts.clear(); }
 };
 
+/// " of shape S" for the first scattered tensor among `args` (a dp::replicated argument is no batch).
+template <class... A>
+std::string batch_shape_of(const A&... args) {
+  std::string out;
+  auto one = [&](const auto& a) {
+    if constexpr (tensor_type<std::remove_cvref_t<decltype(a)>>) {
+      if (out.empty()) {
+        out = concat(" of shape ", a.shape());
+      }
+    }
+  };
+  (one(args), ...);
+  return out;
+}
+
 /// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` (the other
 /// arguments). A shape error inside it shows the shard's shapes, so it is told which rows of which
 /// batch they are.
@@ -283,8 +298,8 @@ double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
   try {
     return std::get<sizeof...(A) - 1>(all)();
   } catch (const shape_error& e) {
-    throw shape_error(concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi,
-                             ") of the batch of shape ", unwrap(std::get<0>(all)).shape(), ")"));
+    throw shape_error(concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi, ") of the batch",
+                             batch_shape_of(args_then_step...), ")"));
   }
 }
 

@@ -127,7 +127,7 @@ class adam_impl {
   /// The options, refused before any state is allocated unless each is in its range.
   static const adam_options& checked(const adam_options& o) {
     const char* who = Decoupled ? "adamw" : "adam";
-    check_non_negative_option(who, "lr", o.lr);
+    check_non_negative_option<T>(who, "lr", o.lr);
     DP_CHECK(o.beta1 >= 0 && o.beta1 < 1, value_error, "dp: ", who, ": beta1 is ", o.beta1,
              "; expected a value in [0, 1)");
     DP_CHECK(o.beta2 >= 0 && o.beta2 < 1, value_error, "dp: ", who, ": beta2 is ", o.beta2,
@@ -135,13 +135,13 @@ class adam_impl {
     // eps 0 (or one that rounds to 0 in T) divides 0 by 0 for a parameter whose gradients have all
     // been 0 so far (a dead unit, an unseen embedding row): NaN in the weights, silently.
     // A subnormal one reads as 0 too: host loops flush subnormals (exec/fp_env.hpp).
-    DP_CHECK(std::isfinite(o.eps) && std::isfinite(static_cast<T>(o.eps)) &&
+    DP_CHECK(std::isfinite(o.eps) && o.eps <= static_cast<double>(std::numeric_limits<T>::max()) &&
                  static_cast<T>(o.eps) >= std::numeric_limits<T>::min(),
              value_error, "dp: ", who, ": eps is ", o.eps,
              "; expected a finite value > 0 that the parameters' type holds as a normal number (with 0, a "
              "parameter whose gradients are all 0 would get 0 / 0)");
     if (o.weight_decay) {
-      check_non_negative_option(who, "weight_decay", *o.weight_decay);
+      check_non_negative_option<T>(who, "weight_decay", *o.weight_decay);
     }
     check_schedule(o.schedule, who);
     return o;

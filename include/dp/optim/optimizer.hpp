@@ -95,11 +95,14 @@ void require_gradients(const O& owner, const char* who, gradient_reader reader =
   }
 }
 
-/// An optimizer option that is a finite value >= 0 (lr, momentum, weight_decay, eps): a negative,
-/// infinite or NaN one would turn the parameters into NaN or step them the wrong way.
-inline void check_non_negative_option(const char* optimizer, const char* option, double value) {
-  DP_CHECK(std::isfinite(value) && value >= 0, value_error, "dp: ", optimizer, ": ", option, " is ", value,
-           "; expected a finite value >= 0");
+/// An optimizer option that is a finite value >= 0 in the parameters' type T (lr, momentum,
+/// weight_decay): a negative, infinite or NaN one would turn the parameters into NaN or step them the
+/// wrong way (1e39 is finite as a double and infinite as a float).
+template <class T>
+void check_non_negative_option(const char* optimizer, const char* option, double value) {
+  DP_CHECK(std::isfinite(value) && value >= 0 && value <= static_cast<double>(std::numeric_limits<T>::max()),
+           value_error, "dp: ", optimizer, ": ", option, " is ", value, "; expected a finite value >= 0 (at most ",
+           std::numeric_limits<T>::max(), ", the parameters' largest value)");
 }
 
 /// Per-replica state tensors of the flat parameter size (zero-initialised).

@@ -112,15 +112,15 @@ class sgd {
  private:
   /// The options, refused before any state is allocated unless each is in its range.
   static const sgd_options& checked(const sgd_options& o) {
-    detail::check_non_negative_option("sgd", "lr", o.lr);
-    detail::check_non_negative_option("sgd", "momentum", o.momentum);
+    detail::check_non_negative_option<T>("sgd", "lr", o.lr);
+    detail::check_non_negative_option<T>("sgd", "momentum", o.momentum);
     // The buffer takes (1 - dampening) of each new gradient, so dampening is a fraction.
     DP_CHECK(o.dampening >= 0 && o.dampening <= 1, value_error, "dp: sgd: dampening is ", o.dampening,
              "; expected a value in [0, 1]");
     DP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), value_error,
              "dp: sgd: Nesterov momentum needs momentum > 0 and dampening 0, got momentum ", o.momentum,
              " and dampening ", o.dampening);
-    detail::check_non_negative_option("sgd", "weight_decay", o.weight_decay);
+    detail::check_non_negative_option<T>("sgd", "weight_decay", o.weight_decay);
     detail::check_schedule(o.schedule, "sgd");
     return o;
   }
