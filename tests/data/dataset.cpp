@@ -34,6 +34,14 @@ TEST_CASE("tensor_dataset::get gathers the rows of the requested samples in orde
   CHECK_THROWS_WITH_AS(d.get(bad), doctest::Contains("sample 10 is outside [0, 10)"), dp::value_error);
 }
 
+TEST_CASE("a default-constructed tensor_dataset has no samples, and get() on it says so") {
+  const data::tensor_dataset<float, std::int64_t> none;
+  CHECK(none.size() == 0);
+  // Its rank-0 shape took a batch size past its rank: a one-element batch of garbage.
+  CHECK_THROWS_WITH_AS((void)none.get({}), doctest::Contains("holds no tensors (made by its default constructor)"),
+                       dp::value_error);
+}
+
 TEST_CASE("tensor_dataset rejects features and labels of different sample counts") {
   CHECK_THROWS_WITH_AS(
       (data::tensor_dataset<float, std::int64_t>(dp::zeros<float>({4, 2}), dp::zeros<std::int64_t>({5}))),

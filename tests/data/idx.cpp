@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -73,7 +74,9 @@ TEST_CASE("IDX values a float cannot hold are refused, naming the element and it
 }
 
 TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is missing") {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dp_test_mnist";
+  // Per process: two test runs on one machine (a sanitizer build beside a release build) must not share it.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dp_test_mnist_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::string pixels;
   for (int i = 0; i < 2 * 28 * 28; ++i) {
@@ -121,5 +124,8 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
   put("t10k-images-idx3-ubyte", idx(0x0B, {2, 28, 28}, shorts));
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
                        doctest::Contains("pixel 784 (image 1) is 256, expected 0 to 255"), dp::io_error);
+  // A file that is there but cannot be read gives the OS's reason, not "was not found".
+  std::filesystem::create_symlink("train-images-idx3-ubyte", dir / "train-images-idx3-ubyte");  // a loop
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), true), doctest::Contains("symbolic links"), dp::io_error);
   std::filesystem::remove_all(dir);
 }

@@ -1,8 +1,11 @@
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <limits>
+#include <span>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -123,10 +126,55 @@ TEST_CASE("a dataset that reports a negative size is refused by name, not by the
   };
   static_assert(data::dataset<broken>);
   CHECK_THROWS_WITH_AS(data::loader<broken>(broken{}),
-                       doctest::Contains("loader: the dataset's size() is -1 (expected 0 or more samples)"),
+                       doctest::Contains("loader: the dataset's size() is -1; expected a count of 0 or more samples"),
+                       dp::value_error);
+  struct wrapped : squares {  // a std::size_t that wrapped past 0
+    std::size_t size() const { return static_cast<std::size_t>(-1); }
+  };
+  CHECK_THROWS_WITH_AS(data::loader<wrapped>(wrapped{}),
+                       doctest::Contains("size() is 18446744073709551615; expected a count of 0 or more"),
                        dp::value_error);
   CHECK_THROWS_WITH_AS((void)data::permutation(-1, 0, 0), doctest::Contains("n must be 0 or more, got -1"),
                        dp::value_error);
+}
+
+TEST_CASE("a dataset whose size() is a std::size_t, or whose get() returns a reference, is loaded like any other") {
+  // The concept accepts both; the loader did not compile for them (a narrowing in its agreement
+  // list; an optional of a reference in its prefetch ring).
+  struct sized_by_vector {
+    std::vector<std::int64_t> v{3, 1, 4, 1, 5};
+    std::size_t size() const { return v.size(); }
+    data::batch<float, std::int64_t> get(std::span<const dp::index_t> idx) const {
+      std::vector<std::int64_t> y;
+      for (auto i : idx) {
+        y.push_back(v[static_cast<std::size_t>(i)]);
+      }
+      return {dp::cast<float>(dp::from_vector(y)), dp::from_vector(y)};
+    }
+  };
+  static_assert(data::dataset<sized_by_vector>);
+  std::vector<std::int64_t> seen;
+  const data::loader<sized_by_vector> by_vector{sized_by_vector{}, {.batch = 2}};
+  for (auto [x, y] : by_vector.epoch(0)) {
+    const auto labels = y.to_vector();
+    seen.insert(seen.end(), labels.begin(), labels.end());
+  }
+  CHECK(seen == std::vector<std::int64_t>{3, 1, 4, 1, 5});
+
+  struct by_reference : squares {
+    data::batch<float, std::int64_t> held{dp::from_vector<float>({2.f}), dp::from_vector<std::int64_t>({1})};
+    const data::batch<float, std::int64_t>& get(std::span<const dp::index_t>) const { return held; }
+  };
+  static_assert(data::dataset<by_reference>);
+  for (const int prefetch : {0, 2}) {
+    int batches = 0;
+    const data::loader<by_reference> l{by_reference{}, {.batch = 5, .prefetch = prefetch}};
+    for (auto [x, y] : l.epoch(0)) {
+      CHECK(y.to_vector() == std::vector<std::int64_t>{1});
+      ++batches;
+    }
+    CHECK(batches == 2);
+  }
 }
 
 TEST_CASE("one batch of the whole dataset may be asked for with the largest batch size") {

@@ -196,7 +196,7 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
   return {from_vector<float>(features, {n, columns - 1}), from_vector<std::int64_t>(labels)};
 }
 
-/// Reads a CSV file (gzip-compressed when it ends in .gz or starts with the gzip magic).
+/// Reads a CSV file (gzip-compressed when it starts with the gzip magic, whatever its name).
 inline tensor_dataset<float, std::int64_t> csv_dataset(const std::string& path, const csv_options& o = {}) {
   return parse_csv(detail::read_file(path), o, path);
 }

@@ -51,6 +51,9 @@ class tensor_dataset {
 
   /// The samples at `idx`, as new tensors (from the host pool: no system allocation once warm).
   batch_type get(std::span<const index_t> idx) const {
+    DP_CHECK(x_.defined(), value_error,
+             "dp: tensor_dataset: get() on a dataset that holds no tensors (made by its "
+             "default constructor); make it from features and labels");
     dp::shape s = x_.shape();
     s[0] = static_cast<index_t>(idx.size());
     batch_type b{empty<X>(s), empty<Y>({static_cast<index_t>(idx.size())})};

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 
 #include <zlib.h>
@@ -19,7 +20,7 @@ namespace dp::inline DP_ABI::data::detail {
 /// io_error saying which (zlib's gz* functions return what they could and ignore trailing bytes,
 /// so inflate is driven here). OS errors carry their reason.
 inline std::string read_file(const std::string& path, std::size_t limit = std::size_t{1} << 32) {
-  const std::string raw = dp::detail::read_bytes(path, limit);
+  std::string raw = dp::detail::read_bytes(path, limit);  // not const: `return raw` moves it
   char buf[1 << 16];
   const auto* in = reinterpret_cast<const unsigned char*>(raw.data());
   if (raw.size() < 2 || in[0] != 0x1f || in[1] != 0x8b) {
@@ -59,7 +60,10 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
       fail(dp::detail::concat("the gzip stream ends at byte ", at, " but the file has ", raw.size(),
                               " bytes (trailing data: a damaged or concatenated file)"));
     }
-    if (r == Z_DATA_ERROR || r == Z_NEED_DICT || r == Z_MEM_ERROR) {
+    if (r == Z_MEM_ERROR) {  // the machine's fault, not the file's
+      throw std::bad_alloc();
+    }
+    if (r == Z_DATA_ERROR || r == Z_NEED_DICT) {
       fail(dp::detail::concat("corrupt gzip data near byte ", at, " of ", raw.size(), ": ",
                               z.msg != nullptr ? z.msg : "zlib error"));
     }

@@ -130,8 +130,10 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
   auto find = [&](const std::string& name) {
     for (const std::string& candidate : {dir + "/" + name, dir + "/" + name + ".gz"}) {
       std::error_code ec;
-      if (std::filesystem::exists(candidate, ec)) {
-        return candidate;  // reading it says why, if it cannot be read
+      // Present, or not known to be absent (a permission or symlink-loop error sets ec): reading it
+      // says why it cannot be read, where "not found" would hide the reason.
+      if (std::filesystem::exists(candidate, ec) || ec) {
+        return candidate;
       }
     }
     throw io_error(dp::detail::concat("dp: MNIST file ", name, " (or ", name, ".gz) was not found in '", dir,

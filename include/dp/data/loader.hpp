@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -76,12 +78,12 @@ struct loader_options {
 template <dataset D>
 class loader {
  public:
-  using batch_type = decltype(std::declval<const D&>().get(std::span<const index_t>{}));
+  // Held by value in the prefetch ring (a get() returning a reference or a const value is copied).
+  using batch_type = std::remove_cvref_t<decltype(std::declval<const D&>().get(std::span<const index_t>{}))>;
 
-  loader(D data, loader_options o = {}, rank_share share = {}) : data_(std::move(data)), o_(o), share_(share) {
+  loader(D data, loader_options o = {}, rank_share share = {})
+      : data_(std::move(data)), n_(checked_size(data_)), o_(o), share_(share) {
     DP_CHECK(o.batch > 0, value_error, "dp: loader: batch must be positive, got ", o.batch);
-    DP_CHECK(data_.size() >= 0, value_error, "dp: loader: the dataset's size() is ", data_.size(),
-             " (expected 0 or more samples)");
     DP_CHECK(share.ranks >= 1 && share.rank >= 0 && share.rank < share.ranks, value_error, "dp: loader: rank ",
              share.rank, " is not one of ", share.ranks, " ranks");
     DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
@@ -90,17 +92,16 @@ class loader {
     if (share_.agree) {
       // Ranks whose loaders would yield different batch counts would hang in their first unmatched
       // collective: they are refused here instead.
-      const std::int64_t values[] = {data_.size(), o.batch, o.shuffle, static_cast<std::int64_t>(o.seed),
-                                     o.drop_last,  o.align};
+      const std::int64_t values[] = {n_, o.batch, o.shuffle, static_cast<std::int64_t>(o.seed), o.drop_last, o.align};
       const char* const names[] = {"dataset size", "batch", "shuffle", "seed", "drop_last", "align"};
       share_.agree(values, names);
       share_.agree = nullptr;  // it may refer to the session; it is needed only here
     }
     // Every epoch would be empty: a training loop that runs and learns nothing. (After the ranks'
     // agreement: ranks that differ are refused there together, none waiting for another.)
-    DP_CHECK(!o.drop_last || data_.size() == 0 || data_.size() >= o.batch, value_error, "dp: loader: drop_last with ",
-             data_.size(), " samples and batch ", o.batch,
-             " drops every sample (no batch is full); use a batch of at most ", data_.size(), " or drop_last = false");
+    DP_CHECK(!o.drop_last || n_ == 0 || n_ >= o.batch, value_error, "dp: loader: drop_last with ", n_,
+             " samples and batch ", o.batch, " drops every sample (no batch is full); use a batch of at most ", n_,
+             " or drop_last = false");
   }
 
   const D& data() const noexcept { return data_; }
@@ -108,20 +109,20 @@ class loader {
   const rank_share& share() const noexcept { return share_; }
   /// Batches per epoch (global batches: the same number on every rank).
   index_t batches() const noexcept {
-    const index_t n = data_.size();
+    const index_t n = n_;
     return n / o_.batch + (!o_.drop_last && n % o_.batch != 0 ? 1 : 0);  // n + batch - 1 could overflow
   }
 
   /// The sample order of an epoch: a permutation derived from (seed, epoch), or 0..n-1.
   std::vector<index_t> order(std::int64_t epoch) const {
     if (!o_.shuffle) {
-      std::vector<index_t> p(static_cast<std::size_t>(data_.size()));
-      for (index_t i = 0; i < data_.size(); ++i) {
+      std::vector<index_t> p(static_cast<std::size_t>(n_));
+      for (index_t i = 0; i < n_; ++i) {
         p[static_cast<std::size_t>(i)] = i;
       }
       return p;
     }
-    return permutation(data_.size(), o_.seed, 0xE90C0000ull + static_cast<std::uint64_t>(epoch));
+    return permutation(n_, o_.seed, 0xE90C0000ull + static_cast<std::uint64_t>(epoch));
   }
 
   class iterator;
@@ -268,7 +269,23 @@ class loader {
   };
 
  private:
+  /// The dataset's size() as a count: any integer type (a std::size_t from a vector's size()), refused
+  /// when negative or past index_t (a wrapped -1), not converted.
+  static index_t checked_size(const D& d) {
+    const auto n = d.size();
+    using N = std::remove_cvref_t<decltype(n)>;
+    bool fits = true;
+    if constexpr (std::is_integral_v<N> && std::is_unsigned_v<N>) {
+      fits = n <= static_cast<std::make_unsigned_t<index_t>>(std::numeric_limits<index_t>::max());
+    } else {
+      fits = n >= 0;
+    }
+    DP_CHECK(fits, value_error, "dp: loader: the dataset's size() is ", n, "; expected a count of 0 or more samples");
+    return static_cast<index_t>(n);
+  }
+
   D data_;
+  index_t n_;  // data_.size(), checked
   loader_options o_;
   rank_share share_;
 };
