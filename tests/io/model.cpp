@@ -223,6 +223,11 @@ TEST_CASE("a save through a link replaces the link's target, and a replaced file
   struct stat st {};
   REQUIRE(::stat(target.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);  // was 0644 & ~umask: readable by everyone
-  std::filesystem::remove(link);
   std::filesystem::remove(target);
+  // A link to nothing is refused and stays a link (the rename replaced it with a file).
+  CHECK_THROWS_WITH_AS(io::save(link, par), doctest::Contains("is a symbolic link whose target cannot be resolved"),
+                       dp::io_error);
+  CHECK(std::filesystem::is_symlink(link));
+  CHECK_FALSE(std::filesystem::exists(target));
+  std::filesystem::remove(link);
 }

@@ -380,6 +380,51 @@ TEST_CASE("a load that gives the ranks different values is an error on every ran
   std::filesystem::remove(path_of(r));
 }
 
+TEST_CASE("a load that fails on one rank before writing is an error on every rank, and no rank loads anything") {
+  // Rank 1 cannot read its file: before, the other ranks wrote theirs and then waited for rank 1 in
+  // the comparison of loaded values until the timeout.
+  const int r = test::world().rank();
+  nn::manual_seed(10);
+  dp::parallel<plain_net> par{plain_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
+  const std::vector<float> before = par.model().fc1.bias.value().to_vector();
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string model_path = (dir / ("dp_test_mpi_agree_" + std::to_string(r) + ".safetensors")).string();
+  const std::string checkpoint_path = (dir / ("dp_test_mpi_agree_" + std::to_string(r) + ".ckpt")).string();
+  plain_net other = par.model();
+  other.fc1.bias.assign(dp::full<float>({16}, 5.f));
+  dp::io::save(model_path, other);
+  par.edit([](plain_net& m) { m.fc1.bias.assign(dp::full<float>({16}, 5.f)); });
+  dp::io::save_checkpoint(checkpoint_path, par, opt, {.epoch = 1});
+  par.edit([&](plain_net& m) { m.fc1.bias.assign(dp::from_vector<float>(before)); });
+  const std::string missing = (dir / "dp_test_mpi_agree_missing.safetensors").string();
+  for (const bool checkpoint : {false, true}) {
+    CAPTURE(checkpoint);
+    const auto load = [&] {
+      const std::string& path = r == 1 ? missing : (checkpoint ? checkpoint_path : model_path);
+      if (checkpoint) {
+        (void)dp::io::load_checkpoint(path, par, opt);
+      } else {
+        dp::io::load(path, par);
+      }
+    };
+    if (r == 1) {
+      CHECK_THROWS_AS(load(), dp::io_error);  // its own reason
+    } else {
+      CHECK_THROWS_WITH_AS(load(),
+                           doctest::Contains("failed on 1 other rank(s) (their error says why); no rank loaded"),
+                           dp::runtime_error);
+    }
+    CHECK(par.model().fc1.bias.value().to_vector() == before);
+  }
+  // Every rank reading a file that fits loads it.
+  CHECK_NOTHROW(dp::io::load(model_path, par));
+  CHECK(par.model().fc1.bias.value().to_vector() == std::vector<float>(16, 5.f));
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::filesystem::remove(model_path);
+  std::filesystem::remove(checkpoint_path);
+}
+
 namespace {
 struct sized {
   nn::parameter<float> w;

@@ -101,10 +101,12 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   // next to it), and the link stays a link.
   std::string path = given;
   if (struct stat lst{}; ::lstat(given.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-    if (char* target = ::realpath(given.c_str(), nullptr)) {
-      path = target;
-      std::free(target);
-    }
+    char* target = ::realpath(given.c_str(), nullptr);
+    // A link to nothing (or a loop) has no target to write next to: the rename would replace the link.
+    DP_CHECK(target != nullptr, io_error, "dp: cannot write '", given, "': it is a symbolic link whose target ",
+             "cannot be resolved (", std::strerror(errno), "); create the target, or remove the link");
+    path = target;
+    std::free(target);
   }
   // The rename would replace whatever the path names: a device, a pipe or a socket (even /dev/null)
   // would become a regular file. Only a regular file (or a link to one) is replaced, keeping its

@@ -30,6 +30,15 @@ struct replica_access {
   static void visit_models(const O& o, F&& f) {
     o.visit_models(std::forward<F>(f));
   }
+  /// Across processes (dp::parallel over MPI) every rank says whether its part of `what` failed
+  /// before anything was written, and one that did not throws if another did: all ranks write or
+  /// none does. A single process has nothing to agree on.
+  template <class O>
+  static void agree_before_update(O& o, const char* what, bool failed) {
+    if constexpr (requires { o.agree_before_update(what, failed); }) {
+      o.agree_before_update(what, failed);
+    }
+  }
   template <class O>
   static void restore_steps(O& o, std::uint64_t steps) {
     o.restore_steps(steps);

@@ -138,9 +138,9 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   write(path, std::move(entries), std::move(meta));
 }
 
-template <class Owner, class Opt>
-progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
-  check_pair("load_checkpoint", path, owner, opt);
+/// load_checkpoint's work: ready() comes before the first write.
+template <class Owner, class Opt, class Ready>
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready& ready) {
   const reader r(path);
   r.verify();
   const header& h = r.info();
@@ -208,6 +208,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
     for (auto& s : slots) {
       s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
+    ready();
     opt.load_state(opt_steps, slots);  // makes its copies before it writes
     model.commit(owner, [&](auto& m) {
       std::size_t i = 0;
@@ -222,6 +223,11 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
   }
   dp::detail::replica_access::restore_steps(owner, static_cast<std::uint64_t>(trainer_steps));
   return p;
+}
+template <class Owner, class Opt>
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+  check_pair("load_checkpoint", path, owner, opt);
+  return agreed_update(owner, "load_checkpoint", [&](auto ready) { return load_checkpoint(path, owner, opt, ready); });
 }
 }  // namespace detail
 

@@ -99,6 +99,34 @@ void check_against(const M& model, const header& h, const std::string& source, c
   throw io_error(msg);
 }
 
+/// Runs body(ready) for a load into `target`: body reads and checks everything, calls ready() just
+/// before its first write, then writes. Across ranks ready() is where every rank learns whether any
+/// failed before it (a missing file, a model that does not fit): every rank then throws, none having
+/// written, instead of the others writing and waiting for the failed one until the timeout.
+template <class X, class Body>
+decltype(auto) agreed_update(X& target, const char* what, Body&& body) {
+  if constexpr (owner<X>) {
+    bool reached = false;
+    auto ready = [&] {
+      reached = true;
+      dp::detail::replica_access::agree_before_update(target, what, false);
+    };
+    try {
+      return body(ready);
+    } catch (...) {
+      if (!reached) {  // this rank failed first: the others learn it at their ready()
+        try {
+          dp::detail::replica_access::agree_before_update(target, what, true);
+        } catch (...) {  // this rank's own error is the one to report
+        }
+      }
+      throw;
+    }
+  } else {
+    return body([] {});
+  }
+}
+
 /// A model's tensors (every replica's, for a trainer or dp::parallel) read from a file onto each
 /// member's device before any member is written: a read or an allocation that fails (a device
 /// without room for the copies) leaves the model as it was. commit() writes them into the members'
@@ -161,10 +189,14 @@ void save(const std::string& path, const X& model_or_owner) {
 template <class X>
 void load(const std::string& path, X& model_or_owner) {
   detail::require_active(model_or_owner, "io::load", path);
-  const reader r(path);
-  r.verify();
-  detail::check_against(detail::model_of(model_or_owner), r.info(), path, "");
-  detail::staged_tensors(model_or_owner, r, "").commit(model_or_owner);
+  detail::agreed_update(model_or_owner, "io::load", [&](auto ready) {
+    const reader r(path);
+    r.verify();
+    detail::check_against(detail::model_of(model_or_owner), r.info(), path, "");
+    detail::staged_tensors staged(model_or_owner, r, "");
+    ready();
+    staged.commit(model_or_owner);
+  });
 }
 
 }  // namespace dp::inline DP_ABI::io
