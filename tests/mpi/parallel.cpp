@@ -507,6 +507,19 @@ TEST_CASE("ranks whose loaders would give different batch counts are refused at 
   CHECK_THROWS_WITH_AS((dp::data::loader{same, {.batch = 7, .seed = static_cast<std::uint64_t>(rank)}, test::world()}),
                        doctest::Contains("rank 0 has seed 0 where rank 1 has 1"), dp::value_error);
   CHECK_NOTHROW((dp::data::loader{same, {.batch = 7, .seed = 3}, test::world()}));
+  // An option refused on one rank alone: that rank gives its reason, the others are refused with it
+  // (they waited for it until the timeout).
+  const auto one_bad = [&] {
+    return dp::data::loader{same, {.batch = 7, .prefetch = rank == 1 ? 100 : 2}, test::world()};
+  };
+  if (rank == 1) {
+    CHECK_THROWS_WITH_AS(one_bad(), doctest::Contains("prefetch must lie in [0, 64], got 100"), dp::value_error);
+  } else {
+    CHECK_THROWS_WITH_AS(
+        one_bad(),
+        doctest::Contains("rank 0 has options in range (1: yes, 0: no; its own error says which) 1 where rank 1 has 0"),
+        dp::value_error);
+  }
 }
 
 namespace {

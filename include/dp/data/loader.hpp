@@ -82,20 +82,38 @@ class loader {
   using batch_type = std::remove_cvref_t<decltype(std::declval<const D&>().get(std::span<const index_t>{}))>;
 
   loader(D data, loader_options o = {}, rank_share share = {})
-      : data_(std::move(data)), n_(checked_size(data_)), o_(o), share_(share) {
-    DP_CHECK(o.batch > 0, value_error, "dp: loader: batch must be positive, got ", o.batch);
-    DP_CHECK(share.ranks >= 1 && share.rank >= 0 && share.rank < share.ranks, value_error, "dp: loader: rank ",
-             share.rank, " is not one of ", share.ranks, " ranks");
-    DP_CHECK(o.prefetch >= 0 && o.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
-             o.prefetch);
-    DP_CHECK(o.align >= 1, value_error, "dp: loader: align must be positive, got ", o.align);
+      : data_(std::move(data)), n_(size_or_negative(data_)), o_(o), share_(share) {
+    // This rank's own mistakes (a prefetch out of range) still let it take part in the ranks'
+    // agreement: refused alone, it left the others waiting for it until the timeout.
+    std::exception_ptr own;
+    try {
+      check_options();
+    } catch (...) {
+      own = std::current_exception();
+    }
     if (share_.agree) {
       // Ranks whose loaders would yield different batch counts would hang in their first unmatched
       // collective: they are refused here instead.
-      const std::int64_t values[] = {n_, o.batch, o.shuffle, static_cast<std::int64_t>(o.seed), o.drop_last, o.align};
-      const char* const names[] = {"dataset size", "batch", "shuffle", "seed", "drop_last", "align"};
-      share_.agree(values, names);
-      share_.agree = nullptr;  // it may refer to the session; it is needed only here
+      const std::int64_t values[] = {n_,          o.batch, o.shuffle,  static_cast<std::int64_t>(o.seed),
+                                     o.drop_last, o.align, own ? 0 : 1};
+      const char* const names[] = {"dataset size",
+                                   "batch",
+                                   "shuffle",
+                                   "seed",
+                                   "drop_last",
+                                   "align",
+                                   "options in range (1: yes, 0: no; its own error says which)"};
+      auto agree = std::exchange(share_.agree, nullptr);  // it may refer to the session; it is needed only here
+      try {
+        agree(values, names);
+      } catch (...) {
+        if (!own) {
+          throw;
+        }
+      }
+    }
+    if (own) {
+      std::rethrow_exception(own);
     }
     // Every epoch would be empty: a training loop that runs and learns nothing. (After the ranks'
     // agreement: ranks that differ are refused there together, none waiting for another.)
@@ -269,19 +287,29 @@ class loader {
   };
 
  private:
-  /// The dataset's size() as a count: any integer type (a std::size_t from a vector's size()), refused
-  /// when negative or past index_t (a wrapped -1), not converted.
-  static index_t checked_size(const D& d) {
+  /// The dataset's size() as a count (any integer type: a std::size_t from a vector's size()), or -1
+  /// when negative or past index_t (a wrapped -1), which check_options refuses.
+  static index_t size_or_negative(const D& d) {
     const auto n = d.size();
     using N = std::remove_cvref_t<decltype(n)>;
-    bool fits = true;
     if constexpr (std::is_integral_v<N> && std::is_unsigned_v<N>) {
-      fits = n <= static_cast<std::make_unsigned_t<index_t>>(std::numeric_limits<index_t>::max());
+      return n <= static_cast<std::make_unsigned_t<index_t>>(std::numeric_limits<index_t>::max())
+                 ? static_cast<index_t>(n)
+                 : -1;
     } else {
-      fits = n >= 0;
+      return n >= 0 ? static_cast<index_t>(n) : -1;
     }
-    DP_CHECK(fits, value_error, "dp: loader: the dataset's size() is ", n, "; expected a count of 0 or more samples");
-    return static_cast<index_t>(n);
+  }
+  /// The rules this rank's options and dataset must meet on their own.
+  void check_options() const {
+    DP_CHECK(o_.batch > 0, value_error, "dp: loader: batch must be positive, got ", o_.batch);
+    DP_CHECK(n_ >= 0, value_error, "dp: loader: the dataset's size() is ", data_.size(),
+             "; expected a count of 0 or more samples");
+    DP_CHECK(share_.ranks >= 1 && share_.rank >= 0 && share_.rank < share_.ranks, value_error, "dp: loader: rank ",
+             share_.rank, " is not one of ", share_.ranks, " ranks");
+    DP_CHECK(o_.prefetch >= 0 && o_.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",
+             o_.prefetch);
+    DP_CHECK(o_.align >= 1, value_error, "dp: loader: align must be positive, got ", o_.align);
   }
 
   D data_;
