@@ -224,10 +224,21 @@ TEST_CASE("a save through a link replaces the link's target, and a replaced file
   REQUIRE(::stat(target.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);  // was 0644 & ~umask: readable by everyone
   std::filesystem::remove(target);
-  // A link to nothing is refused and stays a link (the rename replaced it with a file).
-  CHECK_THROWS_WITH_AS(io::save(link, par), doctest::Contains("is a symbolic link whose target cannot be resolved"),
-                       dp::io_error);
+  // A link to a file not made yet: the file is made where it points and the link stays (the rename
+  // replaced the link with a file).
+  io::save(link, par);
   CHECK(std::filesystem::is_symlink(link));
-  CHECK_FALSE(std::filesystem::exists(target));
+  net again{};
+  io::load(target, again);
+  CHECK(again.fc2.bias.value().to_vector() == std::vector<float>(3, 7.f));
+  std::filesystem::remove(target);
+  // A relative link resolves from the link's folder; a loop is refused, the link kept.
+  const std::string loop = path_of("loop");
+  std::filesystem::remove(loop);
+  std::filesystem::create_symlink(std::filesystem::path(loop).filename(), loop);
+  CHECK_THROWS_WITH_AS(io::save(loop, par), doctest::Contains("is a symbolic link whose target cannot be resolved"),
+                       dp::io_error);
+  CHECK(std::filesystem::is_symlink(loop));
+  std::filesystem::remove(loop);
   std::filesystem::remove(link);
 }

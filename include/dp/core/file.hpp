@@ -101,12 +101,26 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   // next to it), and the link stays a link.
   std::string path = given;
   if (struct stat lst{}; ::lstat(given.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-    char* target = ::realpath(given.c_str(), nullptr);
-    // A link to nothing (or a loop) has no target to write next to: the rename would replace the link.
-    DP_CHECK(target != nullptr, io_error, "dp: cannot write '", given, "': it is a symbolic link whose target ",
-             "cannot be resolved (", std::strerror(errno), "); create the target, or remove the link");
-    path = target;
-    std::free(target);
+    if (char* target = ::realpath(given.c_str(), nullptr)) {
+      path = target;
+      std::free(target);
+    } else {
+      // A link to a file not made yet (latest -> run-42): the file is created where the link points,
+      // as open(O_CREAT) would; the rename must not replace the link. A loop, or a link to a link to
+      // nothing, is refused.
+      const int err = errno;
+      std::string to(4096, '\0');
+      const ssize_t n = ::readlink(given.c_str(), to.data(), to.size());
+      DP_CHECK(err == ENOENT && n > 0 && static_cast<std::size_t>(n) < to.size(), io_error, "dp: cannot write '", given,
+               "': it is a symbolic link whose target cannot be resolved (", std::strerror(err),
+               "); fix or remove the link");
+      to.resize(static_cast<std::size_t>(n));
+      const std::size_t slash = given.find_last_of('/');
+      path = to.front() == '/' || slash == std::string::npos ? to : given.substr(0, slash + 1) + to;
+      struct stat next {};
+      DP_CHECK(::lstat(path.c_str(), &next) != 0, io_error, "dp: cannot write '", given,
+               "': it is a symbolic link to '", path, "', itself a link to nothing; link to the file itself");
+    }
   }
   // The rename would replace whatever the path names: a device, a pipe or a socket (even /dev/null)
   // would become a regular file. Only a regular file (or a link to one) is replaced, keeping its

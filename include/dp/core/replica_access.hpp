@@ -32,12 +32,10 @@ struct replica_access {
   }
   /// Across processes (dp::parallel over MPI) every rank says whether its part of `what` failed
   /// before anything was written, and one that did not throws if another did: all ranks write or
-  /// none does. A single process has nothing to agree on.
+  /// none does. (Every owner has it, so that one that lost it cannot skip the agreement silently.)
   template <class O>
   static void agree_before_update(O& o, const char* what, bool failed) {
-    if constexpr (requires { o.agree_before_update(what, failed); }) {
-      o.agree_before_update(what, failed);
-    }
+    o.agree_before_update(what, failed);
   }
   template <class O>
   static void restore_steps(O& o, std::uint64_t steps) {

@@ -81,12 +81,12 @@ class loader {
   // Held by value in the prefetch ring (a get() returning a reference or a const value is copied).
   using batch_type = std::remove_cvref_t<decltype(std::declval<const D&>().get(std::span<const index_t>{}))>;
 
-  loader(D data, loader_options o = {}, rank_share share = {})
-      : data_(std::move(data)), n_(size_or_negative(data_)), o_(o), share_(share) {
-    // This rank's own mistakes (a prefetch out of range) still let it take part in the ranks'
-    // agreement: refused alone, it left the others waiting for it until the timeout.
+  loader(D data, loader_options o = {}, rank_share share = {}) : data_(std::move(data)), o_(o), share_(share) {
+    // This rank's own mistakes (a prefetch out of range, a size() that throws) still let it take
+    // part in the ranks' agreement: refused alone, it left the others waiting for it until the timeout.
     std::exception_ptr own;
     try {
+      n_ = size_or_negative(data_);
       check_options();
     } catch (...) {
       own = std::current_exception();
@@ -313,7 +313,7 @@ class loader {
   }
 
   D data_;
-  index_t n_;  // data_.size(), checked
+  index_t n_ = -1;  // data_.size(), checked
   loader_options o_;
   rank_share share_;
 };

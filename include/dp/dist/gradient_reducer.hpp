@@ -62,9 +62,9 @@ class gradient_reducer {
   }
   /// Waits for every bucket of the step.
   void finish() {
-    const int started = std::exchange(started_, 0);
-    finished_ = 0;
-    wait_started(started);  // before any error: a reduction left running would write into grads_ later
+    wait_started();  // before any error: a reduction left running would write into grads_ later
+    const int started = started_;
+    started_ = finished_ = waited_ = 0;
     DP_CHECK(started == bucket_count(), runtime_error, "dp: parallel: backward announced ", started, " of ",
              bucket_count(), " gradient buckets");
   }
@@ -72,13 +72,14 @@ class gradient_reducer {
   /// Forgets a step that failed part-way, once the reductions it started are done (the other ranks
   /// start the same buckets; a rank that does not is the communicator's timeout).
   void reset() noexcept {
-    for (int b = 0; b < started_; ++b) {
+    if (!failed_) {  // after a failed wait the communicator is broken: each further wait would take a timeout
       try {
-        comm_->wait(in_flight_[static_cast<std::size_t>(b)]);
-      } catch (...) {  // a reduction that failed stopped writing; the step's own error is the one to report
+        wait_started();
+      } catch (...) {  // the step's own error is the one to report
       }
     }
-    started_ = finished_ = 0;
+    started_ = finished_ = waited_ = 0;
+    failed_ = false;
   }
 
   /// Sums `grads` over `comm` bucket by bucket, now (each replica calls it on its thread).
@@ -90,9 +91,15 @@ class gradient_reducer {
   }
 
  private:
-  void wait_started(int started) {
-    for (int b = 0; b < started; ++b) {
-      comm_->wait(in_flight_[static_cast<std::size_t>(b)]);
+  /// Waits for the started buckets not waited for yet, in order, stopping at a failure.
+  void wait_started() {
+    for (; waited_ < started_; ++waited_) {
+      try {
+        comm_->wait(in_flight_[static_cast<std::size_t>(waited_)]);
+      } catch (...) {
+        failed_ = true;
+        throw;
+      }
     }
   }
 
@@ -103,6 +110,8 @@ class gradient_reducer {
   tensor<T> grads_;
   any_communicator* comm_ = nullptr;
   int started_ = 0, finished_ = 0;  // buckets of the current step started, and found done
+  int waited_ = 0;                  // buckets waited for
+  bool failed_ = false;             // a wait failed this step
 };
 
 }  // namespace dp::inline DP_ABI::dist::detail

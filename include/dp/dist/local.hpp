@@ -48,7 +48,7 @@ inline void wait_for_change(std::atomic<unsigned>& word, unsigned expected, long
 
 template <class T>
 T combine(T a, T b, reduce_op op) {
-  switch (op) {  // a NaN on any rank wins, whatever the rank order (as MPI's and NCCL's max do)
+  switch (op) {  // a NaN on any rank wins, whatever the rank order (max(NaN, 1) gave 1)
     case reduce_op::max:
       return a > b || a != a ? a : b;
     case reduce_op::min:

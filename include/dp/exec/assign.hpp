@@ -30,8 +30,9 @@ inline std::pair<index_t, index_t> touched_range(index_t offset, const shape& sh
 }
 
 /// True when some leaf reads memory that dst writes, other than element-for-element: the
-/// expression must then be evaluated into a temporary first (x = x.t() + 1). An expression that may
-/// fault needs one when it reads dst at all (x /= y with a zero in y must leave x as it was).
+/// expression must then be evaluated into a temporary first (x = x.t() + 1). On the host an
+/// expression that may fault needs one when it reads dst at all (x /= y with a zero in y must leave x
+/// as it was); a GPU's faults are seen after the kernel, so the temporary would protect nothing there.
 template <class T, class Node, class Ctx>
 bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
   if constexpr (leaf_count_v<Node> == 0) {
@@ -48,7 +49,7 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
       for (int i = 0; i < dst.rank() && same; ++i) {
         same = dst.shape()[i] == 1 || al[i] == dst.strides()[i];
       }
-      if (same && !may_fault_v<Node>) {
+      if (same && !(may_fault_v<Node> && dst.device().is_cpu())) {
         continue;
       }
       const auto [lo, hi] = touched_range(v.offset, v.shape, v.strides);

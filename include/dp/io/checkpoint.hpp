@@ -208,8 +208,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
     for (auto& s : slots) {
       s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
-    ready();
-    opt.load_state(opt_steps, slots);  // makes its copies before it writes
+    opt.load_state(opt_steps, slots, ready);  // ready() after its copies, before its first write
     model.commit(owner, [&](auto& m) {
       std::size_t i = 0;
       detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });

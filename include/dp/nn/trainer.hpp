@@ -538,6 +538,8 @@ class trainer {
   void visit_models(F&& f) const {
     f(model_);
   }
+  /// A load's agreement before its first write (replica_access): one process has nothing to agree on.
+  void agree_before_update(const char*, bool) const noexcept {}
   /// The module settings as words (dp::parallel broadcasts replica 0's).
   std::vector<std::int64_t> settings() const { return detail::settings_words(model_); }
   /// Takes another replica's settings.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 
@@ -117,9 +118,11 @@ class adam_impl {
     return out;
   }
   /// Restores the step count and state: every name state() gives, once, with its parameter's shape.
-  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
+  /// `before_write` runs after every check and copy, before the first write.
+  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s,
+                  const std::function<void()>& before_write = {}) {
     detail::load_named_state<T>(Decoupled ? "adamw" : "adam", owner_->layout(), steps, s,
-                                {{".exp_avg", &m_}, {".exp_avg_sq", &v_}});
+                                {{".exp_avg", &m_}, {".exp_avg_sq", &v_}}, before_write);
     steps_.set_steps(steps);
   }
 

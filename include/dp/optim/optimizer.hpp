@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -139,7 +140,8 @@ struct state_slot {
 /// as it was (the writes themselves are device work, whose failure, as any, leaves the state undefined).
 template <class T>
 void load_named_state(const char* optimizer, const std::vector<nn::param_entry>& layout, std::int64_t steps,
-                      const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots) {
+                      const std::vector<named_state<T>>& given, std::initializer_list<state_slot<T>> slots,
+                      const std::function<void()>& before_write) {
   // The count lives in a double on the device: from 2^53 on, a step adds nothing to it.
   DP_CHECK(steps >= 0 && steps < (std::int64_t{1} << 53), value_error, "dp: ", optimizer,
            ": load_state: the step count must lie in [0, 2^53), got ", steps);
@@ -184,6 +186,9 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
     for (auto& b : *t.buffers) {
       copies.push_back(t.value->to(b.device()));
     }
+  }
+  if (before_write) {
+    before_write();
   }
   std::size_t i = 0;
   for (const auto& t : want) {

@@ -2,6 +2,7 @@
 // with dampening (the buffer starts at the first gradient), Nesterov momentum. One fused pass.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 #include <dp/exec/for_each.hpp>
@@ -103,9 +104,11 @@ class sgd {
     return out;
   }
   /// Restores the step count and state (the same values on every replica): every name state()
-  /// gives, once, with its parameter's shape.
-  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s) {
-    detail::load_named_state<T>("sgd", owner_->layout(), steps, s, {{".momentum_buffer", &buf_}});
+  /// gives, once, with its parameter's shape. `before_write` runs after every check and copy, before
+  /// the first write (where load_checkpoint's ranks agree).
+  void load_state(std::int64_t steps, const std::vector<named_state<T>>& s,
+                  const std::function<void()>& before_write = {}) {
+    detail::load_named_state<T>("sgd", owner_->layout(), steps, s, {{".momentum_buffer", &buf_}}, before_write);
     steps_.set_steps(steps);
   }
 
