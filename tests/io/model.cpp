@@ -232,7 +232,26 @@ TEST_CASE("a save through a link replaces the link's target, and a replaced file
   io::load(target, again);
   CHECK(again.fc2.bias.value().to_vector() == std::vector<float>(3, 7.f));
   std::filesystem::remove(target);
-  // A relative link resolves from the link's folder; a loop is refused, the link kept.
+  // A relative link resolves from the link's folder (not the working folder).
+  const std::string relative = path_of("relative_link"), made = path_of("relative_target");
+  std::filesystem::remove(relative);
+  std::filesystem::remove(made);
+  std::filesystem::create_symlink(std::filesystem::path(made).filename(), relative);
+  io::save(relative, par);
+  CHECK(std::filesystem::is_symlink(relative));
+  CHECK(std::filesystem::is_regular_file(made));
+  std::filesystem::remove(made);
+  // A link to a link to nothing, or into a folder that does not exist: refused, naming the link.
+  const std::string chain = path_of("chain");
+  std::filesystem::remove(chain);
+  std::filesystem::create_symlink(relative, chain);  // relative -> relative_target, which is gone
+  CHECK_THROWS_WITH_AS(io::save(chain, par), doctest::Contains("itself a link to nothing"), dp::io_error);
+  std::filesystem::remove(chain);
+  std::filesystem::remove(relative);
+  std::filesystem::create_symlink(path_of("no_such_folder") + "/x.safetensors", relative);
+  CHECK_THROWS_WITH_AS(io::save(relative, par), doctest::Contains("in a folder that does not exist"), dp::io_error);
+  std::filesystem::remove(relative);
+  // A loop is refused, the link kept.
   const std::string loop = path_of("loop");
   std::filesystem::remove(loop);
   std::filesystem::create_symlink(std::filesystem::path(loop).filename(), loop);

@@ -3,6 +3,7 @@
 // as dp::io_error.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -120,6 +121,10 @@ inline void atomic_write(const std::string& given, const std::string& content) {
       struct stat next {};
       DP_CHECK(::lstat(path.c_str(), &next) != 0, io_error, "dp: cannot write '", given,
                "': it is a symbolic link to '", path, "', itself a link to nothing; link to the file itself");
+      const std::size_t end = path.find_last_of('/');
+      const std::string folder = end == std::string::npos ? "." : path.substr(0, std::max<std::size_t>(end, 1));
+      DP_CHECK(::stat(folder.c_str(), &next) == 0 && S_ISDIR(next.st_mode), io_error, "dp: cannot write '", given,
+               "': it is a symbolic link to '", path, "', in a folder that does not exist; create '", folder, "'");
     }
   }
   // The rename would replace whatever the path names: a device, a pipe or a socket (even /dev/null)

@@ -45,7 +45,7 @@ class gradient_reducer {
   void start(int b) {
     const auto& bk = buckets_[static_cast<std::size_t>(b)];
     tensor<T> part = grads_.slice(0, bk.begin, bk.end);
-    in_flight_[static_cast<std::size_t>(b)] = comm_->start_all_reduce(part, reduce_op::sum);
+    noting_failure([&] { in_flight_[static_cast<std::size_t>(b)] = comm_->start_all_reduce(part, reduce_op::sum); });
     ++started_;
   }
   /// Starts every bucket at once (a replica without samples: all its gradients are final zeros).
@@ -56,9 +56,11 @@ class gradient_reducer {
   }
   /// Lets the buckets in flight progress (MPI moves data inside its calls).
   void poll() {
-    while (finished_ < started_ && comm_->test(in_flight_[static_cast<std::size_t>(finished_)])) {
-      ++finished_;
-    }
+    noting_failure([&] {
+      while (finished_ < started_ && comm_->test(in_flight_[static_cast<std::size_t>(finished_)])) {
+        ++finished_;
+      }
+    });
   }
   /// Waits for every bucket of the step.
   void finish() {
@@ -94,12 +96,17 @@ class gradient_reducer {
   /// Waits for the started buckets not waited for yet, in order, stopping at a failure.
   void wait_started() {
     for (; waited_ < started_; ++waited_) {
-      try {
-        comm_->wait(in_flight_[static_cast<std::size_t>(waited_)]);
-      } catch (...) {
-        failed_ = true;
-        throw;
-      }
+      noting_failure([&] { comm_->wait(in_flight_[static_cast<std::size_t>(waited_)]); });
+    }
+  }
+  /// Runs f, a call into the communicator; if it fails, the communicator is broken for this step.
+  template <class F>
+  void noting_failure(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      failed_ = true;
+      throw;
     }
   }
 

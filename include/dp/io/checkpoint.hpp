@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -208,7 +209,12 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
     for (auto& s : slots) {
       s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
-    opt.load_state(opt_steps, slots, ready);  // ready() after its copies, before its first write
+    if constexpr (requires { opt.load_state(opt_steps, slots, std::function<void()>{}); }) {
+      opt.load_state(opt_steps, slots, ready);  // ready() after its copies, before its first write
+    } else {  // an optimizer of the application's own: its copies come after the agreement
+      ready();
+      opt.load_state(opt_steps, slots);
+    }
     model.commit(owner, [&](auto& m) {
       std::size_t i = 0;
       detail::state<decltype(m)>::for_each_seed(m, [&](const std::string&, std::uint64_t& seed) { seed = seeds[i++]; });
