@@ -10,6 +10,8 @@
 
 #include <dp/dp.hpp>
 
+#include "../support/scratch.hpp"
+
 namespace nn = dp::nn;
 namespace io = dp::io;
 
@@ -88,7 +90,7 @@ void rewrite_checkpoint(const std::string& from, const std::string& to, Change c
 }  // namespace
 
 TEST_CASE("a run resumed from a checkpoint (mid-epoch, with dropout, batch_norm and adamw) is bitwise the same") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_resume.ckpt").string();
+  const std::string path = dp_test::scratch_path("resume.ckpt");
   const auto uninterrupted = train(4, "", path, {.epoch = 1, .batch = 3});
   const auto resumed = train(4, path, "", {});
   REQUIRE(uninterrupted.size() == resumed.size());
@@ -102,7 +104,7 @@ TEST_CASE("a run resumed from a checkpoint (mid-epoch, with dropout, batch_norm 
 }
 
 TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused; nothing is loaded") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_kind.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_kind.ckpt");
   nn::manual_seed(1);
   dp::parallel<net> par{net{}, {dp::cpu()}};
   auto sgd = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
@@ -135,7 +137,7 @@ struct net_without_dropout {  // net's parameters and buffers, without its dropo
 }  // namespace
 
 TEST_CASE("a checkpoint of a model without a random module says so, not that it is no checkpoint") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_no_seed.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_no_seed.ckpt");
   nn::manual_seed(1);
   dp::parallel<net_without_dropout> plain{net_without_dropout{}, {dp::cpu()}};
   auto plain_opt = dp::optim::sgd(plain, {.lr = 0.1});
@@ -150,8 +152,8 @@ TEST_CASE("a checkpoint of a model without a random module says so, not that it 
 }
 
 TEST_CASE("Adam's checkpoint is refused by AdamW and the other way round, though their state has the same names") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam.ckpt").string();
-  const std::string old_path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_adam_old.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_adam.ckpt");
+  const std::string old_path = dp_test::scratch_path("ckpt_adam_old.ckpt");
   nn::manual_seed(1);
   dp::parallel<net> par{net{}, {dp::cpu()}};
   auto adam = dp::optim::adam(par, {.lr = 1e-3});
@@ -182,7 +184,7 @@ TEST_CASE("Adam's checkpoint is refused by AdamW and the other way round, though
 }
 
 TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flipped or edited number is refused") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_meta.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_meta.ckpt");
   nn::manual_seed(1);
   dp::parallel<net> par{net{}, {dp::cpu()}};
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
@@ -233,7 +235,7 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
 }
 
 TEST_CASE("a checkpoint keeps the module settings an edit changed; one written before settings were kept loads") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_settings.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_settings.ckpt");
   const auto x = dp::randn<float>({8, 6}, dp::cpu(), 31);
   const dp::tensor<std::int64_t> y = dp::cast<std::int64_t>(dp::rand<float>({8}, dp::cpu(), 32) * 3.99f);
   nn::manual_seed(1);
@@ -288,7 +290,7 @@ TEST_CASE("a checkpoint keeps the module settings an edit changed; one written b
 }
 
 TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before anything is written") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_progress.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_progress.ckpt");
   std::filesystem::remove(path);
   nn::manual_seed(1);
   dp::parallel<net> par{net{}, {dp::cpu()}};
@@ -323,7 +325,7 @@ TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before
 }
 
 TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on save and on load") {
-  const std::string path = (std::filesystem::temp_directory_path() / "dp_test_ckpt_pair.ckpt").string();
+  const std::string path = dp_test::scratch_path("ckpt_pair.ckpt");
   std::filesystem::remove(path);
   nn::manual_seed(1);
   nn::trainer<net> a{net{}}, b{net{}};
@@ -350,7 +352,7 @@ TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on
 }
 
 TEST_CASE("temporaries left by a writer killed mid-save are removed by the next save; a live writer's are kept") {
-  const auto dir = std::filesystem::temp_directory_path() / "dp_test_stale";
+  const auto dir = std::filesystem::path(dp_test::scratch_path("stale"));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "run.ckpt").string();
   const std::string dead = path + ".tmp.999999999.0";                       // beyond any pid_max: no such process
@@ -370,7 +372,7 @@ TEST_CASE("temporaries left by a writer killed mid-save are removed by the next 
 }
 
 TEST_CASE("a link planted where the writer puts its temporary is passed over, and its target is left alone") {
-  const auto dir = std::filesystem::temp_directory_path() / "dp_test_planted";
+  const auto dir = std::filesystem::path(dp_test::scratch_path("planted"));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "run.ckpt").string(), victim = (dir / "victim").string();

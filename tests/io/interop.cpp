@@ -9,6 +9,7 @@
 #include <dp/dp.hpp>
 
 #include "../support/reference_file.hpp"
+#include "../support/scratch.hpp"
 
 namespace nn = dp::nn;
 
@@ -45,7 +46,7 @@ TEST_CASE("weights written by PyTorch load into dp and give PyTorch's logits") {
 TEST_CASE("weights written by dp load into PyTorch and give dp's logits") {
   nn::manual_seed(7);
   const mlp m{};
-  const std::string fresh = (std::filesystem::temp_directory_path() / "dp_test_interop.safetensors").string();
+  const std::string fresh = dp_test::scratch_path("interop.safetensors");
   dp::io::save(fresh, m);
   if (const char* out = std::getenv("DP_WRITE_INTEROP")) {  // make_interop.py asks for the file
     dp::io::save(out, m);

@@ -12,6 +12,8 @@
 
 #include <dp/dp.hpp>
 
+#include "../support/scratch.hpp"
+
 namespace {
 std::atomic<long> blocks_until_failure{-1};  // -1: never fail
 }  // namespace
@@ -36,9 +38,7 @@ struct net {
   auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
 };
 
-std::string path_of(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("dp_test_" + name + ".safetensors")).string();
-}
+std::string path_of(const std::string& name) { return dp_test::scratch_path(name + ".safetensors"); }
 
 /// A 2-worker run with one step behind it; `seed` picks its weights.
 struct run {

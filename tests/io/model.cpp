@@ -9,6 +9,8 @@
 
 #include <dp/dp.hpp>
 
+#include "../support/scratch.hpp"
+
 namespace nn = dp::nn;
 namespace io = dp::io;
 
@@ -32,9 +34,7 @@ struct net64 {
   auto forward(auto x) const { return fc2(dp::relu(bn(fc1(x)))); }
 };
 
-std::string path_of(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("dp_test_" + name + ".safetensors")).string();
-}
+std::string path_of(const std::string& name) { return dp_test::scratch_path(name + ".safetensors"); }
 std::string bytes_of(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

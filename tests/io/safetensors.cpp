@@ -7,6 +7,8 @@
 
 #include <dp/dp.hpp>
 
+#include "../support/scratch.hpp"
+
 namespace io = dp::io;
 
 namespace {
@@ -281,7 +283,7 @@ TEST_CASE("a header of many small values is refused before it costs more memory 
 }
 
 TEST_CASE("writes are atomic: a failed write leaves the old file, no temporary is left behind") {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dp_test_atomic";
+  const std::filesystem::path dir = std::filesystem::path(dp_test::scratch_path("atomic"));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "w.safetensors").string();

@@ -356,10 +356,7 @@ TEST_CASE("a load that gives the ranks different values is an error on every ran
   // Each rank saves its own file, rank r's fc1 bias all r + 1, and loads it: a stale copy on one node.
   plain_net mine = par.model();
   mine.fc1.bias.assign(dp::full<float>({16}, static_cast<float>(r + 1)));
-  const auto path_of = [](int rank) {
-    return (std::filesystem::temp_directory_path() / ("dp_test_mpi_load_" + std::to_string(rank) + ".safetensors"))
-        .string();
-  };
+  const auto path_of = [](int rank) { return test::scratch_path("load_" + std::to_string(rank) + ".safetensors"); };
   dp::io::save(path_of(r), mine);
   const auto load = [&] { dp::io::load(path_of(r), par); };
   if (r == 0) {
@@ -388,16 +385,15 @@ TEST_CASE("a load that fails on one rank before writing is an error on every ran
   dp::parallel<plain_net> par{plain_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
   auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
   const std::vector<float> before = par.model().fc1.bias.value().to_vector();
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string model_path = (dir / ("dp_test_mpi_agree_" + std::to_string(r) + ".safetensors")).string();
-  const std::string checkpoint_path = (dir / ("dp_test_mpi_agree_" + std::to_string(r) + ".ckpt")).string();
+  const std::string model_path = test::scratch_path("agree_" + std::to_string(r) + ".safetensors");
+  const std::string checkpoint_path = test::scratch_path("agree_" + std::to_string(r) + ".ckpt");
   plain_net other = par.model();
   other.fc1.bias.assign(dp::full<float>({16}, 5.f));
   dp::io::save(model_path, other);
   par.edit([](plain_net& m) { m.fc1.bias.assign(dp::full<float>({16}, 5.f)); });
   dp::io::save_checkpoint(checkpoint_path, par, opt, {.epoch = 1});
   par.edit([&](plain_net& m) { m.fc1.bias.assign(dp::from_vector<float>(before)); });
-  const std::string missing = (dir / "dp_test_mpi_agree_missing.safetensors").string();
+  const std::string missing = test::scratch_path("agree_missing.safetensors");
   for (const bool checkpoint : {false, true}) {
     CAPTURE(checkpoint);
     const auto load = [&] {
