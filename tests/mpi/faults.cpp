@@ -8,6 +8,11 @@
 //          not synchronise: each rank refuses at once with dp's message (no collective waits).
 //   absent: the last rank leaves before making its sharded loader (as after an error of its own);
 //          the others' loader, whose agreement makes a communicator, fails after 300 ms.
+//   refused: rank 0 marks its communicator failed, then calls an all-reduce, which is refused; the
+//          collective must not have been started: the last rank's all-reduce times out after 300 ms
+//          (it completed, with rank 0's value in it, when the refusal came after MPI_Iallreduce).
+//   app_finalizes: the application calls MPI_Finalize before the session ends; the job exits 0
+//          (the session finalised a second time, which ended every rank with an error).
 //   stall_workers: ranks x 2 local workers; the last rank's replicas sleep 3 s inside their first
 //          step (tracing its forward), after the batch sizes were exchanged: the others' leaders
 //          time out in the gradients' all-reduce and name the rank; their second replicas, which
@@ -17,6 +22,8 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+
+#include <mpi.h>
 
 #include <dp/dp.hpp>
 
@@ -66,6 +73,27 @@ int main(int argc, char** argv) {
   dp::dist::session world{argc, argv,
                           mode == "absent" ? dp::dist::communicator_options{.timeout = std::chrono::milliseconds(300)}
                                            : dp::dist::communicator_options{}};
+  if (mode == "app_finalizes") {
+    std::printf("rank %d: finalising MPI itself\n", world.rank());
+    std::fflush(stdout);
+    return MPI_Finalize();
+  }
+  if (mode == "refused") {
+    auto c = world.make_communicator({.timeout = std::chrono::milliseconds(300)});
+    auto t = dp::full<double>({1}, world.rank() == 0 ? 1.0 : 10.0);
+    const int code = report(world, [&] {
+      if (world.rank() == 0) {
+        c.abort("dp: this test's failure on rank 0");
+      }
+      c.all_reduce(t, dp::dist::reduce_op::sum);
+    });
+    if (world.rank() == 0) {
+      std::this_thread::sleep_for(std::chrono::seconds(2));  // the others' timeout first: exit aborts the job
+    } else {
+      std::printf("rank %d: holds %g\n", world.rank(), t.to_vector()[0]);
+    }
+    return code;
+  }
   if (mode == "absent") {
     if (world.rank() == world.size() - 1) {
       std::printf("rank %d: left before making its loader\n", world.rank());

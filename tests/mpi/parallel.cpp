@@ -441,6 +441,45 @@ struct shifted {
 };
 }  // namespace
 
+TEST_CASE(
+    "ranks in different step modes (train/eval, no_sync) are refused on every rank, before any other collective") {
+  // Before, the rank in training mode synchronised its buffers (or reduced its gradients) and the
+  // other did not: their next collectives did not line up.
+  const int r = test::world().rank();
+  nn::manual_seed(11);
+  dp::parallel<plain_net> par{plain_net{}, test::world()};
+  const auto x = dp::randn<float>({8, 10}, dp::cpu(), 3);
+  const auto y = dp::zeros<float>({8, 4});
+  const std::vector<float> before = par.model().fc1.weight.value().to_vector();
+  if (r == 1) {
+    par.eval();
+  }
+  CHECK_THROWS_WITH_AS(
+      (void)par.backward(nn::mse_loss, x, y),
+      doctest::Contains("rank 0 runs a step in training mode and rank 1 runs a step in evaluation "
+                        "mode; every rank must make the same calls (backward or par(x)) in the same mode"),
+      dp::value_error);
+  par.train();
+  const auto local = [&] {
+    return r == 1 ? par.backward(nn::mse_loss, x, y, dp::no_sync) : par.backward(nn::mse_loss, x, y);
+  };
+  CHECK_THROWS_WITH_AS((void)local(), doctest::Contains("and rank 1 runs a step in training mode under no_sync"),
+                       dp::value_error);
+  const auto mixed = [&] {
+    if (r == 1) {
+      (void)par(x);  // a training-mode forward, whose batch exchange the others' steps met
+    } else {
+      (void)par.backward(nn::mse_loss, x, y);
+    }
+  };
+  CHECK_THROWS_WITH_AS(mixed(),
+                       doctest::Contains("rank 0 runs a step in training mode and rank 1 runs a training-mode forward"),
+                       dp::value_error);
+  CHECK(par.model().fc1.weight.value().to_vector() == before);
+  // Alike again, the ranks train together.
+  CHECK(std::isfinite(par.backward(nn::mse_loss, x, y)));
+}
+
 TEST_CASE("ranks that hold different models are rejected on every rank, naming the difference") {
   const int r = test::world().rank();
   sized m{nn::parameter<float>{dp::ones<float>({r == 1 ? 3 : 2})}};

@@ -142,7 +142,7 @@ class deterministic_step {
       }
       return sum(chunks, world);
     } catch (...) {
-      if (world != nullptr) {  // the other ranks fail in their gather now, not at the timeout
+      if (world != nullptr) {  // local replicas fail in their gather now; other processes at the timeout
         world->abort(dp::detail::concat("rank ", group_.world_rank(), " failed in step ", at.step));
         world->recover();
       }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <thread>
@@ -67,6 +68,9 @@ struct mpi_world_state {
   // the job ends (MPI may still read or write them; a deque keeps them where they are).
   std::deque<std::int64_t> probe_sends, probe_answers;
   std::vector<MPI_Request> probe_requests;
+  // The buffers of collectives that failed in flight, kept until the job ends: a late rank's
+  // message may still be written into them, which must not land in another tensor's memory.
+  std::vector<dp::detail::storage_ref> held;
 };
 
 /// MPI_Comm_dup with a deadline. The duplicate is a collective: a rank that never makes it (it
@@ -149,17 +153,18 @@ class mpi_communicator {
 
   void barrier() {
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Ibarrier(comm_, &r), "barrier");
-    wait(r, "barrier", 0);
+    start("barrier", [&] { return MPI_Ibarrier(comm_, &r); });
+    wait(r, "barrier", 0, {});
   }
 
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
     detail::check_buffer(call_of("all_reduce"), t);
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r),
-            "all_reduce");
-    wait(r, "all_reduce", t.numel());
+    start("all_reduce", [&] {
+      return MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r);
+    });
+    wait(r, "all_reduce", t.numel(), {t.storage().get()});
     if (op == reduce_op::mean) {
       detail::mean_from_sum(t, size_);
     }
@@ -169,28 +174,30 @@ class mpi_communicator {
   void broadcast(tensor<T>& t, int root) {
     detail::check_broadcast(call_of("broadcast"), t, root);
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Ibcast(t.data(), count(t), detail::mpi_type<T>(), root, comm_, &r), "broadcast");
-    wait(r, "broadcast", t.numel());
+    start("broadcast", [&] { return MPI_Ibcast(t.data(), count(t), detail::mpi_type<T>(), root, comm_, &r); });
+    wait(r, "broadcast", t.numel(), {t.storage().get()});
   }
 
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_gather(call_of("all_gather"), in, out);
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Iallgather(in.data(), count(in), detail::mpi_type<T>(), out.data(), count(in), detail::mpi_type<T>(),
-                           comm_, &r),
-            "all_gather");
-    wait(r, "all_gather", out.numel());
+    start("all_gather", [&] {
+      return MPI_Iallgather(in.data(), count(in), detail::mpi_type<T>(), out.data(), count(in), detail::mpi_type<T>(),
+                            comm_, &r);
+    });
+    wait(r, "all_gather", out.numel(), {in.storage().get(), out.storage().get()});
   }
 
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Ireduce_scatter_block(in.data(), out.data(), count(out), detail::mpi_type<T>(), detail::mpi_op(op),
-                                      comm_, &r),
-            "reduce_scatter");
-    wait(r, "reduce_scatter", in.numel());
+    start("reduce_scatter", [&] {
+      return MPI_Ireduce_scatter_block(in.data(), out.data(), count(out), detail::mpi_type<T>(), detail::mpi_op(op),
+                                       comm_, &r);
+    });
+    wait(r, "reduce_scatter", in.numel(), {in.storage().get(), out.storage().get()});
     if (op == reduce_op::mean) {
       detail::mean_from_sum(out, size_);
     }
@@ -201,9 +208,11 @@ class mpi_communicator {
     detail::check_all_to_all(call_of("all_to_all"), in, out);
     const int block = count(in.numel() / size_);  // elements, whatever the tensors' shapes
     MPI_Request r = MPI_REQUEST_NULL;
-    started(MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_, &r),
-            "all_to_all");
-    wait(r, "all_to_all", out.numel());
+    start("all_to_all", [&] {
+      return MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_,
+                           &r);
+    });
+    wait(r, "all_to_all", out.numel(), {in.storage().get(), out.storage().get()});
   }
 
   /// A collective in flight, started by start_all_reduce and finished by wait (or found done by test).
@@ -211,6 +220,7 @@ class mpi_communicator {
     MPI_Request r = MPI_REQUEST_NULL;
     const char* what = "";
     index_t elements = 0;
+    dp::detail::storage* buffer = nullptr;  // t's, kept by the world if the collective fails in flight
   };
 
   /// Starts a sum, max or min all-reduce in place and returns at once; `t` must stay untouched
@@ -218,9 +228,10 @@ class mpi_communicator {
   template <class T>
   request start_all_reduce(tensor<T>& t, reduce_op op) {
     detail::check_start_all_reduce(call_of("all_reduce"), t, op);
-    request q{MPI_REQUEST_NULL, "all_reduce", t.numel()};
-    started(MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &q.r),
-            "all_reduce");
+    request q{MPI_REQUEST_NULL, "all_reduce", t.numel(), t.storage().get()};
+    start("all_reduce", [&] {
+      return MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &q.r);
+    });
     return q;
   }
   /// Lets the collective progress; true once it is done.
@@ -229,6 +240,7 @@ class mpi_communicator {
     if (q.r != MPI_REQUEST_NULL) {
       const int code = MPI_Test(&q.r, &done, MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS) {  // an MPI may free a failed request: it must not count as done
+        hold({q.buffer});
         fail(dp::detail::concat("dp: ", q.what, detail::context_text(), " failed on rank ", rank_, ": ",
                                 detail::mpi_error_text(code)));
       }
@@ -238,7 +250,7 @@ class mpi_communicator {
   /// Waits for the collective (with the timeout).
   void wait(request& q) {
     if (q.r != MPI_REQUEST_NULL) {
-      wait(q.r, q.what, q.elements);
+      wait(q.r, q.what, q.elements, {q.buffer});
     }
   }
 
@@ -264,26 +276,39 @@ class mpi_communicator {
   static int count(const tensor<T>& t) {
     return count(t.numel());
   }
-  void started(int code, const char* what) {
+  /// Issues a collective (`issue` returns MPI's code) unless the world has failed: checked first,
+  /// since a refused collective must not be started (its request would be dropped, its buffer
+  /// freed, and the other ranks would go on as if this one had taken part).
+  template <class Issue>
+  void start(const char* what, Issue&& issue) {
     DP_CHECK(!owned_->state->failed, runtime_error, "dp: ", what, " on rank ", rank_,
              " refused: an earlier collective failed (", owned_->state->why, ")");
+    const int code = issue();
     DP_CHECK(code == MPI_SUCCESS, runtime_error, "dp: ", what, " on rank ", rank_,
              " failed to start: ", detail::mpi_error_text(code));
     ++sequence_;
+  }
+  using buffers = std::initializer_list<dp::detail::storage*>;
+  /// Keeps the buffers of a collective that failed in flight with the failed world.
+  void hold(buffers b) {
+    for (auto* s : b) {
+      owned_->state->held.emplace_back(s);
+    }
   }
 
   /// Polls the request until it completes or the timeout passes. Spins for the first 2 ms (a
   /// collective's progress happens inside MPI_Test, and one between processes on one machine takes
   /// microseconds; a sleep costs 50 us or more), then sleeps in short slices so that a rank waiting
   /// for a slow one leaves its core to others.
-  void wait(MPI_Request& r, const char* what, index_t elements) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto deadline = start + opts_.timeout;
-    const auto spin_until = start + std::chrono::milliseconds(2);
+  void wait(MPI_Request& r, const char* what, index_t elements, buffers in_flight) {
+    const auto began = std::chrono::steady_clock::now();
+    const auto deadline = began + opts_.timeout;
+    const auto spin_until = began + std::chrono::milliseconds(2);
     for (int poll = 0;; ++poll) {
       int done = 0;
       const int code = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS) {
+        hold(in_flight);
         fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", sequence_, ") failed on rank ",
                                 rank_, ": ", detail::mpi_error_text(code)));
       }
@@ -297,6 +322,7 @@ class mpi_communicator {
         }
         if (now > deadline) {
           const std::string context = detail::context_text();  // before the probe, which may take a while
+          hold(in_flight);
           fail(dp::detail::concat("dp: ", what, context, " (collective #", sequence_, ", ", elements,
                                   " elements) timed out on rank ", rank_, " of ", size_, " after ",
                                   opts_.timeout.count(), " ms; ", missing_ranks()));

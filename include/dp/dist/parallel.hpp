@@ -301,7 +301,7 @@ class parallel {
     const bool train_mode = training();
     if (train_mode && group_.world_size() > 1) {
       const dist::detail::context_scope context("forward batch sizes", steps() + 1);
-      global_batch(n, n);
+      global_batch(n, n, {.forward = true});
     }
     // Batch statistics normalise by each replica's share: outputs and running statistics would
     // depend on the device count, which this mode promises they do not (backward computes chunks).
@@ -363,7 +363,8 @@ class parallel {
     {
       const dist::detail::context_scope context("batch sizes", step_number);
       // Across ranks every rank learns the global batch and its scored rows (one collective).
-      global_batch(n, scored_mean ? nn::detail::scored_rows(loss, target, n) : n);
+      global_batch(n, scored_mean ? nn::detail::scored_rows(loss, target, n) : n,
+                   {.training = training(), .local_only = local_only});
     }
     if (global_n_ == 0) {  // the same error on every rank and every device count
       nn::detail::require_samples(target.shape());
@@ -449,12 +450,12 @@ class parallel {
 
   /// Sets the global batch size and this rank's first sample in it: the local batch in one process,
   /// every rank's count gathered across processes.
-  void global_batch(index_t n, index_t scored) {
+  void global_batch(index_t n, index_t scored, dist::detail::step_mode mode) {
     global_n_ = n;
     global_scored_ = scored;
     global_offset_ = 0;
     if (group_.world_size() > 1) {
-      batch_.exchange(*group_.world(), n, scored);
+      batch_.exchange(*group_.world(), n, scored, mode);
       global_n_ = batch_.total();
       global_scored_ = batch_.scored();
       global_offset_ = batch_.offset();

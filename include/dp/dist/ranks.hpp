@@ -90,27 +90,54 @@ inline void require_same_model(any_communicator& comm, const std::string& signat
   }
 }
 
-/// Each step's global batch: every rank's sample count, and its count of rows the loss scores,
-/// gathered (buffers made once, so a steady step allocates nothing).
+/// How a rank runs a step; every rank must run it alike, since the collectives that follow depend
+/// on it (buffers are synchronised in training mode only, gradients are not reduced under no_sync).
+struct step_mode {
+  bool forward = false;  // a training-mode par(x), not a step
+  bool training = true;
+  bool local_only = false;  // no_sync: gradients kept on the rank
+  std::int64_t code() const noexcept { return (training ? 1 : 0) | (local_only ? 2 : 0) | (forward ? 4 : 0); }
+  static std::string text(std::int64_t code) {
+    if ((code & 4) != 0) {
+      return "a training-mode forward (par(x))";
+    }
+    return dp::detail::concat("a step in ", (code & 1) != 0 ? "training" : "evaluation", " mode",
+                              (code & 2) != 0 ? " under no_sync" : "");
+  }
+};
+
+/// Each step's global batch: every rank's sample count, its count of rows the loss scores and its
+/// step mode, gathered (buffers made once, so a steady step allocates nothing).
 class global_batch {
  public:
   explicit global_batch(int ranks)
-      : mine_(empty<std::int64_t>({2})), counts_(empty<std::int64_t>({ranks, 2})), loss_(empty<double>({1})) {}
+      : mine_(empty<std::int64_t>({fields})),
+        counts_(empty<std::int64_t>({ranks, fields})),
+        loss_(empty<double>({1})) {}
 
   /// Learns the global batch from this rank's `n` samples, `scored` of which the loss scores (a
-  /// collective).
-  void exchange(any_communicator& comm, index_t n, index_t scored) {
+  /// collective). Ranks in different step modes are a value_error on every rank, before any
+  /// collective they would not line up in.
+  void exchange(any_communicator& comm, index_t n, index_t scored, step_mode mode) {
     mine_.data()[0] = n;
     mine_.data()[1] = scored;
+    mine_.data()[2] = mode.code();
     comm.all_gather(mine_, counts_);
     const std::int64_t* counts = counts_.data();
+    for (int r = 1; r < comm.size(); ++r) {
+      const std::int64_t theirs = counts[fields * r + 2];
+      DP_CHECK(theirs == counts[2], value_error, "dp: parallel: rank 0 runs ", step_mode::text(counts[2]), " and rank ",
+               r, " runs ", step_mode::text(theirs),
+               "; every rank must make the same calls (backward or par(x)) in the same mode (train() or eval(), "
+               "no_sync alike): the collectives that follow differ, and the ranks would wait in different ones");
+    }
     total_ = scored_ = 0;
     for (int r = 0; r < comm.size(); ++r) {
       if (r == comm.rank()) {
         offset_ = total_;
       }
-      total_ += counts[2 * r];
-      scored_ += counts[2 * r + 1];
+      total_ += counts[fields * r];
+      scored_ += counts[fields * r + 1];
     }
   }
   index_t total() const noexcept { return total_; }
@@ -134,8 +161,8 @@ class global_batch {
     const std::int64_t* counts = counts_.data();
     index_t at = 0;
     for (index_t r = 0; r < counts_.shape()[0]; ++r) {
-      f(at, counts[2 * r]);
-      at += counts[2 * r];
+      f(at, counts[fields * r]);
+      at += counts[fields * r];
     }
   }
   /// This rank's first sample in the global batch.
@@ -149,6 +176,7 @@ class global_batch {
   }
 
  private:
+  static constexpr index_t fields = 3;  // samples, scored rows, step mode
   tensor<std::int64_t> mine_, counts_;
   tensor<double> loss_;
   index_t total_ = 0, scored_ = 0, offset_ = 0;

@@ -73,8 +73,26 @@ class session {
         refuse_thread_level(provided);
       }
       owns_mpi_ = true;
+    } else {
+      int provided = 0;  // the application's MPI_Init may have asked for less than dp needs
+      MPI_Query_thread(&provided);
+      DP_CHECK(provided >= MPI_THREAD_SERIALIZED, runtime_error,
+               "dp: session: the application initialised MPI at thread level ", provided,
+               " (MPI_Init gives MPI_THREAD_SINGLE), but dp calls MPI from its worker threads; initialise it with "
+               "MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), or let the session do it");
     }
-    MPI_Comm_dup(MPI_COMM_WORLD, &world_);
+    state_ = std::make_shared<detail::mpi_world_state>();
+    // With a deadline: a rank that failed before making its session leaves the others an error.
+    // The request left behind can never complete, so the job ends here as after any failed
+    // collective (no destructor runs for a constructor that throws).
+    try {
+      world_ = detail::dup_comm(MPI_COMM_WORLD, opts_.timeout, *state_);
+    } catch (const runtime_error&) {
+      if (!state_->failed) {
+        throw;  // MPI refused the duplicate: nothing was left in flight
+      }
+      end_failed_job(false);
+    }
     MPI_Comm_rank(world_, &rank_);
     MPI_Comm_size(world_, &size_);
     MPI_Comm local = MPI_COMM_NULL;
@@ -82,7 +100,6 @@ class session {
     MPI_Comm_rank(local, &local_rank_);
     MPI_Comm_size(local, &local_size_);
     MPI_Comm_free(&local);
-    state_ = std::make_shared<detail::mpi_world_state>();
 #else
     (void)argc;
     (void)argv;
@@ -97,21 +114,12 @@ class session {
     int finalized = 0;
     MPI_Finalized(&finalized);  // an application that initialised MPI may also have finalised it
     if (state_ && state_->failed) {
-      // A collective failed: its request can never complete, so MPI_Finalize could wait forever.
-      // End the whole job instead: mpirun then stops every rank (none is left hanging). Said first:
-      // an application that catches dp's error outside the session's scope never sees it.
-      std::fprintf(stderr, "dp: session: ending the job (MPI_Abort) after a failed collective: %s\n",
-                   state_->why.c_str());
-      std::fflush(stderr);
-      if (finalized) {
-        std::_Exit(3);
-      }
-      MPI_Abort(MPI_COMM_WORLD, 3);
+      end_failed_job(finalized != 0);
     }
     if (world_ != MPI_COMM_NULL && !finalized) {
       MPI_Comm_free(&world_);
     }
-    if (owns_mpi_) {
+    if (owns_mpi_ && !finalized) {
       MPI_Finalize();
     }
 #endif
@@ -208,6 +216,18 @@ class session {
 
  private:
 #if DP_HAS_MPI
+  /// A collective failed: its request can never complete, so MPI_Finalize could wait forever. Ends
+  /// the whole job instead: mpirun then stops every rank (none is left hanging). Said first: an
+  /// application that catches dp's error outside the session's scope never sees it.
+  [[noreturn]] void end_failed_job(bool finalized) const {
+    std::fprintf(stderr, "dp: session: ending the job (MPI_Abort) after a failed collective: %s\n",
+                 state_->why.c_str());
+    std::fflush(stderr);
+    if (!finalized) {
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    std::_Exit(3);  // MPI_Abort may return
+  }
   [[noreturn]] static void refuse_thread_level(int provided) {
     throw runtime_error(dp::detail::concat("dp: session: this MPI grants thread level ", provided,
                                            " but dp calls MPI from its worker threads and needs "
