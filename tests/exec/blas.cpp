@@ -36,6 +36,13 @@ TEST_CASE("a product with a size or leading dimension past 32-bit int is a shape
   CHECK(c == 7.f);
 }
 
+TEST_CASE("an empty product is empty whatever its inner size, as in PyTorch (no BLAS call, no size check)") {
+  // [0, 2^31 + 1] x [2^31 + 1, 0] holds no element: it was refused as past 32-bit int.
+  const dp::index_t k = (dp::index_t{1} << 31) + 1;
+  const auto c = dp::matmul(dp::zeros<float>({0, k}), dp::zeros<float>({k, 0}));
+  CHECK(c.shape() == dp::shape{0, 0});
+}
+
 TEST_CASE("row and column blocks of transposed operands address the right elements") {
   std::vector<float> s{0, 1, 2, 3, 4, 5};  // stored 2x3; op(X) = X^T is 3x2
   dp::detail::mat_ref<const float> x{s.data(), 3, 2, 3, true};

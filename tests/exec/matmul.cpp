@@ -82,6 +82,21 @@ TEST_CASE("batched matmul broadcasts batch dimensions; 1-D operands follow torch
   CHECK(dp::matmul(m.t(), v).shape() == dp::shape{2});
 }
 
+TEST_CASE("a batch of small products spread over threads matches float64, the same bits at 1 and 2 threads") {
+  // Each product (40 x 40 x 40: 64,000 multiply-adds) is too small to split; the batch (32 of them)
+  // is enough for two parts, so whole products go to the threads (a broadcast operand and a
+  // transposed one included); every product is computed as on one thread.
+  dp_test::generator g(9);
+  auto a = g.random_tensor<float>({32, 40, 40}), b = g.random_tensor<float>({1, 40, 40}).transpose(1, 2);
+  dp::set_num_threads(1);
+  const std::vector<float> one = dp::matmul(a, b).to_vector();
+  dp::set_num_threads(2);
+  const auto c = dp::matmul(a, b);
+  CHECK(c.shape() == dp::shape{32, 40, 40});
+  check_close(c, ref_matmul(host_values(a), host_values(b)), 1e-5, 1e-5);
+  CHECK(c.to_vector() == one);
+}
+
 TEST_CASE("matmul shape errors print both shapes") {
   CHECK_THROWS_WITH_AS((void)dp::matmul(dp::zeros<float>({2, 3}), dp::zeros<float>({4, 5})),
                        doctest::Contains("shapes {2, 3} and {4, 5}"), dp::shape_error);

@@ -1,3 +1,4 @@
+#include <limits>
 #include <sstream>
 
 #include <doctest/doctest.h>
@@ -25,4 +26,13 @@ TEST_CASE("an empty tensor prints as [] with its shape, not one [] per row") {
   std::ostringstream os;
   os << dp::zeros<float>({100000, 0});  // printed 100000 rows of "[]" (1.2 MB)
   CHECK(os.str() == "tensor([], shape={100000, 0}, device=cpu:0)");
+}
+
+TEST_CASE("NaN prints as nan whatever its sign bit, as in PyTorch; infinities keep their sign") {
+  std::ostringstream os;
+  os << dp::from_vector<float>({-std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN(),
+                                -std::numeric_limits<float>::infinity(), 1.f});
+  // 0/0 gives a NaN with its sign bit set on x86, which glibc printed as "-nan".
+  // Right-aligned to the widest element, as PyTorch prints tensor([   nan,    nan,   -inf, 1.0000]).
+  CHECK(os.str() == "tensor([   nan,    nan,   -inf, 1.0000], shape={4}, device=cpu:0)");
 }

@@ -167,17 +167,31 @@ inline cublasHandle_t cublas_handle(int dev) {
   std::lock_guard lock(m);
   if (!handles[dev]) {
     cuda_device_guard g(dev);
-    DP_CUBLAS_CHECK(cublasCreate(&handles[dev]));
-    DP_CUBLAS_CHECK(cublasSetStream(handles[dev], cuda_stream(dev)));
-    // No atomics (cuBLAS's default, stated): with one stream and a fixed workspace per handle, cuBLAS
-    // gives the same bits on every run on one GPU architecture, which the deterministic mode needs.
-    DP_CUBLAS_CHECK(cublasSetAtomicsMode(handles[dev], CUBLAS_ATOMICS_NOT_ALLOWED));
-    // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA graph
-    // (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle: the program.
-    constexpr std::size_t workspace = std::size_t{32} << 20;
+    // Made and set up whole before it is kept: a failure part-way (no memory for the workspace)
+    // must not leave a handle on the default stream, or without its workspace, for the next call.
+    cublasHandle_t h = nullptr;
     void* ws = nullptr;
-    DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
-    DP_CUBLAS_CHECK(cublasSetWorkspace(handles[dev], ws, workspace));
+    try {
+      DP_CUBLAS_CHECK(cublasCreate(&h));
+      DP_CUBLAS_CHECK(cublasSetStream(h, cuda_stream(dev)));
+      // No atomics (cuBLAS's default, stated): with one stream and a fixed workspace per handle,
+      // cuBLAS gives the same bits on every run on one GPU architecture (the deterministic mode).
+      DP_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));
+      // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA
+      // graph (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle.
+      constexpr std::size_t workspace = std::size_t{32} << 20;
+      DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
+      DP_CUBLAS_CHECK(cublasSetWorkspace(h, ws, workspace));
+    } catch (...) {
+      if (h) {
+        cublasDestroy(h);  // before the workspace it may still point to
+      }
+      if (ws) {
+        cudaFree(ws);
+      }
+      throw;
+    }
+    handles[dev] = h;
   }
   return handles[dev];
 }
@@ -233,6 +247,9 @@ void gemm(cuda_target on, const mat_ref<const T>& a, const mat_ref<const T>& b, 
 /// leaves C as it was), so it is an error here.
 template <class T>
 void gemm(device d, const mat_ref<const T>& a, const mat_ref<const T>& b, const mat_ref<T>& c, T alpha, T beta) {
+  if (c.rows == 0 || c.cols == 0) {
+    return;  // nothing to write, whatever the other sizes (no BLAS call)
+  }
   constexpr index_t int_max = std::numeric_limits<int>::max();
   DP_CHECK(std::max({c.rows, c.cols, a.cols, a.ld, b.ld, c.ld}) <= int_max, shape_error, "dp: matrix product of [",
            c.rows, ", ", a.cols, "] and [", a.cols, ", ", c.cols, "] (leading dimensions ", a.ld, ", ", b.ld, ", ",

@@ -29,6 +29,9 @@ std::string format_value(T v, const print_style& s) {
   if constexpr (std::is_same_v<T, bool>) {
     std::snprintf(buf, sizeof buf, "%s", v ? "true" : "false");
   } else if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(v)) {
+      return "nan";  // as PyTorch prints it (glibc writes "-nan" for a NaN with its sign bit set, as 0/0 gives)
+    }
     std::snprintf(buf, sizeof buf, s.scientific ? "%.4e" : "%.4f", static_cast<double>(v));
   } else if constexpr (std::is_signed_v<T>) {
     std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
