@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -234,6 +236,76 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
   std::filesystem::remove(bad_path);
 }
 
+TEST_CASE("a checkpoint whose CRC keys were deleted or renamed is refused, naming the key; nothing is loaded") {
+  const std::string path = dp_test::scratch_path("ckpt_no_crc.ckpt");
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  io::save_checkpoint(path, par, opt, {.epoch = 3});
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  dp::parallel<net> other{net{}, {dp::cpu()}};  // different weights from the checkpoint's
+  auto other_opt = dp::optim::sgd(other, {.lr = 0.1});
+  const auto other_before = other.model().fc1.weight.value().to_vector();
+  const auto load_bytes = [&](const std::string& b) {
+    { std::ofstream(path, std::ios::binary) << b; }
+    return io::load_checkpoint(path, other, other_opt);
+  };
+  // The pair `,"key":"value"` blanked to spaces, which JSON allows between values: the key deleted,
+  // the header's length and everything else unchanged.
+  const auto without = [&](const std::string& key) {
+    std::string b = bytes;
+    const auto at = b.find(",\"" + key + "\":\"");
+    REQUIRE(at != std::string::npos);
+    const auto end = b.find('"', at + key.size() + 5);  // the value's closing quote
+    std::fill(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(end) + 1, ' ');
+    return b;
+  };
+  for (const std::string key : {"dp.header_crc32", "dp.crc32"}) {
+    CAPTURE(key);
+    const std::string refused = "is a damaged or edited dp checkpoint: its metadata holds no " + key;
+    CHECK_THROWS_WITH_AS(load_bytes(without(key)), doctest::Contains(refused.c_str()), dp::io_error);
+    std::string renamed = bytes;  // "dp.crc32" -> "dp.crc3X": no longer the key verify looks for
+    const auto at = renamed.find("\"" + key + "\"");
+    REQUIRE(at != std::string::npos);
+    renamed[at + key.size()] = 'X';
+    CHECK_THROWS_WITH_AS(load_bytes(renamed), doctest::Contains(refused.c_str()), dp::io_error);
+  }
+  // What the data CRC's deletion would hide: a changed weight, loaded without a word.
+  std::string edited = without("dp.crc32");
+  edited.back() ^= 1;
+  CHECK_THROWS_WITH_AS(load_bytes(edited), doctest::Contains("its metadata holds no dp.crc32"), dp::io_error);
+  CHECK(other.model().fc1.weight.value().to_vector() == other_before);
+  CHECK(load_bytes(bytes).epoch == 3);  // the file as written loads
+  CHECK(other.model().fc1.weight.value().to_vector() == par.model().fc1.weight.value().to_vector());
+  // A checkpoint as dp 0.1.0 wrote it (no header CRC, and none of the keys added since) still loads,
+  // its data verified; one with a changed weight is refused by the data CRC.
+  std::string old = bytes;
+  const auto blank = [&](const std::string& key, bool prefix) {
+    for (auto at = old.find(",\"" + key); at != std::string::npos; at = old.find(",\"" + key, at + 1)) {
+      if (!prefix && old[at + 2 + key.size()] != '"') {
+        continue;  // dp.optimizer_steps, which 0.1.0 wrote, is not dp.optimizer
+      }
+      const auto value = old.find("\":\"", at + 2);
+      const auto end = old.find('"', value + 3);
+      std::fill(old.begin() + static_cast<std::ptrdiff_t>(at), old.begin() + static_cast<std::ptrdiff_t>(end) + 1, ' ');
+    }
+  };
+  for (const char* key : {"dp.header_crc32", "dp.optimizer", "dp.settings", "dp.recipe"}) {
+    blank(key, false);
+  }
+  blank("dp.setting.", true);
+  REQUIRE(old.find("dp.header_crc32") == std::string::npos);
+  REQUIRE(old.find("dp.optimizer_steps") != std::string::npos);
+  CHECK(load_bytes(old).epoch == 3);
+  old.back() ^= 1;
+  CHECK_THROWS_WITH_AS(load_bytes(old), doctest::Contains("CRC"), dp::io_error);
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("a checkpoint keeps the module settings an edit changed; one written before settings were kept loads") {
   const std::string path = dp_test::scratch_path("ckpt_settings.ckpt");
   const auto x = dp::randn<float>({8, 6}, dp::cpu(), 31);
@@ -408,4 +480,22 @@ TEST_CASE("a directory, a device or a missing file as a checkpoint path is a dp 
   // the last, short read went unchecked (1401 bytes came back under a limit of 10).
   CHECK_THROWS_WITH_AS((void)dp::detail::read_bytes("/proc/self/status", 10),
                        doctest::Contains("'/proc/self/status' is larger than 10 bytes"), dp::io_error);
+}
+
+TEST_CASE("read_bytes holds a regular file in one allocation of its size; a file of unknown size is read to its end") {
+  const std::string path = dp_test::scratch_path("read_bytes.bin");
+  std::string content((std::size_t{1} << 20) + 1, '\0');  // 1 MiB and a byte: 17 reads of at most 64 KiB
+  for (std::size_t i = 0; i < content.size(); ++i) {
+    content[i] = static_cast<char>(i * 7 % 251);
+  }
+  { std::ofstream(path, std::ios::binary) << content; }
+  const std::string bytes = dp::detail::read_bytes(path);
+  CHECK(bytes == content);
+  // Grown by appending, the string doubled to 2 MiB (peaking at twice the file, copied at each step).
+  CHECK(bytes.capacity() < content.size() + content.size() / 2);
+  std::filesystem::remove(path);
+  // procfs says size 0: nothing is reserved, and the whole text still comes back.
+  const std::string status = dp::detail::read_bytes("/proc/self/status");
+  CHECK(status.rfind("Name:", 0) == 0);
+  CHECK(status.back() == '\n');
 }

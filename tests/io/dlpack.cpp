@@ -141,6 +141,100 @@ TEST_CASE("from_dlpack refuses a description it cannot trust, naming what is wro
   CHECK(deleted == 1);
 }
 
+TEST_CASE("from_dlpack refuses strides that give distinct indices the same memory; broadcast and size-1 strides pass") {
+  static int deleted = 0;
+  static float buffer[6] = {1, 2, 3, 4, 5, 6};
+  std::int64_t shape[2] = {2, 2};
+  std::int64_t strides[2] = {1, 1};  // (0, 1) and (1, 0) are both buffer[1]: a write would reach it twice
+  dl::DLManagedTensor m = floats_at(buffer, dl::kDLCPU, shape, 2, [](dl::DLManagedTensor*) { ++deleted; });
+  m.dl_tensor.strides = strides;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m),
+                       doctest::Contains("from_dlpack: shape {2, 2} with strides {1, 1} gives distinct indices the "
+                                         "same memory (dimension 1's stride 1 is less than the 2 elements"),
+                       dp::shape_error);
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m),
+                       doctest::Contains("make the tensor contiguous first (x.contiguous()"), dp::shape_error);
+  shape[1] = 3;  // rows of 3 two apart: (0, 2) and (1, 0) are both buffer[2]
+  strides[0] = 2;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m),
+                       doctest::Contains("shape {2, 3} with strides {2, 1} gives distinct indices the same memory "
+                                         "(dimension 0's stride 2 is less than the 3 elements"),
+                       dp::shape_error);
+  CHECK(deleted == 0);  // refused: still the caller's
+  // What does not overlap is taken: column-major {2, 3}, a row broadcast (stride 0), and a size-1
+  // dimension whose stride is never stepped (PyTorch gives those any stride).
+  const auto imported = [&](std::int64_t rows, std::int64_t cols, std::int64_t row_stride, std::int64_t col_stride) {
+    shape[0] = rows;
+    shape[1] = cols;
+    strides[0] = row_stride;
+    strides[1] = col_stride;
+    return dl::from_dlpack<float>(&m).to_vector();
+  };
+  CHECK(imported(2, 3, 1, 2) == std::vector<float>{1, 3, 5, 2, 4, 6});
+  CHECK(imported(2, 3, 0, 1) == std::vector<float>{1, 2, 3, 1, 2, 3});
+  CHECK(imported(1, 4, 1, 1) == std::vector<float>{1, 2, 3, 4});
+  CHECK(imported(4, 1, 1, 1) == std::vector<float>{1, 2, 3, 4});
+  CHECK(deleted == 4);
+}
+
+TEST_CASE("from_dlpack refuses a byte_offset whose sum with the data pointer wraps past the end of the address space") {
+  static int deleted = 0;
+  alignas(8) static float buffer[4] = {1, 2, 3, 4};
+  std::int64_t shape[1] = {2};
+  // data + 8 bytes, offset 2^64 - 8: the sum wraps to buffer itself, aligned and readable, but not
+  // the memory the producer described.
+  dl::DLManagedTensor m = floats_at(buffer + 2, dl::kDLCPU, shape, 1, [](dl::DLManagedTensor*) { ++deleted; });
+  m.dl_tensor.byte_offset = ~std::uint64_t{0} - 7;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("wraps past the end of the address space"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m),
+                       doctest::Contains(" plus byte_offset 18446744073709551608 plus the 8 bytes"), dp::value_error);
+  // The first element fits below 2^64 (at 2^64 - 4), but the second would lie past it.
+  m.dl_tensor.data = buffer;
+  m.dl_tensor.byte_offset = ~std::uint64_t{0} - reinterpret_cast<std::uintptr_t>(buffer) - 3;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<float>(&m), doctest::Contains("wraps past the end of the address space"),
+                       dp::value_error);
+  CHECK(deleted == 0);          // refused: still the caller's
+  m.dl_tensor.byte_offset = 8;  // an offset into the buffer: {3, 4}
+  CHECK(dl::from_dlpack<float>(&m).to_vector() == std::vector<float>{3, 4});
+  CHECK(deleted == 1);
+}
+
+TEST_CASE("from_dlpack of a host bool tensor refuses a byte other than 0 or 1, naming the first such element") {
+  static int deleted = 0;
+  static unsigned char bytes[6] = {1, 0, 2, 0, 1, 9};  // 2 and 9 are no bool's byte (reading them is undefined)
+  std::int64_t shape[2] = {2, 3};
+  dl::DLManagedTensor m{};
+  m.dl_tensor.data = bytes;
+  m.dl_tensor.device = {dl::kDLCPU, 0};
+  m.dl_tensor.ndim = 2;
+  m.dl_tensor.dtype = {dl::kDLBool, 8, 1};
+  m.dl_tensor.shape = shape;
+  m.deleter = [](dl::DLManagedTensor*) { ++deleted; };
+  CHECK_THROWS_WITH_AS(
+      dl::from_dlpack<bool>(&m),
+      doctest::Contains(
+          "from_dlpack: the bool tensor of shape {2, 3} holds the byte 2 at index {0, 2} (expected 0 or 1"),
+      dp::value_error);
+  // Through strides, the index is the element's, not the byte's: column-major {3, 2} reads bytes
+  // 0, 3, 1, 4, 2, 5, and the first bad one is element {2, 0}.
+  std::int64_t strides[2] = {1, 3};
+  shape[0] = 3;
+  shape[1] = 2;
+  m.dl_tensor.strides = strides;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<bool>(&m),
+                       doctest::Contains("the bool tensor of shape {3, 2} holds the byte 2 at index {2, 0}"),
+                       dp::value_error);
+  bytes[2] = 1;
+  CHECK_THROWS_WITH_AS(dl::from_dlpack<bool>(&m),
+                       doctest::Contains("the bool tensor of shape {3, 2} holds the byte 9 at index {2, 1}"),
+                       dp::value_error);
+  CHECK(deleted == 0);  // refused: still the caller's
+  bytes[5] = 0;
+  CHECK(dl::from_dlpack<bool>(&m).to_vector() == std::vector<bool>{true, false, false, true, true, false});
+  CHECK(deleted == 1);
+}
+
 TEST_CASE("from_dlpack refuses a null data pointer for elements, and data not aligned for its element type") {
   static int deleted = 0;
   alignas(8) static float buffer[6] = {1, 2, 3, 4, 5, 6};

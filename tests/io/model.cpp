@@ -261,3 +261,32 @@ TEST_CASE("a save through a link replaces the link's target, and a replaced file
   std::filesystem::remove(loop);
   std::filesystem::remove(link);
 }
+
+TEST_CASE("a replaced file keeps permission bits the umask takes from new files; a new file follows the umask") {
+  const std::string path = path_of("modes");
+  std::filesystem::remove(path);
+  struct umask_scope {  // the process's umask, put back however the test ends
+    mode_t old = ::umask(022);
+    ~umask_scope() { ::umask(old); }
+  } scope;
+  const auto mode_of = [&] {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return st.st_mode & 0777;
+  };
+  dp::detail::atomic_write(path, "one");
+  CHECK(mode_of() == 0644);     // new: 0644 less umask 022
+  ::chmod(path.c_str(), 0664);  // shared with a group that may write it
+  dp::detail::atomic_write(path, "two");
+  CHECK(mode_of() == 0664);  // the temporary was made 0644 (umask 022), then given group write back
+  CHECK(bytes_of(path) == "two");
+  ::chmod(path.c_str(), 0600);
+  ::umask(0);
+  dp::detail::atomic_write(path, "three");
+  CHECK(mode_of() == 0600);  // never more open than the file it replaces, even with no umask
+  std::filesystem::remove(path);
+  ::umask(077);
+  dp::detail::atomic_write(path, "four");
+  CHECK(mode_of() == 0600);  // new: 0644 less umask 077
+  std::filesystem::remove(path);
+}

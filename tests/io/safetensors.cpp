@@ -132,6 +132,25 @@ TEST_CASE("truncated and corrupt files are io_errors that say what is wrong") {
   CHECK(error_of(good) == "no error");
 }
 
+TEST_CASE("the header starts with '{' at byte 8: leading whitespace is refused, trailing padding is not") {
+  const std::string entry = R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})";
+  const auto error_of = [](const std::string& json) {
+    try {
+      (void)io::reader(file_of(json, "ab"), "f");
+    } catch (const dp::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("  " + entry) ==
+        "dp: f: corrupt header: not a JSON object starting at byte 8 (its first byte is ' ' (32); the format requires "
+        "'{' right after the 8-byte length)");
+  CHECK(error_of("\n" + entry).find("not a JSON object starting at byte 8 (its first byte is 10;") !=
+        std::string::npos);
+  CHECK(error_of("").find("not a JSON object starting at byte 8 (the header is empty;") != std::string::npos);
+  CHECK(error_of(entry + "      ") == "no error");  // the format pads the header's end with spaces
+}
+
 TEST_CASE("a name or metadata key given twice is refused, also among the most entries a header may hold") {
   auto error_of = [](const std::string& bytes) {
     try {

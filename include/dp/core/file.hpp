@@ -35,6 +35,7 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   // A named pipe read as a stream waits for its writer, as fopen does; where a regular file is
   // expected it is refused before anything opens it (opening it blocks until a writer comes).
   std::FILE* opened = nullptr;
+  std::size_t expected = 0;  // a regular file's size, reserved at once: appending doubled the peak
   if (struct stat named{}; ::stat(path.c_str(), &named) == 0 && S_ISFIFO(named.st_mode)) {
     DP_CHECK(!regular_only, io_error, "dp: '", path, "' is not a regular file (a device or a pipe)");
     opened = std::fopen(path.c_str(), "rb");
@@ -51,6 +52,9 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
       throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
                              : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
     }
+    if (regular) {
+      expected = static_cast<std::size_t>(st.st_size);  // within limit (checked above)
+    }
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     opened = ::fdopen(fd, "rb");
     if (opened == nullptr) {
@@ -63,6 +67,7 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   std::FILE* const f = file.get();
   DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   std::string raw;
+  raw.reserve(expected);  // a file that grows meanwhile still reads to its end (the string grows)
   char buf[1 << 16];
   for (;;) {
     const std::size_t n = std::fread(buf, 1, sizeof buf, f);
@@ -78,12 +83,21 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   }
 }
 
+/// Permission bits as ls and chmod write them: "0664".
+inline std::string mode_text(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
 inline void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
   while (n > 0) {
     const ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) {
       continue;
     }
+    // write() returning 0 sets no errno: the one left over from an earlier call would be reported.
+    DP_CHECK(w != 0, io_error, "dp: writing '", path, "' failed: write() wrote 0 bytes of the ", n, " left");
     DP_CHECK(w > 0, io_error, "dp: writing '", path, "' failed: ", std::strerror(errno));
     p += w;
     n -= static_cast<std::size_t>(w);
@@ -146,12 +160,21 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   int fd = -1;
   do {
     tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    // Made with the final permissions, less the umask's bits: never more open than the file it
+    // replaces, not even before the fchmod (a private checkpoint's temporary was created readable
+    // by everyone, and a reader who opened it then could read what followed).
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   } while (fd < 0 && errno == EEXIST);
   DP_CHECK(fd >= 0, io_error, "dp: cannot create '", tmp, "': ", std::strerror(errno));
   try {
     if (replaces) {
-      (void)::fchmod(fd, mode);  // best effort: some filesystems (vfat, CIFS) refuse modes
+      // The umask only takes bits away; the replaced file's are put back (a group-writable file
+      // stays so). Where the filesystem fixes modes (vfat, CIFS) the new file has the old one's
+      // already and nothing is changed; a failure otherwise would silently drop permissions.
+      struct stat made {};
+      DP_CHECK(::fstat(fd, &made) == 0 && ((made.st_mode & 0777) == mode || ::fchmod(fd, mode) == 0), io_error,
+               "dp: cannot give '", tmp, "' the permissions of the file it replaces (", mode_text(mode),
+               "): ", std::strerror(errno));
     }
     write_all(fd, content.data(), content.size(), tmp);
     DP_CHECK(::fsync(fd) == 0, io_error, "dp: fsync of '", tmp, "' failed: ", std::strerror(errno));

@@ -143,8 +143,20 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
 template <class Owner, class Opt, class Ready>
 progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready& ready) {
   const reader r(path);
-  r.verify();
   const header& h = r.info();
+  // verify() checks the CRCs a file has: a checkpoint whose CRC keys were lost (a damaged or edited
+  // header) would load unverified. The data's CRC is in every dp checkpoint. The header's came after
+  // dp 0.1.0, whose checkpoints still load (their data verified); a file that has keys 0.1.0 never
+  // wrote was written with a header CRC, so without one it is refused.
+  const bool after_0_1_0 = h.meta("dp.optimizer") || h.meta("dp.settings") || h.meta("dp.recipe");
+  for (const char* key : {"dp.crc32", "dp.header_crc32"}) {
+    const bool data = std::string_view(key) == "dp.crc32";
+    DP_CHECK(h.meta(key) != nullptr || (!data && !after_0_1_0), io_error, "dp: ", path,
+             " is a damaged or edited dp checkpoint: its metadata holds no ", key, " (the CRC-32 of its ",
+             data ? "data, which every dp checkpoint carries" : "header, which every dp checkpoint since 0.1.0 carries",
+             "); nothing was loaded");
+  }
+  r.verify();
   // Digits only, the whole value, within range: "-3" or "3abc" is an error, not epoch -3 or 3.
   auto number = [&](const char* key, std::uint64_t most = static_cast<std::uint64_t>(INT64_MAX)) {
     const std::string* v = h.meta(key);

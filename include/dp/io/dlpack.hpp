@@ -6,6 +6,7 @@
 // waits (dp's queued work on export, the whole device on import and when memory changes hands back).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -106,6 +107,54 @@ class owned_imports {
     return s;
   }
 };
+
+/// Refuses strides that give two indices one address (shape {2, 2} with strides {1, 1}): a write
+/// would reach that element twice. Stride 0 (a broadcast) stays: writes to those are refused where
+/// they happen. Sorted by stride, each dimension must step past the memory the smaller ones span
+/// (a sufficient rule, as PyTorch's: some interleavings that do not overlap are refused too).
+/// Strides are non-negative and the whole span fits, both checked before.
+inline void check_no_overlap(const dp::shape& s, const dp::shape& st) {
+  int dims[max_rank];
+  int n = 0;
+  for (int i = 0; i < s.rank(); ++i) {
+    if (s[i] > 1 && st[i] != 0) {
+      dims[n++] = i;
+    }
+  }
+  std::stable_sort(dims, dims + n, [&](int a, int b) { return st[a] < st[b]; });
+  index_t span = 1;  // elements from the first to one past the last, over the dimensions seen
+  for (int k = 0; k < n; ++k) {
+    const int i = dims[k];
+    DP_CHECK(st[i] >= span, shape_error, "dp: from_dlpack: shape ", s, " with strides ", st,
+             " gives distinct indices the same memory (dimension ", i, "'s stride ", st[i], " is less than the ", span,
+             " elements the dimensions of smaller strides span); make the tensor contiguous first (x.contiguous() in "
+             "PyTorch)");
+    span += st[i] * (s[i] - 1);
+  }
+}
+
+/// Refuses a host bool tensor holding a byte other than 0 or 1: reading it as bool is undefined
+/// behaviour (a kernel may see it as true and false at once). Names the first such element.
+inline void check_bool_bytes(const unsigned char* p, const dp::shape& s, const dp::shape& st) {
+  index_t at[max_rank] = {};
+  index_t offset = 0;
+  for (index_t n = s.numel(); n > 0; --n) {
+    if (p[offset] > 1) {
+      throw value_error(dp::detail::concat(
+          "dp: from_dlpack: the bool tensor of shape ", s, " holds the byte ", int(p[offset]), " at index ",
+          dp::shape(std::span<const index_t>(at, static_cast<std::size_t>(s.rank()))),
+          " (expected 0 or 1, the only bytes a bool may hold); convert it to 0 and 1 before exporting it"));
+    }
+    for (int i = s.rank() - 1; i >= 0; --i) {  // the next index in row-major order
+      if (++at[i] < s[i]) {
+        offset += st[i];
+        break;
+      }
+      offset -= st[i] * (s[i] - 1);
+      at[i] = 0;
+    }
+  }
+}
 
 template <class T>
 struct exported {
@@ -219,6 +268,9 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
   DP_CHECK(!__builtin_mul_overflow(numel == 0 ? 0 : extent, sizeof(T), &bytes) &&
                bytes <= static_cast<std::size_t>(INT64_MAX),
            shape_error, "dp: from_dlpack: shape ", s, " with strides ", st, " spans more than memory can address");
+  if (numel > 0) {
+    detail::check_no_overlap(s, st);
+  }
   if (dev.is_cuda()) {
     DP_CHECK(DP_HAS_CUDA, device_error, "dp: from_dlpack: the tensor is in the memory of CUDA device ",
              d.device.device_id, ", but this file was compiled without CUDA (compile it with nvcc and link dp::cuda)");
@@ -230,10 +282,26 @@ tensor<T> from_dlpack(DLManagedTensor* m, stream_handle producer_stream = std::n
   // Kernels read the elements as T: a null or misaligned address would fault or be undefined there.
   DP_CHECK(numel == 0 || d.data != nullptr, value_error, "dp: from_dlpack: the tensor of shape ", s,
            " has a null data pointer for its ", numel, " elements");
+  // The offset and the span must stay within the address space: a sum that wraps (data + 8 with
+  // byte_offset 2^64 - 8) would point back into memory the tensor does not describe.
+  std::uintptr_t first = 0, last = 0;
+  DP_CHECK(
+      d.data == nullptr || (!__builtin_add_overflow(reinterpret_cast<std::uintptr_t>(d.data), d.byte_offset, &first) &&
+                            !__builtin_add_overflow(first, bytes, &last)),
+      value_error, "dp: from_dlpack: the data pointer ", static_cast<const void*>(d.data), " plus byte_offset ",
+      d.byte_offset, " plus the ", bytes, " bytes of shape ", s, " with strides ", st,
+      " wraps past the end of the address space (expected an offset into the producer's memory)");
   auto* data = d.data == nullptr ? nullptr : static_cast<char*>(d.data) + d.byte_offset;
   DP_CHECK(reinterpret_cast<std::uintptr_t>(data) % alignof(T) == 0, value_error, "dp: from_dlpack: the data at ",
            static_cast<const void*>(data), " (data plus byte_offset ", d.byte_offset, ") is not aligned to the ",
            alignof(T), " bytes its elements need");
+  if constexpr (std::is_same_v<T, bool>) {
+    // Host bytes are checked here. CUDA memory is not (that would take a device pass per import): a
+    // GPU bool tensor's bytes are the producer's to keep 0 or 1.
+    if (!dev.is_cuda()) {
+      detail::check_bool_bytes(reinterpret_cast<const unsigned char*>(data), s, st);
+    }
+  }
   DP_CHECK(detail::owned_imports::claim(m), value_error, "dp: from_dlpack: the DLManagedTensor at ",
            static_cast<const void*>(m),
            " is imported already and dp owns it (its deleter runs when the last tensor of that import lets go); "

@@ -107,6 +107,13 @@ inline std::optional<std::uint64_t> stored_bytes(const dp::shape& shape, dtype t
   return count * dtype_size(type);
 }
 
+/// "its first byte is ' ' (32)", for an error: the character where printable, always its value.
+inline std::string byte_text(char c) {
+  const int v = static_cast<unsigned char>(c);
+  return v >= 0x20 && v < 0x7f ? dp::detail::concat("its first byte is '", c, "' (", v, ")")
+                               : dp::detail::concat("its first byte is ", v);
+}
+
 /// Names and metadata go into the JSON header, which readers require to be UTF-8.
 inline void require_utf8(std::string_view s, const char* what) {
   const std::size_t bad = json::first_invalid_utf8(s);
@@ -193,6 +200,12 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
            " bytes (the format allows at most ", max_header_bytes, ")");
   DP_CHECK(n <= file_size - 8 && n <= bytes.size() - 8, io_error, "dp: ", source, ": truncated: the header needs ", n,
            " bytes but the file has ", file_size - 8, " after the length field");
+  // The format puts the JSON object's '{' at byte 8, padding only at its end: a header that starts
+  // otherwise (leading spaces) is read by some readers and refused by others, so it is refused here.
+  DP_CHECK(n > 0 && bytes[8] == '{', io_error, "dp: ", source,
+           ": corrupt header: not a JSON object starting at byte 8 (",
+           n == 0 ? std::string("the header is empty") : detail::byte_text(bytes[8]),
+           "; the format requires '{' right after the 8-byte length)");
   header h;
   h.data_start = 8 + n;
   const json::value root = json::parser(bytes.substr(8, n), source).parse();
@@ -299,7 +312,8 @@ class reader {
   const header& info() const noexcept { return h_; }
   const std::string& source() const noexcept { return source_; }
 
-  /// The stored CRC-32 of the data (when the writer recorded one) matches the data.
+  /// The stored CRC-32s of the header and the data (when the writer recorded them) match. A file
+  /// of dp's own format (a checkpoint) must also require them: one deleted skips its check.
   void verify() const {
     if (const std::string* want = h_.meta("dp.header_crc32")) {
       const std::string got = header_crc(h_.tensors, h_.metadata);
