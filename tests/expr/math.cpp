@@ -103,4 +103,12 @@ TEST_CASE("relu, its gradient and clamping keep NaN as PyTorch does") {
   // A NaN feature makes the loss NaN (it used to be hidden: relu turned it into 0).
   const auto s = dp::sum(dp::relu(dp::from_vector<float>({1.f, nan, 3.f}))).item();
   CHECK(std::isnan(s));
+  // The gradient is PyTorch's threshold_backward: 0 where x <= 0, else the incoming g, so NaN passes g on.
+  const dp::detail::relu_op r;
+  CHECK(r.grad(nan, 2.f) == 2.f);
+  CHECK(r.grad(-1.f, 2.f) == 0.f);
+  CHECK(r.grad(0.f, 2.f) == 0.f);
+  CHECK(r.grad(3.f, 2.f) == 2.f);
+  CHECK(r.grad(inf, 2.f) == 2.f);
+  CHECK(r.grad(-inf, 2.f) == 0.f);
 }

@@ -1,3 +1,6 @@
+#include <cmath>
+#include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -296,4 +299,64 @@ TEST_CASE("a parameter without elements takes no gradient from its neighbour: ev
     CHECK(g[1] == doctest::Approx(4.0 / 3.0));
     CHECK(g[2] == doctest::Approx(2.0));
   }
+}
+
+namespace {
+struct relu_of_weights {
+  nn::parameter<float> w{dp::from_vector<float>({std::numeric_limits<float>::quiet_NaN(), -1.f, 0.f, 2.f})};
+  auto forward(auto x) const { return dp::relu(x * w); }
+};
+}  // namespace
+
+TEST_CASE("relu's gradient passes the incoming gradient on where its input is NaN, as PyTorch's threshold_backward") {
+  nn::trainer<relu_of_weights> t{relu_of_weights{}};
+  t.allow_non_finite_loss(true);  // relu(NaN) is NaN, so the loss is
+  const auto x = dp::ones<float>({1, 4}), y = dp::zeros<float>({1, 4});
+  auto total = [](const auto& out, const auto& target) { return dp::sum(out - target); };
+  CHECK(std::isnan(t.backward(total, x, y)));
+  // d/dw sum(relu(x w)) = x * (x w <= 0 ? 0 : 1) with x = 1; NaN <= 0 is false, so NaN passes 1 on.
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+  CHECK(g[0] == 1.f);
+  CHECK(g[1] == 0.f);
+  CHECK(g[2] == 0.f);  // at 0 PyTorch gives 0 too
+  CHECK(g[3] == 1.f);
+}
+
+namespace {
+/// A traced reshape to `target`: {-1, 3, 6148914691236517206} overflows (3 * 6148914691236517206 wraps
+/// to 2 modulo 2^64, which divides 4 elements and would pass unchecked), {-2, 2} has a negative extent.
+template <bool Huge>
+struct reshaped {
+  nn::linear<3, 2> fc;
+  auto forward(auto x) const {
+    const dp::shape target = Huge ? dp::shape{-1, 3, 6148914691236517206} : dp::shape{-2, 2};
+    return nn::detail::materialize(fc(x)).reshape(target);
+  }
+};
+template <class F>
+std::string shape_error_of(F&& f) {
+  try {
+    f();
+  } catch (const dp::shape_error& e) {
+    return e.what();
+  }
+  return "no shape_error";
+}
+}  // namespace
+
+TEST_CASE("a traced reshape refuses an overflowing or negative extent with the eager reshape's error") {
+  const auto x = dp::ones<float>({2, 3}), y = dp::zeros<float>({2, 2});
+  const auto four = dp::zeros<float>({2, 2});  // fc(x)'s shape, reshaped eagerly
+  nn::trainer<reshaped<true>> huge{reshaped<true>{}};
+  const std::string overflow = shape_error_of([&] { (void)four.reshape({-1, 3, 6148914691236517206}); });
+  CHECK(overflow ==
+        "dp: reshape: shape {1, 3, 6148914691236517206} holds more elements than a 64-bit index counts (the product "
+        "of its extents overflows)");
+  CHECK(shape_error_of([&] { (void)huge.backward(nn::mse_loss, x, y); }) == overflow);
+  CHECK(shape_error_of([&] { (void)huge(x); }) == overflow);  // eager: tensor::reshape
+  CHECK(huge.steps() == 0);
+  nn::trainer<reshaped<false>> negative{reshaped<false>{}};
+  const std::string refused = shape_error_of([&] { (void)four.reshape({-2, 2}); });
+  CHECK(refused == "dp: reshape: extent -2 in {-2, 2} is negative");
+  CHECK(shape_error_of([&] { (void)negative.backward(nn::mse_loss, x, y); }) == refused);
 }

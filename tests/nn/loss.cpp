@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -184,6 +185,44 @@ TEST_CASE("an ignored row adds nothing to the gradient, whatever its logits") {
     CAPTURE(j);
     CHECK(std::isfinite(g1[j]));
     CHECK(g1[j] == doctest::Approx(g2[j]).epsilon(1e-5));
+  }
+}
+
+namespace {
+struct masked_logits {  // the logits plus a bias, so that backward reaches dlogits through the bias
+  nn::parameter<float> b{dp::zeros<float>({3})};
+  auto forward(auto x) const { return x + b; }
+};
+}  // namespace
+
+TEST_CASE("cross_entropy of a row with a masked (-inf) class is finite without label smoothing, inf with it") {
+  // Row {0, -inf, 1}, target 0: loss = log(e^0 + e^-inf + e^1) - 0 = log(1 + e), as PyTorch gives.
+  // The sum of the row's logits is -inf; without smoothing it takes no part (0 * inf would be NaN).
+  // With smoothing the loss averages -log p over every class, and -log p of the masked one is inf.
+  const float inf = std::numeric_limits<float>::infinity();
+  const double want = std::log(1.0 + std::exp(1.0));  // 1.3132616875...
+  // softmax {1, 0, e} / (1 + e) minus the target's one-hot {1, 0, 0}, the same for every row:
+  // d mean(loss) / d b = {-e / (1 + e), 0, e / (1 + e)}.
+  const double p2 = std::exp(1.0) / (1.0 + std::exp(1.0));
+  for (dp::index_t rows : {1, 20}) {  // 20: a block of 16 rows on the host, then 4 by the per-row rule
+    CAPTURE(rows);
+    std::vector<float> logits;
+    for (dp::index_t i = 0; i < rows; ++i) {
+      logits.insert(logits.end(), {0.f, -inf, 1.f});
+    }
+    const auto x = dp::from_vector<float>(logits, {rows, 3});
+    const auto y = dp::from_vector<std::int64_t>(std::vector<std::int64_t>(static_cast<std::size_t>(rows), 0));
+    CHECK(nn::cross_entropy(x, y).item() == doctest::Approx(want).epsilon(1e-5));
+    const nn::cross_entropy_loss sum{.reduction = nn::reduction::sum};
+    CHECK(sum(x, y).item() == doctest::Approx(want * static_cast<double>(rows)).epsilon(1e-5));
+    const nn::cross_entropy_loss smooth{.label_smoothing = 0.1f};
+    CHECK(smooth(x, y).item() == inf);
+    nn::trainer<masked_logits> t{masked_logits{}};
+    CHECK(t.backward(nn::cross_entropy, x, y) == doctest::Approx(want).epsilon(1e-5));
+    const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+    CHECK(g[0] == doctest::Approx(-p2).epsilon(1e-5));
+    CHECK(g[1] == 0.f);  // softmax of a -inf logit is 0, and it is not the target
+    CHECK(g[2] == doctest::Approx(p2).epsilon(1e-5));
   }
 }
 

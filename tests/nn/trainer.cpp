@@ -313,6 +313,42 @@ TEST_CASE("a failed step in evaluation mode puts back the buffers its forward up
   CHECK(t.steps() == 1);
 }
 
+namespace {
+// batch_norm updates its statistics, then fc refuses the 4 features it is given: a forward that fails
+// part-way.
+struct norm_then_wrong_width {
+  nn::batch_norm<4> bn;
+  nn::linear<3, 2> fc;
+  auto forward(auto x) const { return fc(bn(x)); }
+};
+template <class Owner>
+void check_buffers_untouched(const Owner& o) {
+  CHECK(o.model().bn.running_mean.value().to_vector() == std::vector<float>(4, 0.f));  // not 0.1 * the means
+  CHECK(o.model().bn.running_var.value().to_vector() == std::vector<float>(4, 1.f));
+  CHECK(o.model().bn.num_batches_tracked.value().item() == 0);
+}
+}  // namespace
+
+TEST_CASE("a training-mode forward that fails part-way leaves the buffers as they were") {
+  std::vector<float> rows;
+  for (int i = 0; i < 32; ++i) {
+    rows.push_back(static_cast<float>(i));  // column j's mean is 14 + j: batch_norm would move running_mean
+  }
+  const auto x = dp::from_vector<float>(rows, {8, 4});
+  nn::trainer<norm_then_wrong_width> t{norm_then_wrong_width{}};
+  for (int call = 0; call < 2; ++call) {  // the second call writes over the copy the first made
+    CHECK_THROWS_WITH_AS((void)t(x), doctest::Contains("dp: linear<3, 2>"), dp::shape_error);
+    check_buffers_untouched(t);
+  }
+  const std::vector<std::vector<dp::device>> counts{{dp::cpu(0)}, {dp::cpu(0), dp::cpu(1)}};
+  for (const auto& devices : counts) {
+    CAPTURE(devices.size());
+    dp::parallel<norm_then_wrong_width> par{norm_then_wrong_width{}, devices};
+    CHECK_THROWS_WITH_AS((void)par(x), doctest::Contains("dp: linear<3, 2>"), dp::shape_error);
+    check_buffers_untouched(par);
+  }
+}
+
 TEST_CASE("dp::parallel refuses nn::update in evaluation mode, where it would not synchronise buffers") {
   // In evaluation mode each replica (and rank) would update its own copy from its share of the
   // batch, and no synchronisation follows: the copies would drift apart. The bare trainer, which has

@@ -373,7 +373,7 @@ struct relu_op {
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T x, T g) const {
-    return x > T(0) ? g : T(0);
+    return x <= T(0) ? T(0) : g;  // NaN passes g on, as PyTorch's threshold_backward does
   }
 };
 /// GELU with the exact erf form (PyTorch's default, approximate='none').

@@ -53,7 +53,10 @@ struct ce_rows {
   /// Row i's loss from its log-sum-exp `l` and the sum of its logits.
   DP_HOST_DEVICE void finish(index_t i, T l, T total) const {
     const T eps = static_cast<T>(smoothing);
-    loss[i] = (T(1) - eps) * (l - x[i * classes + y[i]]) + eps * (l - total / T(classes));
+    const T nll = l - x[i * classes + y[i]];
+    // Without smoothing the mean term is left out, not multiplied by 0: a masked (-inf) logit makes
+    // `total` infinite, and 0 * inf would be NaN where PyTorch gives the finite loss.
+    loss[i] = eps == T(0) ? nll : (T(1) - eps) * nll + eps * (l - total / T(classes));
     lse[i] = l;
     weight[i] = T(1);
   }

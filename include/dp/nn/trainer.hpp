@@ -318,13 +318,30 @@ class trainer {
   void eval() noexcept { training_ = false; }
   bool training() const noexcept { return training_; }
 
-  /// Runs forward in the trainer's mode and returns the result evaluated to tensors.
+  /// Runs forward in the trainer's mode and returns the result evaluated to tensors. A training-mode
+  /// forward that fails part-way (a later layer's shape error after batch_norm updated its
+  /// statistics) leaves the buffers as they were, as a failed backward does.
   template <class... Args>
   auto operator()(const Args&... args) const {
-    mode_scope mode(training_);
-    const detail::replica_eval_scope unsynchronised(replica_ && !training_);
-    const dp::detail::write_guard guard(locked_);
-    return detail::materialize_output(model_.forward(args...));
+    // Saved before the write guard opens (the copies are older than it); the copies are made once.
+    const bool keep = training_ && !check_snapshot_.empty();
+    if (keep) {
+      check_snapshot_.save();
+    }
+    try {
+      mode_scope mode(training_);
+      const detail::replica_eval_scope unsynchronised(replica_ && !training_);
+      const dp::detail::write_guard guard(locked_);
+      return detail::materialize_output(model_.forward(args...));
+    } catch (...) {
+      if (keep) {
+        try {
+          check_snapshot_.restore();  // the guard has closed: the trainer writes its own buffers
+        } catch (...) {               // forward's error is the one to report
+        }
+      }
+      throw;
+    }
   }
 
   /// One step's gradients: forward, loss, backward. The last argument is the target passed to the
@@ -895,8 +912,10 @@ class trainer {
   std::uint64_t undo_from_ = 0;       // the step count before it
   bool undo_armed_ = false, undo_buffers_ = false;
   grad_state state_ = grad_state::none;
-  detail::buffer_snapshot check_snapshot_;  // check_trace: the buffers before its second trace,
-  detail::buffer_snapshot traced_buffers_;  // and after it
+  // check_trace: the buffers before its second trace; an eager training-mode forward: the buffers
+  // before it, put back if it fails (the two never overlap).
+  mutable detail::buffer_snapshot check_snapshot_;
+  detail::buffer_snapshot traced_buffers_;  // check_trace: the buffers after its second trace
 };
 
 }  // namespace nn

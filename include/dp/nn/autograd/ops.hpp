@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <dp/core/shape.hpp>
 #include <dp/exec/assign.hpp>
 #include <dp/exec/matmul.hpp>
 #include <dp/exec/reduce.hpp>
@@ -471,22 +472,28 @@ namespace dp::inline DP_ABI::nn {
 
 template <class V>
 var<V> var<V>::reshape(dp::shape target) const {
+  // The same checks as tensor::reshape: extents below -1 are refused, and the known extents'
+  // product is checked for overflow before it is used (a wrapped product could match numel()).
   int unknown = -1;
-  index_t known = 1;
+  dp::shape given = target;  // the -1 read as 1
   for (int i = 0; i < target.rank(); ++i) {
     if (target[i] == -1) {
       DP_CHECK(unknown < 0, shape_error, "dp: reshape: only one extent of ", target, " may be -1");
       unknown = i;
+      given[i] = 1;
     } else {
-      known *= target[i];
+      DP_CHECK(target[i] >= 0, shape_error, "dp: reshape: extent ", target[i], " in ", target, " is negative");
     }
   }
+  dp::detail::check_extents(given, "reshape");
+  const index_t known = given.numel();
   if (unknown >= 0) {
-    DP_CHECK(known != 0 && numel() % known == 0, shape_error, "dp: reshape: cannot reshape ", shape_, " to ", target);
+    DP_CHECK(known != 0 && numel() % known == 0, shape_error, "dp: reshape: cannot reshape ", shape_, " (", numel(),
+             " elements) to ", target);
     target[unknown] = numel() / known;
   }
   DP_CHECK(target.numel() == numel(), shape_error, "dp: reshape: cannot reshape ", shape_, " (", numel(),
-           " elements) to ", target);
+           " elements) to ", target, " (", target.numel(), " elements)");
   if (!g_->template value<V>(slot_).is_contiguous()) {  // a transposed value: copy it first, as torch.reshape does
     return contiguous().reshape(target);
   }
