@@ -253,6 +253,15 @@ struct writes_static {
     return fc(x);
   }
 };
+// A buffer kept outside the model, changed with nn::update: not the model's state either.
+struct updates_static {
+  nn::linear<3, 2> fc;
+  static inline nn::buffer<float> calls{dp::zeros<float>({})};
+  auto forward(auto x) const {
+    nn::update(calls, calls + 1.f);
+    return fc(x);
+  }
+};
 }  // namespace
 
 TEST_CASE("nn::update changes a buffer on every step and every call, traced or not") {
@@ -393,6 +402,18 @@ TEST_CASE("writing a buffer or a static tensor from forward through a handle is 
   CHECK_THROWS_WITH_AS((void)s.backward(nn::mse_loss, x, y), doctest::Contains("such as a static member"),
                        dp::value_error);
   CHECK(writes_static::calls.item() == 0.f);
+  // nn::update of a buffer outside the model: it was replayed every step, escaped the undo of a
+  // failed step and, in dp::parallel, was written by every replica at once.
+  nn::trainer<updates_static> u{updates_static{}};
+  const auto outside =
+      doctest::Contains("nn::update of a buffer of shape {} that is not part of the model being trained");
+  CHECK_THROWS_WITH_AS((void)u.backward(nn::mse_loss, x, y), outside, dp::value_error);
+  CHECK_THROWS_WITH_AS((void)u(x), outside, dp::value_error);
+  dp::parallel<updates_static> pu{updates_static{}, {dp::cpu(0), dp::cpu(1)}};
+  CHECK_THROWS_WITH_AS((void)pu.backward(nn::mse_loss, x, y), outside, dp::value_error);
+  CHECK(updates_static::calls.value().item() == 0.f);
+  nn::update(updates_static::calls, updates_static::calls + 1.f);  // outside any forward: an ordinary write
+  CHECK(updates_static::calls.value().item() == 1.f);
   // Outside forward the model is written only by its owner: the handle is refused, edit writes.
   dp::tensor<float> h = t.model().calls.value();
   CHECK_THROWS_WITH_AS(h += 1.f, doctest::Contains("owner.edit"), dp::value_error);

@@ -93,6 +93,14 @@ inline void check_owner(const storage* s, const write_lock& lock = current_write
       "to every replica and rank");
 }
 
+/// Whether nn::update may write `s` from the forward running on this thread: a storage of the model
+/// being trained (or one made inside forward); not state kept elsewhere (a static member, another
+/// model's buffer), whose updates no synchronisation or undo covers.
+inline bool updatable_in_forward(const storage* s, const write_lock& lock = current_write_lock()) {
+  return lock.since == 0 || s->born >= lock.since ||
+         std::find(lock.storages.begin(), lock.storages.end(), s) != lock.storages.end();
+}
+
 /// Throws when `s` is locked on this thread (called by every public write: =, +=, assign, fill).
 inline void check_writable(const storage* s) {
   const write_lock& lock = current_write_lock();

@@ -72,6 +72,11 @@ void update(const buffer<T>& b, const E& value) {
            "training-mode calls only, so each replica (and rank) would update its own copy from its share of the "
            "batch and the copies would drift apart; update buffers in training mode only (`if (nn::training()) "
            "nn::update(...)`, as batch_norm does), or call par.train() first");
+  DP_CHECK(dp::detail::updatable_in_forward(b.value().storage().get()), value_error,
+           "dp: nn::update of a buffer of shape ", b.shape(),
+           " that is not part of the model being trained (a static member, a global, or another model's buffer): "
+           "its updates would escape the buffers' synchronisation across replicas and the undo of a failed step, "
+           "and every replica would write the one copy; make the buffer a member of the model");
   const auto& node = dp::detail::to_node(value);
   using Node = std::remove_cvref_t<decltype(node)>;
   const dp::shape s = dp::detail::meta_of(node).shape;
