@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -83,13 +84,19 @@ class session {
     }
     state_ = std::make_shared<detail::mpi_world_state>();
     // With a deadline: a rank that failed before making its session leaves the others an error.
-    // The request left behind can never complete, so the job ends here as after any failed
-    // collective (no destructor runs for a constructor that throws).
+    // At least a minute, whatever the collectives' timeout: processes reach this point at different
+    // moments (MPI's start-up on loaded or distant nodes). The request left behind can never
+    // complete, so the job ends here as after any failed collective (no destructor runs for a
+    // constructor that throws).
     try {
-      world_ = detail::dup_comm(MPI_COMM_WORLD, opts_.timeout, *state_);
+      world_ = detail::dup_comm(MPI_COMM_WORLD,
+                                std::max<std::chrono::milliseconds>(opts_.timeout, std::chrono::minutes(1)), *state_);
     } catch (const runtime_error&) {
       if (!state_->failed) {
-        throw;  // MPI refused the duplicate: nothing was left in flight
+        if (owns_mpi_) {
+          MPI_Finalize();  // MPI refused the duplicate: nothing is in flight, and no destructor runs
+        }
+        throw;
       }
       end_failed_job(false);
     }

@@ -324,7 +324,9 @@ class trainer {
   template <class... Args>
   auto operator()(const Args&... args) const {
     // Saved before the write guard opens (the copies are older than it); the copies are made once.
-    const bool keep = training_ && !check_snapshot_.empty();
+    // Not inside another model's forward (a trainer called from it): that forward's write guard
+    // refuses writes into the copies, which are older than it.
+    const bool keep = training_ && !check_snapshot_.empty() && dp::detail::current_write_lock().since == 0;
     if (keep) {
       check_snapshot_.save();
     }
