@@ -8,9 +8,10 @@
 //          not synchronise: each rank refuses at once with dp's message (no collective waits).
 //   absent: the last rank leaves before making its sharded loader (as after an error of its own);
 //          the others' loader, whose agreement makes a communicator, fails after 300 ms.
-//   refused: rank 0 marks its communicator failed, then calls an all-reduce, which is refused; the
-//          collective must not have been started: the last rank's all-reduce times out after 300 ms
-//          (it completed, with rank 0's value in it, when the refusal came after MPI_Iallreduce).
+//   refused: rank 0 marks its communicator failed, then calls an all-reduce, which is refused, and
+//          drives MPI's progress; the collective must not have been started: the last rank's
+//          all-reduce times out after 300 ms (it completed, with rank 0's value in it, when the
+//          refusal came after MPI_Iallreduce).
 //   app_finalizes: the application calls MPI_Finalize before the session ends; the job exits 0
 //          (the session finalised a second time, which ended every rank with an error).
 //   stall_workers: ranks x 2 local workers; the last rank's replicas sleep 3 s inside their first
@@ -88,7 +89,14 @@ int main(int argc, char** argv) {
       c.all_reduce(t, dp::dist::reduce_op::sum);
     });
     if (world.rank() == 0) {
-      std::this_thread::sleep_for(std::chrono::seconds(2));  // the others' timeout first: exit aborts the job
+      // Drives MPI's progress meanwhile, as any later MPI call would (a collective started despite
+      // the refusal then completes on the others), until the others' timeout: exit aborts the job.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (std::chrono::steady_clock::now() < until) {
+        int flag = 0;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     } else {
       std::printf("rank %d: holds %g\n", world.rank(), t.to_vector()[0]);
     }
