@@ -1,9 +1,15 @@
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstddef>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -35,10 +41,6 @@ struct net64 {
 };
 
 std::string path_of(const std::string& name) { return dp_test::scratch_path(name + ".safetensors"); }
-std::string bytes_of(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 template <class M>
 std::vector<std::vector<double>> values_of(const M& m) {
   std::vector<std::vector<double>> out;
@@ -87,11 +89,11 @@ TEST_CASE("saving parallel, its model, or a 3-worker parallel gives identical by
   io::save(path_of("b"), one.model());
   io::save(path_of("c"), three);
   io::save(path_of("d"), m);
-  const std::string a = bytes_of(path_of("a"));
+  const std::string a = dp_test::bytes_of(path_of("a"));
   CHECK(a.size() > 100);
-  CHECK(a == bytes_of(path_of("b")));
-  CHECK(a == bytes_of(path_of("c")));
-  CHECK(a == bytes_of(path_of("d")));
+  CHECK(a == dp_test::bytes_of(path_of("b")));
+  CHECK(a == dp_test::bytes_of(path_of("c")));
+  CHECK(a == dp_test::bytes_of(path_of("d")));
   // Loading into parallel reaches every replica: the 3-worker forward equals the saved model's.
   nn::manual_seed(9);
   dp::parallel<net> other{net{}, {dp::cpu(0), dp::cpu(1), dp::cpu(2)}};
@@ -136,7 +138,7 @@ TEST_CASE("a file for another model, a wrong dtype or a corrupt file is an io_er
   CHECK_THROWS_WITH_AS(io::load(path, doubles), doctest::Contains("fc1.weight (file: F32 {8, 5}, model: F64 {8, 5})"),
                        dp::io_error);
 
-  std::string bytes = bytes_of(path);
+  std::string bytes = dp_test::bytes_of(path);
   bytes[bytes.size() - 3] ^= 0x10;
   { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; }
   nn::manual_seed(7);
@@ -201,6 +203,48 @@ TEST_CASE("loading from a named pipe nobody writes to is refused at once, not a 
   // fopen blocked in open() until a writer came, before the regular-file check could run.
   CHECK_THROWS_WITH_AS(io::load(fifo, m), doctest::Contains("is not a regular file (a device or a pipe)"),
                        dp::io_error);
+  std::filesystem::remove(fifo);
+}
+
+TEST_CASE("a signal while a pipe's writer is slow does not end the read: it reads on to the end") {
+  const std::string fifo = path_of("fifo_signal");
+  std::filesystem::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  // A handler installed without SA_RESTART: the open waiting for a writer and the read waiting for
+  // data return EINTR, which ended the read ("Interrupted system call").
+  struct sigaction quiet {
+  }, old{}, old_pipe{}, ignore{};
+  quiet.sa_handler = [](int) {};
+  sigemptyset(&quiet.sa_mask);
+  REQUIRE(::sigaction(SIGUSR1, &quiet, &old) == 0);
+  ignore.sa_handler = SIG_IGN;  // a reader that gave up: the writer's write fails, not the process
+  REQUIRE(::sigaction(SIGPIPE, &ignore, &old_pipe) == 0);
+  const pthread_t reader = ::pthread_self();
+  std::thread writer([&] {
+    using namespace std::chrono_literals;
+    std::this_thread::sleep_for(200ms);
+    ::pthread_kill(reader, SIGUSR1);  // the reader waits in open()
+    // Without blocking: a reader that gave up leaves no one to open for (ENXIO), not a hang.
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 100; ++tries) {
+      fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      std::this_thread::sleep_for(10ms);
+    }
+    if (fd >= 0) {
+      (void)!::write(fd, "hel", 3);
+      std::this_thread::sleep_for(200ms);
+      ::pthread_kill(reader, SIGUSR1);  // the reader waits in read() for more
+      std::this_thread::sleep_for(200ms);
+      (void)!::write(fd, "lo", 2);
+      ::close(fd);
+    }
+  });
+  std::string got;
+  CHECK_NOTHROW(got = dp::detail::read_bytes(fifo));
+  writer.join();
+  ::sigaction(SIGUSR1, &old, nullptr);
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  CHECK(got == "hello");
   std::filesystem::remove(fifo);
 }
 
@@ -279,7 +323,7 @@ TEST_CASE("a replaced file keeps permission bits the umask takes from new files;
   ::chmod(path.c_str(), 0664);  // shared with a group that may write it
   dp::detail::atomic_write(path, "two");
   CHECK(mode_of() == 0664);  // the temporary was made 0644 (umask 022), then given group write back
-  CHECK(bytes_of(path) == "two");
+  CHECK(dp_test::bytes_of(path) == "two");
   ::chmod(path.c_str(), 0600);
   ::umask(0);
   dp::detail::atomic_write(path, "three");

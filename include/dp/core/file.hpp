@@ -38,7 +38,9 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   std::size_t expected = 0;  // a regular file's size, reserved at once: appending doubled the peak
   if (struct stat named{}; ::stat(path.c_str(), &named) == 0 && S_ISFIFO(named.st_mode)) {
     DP_CHECK(!regular_only, io_error, "dp: '", path, "' is not a regular file (a device or a pipe)");
-    opened = std::fopen(path.c_str(), "rb");
+    do {  // a signal while it waits for the writer interrupts the open: wait on
+      opened = std::fopen(path.c_str(), "rb");
+    } while (opened == nullptr && errno == EINTR);
   } else {
     // Without blocking all the same: the path may have become a pipe since the stat.
     const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -76,6 +78,10 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
       throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
     }
     if (n < sizeof buf) {
+      if (std::ferror(f) && errno == EINTR) {  // a signal while a pipe's writer was slow: read on
+        std::clearerr(f);
+        continue;
+      }
       const int err = std::ferror(f) ? errno : 0;
       DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
       return raw;
@@ -105,6 +111,25 @@ inline void write_all(int fd, const char* p, std::size_t n, const std::string& p
 }
 
 inline void remove_stale_temporaries(const std::string& dir, const std::string& name);
+
+/// This machine, as a temporary's name carries it: a process id means something only on the host
+/// that gave it (two hosts saving into one shared folder must not judge each other's writers). A
+/// hash of the host name, 16 hex digits: a long name would push the file name past NAME_MAX.
+inline const std::string& host_tag() {
+  static const std::string tag = [] {
+    char name[256] = {};
+    std::uint64_t h = 14695981039346656037ull;  // FNV-1a
+    if (::gethostname(name, sizeof name - 1) == 0) {
+      for (const char* c = name; *c != '\0'; ++c) {
+        h = (h ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+      }
+    }
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+    return std::string(text);
+  }();
+  return tag;
+}
 
 /// Writes `content` to `path` atomically: a temporary file in the same folder, fsync, rename over
 /// the destination, fsync of the folder. A crash leaves the old file or the new one, never a mix;
@@ -159,7 +184,7 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   std::string tmp;
   int fd = -1;
   do {
-    tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    tmp = path + ".tmp." + host_tag() + "." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     // Made with the final permissions, less the umask's bits: never more open than the file it
     // replaces, not even before the fchmod (a private checkpoint's temporary was created readable
     // by everyone, and a reader who opened it then could read what followed).
@@ -198,8 +223,10 @@ inline void atomic_write(const std::string& given, const std::string& content) {
   remove_stale_temporaries(dir, slash == std::string::npos ? path : path.substr(slash + 1));
 }
 
-/// Removes `name.tmp.<pid>.<n>` files in `dir` left by writers that died mid-save (kill -9, power
-/// loss): those whose process no longer exists on this machine. A live writer's file is kept.
+/// Removes `name.tmp.<host>.<pid>.<n>` files in `dir` left by writers on this host that died
+/// mid-save (kill -9, power loss): those whose process no longer exists. A live writer's file is
+/// kept, and so is another host's (its process ids are not this machine's to look up). Names
+/// without a host (`name.tmp.<pid>.<n>`, from dp before they carried one) are taken as this host's.
 inline void remove_stale_temporaries(const std::string& dir, const std::string& name) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
@@ -211,10 +238,21 @@ inline void remove_stale_temporaries(const std::string& dir, const std::string& 
     if (f.size() <= prefix.size() || f.substr(0, prefix.size()) != prefix) {
       continue;
     }
-    const std::string_view rest = f.substr(prefix.size());  // "<pid>.<n>"
+    // "<host>.<pid>.<n>", or "<pid>.<n>" from dp before temporaries named their host (taken as
+    // this host's, as then).
+    const std::string_view rest = f.substr(prefix.size());
+    const std::size_t last = rest.rfind('.');
+    if (last == std::string_view::npos || last == 0) {
+      continue;
+    }
+    const std::size_t mid = rest.rfind('.', last - 1);
+    if (mid != std::string_view::npos && rest.substr(0, mid) != host_tag()) {
+      continue;
+    }
+    const std::size_t from = mid == std::string_view::npos ? 0 : mid + 1;
     long pid = 0;
-    const auto [at, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
-    if (ec != std::errc() || at == rest.data() + rest.size() || *at != '.' || pid <= 0 || pid == ::getpid()) {
+    const auto [at, ec] = std::from_chars(rest.data() + from, rest.data() + last, pid);
+    if (ec != std::errc() || at != rest.data() + last || pid <= 0 || pid == ::getpid()) {
       continue;
     }
     if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
