@@ -377,6 +377,51 @@ TEST_CASE("a load that gives the ranks different values is an error on every ran
   std::filesystem::remove(path_of(r));
 }
 
+TEST_CASE("a checkpoint load whose ranks read different files is an error on every rank, before anything is written") {
+  // Each rank saved its own checkpoint (a stale copy on one node: here another epoch, other weights
+  // and another momentum). Before, every rank wrote its own file's optimizer state, and only then
+  // were the models compared: every rank threw holding rank 0's model and its own momentum.
+  const int r = test::world().rank();
+  nn::manual_seed(12);
+  dp::parallel<plain_net> par{plain_net{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9});
+  const dp::index_t n = 8;
+  const dp::tensor<float> x = dp::randn<float>({n * test::world().size(), 10}, dp::cpu(), 41);
+  const dp::tensor<std::int64_t> y =
+      dp::cast<std::int64_t>(dp::rand<float>({n * test::world().size()}, dp::cpu(), 42) * 3.99f);
+  const auto step = [&] {
+    (void)par.backward(nn::cross_entropy, x.slice(0, r * n, (r + 1) * n), y.slice(0, r * n, (r + 1) * n));
+    opt.step();
+  };
+  step();
+  const std::string path = test::scratch_path("differ_" + std::to_string(r) + ".ckpt");
+  const auto momentum = [&] {
+    std::vector<std::vector<float>> m;
+    for (const auto& s : opt.state()) {
+      m.push_back(s.value.to_vector());
+    }
+    return m;
+  };
+  // Rank r's file: the momentum after 1 + r steps, epoch 1 + r (rank 0 saves before its second step).
+  for (int k = 0; k < test::world().size(); ++k) {
+    if (k == r) {
+      dp::io::save_checkpoint(path, par, opt, {.epoch = 1 + r});
+    }
+    step();
+  }
+  const std::vector<double> model_before = state_of(par.model());
+  const auto momentum_before = momentum();
+  CHECK_THROWS_WITH_AS((void)dp::io::load_checkpoint(path, par, opt),
+                       doctest::Contains("load_checkpoint: the ranks read different files"), dp::runtime_error);
+  CHECK(state_of(par.model()) == model_before);
+  CHECK(momentum() == momentum_before);
+  MPI_Barrier(MPI_COMM_WORLD);
+  // The same file on every rank (rank 0's) loads: epoch 1 everywhere.
+  CHECK(dp::io::load_checkpoint(test::scratch_path("differ_0.ckpt"), par, opt).epoch == 1);
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank has read rank 0's file before any removes its own
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("a load that fails on one rank before writing is an error on every rank, and no rank loads anything") {
   // Rank 1 cannot read its file: before, the other ranks wrote theirs and then waited for rank 1 in
   // the comparison of loaded values until the timeout.

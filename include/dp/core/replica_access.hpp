@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include <dp/config.hpp>
@@ -33,9 +34,10 @@ struct replica_access {
   /// Across processes (dp::parallel over MPI) every rank says whether its part of `what` failed
   /// before anything was written, and one that did not throws if another did: all ranks write or
   /// none does. (Every owner has it, so that one that lost it cannot skip the agreement silently.)
+  /// `file`, a fingerprint of what a rank read, must then be the same on every rank.
   template <class O>
-  static void agree_before_update(O& o, const char* what, bool failed) {
-    o.agree_before_update(what, failed);
+  static void agree_before_update(O& o, const char* what, bool failed, std::optional<std::uint64_t> file = {}) {
+    o.agree_before_update(what, failed, file);
   }
   template <class O>
   static void restore_steps(O& o, std::uint64_t steps) {

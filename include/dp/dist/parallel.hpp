@@ -577,13 +577,27 @@ class parallel {
     group_.world()->all_reduce(count, dist::reduce_op::sum);
     return count.item();
   }
-  /// io::load's and load_checkpoint's agreement before their first write (replica_access).
-  void agree_before_update(const char* what, bool failed) {
+  /// io::load's and load_checkpoint's agreement before their first write (replica_access). With a
+  /// `file` fingerprint (a checkpoint's CRCs) the ranks must also have read the same file: ranks that
+  /// read different ones would each write their own optimizer state, which nothing compares later.
+  void agree_before_update(const char* what, bool failed, std::optional<std::uint64_t> file) {
     if (group_.world_size() > 1) {
       const std::int64_t n = failures(what, failed);
       DP_CHECK(failed || n == 0, runtime_error, "dp: parallel: ", what, " failed on ", n,
                " other rank(s) (their error says why); no rank loaded anything: the model and optimizer are as "
                "they were on every rank");
+      if (file) {  // no rank failed: every one reached here with its fingerprint
+        const dist::detail::context_scope context(what, steps());
+        // The halves and their negations under max: every rank learns the largest and the smallest.
+        const auto hi = static_cast<std::int64_t>(*file >> 32), lo = static_cast<std::int64_t>(*file & 0xffffffffu);
+        tensor<std::int64_t> range = from_vector<std::int64_t>({hi, -hi, lo, -lo});
+        group_.world()->all_reduce(range, dist::reduce_op::max);
+        const std::vector<std::int64_t> r = range.to_vector();
+        DP_CHECK(r[0] == -r[1] && r[2] == -r[3], runtime_error, "dp: parallel: ", what,
+                 ": the ranks read different files (their CRC-32s differ; a stale copy on one node?); no rank "
+                 "loaded anything: the model and optimizer are as they were on every rank; give every rank the "
+                 "same file");
+      }
     }
   }
 
@@ -614,8 +628,7 @@ class parallel {
         "dp: parallel: the ranks loaded different values (", differing.item(), " rank(s) differ from rank 0",
         first.empty() ? std::string() : ", this one in '" + first + "'",
         "): each rank read its own file and the files differ (a stale copy on one node?); every rank now holds rank "
-        "0's model, and an optimizer loaded with it holds each rank's own state: load again, the same file on every "
-        "rank"));
+        "0's model: load again, the same file on every rank"));
   }
 
   /// Replica 0 of rank 0's module settings (dropout's p and seed, ...) become every replica's: the

@@ -139,7 +139,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   write(path, std::move(entries), std::move(meta));
 }
 
-/// load_checkpoint's work: ready() comes before the first write.
+/// load_checkpoint's work: ready(the file's fingerprint) comes before the first write.
 template <class Owner, class Opt, class Ready>
 progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready& ready) {
   const reader r(path);
@@ -157,6 +157,18 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
              "); nothing was loaded");
   }
   r.verify();
+  // The file's CRCs and metadata (verified above where the header has its CRC) stand for its
+  // content: the ranks compare them before any write. A dp 0.1.0 file has no header CRC, so its
+  // progress and counts are hashed as they are.
+  std::uint64_t fingerprint = 14695981039346656037ull;  // FNV-1a
+  for (const auto& [key, value] : h.metadata) {
+    for (const std::string* text : {&key, &value}) {
+      for (const char c : *text + '\0') {
+        fingerprint = (fingerprint ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      }
+    }
+  }
+  auto agreed = [&] { ready(fingerprint); };
   // Digits only, the whole value, within range: "-3" or "3abc" is an error, not epoch -3 or 3.
   auto number = [&](const char* key, std::uint64_t most = static_cast<std::uint64_t>(INT64_MAX)) {
     const std::string* v = h.meta(key);
@@ -222,9 +234,9 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
       s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
     if constexpr (requires { opt.load_state(opt_steps, slots, std::function<void()>{}); }) {
-      opt.load_state(opt_steps, slots, ready);  // ready() after its copies, before its first write
+      opt.load_state(opt_steps, slots, agreed);  // agreed() after its copies, before its first write
     } else {  // an optimizer of the application's own: its copies come after the agreement
-      ready();
+      agreed();
       opt.load_state(opt_steps, slots);
     }
     model.commit(owner, [&](auto& m) {

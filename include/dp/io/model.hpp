@@ -6,6 +6,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -103,13 +105,14 @@ void check_against(const M& model, const header& h, const std::string& source, c
 /// before its first write, then writes. Across ranks ready() is where every rank learns whether any
 /// failed before it (a missing file, a model that does not fit): every rank then throws, none having
 /// written, instead of the others writing and waiting for the failed one until the timeout.
+/// ready(fingerprint) also requires every rank to have read the same file.
 template <class X, class Body>
 decltype(auto) agreed_update(X& target, const char* what, Body&& body) {
   if constexpr (owner<X>) {
     bool reached = false;
-    auto ready = [&] {
+    auto ready = [&](std::optional<std::uint64_t> file = {}) {
       reached = true;
-      dp::detail::replica_access::agree_before_update(target, what, false);
+      dp::detail::replica_access::agree_before_update(target, what, false, file);
     };
     try {
       return body(ready);
@@ -123,7 +126,7 @@ decltype(auto) agreed_update(X& target, const char* what, Body&& body) {
       throw;
     }
   } else {
-    return body([] {});
+    return body([](std::optional<std::uint64_t> = {}) {});
   }
 }
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -558,7 +559,7 @@ class trainer {
     f(model_);
   }
   /// A load's agreement before its first write (replica_access): one process has nothing to agree on.
-  void agree_before_update(const char*, bool) const noexcept {}
+  void agree_before_update(const char*, bool, std::optional<std::uint64_t>) const noexcept {}
   /// The module settings as words (dp::parallel broadcasts replica 0's).
   std::vector<std::int64_t> settings() const { return detail::settings_words(model_); }
   /// Takes another replica's settings.
