@@ -84,3 +84,23 @@ TEST_CASE("an integer division by zero on the GPU is an error at the next read, 
   CHECK(ok.to_vector() == std::vector<std::int64_t>{2, 2, 2, std::numeric_limits<std::int64_t>::min() / 3});
   CHECK_THROWS_AS((void)dp::sum(a / b).item(), dp::value_error);  // inside a reduction too
 }
+
+TEST_CASE("where on the GPU computes only the branch it picks when one may fault, flat and strided, as on the host") {
+  const dp::device g = dp::cuda(0);
+  const auto a = dp::from_vector<int>({6, 4, 9, 8}).to(g), b = dp::from_vector<int>({0, 2, 3, 0}).to(g);
+  // The flat kernel computed both branches (a / b faulted where b is 0); the general one did not.
+  CHECK(dp::tensor<int>(dp::where(b != 0, a / b, 0)).to_vector() == std::vector<int>{0, 2, 3, 0});
+  CHECK(dp::sum(dp::where(b != 0, a / b, 0)).item() == 5);
+  const auto at = a.reshape({2, 2}).transpose(0, 1), bt = b.reshape({2, 2}).transpose(0, 1);
+  CHECK(dp::tensor<int>(dp::where(bt != 0, at / bt, -1)).to_vector() == std::vector<int>{-1, 3, 2, -1});
+}
+
+TEST_CASE("an integer expression assigned to a narrower integer tensor on the GPU refuses a value it would wrap") {
+  const dp::device g = dp::cuda(0);
+  const auto x = dp::from_vector<std::int64_t>({300, -1, 7}).to(g);
+  dp::tensor<std::uint8_t> y = x * std::int64_t{1};  // queued: 0 where it does not fit, flagged
+  CHECK_THROWS_WITH_AS((void)y.to_vector(), doctest::Contains("to an integer type that does not hold it"),
+                       dp::value_error);
+  CHECK(y.to_vector() == std::vector<std::uint8_t>{0, 0, 7});  // raised once
+  CHECK(dp::tensor<std::int16_t>(x * std::int64_t{1}).to_vector() == std::vector<std::int16_t>{300, -1, 7});
+}

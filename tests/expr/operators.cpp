@@ -183,6 +183,38 @@ TEST_CASE("assigning a float expression to an integer tensor checks the range as
   CHECK(dp::tensor<int>(f.slice(0, 0, 2) * 1.f).to_vector() == std::vector<int>{1, -2});
 }
 
+TEST_CASE("assigning an integer expression to a narrower integer tensor refuses a value it would wrap") {
+  const auto x = dp::from_vector<std::int64_t>({300, -1, 70000});
+  // It stored static_cast's wrapped values: {44, 255, 112} as uint8, {300, -1, 4464} as int16.
+  CHECK_THROWS_WITH_AS(dp::tensor<std::uint8_t>(x * std::int64_t{1}),
+                       doctest::Contains("assignment of an integer value to an integer type that does not hold it"),
+                       dp::value_error);
+  CHECK_THROWS_AS(dp::tensor<std::int16_t>(x + std::int64_t{0}), dp::value_error);
+  dp::tensor<std::int32_t> y = dp::zeros<std::int32_t>({3});
+  CHECK_THROWS_AS(y.assign(dp::from_vector<std::int64_t>({1, 2, 4000000000})), dp::value_error);
+  // Values the type holds are stored; dp::cast wraps when asked, as C++ and PyTorch's .to() do.
+  CHECK(dp::tensor<std::int16_t>(x.slice(0, 0, 2) * std::int64_t{1}).to_vector() == std::vector<std::int16_t>{300, -1});
+  y.assign(dp::from_vector<std::int64_t>({-2147483648, 2147483647, 0}));
+  CHECK(y.to_vector() == std::vector<std::int32_t>{-2147483647 - 1, 2147483647, 0});
+  CHECK(dp::tensor<std::uint8_t>(dp::cast<std::uint8_t>(x)).to_vector() == std::vector<std::uint8_t>{44, 255, 112});
+  // A wider type that holds every value needs no check: int32 into int64, uint8 into int16.
+  CHECK(dp::tensor<std::int64_t>(y * 1).to_vector()[1] == 2147483647);
+}
+
+TEST_CASE("where computes only the branch it picks when a branch may fault, on every layout") {
+  const auto a = dp::from_vector<int>({6, 4, 9, 8}), b = dp::from_vector<int>({0, 2, 3, 0});
+  // Both branches were computed on the host, and a / b faulted where b is 0, which where() masks.
+  CHECK(dp::tensor<int>(dp::where(b != 0, a / b, 0)).to_vector() == std::vector<int>{0, 2, 3, 0});
+  CHECK(dp::sum(dp::where(b != 0, a / b, 0)).item() == 5);
+  const auto at = a.reshape({2, 2}).transpose(0, 1), bt = b.reshape({2, 2}).transpose(0, 1);  // strided
+  CHECK(dp::tensor<int>(dp::where(bt != 0, at / bt, -1)).to_vector() == std::vector<int>{-1, 3, 2, -1});
+  const auto f = dp::from_vector<float>({NAN, 2.5f});
+  CHECK(dp::tensor<int>(dp::where(f == f, dp::cast<int>(f), 0)).to_vector() == std::vector<int>{0, 2});
+  // A fault in the branch picked is still one.
+  CHECK_THROWS_WITH_AS((void)dp::tensor<int>(dp::where(b == 0, a / b, 0)),
+                       doctest::Contains("integer division by zero"), dp::value_error);
+}
+
 TEST_CASE("a float cast to an integer type it does not fit is a dp error, not undefined behaviour") {
   // The cast truncates towards zero; it is defined when the truncated value fits the type.
   using i64 = std::numeric_limits<std::int64_t>;

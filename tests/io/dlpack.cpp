@@ -177,6 +177,30 @@ TEST_CASE("from_dlpack refuses strides that give distinct indices the same memor
   CHECK(deleted == 4);
 }
 
+TEST_CASE("an assignment between two imports of overlapping memory (a tensor and its slice) reads the values before") {
+  // Each import is a storage block of its own, and the alias check compared blocks: b = a * 1 with b
+  // one element past a (PyTorch's x and x[1:]) read elements the same pass had already written.
+  static float buffer[257];
+  std::vector<float> before(257);
+  for (int i = 0; i < 257; ++i) {
+    buffer[i] = before[i] = static_cast<float>(i) * 0.5f + 1.f;
+  }
+  std::int64_t n[1] = {256};
+  const auto keep = [](dl::DLManagedTensor*) {};
+  dl::DLManagedTensor whole = floats_at(buffer, dl::kDLCPU, n, 1, keep);
+  dl::DLManagedTensor shifted = floats_at(buffer + 1, dl::kDLCPU, n, 1, keep);
+  const auto a = dl::from_dlpack<float>(&whole);
+  auto b = dl::from_dlpack<float>(&shifted);
+  REQUIRE_FALSE(b.shares_storage(a));
+  b = a * 1.f;
+  CHECK(std::vector<float>(buffer + 1, buffer + 257) == std::vector<float>(before.begin(), before.begin() + 256));
+  CHECK(buffer[0] == before[0]);
+  // dp's memory apart from an import's is written directly.
+  dp::tensor<float> d = dp::zeros<float>({256});
+  d = a * 2.f;
+  CHECK(d.to_vector()[255] == 2.f * buffer[255]);
+}
+
 TEST_CASE("from_dlpack refuses a byte_offset whose sum with the data pointer wraps past the end of the address space") {
   static int deleted = 0;
   alignas(8) static float buffer[4] = {1, 2, 3, 4};

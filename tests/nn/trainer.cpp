@@ -264,6 +264,29 @@ struct updates_static {
 };
 }  // namespace
 
+namespace {
+// An integer buffer updated from a float its type does not hold: checked as an assignment is (the
+// conversion of a float past int64's range was undefined).
+struct float_into_count {
+  nn::linear<3, 2> fc;
+  nn::buffer<std::int64_t> count{dp::zeros<std::int64_t>({})};
+  auto forward(auto x) const {
+    nn::update(count, dp::sum(nn::detach(x)) * 1e30f);
+    return fc(x);
+  }
+};
+}  // namespace
+
+TEST_CASE("nn::update of an integer buffer refuses a float its type does not hold, as an assignment does") {
+  auto x = dp::from_vector<float>({1, 2, 3, 3, 4, 5}, {2, 3});
+  auto y = dp::zeros<float>({2, 2});
+  nn::trainer<float_into_count> b{float_into_count{}};
+  CHECK_THROWS_WITH_AS((void)b.backward(nn::mse_loss, x, y),
+                       doctest::Contains("cast to an integer type of a value that is NaN, infinite or outside"),
+                       dp::value_error);
+  CHECK(b.model().count.value().item() == 0);
+}
+
 TEST_CASE("nn::update changes a buffer on every step and every call, traced or not") {
   nn::trainer<counting> t{counting{}};
   auto x = dp::from_vector<float>({1, 2, 3, 3, 4, 5}, {2, 3});

@@ -13,7 +13,12 @@
 
 namespace dp::inline DP_ABI::detail {
 
-enum class fault : std::int64_t { none = 0, integer_division_by_zero = 1, integer_cast_out_of_range = 2 };
+enum class fault : std::int64_t {
+  none = 0,
+  integer_division_by_zero = 1,
+  integer_cast_out_of_range = 2,
+  integer_narrowed_out_of_range = 3
+};
 
 /// What went wrong and what to do, for a message that says where.
 inline const char* fault_message(std::int64_t code) noexcept {
@@ -26,6 +31,10 @@ inline const char* fault_message(std::int64_t code) noexcept {
              "the result undefined; the pass gave 0 there): replace NaN and clamp the values first, to bounds the "
              "float type holds exactly (dp::clamp(x, -0x1p62, 0x1p62) before dp::cast<std::int64_t>: 2^63 - 1 "
              "rounds up to 2^63, which int64 does not hold)";
+    case fault::integer_narrowed_out_of_range:
+      return "assignment of an integer value to an integer type that does not hold it (narrower, or of the other "
+             "signedness: it would wrap; the pass gave 0 there): clamp the values first, or wrap them deliberately "
+             "with dp::cast<T>(x)";
     default:
       return "fault in an expression";
   }

@@ -48,7 +48,7 @@ inline constexpr bool truncating_scalar =
 /// Whether the number `s` has a value of type T: always, unless both are integer types (not bool)
 /// and `s` lies outside T's range (std::in_range, written out: it does not take the char types).
 template <class T, class S>
-bool integer_fits(S s) {
+DP_HOST_DEVICE constexpr bool integer_fits(S s) {
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_integral_v<S> &&
                 !std::is_same_v<S, bool>) {
     using lo_t = std::intmax_t;

@@ -29,6 +29,27 @@ inline std::pair<index_t, index_t> touched_range(index_t offset, const shape& sh
   return {offset, hi};
 }
 
+/// True when a leaf of another storage block reads bytes dst writes. Blocks from dp's pools never
+/// share bytes, but memory adopted from elsewhere is one block per import: two DLPack imports of a
+/// PyTorch tensor and its slice (or of a view of dp's own export) overlap under different blocks.
+template <class T>
+bool adopted_bytes_overlap(const storage* s, const leaf_view& v, const tensor<T>& dst) {
+  const storage* d = dst.storage().get();
+  if ((s->size_class >= 0 && d->size_class >= 0) || !(s->dev == d->dev)) {
+    return false;
+  }
+  const auto [lo, hi] = touched_range(v.offset, v.shape, v.strides);
+  const auto [dlo, dhi] = touched_range(dst.storage_offset(), dst.shape(), dst.strides());
+  if (hi < lo || dhi < dlo) {  // an empty view touches nothing
+    return false;
+  }
+  const auto at = [](const storage* b, index_t i, std::size_t size) {
+    return reinterpret_cast<std::uintptr_t>(b->data) + static_cast<std::uintptr_t>(i) * size;
+  };
+  // Half-open byte ranges.
+  return at(s, lo, v.elem_size) < at(d, dhi + 1, sizeof(T)) && at(d, dlo, sizeof(T)) < at(s, hi + 1, v.elem_size);
+}
+
 /// True when some leaf reads memory that dst writes, other than element-for-element: the
 /// expression must then be evaluated into a temporary first (x = x.t() + 1). On the host an
 /// expression that may fault needs one when it reads dst at all (x /= y with a zero in y must leave x
@@ -41,7 +62,13 @@ bool needs_temporary(const tensor<T>& dst, const Node& node, const Ctx& ctx) {
     const auto views = leaf_views(node, ctx);
     const auto [dlo, dhi] = touched_range(dst.storage_offset(), dst.shape(), dst.strides());
     for (const auto& v : views) {
-      if (v.storage == nullptr || v.storage != dst.storage().get()) {
+      if (v.storage == nullptr) {
+        continue;
+      }
+      if (v.storage != dst.storage().get()) {
+        if (adopted_bytes_overlap(static_cast<const storage*>(v.storage), v, dst)) {
+          return true;
+        }
         continue;
       }
       const shape al = aligned_strides(v.shape, v.strides, dst.shape());
@@ -108,6 +135,21 @@ void check_distinct_elements(const tensor<T>& dst, const char* op) {
   }
 }
 
+/// `node` as it is stored into elements of type T (an assignment, nn::update): a float into an integer
+/// type is range-checked as dp::cast is (undefined outside the range, NaN included), an integer into
+/// one that does not hold all its values is too (it would wrap); anything else converts as C++ does.
+template <class T, class Node>
+auto stored_as(const Node& node) {
+  using S = typename Node::value_type;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_floating_point_v<S>) {
+    return make_unary_node(cast_op<T>{}, node);
+  } else if constexpr (narrow_op<T>::template may_fault<S>) {
+    return make_unary_node(narrow_op<T>{}, node);
+  } else {
+    return node;
+  }
+}
+
 /// The public write (=, +=, assign): assign_node behind the write guard.
 template <class T, class E>
 void assign(tensor<T>& dst, const E& e) {
@@ -116,13 +158,7 @@ void assign(tensor<T>& dst, const E& e) {
     check_distinct_elements(dst, "assignment");
   }
   check_eager(to_node(e));
-  using S = typename node_of<E>::value_type;
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_floating_point_v<S>) {
-    // A float is undefined as an integer outside its range (NaN included): dp::cast's check applies.
-    assign_node(dst, make_unary_node(cast_op<T>{}, node_of<E>(to_node(e))), eager_ctx{});
-  } else {
-    assign_node(dst, node_of<E>(to_node(e)), eager_ctx{});
-  }
+  assign_node(dst, stored_as<T>(node_of<E>(to_node(e))), eager_ctx{});
 }
 
 }  // namespace detail

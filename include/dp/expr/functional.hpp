@@ -11,6 +11,7 @@
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/faults.hpp>
+#include <dp/core/operand.hpp>
 #include <dp/expr/math.hpp>
 
 namespace dp::inline DP_ABI::detail {
@@ -429,6 +430,30 @@ struct cast_op {
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad(T, T g) const {
     return g;
+  }
+};
+/// An integer stored by assignment into an integer type that does not hold every value of its own
+/// (narrower, or of the other signedness): a value outside it would wrap silently, so it is a fault,
+/// as a float out of range is (and as a scalar fill that would wrap is refused). dp::cast, asked for
+/// explicitly, wraps as C++ and PyTorch do.
+template <class U>
+struct narrow_op {
+  static constexpr const char* name = "narrow";
+  std::int64_t* device_status = nullptr;
+  /// Some T is outside U's range: U is narrower, or of the other signedness (integer_fits is true
+  /// for anything but two integer types, bool aside).
+  template <class T>
+  static constexpr bool may_fault =
+      !(integer_fits<U>(std::numeric_limits<T>::lowest()) && integer_fits<U>(std::numeric_limits<T>::max()));
+  template <class T>
+  DP_HOST_DEVICE DP_FORCEINLINE U operator()(T x) const {
+    if constexpr (may_fault<T>) {
+      if (!integer_fits<U>(x)) [[unlikely]] {
+        flag_fault(device_status, fault::integer_narrowed_out_of_range);
+        return U(0);
+      }
+    }
+    return static_cast<U>(x);
   }
 };
 

@@ -41,7 +41,7 @@ template <class F, class E>
 struct unary_eval;
 template <class F, class Tc, class EA, class EB>
 struct binary_eval;
-template <class T, class EC, class EA, class EB>
+template <class T, bool Lazy, class EC, class EA, class EB>
 struct select_eval;
 template <class F, class Tc, class EA, class EB, class EC>
 struct ternary_eval;
@@ -115,9 +115,7 @@ struct select_node {
 
   auto children() const { return std::tie(c, a, b); }
   template <class EC, class EA, class EB>
-  auto evaluator(EC ec, EA ea, EB eb) const {
-    return select_eval<value_type, EC, EA, EB>{ec, ea, eb};
-  }
+  auto evaluator(EC ec, EA ea, EB eb) const;  // after may_fault_v
 };
 
 /// f(a, b, c) for a ternary functor (derived backward passes use these).
@@ -196,6 +194,12 @@ template <interior_node N>
 inline constexpr bool may_fault_v<N> = op_may_fault<N>() || []<std::size_t... I>(std::index_sequence<I...>) {
   return (may_fault_v<child_t<I, N>> || ... || false);
 }(std::make_index_sequence<std::tuple_size_v<decltype(std::declval<const N&>().children())>>{});
+
+template <class C, class A, class B>
+template <class EC, class EA, class EB>
+auto select_node<C, A, B>::evaluator(EC ec, EA ea, EB eb) const {
+  return select_eval < value_type, may_fault_v<A> || may_fault_v<B>, EC, EA, EB > {ec, ea, eb};
+}
 
 // All overloads are declared first: a node's children may be leaves from other namespaces (nn's
 // traced values), for which argument-dependent lookup would not find overloads declared later.
@@ -409,7 +413,10 @@ struct binary_eval {
   }
 };
 
-template <class T, class EC, class EA, class EB>
+/// Lazy: a branch may fault (an integer division, a float-to-integer cast), so only the chosen one
+/// is computed: where(b != 0, a / b, 0) must not fault where b is 0, on any device or layout (a GPU's
+/// general kernel computes one branch anyway). Otherwise both are, for the vectorised blend.
+template <class T, bool Lazy, class EC, class EA, class EB>
 struct select_eval {
   EC c;
   EA a;
@@ -427,8 +434,13 @@ struct select_eval {
   }
   template <bool Unit>
   DP_HOST_DEVICE DP_FORCEINLINE T at(index_t i) const {
-    const T va = static_cast<T>(a.template at<Unit>(i)), vb = static_cast<T>(b.template at<Unit>(i));
-    return static_cast<bool>(c.template at<Unit>(i)) ? va : vb;
+    if constexpr (Lazy) {
+      return static_cast<bool>(c.template at<Unit>(i)) ? static_cast<T>(a.template at<Unit>(i))
+                                                       : static_cast<T>(b.template at<Unit>(i));
+    } else {
+      const T va = static_cast<T>(a.template at<Unit>(i)), vb = static_cast<T>(b.template at<Unit>(i));
+      return static_cast<bool>(c.template at<Unit>(i)) ? va : vb;
+    }
   }
   DP_HOST_DEVICE DP_FORCEINLINE T at_coord(const index_t* x) const {
     return static_cast<bool>(c.at_coord(x)) ? static_cast<T>(a.at_coord(x)) : static_cast<T>(b.at_coord(x));

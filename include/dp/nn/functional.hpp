@@ -1,6 +1,7 @@
 // Functions for forward code that work on tensors, expressions and traced values alike.
 #pragma once
 
+#include <dp/exec/assign.hpp>
 #include <dp/exec/reduce.hpp>
 #include <dp/expr/operators.hpp>
 #include <dp/nn/autograd/ops.hpp>
@@ -12,22 +13,22 @@ namespace dp::inline DP_ABI::nn {
 /// softmax along `axis` (shifted by the maximum, which is treated as a constant: softmax does not
 /// change under a shift, so the gradient is exact).
 template <class X>
-auto softmax(const X& x, int axis = -1) {
+auto softmax(const X& x, index_t axis = -1) {
   auto in = detail::materialize(x);
-  (void)dp::normalize_axis(axis, in.rank(), "softmax");  // an error names softmax, not the max inside
-  auto m = nn::detach(dp::max(in, axis, true));
+  const int a = dp::normalize_axis(axis, in.rank(), "softmax");  // an error names softmax, not the max inside
+  auto m = nn::detach(dp::max(in, a, true));
   auto e = detail::materialize(dp::exp(in - m));
-  return e / dp::sum(e, axis, true);
+  return e / dp::sum(e, a, true);
 }
 
 /// log(softmax(x)) along `axis`, computed stably.
 template <class X>
-auto log_softmax(const X& x, int axis = -1) {
+auto log_softmax(const X& x, index_t axis = -1) {
   auto in = detail::materialize(x);
-  (void)dp::normalize_axis(axis, in.rank(), "log_softmax");
-  auto m = nn::detach(dp::max(in, axis, true));
+  const int a = dp::normalize_axis(axis, in.rank(), "log_softmax");
+  auto m = nn::detach(dp::max(in, a, true));
   auto shifted = detail::materialize(in - m);
-  return shifted - dp::log(dp::sum(dp::exp(shifted), axis, true));
+  return shifted - dp::log(dp::sum(dp::exp(shifted), a, true));
 }
 
 namespace detail {
@@ -77,7 +78,7 @@ void update(const buffer<T>& b, const E& value) {
            " that is not part of the model being trained (a static member, a global, or another model's buffer): "
            "its updates would escape the buffers' synchronisation across replicas and the undo of a failed step, "
            "and every replica would write the one copy; make the buffer a member of the model");
-  const auto& node = dp::detail::to_node(value);
+  const auto node = dp::detail::stored_as<T>(dp::detail::to_node(value));  // checked as an assignment is
   using Node = std::remove_cvref_t<decltype(node)>;
   const dp::shape s = dp::detail::meta_of(node).shape;
   DP_CHECK(broadcastable_to(s, b.shape()), shape_error, "dp: nn::update: a value of shape ", s,
