@@ -17,6 +17,25 @@ TEST_CASE("shape rejects more than max_rank dimensions") {
   CHECK_THROWS_AS(s.push_back(1), dp::value_error);
 }
 
+TEST_CASE("shape::insert takes positions 0..rank and refuses others, as erase does") {
+  dp::shape s{2, 3};
+  s.insert(2, 7);
+  CHECK(s == dp::shape{2, 3, 7});
+  s.insert(0, 1);
+  CHECK(s == dp::shape{1, 2, 3, 7});
+  // Position 5 of {2, 3} once gave {2, 3, 0}; position -1 wrote before the shape's first extent.
+  dp::shape t{2, 3};
+  CHECK_THROWS_WITH_AS(t.insert(5, 7),
+                       doctest::Contains("dp: shape {2, 3} has no position 5 to insert at (expected 0..2)"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(t.insert(-1, 7),
+                       doctest::Contains("dp: shape {2, 3} has no position -1 to insert at (expected 0..2)"),
+                       dp::value_error);
+  CHECK(t == dp::shape{2, 3});  // a refused insert leaves the shape as it was
+  dp::shape full = dp::shape::filled(dp::max_rank, 1);
+  CHECK_THROWS_WITH_AS(full.insert(0, 7), doctest::Contains("at most"), dp::value_error);
+}
+
 TEST_CASE("broadcast_shapes follows NumPy rules and names both shapes on failure") {
   CHECK(dp::broadcast_shapes({3, 1, 5}, {4, 1}, "op") == dp::shape{3, 4, 5});
   CHECK(dp::broadcast_shapes({}, {2, 2}, "op") == dp::shape{2, 2});

@@ -1,10 +1,12 @@
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
 
+#include "../support/far_axes.hpp"
 #include "../support/reference.hpp"
 
 namespace {
@@ -230,6 +232,38 @@ TEST_CASE("permute reads its axes as 64-bit values: one past int's range is out 
                        doctest::Contains("dp: permute: axis 4294967296 is out of range for a tensor of rank 2"),
                        dp::value_error);
   CHECK(t.permute({-1, 0}).shape() == dp::shape{3, 2});
+}
+
+TEST_CASE("every axis argument is 64-bit: 2^32 and -2^32-1 are out of range, not truncated to axes 0 and -1") {
+  // As int parameters, 2^32 wrapped to axis 0: size(2^32) of a {4, 5} tensor gave 4, select a {5} view.
+  const auto t = dp::zeros<float>({4, 5});
+  const auto ones = dp::zeros<float>({1, 1});  // squeeze of truncated axis 0 or -1 succeeded here
+  for (const auto& c : dp_test::far_axes) {
+    const dp::index_t a = c.value;
+    CAPTURE(a);
+    const auto out_of_range = [&](const std::string& op) { return dp_test::axis_out_of_range(op, c); };
+    CHECK_THROWS_WITH_AS((void)t.size(a), doctest::Contains(out_of_range("size").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.slice(a, 0, 1), doctest::Contains(out_of_range("slice").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.select(a, 1), doctest::Contains(out_of_range("select").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.transpose(a, 1), doctest::Contains(out_of_range("transpose").c_str()),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.transpose(0, a), doctest::Contains(out_of_range("transpose").c_str()),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS((void)ones.squeeze(a), doctest::Contains(out_of_range("squeeze").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.flatten(a, -1), doctest::Contains(out_of_range("flatten").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)t.flatten(0, a), doctest::Contains(out_of_range("flatten").c_str()), dp::value_error);
+    // unsqueeze takes a position 0..rank, one more than the axes.
+    CHECK_THROWS_WITH_AS(
+        (void)t.unsqueeze(a),
+        doctest::Contains(
+            ("dp: unsqueeze: position " + c.text + " is out of range for rank 2 (expected -3..2)").c_str()),
+        dp::value_error);
+  }
+  // In range, 64-bit axes work as int ones did.
+  CHECK(t.size(dp::index_t{-1}) == 5);
+  CHECK(t.select(dp::index_t{1}, 2).shape() == dp::shape{4});
+  CHECK(t.transpose(dp::index_t{0}, -1).shape() == dp::shape{5, 4});
+  CHECK(t.unsqueeze(dp::index_t{-1}).shape() == dp::shape{4, 5, 1});
 }
 
 TEST_CASE("a slice step near INT64_MAX gives one element, not a negative extent") {

@@ -1,10 +1,12 @@
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
 
+#include "../support/far_axes.hpp"
 #include "../support/reference.hpp"
 
 using dp_test::check_close;
@@ -201,4 +203,23 @@ TEST_CASE("bad axes are value errors") {
   auto x = dp::zeros<float>({2, 3});
   CHECK_THROWS_AS((void)dp::sum(x, 2), dp::value_error);
   CHECK_THROWS_AS((void)dp::sum(x, {0, 0}), dp::value_error);
+}
+
+TEST_CASE("reduction axes are 64-bit: 2^32 and -2^32-1 are out of range, not truncated to axes 0 and -1") {
+  const auto x = dp::arange<float>(6).reshape({2, 3});
+  for (const auto& c : dp_test::far_axes) {
+    const dp::index_t a = c.value;
+    CAPTURE(a);
+    const auto out_of_range = [&](const std::string& op) { return dp_test::axis_out_of_range(op, c); };
+    CHECK_THROWS_WITH_AS((void)dp::sum(x, a), doctest::Contains(out_of_range("sum").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::mean(x, a), doctest::Contains(out_of_range("mean").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::max(x * 2.f, a, true), doctest::Contains(out_of_range("max").c_str()),
+                         dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::min(x, a), doctest::Contains(out_of_range("min").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::argmax(x, a), doctest::Contains(out_of_range("argmax").c_str()), dp::value_error);
+    CHECK_THROWS_WITH_AS((void)dp::argmin(x, a), doctest::Contains(out_of_range("argmin").c_str()), dp::value_error);
+  }
+  // In range, a 64-bit axis reduces as an int one does.
+  CHECK(dp::sum(x, dp::index_t{-1}).to_vector() == std::vector<float>{3.f, 12.f});
+  CHECK(dp::argmax(x, dp::index_t{0}).to_vector() == std::vector<std::int64_t>{1, 1, 1});
 }

@@ -360,3 +360,47 @@ TEST_CASE("a traced reshape refuses an overflowing or negative extent with the e
   CHECK(refused == "dp: reshape: extent -2 in {-2, 2} is negative");
   CHECK(shape_error_of([&] { (void)negative.backward(nn::mse_loss, x, y); }) == refused);
 }
+
+namespace {
+/// A traced forward that passes an axis past int's range: truncated to int it is 0, a valid axis.
+template <int Op>
+struct far_axis {
+  nn::linear<3, 2> fc;
+  auto forward(auto x) const {
+    constexpr std::int64_t far = std::int64_t{1} << 32;
+    auto v = nn::detail::materialize(fc(x));
+    if constexpr (Op == 0) {
+      return v.transpose(far, 1);
+    } else if constexpr (Op == 1) {
+      return v.unsqueeze(far).flatten(0, 1);
+    } else if constexpr (Op == 2) {
+      return v.unsqueeze(0).squeeze(far);
+    } else if constexpr (Op == 3) {
+      return v.reshape({v.size(far), -1});
+    } else if constexpr (Op == 4) {
+      return v.flatten(far, -1).reshape({2, 2});
+    } else {
+      return nn::softmax(v, far);
+    }
+  }
+};
+template <int Op>
+void check_far_axis() {
+  CAPTURE(Op);
+  const auto x = dp::ones<float>({2, 3}), y = dp::zeros<float>({2, 2});
+  nn::trainer<far_axis<Op>> t{far_axis<Op>{}};
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, y), doctest::Contains("4294967296 is out of range"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)t(x), doctest::Contains("4294967296 is out of range"), dp::value_error);  // eager
+  CHECK(t.steps() == 0);
+}
+}  // namespace
+
+TEST_CASE("a traced view or softmax refuses an axis past int's range instead of truncating it to a valid one") {
+  check_far_axis<0>();
+  check_far_axis<1>();
+  check_far_axis<2>();
+  check_far_axis<3>();
+  check_far_axis<4>();
+  check_far_axis<5>();
+}

@@ -68,7 +68,12 @@ class shape {
     d_[rank_++] = v;
   }
   constexpr void insert(int pos, index_t v) {
-    push_back(0);
+    // Checked like erase: past the end it left a gap holding 0, and a negative one wrote before d_.
+    if (pos < 0 || pos > rank_) {
+      throw value_error(
+          detail::concat("dp: shape ", *this, " has no position ", pos, " to insert at (expected 0..", rank_, ")"));
+    }
+    push_back(0);  // throws when the shape already holds max_rank dimensions
     for (int i = rank_ - 1; i > pos; --i) {
       d_[i] = d_[i - 1];
     }
@@ -163,7 +168,7 @@ DP_NOINLINE inline int existing_axis(index_t axis, int rank, const char* op) {
 }
 
 /// The shape with dimensions start..end merged into one (a 0-d shape becomes {1}), as flatten gives.
-inline shape flattened_shape(const shape& s, int start, int end) {
+inline shape flattened_shape(const shape& s, index_t start, index_t end) {
   if (s.rank() == 0) {  // its one axis is 0 or -1, as for a reduction
     (void)normalize_axis(start, 0, "flatten");
     (void)normalize_axis(end, 0, "flatten");

@@ -125,8 +125,9 @@ class tensor<T, dynamic_extents> {
   const dp::shape& strides() const noexcept { return strides_; }
   int rank() const noexcept { return shape_.rank(); }
   index_t numel() const noexcept { return shape_.numel(); }
-  /// Extent of one dimension (negative counts from the back).
-  index_t size(int dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
+  /// Extent of one dimension (negative counts from the back). Axes are index_t here and below: an int
+  /// parameter would wrap axis 2^32 to axis 0 before any range check saw it.
+  index_t size(index_t dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
   dp::device device() const noexcept { return dev_; }
   index_t storage_offset() const noexcept { return offset_; }
   const detail::storage_ref& storage() const noexcept { return st_; }
@@ -150,7 +151,7 @@ class tensor<T, dynamic_extents> {
 
   // ------------------------------------------------------------------ views (share storage)
   /// Elements [begin, end) with `step` along `dim`; negative begin/end count from the back.
-  tensor slice(int dim, index_t begin, index_t end, index_t step = 1) const {
+  tensor slice(index_t dim, index_t begin, index_t end, index_t step = 1) const {
     const int d = existing_axis(dim, rank(), "slice");
     const index_t n = shape_[d];
     DP_CHECK(step > 0, value_error, "dp: slice: step must be positive, got ", step);
@@ -172,7 +173,7 @@ class tensor<T, dynamic_extents> {
     return r;
   }
   /// The sub-tensor at `index` along `dim` (that dimension removed).
-  tensor select(int dim, index_t index) const {
+  tensor select(index_t dim, index_t index) const {
     const int d = existing_axis(dim, rank(), "select");
     DP_CHECK(index >= -shape_[d] && index < shape_[d], value_error, "dp: select: index ", index,
              " is out of range for dimension ", d, " of size ", shape_[d], " (shape ", shape_, ")");
@@ -188,7 +189,7 @@ class tensor<T, dynamic_extents> {
   tensor operator[](index_t index) const { return select(0, index); }
 
   /// Swaps two dimensions (no copy).
-  tensor transpose(int d0, int d1) const {
+  tensor transpose(index_t d0, index_t d1) const {
     const int a = normalize_axis(d0, rank(), "transpose"), b = normalize_axis(d1, rank(), "transpose");
     tensor r = *this;
     std::swap(r.shape_[a], r.shape_[b]);
@@ -230,7 +231,7 @@ class tensor<T, dynamic_extents> {
     return r;
   }
   /// Removes dimension `dim`, which must have size 1.
-  tensor squeeze(int dim) const {
+  tensor squeeze(index_t dim) const {
     if (rank() == 0) {  // PyTorch's rule: axis 0 or -1 of a 0-d tensor leaves it as it is
       (void)normalize_axis(dim, 0, "squeeze");
       return *this;
@@ -244,9 +245,11 @@ class tensor<T, dynamic_extents> {
     return r;
   }
   /// Inserts a size-1 dimension at `dim` (0..rank).
-  tensor unsqueeze(int dim) const {
-    const int d = dim < 0 ? dim + rank() + 1 : dim;
-    DP_CHECK(d >= 0 && d <= rank(), value_error, "dp: unsqueeze: position ", dim, " is out of range for rank ", rank());
+  tensor unsqueeze(index_t dim) const {
+    const index_t p = dim < 0 ? dim + rank() + 1 : dim;  // checked at 64 bits, then narrowed
+    DP_CHECK(p >= 0 && p <= rank(), value_error, "dp: unsqueeze: position ", dim, " is out of range for rank ", rank(),
+             " (expected -", rank() + 1, "..", rank(), ")");
+    const int d = static_cast<int>(p);
     tensor r = *this;
     r.shape_.insert(d, 1);
     r.strides_.insert(d, d < rank() ? strides_[d] * shape_[d] : 1);
@@ -271,7 +274,7 @@ class tensor<T, dynamic_extents> {
     return reshape(target);
   }
   /// Merges dimensions start..end into one.
-  tensor flatten(int start = 0, int end = -1) const { return reshape(flattened_shape(shape_, start, end)); }
+  tensor flatten(index_t start = 0, index_t end = -1) const { return reshape(flattened_shape(shape_, start, end)); }
 
   // ------------------------------------------------------------------ copies
   /// A contiguous copy on the same device.

@@ -114,6 +114,14 @@ auto reduce(const E& e, std::span<const int> axes, bool all, bool keepdim, bool 
   }
 }
 
+/// One axis, range-checked at its full 64 bits against the input's rank before it narrows to the int
+/// an axis list holds (narrowing first read axis 2^32 as axis 0).
+template <class Op, class OutT, class E>
+auto reduce_along(const E& e, index_t axis, bool keepdim, bool mean, const char* op) {
+  const int a = normalize_axis(axis, meta_of(to_node(e)).shape.rank(), op);
+  return reduce<Op, OutT>(e, std::span<const int>(&a, 1), false, keepdim, mean, op);
+}
+
 template <class E>
 using reduce_value_t = typename node_of<E>::value_type;
 
@@ -127,10 +135,9 @@ auto sum(const E& e) {
 }
 /// Sum along `axis` (negative counts from the back).
 template <expression E>
-auto sum(const E& e, int axis, bool keepdim = false) {
+auto sum(const E& e, index_t axis, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
-  return detail::reduce<detail::sum_reduce, detail::sum_result_t<T>>(e, std::span<const int>(&axis, 1), false, keepdim,
-                                                                     false, "sum");
+  return detail::reduce_along<detail::sum_reduce, detail::sum_result_t<T>>(e, axis, keepdim, false, "sum");
 }
 /// Sum along several axes.
 template <expression E>
@@ -150,10 +157,10 @@ auto mean(const E& e) {
   return detail::reduce<detail::sum_reduce, T>(e, {}, true, false, true, "mean");
 }
 template <expression E>
-auto mean(const E& e, int axis, bool keepdim = false) {
+auto mean(const E& e, index_t axis, bool keepdim = false) {
   using T = detail::reduce_value_t<E>;
   static_assert(std::is_floating_point_v<T>, "dp: mean needs floating-point values; use dp::cast<float>(x)");
-  return detail::reduce<detail::sum_reduce, T>(e, std::span<const int>(&axis, 1), false, keepdim, true, "mean");
+  return detail::reduce_along<detail::sum_reduce, T>(e, axis, keepdim, true, "mean");
 }
 template <expression E>
 auto mean(const E& e, std::span<const int> axes, bool keepdim = false) {
@@ -172,9 +179,8 @@ auto max(const E& e) {
   return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, {}, true, false, false, "max");
 }
 template <expression E>
-auto max(const E& e, int axis, bool keepdim = false) {
-  return detail::reduce<detail::max_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
-                                                                       keepdim, false, "max");
+auto max(const E& e, index_t axis, bool keepdim = false) {
+  return detail::reduce_along<detail::max_reduce, detail::reduce_value_t<E>>(e, axis, keepdim, false, "max");
 }
 /// Largest element along several axes (torch.amax).
 template <expression E>
@@ -190,9 +196,8 @@ auto min(const E& e) {
   return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, {}, true, false, false, "min");
 }
 template <expression E>
-auto min(const E& e, int axis, bool keepdim = false) {
-  return detail::reduce<detail::min_reduce, detail::reduce_value_t<E>>(e, std::span<const int>(&axis, 1), false,
-                                                                       keepdim, false, "min");
+auto min(const E& e, index_t axis, bool keepdim = false) {
+  return detail::reduce_along<detail::min_reduce, detail::reduce_value_t<E>>(e, axis, keepdim, false, "min");
 }
 /// Smallest element along several axes (torch.amin).
 template <expression E>
@@ -284,7 +289,7 @@ void arg_extreme_rows(device dev, const T* in, std::int64_t* out, index_t count,
 }
 
 template <bool Max, class E>
-tensor<std::int64_t> arg_extreme(const E& e, int axis, bool all, bool keepdim, const char* op) {
+tensor<std::int64_t> arg_extreme(const E& e, index_t axis, bool all, bool keepdim, const char* op) {
   using T = reduce_value_t<E>;
   tensor<T> x = e;
   if (!all && x.rank() == 0) {          // a 0-d tensor's only axis (0 or -1) is all of it, as in PyTorch
@@ -332,7 +337,7 @@ tensor<std::int64_t> argmax(const E& e) {
 }
 /// Indices of the first largest elements along `axis`.
 template <expression E>
-tensor<std::int64_t> argmax(const E& e, int axis, bool keepdim = false) {
+tensor<std::int64_t> argmax(const E& e, index_t axis, bool keepdim = false) {
   return detail::arg_extreme<true>(e, axis, false, keepdim, "argmax");
 }
 template <expression E>
@@ -340,7 +345,7 @@ tensor<std::int64_t> argmin(const E& e) {
   return detail::arg_extreme<false>(e, 0, true, false, "argmin");
 }
 template <expression E>
-tensor<std::int64_t> argmin(const E& e, int axis, bool keepdim = false) {
+tensor<std::int64_t> argmin(const E& e, index_t axis, bool keepdim = false) {
   return detail::arg_extreme<false>(e, axis, false, keepdim, "argmin");
 }
 

@@ -49,17 +49,17 @@ class var {
   const dp::shape& shape() const noexcept { return shape_; }
   int rank() const noexcept { return shape_.rank(); }
   index_t numel() const noexcept { return shape_.numel(); }
-  index_t size(int dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
+  index_t size(index_t dim) const { return shape_[existing_axis(dim, rank(), "size")]; }
   dp::device device() const noexcept { return dev_; }
 
   // Views, recorded (their backward routes the gradient back).
   var reshape(dp::shape target) const;
   var view(dp::shape target) const { return reshape(target); }
-  var flatten(int start = 0, int end = -1) const;
-  var transpose(int d0, int d1) const;
+  var flatten(index_t start = 0, index_t end = -1) const;
+  var transpose(index_t d0, index_t d1) const;
   var t() const { return transpose(0, 1); }
-  var unsqueeze(int dim) const;
-  var squeeze(int dim) const;
+  var unsqueeze(index_t dim) const;
+  var squeeze(index_t dim) const;
   /// This var, or a recorded copy when its value is a transposed view: ops that read their input's
   /// memory in row-major order take it so, as tensor::contiguous() does for eager code.
   var contiguous() const;

@@ -509,27 +509,28 @@ var<V> var<V>::contiguous() const {
 }
 
 template <class V>
-var<V> var<V>::flatten(int start, int end) const {
+var<V> var<V>::flatten(index_t start, index_t end) const {
   return reshape(flattened_shape(shape_, start, end));
 }
 
 template <class V>
-var<V> var<V>::transpose(int d0, int d1) const {
+var<V> var<V>::transpose(index_t d0, index_t d1) const {
   const int a = normalize_axis(d0, rank(), "transpose"), b = normalize_axis(d1, rank(), "transpose");
   return detail::record_view(*this, detail::view_kind::transpose, {}, a, b);
 }
 
 template <class V>
-var<V> var<V>::unsqueeze(int dim) const {
-  const int d = dim < 0 ? dim + rank() + 1 : dim;
-  DP_CHECK(d >= 0 && d <= rank(), value_error, "dp: unsqueeze: position ", dim, " is out of range for rank ", rank());
+var<V> var<V>::unsqueeze(index_t dim) const {
+  const index_t d = dim < 0 ? dim + rank() + 1 : dim;  // 64 bits: a position past int's is out of range too
+  DP_CHECK(d >= 0 && d <= rank(), value_error, "dp: unsqueeze: position ", dim, " is out of range for rank ", rank(),
+           " (expected -", rank() + 1, "..", rank(), ")");
   dp::shape t = shape_;
-  t.insert(d, 1);
+  t.insert(static_cast<int>(d), 1);
   return reshape(t);
 }
 
 template <class V>
-var<V> var<V>::squeeze(int dim) const {
+var<V> var<V>::squeeze(index_t dim) const {
   if (rank() == 0) {  // as tensor::squeeze: axis 0 or -1 of a 0-d value leaves it as it is
     (void)normalize_axis(dim, 0, "squeeze");
     return *this;
