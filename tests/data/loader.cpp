@@ -78,7 +78,22 @@ TEST_CASE("without shuffling batches come in order; the last one is partial unle
   CHECK_THROWS_WITH_AS((data::loader{numbered(3), {.batch = 4, .drop_last = true}}),
                        doctest::Contains("use a batch of at most 3 or drop_last = false"), dp::value_error);
   CHECK(data::loader{numbered(4), {.batch = 4, .drop_last = true}}.batches() == 1);
-  CHECK(data::loader{numbered(0), {.batch = 4, .drop_last = true}}.batches() == 0);
+}
+
+TEST_CASE("a loader over an empty dataset is refused: every epoch would yield no batch") {
+  // It was accepted and gave 0 batches per epoch: a training loop that ran and learned nothing.
+  const auto refused = [](auto dataset, data::loader_options o) {
+    CHECK_THROWS_WITH_AS((data::loader{dataset, o}),
+                         "dp: loader: the dataset's size() is 0; expected a count of 1 or more samples (with none, "
+                         "every epoch yields no batch)",
+                         dp::value_error);
+  };
+  for (const bool drop_last : {false, true}) {
+    CAPTURE(drop_last);
+    refused(numbered(0), {.batch = 4, .drop_last = drop_last});
+    refused(data::tensor_dataset<float, std::int64_t>{}, {.batch = 4, .drop_last = drop_last});
+  }
+  CHECK(data::loader{numbered(1), {.batch = 4}}.batches() == 1);  // one sample is enough
 }
 
 TEST_CASE("the shuffled order is a function of (seed, epoch): every sample once per epoch, nothing to reset") {
@@ -126,13 +141,13 @@ TEST_CASE("a dataset that reports a negative size is refused by name, not by the
   };
   static_assert(data::dataset<broken>);
   CHECK_THROWS_WITH_AS(data::loader<broken>(broken{}),
-                       doctest::Contains("loader: the dataset's size() is -1; expected a count of 0 or more samples"),
+                       doctest::Contains("loader: the dataset's size() is -1; expected a count of 1 or more samples"),
                        dp::value_error);
   struct wrapped : squares {  // a std::size_t that wrapped past 0
     std::size_t size() const { return static_cast<std::size_t>(-1); }
   };
   CHECK_THROWS_WITH_AS(data::loader<wrapped>(wrapped{}),
-                       doctest::Contains("size() is 18446744073709551615; expected a count of 0 or more"),
+                       doctest::Contains("size() is 18446744073709551615; expected a count of 1 or more"),
                        dp::value_error);
   CHECK_THROWS_WITH_AS((void)data::permutation(-1, 0, 0), doctest::Contains("n must be 0 or more, got -1"),
                        dp::value_error);

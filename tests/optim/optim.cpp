@@ -190,6 +190,43 @@ TEST_CASE("load_state takes exactly the state state() names, or refuses and chan
                        dp::value_error);
 }
 
+TEST_CASE("sgd uses a loaded momentum buffer on its next step, at any step count, as PyTorch does") {
+  // PyTorch starts the buffer at the gradient only when it has none; state converted from PyTorch
+  // comes with 0 steps. The step count decided it, so the loaded buffer was overwritten by the gradient.
+  for (const double damp : {0.0, 0.2}) {
+    CAPTURE(damp);
+    nn::trainer<one> t{one{}};
+    auto opt = dp::optim::sgd(t, {.lr = 0.1, .momentum = 0.9, .dampening = damp});
+    opt.load_state(0, {{"w.momentum_buffer", dp::full<double>({3}, 1.0)}});
+    set_grads(t, {0.5, 0.5, 0.5});
+    opt.step();
+    // buf = 0.9 * 1 + (1 - damp) * 0.5: 1.4 without dampening, 1.3 with 0.2; w -= 0.1 * buf.
+    const double buf = damp == 0 ? 1.4 : 1.3;
+    CHECK(opt.state()[0].value.to_vector()[0] == doctest::Approx(buf).epsilon(1e-12));
+    const auto w = weights(t);
+    CHECK(w[0] == doctest::Approx(1.0 - 0.1 * buf).epsilon(1e-12));
+    CHECK(w[1] == doctest::Approx(-2.0 - 0.1 * buf).epsilon(1e-12));
+    CHECK(w[2] == doctest::Approx(0.5 - 0.1 * buf).epsilon(1e-12));
+    CHECK(opt.steps() == 1);
+  }
+}
+
+TEST_CASE("sgd's state saved before its first step loads back as no buffer: the next step starts at the gradient") {
+  // state() gives zeros before the first step; read as a buffer, dampening 0.2 would take 0.8 of the
+  // first gradient. A load refused for its shape changes nothing either.
+  nn::trainer<one> t{one{}};
+  auto opt = dp::optim::sgd(t, {.lr = 0.1, .momentum = 0.9, .dampening = 0.2});
+  CHECK_THROWS_AS(opt.load_state(0, {{"w.momentum_buffer", dp::full<double>({2}, 1.0)}}), dp::shape_error);
+  opt.load_state(0, opt.state());
+  set_grads(t, {0.5, 0.5, 0.5});
+  opt.step();
+  CHECK(opt.state()[0].value.to_vector() == std::vector<double>{0.5, 0.5, 0.5});  // buf = g
+  // From then on the buffer holds a value: 0.9 * 0.5 + 0.8 * 1 = 1.25.
+  set_grads(t, {1, 1, 1});
+  opt.step();
+  CHECK(opt.state()[0].value.to_vector()[0] == doctest::Approx(1.25).epsilon(1e-12));
+}
+
 TEST_CASE("state() hands out copies: writing to them changes neither the optimizer nor any replica") {
   // Two host replicas: a view of replica 0's state, written by the caller, would make it differ from
   // replica 1's, and the next step would update the two copies of the weights differently.
@@ -282,6 +319,23 @@ TEST_CASE("clip_grad_norm sums float squares in double, and refuses a norm that 
     CHECK(t.gradients() == nn::grad_state::none);                            // an optimizer's step is refused now
     CHECK(dp::detail::trainer_access::flat_grads(t).to_vector()[2] == 1.f);  // nothing was scaled
   }
+}
+
+TEST_CASE("clip_grad_norm clips double gradients whose squares overflow double, and returns their norm") {
+  // 1e160 squared is 1e320, past double's 1.8e308: the sum was inf, the error said a gradient was
+  // infinite or NaN, and the gradients were dropped. The norm is 1e160; clipped to 1, g = 1e160 / (1e160 + 1e-6).
+  nn::trainer<one> t{one{}};
+  set_grads(t, {1e160, 0, 0});
+  CHECK(dp::optim::clip_grad_norm(t, 1.0) == doctest::Approx(1e160));
+  const auto g = dp::detail::trainer_access::flat_grads(t).to_vector();
+  CHECK(g[0] == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(g[1] == 0.0);
+  CHECK(g[2] == 0.0);
+  CHECK(t.gradients() == nn::grad_state::complete);  // still there for the optimizer's step
+  // An infinite gradient among them is still refused, in those words.
+  set_grads(t, {1e160, std::numeric_limits<double>::infinity(), 0});
+  CHECK_THROWS_WITH_AS((void)dp::optim::clip_grad_norm(t, 1.0), doctest::Contains("a gradient is infinite or NaN"),
+                       dp::value_error);
 }
 
 TEST_CASE("sgd refuses an option outside its range, naming the option, its value and the rule") {

@@ -117,9 +117,8 @@ class loader {
     }
     // Every epoch would be empty: a training loop that runs and learns nothing. (After the ranks'
     // agreement: ranks that differ are refused there together, none waiting for another.)
-    DP_CHECK(!o.drop_last || n_ == 0 || n_ >= o.batch, value_error, "dp: loader: drop_last with ", n_,
-             " samples and batch ", o.batch, " drops every sample (no batch is full); use a batch of at most ", n_,
-             " or drop_last = false");
+    DP_CHECK(!o.drop_last || n_ >= o.batch, value_error, "dp: loader: drop_last with ", n_, " samples and batch ",
+             o.batch, " drops every sample (no batch is full); use a batch of at most ", n_, " or drop_last = false");
   }
 
   const D& data() const noexcept { return data_; }
@@ -288,7 +287,7 @@ class loader {
 
  private:
   /// The dataset's size() as a count (any integer type: a std::size_t from a vector's size()), or -1
-  /// when negative or past index_t (a wrapped -1), which check_options refuses.
+  /// when negative or past index_t (a wrapped -1), which check_options refuses (as it does 0).
   static index_t size_or_negative(const D& d) {
     const auto n = d.size();
     using N = std::remove_cvref_t<decltype(n)>;
@@ -303,8 +302,9 @@ class loader {
   /// The rules this rank's options and dataset must meet on their own.
   void check_options() const {
     DP_CHECK(o_.batch > 0, value_error, "dp: loader: batch must be positive, got ", o_.batch);
-    DP_CHECK(n_ >= 0, value_error, "dp: loader: the dataset's size() is ", data_.size(),
-             "; expected a count of 0 or more samples");
+    // An empty dataset makes every epoch empty, silently: a loop that runs and learns nothing.
+    DP_CHECK(n_ > 0, value_error, "dp: loader: the dataset's size() is ", data_.size(),
+             "; expected a count of 1 or more samples (with none, every epoch yields no batch)");
     DP_CHECK(share_.ranks >= 1 && share_.rank >= 0 && share_.rank < share_.ranks, value_error, "dp: loader: rank ",
              share_.rank, " is not one of ", share_.ranks, " ranks");
     DP_CHECK(o_.prefetch >= 0 && o_.prefetch <= 64, value_error, "dp: loader: prefetch must lie in [0, 64], got ",

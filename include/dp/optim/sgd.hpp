@@ -1,11 +1,15 @@
 // Stochastic gradient descent with PyTorch's semantics: weight decay added to the gradient, momentum
-// with dampening (the buffer starts at the first gradient), Nesterov momentum. One fused pass.
+// with dampening (the buffer starts at the first gradient unless one was loaded), Nesterov momentum.
+// One fused pass.
 #pragma once
 
 #include <functional>
 #include <string_view>
 
+#include <dp/exec/factory.hpp>
 #include <dp/exec/for_each.hpp>
+#include <dp/exec/reduce.hpp>
+#include <dp/expr/operators.hpp>
 #include <dp/optim/optimizer.hpp>
 #include <dp/optim/step_state.hpp>
 
@@ -23,13 +27,20 @@ struct sgd_options {
 };
 
 namespace detail {
-/// The step's scalars, from the steps before it: [1] the learning rate, [2] 1 on the first step.
+/// The step's scalars, from the steps before it: [1] the learning rate, [2] 1 when the momentum
+/// buffer holds no value yet (it then starts at the gradient). `filled`, on the step's device, is
+/// that flag kept between steps (null without momentum): the step count cannot tell, since a loaded
+/// buffer is used at any count, as in PyTorch.
 struct sgd_advance {
   double lr;
   lr_schedule schedule;
+  double* filled;
   DP_HOST_DEVICE void operator()(double* s) const {
     s[1] = lr * schedule.factor(static_cast<std::int64_t>(s[0]));
-    s[2] = s[0] == 0 ? 1 : 0;
+    if (filled != nullptr) {
+      s[2] = *filled == 0 ? 1 : 0;
+      *filled = 1;
+    }
   }
 };
 
@@ -64,6 +75,9 @@ class sgd {
   sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(checked(o)), steps_(detail::replica_devices(owner)) {
     if (o.momentum != 0) {
       buf_ = detail::state_like(owner);
+      for (const device d : detail::replica_devices(owner)) {
+        filled_.push_back(zeros<double>({1}, d));
+      }
     }
   }
 
@@ -72,7 +86,7 @@ class sgd {
     detail::require_gradients(*owner_, "sgd");
     dp::detail::replica_access::for_each_replica(
         *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
-          steps_.advance(r, detail::sgd_advance{o_.lr, o_.schedule});
+          steps_.advance(r, detail::sgd_advance{o_.lr, o_.schedule, filled_.empty() ? nullptr : filled_[r].data()});
           dp::detail::for_each_index(
               params.device(), params.numel(),
               detail::sgd_update<T>{params.data(), grads.data(), buf_.empty() ? nullptr : buf_[r].data(),
@@ -105,11 +119,26 @@ class sgd {
   }
   /// Restores the step count and state (the same values on every replica): every name state()
   /// gives, once, with its parameter's shape. `before_write` runs after every check and copy, before
-  /// the first write (where load_checkpoint's ranks agree).
+  /// the first write (where load_checkpoint's ranks agree). The next step uses the loaded buffers,
+  /// whatever `steps` is (PyTorch's state, converted, comes with 0), unless `steps` is 0 and every
+  /// buffer is zero: that is state() before the first step, which then starts at the gradient.
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s,
                   const std::function<void()>& before_write = {}) {
-    detail::load_named_state<T>("sgd", owner_->layout(), steps, s, {{".momentum_buffer", &buf_}}, before_write);
+    bool filled = steps > 0;
+    // Read after load_named_state's checks (every value defined, of its shape), before any write.
+    const auto read_then_agree = [&] {
+      for (const auto& ns : s) {
+        filled = filled || dp::sum(dp::abs(ns.value)).item() != 0;  // a NaN counts as a value
+      }
+      if (before_write) {
+        before_write();
+      }
+    };
+    detail::load_named_state<T>("sgd", owner_->layout(), steps, s, {{".momentum_buffer", &buf_}}, read_then_agree);
     steps_.set_steps(steps);
+    for (auto& f : filled_) {
+      f.fill(filled ? 1.0 : 0.0);
+    }
   }
 
  private:
@@ -131,6 +160,7 @@ class sgd {
   Owner* owner_;
   sgd_options o_;
   std::vector<tensor<T>> buf_;
+  std::vector<tensor<double>> filled_;  // per replica, on its device: 1 once buf_ holds a value
   detail::step_state steps_;
 };
 
