@@ -1,78 +1,14 @@
-// Command-line helpers shared by the examples: a tiny flag parser and a progress display (a bar
-// redrawn in place on a terminal, one plain line per epoch otherwise).
+// The examples' progress display: a bar redrawn in place on a terminal, one plain line per epoch
+// otherwise.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <stdexcept>
 #include <string>
 #include <unistd.h>
-#include <vector>
 
 namespace example {
-
-/// A flag's value that cannot be read: main prints it and returns 2, so that under mpirun MPI
-/// ends first (an exit() would skip MPI_Finalize, which mpirun reports as a failed job).
-struct flag_error : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
-
-/// --name value flags; --help prints `usage` and exits (before main starts MPI).
-class flags {
- public:
-  flags(int argc, char** argv, std::string usage, std::map<std::string, std::string> defaults)
-      : values_(std::move(defaults)) {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      if (a == "--help" || a == "-h") {
-        std::printf("%s", usage.c_str());
-        std::exit(0);
-      }
-      if (a.rfind("--", 0) != 0 || values_.count(a.substr(2)) == 0) {
-        std::fprintf(stderr, "unknown argument '%s'\n\n%s", a.c_str(), usage.c_str());
-        std::exit(2);
-      }
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      values_[a.substr(2)] = argv[++i];
-    }
-  }
-  const std::string& str(const std::string& k) const { return values_.at(k); }
-  /// The flag as an integer in [lo, hi] (a value out of range would wrap where it is used).
-  long long integer(const std::string& k, long long lo = INT32_MIN, long long hi = INT32_MAX) const {
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(values_.at(k), &used);
-      if (used == values_.at(k).size() && v >= lo && v <= hi) {
-        return v;
-      }
-    } catch (const std::exception&) {
-    }
-    bad(k, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
-  }
-  double number(const std::string& k) const {
-    try {
-      std::size_t used = 0;
-      const double v = std::stod(values_.at(k), &used);
-      if (used == values_.at(k).size()) {
-        return v;
-      }
-    } catch (const std::exception&) {
-    }
-    bad(k, "a number");
-  }
-
- private:
-  [[noreturn]] void bad(const std::string& k, const char* what) const {
-    throw flag_error("--" + k + ": '" + values_.at(k) + "' is not " + what);
-  }
-  std::map<std::string, std::string> values_;
-};
 
 /// Progress of one epoch: call update() after each step and finish() at the end.
 class progress {
