@@ -191,11 +191,7 @@ TEST_CASE("a checkpoint's metadata is covered by a CRC and read strictly: a flip
   dp::parallel<net> par{net{}, {dp::cpu()}};
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
   io::save_checkpoint(path, par, opt, {.epoch = 3});
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  const std::string bytes = dp_test::bytes_of(path);
   auto load_bytes = [&](const std::string& b) {
     { std::ofstream(path, std::ios::binary) << b; }
     return io::load_checkpoint(path, par, opt);
@@ -242,11 +238,7 @@ TEST_CASE("a checkpoint whose CRC keys were deleted or renamed is refused, namin
   dp::parallel<net> par{net{}, {dp::cpu()}};
   auto opt = dp::optim::sgd(par, {.lr = 0.1});
   io::save_checkpoint(path, par, opt, {.epoch = 3});
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  const std::string bytes = dp_test::bytes_of(path);
   dp::parallel<net> other{net{}, {dp::cpu()}};  // different weights from the checkpoint's
   auto other_opt = dp::optim::sgd(other, {.lr = 0.1});
   const auto other_before = other.model().fc1.weight.value().to_vector();
@@ -427,10 +419,15 @@ TEST_CASE("temporaries left by a writer killed mid-save are removed by the next 
   const auto dir = std::filesystem::path(dp_test::scratch_path("stale"));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "run.ckpt").string();
-  const std::string dead = path + ".tmp.999999999.0";                       // beyond any pid_max: no such process
-  const std::string alive = path + ".tmp.1.0";                              // pid 1 always runs
-  const std::string other = (dir / "other.ckpt.tmp.999999999.0").string();  // another file's: not ours to judge
-  for (const auto& f : {dead, alive, other}) {
+  const std::string here = ".tmp." + dp::detail::host_tag() + ".";
+  const std::string dead = path + here + "999999999.0";  // beyond any pid_max: no such process
+  const std::string alive = path + here + "1.0";         // pid 1 always runs
+  const std::string other =
+      (dir / ("other.ckpt" + here + "999999999.0")).string();  // another file's: not ours to judge
+  // Another host's writer, saving into a shared folder: its pid means nothing here (this removed it).
+  const std::string remote = path + ".tmp.0123456789abcdef.999999999.0";
+  const std::string before_hosts = path + ".tmp.999999999.1";  // named by dp before names carried the host
+  for (const auto& f : {dead, alive, other, remote, before_hosts}) {
     std::ofstream(f) << "partial";
   }
   nn::manual_seed(1);
@@ -440,6 +437,8 @@ TEST_CASE("temporaries left by a writer killed mid-save are removed by the next 
   CHECK_FALSE(std::filesystem::exists(dead));
   CHECK(std::filesystem::exists(alive));
   CHECK(std::filesystem::exists(other));
+  CHECK(std::filesystem::exists(remote));
+  CHECK_FALSE(std::filesystem::exists(before_hosts));
   std::filesystem::remove_all(dir);
 }
 
@@ -449,10 +448,11 @@ TEST_CASE("a link planted where the writer puts its temporary is passed over, an
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "run.ckpt").string(), victim = (dir / "victim").string();
   std::ofstream(victim) << "keep me";
-  // The temporary's name is `path.tmp.<pid>.<n>` with a process-wide counter n: every name this
-  // binary's next writes try (it makes far fewer than 5000 files).
+  // The temporary's name is `path.tmp.<host>.<pid>.<n>` with a process-wide counter n: every name
+  // this binary's next writes try (it makes far fewer than 5000 files).
   for (int n = 0; n < 5000; ++n) {
-    std::filesystem::create_symlink(victim, path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n));
+    std::filesystem::create_symlink(
+        victim, path + ".tmp." + dp::detail::host_tag() + "." + std::to_string(::getpid()) + "." + std::to_string(n));
   }
   nn::manual_seed(1);
   dp::parallel<net> par{net{}, {dp::cpu()}};

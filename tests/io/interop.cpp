@@ -24,10 +24,6 @@ std::vector<double> logits(const mlp& m, const dp::tensor<double>& x) {
   t.eval();
   return dp::tensor<double>(t(x)).to_vector();
 }
-std::string bytes_of(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 void close(const std::vector<double>& got, const std::vector<double>& want) {
   REQUIRE(got.size() == want.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
@@ -53,7 +49,7 @@ TEST_CASE("weights written by dp load into PyTorch and give dp's logits") {
     return;
   }
   // The committed file is the one PyTorch read; dp still writes it byte for byte.
-  CHECK(bytes_of(fresh) == bytes_of(dir + "interop_dp.safetensors"));
+  CHECK(dp_test::bytes_of(fresh) == dp_test::bytes_of(dir + "interop_dp.safetensors"));
   const auto ref = dp_test::read_reference(dir + "interop.txt");
   close(logits(m, ref.at("x").as<double>()), ref.at("dp_file_logits").values);
   std::filesystem::remove(fresh);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 
@@ -11,6 +13,12 @@ namespace dp_test {
 
 inline std::string scratch_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("dp_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+/// The bytes of a file a test wrote (to compare, damage or edit them).
+inline std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace dp_test
