@@ -1,6 +1,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <latch>
 #include <optional>
 #include <string>
 #include <thread>
@@ -256,11 +257,87 @@ TEST_CASE("ranks that pass different sizes all refuse at once, naming the sizes 
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
 }
 
-TEST_CASE("a collective whose peers never arrive times out with the collective's name") {
+TEST_CASE("a refused collective keeps the ranks in step: each rank's next call meets the others' next call") {
+  // The rank that arrives last leaves the rendezvous first. It used to throw at once and post its
+  // next call's buffer while the other still read the sizes: that rank then saw equal sizes, summed
+  // the wrong buffers and paired its second rendezvous with the next call (37 of 200 rounds).
+  auto comms = dp::dist::make_local_communicators(2, {.timeout = std::chrono::milliseconds(5000)});
+  int refused[2] = {0, 0}, right[2] = {0, 0};
+  on_ranks(2, [&](int r) {
+    for (int round = 0; round < 200; ++round) {
+      auto bad = dp::ones<float>({r == 0 ? 4 : 6});
+      if (r == 1) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200 + 10 * (round % 20)));
+      }
+      try {
+        comms[r].all_reduce(bad, dp::dist::reduce_op::sum);
+      } catch (const dp::value_error&) {
+        ++refused[r];
+      } catch (const dp::runtime_error&) {  // aborted by the other rank, out of step
+        return;
+      }
+      auto good = dp::full<float>({4}, static_cast<float>(round + 10 * r));
+      try {
+        comms[r].all_reduce(good, dp::dist::reduce_op::sum);
+      } catch (const dp::error&) {  // out of step: a refusal, or the other rank's call never came
+        comms[r].abort("out of step");
+        return;
+      }
+      right[r] += good.to_vector() == std::vector<float>(4, static_cast<float>(2 * round + 10));
+    }
+  });
+  CHECK(refused[0] == 200);
+  CHECK(refused[1] == 200);
+  CHECK(right[0] == 200);
+  CHECK(right[1] == 200);
+}
+
+TEST_CASE("a barrier that completes as the timeout expires ends the same way on every rank") {
+  // A waiter used to time out a barrier the last rank had just completed (that rank went on, and
+  // wrote into buffers whose call had failed). Rank 1 arrives within 0.6 ms of the 20 ms timeout,
+  // in 12 us steps: the window was about 0.1 ms wide.
+  auto comms = dp::dist::make_local_communicators(2, {.timeout = std::chrono::milliseconds(20)});
+  int differ = 0, timed_out = 0;
+  for (int round = 0; round < 100; ++round) {
+    bool threw[2] = {false, false};
+    std::latch start(2);
+    on_ranks(2, [&](int r) {
+      start.arrive_and_wait();
+      if (r == 1) {
+        std::this_thread::sleep_for(std::chrono::microseconds(19'400 + 12 * round));
+      }
+      try {
+        comms[r].barrier();
+      } catch (const dp::runtime_error&) {
+        threw[r] = true;
+      }
+    });
+    differ += threw[0] != threw[1];
+    timed_out += threw[0] && threw[1];
+    comms[0].recover();
+  }
+  CHECK(differ == 0);
+  MESSAGE(timed_out, " of 100 barriers timed out on both ranks");
+}
+
+TEST_CASE("a collective whose peers never arrive times out naming the collective and the missing ranks") {
   auto comms = dp::dist::make_local_communicators(2, {.timeout = std::chrono::milliseconds(200)});
   auto t = dp::ones<float>({3});
   CHECK_THROWS_WITH_AS(comms[0].all_reduce(t, dp::dist::reduce_op::sum),
-                       doctest::Contains("all_reduce timed out on rank 0"), dp::runtime_error);
+                       doctest::Contains("all_reduce timed out on rank 0 of 2 after 200 ms. missing: rank(s) 1 (not in "
+                                         "this collective"),
+                       dp::runtime_error);
+  comms[0].recover();
+  // Of three ranks, two wait and the third never comes: both name rank 2 (the second through the abort).
+  auto three = dp::dist::make_local_communicators(3, {.timeout = std::chrono::milliseconds(200)});
+  std::latch start(2);  // both in the call together, however late a thread starts
+  on_ranks(2, [&](int r) {
+    auto x = dp::ones<float>({3});
+    start.arrive_and_wait();
+    CHECK_THROWS_WITH_AS(three[r].all_reduce(x, dp::dist::reduce_op::sum),
+                         doctest::Contains("of 3 after 200 ms. missing: rank(s) 2 (not in this collective"),
+                         dp::runtime_error);
+  });
 }
 
 TEST_CASE("a timeout outside (0, a year] is refused where communicators are made, naming it") {

@@ -97,7 +97,8 @@ class local_group {
       : size_(checked_size(size)),
         opts_(o),
         posted_(static_cast<std::size_t>(size)),
-        counts_(static_cast<std::size_t>(size)) {
+        counts_(static_cast<std::size_t>(size)),
+        arrived_(static_cast<std::size_t>(size)) {
     detail::check_timeout(o, "local communicator");
     // Spinning only pays when every rank has a core; with more ranks than cores it starves the
     // rank everyone waits for, so then waiters sleep at once.
@@ -111,38 +112,48 @@ class local_group {
 
   int size() const noexcept { return size_; }
 
-  /// Waits for every rank (sense-reversing barrier; spins briefly, then sleeps).
+  /// Waits for every rank (sense-reversing barrier; spins briefly, then sleeps). A barrier ends
+  /// one way for every rank: completed, or failed (an abort or a timeout before the last rank came).
   void arrive(const char* collective, int rank) {
     const unsigned gen = generation_.load(std::memory_order_acquire);
     check_abort(collective);
+    arrived_[static_cast<std::size_t>(rank)].store(gen + 1, std::memory_order_relaxed);
     if (arriving_.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
-      arriving_.store(0, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_acq_rel);
+      bool completed = false;
+      {
+        // Under the lock: a timeout that fails this barrier and its completion exclude each other.
+        std::lock_guard lock(m_);
+        if (!aborted_.load(std::memory_order_relaxed)) {
+          arriving_.store(0, std::memory_order_relaxed);
+          generation_.fetch_add(1, std::memory_order_acq_rel);
+          completed = true;
+        }
+      }
       wake_all();
+      if (!completed) {
+        check_abort(collective);
+      }
       return;
     }
     const auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
     spins_[static_cast<std::size_t>(rank)].wait(
-        [&] { return generation_.load(std::memory_order_acquire) != gen || aborted_.load(std::memory_order_acquire); },
+        [&] { return generation_.load(std::memory_order_acquire) != gen; },  // an abort moves it too
         [&] {
           detail::wait_for_change(generation_, gen, 10'000'000);  // 10 ms slices: timeouts stay responsive
           if (std::chrono::steady_clock::now() > deadline) {
-            abort(dp::detail::concat("dp: ", collective, detail::context_text(), " timed out on rank ", rank, " after ",
-                                     opts_.timeout.count(), " ms waiting for the other ranks"));
+            time_out(collective, rank, gen);
           }
         });
-    check_abort(collective);  // an abort also wakes the waiters
+    // Failed only by an abort of this barrier: one after it completed is the next collective's.
+    if (aborted_.load(std::memory_order_acquire) && aborted_at_.load(std::memory_order_relaxed) == gen) {
+      check_abort(collective);
+    }
   }
 
   /// Marks the group failed: every rank waiting in (or entering) a collective throws `why`.
   void abort(const std::string& why) {
     std::lock_guard lock(m_);
-    if (!aborted_.load()) {
-      why_ = why;
-      aborted_.store(true, std::memory_order_release);
-      generation_.fetch_add(1);
-      wake_all();
-    }
+    abort_locked(why);
   }
   bool aborted() const noexcept { return aborted_.load(std::memory_order_acquire); }
   /// Clears a failure once every rank has left its collective (the next step starts clean).
@@ -171,6 +182,35 @@ class local_group {
     ::syscall(SYS_futex, reinterpret_cast<unsigned*>(&generation_), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
 #endif
   }
+  void abort_locked(const std::string& why) {
+    if (!aborted_.load()) {
+      why_ = why;
+      aborted_at_.store(generation_.load(), std::memory_order_relaxed);
+      aborted_.store(true, std::memory_order_release);
+      generation_.fetch_add(1);
+      wake_all();
+    }
+  }
+  /// A waiter's deadline passed: fails the barrier, naming the ranks that have not reached it,
+  /// unless it completed meanwhile or its last rank is completing it.
+  void time_out(const char* collective, int rank, unsigned gen) {
+    std::lock_guard lock(m_);
+    if (generation_.load(std::memory_order_acquire) != gen) {
+      return;
+    }
+    std::string missing;
+    for (int r = 0; r < size_; ++r) {
+      if (arrived_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed) != gen + 1) {
+        missing += dp::detail::concat(missing.empty() ? "" : ", ", r);
+      }
+    }
+    if (missing.empty()) {
+      return;  // the last rank came as the deadline passed: it completes the barrier in a moment
+    }
+    abort_locked(dp::detail::concat("dp: ", collective, detail::context_text(), " timed out on rank ", rank, " of ",
+                                    size_, " after ", opts_.timeout.count(), " ms. missing: rank(s) ", missing,
+                                    " (not in this collective: still working, stalled or failed)"));
+  }
   void check_abort(const char* collective) {
     if (aborted_.load(std::memory_order_acquire)) {
       std::lock_guard lock(m_);
@@ -183,9 +223,11 @@ class local_group {
   communicator_options opts_;
   std::vector<void*> posted_;
   std::vector<index_t> counts_;
+  std::vector<std::atomic<unsigned>> arrived_;  // each rank's last barrier: its generation + 1
   std::atomic<int> arriving_{0};
   std::atomic<unsigned> generation_{0};
   std::atomic<bool> aborted_{false};
+  std::atomic<unsigned> aborted_at_{0};  // the generation the abort failed
   std::mutex m_;
   std::string why_;
 };
@@ -293,10 +335,9 @@ class local_communicator {
     const int n = size();
     g_->post(rank_, in.data(), in.numel());
     g_->arrive("all_to_all", rank_);
+    require_same_counts("all_to_all", "elements");
     const index_t c = in.numel() / n;
     for (int r = 0; r < n; ++r) {
-      DP_CHECK(g_->count(r) == in.numel(), value_error, "dp: all_to_all: rank ", r, " passed ", g_->count(r),
-               " elements but rank ", rank_, " passed ", in.numel());
       std::memcpy(out.data() + r * c, static_cast<const T*>(g_->posted(r)) + rank_ * c,
                   static_cast<std::size_t>(c) * sizeof(T));
     }
@@ -304,13 +345,23 @@ class local_communicator {
   }
 
  private:
-  /// Every rank checks every rank's count after posting, so that all refuse together (none is
-  /// left waiting at the next rendezvous for one that threw).
-  void require_same_counts(const char* what, const char* unit) const {
+  /// Every rank checks every rank's count after posting, so that all refuse together. A refusal
+  /// still meets the others at the closing rendezvous: a rank that left early could post its next
+  /// call's buffer and count while a slower one still read these.
+  void require_same_counts(const char* what, const char* unit) {
     for (int r = 1; r < size(); ++r) {
-      DP_CHECK(g_->count(r) == g_->count(0), value_error, "dp: ", what, ": rank ", r, " passed ", g_->count(r), " ",
-               unit, " but rank 0 passed ", g_->count(0), "; every rank passes the same size");
+      if (g_->count(r) != g_->count(0)) {
+        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " passed ", g_->count(r), " ", unit,
+                                  " but rank 0 passed ", g_->count(0), "; every rank passes the same size"));
+      }
     }
+  }
+  [[noreturn]] void refuse(std::string why) {
+    try {
+      g_->arrive("a refused collective", rank_);
+    } catch (const dp::error&) {  // the group failed too (sticky until recover): the size is this call's error
+    }
+    throw value_error(std::move(why));
   }
   detail::call call_of(const char* what) const { return {what, size(), "local", dp::cpu()}; }
 
