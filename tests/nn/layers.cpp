@@ -228,6 +228,27 @@ TEST_CASE("conv2d with stride and padding, max_pool2d and flatten: gradients mat
 }
 
 namespace {
+/// A linear head plus a conv2d on a second input, which may hold no sample.
+struct head_and_side {
+  nn::conv2d<1, 1, 1, 1, 0, double> side;
+  nn::linear<1, 1, double> head;
+  auto forward(auto x, auto z) const { return head(x) + dp::sum(side(z)); }
+};
+}  // namespace
+
+TEST_CASE("conv2d over no sample has zero gradients, not the last step's") {
+  nn::trainer<head_and_side> t{head_and_side{}};
+  const auto x = dp::from_vector<double>({1, 2}, {2, 1});
+  const auto y = dp::from_vector<double>({0, 0}, {2, 1});
+  (void)t.backward(nn::mse_loss, x, dp::from_vector<double>({3, 4}, {2, 1, 1, 1}), y);
+  REQUIRE(t.model().side.weight.grad().to_vector()[0] != 0);  // a step that writes them
+  (void)t.backward(nn::mse_loss, x, dp::empty<double>({0, 1, 1, 1}), y);
+  // The sum over no sample is 0, whatever the weight: so are its gradients (PyTorch: 0 and 0).
+  CHECK(t.model().side.weight.grad().to_vector() == std::vector<double>{0});
+  CHECK(t.model().side.bias.grad().to_vector() == std::vector<double>{0});
+}
+
+namespace {
 /// Outputs of conv2d<C, O, K, S, P> on an [2, C, H, W] input that differ from a direct float64
 /// convolution (zero padding) by more than 1e-12.
 template <dp::index_t C, dp::index_t O, dp::index_t K, dp::index_t S, dp::index_t P>

@@ -224,6 +224,31 @@ TEST_CASE("sequential applies layers in order") {
   CHECK(y.to_vector() == std::vector<float>{2, 0});
 }
 
+TEST_CASE("sequential compares widths on the same dimension only, and names its own") {
+  // A conv2d's width is its channels (dimension 1), a linear's or layer_norm's the last dimension:
+  // PyTorch's Sequential(Conv2d(1, 8, 3), LayerNorm(26)) on 28 x 28 images is a valid model.
+  nn::sequential<nn::conv2d<1, 8, 3>, nn::layer_norm<26>> conv_then_norm;
+  CHECK(dp::tensor<float>(conv_then_norm(dp::ones<float>({2, 1, 28, 28}))).shape() == dp::shape{2, 8, 26, 26});
+  // Pooling keeps the channels (batch_norm<8> after it is checked against conv2d<1, 8>'s 8), not
+  // the last dimension.
+  using convnet = nn::sequential<nn::conv2d<1, 8, 3>, nn::relu, nn::max_pool2d<2>, nn::batch_norm<8>, nn::flatten,
+                                 nn::linear<8 * 13 * 13, 10>>;
+  static_assert(convnet::in_features == 1 && convnet::in_features_axis == nn::width_axis::channel);
+  static_assert(convnet::out_features == 10 && convnet::out_features_axis == nn::width_axis::last);
+  using pooled_features = nn::sequential<nn::linear<4, 8>, nn::max_pool2d<2>>;
+  static_assert(pooled_features::out_features == 0);  // not known: pooling halves the last dimension
+  // A nested sequential gives the width its last width-setting layer gives; a residual takes its block's.
+  using block = nn::sequential<nn::linear<4, 8>, nn::relu, nn::linear<8, 4>>;
+  static_assert(nn::sequential<nn::sequential<nn::linear<3, 4>, nn::relu>>::out_features == 4);
+  static_assert(nn::residual<block>::in_features == 4);
+  // Pre-activation blocks (batch_norm first: channels, or the last dimension of [N, C]) keep their width.
+  static_assert(nn::residual<nn::sequential<nn::batch_norm<16>, nn::relu, nn::conv2d<16, 16, 3, 1, 1>>>::in_features ==
+                16);
+  static_assert(nn::residual<nn::sequential<nn::batch_norm<4>, nn::relu, nn::linear<4, 4>>>::in_features == 4);
+  nn::sequential<nn::linear<3, 4>, nn::residual<block>, nn::linear<4, 1>> net;
+  CHECK(dp::tensor<float>(net(dp::ones<float>({5, 3}))).shape() == dp::shape{5, 1});
+}
+
 namespace {
 struct tied {  // an encoder and a decoder sharing one matrix, listed under both names
   using value_type = float;

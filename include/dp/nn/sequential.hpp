@@ -9,36 +9,11 @@
 #include <utility>
 
 #include <dp/nn/module.hpp>
+#include <dp/nn/width.hpp>
 
 namespace dp::inline DP_ABI::nn {
 
 namespace detail {
-
-/// Input width of a layer (0 if it has none), and output width (0 if unknown).
-template <class L>
-constexpr index_t in_width() {
-  if constexpr (requires { L::in_features; }) {
-    return L::in_features;
-  } else {
-    return 0;
-  }
-}
-template <class L>
-constexpr index_t out_width() {
-  if constexpr (requires { L::out_features; }) {
-    return L::out_features;
-  } else {
-    return 0;
-  }
-}
-template <class L>
-constexpr bool preserves_width() {
-  if constexpr (requires { L::preserves_width; }) {
-    return L::preserves_width;
-  } else {
-    return false;
-  }
-}
 
 // The compiler prints this type's arguments: (layer index, what it takes, previous layer, what it gives).
 template <std::size_t Layer, index_t Takes, std::size_t Previous, index_t Gives>
@@ -49,21 +24,26 @@ struct sequential_width_mismatch {
   static constexpr bool value = true;
 };
 
-/// Walks the layers, carrying the width the last width-setting layer gives.
-template <std::size_t I, std::size_t Prev, index_t Width, class... L>
-constexpr bool check_widths() {
+/// Walks the layers, carrying the width the last width-setting layer (`Prev`) gives. Widths on
+/// different axes (a conv2d's channels, a linear's last dimension) are not compared; the width at
+/// the end is the sequential's own out_features.
+template <std::size_t I, std::size_t Prev, width W, class... L>
+constexpr width check_widths() {
   if constexpr (I == sizeof...(L)) {
-    return true;
+    return W;
   } else {
     using Li = std::tuple_element_t<I, std::tuple<L...>>;
     constexpr index_t takes = in_width<Li>();
-    if constexpr (Width != 0 && takes != 0) {
-      static_assert(sequential_width_mismatch<I, takes, Prev, Width>::value);
+    constexpr bool compared = W.size != 0 && takes != 0 && same_axis(W.axis, in_axis<Li>());
+    if constexpr (compared) {
+      static_assert(sequential_width_mismatch<I, takes, Prev, W.size>::value);
     }
-    if constexpr (preserves_width<Li>()) {
-      return check_widths<I + 1, Prev, Width, L...>();
+    if constexpr (preserves<Li>(W.axis)) {
+      return check_widths<I + 1, Prev, W, L...>();
     } else {
-      return check_widths<I + 1, I, out_width<Li>(), L...>();
+      // A layer on either axis (batch_norm) keeps the axis it was given.
+      constexpr width_axis axis = out_axis<Li>() == width_axis::either && compared ? W.axis : out_axis<Li>();
+      return check_widths<I + 1, I, width{out_width<Li>(), axis}, L...>();
     }
   }
 }
@@ -98,11 +78,15 @@ template <class... L>
 struct sequential {
   static_assert(sizeof...(L) > 0, "dp: sequential needs at least one layer");
   static_assert(sizeof...(L) <= 64, "dp: sequential holds at most 64 layers; nest sequentials for more");
-  static_assert(detail::check_widths<0, 0, 0, L...>());
+  static constexpr detail::width ends = detail::check_widths<0, 0, detail::width{}, L...>();
+  static_assert(ends.size >= 0);  // a static member's initializer runs only when used: this runs the check
 
   using value_type = std::conditional_t<std::is_void_v<typename detail::first_value_type<L...>::type>, float,
                                         typename detail::first_value_type<L...>::type>;
   static constexpr index_t in_features = detail::in_width<std::tuple_element_t<0, std::tuple<L...>>>();
+  static constexpr width_axis in_features_axis = detail::in_axis<std::tuple_element_t<0, std::tuple<L...>>>();
+  static constexpr index_t out_features = ends.size;
+  static constexpr width_axis out_features_axis = ends.axis;
 
   std::tuple<L...> layers;
 

@@ -15,6 +15,7 @@
 #include <dp/nn/functional.hpp>
 #include <dp/nn/layers/window.hpp>
 #include <dp/nn/parameter.hpp>
+#include <dp/nn/width.hpp>
 
 namespace dp::inline DP_ABI::nn {
 namespace detail {
@@ -224,6 +225,9 @@ struct conv2d_op final : op {
           bias_grad_fn<T>{go.data(), tb.t.data(), geo.n, channels, geo.hw_out(), !tb.first || g.accumulate_params}, 1);
     }
     if (tw.active) {
+      if (geo.n == 0) {  // no sample: no product writes the gradient (it kept the last step's)
+        apply_zero_grad(g, tw);
+      }
       for (index_t n = 0; n < geo.n; ++n) {
         const bool add = n > 0 || !tw.first || g.accumulate_params;
         dp::detail::matmul_into(tw.t, go[n], col[n].t(), T(1), add ? T(1) : T(0));
@@ -246,6 +250,7 @@ struct conv2d {
   static_assert(In > 0 && Out > 0 && K > 0 && Stride > 0 && Padding >= 0, "dp: conv2d needs positive sizes");
   static constexpr index_t in_features = In;  // channels, for nn::sequential's width check
   static constexpr index_t out_features = Out;
+  static constexpr width_axis features_axis = width_axis::channel;
   using value_type = T;
 
   parameter<T> weight{init::uniform<T>({Out, In, K, K}, T(1) / std::sqrt(T(In * K * K)))};

@@ -15,6 +15,7 @@
 #include <dp/nn/functional.hpp>
 #include <dp/nn/mode.hpp>
 #include <dp/nn/parameter.hpp>
+#include <dp/nn/width.hpp>
 
 namespace dp::inline DP_ABI::nn {
 namespace detail {
@@ -64,6 +65,7 @@ struct batch_norm {
   static_assert(C > 0, "dp: batch_norm<C> needs C > 0");
   static constexpr index_t in_features = C;
   static constexpr index_t out_features = C;
+  static constexpr width_axis features_axis = width_axis::either;  // channels: the last dimension of [N, C]
   T eps = T(1e-5);
   T momentum = T(0.1);
   parameter<T> weight{dp::ones<T>({C})};

@@ -326,7 +326,7 @@ template <index_t K, index_t Stride = K, index_t Padding = 0>
 struct max_pool2d {
   static_assert(K > 0 && Stride > 0 && Padding >= 0 && 2 * Padding <= K,
                 "dp: max_pool2d needs K, Stride > 0 and Padding at most K / 2");
-  static constexpr bool preserves_width = true;  // channels are unchanged
+  static constexpr bool preserves_channels = true;  // the last dimension is pooled
   static void dp_members(auto&, auto&&) {}
 
   template <class X>

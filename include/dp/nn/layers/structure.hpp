@@ -4,6 +4,7 @@
 
 #include <dp/nn/autograd/ops.hpp>
 #include <dp/nn/module.hpp>
+#include <dp/nn/width.hpp>
 
 namespace dp::inline DP_ABI::nn {
 
@@ -30,14 +31,8 @@ namespace detail {
 /// Whether a block that names its widths keeps them (one that does not name them is checked at run time).
 template <class M>
 constexpr bool keeps_width() {
-  if constexpr (requires {
-                  M::in_features;
-                  M::out_features;
-                }) {
-    return M::in_features == M::out_features;
-  } else {
-    return true;
-  }
+  return in_width<M>() == 0 || out_width<M>() == 0 ||
+         (in_width<M>() == out_width<M>() && same_axis(in_axis<M>(), out_axis<M>()));
 }
 }  // namespace detail
 
@@ -48,6 +43,8 @@ struct residual {
                 "dp: residual<M>: the block's out_features differ from its in_features, so x + block(x) would "
                 "broadcast or fail; make the block end at its input's width (or add a projection inside it)");
   static constexpr bool preserves_width = true;
+  static constexpr index_t in_features = detail::in_width<M>();  // the block's input is checked too
+  static constexpr width_axis features_axis = detail::in_axis<M>();
   M block;
 
   static void dp_members(auto& self, auto&& f) { f("block", self.block); }
