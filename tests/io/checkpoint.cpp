@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -413,6 +414,16 @@ TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on
   CHECK_THROWS_AS(io::save_checkpoint(path, a, op), dp::value_error);
   CHECK_NOTHROW((void)io::load_checkpoint(path, a, oa));
   std::filesystem::remove(path);
+}
+
+TEST_CASE("a temporary's host tag is the FNV-1a hash of the host name, 16 hex digits") {
+  CHECK(dp::detail::fnv1a("a") == 0xaf63dc4c8601ec8cull);  // the published FNV-1a 64 test vectors
+  CHECK(dp::detail::fnv1a("foobar") == 0x85944171f73967e8ull);
+  char host[256] = {};
+  REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(dp::detail::fnv1a(host)));
+  CHECK(dp::detail::host_tag() == text);
 }
 
 TEST_CASE("temporaries left by a writer killed mid-save are removed by the next save; a live writer's are kept") {

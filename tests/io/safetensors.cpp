@@ -247,12 +247,21 @@ TEST_CASE("header text is UTF-8: escapes decode to it, invalid bytes and lone su
     CHECK_THROWS_WITH_AS(io::reader(file_of("{\"" + name + "\"" + entry + "}", "a"), "f"), doctest::Contains(what),
                          dp::io_error);
   };
-  refused("caf\xe9", "f: malformed header at byte 5: not valid UTF-8");      // Latin-1
-  refused("\xc0\xaf", "f: malformed header at byte 2: not valid UTF-8");     // overlong '/'
-  refused("a\xf4\x90\x80\x80", "at byte 3: not valid UTF-8");                // above U+10FFFF
+  refused("caf\xe9", "f: malformed header at byte 13: not valid UTF-8");     // Latin-1 (the JSON starts at byte 8)
+  refused("\xc0\xaf", "f: malformed header at byte 10: not valid UTF-8");    // overlong '/'
+  refused("a\xf4\x90\x80\x80", "at byte 11: not valid UTF-8");               // above U+10FFFF
   refused(R"(x\ud83d)", "a high surrogate \\u escape without its low one");  // lone, at the end
   refused(R"(x\ud83dy)", "a high surrogate \\u escape without its low one");
   refused(R"(x\ude00)", "a low surrogate \\u escape without its high one");
+}
+
+TEST_CASE("a JSON number outside a double's range (1e-400) is taken in a field dp reads no value from") {
+  const io::reader r(file_of(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1e-400,"y":-2E+999}})", "a"),
+                     "tiny");
+  CHECK(r.info().find("w") != nullptr);
+  // Not JSON numbers, as before: refused with the file's byte (the JSON starts at byte 8).
+  CHECK_THROWS_WITH_AS(io::reader(file_of(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":.5}})", "a"), "f"),
+                       doctest::Contains("f: malformed header at byte 64: expected a value"), dp::io_error);
 }
 
 TEST_CASE("make_entry of an undefined tensor names the entry") {

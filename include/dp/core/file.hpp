@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <dp/core/error.hpp>
+#include <dp/core/hash.hpp>
 
 namespace dp::inline DP_ABI::detail {
 
@@ -114,18 +115,17 @@ inline void remove_stale_temporaries(const std::string& dir, const std::string& 
 
 /// This machine, as a temporary's name carries it: a process id means something only on the host
 /// that gave it (two hosts saving into one shared folder must not judge each other's writers). A
-/// hash of the host name, 16 hex digits: a long name would push the file name past NAME_MAX.
+/// hash of the host name, 16 hex digits: a long name would push the file name past NAME_MAX. (Not
+/// of the pid namespace too: a container restarted after a crash gets a new one, and would never
+/// remove the temporary its crash left.)
 inline const std::string& host_tag() {
   static const std::string tag = [] {
     char name[256] = {};
-    std::uint64_t h = 14695981039346656037ull;  // FNV-1a
-    if (::gethostname(name, sizeof name - 1) == 0) {
-      for (const char* c = name; *c != '\0'; ++c) {
-        h = (h ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
-      }
+    if (::gethostname(name, sizeof name - 1) != 0) {
+      name[0] = '\0';
     }
     char text[17];
-    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(fnv1a(name)));
     return std::string(text);
   }();
   return tag;

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <dp/core/hash.hpp>
 #include <dp/io/model.hpp>
 #include <dp/io/safetensors.hpp>
 
@@ -160,12 +161,10 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
   // The file's CRCs and metadata (verified above where the header has its CRC) stand for its
   // content: the ranks compare them before any write. A dp 0.1.0 file has no header CRC, so its
   // progress and counts are hashed as they are.
-  std::uint64_t fingerprint = 14695981039346656037ull;  // FNV-1a
+  std::uint64_t fingerprint = dp::detail::fnv1a_basis;
   for (const auto& [key, value] : h.metadata) {
     for (const std::string* text : {&key, &value}) {
-      for (const char c : *text + '\0') {
-        fingerprint = (fingerprint ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-      }
+      fingerprint = dp::detail::fnv1a(std::string_view(text->c_str(), text->size() + 1), fingerprint);  // with its '\0'
     }
   }
   auto agreed = [&] { ready(fingerprint); };

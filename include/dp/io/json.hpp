@@ -83,7 +83,9 @@ class parser {
   // 100,000+ tensors) stays near 100 MB whatever the header's length field claims.
   static constexpr std::size_t max_values = 1'000'000;
 
-  parser(std::string_view s, std::string_view source) : s_(s), source_(source) {}
+  /// `s` starts at byte `offset` of `source` (8 in a safetensors file): errors name the file's byte.
+  parser(std::string_view s, std::string_view source, std::size_t offset = 0)
+      : s_(s), source_(source), offset_(offset) {}
 
   value parse() {
     // JSON text is UTF-8 (RFC 8259), and the safetensors reader refuses a header that is not.
@@ -103,7 +105,7 @@ class parser {
   static constexpr int max_depth = 32;
 
   [[noreturn]] void fail(std::string_view why) const {
-    throw io_error(dp::detail::concat("dp: ", source_, ": malformed header at byte ", i_, ": ", why));
+    throw io_error(dp::detail::concat("dp: ", source_, ": malformed header at byte ", offset_ + i_, ": ", why));
   }
   void skip_ws() {
     while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) {
@@ -208,11 +210,8 @@ class parser {
       if (!json_number(v.text)) {
         fail(dp::detail::concat("'", v.text, "' is not a JSON number"));
       }
-      double d = 0;
-      const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
-      if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size()) {
-        fail(dp::detail::concat("'", v.text, "' is not a number"));
-      }
+      // No conversion here: 1e-400 is JSON (its value underflows to 0, as Python and serde_json
+      // read it), and the fields that need a value convert it themselves, strictly.
       return v;
     }
     fail("expected a value");
@@ -351,6 +350,7 @@ class parser {
   }
 
   std::string_view s_, source_;
+  std::size_t offset_ = 0;
   std::size_t i_ = 0;
   std::size_t values_ = 0;
 };

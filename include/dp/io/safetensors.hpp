@@ -208,7 +208,7 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
            "; the format requires '{' right after the 8-byte length)");
   header h;
   h.data_start = 8 + n;
-  const json::value root = json::parser(bytes.substr(8, n), source).parse();
+  const json::value root = json::parser(bytes.substr(8, n), source, 8).parse();
   DP_CHECK(root.type == json::value::kind::object, io_error, "dp: ", source, ": corrupt header: not a JSON object");
   const std::uint64_t data_size = file_size - h.data_start;
   bool seen_metadata = false;
