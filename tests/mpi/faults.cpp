@@ -102,6 +102,11 @@ int main(int argc, char** argv) {
     }
     return code;
   }
+  if (mode == "count_mismatch") {
+    auto c = world.make_communicator({.timeout = std::chrono::milliseconds(300)});
+    auto t = dp::ones<float>({world.rank() == 0 ? 4 : 6});
+    return report(world, [&] { c.all_reduce(t, dp::dist::reduce_op::sum); });
+  }
   if (mode == "absent") {
     if (world.rank() == world.size() - 1) {
       std::printf("rank %d: left before making its loader\n", world.rank());

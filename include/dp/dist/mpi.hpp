@@ -309,8 +309,13 @@ class mpi_communicator {
       const int code = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS) {
         hold(in_flight);
-        fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", sequence_, ") failed on rank ",
-                                rank_, ": ", detail::mpi_error_text(code)));
+        int cls = 0;
+        MPI_Error_class(code, &cls);
+        fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", sequence_, ", ", elements,
+                                " elements) failed on rank ", rank_, ": ", detail::mpi_error_text(code),
+                                cls == MPI_ERR_TRUNCATE ? " (a rank passed more elements than this one: every rank "
+                                                          "passes the same size)"
+                                                        : ""));
       }
       if (done) {
         return;

@@ -74,6 +74,10 @@ class session {
         refuse_thread_level(provided);
       }
       owns_mpi_ = true;
+      // Open MPI reports an error of a non-blocking collective (the MPI_ERR_TRUNCATE of ranks that
+      // passed different counts) on MPI_COMM_WORLD, whatever the collective's communicator says:
+      // its default fatal handler ended the job before dp could name the collective.
+      MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     } else {
       int provided = 0;  // the application's MPI_Init may have asked for less than dp needs
       MPI_Query_thread(&provided);
