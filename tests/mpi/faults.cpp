@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
   if (mode == "count_mismatch") {
     auto c = world.make_communicator({.timeout = std::chrono::milliseconds(300)});
     auto t = dp::ones<float>({world.rank() == 0 ? 4 : 6});
+    auto copy = c;  // shares the communicator, so its barrier is collective #1 of c's too
+    copy.barrier();
     return report(world, [&] { c.all_reduce(t, dp::dist::reduce_op::sum); });
   }
   if (mode == "absent") {

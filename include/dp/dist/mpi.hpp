@@ -111,6 +111,8 @@ struct owned_comm {
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm probe = MPI_COMM_NULL;  // for asking, after a timeout, which ranks are missing
   std::shared_ptr<mpi_world_state> state;
+  // Collectives started on `comm`, by any handle: the number a timeout compares across ranks.
+  std::int64_t sequence = 0;
   /// Takes `c`, duplicates it for the probe, and makes MPI errors on both return codes (a dead
   /// peer is then a dp error, not the default handler ending the process).
   owned_comm(MPI_Comm c, std::shared_ptr<mpi_world_state> s, std::chrono::milliseconds timeout)
@@ -181,10 +183,11 @@ class mpi_communicator {
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_gather(call_of("all_gather"), in, out);
+    const int block = count(in.numel(), out.numel());
     MPI_Request r = MPI_REQUEST_NULL;
     start("all_gather", [&] {
-      return MPI_Iallgather(in.data(), count(in), detail::mpi_type<T>(), out.data(), count(in), detail::mpi_type<T>(),
-                            comm_, &r);
+      return MPI_Iallgather(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_,
+                            &r);
     });
     wait(r, "all_gather", out.numel(), {in.storage().get(), out.storage().get()});
   }
@@ -192,10 +195,11 @@ class mpi_communicator {
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
+    const int block = count(out.numel(), in.numel());
     MPI_Request r = MPI_REQUEST_NULL;
     start("reduce_scatter", [&] {
-      return MPI_Ireduce_scatter_block(in.data(), out.data(), count(out), detail::mpi_type<T>(), detail::mpi_op(op),
-                                       comm_, &r);
+      return MPI_Ireduce_scatter_block(in.data(), out.data(), block, detail::mpi_type<T>(), detail::mpi_op(op), comm_,
+                                       &r);
     });
     wait(r, "reduce_scatter", in.numel(), {in.storage().get(), out.storage().get()});
     if (op == reduce_op::mean) {
@@ -206,7 +210,7 @@ class mpi_communicator {
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_to_all(call_of("all_to_all"), in, out);
-    const int block = count(in.numel() / size_);  // elements, whatever the tensors' shapes
+    const int block = count(in.numel() / size_, in.numel());  // elements, whatever the tensors' shapes
     MPI_Request r = MPI_REQUEST_NULL;
     start("all_to_all", [&] {
       return MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_,
@@ -276,6 +280,14 @@ class mpi_communicator {
   static int count(const tensor<T>& t) {
     return count(t.numel());
   }
+  /// A block's count, where the whole holds every rank's blocks: Open MPI indexes the whole with
+  /// int arithmetic (rank x count), so the whole is what must fit.
+  static int count(index_t block, index_t whole) {
+    DP_CHECK(whole <= INT32_MAX, value_error,
+             "dp: an MPI collective moves at most 2^31-1 elements at once (every rank's blocks together), got ", whole,
+             " (", block, " per rank)");
+    return static_cast<int>(block);
+  }
   /// Issues a collective (`issue` returns MPI's code) unless the world has failed: checked first,
   /// since a refused collective must not be started (its request would be dropped, its buffer
   /// freed, and the other ranks would go on as if this one had taken part).
@@ -286,7 +298,7 @@ class mpi_communicator {
     const int code = issue();
     DP_CHECK(code == MPI_SUCCESS, runtime_error, "dp: ", what, " on rank ", rank_,
              " failed to start: ", detail::mpi_error_text(code));
-    ++sequence_;
+    ++owned_->sequence;
   }
   using buffers = std::initializer_list<dp::detail::storage*>;
   /// Keeps the buffers of a collective that failed in flight with the failed world.
@@ -311,8 +323,8 @@ class mpi_communicator {
         hold(in_flight);
         int cls = 0;
         MPI_Error_class(code, &cls);
-        fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", sequence_, ", ", elements,
-                                " elements) failed on rank ", rank_, ": ", detail::mpi_error_text(code),
+        fail(dp::detail::concat("dp: ", what, detail::context_text(), " (collective #", owned_->sequence, ", ",
+                                elements, " elements) failed on rank ", rank_, ": ", detail::mpi_error_text(code),
                                 cls == MPI_ERR_TRUNCATE ? " (a rank passed more elements than this one: every rank "
                                                           "passes the same size)"
                                                         : ""));
@@ -328,7 +340,7 @@ class mpi_communicator {
         if (now > deadline) {
           const std::string context = detail::context_text();  // before the probe, which may take a while
           hold(in_flight);
-          fail(dp::detail::concat("dp: ", what, context, " (collective #", sequence_, ", ", elements,
+          fail(dp::detail::concat("dp: ", what, context, " (collective #", owned_->sequence, ", ", elements,
                                   " elements) timed out on rank ", rank_, " of ", size_, " after ",
                                   opts_.timeout.count(), " ms; ", missing_ranks()));
         }
@@ -344,7 +356,7 @@ class mpi_communicator {
   std::string missing_ranks() {
     auto& st = *owned_->state;
     const std::size_t first = st.probe_sends.size();
-    st.probe_sends.push_back(sequence_);
+    st.probe_sends.push_back(owned_->sequence);
     // An answer may arrive after the grace, into memory that must still be there: the state's.
     const std::size_t answers = st.probe_answers.size();
     st.probe_answers.resize(answers + static_cast<std::size_t>(size_), -1);
@@ -375,7 +387,7 @@ class mpi_communicator {
     std::string silent, elsewhere;
     for (int r = 0; r < size_; ++r) {
       const std::int64_t t = theirs(r);
-      if (r == rank_ || t == sequence_) {
+      if (r == rank_ || t == owned_->sequence) {
         continue;
       }
       if (t < 0) {
@@ -405,7 +417,6 @@ class mpi_communicator {
   MPI_Comm comm_;
   communicator_options opts_;
   int rank_ = 0, size_ = 1;
-  std::int64_t sequence_ = 0;
 };
 
 static_assert(communicator<mpi_communicator>);

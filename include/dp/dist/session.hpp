@@ -104,10 +104,19 @@ class session {
       }
       end_failed_job(false);
     }
+    // An application's MPI_COMM_WORLD may keep MPI's fatal handler, which the duplicate inherits.
+    MPI_Comm_set_errhandler(world_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(world_, &rank_);
     MPI_Comm_size(world_, &size_);
     MPI_Comm local = MPI_COMM_NULL;
-    MPI_Comm_split_type(world_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    const int split = MPI_Comm_split_type(world_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    if (split != MPI_SUCCESS) {  // every rank had just joined the duplicate: one died since
+      state_->failed = true;
+      state_->why =
+          dp::detail::concat("dp: session: finding the ranks on this machine (MPI_Comm_split_type) failed on rank ",
+                             rank_, ": ", detail::mpi_error_text(split));
+      end_failed_job(false);
+    }
     MPI_Comm_rank(local, &local_rank_);
     MPI_Comm_size(local, &local_size_);
     MPI_Comm_free(&local);
