@@ -19,6 +19,7 @@
   do {                                                                                                            \
     const cudaError_t dp_err_ = (expr);                                                                           \
     if (dp_err_ != cudaSuccess) [[unlikely]] {                                                                    \
+      (void)cudaGetLastError(); /* said here: a later launch check must not report it as its own */               \
       ::dp::detail::raise<::dp::device_error>("dp: CUDA call ", #expr, " failed: ", cudaGetErrorString(dp_err_)); \
     }                                                                                                             \
   } while (0)

@@ -73,13 +73,19 @@ inline void require_index(device d) {
            " is out of range (expected 0 to ", limit - 1, ")");
 }
 
-/// Throws unless this translation unit can run work on `d`.
+/// Throws unless this translation unit can run work on `d`, and `d` is a device this process sees.
 inline void require_usable(device d) {
 #if !DP_HAS_CUDA
   DP_CHECK(!d.is_cuda(), device_error, "dp: ", d,
            " was asked for, but this file was compiled without CUDA (compile it with nvcc and link dp::cuda)");
 #endif
   require_index(d);
+  if (d.is_cuda()) {
+    static const int seen = cuda_device_count();  // fixed for the process (CUDA_VISIBLE_DEVICES is read once)
+    DP_CHECK(d.index < seen, device_error, "dp: ", d, " was asked for, but this process sees ", seen, " GPU(s)",
+             seen > 0 ? detail::concat(" (cuda:0 to cuda:", seen - 1, ")") : std::string(),
+             "; check CUDA_VISIBLE_DEVICES and that the driver sees the GPU (nvidia-smi)");
+  }
 }
 
 namespace detail {

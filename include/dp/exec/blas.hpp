@@ -17,6 +17,7 @@
 #include <dp/core/counters.hpp>
 #include <dp/core/device.hpp>
 #include <dp/core/error.hpp>
+#include <dp/core/memory.hpp>
 #include <dp/exec/dispatch.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/exec/libxsmm.hpp>
@@ -180,7 +181,13 @@ inline cublasHandle_t cublas_handle(int dev) {
       // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA
       // graph (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle.
       constexpr std::size_t workspace = std::size_t{32} << 20;
-      DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
+      if (cudaMalloc(&ws, workspace) != cudaSuccess) {
+        (void)cudaGetLastError();
+        // Out of memory, say, while dp's pool caches freed blocks: those back to the driver, as the
+        // pool does before it gives up, then once more (any other error comes again, and is said).
+        empty_cache(cuda(dev));
+        DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
+      }
       DP_CUBLAS_CHECK(cublasSetWorkspace(h, ws, workspace));
     } catch (...) {
       if (h) {
