@@ -223,6 +223,14 @@ TEST_CASE("resuming at batch k of an epoch gives the rest of that epoch; prefetc
                        dp::value_error);
 }
 
+TEST_CASE("a negative epoch is refused when it is asked for, not at the first checkpoint that records it") {
+  const data::loader l{numbered(50), {.batch = 6, .shuffle = true, .seed = 2}};
+  CHECK_THROWS_WITH_AS(l.epoch(-1), doctest::Contains("dp: loader: epoch -1 is negative; epochs count from 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS((void)l.order(-3), doctest::Contains("epoch -3 is negative"), dp::value_error);
+  CHECK(l.order(0).size() == 50);
+}
+
 TEST_CASE("leaving an epoch early stops the prefetching thread; a failing dataset's error reaches the loop") {
   const data::loader l{numbered(1000), {.batch = 10, .shuffle = true, .seed = 1, .prefetch = 4}};
   for (int rep = 0; rep < 20; ++rep) {

@@ -493,6 +493,24 @@ TEST_CASE("a directory, a device or a missing file as a checkpoint path is a dp 
                        doctest::Contains("'/proc/self/status' is larger than 10 bytes"), dp::io_error);
 }
 
+TEST_CASE("a file larger than the machine's memory is refused before a byte is read, naming it and both sizes") {
+  // A sparse file: its size on disk is one block. Read, it was reserved whole (std::bad_alloc, no
+  // file named) or, where the OS promises more memory than it has, read as zeros until killed.
+  const std::uint64_t memory = dp::detail::physical_memory();
+  REQUIRE(memory > 0);
+  const std::string path = dp_test::scratch_path("larger_than_memory.safetensors");
+  { std::ofstream(path, std::ios::binary) << "x"; }
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(memory + 4096)) == 0);
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  auto opt = dp::optim::sgd(par, {.lr = 0.1});
+  const std::string want = "'" + path + "' is " + std::to_string(memory + 4096) +
+                           " bytes, more than this machine's memory (" + std::to_string(memory) + " bytes)";
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, opt), doctest::Contains(want.c_str()), dp::io_error);
+  CHECK_THROWS_WITH_AS(io::load(path, par), doctest::Contains(want.c_str()), dp::io_error);
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("read_bytes holds a regular file in one allocation of its size; a file of unknown size is read to its end") {
   const std::string path = dp_test::scratch_path("read_bytes.bin");
   std::string content((std::size_t{1} << 20) + 1, '\0');  // 1 MiB and a byte: 17 reads of at most 64 KiB

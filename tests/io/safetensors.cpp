@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -65,6 +66,17 @@ TEST_CASE("encode writes what the format says: sorted names, aligned data, a CRC
   std::string flipped = bytes;
   flipped.back() ^= 1;
   CHECK_THROWS_WITH_AS(io::reader(flipped, "mem").verify(), doctest::Contains("mem: the data is corrupt: its CRC-32"),
+                       dp::io_error);
+  // The data's CRC deleted (its pair blanked to spaces, which JSON allows: the header's length and
+  // CRC unchanged) no longer lets the flipped bit through: dp writes both CRCs or neither.
+  const auto at = flipped.find(",\"dp.crc32\":\"");
+  REQUIRE(at != std::string::npos);
+  const auto end = flipped.find('"', at + 13);  // the value's closing quote
+  std::fill(flipped.begin() + static_cast<std::ptrdiff_t>(at), flipped.begin() + static_cast<std::ptrdiff_t>(end) + 1,
+            ' ');
+  CHECK_THROWS_WITH_AS(io::reader(flipped, "mem").verify(),
+                       doctest::Contains("mem: the header records its CRC-32 (dp.header_crc32) but not its data's "
+                                         "(dp.crc32)"),
                        dp::io_error);
 }
 

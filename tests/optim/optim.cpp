@@ -179,6 +179,15 @@ TEST_CASE("load_state takes exactly the state state() names, or refuses and chan
   refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, std::int64_t{1} << 53,
           "the step count must lie in [0, 2^53), got 9007199254740992");
   refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", zeros}}, INT64_MAX, "got 9223372036854775807");
+  // Values the next step would turn into NaN weights, with no error: sqrt of a negative mean of
+  // squares, and a moment that is not a number.
+  refused({{"w.exp_avg", zeros}, {"w.exp_avg_sq", dp::from_vector<double>({0, 0, -1e-8})}}, 5,
+          "adam: load_state: 'w.exp_avg_sq' holds -1e-08 at element 2; expected finite values >= 0 (it is a running "
+          "mean of squared gradients)");
+  refused({{"w.exp_avg", dp::from_vector<double>({0, NAN, 0})}, {"w.exp_avg_sq", zeros}}, 5,
+          "adam: load_state: 'w.exp_avg' holds nan at element 1; expected finite values (");
+  refused({{"w.exp_avg", dp::from_vector<double>({INFINITY, 0, 0})}, {"w.exp_avg_sq", zeros}}, 5,
+          "'w.exp_avg' holds inf at element 0");
   opt.load_state(5, {{"w.exp_avg_sq", zeros}, {"w.exp_avg", dp::full<double>({3}, 2.0)}});  // any order
   CHECK(opt.steps() == 5);
   CHECK(opt.state()[0].value.to_vector() == std::vector<double>{2, 2, 2});
@@ -217,6 +226,9 @@ TEST_CASE("sgd's state saved before its first step loads back as no buffer: the 
   nn::trainer<one> t{one{}};
   auto opt = dp::optim::sgd(t, {.lr = 0.1, .momentum = 0.9, .dampening = 0.2});
   CHECK_THROWS_AS(opt.load_state(0, {{"w.momentum_buffer", dp::full<double>({2}, 1.0)}}), dp::shape_error);
+  CHECK_THROWS_WITH_AS(opt.load_state(0, {{"w.momentum_buffer", dp::from_vector<double>({1, NAN, 1})}}),
+                       doctest::Contains("sgd: load_state: 'w.momentum_buffer' holds nan at element 1"),
+                       dp::value_error);
   opt.load_state(0, opt.state());
   set_grads(t, {0.5, 0.5, 0.5});
   opt.step();

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <memory>
+#include <new>
 #include <signal.h>
 #include <string>
 #include <string_view>
@@ -24,6 +25,12 @@
 #include <dp/core/hash.hpp>
 
 namespace dp::inline DP_ABI::detail {
+
+/// This machine's memory in bytes (0 where the OS does not say).
+inline std::uint64_t physical_memory() noexcept {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+}
 
 /// The bytes of the file at `path`: at most `limit` (a longer file, or an endless one such as
 /// /dev/zero, is an error) and, with `regular_only`, only a regular file (not a device or a pipe).
@@ -55,6 +62,14 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
       throw io_error(regular ? concat("dp: '", path, "' is larger than ", limit, " bytes")
                              : concat("dp: '", path, "' is not a regular file (a device or a pipe)"));
     }
+    // One larger than the machine's memory cannot be held: refused before a byte is read (a sparse
+    // file of a terabyte read as zeros until the OOM killer ended the process).
+    if (const std::uint64_t memory = physical_memory();
+        regular && memory > 0 && static_cast<std::uint64_t>(st.st_size) > memory) {
+      ::close(fd);
+      throw io_error(concat("dp: '", path, "' is ", st.st_size, " bytes, more than this machine's memory (", memory,
+                            " bytes): dp reads such a file whole"));
+    }
     if (regular) {
       expected = static_cast<std::size_t>(st.st_size);  // within limit (checked above)
     }
@@ -70,7 +85,11 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   std::FILE* const f = file.get();
   DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   std::string raw;
-  raw.reserve(expected);  // a file that grows meanwhile still reads to its end (the string grows)
+  try {
+    raw.reserve(expected);  // a file that grows meanwhile still reads to its end (the string grows)
+  } catch (const std::bad_alloc&) {
+    throw io_error(concat("dp: cannot read '", path, "': no memory for its ", expected, " bytes"));
+  }
   char buf[1 << 16];
   for (;;) {
     const std::size_t n = std::fread(buf, 1, sizeof buf, f);

@@ -132,6 +132,7 @@ class loader {
 
   /// The sample order of an epoch: a permutation derived from (seed, epoch), or 0..n-1.
   std::vector<index_t> order(std::int64_t epoch) const {
+    check_epoch(epoch);
     if (!o_.shuffle) {
       std::vector<index_t> p(static_cast<std::size_t>(n_));
       for (index_t i = 0; i < n_; ++i) {
@@ -148,18 +149,21 @@ class loader {
   /// One epoch's batches, starting at batch `first` (for resuming).
   class epoch_range {
    public:
-    epoch_range(const loader* l, std::int64_t e, index_t first) : l_(l), e_(e), first_(first) {}
     iterator begin() const { return iterator(l_, e_, first_); }
     sentinel end() const { return {}; }
     index_t size() const { return l_->batches() - first_; }
 
    private:
+    friend class loader;  // made by epoch(), which checks e and first
+    epoch_range(const loader* l, std::int64_t e, index_t first) : l_(l), e_(e), first_(first) {}
+
     const loader* l_;
     std::int64_t e_;
     index_t first_;
   };
 
   epoch_range epoch(std::int64_t e, index_t first_batch = 0) const& {
+    check_epoch(e);
     DP_CHECK(first_batch >= 0 && first_batch <= batches(), value_error, "dp: loader: first batch ", first_batch,
              " is outside [0, ", batches(), "]");
     return {this, e, first_batch};
@@ -176,7 +180,7 @@ class loader {
 
   /// Prepares batches [next, count) in order; with prefetch, on a background thread.
   class iterator {
-   public:
+    friend class epoch_range;  // made by begin() of a checked range
     iterator(const loader* l, std::int64_t e, index_t first)
         : l_(l), order_(l->order(e)), next_(first), count_(l->batches()) {
       if (l_->o_.prefetch > 0 && next_ < count_) {
@@ -190,6 +194,8 @@ class loader {
         throw;
       }
     }
+
+   public:
     iterator(const iterator&) = delete;
     iterator& operator=(const iterator&) = delete;
     ~iterator() { stop(); }
@@ -300,6 +306,10 @@ class loader {
     }
   }
   /// The rules this rank's options and dataset must meet on their own.
+  static void check_epoch(std::int64_t e) {
+    DP_CHECK(e >= 0, value_error, "dp: loader: epoch ", e,
+             " is negative; epochs count from 0 (each one's order comes from the seed and its number)");
+  }
   void check_options() const {
     DP_CHECK(o_.batch > 0, value_error, "dp: loader: batch must be positive, got ", o_.batch);
     // An empty dataset makes every epoch empty, silently: a loop that runs and learns nothing.

@@ -315,6 +315,11 @@ class reader {
   /// The stored CRC-32s of the header and the data (when the writer recorded them) match. A file
   /// of dp's own format (a checkpoint) must also require them: one deleted skips its check.
   void verify() const {
+    // dp writes both or neither, and the header's CRC leaves both keys out: a deleted data CRC (the
+    // pair blanked) would let any change to the data through.
+    DP_CHECK(!h_.meta("dp.header_crc32") || h_.meta("dp.crc32"), io_error, "dp: ", source_,
+             ": the header records its CRC-32 (dp.header_crc32) but not its data's (dp.crc32), which dp writes with "
+             "it: the file was damaged or edited, and its data cannot be checked");
     if (const std::string* want = h_.meta("dp.header_crc32")) {
       const std::string got = header_crc(h_.tensors, h_.metadata);
       DP_CHECK(*want == got, io_error, "dp: ", source_, ": the header is corrupt: its CRC-32 is ", got,

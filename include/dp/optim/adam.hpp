@@ -122,7 +122,7 @@ class adam_impl {
   void load_state(std::int64_t steps, const std::vector<named_state<T>>& s,
                   const std::function<void()>& before_write = {}) {
     detail::load_named_state<T>(Decoupled ? "adamw" : "adam", owner_->layout(), steps, s,
-                                {{".exp_avg", &m_}, {".exp_avg_sq", &v_}}, before_write);
+                                {{".exp_avg", &m_}, {".exp_avg_sq", &v_, true}}, before_write);
     steps_.set_steps(steps);
   }
 

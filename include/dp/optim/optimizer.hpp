@@ -132,7 +132,22 @@ template <class T>
 struct state_slot {
   const char* suffix;
   std::vector<tensor<T>>* buffers;
+  bool non_negative = false;  // a mean of squares (Adam's exp_avg_sq): sqrt of a negative is NaN
 };
+
+/// A loaded state tensor holds finite values (and none below 0 where the slot is a mean of
+/// squares): a NaN or inf one, or a negative mean of squares, would write NaN into the weights at
+/// the next step, with no error.
+template <class T>
+void check_state_values(const char* optimizer, const std::string& name, const tensor<T>& value, bool non_negative) {
+  const std::vector<T> v = value.to_vector();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    DP_CHECK(std::isfinite(v[i]) && (!non_negative || v[i] >= T(0)), value_error, "dp: ", optimizer, ": load_state: '",
+             name, "' holds ", v[i], " at element ", i, "; expected finite values",
+             non_negative ? " >= 0 (it is a running mean of squared gradients)" : "",
+             " (a state from a run whose gradients overflowed cannot be trained on)");
+  }
+}
 
 /// load_state of every optimizer: `given` names each state tensor state() names (parameter name and
 /// slot suffix) exactly once, with its parameter's shape, and `steps` lies in [0, 2^53). All of that is
@@ -149,6 +164,7 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
     std::string name;
     const nn::param_entry* param;
     std::vector<tensor<T>>* buffers;
+    bool non_negative;
     const tensor<T>* value = nullptr;
   };
   std::vector<target> want;
@@ -157,7 +173,7 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
     if (!slot.buffers->empty()) {
       kinds += (kinds.empty() ? "'<parameter>" : " or '<parameter>") + std::string(slot.suffix) + "'";
       for (const auto& p : layout) {
-        want.push_back({p.name + slot.suffix, &p, slot.buffers});
+        want.push_back({p.name + slot.suffix, &p, slot.buffers, slot.non_negative});
       }
     }
   }
@@ -178,6 +194,9 @@ void load_named_state(const char* optimizer, const std::vector<nn::param_entry>&
   for (const auto& t : want) {
     DP_CHECK(t.value != nullptr, value_error, "dp: ", optimizer, ": load_state: '", t.name,
              "' is missing (state() names every tensor load_state needs)");
+  }
+  for (const auto& t : want) {
+    check_state_values(optimizer, t.name, *t.value, t.non_negative);
   }
   // Every copy to a buffer's device is made before any buffer is written: one that fails (no room
   // on a device) leaves the state as it was.

@@ -68,7 +68,9 @@ inline void check_schedule_factor(const char* who, const char* name, double valu
   DP_CHECK(std::isfinite(value) && value >= 0, value_error, "dp: ", who, ": ", name, " is ", value,
            "; expected a finite factor >= 0");
 }
-/// The warm-up starts at a fraction of the schedule's value, in [0, 1] (PyTorch's LinearLR start_factor).
+/// The warm-up starts at a fraction of the schedule's value, in [0, 1]: PyTorch's LinearLR
+/// start_factor, except that 0 (the default) is allowed, the warm-up from zero of Hugging Face's
+/// linear schedules, whose first step has rate 0 (Adam's moments still take its gradient).
 inline void check_warmup(const char* who, const char* steps_name, std::int64_t steps, const char* start_name,
                          double start) {
   check_schedule_steps(who, steps_name, steps, 0);
@@ -107,7 +109,9 @@ inline lr_schedule step_lr(std::int64_t step_size, double gamma = 0.1) {
   s.gamma = gamma;
   return s;
 }
-/// Cosine from the base rate down to final_factor x base over total_steps (CosineAnnealingLR).
+/// Cosine from the base rate down to final_factor x base over total_steps (CosineAnnealingLR, with
+/// eta_min = final_factor x base), then final_factor x base: past total_steps, PyTorch's cosine
+/// rises again (a period of 2 x total_steps); dp's stays at the end of a schedule that ran too long.
 /// Requires total_steps >= 1 and final_factor finite and >= 0.
 inline lr_schedule cosine_lr(std::int64_t total_steps, double final_factor = 0.0) {
   detail::check_schedule_steps("cosine_lr", "total_steps", total_steps, 1);

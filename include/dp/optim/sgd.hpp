@@ -128,7 +128,7 @@ class sgd {
     // Read after load_named_state's checks (every value defined, of its shape), before any write.
     const auto read_then_agree = [&] {
       for (const auto& ns : s) {
-        filled = filled || dp::sum(dp::abs(ns.value)).item() != 0;  // a NaN counts as a value
+        filled = filled || dp::sum(dp::abs(ns.value)).item() != 0;
       }
       if (before_write) {
         before_write();
