@@ -1,3 +1,5 @@
+#include <array>
+
 #include <doctest/doctest.h>
 
 #include <dp/dp.hpp>
@@ -82,19 +84,25 @@ TEST_CASE("batched matmul broadcasts batch dimensions; 1-D operands follow torch
   CHECK(dp::matmul(m.t(), v).shape() == dp::shape{2});
 }
 
-TEST_CASE("a batch of small products spread over threads matches float64, the same bits at 1 and 2 threads") {
-  // Each product (40 x 40 x 40: 64,000 multiply-adds) is too small to split; the batch (32 of them)
-  // is enough for two parts, so whole products go to the threads (a broadcast operand and a
-  // transposed one included); every product is computed as on one thread.
-  dp_test::generator g(9);
-  auto a = g.random_tensor<float>({32, 40, 40}), b = g.random_tensor<float>({1, 40, 40}).transpose(1, 2);
-  dp::set_num_threads(1);
-  const std::vector<float> one = dp::matmul(a, b).to_vector();
-  dp::set_num_threads(2);
-  const auto c = dp::matmul(a, b);
-  CHECK(c.shape() == dp::shape{32, 40, 40});
-  check_close(c, ref_matmul(host_values(a), host_values(b)), 1e-5, 1e-5);
-  CHECK(c.to_vector() == one);
+TEST_CASE("a batch of products the GEMM does not split is spread over threads: float64's values, one thread's bits") {
+  // Each product is too small to split: 40 x 40 x 40 (64,000 multiply-adds), or 64 x 64 x 320
+  // (1.3 million, but 64 rows and 64 columns make one block, which ran on the caller's thread one
+  // product after another). The batch goes to the threads whole products at a time (a broadcast
+  // operand and a transposed one included); every product is computed as on one thread.
+  for (const auto& [batch, m, k] : {std::array<dp::index_t, 3>{32, 40, 40}, std::array<dp::index_t, 3>{6, 64, 320}}) {
+    CAPTURE(m);
+    CAPTURE(k);
+    dp_test::generator g(9);
+    auto a = g.random_tensor<float>({batch, m, k}), b = g.random_tensor<float>({1, m, k}).transpose(1, 2);
+    dp::set_num_threads(1);
+    const std::vector<float> one = dp::matmul(a, b).to_vector();
+    dp::set_num_threads(2);
+    const auto c = dp::matmul(a, b);
+    CHECK(c.shape() == dp::shape{batch, m, m});
+    const double tol = 3e-7 * static_cast<double>(k);  // float rounding grows with the sum's length
+    check_close(c, ref_matmul(host_values(a), host_values(b)), tol, tol);
+    CHECK(c.to_vector() == one);
+  }
 }
 
 TEST_CASE("matmul shape errors print both shapes") {

@@ -105,6 +105,16 @@ mat_ref<T> col_block(const mat_ref<T>& x, index_t c0, index_t c1) {
 
 /// Below this many multiply-adds a GEMM runs on one thread.
 inline constexpr index_t gemm_parallel_macs = 1 << 20;
+/// Rows or columns per part of a split GEMM: a multiple of the BLAS kernel width.
+inline constexpr index_t gemm_split_unit = 64;
+
+/// The parts the host GEMM splits an m x n x k product into along the larger of m and n: at most
+/// one per thread, each of gemm_split_unit rows or columns and gemm_parallel_macs multiply-adds.
+inline index_t gemm_parts(index_t m, index_t n, index_t k) {
+  const index_t split = std::max(m, n);
+  return std::min<index_t>({static_cast<index_t>(num_threads()), (split + gemm_split_unit - 1) / gemm_split_unit,
+                            std::max<index_t>(1, m * n * k / gemm_parallel_macs)});
+}
 
 /// C = alpha op(A) op(B) + beta C on the host, split over the thread pool along the larger of M, N.
 template <class T>
@@ -126,11 +136,8 @@ void gemm(host_target, const mat_ref<const T>& a, const mat_ref<const T>& b, con
     }
     return;
   }
-  const index_t macs = m * n * k;
-  const index_t split = std::max(m, n);
-  const index_t unit = 64;  // keep blocks a multiple of the BLAS kernel width
-  const index_t parts = std::min<index_t>({static_cast<index_t>(num_threads()), (split + unit - 1) / unit,
-                                           std::max<index_t>(1, macs / gemm_parallel_macs)});
+  const index_t split = std::max(m, n), unit = gemm_split_unit;
+  const index_t parts = gemm_parts(m, n, k);
   if (parts <= 1) {
     host_gemm_one(a, b, c, alpha, beta);
     return;

@@ -85,11 +85,12 @@ void matmul_into(const tensor<T>& c, tensor<T> a, tensor<T> b, T alpha = T(1), T
     mat_ref<T> cc{c.data() + bi * m * n, m, n, std::max<index_t>(n, 1), false};
     gemm(c.device(), aa, bb, cc, alpha, beta);
   };
-  // Products too small for threads of their own (each would run on one) are spread over the pool,
-  // a part taking whole products: one after another they all ran on the caller's thread. Each is
-  // computed as before, bit for bit, into its own slice of c.
+  // Products the GEMM would not split (too few multiply-adds, or too few rows and columns for two
+  // blocks: 64 x 64 x 4096 has 2^24) are spread over the pool, a part taking whole products: one
+  // after another they all ran on the caller's thread. Each is computed as before, bit for bit,
+  // into its own slice of c.
   const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(ma.cols);
-  if (nb > 1 && c.device().is_cpu() && macs < static_cast<double>(gemm_parallel_macs)) {
+  if (nb > 1 && c.device().is_cpu() && gemm_parts(m, n, ma.cols) <= 1) {
     const auto grain = static_cast<index_t>(static_cast<double>(gemm_parallel_macs) / std::max(macs, 1.0));
     parallel_for(nb, std::max<index_t>(grain, 1), [&](index_t lo, index_t hi) {
       for (index_t bi = lo; bi < hi; ++bi) {
