@@ -97,7 +97,9 @@ TEST_CASE("a batch of products the GEMM does not split is spread over threads: f
     dp::set_num_threads(1);
     const std::vector<float> one = dp::matmul(a, b).to_vector();
     dp::set_num_threads(2);
+    dp::reset_counters();
     const auto c = dp::matmul(a, b);
+    CHECK(dp::counters().batch_parts == 2);  // one part per thread
     CHECK(c.shape() == dp::shape{batch, m, m});
     const double tol = 3e-7 * static_cast<double>(k);  // float rounding grows with the sum's length
     check_close(c, ref_matmul(host_values(a), host_values(b)), tol, tol);

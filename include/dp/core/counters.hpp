@@ -19,12 +19,13 @@ struct counter_values {
   std::int64_t openblas_gemms = 0;        ///< host GEMM calls (or split parts) that OpenBLAS (CBLAS) computed
   std::int64_t allocations = 0;           ///< memory taken from the system (pool misses)
   std::int64_t pool_hits = 0;             ///< requests served from the caching pool
+  std::int64_t batch_parts = 0;           ///< parts of a batched product spread over threads (whole products each)
 };
 
 namespace detail {
 struct counter_cells {
   std::atomic<std::int64_t> passes{0}, broadcast_row_passes{0}, gemms{0}, onednn_gemms{0}, libxsmm_gemms{0},
-      openblas_gemms{0}, allocations{0}, pool_hits{0};
+      openblas_gemms{0}, allocations{0}, pool_hits{0}, batch_parts{0};
 };
 inline counter_cells& counter_storage() {
   static counter_cells c;
@@ -36,7 +37,8 @@ inline counter_cells& counter_storage() {
 inline counter_values counters() {
   auto& c = detail::counter_storage();
   return {c.passes.load(),        c.broadcast_row_passes.load(), c.gemms.load(),       c.onednn_gemms.load(),
-          c.libxsmm_gemms.load(), c.openblas_gemms.load(),       c.allocations.load(), c.pool_hits.load()};
+          c.libxsmm_gemms.load(), c.openblas_gemms.load(),       c.allocations.load(), c.pool_hits.load(),
+          c.batch_parts.load()};
 }
 
 inline void reset_counters() {
@@ -49,6 +51,7 @@ inline void reset_counters() {
   c.openblas_gemms = 0;
   c.allocations = 0;
   c.pool_hits = 0;
+  c.batch_parts = 0;
 }
 
 }  // namespace dp::inline DP_ABI

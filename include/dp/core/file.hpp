@@ -26,10 +26,25 @@
 
 namespace dp::inline DP_ABI::detail {
 
-/// This machine's memory in bytes (0 where the OS does not say).
+/// The memory this process may use, in bytes: the machine's, or its control group's limit where
+/// that is lower (a container's); 0 where the OS says neither.
 inline std::uint64_t physical_memory() noexcept {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  std::uint64_t memory =
+      pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  // cgroup v2, then v1 (which says "max", or a huge number, when there is no limit).
+  for (const char* limit : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    if (std::FILE* f = std::fopen(limit, "r")) {
+      unsigned long long v = 0;
+      const bool read = std::fscanf(f, "%llu", &v) == 1;
+      std::fclose(f);
+      if (read && v > 0 && (memory == 0 || v < memory)) {
+        memory = v;
+      }
+      break;
+    }
+  }
+  return memory;
 }
 
 /// The bytes of the file at `path`: at most `limit` (a longer file, or an endless one such as
@@ -67,8 +82,8 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
     if (const std::uint64_t memory = physical_memory();
         regular && memory > 0 && static_cast<std::uint64_t>(st.st_size) > memory) {
       ::close(fd);
-      throw io_error(concat("dp: '", path, "' is ", st.st_size, " bytes, more than this machine's memory (", memory,
-                            " bytes): dp reads such a file whole"));
+      throw io_error(concat("dp: '", path, "' is ", st.st_size, " bytes, more than the memory this process may use (",
+                            memory, " bytes): dp reads such a file whole"));
     }
     if (regular) {
       expected = static_cast<std::size_t>(st.st_size);  // within limit (checked above)
@@ -85,27 +100,28 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   std::FILE* const f = file.get();
   DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
   std::string raw;
-  try {
+  try {  // no memory for the bytes (the reservation, or a pipe's growing string) is an io_error naming the file
     raw.reserve(expected);  // a file that grows meanwhile still reads to its end (the string grows)
-  } catch (const std::bad_alloc&) {
-    throw io_error(concat("dp: cannot read '", path, "': no memory for its ", expected, " bytes"));
-  }
-  char buf[1 << 16];
-  for (;;) {
-    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-    raw.append(buf, n);
-    if (raw.size() > limit) {  // also for the last, short read (procfs and growing files pass fstat)
-      throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
-    }
-    if (n < sizeof buf) {
-      if (std::ferror(f) && errno == EINTR) {  // a signal while a pipe's writer was slow: read on
-        std::clearerr(f);
-        continue;
+    char buf[1 << 16];
+    for (;;) {
+      const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+      raw.append(buf, n);
+      if (raw.size() > limit) {  // also for the last, short read (procfs and growing files pass fstat)
+        throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
       }
-      const int err = std::ferror(f) ? errno : 0;
-      DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
-      return raw;
+      if (n < sizeof buf) {
+        if (std::ferror(f) && errno == EINTR) {  // a signal while a pipe's writer was slow: read on
+          std::clearerr(f);
+          continue;
+        }
+        const int err = std::ferror(f) ? errno : 0;
+        DP_CHECK(err == 0, io_error, "dp: cannot read '", path, "': ", std::strerror(err));
+        return raw;
+      }
     }
+  } catch (const std::bad_alloc&) {
+    throw io_error(concat("dp: cannot read '", path, "': no memory to hold it (", expected, " bytes expected, ",
+                          raw.size(), " read)"));
   }
 }
 

@@ -183,7 +183,7 @@ class mpi_communicator {
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_gather(call_of("all_gather"), in, out);
-    const int block = count(in.numel(), out.numel());
+    const int block = count("all_gather", in.numel(), out.numel());
     MPI_Request r = MPI_REQUEST_NULL;
     start("all_gather", [&] {
       return MPI_Iallgather(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_,
@@ -195,7 +195,7 @@ class mpi_communicator {
   template <class T>
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
-    const int block = count(out.numel(), in.numel());
+    const int block = count("reduce_scatter", out.numel(), in.numel());
     MPI_Request r = MPI_REQUEST_NULL;
     start("reduce_scatter", [&] {
       return MPI_Ireduce_scatter_block(in.data(), out.data(), block, detail::mpi_type<T>(), detail::mpi_op(op), comm_,
@@ -210,7 +210,7 @@ class mpi_communicator {
   template <class T>
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_to_all(call_of("all_to_all"), in, out);
-    const int block = count(in.numel() / size_, in.numel());  // elements, whatever the tensors' shapes
+    const int block = count("all_to_all", in.numel() / size_, in.numel());  // elements, whatever the tensors' shapes
     MPI_Request r = MPI_REQUEST_NULL;
     start("all_to_all", [&] {
       return MPI_Ialltoall(in.data(), block, detail::mpi_type<T>(), out.data(), block, detail::mpi_type<T>(), comm_,
@@ -282,9 +282,9 @@ class mpi_communicator {
   }
   /// A block's count, where the whole holds every rank's blocks: Open MPI indexes the whole with
   /// int arithmetic (rank x count), so the whole is what must fit.
-  static int count(index_t block, index_t whole) {
-    DP_CHECK(whole <= INT32_MAX, value_error,
-             "dp: an MPI collective moves at most 2^31-1 elements at once (every rank's blocks together), got ", whole,
+  static int count(const char* what, index_t block, index_t whole) {
+    DP_CHECK(whole <= INT32_MAX, value_error, "dp: ", what,
+             ": an MPI collective moves at most 2^31-1 elements at once (every rank's blocks together), got ", whole,
              " (", block, " per rank)");
     return static_cast<int>(block);
   }

@@ -178,7 +178,7 @@ inline cublasHandle_t cublas_handle(int dev) {
     // Made and set up whole before it is kept: a failure part-way (no memory for the workspace)
     // must not leave a handle on the default stream, or without its workspace, for the next call.
     cublasHandle_t h = nullptr;
-    void* ws = nullptr;
+    storage_ref ws;
     try {
       DP_CUBLAS_CHECK(cublasCreate(&h));
       DP_CUBLAS_CHECK(cublasSetStream(h, cuda_stream(dev)));
@@ -186,25 +186,21 @@ inline cublasHandle_t cublas_handle(int dev) {
       // cuBLAS gives the same bits on every run on one GPU architecture (the deterministic mode).
       DP_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));
       // A workspace of the handle's own, so that cuBLAS never allocates inside a captured CUDA
-      // graph (32 MiB: NVIDIA's recommendation for Hopper). It lives as long as the handle.
+      // graph (32 MiB: NVIDIA's recommendation for Hopper), taken from dp's pool (whose rules
+      // apply: cached blocks given back when the device is full, none taken while capturing).
       constexpr std::size_t workspace = std::size_t{32} << 20;
-      if (cudaMalloc(&ws, workspace) != cudaSuccess) {
-        (void)cudaGetLastError();
-        // Out of memory, say, while dp's pool caches freed blocks: those back to the driver, as the
-        // pool does before it gives up, then once more (any other error comes again, and is said).
-        empty_cache(cuda(dev));
-        DP_CUDA_CHECK(cudaMalloc(&ws, workspace));
-      }
-      DP_CUBLAS_CHECK(cublasSetWorkspace(h, ws, workspace));
+      ws = allocate(cuda(dev), workspace);
+      DP_CUBLAS_CHECK(cublasSetWorkspace(h, ws.get()->data, workspace));
     } catch (...) {
       if (h) {
-        cublasDestroy(h);  // before the workspace it may still point to
-      }
-      if (ws) {
-        cudaFree(ws);
+        cublasDestroy(h);  // before the workspace (released with `ws`) it may still point to
       }
       throw;
     }
+    // It lives as long as the handle, for the process: neither is destroyed at exit, when the pool
+    // may be gone already (hence an array never freed).
+    static auto& workspaces = *new std::array<storage_ref, max_cuda_devices>();
+    workspaces[dev] = std::move(ws);
     handles[dev] = h;
   }
   return handles[dev];

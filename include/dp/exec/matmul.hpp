@@ -93,6 +93,7 @@ void matmul_into(const tensor<T>& c, tensor<T> a, tensor<T> b, T alpha = T(1), T
   if (nb > 1 && c.device().is_cpu() && gemm_parts(m, n, ma.cols) <= 1) {
     const auto grain = static_cast<index_t>(static_cast<double>(gemm_parallel_macs) / std::max(macs, 1.0));
     parallel_for(nb, std::max<index_t>(grain, 1), [&](index_t lo, index_t hi) {
+      DP_COUNT(batch_parts, 1);
       for (index_t bi = lo; bi < hi; ++bi) {
         product(bi);
       }

@@ -319,7 +319,8 @@ class reader {
     // pair blanked) would let any change to the data through.
     DP_CHECK(!h_.meta("dp.header_crc32") || h_.meta("dp.crc32"), io_error, "dp: ", source_,
              ": the header records its CRC-32 (dp.header_crc32) but not its data's (dp.crc32), which dp writes with "
-             "it: the file was damaged or edited, and its data cannot be checked");
+             "it: the file was damaged or edited, and its data cannot be checked (a file whose data was changed on "
+             "purpose: save it again with dp, or remove dp.header_crc32 too)");
     if (const std::string* want = h_.meta("dp.header_crc32")) {
       const std::string got = header_crc(h_.tensors, h_.metadata);
       DP_CHECK(*want == got, io_error, "dp: ", source_, ": the header is corrupt: its CRC-32 is ", got,
