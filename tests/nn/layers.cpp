@@ -284,6 +284,27 @@ int direct_conv_mismatches(dp::index_t h, dp::index_t w, std::uint64_t seed) {
 }
 }  // namespace
 
+namespace {
+struct first_conv {
+  nn::conv2d<16, 4, 3> conv;
+  auto forward(auto x) const { return conv(x); }
+};
+}  // namespace
+
+TEST_CASE("a conv2d whose input needs no gradient keeps no buffer for one") {
+  // The input's gradient passes through a buffer of the column matrix's size; a first layer has no
+  // use for it (at batch 256, 256 channels and 56x56 it would be 7 GB).
+  nn::trainer<first_conv> t{first_conv{}};
+  const auto x = dp::randn<float>({8, 16, 32, 32}, dp::cpu(), 41);
+  const auto y = dp::zeros<float>({8, 4, 30, 30});
+  const std::size_t before = dp::memory_usage(dp::cpu()).in_use;
+  (void)t.backward(nn::mse_loss, x, y);
+  const std::size_t kept = dp::memory_usage(dp::cpu()).in_use - before;
+  const std::size_t col = std::size_t{8} * 16 * 9 * 30 * 30 * sizeof(float);  // [N, C*K*K, Ho*Wo]
+  CHECK(kept >= col);  // the columns, which the weight's gradient reads
+  CHECK(kept < col * 3 / 2);
+}
+
 TEST_CASE("conv2d's input gradient, at stride 1 and 2, matches finite differences through the layer before") {
   nn::manual_seed(36);
   dp_test::gradcheck(two_convs<1>{}, nn::mse_loss, dp::randn<double>({2, 2, 4, 5}, dp::cpu(), 37),

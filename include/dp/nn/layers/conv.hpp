@@ -285,7 +285,9 @@ struct conv2d {
         }
         o->geo = g;
         o->col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
-        o->dcol = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
+        if (gr.requires_grad<T>(in.slot())) {  // the input's gradient goes through it: the first layer needs none
+          o->dcol = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
+        }
         o->out = gr.add_slot<T>(empty<T>({g.n, Out, g.hw_out()}, in.device()), gr.requires_grad<T>(in.slot()) ||
                                                                                    weight.grad().defined() ||
                                                                                    (Bias && bias.grad().defined()));
