@@ -144,6 +144,12 @@ TEST_CASE("item, to_vector, element types and device moves") {
   auto same = w.to(dp::cpu(1));
   CHECK(same.shares_storage(w));
   CHECK_THROWS_AS(dp::from_vector<float>({1, 2, 3}, {2, 2}), dp::shape_error);
+  // A shape whose count overflows: its product was taken first (undefined; it wrapped to 0 here).
+  const dp::index_t big = dp::index_t{1} << 32;
+  CHECK_THROWS_WITH_AS(dp::from_vector<float>({1}, {big, big}),
+                       doctest::Contains("from_vector: shape {4294967296, 4294967296} holds more"), dp::shape_error);
+  CHECK_THROWS_WITH_AS(dp::from_vector<float>(std::vector<float>{}, {big, big}),
+                       doctest::Contains("more elements than a 64-bit index counts"), dp::shape_error);
 }
 
 TEST_CASE("tensors on different host workers do not mix in one expression") {
@@ -288,6 +294,11 @@ TEST_CASE("arange counts like numpy.arange, and bounds that give no count are a 
   CHECK_THROWS_WITH_AS(dp::arange<float>(inf, 0), doctest::Contains("expected finite bounds"), dp::value_error);
   CHECK_THROWS_WITH_AS(dp::arange<double>(0, 1e300), doctest::Contains("a count below 2^62"), dp::value_error);
   CHECK_THROWS_AS(dp::arange<float>(0, 1, 0), dp::value_error);
+  // With bounds of another type, a stop past uint8's end and a zero step gave no value and no error.
+  CHECK_THROWS_WITH_AS(dp::arange<std::uint8_t>(0, 256, 0), doctest::Contains("arange: step must not be 0"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<std::int8_t>(0, 200, 0), doctest::Contains("step must not be 0"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::arange<float>(0, 1.0, 0), doctest::Contains("step must not be 0"), dp::value_error);
 }
 
 TEST_CASE("arange of integers counts exactly, at the ends of 64 bits too") {

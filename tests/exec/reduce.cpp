@@ -127,10 +127,17 @@ TEST_CASE("empty reductions: sum is 0, mean is NaN, max is an error") {
   CHECK_THROWS_AS((void)dp::max(e), dp::value_error);
 }
 
-TEST_CASE("integer sums are int64; max propagates NaN") {
+TEST_CASE("integer sums are int64 (uint64 ones uint64); max propagates NaN") {
   auto i = dp::from_vector<int>({1, 2, 3});
   static_assert(std::is_same_v<decltype(dp::sum(i)), dp::tensor<std::int64_t>>);
   CHECK(dp::sum(i).item() == 6);
+  // int64 holds no uint64 past 2^63: the sum of {2^63} was -2^63.
+  using u64 = std::uint64_t;
+  const auto u = dp::from_vector<u64>({u64{1} << 63, 5, 7});
+  static_assert(std::is_same_v<decltype(dp::sum(u)), dp::tensor<u64>>);
+  CHECK(dp::sum(u).item() == (u64{1} << 63) + 12);
+  CHECK(dp::sum(u.reshape({3, 1}), 1).to_vector() == std::vector<u64>{u64{1} << 63, 5, 7});
+  CHECK(dp::sum(dp::full<u64>({4}, u64{1} << 63)).item() == 0);  // wraps modulo 2^64, as uint64 addition does
   auto f = dp::from_vector<float>({1, std::numeric_limits<float>::quiet_NaN(), 3});
   CHECK(std::isnan(dp::max(f).item()));
 }

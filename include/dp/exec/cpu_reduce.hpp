@@ -56,8 +56,8 @@ template <class Op, class A, class T, int N, class Ev>
 void cpu_reduce_all(T* out, const iteration<N>& it, const Ev& ev, A scale, bool apply_scale, bool accumulate) {
   // Fixed blocks (their size depends only on numel), partial results combined in block order.
   constexpr index_t max_blocks = 1024;
-  const index_t block = std::max<index_t>(16384, (it.numel + max_blocks - 1) / max_blocks);
-  const index_t blocks = (it.numel + block - 1) / block;
+  const index_t block = std::max<index_t>(16384, ceil_div(it.numel, max_blocks));
+  const index_t blocks = ceil_div(it.numel, block);
   A partial[max_blocks];
   auto run = [&]<bool Unit>() {
     parallel_for(blocks, 1, [&](index_t bb, index_t be) {
@@ -170,9 +170,9 @@ void reduce_into(host_target, T* out, const iteration<N>& it, const Ev& ev, A sc
   }
   // Innermost kept: accumulate rows into a block of outputs along the innermost dimension.
   constexpr index_t chunk = 256;
-  const index_t chunks = (inner + chunk - 1) / chunk, outer_outputs = outputs / inner;
+  const index_t chunks = ceil_div(inner, chunk), outer_outputs = outputs / inner;
   auto run = [&]<bool Unit>() {
-    parallel_for(outer_outputs * chunks, std::max<index_t>(1, parallel_grain / (red_count * chunk)),
+    parallel_for(outer_outputs * chunks, std::max<index_t>(1, parallel_grain / chunk / red_count),
                  [&](index_t tb, index_t te) {
                    Ev local = ev;
                    index_t c[max_rank] = {};

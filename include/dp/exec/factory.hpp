@@ -132,6 +132,7 @@ template <class T, scalar A, scalar B, scalar C = T>
   requires(!(std::is_same_v<A, T> && std::is_same_v<B, T> && std::is_same_v<C, T>))
 tensor<T> arange(A start, B stop, C step = C(1), device d = cpu()) {
   const T first = detail::scalar_as<T>(start), by = detail::scalar_as<T>(step);
+  DP_CHECK(by != T(0), value_error, "dp: arange: step must not be 0");
   if constexpr (std::is_integral_v<T> && std::is_integral_v<B>) {
     // A stop just past T's end in the step's direction: the values run to that end, which is one of
     // them when its distance from start is a whole number of steps. Past the other end: no value.
@@ -184,6 +185,7 @@ tensor<T> randn(const shape& shp, device d = cpu(), std::uint64_t seed = 0, T me
 /// A tensor holding a copy of `values` (row-major) with shape `shp` on `d`.
 template <class T>
 tensor<T> from_span(std::span<const T> values, const shape& shp, device d = cpu()) {
+  detail::check_extents(shp, "from_vector");  // before its element count is taken
   DP_CHECK(static_cast<index_t>(values.size()) == shp.numel(), shape_error, "dp: from_vector: ", values.size(),
            " values do not fill shape ", shp, " (", shp.numel(), " elements)");
   tensor<T> t = empty<T>(shp, d);

@@ -9,6 +9,7 @@
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
 #include <dp/core/device.hpp>
+#include <dp/core/shape.hpp>
 #include <dp/exec/cpu.hpp>
 #include <dp/exec/dispatch.hpp>
 #include <dp/exec/thread_pool.hpp>
@@ -29,7 +30,7 @@ __global__ void for_each_kernel(index_t n, F f) {
 }
 
 inline unsigned grid_for(index_t n, int block) {
-  const index_t blocks = (n + block - 1) / block;
+  const index_t blocks = ceil_div(n, block);
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
 }
 #endif

@@ -275,9 +275,9 @@ constexpr index_t arg_piece(device dev) { return dev.is_cpu() ? parallel_grain :
 /// The first extreme index of each row of a contiguous [count, n] block, into out[count].
 template <bool Max, class T>
 void arg_extreme_rows(device dev, const T* in, std::int64_t* out, index_t count, index_t n) {
-  const index_t wanted = (count * n + arg_pieces - 1) / arg_pieces;
+  const index_t wanted = ceil_div(count * n, arg_pieces);
   const index_t len = std::max(wanted, arg_piece(dev));
-  const index_t parts = (n + len - 1) / len;
+  const index_t parts = ceil_div(n, len);
   if (parts == 1) {
     for_each_index(dev, count, arg_extreme_parts<T, Max>{in, nullptr, out, n, 1, n}, 64);
     return;

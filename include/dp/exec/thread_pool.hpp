@@ -21,6 +21,7 @@
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/faults.hpp>
+#include <dp/core/shape.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/exec/job_board.hpp>
 #include <dp/exec/spin.hpp>
@@ -217,7 +218,7 @@ void parallel_for(index_t n, index_t grain, Body&& body) {
   }
   const host_fp_scope fp;
   const int threads = std::min(num_threads(), thread_pool::instance().size());
-  const index_t max_parts = grain > 0 ? (n + grain - 1) / grain : n;
+  const index_t max_parts = grain > 0 ? ceil_div(n, grain) : n;
   const int parts = static_cast<int>(std::min<index_t>(threads, max_parts));
   if (parts <= 1) {
     body(index_t{0}, n);

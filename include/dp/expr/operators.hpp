@@ -65,7 +65,6 @@ inline constexpr bool floating_operand_v = floating_operand<X>();
     return detail::binary(detail::OP{}, l, r);   \
   }
 DP_DETAIL_BINARY_OPERATOR(+, add_op)
-DP_DETAIL_BINARY_OPERATOR(-, sub_op)
 DP_DETAIL_BINARY_OPERATOR(*, mul_op)
 DP_DETAIL_BINARY_OPERATOR(/, div_op)
 DP_DETAIL_BINARY_OPERATOR(<, less_op)
@@ -77,6 +76,16 @@ DP_DETAIL_BINARY_OPERATOR(!=, not_equal_op)
 DP_DETAIL_BINARY_OPERATOR(&&, logical_and_op)
 DP_DETAIL_BINARY_OPERATOR(||, logical_or_op)
 #undef DP_DETAIL_BINARY_OPERATOR
+
+template <class L, class R>
+  requires binary_operands<L, R>
+auto operator-(const L& l, const R& r) {
+  using result = decltype(detail::binary(detail::sub_op{}, l, r));
+  static_assert(!std::is_same_v<detail::value_of<result>, bool>,
+                "dp: a - b of bool values gives their exclusive or (true - true is false, false - true is true); "
+                "write a != b for it, or subtract a number type (dp::cast<int>(a) - b)");
+  return detail::binary(detail::sub_op{}, l, r);
+}
 
 template <expression X>
 auto operator-(const X& x) {
