@@ -540,6 +540,55 @@ TEST_CASE("ranks that hold different models are rejected on every rank, naming t
                        dp::value_error);
 }
 
+TEST_CASE("ranks given different parallel_options are rejected on every rank, naming the option") {
+  // Each would meet collectives the others do not line up with (bucket layouts, the deterministic
+  // tree), or train apart (one undoing a step with a NaN loss that another keeps).
+  const int r = test::world().rank();
+  const auto m = [] { return sized{nn::parameter<float>{dp::ones<float>({2})}}; };
+  CHECK_THROWS_WITH_AS(
+      dp::parallel<sized>(m(), test::world(), dp::parallel_options{.bucket_bytes = r == 1 ? 8u << 20 : 25u << 20}),
+      doctest::Contains("the ranks were given different parallel_options: rank 0 has "
+                        "'bucket_bytes 26214400' where rank 1 has 'bucket_bytes 8388608'"),
+      dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parallel<sized>(m(), test::world(), dp::parallel_options{.deterministic = r != 1}),
+                       doctest::Contains("rank 0 has 'deterministic true' where rank 1 has 'deterministic false'"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(
+      dp::parallel<sized>(m(), test::world(), dp::parallel_options{.deterministic = true, .chunk = r == 1 ? 64 : 32}),
+      doctest::Contains("rank 0 has 'chunk 32' where rank 1 has 'chunk 64'"), dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parallel<sized>(m(), test::world(), dp::parallel_options{.allow_non_finite_loss = r == 1}),
+                       doctest::Contains("'allow_non_finite_loss false' where rank 1 has 'allow_non_finite_loss true'"),
+                       dp::value_error);
+  // Alike, they train together (the chunk is the deterministic mode's only).
+  dp::parallel<sized> par{m(), test::world(), dp::parallel_options{.chunk = r == 1 ? 64 : 32}};
+  CHECK(par.replica_count() == 1);
+}
+
+namespace {
+/// Refuses a 2-row input in evaluation mode: a failure of every local replica, replica 0 included.
+struct eval_picky {
+  nn::linear<10, 4> fc;
+  auto forward(auto x) const {
+    if (!nn::training() && x.shape()[0] == 2) {
+      throw dp::value_error("eval_picky: an evaluation input of 2 rows");
+    }
+    return fc(x);
+  }
+};
+}  // namespace
+
+TEST_CASE("an evaluation forward that fails on ranks x 2 workers aborts no communicator: the next step trains") {
+  // Replica 0's failure aborted its communicator to the other ranks, which then ended the job, though
+  // an evaluation forward waits for no one (replica 1's failure was recovered).
+  nn::manual_seed(8);
+  dp::parallel<eval_picky> par{eval_picky{}, test::world(), {dp::cpu(0), dp::cpu(1)}};
+  const auto x = dp::randn<float>({4, 10}, dp::cpu(), 9), y = dp::randn<float>({4, 4}, dp::cpu(), 10);
+  par.eval();
+  CHECK_THROWS_WITH_AS((void)par(x), doctest::Contains("an evaluation input of 2 rows"), dp::value_error);
+  par.train();
+  CHECK(std::isfinite(par.backward(nn::mse_loss, x, y)));
+}
+
 TEST_CASE("a rank-sharded loader gives each rank its part of every global batch; the union is the batch") {
   const int rank = test::world().rank(), n = test::world().size();
   const dp::index_t samples = 50;

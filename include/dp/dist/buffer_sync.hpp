@@ -146,11 +146,23 @@ class replica_buffers {
       }
     }
   }
-  /// The other buffers take rank `root`'s values.
+  /// The other buffers take rank `root`'s values over `comm`, the ranks' (MPI) communicator: a
+  /// GPU's buffer goes through a host copy.
   void broadcast_others(any_communicator& comm, int root) {
+    const dp::detail::owner_write_scope owner;
     for (auto& r : refs_) {
       if (r.sync != nn::buffer_sync::mean) {
-        std::visit([&](auto& t) { comm.broadcast(t, root); }, r.t);
+        std::visit(
+            [&](auto& t) {
+              if (t.device().is_cpu()) {
+                comm.broadcast(t, root);
+                return;
+              }
+              auto host = t.to(cpu());
+              comm.broadcast(host, root);
+              t.assign(host.to(t.device()));
+            },
+            r.t);
       }
     }
   }

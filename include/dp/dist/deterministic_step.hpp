@@ -138,7 +138,7 @@ class deterministic_step {
       if (group_.on_host()) {
         group_.each(job, group_.size());  // no collectives inside: tasks any free worker may take
       } else {
-        group_.run(job);
+        group_.run(job, false);  // its chunks meet no other replica
       }
       return sum(chunks, world);
     } catch (...) {

@@ -432,8 +432,10 @@ class parallel {
     };
     const detail::scattered_parts_scope<decltype(parts)> let_go{parts};
     try {
-      run_replicas(backward,
-                   {.gradients = !local_only && !overlap, .buffers = group_[0].training(), .step = step_number});
+      run_replicas(backward, {.gradients = !local_only && !overlap,
+                              .buffers = group_[0].training(),
+                              .inside = overlap,
+                              .step = step_number});
     } catch (...) {
       undo_step();
       throw;
@@ -486,16 +488,18 @@ class parallel {
       throw;
     }
   }
-  /// Runs job(i) on every replica at once (jobs with collectives inside).
+  /// Runs job(i) on every replica at once (jobs with collectives inside, unless `collectives` is
+  /// false: then a failing replica aborts no communicator).
   template <class Job>
-  void run(Job& job) {
-    guarded([&] { group_.run(job); });
+  void run(Job& job, bool collectives = true) {
+    guarded([&] { group_.run(job, collectives); });
   }
 
   /// What the replicas exchange after their own work.
   struct exchange {
     bool gradients = false;  ///< summed over the replicas
     bool buffers = false;    ///< synchronised by their policies
+    bool inside = false;     ///< the work itself has collectives (gradients sent while backward runs)
     std::uint64_t step = 0;  ///< for error messages
   };
   /// Runs work(i) for every replica, then the exchange `x`. Host workers of one process run each
@@ -531,7 +535,9 @@ class parallel {
         sync_buffers(i);
       }
     };
-    run(job);
+    // An evaluation forward meets no other replica: its failure must not abort the communicators
+    // (across ranks that ended the job; a NCCL communicator is not usable again).
+    run(job, x.gradients || x.buffers || x.inside);
   }
 
   /// The host replicas' gradients summed in replica order (as the local all-reduce sums), in
@@ -554,8 +560,20 @@ class parallel {
   /// buffers and module settings become everyone's. A difference is the same error on every rank, naming it.
   void join_world() {
     const dist::detail::context_scope context("model check at construction", 0);
-    dist::detail::require_same_model(*group_.world(),
-                                     dist::detail::model_signature<Model, T>(model(), layout(), replica_count()));
+    dist::detail::require_same_text(
+        *group_.world(), dist::detail::model_signature<Model, T>(model(), layout(), replica_count()),
+        "the ranks hold different models", "every rank must build the same model (the same code and sizes)");
+    // Options that shape the collectives (bucket layout, the deterministic tree) or the step's
+    // outcome: ranks that differ would meet mismatched collectives, or train apart.
+    std::string options =
+        dp::detail::concat("bucket_bytes ", opts_.bucket_bytes, "\nfirst_bucket_bytes ", opts_.first_bucket_bytes,
+                           "\ndeterministic ", opts_.deterministic ? "true" : "false", "\n");
+    if (opts_.deterministic) {
+      options += dp::detail::concat("chunk ", opts_.chunk, "\n");
+    }
+    options += dp::detail::concat("allow_non_finite_loss ", opts_.allow_non_finite_loss ? "true" : "false", "\n");
+    dist::detail::require_same_text(*group_.world(), options, "the ranks were given different parallel_options",
+                                    "every rank must pass the same options");
     broadcast_model("broadcast of rank 0's model at construction", 0);
     share_settings("broadcast of rank 0's module settings at construction", 0);
   }

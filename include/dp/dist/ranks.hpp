@@ -78,14 +78,14 @@ inline std::string first_difference(const std::string& a, const std::string& b, 
   }
 }
 
-/// Throws the same error on every rank unless every rank's `signature` equals rank 0's.
-inline void require_same_model(any_communicator& comm, const std::string& signature) {
-  const std::vector<std::string> all = all_gather_text(comm, signature);
+/// Throws the same error on every rank unless every rank's `text` (lines) equals rank 0's: "dp:
+/// parallel: <what>: <the first difference>; <fix>".
+inline void require_same_text(any_communicator& comm, const std::string& text, const char* what, const char* fix) {
+  const std::vector<std::string> all = all_gather_text(comm, text);
   for (int r = 1; r < comm.size(); ++r) {
     if (all[static_cast<std::size_t>(r)] != all[0]) {
-      throw value_error(dp::detail::concat("dp: parallel: the ranks hold different models: ",
-                                           first_difference(all[0], all[static_cast<std::size_t>(r)], r),
-                                           "; every rank must build the same model (the same code and sizes)"));
+      throw value_error(dp::detail::concat("dp: parallel: ", what, ": ",
+                                           first_difference(all[0], all[static_cast<std::size_t>(r)], r), "; ", fix));
     }
   }
 }

@@ -103,9 +103,10 @@ class replica_group {
   /// The most tasks one each() call takes.
   int max_tasks() const noexcept { return threads_->max_tasks(); }
 
-  /// Runs job(i) on every replica at once; a failing replica aborts the collectives the others wait in.
+  /// Runs job(i) on every replica at once; a failing replica aborts the collectives the others wait
+  /// in (`collectives`: the job has some; without, nothing waits for it and nothing is aborted).
   template <class Job>
-  void run(Job& job) {
+  void run(Job& job, bool collectives = true) {
     std::exception_ptr first;
     std::mutex m;
     auto guarded = [&](int i) {
@@ -118,8 +119,10 @@ class replica_group {
             first = std::current_exception();
           }
         }
-        comms_[static_cast<std::size_t>(i)].abort(
-            dp::detail::concat("replica ", i, " (", devices_[static_cast<std::size_t>(i)], ") failed: ", what()));
+        if (collectives) {
+          comms_[static_cast<std::size_t>(i)].abort(
+              dp::detail::concat("replica ", i, " (", devices_[static_cast<std::size_t>(i)], ") failed: ", what()));
+        }
         throw;
       }
     };
