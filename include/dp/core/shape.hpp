@@ -135,12 +135,12 @@ constexpr shape contiguous_strides(const shape& s) {
 }
 
 namespace detail {
-/// Checks a shape given for a view (reshape, broadcast_to): every extent non-negative, and their
-/// product representable. A product that wraps could equal the tensor's element count while the
-/// view's rows lie far past its memory.
 /// a / b rounded up, for a >= 0 and b > 0, without the overflow of (a + b - 1) / b near 2^63.
 constexpr index_t ceil_div(index_t a, index_t b) noexcept { return a / b + (a % b != 0 ? 1 : 0); }
 
+/// Checks a shape given for a view (reshape, broadcast_to): every extent non-negative, and their
+/// product representable. A product that wraps could equal the tensor's element count while the
+/// view's rows lie far past its memory.
 DP_NOINLINE inline void check_extents(const shape& s, const char* op) {
   index_t n = 1;
   for (int i = 0; i < s.rank(); ++i) {

@@ -434,7 +434,7 @@ class parallel {
     try {
       run_replicas(backward, {.gradients = !local_only && !overlap,
                               .buffers = group_[0].training(),
-                              .inside = overlap,
+                              .others_wait = overlap || group_.world_size() > 1,
                               .step = step_number});
     } catch (...) {
       undo_step();
@@ -499,7 +499,9 @@ class parallel {
   struct exchange {
     bool gradients = false;  ///< summed over the replicas
     bool buffers = false;    ///< synchronised by their policies
-    bool inside = false;     ///< the work itself has collectives (gradients sent while backward runs)
+    /// Other replicas or ranks wait for this work: in its own collectives (gradients sent while
+    /// backward runs) or in the step's after it (the loss summed across ranks).
+    bool others_wait = false;
     std::uint64_t step = 0;  ///< for error messages
   };
   /// Runs work(i) for every replica, then the exchange `x`. Host workers of one process run each
@@ -537,7 +539,7 @@ class parallel {
     };
     // An evaluation forward meets no other replica: its failure must not abort the communicators
     // (across ranks that ended the job; a NCCL communicator is not usable again).
-    run(job, x.gradients || x.buffers || x.inside);
+    run(job, x.gradients || x.buffers || x.others_wait);
   }
 
   /// The host replicas' gradients summed in replica order (as the local all-reduce sums), in
@@ -572,6 +574,7 @@ class parallel {
       options += dp::detail::concat("chunk ", opts_.chunk, "\n");
     }
     options += dp::detail::concat("allow_non_finite_loss ", opts_.allow_non_finite_loss ? "true" : "false", "\n");
+    const dist::detail::context_scope options_check("parallel_options check at construction", 0);
     dist::detail::require_same_text(*group_.world(), options, "the ranks were given different parallel_options",
                                     "every rank must pass the same options");
     broadcast_model("broadcast of rank 0's model at construction", 0);

@@ -10,6 +10,7 @@
 
 #include <dp/config.hpp>
 #include <dp/core/counters.hpp>
+#include <dp/core/shape.hpp>
 #include <dp/exec/cpu.hpp>
 #include <dp/exec/fp_env.hpp>
 #include <dp/exec/plan.hpp>

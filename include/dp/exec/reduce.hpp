@@ -127,7 +127,7 @@ using reduce_value_t = typename node_of<E>::value_type;
 
 }  // namespace detail
 
-/// Sum of all elements (a 0-d tensor; integers sum to int64).
+/// Sum of all elements (a 0-d tensor; integers sum to int64, uint64 to uint64).
 template <expression E>
 auto sum(const E& e) {
   using T = detail::reduce_value_t<E>;
