@@ -24,6 +24,8 @@ function(dp_doc_snippets md prefix)
         add_library(${target} OBJECT ${src})
       endif()
       target_link_libraries(${target} PRIVATE dp::dp)
+      # Checked, not timed: each runs in milliseconds, and -O0 compiles in a third of -O3's time.
+      target_compile_options(${target} PRIVATE -O0)
     elseif(in_block)
       string(APPEND body "${line}\n")
     endif()

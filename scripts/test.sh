@@ -24,8 +24,8 @@ else
   # No GPU to run the CUDA tests: they are compiled to PTX for one architecture (compute_90, what
   # scripts/gpu_check.sh builds for), which takes every line through nvcc's front end and device
   # compiler; ptxas and the default's second architecture doubled their compile time (expr.cu 75 s
-  # against 36 s).
-  cuda_arch=(-DDP_CUDA_ARCHITECTURES=90-virtual)
+  # against 36 s). Host and device code at -O0 since none of it runs.
+  cuda_arch=(-DDP_CUDA_ARCHITECTURES=90-virtual -DDP_CUDA_TESTS_COMPILE_ONLY=ON)
 fi
 
 start=$SECONDS
@@ -33,8 +33,9 @@ times="$root/$build/compile_times.txt"
 mkdir -p "$build"
 : >"$times"
 # DP_WITH_ONEDNN=ON, DP_WITH_LIBXSMM=ON: the suite must test both GEMM paths (a missing library is an
-# error here).
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DDP_WITH_LIBXSMM=ON -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
+# error here). The benchmarks are compiled, not run, so at -O0 (benchmarks/run builds its own).
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DDP_WITH_LIBXSMM=ON -DDP_BENCHMARK_FLAGS=-O0 \
+  -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
   -DCMAKE_CUDA_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" "${cuda_arch[@]}"
 cmake --build "$build" -j "$(nproc)"
 echo "build took $((SECONDS - start)) s (wall, $(nproc) jobs)"
