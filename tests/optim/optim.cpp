@@ -119,10 +119,18 @@ TEST_CASE("learning-rate schedules: step, cosine, linear, warm-up") {
   CHECK(cosine_lr(100).factor(50) == doctest::Approx(0.5));
   CHECK(cosine_lr(100, 0.1).factor(100) == doctest::Approx(0.1));
   CHECK(linear_lr(10, 0.0).factor(5) == doctest::Approx(0.5));
+  // Warm-up, then the schedule from its own step 0 (SequentialLR of LinearLR and the decay; Hugging
+  // Face's get_cosine_schedule_with_warmup(10, 110)): the full rate at step 10, half of it at 60.
   const auto w = with_warmup(cosine_lr(100), 10);
   CHECK(w.factor(0) == doctest::Approx(0.0));
-  CHECK(w.factor(5) == doctest::Approx(0.5 * cosine_lr(100).factor(5)));
-  CHECK(w.factor(10) == doctest::Approx(cosine_lr(100).factor(10)));
+  CHECK(w.factor(5) == doctest::Approx(0.5));
+  CHECK(w.factor(9) == doctest::Approx(0.9));
+  CHECK(w.factor(10) == doctest::Approx(1.0));
+  CHECK(w.factor(60) == doctest::Approx(0.5));
+  CHECK(w.factor(110) == doctest::Approx(0.0));
+  CHECK(with_warmup(linear_lr(4, 0.2), 2, 0.5).factor(1) == doctest::Approx(0.75));
+  CHECK(with_warmup(linear_lr(4, 0.2), 2, 0.5).factor(4) == doctest::Approx(0.6));
+  CHECK(with_warmup(step_lr(3, 0.5), 2).factor(5) == doctest::Approx(0.5));
   nn::trainer<one> t{one{}};
   auto opt = dp::optim::sgd(t, {.lr = 1.0, .schedule = step_lr(1, 0.5)});
   set_grads(t, {1, 1, 1});
@@ -437,11 +445,11 @@ TEST_CASE(
   refused([] { return linear_lr(1, -3); }, "dp: linear_lr: final_factor is -3; expected a finite factor >= 0");
   refused([] { return with_warmup(cosine_lr(10), -5); }, "dp: with_warmup: steps is -5; expected a step count >= 0");
   refused([] { return with_warmup(cosine_lr(10), 5, NAN); },
-          "dp: with_warmup: start is nan; expected a fraction of the schedule's value in [0, 1]");
+          "dp: with_warmup: start is nan; expected a fraction of the base rate in [0, 1]");
   refused([] { return with_warmup(cosine_lr(10), 5, -2); },
-          "dp: with_warmup: start is -2; expected a fraction of the schedule's value in [0, 1]");
+          "dp: with_warmup: start is -2; expected a fraction of the base rate in [0, 1]");
   refused([] { return with_warmup(cosine_lr(10), 5, 1.5); },
-          "dp: with_warmup: start is 1.5; expected a fraction of the schedule's value in [0, 1]");
+          "dp: with_warmup: start is 1.5; expected a fraction of the base rate in [0, 1]");
   // The edges are schedules: decay to 0, a single step, no warm-up, a warm-up from the full rate.
   CHECK(step_lr(1, 0).factor(1) == 0.0);
   CHECK(cosine_lr(1, 0).factor(1) == doctest::Approx(0.0));

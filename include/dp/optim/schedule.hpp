@@ -1,6 +1,6 @@
 // Learning-rate schedules: a multiplier of the base learning rate as a function of the optimizer
 // step (0 for the first step). Step decay, cosine and linear decay, each with an optional linear
-// warm-up.
+// warm-up, after which the schedule starts from its own step 0.
 #pragma once
 
 #include <algorithm>
@@ -19,11 +19,18 @@ struct lr_schedule {
   double gamma = 0.1;
   std::int64_t total_steps = 0;  // cosine / linear: steps until the final factor
   double final_factor = 0.0;
-  std::int64_t warmup_steps = 0;  // linear warm-up from warmup_start to the schedule's value
+  std::int64_t warmup_steps = 0;  // linear warm-up from warmup_start to 1, then the schedule
   double warmup_start = 0.0;
 
-  /// The factor at optimizer step t (on the host, or on the device where the step advances).
+  /// The factor at optimizer step t (on the host, or on the device where the step advances). The
+  /// first warmup_steps steps rise linearly from warmup_start towards 1 (PyTorch's LinearLR); the
+  /// schedule then runs from its own step 0, so step warmup_steps has the full rate (SequentialLR,
+  /// and Hugging Face's schedules with warm-up, whose decay takes the steps after the warm-up).
   DP_HOST_DEVICE double factor(std::int64_t t) const {
+    if (t < warmup_steps) {
+      return warmup_start + (1.0 - warmup_start) * static_cast<double>(t) / static_cast<double>(warmup_steps);
+    }
+    t -= warmup_steps;
     double f = 1.0;
     switch (type) {
       case kind::constant:
@@ -41,10 +48,6 @@ struct lr_schedule {
         f = 1.0 + (final_factor - 1.0) * x;
         break;
       }
-    }
-    if (t < warmup_steps) {
-      const double w = warmup_start + (1.0 - warmup_start) * static_cast<double>(t) / static_cast<double>(warmup_steps);
-      f *= w;
     }
     return f;
   }
@@ -68,14 +71,14 @@ inline void check_schedule_factor(const char* who, const char* name, double valu
   DP_CHECK(std::isfinite(value) && value >= 0, value_error, "dp: ", who, ": ", name, " is ", value,
            "; expected a finite factor >= 0");
 }
-/// The warm-up starts at a fraction of the schedule's value, in [0, 1]: PyTorch's LinearLR
+/// The warm-up starts at a fraction of the base rate, in [0, 1]: PyTorch's LinearLR
 /// start_factor, except that 0 (the default) is allowed, the warm-up from zero of Hugging Face's
 /// linear schedules, whose first step has rate 0 (Adam's moments still take its gradient).
 inline void check_warmup(const char* who, const char* steps_name, std::int64_t steps, const char* start_name,
                          double start) {
   check_schedule_steps(who, steps_name, steps, 0);
   DP_CHECK(start >= 0 && start <= 1, value_error, "dp: ", who, ": ", start_name, " is ", start,
-           "; expected a fraction of the schedule's value in [0, 1]");
+           "; expected a fraction of the base rate in [0, 1]");
 }
 /// What the factories check, for a schedule an optimizer is given (one may be written field by field).
 inline void check_schedule(const lr_schedule& s, const char* who) {
@@ -133,7 +136,9 @@ inline lr_schedule linear_lr(std::int64_t total_steps, double final_factor = 0.0
   s.final_factor = final_factor;
   return s;
 }
-/// Adds a linear warm-up over the first `steps` steps, starting at start x the schedule's value.
+/// Puts a linear warm-up from start x the base rate over `steps` steps before the schedule, which then
+/// starts from its own step 0: with_warmup(cosine_lr(900), 100) warms up over 100 steps and decays
+/// over the next 900 (Hugging Face's get_cosine_schedule_with_warmup(100, 1000)).
 /// Requires steps >= 0 (0: no warm-up) and start in [0, 1].
 inline lr_schedule with_warmup(lr_schedule s, std::int64_t steps, double start = 0.0) {
   detail::check_warmup("with_warmup", "steps", steps, "start", start);
