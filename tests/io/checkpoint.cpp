@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
@@ -387,6 +388,35 @@ TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before
   CHECK(back.epoch == 0);
   CHECK(back.recipe == "batch=16");
   std::filesystem::remove(path);
+}
+
+TEST_CASE("save_checkpoint refuses optimizer state load_checkpoint would refuse (an overflowed moment)") {
+  // A gradient of 1e21 squares past float's range: Adam's exp_avg_sq is inf, the step itself is 0
+  // (m / sqrt(inf)) and the weights stay finite, so the run goes on; its checkpoint would not load.
+  const std::string path = dp_test::scratch_path("ckpt_overflowed.ckpt");
+  std::filesystem::remove(path);
+  nn::manual_seed(1);
+  nn::trainer<net> t{net{}};
+  auto opt = dp::optim::adam(t, {.lr = 1e-3});
+  dp::tensor<float> g(dp::detail::trainer_access::flat_grads(t));
+  const dp::index_t n = g.shape()[0];
+  g.slice(0, 0, n) = dp::from_vector<float>(std::vector<float>(static_cast<std::size_t>(n), 1e21f));
+  dp::detail::replica_access::set_gradients(t, nn::grad_state::complete);
+  opt.step();
+  for (const float w : dp::detail::trainer_access::flat_params(t).to_vector()) {
+    REQUIRE(std::isfinite(w));
+  }
+  // The first tensor in the optimizer's state order names itself (every exp_avg_sq overflowed).
+  std::string said;
+  try {
+    io::save_checkpoint(path, t, opt);
+  } catch (const dp::value_error& e) {
+    said = e.what();
+  }
+  CHECK(said.starts_with("dp: save_checkpoint(" + path + "): 'optimizer."));
+  CHECK(said.find(".exp_avg_sq' holds inf at element 0; load_checkpoint takes finite optimizer state only") !=
+        std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(path));
 }
 
 TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on save and on load") {

@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <climits>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -103,6 +104,20 @@ inline void check_progress(const std::string& path, const progress& p) {
            "; it is stored in the file's JSON header, which readers require to be UTF-8 (write it as UTF-8 text)");
 }
 
+/// Optimizer state is saved only as load_checkpoint takes it: finite. A moment that overflowed (Adam's
+/// exp_avg_sq past float's range after a gradient of 1e21: the run goes on, that weight frozen)
+/// made a checkpoint that no load accepts, found only when resuming.
+template <class T>
+void check_saved_state(const std::string& path, const std::string& name, const tensor<T>& value) {
+  const std::vector<T> v = value.to_vector();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    DP_CHECK(std::isfinite(v[i]), value_error, "dp: save_checkpoint(", path, "): 'optimizer.", name, "' holds ", v[i],
+             " at element ", i,
+             "; load_checkpoint takes finite optimizer state only (this run's gradients overflowed, and that "
+             "state can no longer train its weight)");
+  }
+}
+
 template <class Owner, class Opt>
 void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, const progress& p) {
   check_pair("save_checkpoint", path, owner, opt);
@@ -115,6 +130,7 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
            "would lose those micro-batches; save after the optimizer's step");
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
+    check_saved_state(path, s.name, s.value);
     entries.push_back(make_entry("optimizer." + s.name, s.value));
   }
   std::vector<std::pair<std::string, std::string>> meta{{"format", "pt"},
