@@ -20,6 +20,8 @@ labels="cpu"
 cuda_arch=()
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   labels="cpu|cuda"
+  # The defaults, also where this build folder was configured on a machine without a GPU.
+  cuda_arch=(-UDP_CUDA_ARCHITECTURES -DDP_CUDA_TESTS_COMPILE_ONLY=OFF)
 else
   # No GPU to run the CUDA tests: they are compiled to PTX for one architecture (compute_90, what
   # scripts/gpu_check.sh builds for), which takes every line through nvcc's front end and device
@@ -33,8 +35,8 @@ times="$root/$build/compile_times.txt"
 mkdir -p "$build"
 : >"$times"
 # DP_WITH_ONEDNN=ON, DP_WITH_LIBXSMM=ON: the suite must test both GEMM paths (a missing library is an
-# error here). The benchmarks are compiled, not run, so at -O0 (benchmarks/run builds its own).
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DDP_WITH_LIBXSMM=ON -DDP_BENCHMARK_FLAGS=-O0 \
+# error here).
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDP_WITH_ONEDNN=ON -DDP_WITH_LIBXSMM=ON \
   -DCMAKE_CXX_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" \
   -DCMAKE_CUDA_COMPILER_LAUNCHER="$root/scripts/time_tu.sh;$times" "${cuda_arch[@]}"
 cmake --build "$build" -j "$(nproc)"
