@@ -92,6 +92,12 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
   CHECK(test.labels().to_vector() == std::vector<std::int64_t>{7, 3});
   CHECK(test.features()[0][255].item() == doctest::Approx(1.0));
   CHECK(test.features()[1][0].item() == doctest::Approx(16.0 / 255));  // 784 % 256 = 16
+  // Every byte b gives b / 255 in float, torchvision's ToTensor value, bit for bit.
+  const std::vector<float> first = test.features()[0].to_vector();
+  for (int b = 0; b < 256; ++b) {
+    CAPTURE(b);
+    CHECK(first[static_cast<std::size_t>(b)] == static_cast<float>(b) / 255.f);
+  }
 
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), true),
                        doctest::Contains("train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) was not found"),
@@ -124,6 +130,13 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
   put("t10k-images-idx3-ubyte", idx(0x0B, {2, 28, 28}, shorts));
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
                        doctest::Contains("pixel 784 (image 1) is 256, expected 0 to 255"), dp::io_error);
+  // Float images (0x0D) scaled to [0, 1] already: they would have been divided by 255 again.
+  std::string floats(static_cast<std::size_t>(2 * 28 * 28 * 4), '\0');
+  floats[4 * 5] = '\x3f';  // element 5: 0x3f000000 = 0.5
+  put("t10k-images-idx3-ubyte", idx(0x0D, {2, 28, 28}, floats));
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
+                       doctest::Contains("pixel 5 (image 0) is 0.5, expected 0 to 255, a whole number (a byte"),
+                       dp::io_error);
   // A file that is there but cannot be read gives the OS's reason, not "was not found".
   std::filesystem::create_symlink("train-images-idx3-ubyte", dir / "train-images-idx3-ubyte");  // a loop
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), true), doctest::Contains("symbolic links"), dp::io_error);
