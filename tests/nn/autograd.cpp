@@ -289,6 +289,25 @@ TEST_CASE("a loss computed through a cast to the other floating type is refused,
   CHECK(gm[2] == doctest::Approx(2.0));
 }
 
+namespace {
+struct times_own_mask {  // v * bool(v), v = x w: the mask is a step, with no gradient of its own
+  nn::parameter<float> w{dp::from_vector<float>({2.f, 0.f, -3.f})};
+  auto forward(auto x) const {
+    auto v = nn::detail::materialize(x * w);
+    return v * dp::cast<bool>(v);
+  }
+};
+}  // namespace
+
+TEST_CASE("a cast to bool passes no gradient, as PyTorch's x.bool() has none") {
+  // loss = sum(v * (v != 0)) with v = w (x = 1): d/dw = (w != 0) = {1, 0, 1}. Passing the gradient
+  // through the cast added v: {3, 0, -2}.
+  nn::trainer<times_own_mask> t{times_own_mask{}};
+  auto sum_loss = [](const auto& out, const auto& target) { return dp::sum(out - target); };
+  CHECK(t.backward(sum_loss, dp::ones<float>({1, 3}), dp::zeros<float>({1, 3})) == doctest::Approx(-1.0));
+  CHECK(t.model().w.grad().to_vector() == std::vector<float>{1.f, 0.f, 1.f});
+}
+
 TEST_CASE("a parameter without elements takes no gradient from its neighbour: every step's gradient is its own") {
   nn::trainer<with_empty_parameter> t{with_empty_parameter{}};
   const auto x = dp::ones<float>({1, 3}), y = dp::zeros<float>({1, 3});

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -235,6 +236,55 @@ struct head_and_side {
   auto forward(auto x, auto z) const { return head(x) + dp::sum(side(z)); }
 };
 }  // namespace
+
+namespace {
+/// A convolution cut off from the loss by nn::detach, then a max pool or a second convolution (ops
+/// that read their input by slot) and a linear head: 1x6x6 -> 2x4x4 -> 2x2x2 -> 3.
+template <bool Pool>
+struct detached_conv {
+  nn::conv2d<1, 2, 3> first;
+  nn::conv2d<2, 2, 3> second;
+  nn::max_pool2d<2> pool;
+  nn::flatten flat;
+  nn::linear<8, 3> head;
+  auto forward(auto x) const {
+    auto h = nn::detach(first(x));
+    if constexpr (Pool) {
+      return head(flat(pool(h)));
+    } else {
+      return head(flat(second(h)));
+    }
+  }
+};
+
+bool all_zero(const dp::tensor<float>& t) {
+  const auto v = t.to_vector();
+  return std::all_of(v.begin(), v.end(), [](float e) { return e == 0.f; });
+}
+}  // namespace
+
+TEST_CASE("nn::detach cuts the gradient before a max pool, a convolution and cross_entropy too") {
+  // PyTorch: first.weight.grad is None (dp: 0, as for any parameter the loss does not reach). The
+  // pool and the convolution passed the gradient through the detached value into the first layer.
+  const auto x = dp::randn<float>({2, 1, 6, 6}, dp::cpu(), 5);
+  const dp::tensor<std::int64_t> y = dp::from_vector<std::int64_t>({0, 2});
+  nn::manual_seed(3);
+  nn::trainer<detached_conv<true>> pooled{detached_conv<true>{}};
+  (void)pooled.backward(nn::cross_entropy, x, y);
+  CHECK(all_zero(pooled.model().first.weight.grad()));
+  CHECK(all_zero(pooled.model().first.bias.grad()));
+  CHECK_FALSE(all_zero(pooled.model().head.weight.grad()));
+  nn::trainer<detached_conv<false>> convolved{detached_conv<false>{}};
+  (void)convolved.backward(nn::cross_entropy, x, y);
+  CHECK(all_zero(convolved.model().first.weight.grad()));
+  CHECK(all_zero(convolved.model().first.bias.grad()));
+  CHECK_FALSE(all_zero(convolved.model().second.weight.grad()));
+  // A detached loss reaches no parameter: refused, as a loss that ignores the model is.
+  auto detached_loss = [](const auto& out, const auto& target) { return nn::cross_entropy(nn::detach(out), target); };
+  CHECK_THROWS_WITH_AS((void)pooled.backward(detached_loss, x, y),
+                       doctest::Contains("does not depend on any parameter of the model (or is detached)"),
+                       dp::value_error);
+}
 
 TEST_CASE("conv2d over no sample has zero gradients, not the last step's") {
   nn::trainer<head_and_side> t{head_and_side{}};

@@ -415,7 +415,7 @@ struct cross_entropy_loss {
       o->smoothing = label_smoothing;
       o->red = reduction;
       o->ignore = ignore_index;
-      o->out = g.add_slot<T>(empty<T>({}, x.device()), g.requires_grad<T>(x.slot()));
+      o->out = g.add_slot<T>(empty<T>({}, x.device()), detail::grad_flows(x));
       o->forward(g);
       const int out = o->out;
       g.record(std::move(o));

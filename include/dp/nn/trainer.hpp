@@ -716,8 +716,9 @@ class trainer {
     if constexpr (traced_loss) {  // else the static_assert is the error, and the only one
       DP_CHECK(l.numel() == 1, shape_error, "dp: the loss must be a single value, got shape ", l.shape());
       pe->loss_slot = l.slot();
-      DP_CHECK(g.requires_grad<T>(pe->loss_slot), value_error,
-               "dp: the loss does not depend on any parameter of the model, so there is nothing to train");
+      DP_CHECK(detail::grad_flows(l), value_error,
+               "dp: the loss does not depend on any parameter of the model (or is detached), so there is nothing to "
+               "train");
     }
     if (!to_replay) {
       return pe;

@@ -74,8 +74,10 @@ auto leaf_grad(const dd::unary_node<F, A>& n, const G& g) {
   if constexpr (std::is_same_v<G, zero_grad> || !dd::differentiable_v<F>) {
     return zero_grad{};
   } else if constexpr (is_cast<F>::value) {
+    // A cast to an integer or bool is a step: no gradient (PyTorch's x.bool() and x.long() have none).
     using In = typename A::value_type;
-    if constexpr (std::is_floating_point_v<In>) {
+    using Out = typename dd::unary_node<F, A>::value_type;
+    if constexpr (std::is_floating_point_v<In> && std::is_floating_point_v<Out>) {
       return leaf_grad<K>(n.a, dd::make_unary_node(dd::cast_op<In>{}, g));
     } else {
       return zero_grad{};

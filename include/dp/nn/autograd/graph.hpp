@@ -333,6 +333,14 @@ class graph {
   bool frozen_ = false;
 };
 
+/// Whether a gradient flows back into the traced value v: its slot takes one and v is not detached
+/// (nn::detach marks the var, not the slot). An op that reads its input by slot asks this, not the
+/// slot alone, or a detached input would still pass the gradient on.
+template <class V>
+bool grad_flows(const var<V>& v) {
+  return !v.no_grad() && v.graph()->template requires_grad<V>(v.slot());
+}
+
 /// Whether a contribution to the target adds to what it holds (else it is the target's first write:
 /// a later one in this backward, or a parameter's gradient while micro-batches accumulate).
 template <class V>

@@ -320,7 +320,7 @@ var<V> record_view(const var<V>& x, view_kind kind, dp::shape target, int d0, in
   tensor<V> v = o->make(g.value<V>(x.slot()));
   DP_CHECK(kind != view_kind::reshape || v.shares_storage(g.value<V>(x.slot())), runtime_error,
            "dp: internal: a traced reshape of a non-contiguous value");
-  o->out = g.add_slot<V>(std::move(v), g.requires_grad<V>(x.slot()) && !x.no_grad());
+  o->out = g.add_slot<V>(std::move(v), grad_flows(x));
   const int out = o->out;
   g.record(std::move(o));
   return g.make_var<V>(out);
@@ -551,6 +551,11 @@ var<V> detach(const var<V>& v) {
 template <class V>
 tensor<V> detach(const tensor<V>& t) {
   return t;
+}
+/// An expression (a layer's output, as conv2d's): evaluated, or recorded when traced, then detached.
+template <dp::expression E>
+auto detach(const E& e) {
+  return detach(detail::materialize(e));
 }
 
 }  // namespace dp::inline DP_ABI::nn

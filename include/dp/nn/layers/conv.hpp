@@ -195,6 +195,7 @@ struct conv2d_op final : op {
   tensor<T> bias, bias_grad;      // [O], undefined without a bias
   window_geometry geo{};
   tensor<T> col, dcol;
+  bool input_grad = false;  // the input takes a gradient (dcol is allocated): not a detached value
   grad_target<T> tx, tw, tb;
 
   const char* name() const override { return "conv2d"; }
@@ -211,7 +212,7 @@ struct conv2d_op final : op {
   }
   void plan(graph& g) override {
     if (g.receives_grad<T>(out)) {
-      tx = g.slot_target<T>(in);
+      tx = input_grad ? g.slot_target<T>(in) : grad_target<T>{};
       tw = g.param_target<T>(weight_grad);
       tb = g.param_target<T>(bias_grad);
     }
@@ -285,12 +286,13 @@ struct conv2d {
         }
         o->geo = g;
         o->col = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
-        if (gr.requires_grad<T>(in.slot())) {  // the input's gradient goes through it: the first layer needs none
+        // The input's gradient goes through dcol: the first layer, or one after nn::detach, needs none.
+        o->input_grad = detail::grad_flows(in);
+        if (o->input_grad) {
           o->dcol = empty<T>({g.n, g.ckk(), g.hw_out()}, in.device());
         }
-        o->out = gr.add_slot<T>(empty<T>({g.n, Out, g.hw_out()}, in.device()), gr.requires_grad<T>(in.slot()) ||
-                                                                                   weight.grad().defined() ||
-                                                                                   (Bias && bias.grad().defined()));
+        o->out = gr.add_slot<T>(empty<T>({g.n, Out, g.hw_out()}, in.device()),
+                                o->input_grad || weight.grad().defined() || (Bias && bias.grad().defined()));
         o->forward(gr);
         const int out = o->out;
         gr.record(std::move(o));

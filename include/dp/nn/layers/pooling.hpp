@@ -345,7 +345,7 @@ struct max_pool2d {
       o->in = in.slot();
       o->geo = g;
       o->arg = empty<std::int64_t>(out_shape, in.device());
-      o->out = gr.add_slot<T>(empty<T>(out_shape, in.device()), gr.requires_grad<T>(in.slot()));
+      o->out = gr.add_slot<T>(empty<T>(out_shape, in.device()), detail::grad_flows(in));
       o->forward(gr);
       const int out = o->out;
       gr.record(std::move(o));
