@@ -281,6 +281,41 @@ TEST_CASE("state() hands out copies: writing to them changes neither the optimiz
   run([](auto& owner) { return dp::optim::sgd(owner, {.lr = 0.01, .momentum = 0.9}); });
 }
 
+TEST_CASE("a copy of an optimizer has its own state and step count: stepping one leaves the other as it was") {
+  const auto values = [](const auto& opt) {
+    std::vector<std::vector<double>> out;
+    for (const auto& s : opt.state()) {
+      out.push_back(s.value.to_vector());
+    }
+    return out;
+  };
+  const auto run = [&](auto make_opt) {
+    nn::trainer<one> t{one{}};
+    auto opt = make_opt(t);
+    set_grads(t, grads[0]);
+    opt.step();
+    const auto after_one = values(opt);
+    auto copy = opt;
+    set_grads(t, grads[1]);
+    copy.step();
+    CHECK(opt.steps() == 1);
+    CHECK(copy.steps() == 2);
+    CHECK(values(opt) == after_one);
+    CHECK(values(copy) != after_one);
+    // Assignment copies too: the assigned one steps on alone.
+    const auto after_two = values(copy);
+    opt = copy;
+    set_grads(t, grads[2]);
+    opt.step();
+    CHECK(opt.steps() == 3);
+    CHECK(copy.steps() == 2);
+    CHECK(values(copy) == after_two);
+  };
+  run([](auto& owner) { return dp::optim::sgd(owner, {.lr = 0.1, .momentum = 0.9}); });
+  run([](auto& owner) { return dp::optim::adam(owner, {.lr = 0.1}); });
+  run([](auto& owner) { return dp::optim::adamw(owner, {.lr = 0.1}); });
+}
+
 TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
   nn::trainer<one> t{one{}};
   set_grads(t, {3, 0, 4});

@@ -152,7 +152,7 @@ class adam_impl {
 
   Owner* owner_;
   adam_options o_;
-  std::vector<tensor<T>> m_, v_;
+  replica_buffers<T> m_, v_;
   step_state steps_;
 };
 }  // namespace detail

@@ -1,7 +1,8 @@
 // What optimizers share: access to the owner of the parameters (an nn::trainer or a dp::parallel),
 // the check that gradients are ready, the schedule, and named state. An optimizer is made from the
 // owner, so it updates exactly the parameters being trained; each update is one fused kernel over
-// the owner's flat parameter buffer, applied identically on every replica.
+// the owner's flat parameter buffer, applied identically on every replica. A copy of an optimizer
+// holds copies of its state (replica_buffers): the two step independently.
 #pragma once
 
 #include <algorithm>

@@ -159,8 +159,8 @@ class sgd {
 
   Owner* owner_;
   sgd_options o_;
-  std::vector<tensor<T>> buf_;
-  std::vector<tensor<double>> filled_;  // per replica, on its device: 1 once buf_ holds a value
+  detail::replica_buffers<T> buf_;
+  detail::replica_buffers<double> filled_;  // per replica, on its device: 1 once buf_ holds a value
   detail::step_state steps_;
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <dp/core/replica_access.hpp>
@@ -13,6 +14,38 @@
 #include <dp/exec/for_each.hpp>
 
 namespace dp::inline DP_ABI::optim::detail {
+
+/// Per-replica buffers an optimizer owns (its state, its step count). A copy of the optimizer gets
+/// copies of them: tensors share storage when copied, and two optimizers stepping one buffer
+/// would each apply the other's updates.
+template <class T>
+class replica_buffers : public std::vector<tensor<T>> {
+  using base = std::vector<tensor<T>>;
+
+ public:
+  replica_buffers() = default;
+  replica_buffers(base v) : base(std::move(v)) {}  // NOLINT(google-explicit-constructor): state_like's result
+  replica_buffers(const replica_buffers& o) : base(clones(o)) {}
+  replica_buffers(replica_buffers&&) noexcept = default;
+  replica_buffers& operator=(const replica_buffers& o) {
+    if (this != &o) {
+      base::operator=(clones(o));  // every copy made before the first is replaced
+    }
+    return *this;
+  }
+  replica_buffers& operator=(replica_buffers&&) noexcept = default;
+  ~replica_buffers() = default;
+
+ private:
+  static base clones(const base& v) {
+    base out;
+    out.reserve(v.size());
+    for (const auto& t : v) {
+      out.push_back(t.clone());
+    }
+    return out;
+  }
+};
 
 /// scalars[0] counts the steps taken; the optimizer's advance function sets the others.
 inline constexpr index_t step_scalar_count = 4;
@@ -53,7 +86,7 @@ class step_state {
   }
 
  private:
-  std::vector<tensor<double>> s_;
+  replica_buffers<double> s_;
 };
 
 /// The devices of an owner's replicas, in replica order.
