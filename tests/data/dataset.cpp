@@ -42,6 +42,18 @@ TEST_CASE("a default-constructed tensor_dataset has no samples, and get() on it 
                        dp::value_error);
 }
 
+TEST_CASE("tensor_dataset's fingerprint is the CRC-32 of its features' bytes and of its labels'") {
+  // Expected values: Python's zlib.crc32 of struct.pack('<4f', 1, -2, 0.5, 3) and of
+  // struct.pack('<2q', 7, -1), and of the features with 3.5 as the last value.
+  const data::tensor_dataset<float, std::int64_t> d{dp::from_vector<float>({1.f, -2.f, 0.5f, 3.f}, {2, 2}),
+                                                    dp::from_vector<std::int64_t>({7, -1})};
+  CHECK(d.fingerprint() == 0x52d2be275524b355ull);
+  const data::tensor_dataset<float, std::int64_t> other{dp::from_vector<float>({1.f, -2.f, 0.5f, 3.5f}, {2, 2}),
+                                                        dp::from_vector<std::int64_t>({7, -1})};
+  CHECK(other.fingerprint() == 0xc7569a855524b355ull);
+  CHECK(data::tensor_dataset<float, std::int64_t>{}.fingerprint() == 0);
+}
+
 TEST_CASE("tensor_dataset rejects features and labels of different sample counts") {
   CHECK_THROWS_WITH_AS(
       (data::tensor_dataset<float, std::int64_t>(dp::zeros<float>({4, 2}), dp::zeros<std::int64_t>({5}))),

@@ -625,7 +625,7 @@ TEST_CASE("a rank-sharded loader gives each rank its part of every global batch;
   }
 }
 
-TEST_CASE("ranks whose loaders would give different batch counts are refused at construction, on every rank") {
+TEST_CASE("ranks whose loaders would give different batches are refused at construction, on every rank") {
   const int rank = test::world().rank();
   const dp::index_t samples = rank == 1 ? 49 : 50;  // rank 1 loaded one sample less
   const dataset data{dp::zeros<float>({samples, 2}), dp::arange<std::int64_t>(0, samples)};
@@ -636,6 +636,13 @@ TEST_CASE("ranks whose loaders would give different batch counts are refused at 
   CHECK_THROWS_WITH_AS((dp::data::loader{same, {.batch = 7, .seed = static_cast<std::uint64_t>(rank)}, test::world()}),
                        doctest::Contains("rank 0 has seed 0 where rank 1 has 1"), dp::value_error);
   CHECK_NOTHROW((dp::data::loader{same, {.batch = 7, .seed = 3}, test::world()}));
+  // The same size, other samples (each rank read its own pre-split file): sharding it would train
+  // on parts of different datasets, silently.
+  const dataset own{dp::full<float>({50, 2}, static_cast<float>(rank)), dp::arange<std::int64_t>(0, 50)};
+  CHECK_THROWS_WITH_AS((dp::data::loader{own, {.batch = 7}, test::world()}),
+                       doctest::Contains("loader: the ranks disagree: rank 0 has dataset fingerprint() (a checksum of "
+                                         "its samples)"),
+                       dp::value_error);
   // An option refused on one rank alone: that rank gives its reason, the others are refused with it
   // (they waited for it until the timeout).
   const auto one_bad = [&] {

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include <dp/core/crc32.hpp>
 #include <dp/core/tensor.hpp>
 #include <dp/exec/factory.hpp>
 #include <dp/expr/random.hpp>
@@ -21,7 +22,9 @@ struct batch {
   tensor<Y> y;
 };
 
-/// What a loader needs: a size, and filling a batch's rows from sample indices.
+/// What a loader needs: a size, and filling a batch's rows from sample indices. A dataset may also
+/// have `std::uint64_t fingerprint() const`, a checksum of its samples: ranks that shard it compare
+/// theirs before training (a rank that loaded other data of the same size would train on it silently).
 template <class D>
 concept dataset = requires(const D& d, std::span<const index_t> idx) {
   { d.size() } -> std::convertible_to<index_t>;
@@ -48,6 +51,18 @@ class tensor_dataset {
   const tensor<Y>& labels() const noexcept { return y_; }
   /// Elements per sample.
   index_t sample_size() const noexcept { return size() ? x_.numel() / size() : 0; }
+  /// The CRC-32 of the features' bytes (high 32 bits) and of the labels' (low 32 bits); 0 for a
+  /// dataset that holds no tensors.
+  std::uint64_t fingerprint() const {
+    if (!x_.defined()) {
+      return 0;
+    }
+    const auto crc = [](const auto& t) {
+      return dp::detail::crc32_of(
+          {reinterpret_cast<const char*>(t.data()), static_cast<std::size_t>(t.numel()) * sizeof(*t.data())});
+    };
+    return std::uint64_t{crc(x_)} << 32 | crc(y_);
+  }
 
   /// The samples at `idx`, as new tensors (from the host pool: no system allocation once warm).
   batch_type get(std::span<const index_t> idx) const {

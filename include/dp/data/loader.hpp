@@ -94,12 +94,21 @@ class loader {
     if (share_.agree) {
       // Ranks whose loaders would yield different batch counts would hang in their first unmatched
       // collective: they are refused here instead.
-      const std::int64_t values[] = {n_,          o.batch, o.shuffle,  static_cast<std::int64_t>(o.seed),
-                                     o.drop_last, o.align, own ? 0 : 1};
+      std::int64_t contents = 0;  // the same on every rank where the dataset has no fingerprint()
+      if constexpr (requires { data_.fingerprint(); }) {
+        try {
+          contents = static_cast<std::int64_t>(data_.fingerprint());
+        } catch (...) {
+          own = own ? own : std::current_exception();
+        }
+      }
+      const std::int64_t values[] = {n_,       o.batch,     o.shuffle, static_cast<std::int64_t>(o.seed),
+                                     contents, o.drop_last, o.align,   own ? 0 : 1};
       const char* const names[] = {"dataset size",
                                    "batch",
                                    "shuffle",
                                    "seed",
+                                   "dataset fingerprint() (a checksum of its samples)",
                                    "drop_last",
                                    "align",
                                    "options in range (1: yes, 0: no; its own error says which)"};

@@ -18,8 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include <zlib.h>
-
+#include <dp/core/crc32.hpp>
 #include <dp/core/error.hpp>
 #include <dp/core/file.hpp>
 #include <dp/core/tensor.hpp>
@@ -72,15 +71,6 @@ inline std::optional<dtype> parse_dtype(std::string_view s) {
 }
 
 namespace detail {
-/// The CRC-32 of `bytes`, fed to zlib in chunks its 32-bit length takes.
-inline std::uint32_t crc32_of(std::string_view bytes) {
-  uLong c = crc32(0L, Z_NULL, 0);
-  for (std::size_t off = 0; off < bytes.size(); off += std::size_t{1} << 30) {
-    const std::size_t chunk = std::min<std::size_t>(bytes.size() - off, std::size_t{1} << 30);
-    c = crc32(c, reinterpret_cast<const Bytef*>(bytes.data() + off), static_cast<uInt>(chunk));
-  }
-  return static_cast<std::uint32_t>(c);
-}
 /// A CRC as the header stores it: eight lowercase hex digits.
 inline std::string crc_text(std::uint32_t c) {
   char buf[16];
@@ -158,7 +148,7 @@ inline std::string header_crc(std::vector<tensor_entry> tensors,
       text += k + '\0' + v + '\n';
     }
   }
-  return detail::crc_text(detail::crc32_of(text));
+  return detail::crc_text(dp::detail::crc32_of(text));
 }
 
 struct header {
@@ -332,7 +322,7 @@ class reader {
                " but the header recorded ", *want);
     }
   }
-  std::uint32_t crc() const { return detail::crc32_of(std::string_view(bytes_).substr(h_.data_start)); }
+  std::uint32_t crc() const { return dp::detail::crc32_of(std::string_view(bytes_).substr(h_.data_start)); }
 
   /// An entry's bytes as stored (little-endian values of its dtype). `e` is one of info()'s entries;
   /// any other (another file's, one made by hand) must describe bytes this file holds.
@@ -486,7 +476,7 @@ inline std::string encode(std::vector<entry> entries, std::vector<std::pair<std:
     at += e.bytes.size();
   }
   metadata.emplace_back("dp.header_crc32", header_crc(std::move(table), metadata));
-  metadata.emplace_back("dp.crc32", detail::crc_text(detail::crc32_of(data)));
+  metadata.emplace_back("dp.crc32", detail::crc_text(dp::detail::crc32_of(data)));
   head += "\"__metadata__\":{";
   for (std::size_t i = 0; i < metadata.size(); ++i) {
     head += (i ? "," : "") + json::quote(metadata[i].first) + ":" + json::quote(metadata[i].second);
