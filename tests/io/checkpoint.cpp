@@ -131,6 +131,77 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   std::filesystem::remove(path);
 }
 
+TEST_CASE("a resume with other optimizer options is refused, naming the option and both values, unless kept") {
+  const std::string path = dp_test::scratch_path("ckpt_options.ckpt");
+  const std::string old_path = dp_test::scratch_path("ckpt_options_old.ckpt");
+  nn::manual_seed(1);
+  dp::parallel<net> par{net{}, {dp::cpu()}};
+  const auto schedule = dp::optim::with_warmup(dp::optim::cosine_lr(40, 0.1), 5);
+  auto saved = dp::optim::adamw(par, {.lr = 0.01, .schedule = schedule});
+  const auto batch = samples().get(std::vector<dp::index_t>{0, 1, 2, 3});
+  const auto weights = [&] { return par.model().fc1.weight.value().to_vector(); };
+  (void)par.backward(nn::cross_entropy, batch.x, batch.y);
+  saved.step();
+  io::save_checkpoint(path, par, saved, {.epoch = 2});
+  const auto in_file = weights();
+  const auto before = io::reader(path).info();
+  CHECK(*before.meta("dp.option.lr") == "0.01");
+  CHECK(*before.meta("dp.option.weight_decay") == "0.01");  // adamw's default, as applied
+  CHECK(*before.meta("dp.option.schedule") == "cosine");
+  CHECK(*before.meta("dp.option.schedule.warmup_steps") == "5");
+  CHECK(before.meta("dp.option.schedule.gamma") == nullptr);  // a field cosine does not read
+  // One step more, so that the weights differ from the file's: a refused load leaves them so.
+  (void)par.backward(nn::cross_entropy, batch.x, batch.y);
+  saved.step();
+  const auto stepped = weights();
+  const auto refused = [&](dp::optim::adam_options o, const char* message) {
+    auto other = dp::optim::adamw(par, o);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, other), doctest::Contains(message), dp::io_error);
+    CHECK(weights() == stepped);  // nothing loaded
+    CHECK(other.steps() == 0);
+  };
+  refused({.lr = 0.001, .schedule = schedule},
+          "the run that saved it had adamw lr 0.01, and the optimizer given has lr 0.001: the resumed run would not "
+          "continue the saved one");
+  refused({.lr = 0.01, .beta2 = 0.99, .schedule = schedule},
+          "had adamw beta2 0.999, and the optimizer given has beta2 0.99");
+  refused({.lr = 0.01, .weight_decay = 0.0, .schedule = schedule},
+          "weight_decay 0.01, and the optimizer given has weight_decay 0");
+  refused({.lr = 0.01}, "had adamw schedule cosine, and the optimizer given has schedule constant");
+  refused({.lr = 0.01, .schedule = dp::optim::with_warmup(dp::optim::cosine_lr(40, 0.1), 6)},
+          "schedule.warmup_steps 5, and the optimizer given has schedule.warmup_steps 6");
+  // Kept on purpose: the new learning rate from here on, the state and step count from the file.
+  auto lower = dp::optim::adamw(par, {.lr = 0.001, .schedule = schedule});
+  CHECK(io::load_checkpoint(path, par, lower, io::changed_options::keep).epoch == 2);
+  CHECK(weights() == in_file);
+  CHECK(lower.steps() == 1);
+  CHECK(lower.current_lr() == doctest::Approx(0.001 / 5));  // step 1 of the warm-up from 0, at the new lr
+  // The same options load.
+  auto same = dp::optim::adamw(par, {.lr = 0.01, .schedule = schedule});
+  CHECK(io::load_checkpoint(path, par, same).epoch == 2);
+  // A checkpoint written before options were stored loads with the optimizer's own.
+  rewrite_checkpoint(path, old_path, [](const std::string& key, std::string&) {
+    return key.rfind("dp.option.", 0) != 0 && key != "dp.options";
+  });
+  auto any = dp::optim::adamw(par, {.lr = 0.5});
+  CHECK(io::load_checkpoint(old_path, par, any).epoch == 2);
+  // SGD's options, its schedule's fields among them.
+  auto nesterov =
+      dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .schedule = dp::optim::step_lr(3)});
+  io::save_checkpoint(path, par, nesterov);
+  auto plain = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .schedule = dp::optim::step_lr(3)});
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, plain),
+                       doctest::Contains("had sgd nesterov true, and the optimizer given has nesterov false"),
+                       dp::io_error);
+  auto other_gamma =
+      dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .schedule = dp::optim::step_lr(3, 0.5)});
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, other_gamma),
+                       doctest::Contains("had sgd schedule.gamma 0.1, and the optimizer given has schedule.gamma 0.5"),
+                       dp::io_error);
+  std::filesystem::remove(path);
+  std::filesystem::remove(old_path);
+}
+
 namespace {
 struct net_without_dropout {  // net's parameters and buffers, without its dropout
   nn::linear<6, 12> fc1;
@@ -180,8 +251,10 @@ TEST_CASE("Adam's checkpoint is refused by AdamW and the other way round, though
   CHECK(par.model().fc1.weight.value().to_vector() == before);
   CHECK(io::load_checkpoint(path, par, adamw).epoch == 1);
   CHECK(par.model().fc1.weight.value().to_vector() != before);
-  // A checkpoint written before the optimizer's name was stored still loads.
-  rewrite_checkpoint(path, old_path, [](const std::string& k, std::string&) { return k != "dp.optimizer"; });
+  // A checkpoint written before the optimizer's name (and options) were stored still loads.
+  rewrite_checkpoint(path, old_path, [](const std::string& k, std::string&) {
+    return k != "dp.optimizer" && k.rfind("dp.option", 0) != 0;
+  });
   CHECK(io::load_checkpoint(old_path, par, adam).epoch == 1);
   std::filesystem::remove(path);
   std::filesystem::remove(old_path);

@@ -32,9 +32,17 @@ struct progress {
   std::string recipe{};
 };
 
+/// What load_checkpoint does with an optimizer made with other options (lr, betas, the schedule, ...)
+/// than the one whose state the checkpoint holds.
+enum class changed_options : std::uint8_t {
+  refuse,  ///< an io_error naming the first option that differs: the resumed run would not be the saved one's
+  keep,    ///< train on with the given options (a deliberate change, as a lower learning rate from here)
+};
+
 /// What a checkpoint needs of an optimizer, as every dp::optim optimizer has it: the trainer or
 /// dp::parallel it trains, its name (kind), its state slots by name (name and value each), its step count, and
-/// load_state taking both back.
+/// load_state taking both back. Where it also has option_values() (name and value texts), they are
+/// stored, and a resume made with others is refused unless asked for.
 template <class Opt>
 concept checkpointed_optimizer = requires(Opt& o) {
   o.owner();
@@ -153,12 +161,43 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
     ++settings;
   });
   meta.emplace_back("dp.settings", std::to_string(settings));
+  if constexpr (requires { opt.option_values(); }) {
+    const auto options = opt.option_values();
+    for (const auto& [name, value] : options) {
+      meta.emplace_back("dp.option." + name, value);
+    }
+    meta.emplace_back("dp.options", std::to_string(options.size()));
+  }
   write(path, std::move(entries), std::move(meta));
 }
 
 /// load_checkpoint's work: ready(the file's fingerprint) comes before the first write.
+/// Refuses, unless `rule` keeps them, options of `opt` other than those the checkpoint stored (none
+/// stored: a checkpoint written before they were, or by an optimizer of the application's own).
+template <class Opt>
+void check_options(const std::string& path, const header& h, const Opt& opt, changed_options rule) {
+  if constexpr (requires { opt.option_values(); }) {
+    if (rule == changed_options::keep || h.meta("dp.options") == nullptr) {
+      return;
+    }
+    const auto given = opt.option_values();
+    for (const auto& [name, value] : given) {
+      const std::string* stored = h.meta("dp.option." + name);
+      DP_CHECK(stored != nullptr && *stored == value, io_error, "dp: load_checkpoint(", path,
+               "): the run that saved it had ", opt.kind(), " ", name, " ", stored ? *stored : std::string("(none)"),
+               ", and the optimizer given has ", name, " ", value,
+               ": the resumed run would not continue the saved one; make the optimizer with the saved options, or pass "
+               "dp::io::changed_options::keep to train on with the new ones; nothing was loaded");
+    }
+    // Every option was compared above where the counts agree (a schedule of another kind differs in "schedule").
+    DP_CHECK(*h.meta("dp.options") == std::to_string(given.size()), io_error, "dp: load_checkpoint(", path,
+             "): it stores ", *h.meta("dp.options"), " options of ", opt.kind(), ", and the optimizer given has ",
+             given.size(), "; nothing was loaded");
+  }
+}
+
 template <class Owner, class Opt, class Ready>
-progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready& ready) {
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready& ready, changed_options rule) {
   const reader r(path);
   const header& h = r.info();
   // verify() checks the CRCs a file has: a checkpoint whose CRC keys were lost (a damaged or edited
@@ -242,6 +281,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
              "; nothing was loaded");
   }
   detail::check_against(owner.model(), h, path, "", opt_names);
+  check_options(path, h, opt, rule);
   // Everything fits: read it all (the allocations that may fail), then assign.
   {
     detail::staged_tensors model(owner, r, "");
@@ -269,9 +309,10 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
   return p;
 }
 template <class Owner, class Opt>
-progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, changed_options rule) {
   check_pair("load_checkpoint", path, owner, opt);
-  return agreed_update(owner, "load_checkpoint", [&](auto ready) { return load_checkpoint(path, owner, opt, ready); });
+  return agreed_update(owner, "load_checkpoint",
+                       [&](auto ready) { return load_checkpoint(path, owner, opt, ready, rule); });
 }
 }  // namespace detail
 
@@ -284,12 +325,14 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   }
 }
 
-/// Restores a checkpoint into `owner` and `opt` (made like the ones that wrote it) and returns the
-/// position to resume from. All-or-nothing, like dp::io::load.
+/// Restores a checkpoint into `owner` and `opt` (made like the ones that wrote it: an optimizer made
+/// with other options is refused unless `rule` keeps them) and returns the position to resume from.
+/// All-or-nothing, like dp::io::load.
 template <class Owner, class Opt>
-progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt) {
+progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt,
+                         changed_options rule = changed_options::refuse) {
   if constexpr (detail::check_optimizer<Opt>()) {
-    return detail::load_checkpoint(path, owner, opt);
+    return detail::load_checkpoint(path, owner, opt, rule);
   } else {
     return {};
   }

@@ -84,16 +84,15 @@ class adam_impl {
 
   void step() {
     require_gradients(*owner_, Decoupled ? "adamw" : "adam");
-    dp::detail::replica_access::for_each_replica(
-        *owner_, [&](std::size_t r, const tensor<T>& params, const tensor<T>& grads) {
-          steps_.advance(r, adam_advance{o_.lr, o_.beta1, o_.beta2, o_.schedule});
-          dp::detail::for_each_index(
-              params.device(), params.numel(),
-              adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(), steps_.scalars(r),
-                             static_cast<T>(o_.beta1), static_cast<T>(o_.beta2), static_cast<T>(1 - o_.beta1),
-                             static_cast<T>(1 - o_.beta2), static_cast<T>(o_.eps),
-                             static_cast<T>(o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0)), Decoupled});
-        });
+    dp::detail::replica_access::for_each_replica(*owner_, [&](std::size_t r, const tensor<T>& params,
+                                                              const tensor<T>& grads) {
+      steps_.advance(r, adam_advance{o_.lr, o_.beta1, o_.beta2, o_.schedule});
+      dp::detail::for_each_index(params.device(), params.numel(),
+                                 adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(),
+                                                steps_.scalars(r), static_cast<T>(o_.beta1), static_cast<T>(o_.beta2),
+                                                static_cast<T>(1 - o_.beta1), static_cast<T>(1 - o_.beta2),
+                                                static_cast<T>(o_.eps), static_cast<T>(weight_decay()), Decoupled});
+    });
     dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
 
@@ -102,6 +101,18 @@ class adam_impl {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const adam_options& options() const noexcept { return o_; }
+  /// The options as (name, value) texts, weight decay as applied: a checkpoint stores them, and a
+  /// resume made with other options is refused unless asked for.
+  std::vector<std::pair<std::string, std::string>> option_values() const {
+    return option_list{}
+        .add("lr", o_.lr)
+        .add("beta1", o_.beta1)
+        .add("beta2", o_.beta2)
+        .add("eps", o_.eps)
+        .add("weight_decay", weight_decay())
+        .add(o_.schedule)
+        .items();
+  }
   /// The optimizer's name, stored in checkpoints: Adam's moments mean something else to AdamW (its
   /// weight decay differs), so one does not load the other's.
   static constexpr std::string_view kind() noexcept { return Decoupled ? "adamw" : "adam"; }
@@ -149,6 +160,9 @@ class adam_impl {
     check_schedule(o.schedule, who);
     return o;
   }
+
+  /// The weight decay applied: PyTorch's default for the optimizer where none was given.
+  double weight_decay() const { return o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0); }
 
   Owner* owner_;
   adam_options o_;

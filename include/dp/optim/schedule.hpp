@@ -4,8 +4,12 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <dp/config.hpp>
 #include <dp/core/error.hpp>
@@ -61,6 +65,41 @@ struct lr_schedule {
 };
 
 namespace detail {
+/// An optimizer's options as a checkpoint stores and compares them: (name, value as text), numbers
+/// in their shortest exact form, so that equal texts are equal values.
+class option_list {
+ public:
+  option_list& add(std::string name, double v) {
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    items_.emplace_back(std::move(name), std::string(buf, end));
+    return *this;
+  }
+  option_list& add(std::string name, bool v) {
+    items_.emplace_back(std::move(name), v ? "true" : "false");
+    return *this;
+  }
+  /// The schedule's kind and the fields it reads (those it ignores would refuse a resume for nothing).
+  option_list& add(const lr_schedule& s) {
+    using k = lr_schedule::kind;
+    const char* const kinds[] = {"constant", "step", "cosine", "linear"};
+    items_.emplace_back("schedule", kinds[static_cast<int>(s.type)]);
+    if (s.type == k::step) {
+      add("schedule.step_size", static_cast<double>(s.step_size)).add("schedule.gamma", s.gamma);
+    } else if (s.type == k::cosine || s.type == k::linear) {
+      add("schedule.total_steps", static_cast<double>(s.total_steps)).add("schedule.final_factor", s.final_factor);
+    }
+    if (s.warmup_steps > 0) {
+      add("schedule.warmup_steps", static_cast<double>(s.warmup_steps)).add("schedule.warmup_start", s.warmup_start);
+    }
+    return *this;
+  }
+  std::vector<std::pair<std::string, std::string>> items() const { return items_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
 /// A schedule's step count (step_size, total_steps) is a whole number of optimizer steps, at least `least`.
 inline void check_schedule_steps(const char* who, const char* name, std::int64_t value, std::int64_t least) {
   DP_CHECK(value >= least, value_error, "dp: ", who, ": ", name, " is ", value, "; expected a step count >= ", least);

@@ -101,6 +101,18 @@ class sgd {
   /// Steps taken, replays of a captured step included (read from the device).
   std::int64_t steps() const { return steps_.steps(); }
   const sgd_options& options() const noexcept { return o_; }
+  /// The options as (name, value) texts: a checkpoint stores them, and a resume made with other
+  /// options is refused unless asked for.
+  std::vector<std::pair<std::string, std::string>> option_values() const {
+    return detail::option_list{}
+        .add("lr", o_.lr)
+        .add("momentum", o_.momentum)
+        .add("dampening", o_.dampening)
+        .add("nesterov", o_.nesterov)
+        .add("weight_decay", o_.weight_decay)
+        .add(o_.schedule)
+        .items();
+  }
   /// The optimizer's name, stored in checkpoints: another optimizer with the same state names does
   /// not load them.
   static constexpr std::string_view kind() noexcept { return "sgd"; }
