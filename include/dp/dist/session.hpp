@@ -198,8 +198,9 @@ class session {
       for (index_t k = 0; k < n; ++k) {
         DP_CHECK(v[r * n + k] == v[k], value_error, "dp: ", who, ": the ranks disagree: rank 0 has ",
                  names[static_cast<std::size_t>(k)], " ", v[k], " where rank ", r, " has ", v[r * n + k],
-                 "; every rank must load the same data with the same options (each takes its share of every "
-                 "global batch), otherwise they see different numbers of batches and the job would hang");
+                 "; every rank must load the same data with the same options: each takes its share of every "
+                 "global batch, and shares of different batches would train on other data than one process "
+                 "would, or hang the job where their counts differ");
       }
     }
   }
