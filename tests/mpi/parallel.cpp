@@ -540,6 +540,31 @@ TEST_CASE("ranks that hold different models are rejected on every rank, naming t
                        dp::value_error);
 }
 
+TEST_CASE("ranks whose optimizers differ are rejected where the optimizers are made, naming the option") {
+  // Each rank would update its replica with its own lr (read from its own config, say): the
+  // replicas drift apart, and nothing compares them after construction.
+  const int r = test::world().rank();
+  dp::parallel<sized> par{sized{nn::parameter<float>{dp::ones<float>({2})}}, test::world()};
+  CHECK_THROWS_WITH_AS(dp::optim::sgd(par, {.lr = r == 1 ? 0.2 : 0.1}),
+                       doctest::Contains("the ranks' sgd options differ: rank 0 has 'lr 0.1' where rank 1 has 'lr "
+                                         "0.2'; make every rank's optimizer with the same options"),
+                       dp::value_error);
+  CHECK_THROWS_WITH_AS(
+      dp::optim::adamw(par, {.schedule = r == 1 ? dp::optim::cosine_lr(10) : dp::optim::cosine_lr(20)}),
+      doctest::Contains("rank 0 has 'schedule.total_steps 20' where rank 1 has 'schedule.total_steps 10'"),
+      dp::value_error);
+  const auto either = [&] {
+    if (r == 1) {
+      (void)dp::optim::adam(par);
+    } else {
+      (void)dp::optim::adamw(par);
+    }
+  };
+  CHECK_THROWS_WITH_AS(either(), doctest::Contains("rank 0 has 'optimizer adamw' where rank 1 has 'optimizer adam'"),
+                       dp::value_error);
+  CHECK_NOTHROW(dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9}));
+}
+
 TEST_CASE("ranks given different parallel_options are rejected on every rank, naming the option") {
   // Each would meet collectives the others do not line up with (bucket layouts, the deterministic
   // tree), or train apart (one undoing a step with a NaN loss that another keeps).

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <dp/config.hpp>
@@ -38,6 +39,12 @@ struct replica_access {
   template <class O>
   static void agree_before_update(O& o, const char* what, bool failed, std::optional<std::uint64_t> file = {}) {
     o.agree_before_update(what, failed, file);
+  }
+  /// Where an optimizer is made: across processes every rank's must have the same `options` (lines
+  /// of text), or their replicas would drift apart; a difference throws on every rank, naming it.
+  template <class O>
+  static void agree_options(O& o, const char* optimizer, const std::string& options) {
+    o.agree_options(optimizer, options);
   }
   template <class O>
   static void restore_steps(O& o, std::uint64_t steps) {

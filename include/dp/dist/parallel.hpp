@@ -622,6 +622,18 @@ class parallel {
     }
   }
 
+  /// An optimizer's options, where it is made (replica_access): ranks that train with different ones
+  /// (another lr read from a rank's own config) would update their replicas differently, with no error.
+  void agree_options(const char* optimizer, const std::string& options) {
+    if (group_.world_size() > 1) {
+      const dist::detail::context_scope context(optimizer, steps());
+      const std::string what = dp::detail::concat("the ranks' ", optimizer, " options differ");
+      dist::detail::require_same_text(*group_.world(), options, what.c_str(),
+                                      "make every rank's optimizer with the same options, or their replicas "
+                                      "would drift apart");
+    }
+  }
+
   /// Compares every tensor of the model with rank 0's, bit for bit; where a rank differs, every rank
   /// takes rank 0's model and settings and throws, naming the first tensor that differed.
   void require_rank_0s_values(const char* what) {

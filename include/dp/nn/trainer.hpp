@@ -560,6 +560,8 @@ class trainer {
   }
   /// A load's agreement before its first write (replica_access): one process has nothing to agree on.
   void agree_before_update(const char*, bool, std::optional<std::uint64_t>) const noexcept {}
+  /// An optimizer's agreement on its options (replica_access): one process has nothing to agree on.
+  void agree_options(const char*, const std::string&) const noexcept {}
   /// The module settings as words (dp::parallel broadcasts replica 0's).
   std::vector<std::int64_t> settings() const { return detail::settings_words(model_); }
   /// Takes another replica's settings.

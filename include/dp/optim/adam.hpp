@@ -80,7 +80,9 @@ class adam_impl {
   using T = typename owner_value<Owner>::type;
 
   adam_impl(Owner& owner, adam_options o)
-      : owner_(&owner), o_(checked(o)), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {}
+      : owner_(&owner), o_(checked(o)), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {
+    agree_options(owner, kind(), option_values());
+  }
 
   void step() {
     require_gradients(*owner_, Decoupled ? "adamw" : "adam");

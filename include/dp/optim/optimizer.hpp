@@ -11,6 +11,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -105,6 +106,17 @@ void check_non_negative_option(const char* optimizer, const char* option, double
   DP_CHECK(std::isfinite(value) && value >= 0 && value <= static_cast<double>(std::numeric_limits<T>::max()),
            value_error, "dp: ", optimizer, ": ", option, " is ", value, "; expected a finite value >= 0 (at most ",
            std::numeric_limits<T>::max(), ", the parameters' largest value)");
+}
+
+/// Where an optimizer is made: on a dp::parallel across processes, every rank's optimizer must have
+/// the same kind and options (a collective; a difference throws on every rank, naming it).
+template <class O>
+void agree_options(O& owner, std::string_view kind, const std::vector<std::pair<std::string, std::string>>& options) {
+  std::string text = dp::detail::concat("optimizer ", kind, "\n");
+  for (const auto& [name, value] : options) {
+    text += dp::detail::concat(name, " ", value, "\n");
+  }
+  dp::detail::replica_access::agree_options(owner, std::string(kind).c_str(), text);
 }
 
 /// Per-replica state tensors of the flat parameter size (zero-initialised).

@@ -79,6 +79,7 @@ class sgd {
         filled_.push_back(zeros<double>({1}, d));
       }
     }
+    detail::agree_options(owner, kind(), option_values());
   }
 
   /// One update of every parameter (on every replica), from the owner's gradients.
