@@ -1,7 +1,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <iterator>
 #include <limits>
+#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <thread>
@@ -208,6 +210,26 @@ TEST_CASE("one batch of the whole dataset may be asked for with the largest batc
   CHECK_THROWS_WITH_AS((void)data::even_part(10, 0, 0), doctest::Contains("parts >= 1"), dp::value_error);
   CHECK_THROWS_WITH_AS((void)data::aligned_part(10, 0, 2, 0), doctest::Contains("unit must be positive"),
                        dp::value_error);
+}
+
+TEST_CASE("an epoch is a C++20 view of input iterators: std::ranges algorithms and views take it") {
+  const data::loader l{numbered(10), {.batch = 4, .prefetch = 2}};
+  using range = decltype(l.epoch(0));
+  static_assert(std::ranges::view<range> && std::ranges::input_range<range>);
+  static_assert(std::input_iterator<std::ranges::iterator_t<range>>);
+  std::vector<std::vector<std::int64_t>> first_two;
+  for (const auto& b : l.epoch(0) | std::views::take(2)) {
+    first_two.push_back(b.y.to_vector());
+  }
+  CHECK(first_two == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {4, 5, 6, 7}});
+  CHECK(std::ranges::distance(l.epoch(0, 1)) == 2);
+  // An iterator moves (its prefetching thread stays with the batches it makes).
+  auto it = l.epoch(0).begin();
+  auto moved = std::move(it);
+  CHECK((*moved).y.to_vector() == std::vector<std::int64_t>{0, 1, 2, 3});
+  moved++;
+  CHECK(moved.position() == 1);
+  CHECK((*moved).y.to_vector() == std::vector<std::int64_t>{4, 5, 6, 7});
 }
 
 TEST_CASE("resuming at batch k of an epoch gives the rest of that epoch; prefetching changes nothing") {

@@ -16,10 +16,12 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <thread>
 #include <type_traits>
@@ -155,8 +157,9 @@ class loader {
   class iterator;
   struct sentinel {};
 
-  /// One epoch's batches, starting at batch `first` (for resuming).
-  class epoch_range {
+  /// One epoch's batches, starting at batch `first` (for resuming). A view: `train.epoch(e) |
+  /// std::views::take(10)` is its first ten batches.
+  class epoch_range : public std::ranges::view_interface<epoch_range> {
    public:
     iterator begin() const { return iterator(l_, e_, first_); }
     sentinel end() const { return {}; }
@@ -187,10 +190,11 @@ class loader {
     return {this, e, first_batch};
   }
 
-  /// Prepares batches [next, count) in order; with prefetch, on a background thread.
-  class iterator {
-    friend class epoch_range;  // made by begin() of a checked range
-    iterator(const loader* l, std::int64_t e, index_t first)
+  /// Prepares batches [next, count) in order; with prefetch, on a background thread, which refers
+  /// to it: it stays where it was made (the iterator holds it by pointer, so that it moves).
+  class producer {
+   public:
+    producer(const loader* l, std::int64_t e, index_t first)
         : l_(l), order_(l->order(e)), next_(first), count_(l->batches()) {
       if (l_->o_.prefetch > 0 && next_ < count_) {
         ring_.resize(static_cast<std::size_t>(l_->o_.prefetch));
@@ -204,18 +208,11 @@ class loader {
       }
     }
 
-   public:
-    iterator(const iterator&) = delete;
-    iterator& operator=(const iterator&) = delete;
-    ~iterator() { stop(); }
+    producer(const producer&) = delete;
+    producer& operator=(const producer&) = delete;
+    ~producer() { stop(); }
 
-    const batch_type& operator*() const { return *current_; }
-    iterator& operator++() {
-      advance();
-      return *this;
-    }
-    bool operator==(sentinel) const { return !current_.has_value(); }
-    /// The index of the batch operator* returns.
+    const std::optional<batch_type>& current() const noexcept { return current_; }
     index_t position() const noexcept { return next_ + pos_ - 1; }
 
    private:
@@ -259,6 +256,8 @@ class loader {
       }
     }
 
+   public:
+    /// Makes (or takes from the ring) the next batch; none after the last.
     void advance() {
       current_.reset();
       if (pos_ + next_ >= count_ && ring_.empty()) {
@@ -287,6 +286,7 @@ class loader {
       cv_.notify_all();
     }
 
+   private:
     const loader* l_;
     std::vector<index_t> order_;
     index_t next_, count_, pos_ = 0;
@@ -298,6 +298,33 @@ class loader {
     std::mutex m_;
     std::condition_variable cv_;
     std::thread worker_;
+  };
+
+  /// An input iterator over one epoch's batches (std::input_iterator: ranges and views take it).
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = batch_type;
+    using difference_type = std::ptrdiff_t;
+
+    iterator(iterator&&) noexcept = default;
+    iterator& operator=(iterator&&) noexcept = default;
+
+    const batch_type& operator*() const { return *p_->current(); }
+    iterator& operator++() {
+      p_->advance();
+      return *this;
+    }
+    void operator++(int) { p_->advance(); }
+    friend bool operator==(const iterator& i, sentinel) { return !i.p_->current().has_value(); }
+    /// The index of the batch operator* returns.
+    index_t position() const noexcept { return p_->position(); }
+
+   private:
+    friend class epoch_range;  // made by begin() of a checked range
+    iterator(const loader* l, std::int64_t e, index_t first) : p_(std::make_unique<producer>(l, e, first)) {}
+
+    std::unique_ptr<producer> p_;
   };
 
  private:
