@@ -103,13 +103,16 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
                        doctest::Contains("train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) was not found"),
                        dp::io_error);
   put("t10k-labels-idx1-ubyte", idx(0x08, {3}, std::string("\x07\x03\x01", 3)));
-  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("disagree"), dp::io_error);
+  const std::string disagree = "t10k-images-idx3-ubyte holds images of shape {2, 28, 28} and " +
+                               (dir / "t10k-labels-idx1-ubyte").string() + " labels of shape {3}";
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains(disagree.c_str()), dp::io_error);
   // Float labels (IDX type 0x0D, big-endian): a NaN or 2.5 has no class; converting it was undefined.
   put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x7F\xC0\x00\x00", 8)));  // 7, NaN
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
                        doctest::Contains("t10k-labels-idx1-ubyte, offset 12: element 1 is nan"), dp::io_error);
   put("t10k-labels-idx1-ubyte", idx(0x0D, {2}, std::string("\x40\xE0\x00\x00\x40\x20\x00\x00", 8)));  // 7, 2.5
-  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false), doctest::Contains("label 1 is 2.5"), dp::io_error);
+  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
+                       doctest::Contains("t10k-labels-idx1-ubyte: label 1 is 2.5"), dp::io_error);
 
   // Images that are not 28 x 28 bytes, or none: the dataset promises [N, 784] in [0, 1].
   put("t10k-labels-idx1-ubyte", idx(0x08, {0}, ""));
@@ -129,14 +132,17 @@ TEST_CASE("mnist_dataset reads the four files (plain or .gz) and says what is mi
   }
   put("t10k-images-idx3-ubyte", idx(0x0B, {2, 28, 28}, shorts));
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
-                       doctest::Contains("pixel 784 (image 1) is 256, expected 0 to 255"), dp::io_error);
+                       doctest::Contains("t10k-images-idx3-ubyte: pixel 784 (image 1, row 0, column 0) is 256, "
+                                         "expected 0 to 255"),
+                       dp::io_error);
   // Float images (0x0D) scaled to [0, 1] already: they would have been divided by 255 again.
   std::string floats(static_cast<std::size_t>(2 * 28 * 28 * 4), '\0');
   floats[4 * 5] = '\x3f';  // element 5: 0x3f000000 = 0.5
   put("t10k-images-idx3-ubyte", idx(0x0D, {2, 28, 28}, floats));
-  CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), false),
-                       doctest::Contains("pixel 5 (image 0) is 0.5, expected 0 to 255, a whole number (a byte"),
-                       dp::io_error);
+  CHECK_THROWS_WITH_AS(
+      data::mnist_dataset(dir.string(), false),
+      doctest::Contains("pixel 5 (image 0, row 0, column 5) is 0.5, expected 0 to 255, a whole number (a byte"),
+      dp::io_error);
   // A file that is there but cannot be read gives the OS's reason, not "was not found".
   std::filesystem::create_symlink("train-images-idx3-ubyte", dir / "train-images-idx3-ubyte");  // a loop
   CHECK_THROWS_WITH_AS(data::mnist_dataset(dir.string(), true), doctest::Contains("symbolic links"), dp::io_error);

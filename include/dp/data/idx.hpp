@@ -142,18 +142,21 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
     throw io_error(dp::detail::concat("dp: MNIST file ", name, " (or ", name, ".gz) was not found in '", dir,
                                       "'; dp downloads nothing: place the four IDX files there"));
   };
-  const tensor<float> images = read_idx(find(stem + "-images-idx3-ubyte"));
-  const tensor<float> labels = read_idx(find(stem + "-labels-idx1-ubyte"));
+  const std::string images_path = find(stem + "-images-idx3-ubyte");
+  const tensor<float> images = read_idx(images_path);
+  const std::string labels_path = find(stem + "-labels-idx1-ubyte");
+  const tensor<float> labels = read_idx(labels_path);
   DP_CHECK(images.rank() == 3 && labels.rank() == 1 && images.shape()[0] == labels.shape()[0], io_error,
-           "dp: MNIST files in '", dir, "' disagree: images ", images.shape(), ", labels ", labels.shape());
-  DP_CHECK(images.shape()[0] > 0 && images.shape()[1] == 28 && images.shape()[2] == 28, io_error,
-           "dp: MNIST images in '", dir, "' have shape ", images.shape(), ", expected {N, 28, 28} with N > 0");
+           "dp: MNIST files disagree: ", images_path, " holds images of shape ", images.shape(), " and ", labels_path,
+           " labels of shape ", labels.shape(), " (expected {N, 28, 28} and {N})");
+  DP_CHECK(images.shape()[0] > 0 && images.shape()[1] == 28 && images.shape()[2] == 28, io_error, "dp: ", images_path,
+           ": MNIST images have shape ", images.shape(), ", expected {N, 28, 28} with N > 0");
   // Pixels are bytes: another range would not scale to [0, 1], and a fraction is an image scaled
   // already (a float IDX file), which the division below would scale again.
   const float* px = images.data();
   for (index_t i = 0; i < images.numel(); ++i) {
-    DP_CHECK(px[i] >= 0 && px[i] <= 255 && px[i] == std::floor(px[i]), io_error, "dp: MNIST images in '", dir,
-             "': pixel ", i, " (image ", i / 784, ") is ", px[i],
+    DP_CHECK(px[i] >= 0 && px[i] <= 255 && px[i] == std::floor(px[i]), io_error, "dp: ", images_path, ": pixel ", i,
+             " (image ", i / 784, ", row ", i % 784 / 28, ", column ", i % 28, ") is ", px[i],
              ", expected 0 to 255, a whole number (a byte; this dataset scales the bytes to [0, 1] itself)");
   }
   // Labels become class indices: each must be a whole number (a NaN or 2.5 has no class, and
@@ -161,7 +164,7 @@ inline tensor_dataset<float, std::int64_t> mnist_dataset(const std::string& dir,
   const auto values = labels.to_vector();
   for (std::size_t i = 0; i < values.size(); ++i) {
     DP_CHECK(std::isfinite(values[i]) && values[i] >= 0 && values[i] == std::floor(values[i]) && values[i] < 1e9f,
-             io_error, "dp: MNIST labels in '", dir, "': label ", i, " is ", values[i],
+             io_error, "dp: ", labels_path, ": label ", i, " is ", values[i],
              ", expected a whole non-negative class index");
   }
   tensor<float> flat = images.reshape({images.shape()[0], -1});
