@@ -67,7 +67,8 @@ void fit(Par& par, Opt& opt, const Loss& loss, const Loader& loader,
   }
   dp::io::progress start{};
   if (!resume.empty()) {
-    start = dp::io::load_checkpoint(resume, par, opt);
+    // The recipe below guards the flags; --epochs may grow, and with it the cosine schedule's length.
+    start = dp::io::load_checkpoint(resume, par, opt, dp::io::changed_options::keep);
     if (start.recipe != recipe) {
       throw dp::value_error("dp: --resume " + resume + ": the checkpoint was trained with '" + start.recipe +
                             "' but this run asks for '" + recipe +

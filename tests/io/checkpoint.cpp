@@ -170,6 +170,9 @@ TEST_CASE("a resume with other optimizer options is refused, naming the option a
   refused({.lr = 0.01}, "had adamw schedule cosine, and the optimizer given has schedule constant");
   refused({.lr = 0.01, .schedule = dp::optim::with_warmup(dp::optim::cosine_lr(40, 0.1), 6)},
           "schedule.warmup_steps 5, and the optimizer given has schedule.warmup_steps 6");
+  // An option the optimizer given lacks: the resumed run left the warm-up out.
+  refused({.lr = 0.01, .schedule = dp::optim::cosine_lr(40, 0.1)},
+          "had adamw schedule.warmup_steps 5, and the optimizer given has schedule.warmup_steps (none)");
   // Kept on purpose: the new learning rate from here on, the state and step count from the file.
   auto lower = dp::optim::adamw(par, {.lr = 0.001, .schedule = schedule});
   CHECK(io::load_checkpoint(path, par, lower, io::changed_options::keep).epoch == 2);
@@ -185,16 +188,25 @@ TEST_CASE("a resume with other optimizer options is refused, naming the option a
   });
   auto any = dp::optim::adamw(par, {.lr = 0.5});
   CHECK(io::load_checkpoint(old_path, par, any).epoch == 2);
-  // SGD's options, its schedule's fields among them.
-  auto nesterov =
-      dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .schedule = dp::optim::step_lr(3)});
-  io::save_checkpoint(path, par, nesterov);
-  auto plain = dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .schedule = dp::optim::step_lr(3)});
+  // SGD's options, its schedule's fields among them: counts as whole numbers, -0 as 0.
+  const auto nesterov_sgd = [&](double weight_decay, double gamma, bool nesterov) {
+    return dp::optim::sgd(par, {.lr = 0.1,
+                                .momentum = 0.9,
+                                .nesterov = nesterov,
+                                .weight_decay = weight_decay,
+                                .schedule = dp::optim::step_lr(100000, gamma)});
+  };
+  auto with_nesterov = nesterov_sgd(-0.0, 0.1, true);
+  io::save_checkpoint(path, par, with_nesterov);
+  CHECK(*io::reader(path).info().meta("dp.option.schedule.step_size") == "100000");
+  CHECK(*io::reader(path).info().meta("dp.option.weight_decay") == "0");
+  auto zero = nesterov_sgd(0.0, 0.1, true);
+  CHECK(io::load_checkpoint(path, par, zero).epoch == 0);
+  auto plain = nesterov_sgd(0.0, 0.1, false);
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, plain),
                        doctest::Contains("had sgd nesterov true, and the optimizer given has nesterov false"),
                        dp::io_error);
-  auto other_gamma =
-      dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .schedule = dp::optim::step_lr(3, 0.5)});
+  auto other_gamma = nesterov_sgd(0.0, 0.5, true);
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, other_gamma),
                        doctest::Contains("had sgd schedule.gamma 0.1, and the optimizer given has schedule.gamma 0.5"),
                        dp::io_error);
@@ -365,7 +377,9 @@ TEST_CASE("a checkpoint whose CRC keys were deleted or renamed is refused, namin
     blank(key, false);
   }
   blank("dp.setting.", true);
+  blank("dp.option", true);  // dp.option.<name> and dp.options
   REQUIRE(old.find("dp.header_crc32") == std::string::npos);
+  REQUIRE(old.find("dp.option") == std::string::npos);
   REQUIRE(old.find("dp.optimizer_steps") != std::string::npos);
   CHECK(load_bytes(old).epoch == 3);
   old.back() ^= 1;

@@ -562,6 +562,15 @@ TEST_CASE("ranks whose optimizers differ are rejected where the optimizers are m
   };
   CHECK_THROWS_WITH_AS(either(), doctest::Contains("rank 0 has 'optimizer adamw' where rank 1 has 'optimizer adam'"),
                        dp::value_error);
+  // An option refused on one rank alone: that rank gives its reason, the others are refused with it
+  // at once (they waited for it until the timeout).
+  if (r == 1) {
+    CHECK_THROWS_WITH_AS(dp::optim::sgd(par, {.lr = -0.1}), doctest::Contains("dp: sgd: lr is -0.1; expected a finite"),
+                         dp::value_error);
+  } else {
+    CHECK_THROWS_WITH_AS(dp::optim::sgd(par, {.lr = 0.1}),
+                         doctest::Contains("rank 0 has 'lr 0.1' where rank 1 has 'lr -0.1'"), dp::value_error);
+  }
   CHECK_NOTHROW(dp::optim::sgd(par, {.lr = 0.1, .momentum = 0.9}));
 }
 

@@ -80,9 +80,11 @@ class adam_impl {
   using T = typename owner_value<Owner>::type;
 
   adam_impl(Owner& owner, adam_options o)
-      : owner_(&owner), o_(checked(o)), m_(state_like(owner)), v_(state_like(owner)), steps_(replica_devices(owner)) {
-    agree_options(owner, kind(), option_values());
-  }
+      : owner_(&owner),
+        o_(agreed_options(owner, kind(), o, checked, describe)),
+        m_(state_like(owner)),
+        v_(state_like(owner)),
+        steps_(replica_devices(owner)) {}
 
   void step() {
     require_gradients(*owner_, Decoupled ? "adamw" : "adam");
@@ -93,7 +95,7 @@ class adam_impl {
                                  adam_update<T>{params.data(), grads.data(), m_[r].data(), v_[r].data(),
                                                 steps_.scalars(r), static_cast<T>(o_.beta1), static_cast<T>(o_.beta2),
                                                 static_cast<T>(1 - o_.beta1), static_cast<T>(1 - o_.beta2),
-                                                static_cast<T>(o_.eps), static_cast<T>(weight_decay()), Decoupled});
+                                                static_cast<T>(o_.eps), static_cast<T>(weight_decay(o_)), Decoupled});
     });
     dp::detail::replica_access::set_gradients(*owner_, nn::grad_state::none);
   }
@@ -105,16 +107,7 @@ class adam_impl {
   const adam_options& options() const noexcept { return o_; }
   /// The options as (name, value) texts, weight decay as applied: a checkpoint stores them, and a
   /// resume made with other options is refused unless asked for.
-  std::vector<std::pair<std::string, std::string>> option_values() const {
-    return option_list{}
-        .add("lr", o_.lr)
-        .add("beta1", o_.beta1)
-        .add("beta2", o_.beta2)
-        .add("eps", o_.eps)
-        .add("weight_decay", weight_decay())
-        .add(o_.schedule)
-        .items();
-  }
+  std::vector<std::pair<std::string, std::string>> option_values() const { return describe(o_); }
   /// The optimizer's name, stored in checkpoints: Adam's moments mean something else to AdamW (its
   /// weight decay differs), so one does not load the other's.
   static constexpr std::string_view kind() noexcept { return Decoupled ? "adamw" : "adam"; }
@@ -164,7 +157,17 @@ class adam_impl {
   }
 
   /// The weight decay applied: PyTorch's default for the optimizer where none was given.
-  double weight_decay() const { return o_.weight_decay.value_or(Decoupled ? 0.01 : 0.0); }
+  static double weight_decay(const adam_options& o) { return o.weight_decay.value_or(Decoupled ? 0.01 : 0.0); }
+  static std::vector<std::pair<std::string, std::string>> describe(const adam_options& o) {
+    return option_list{}
+        .add("lr", o.lr)
+        .add("beta1", o.beta1)
+        .add("beta2", o.beta2)
+        .add("eps", o.eps)
+        .add("weight_decay", weight_decay(o))
+        .add(o.schedule)
+        .items();
+  }
 
   Owner* owner_;
   adam_options o_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -108,15 +109,35 @@ void check_non_negative_option(const char* optimizer, const char* option, double
            std::numeric_limits<T>::max(), ", the parameters' largest value)");
 }
 
-/// Where an optimizer is made: on a dp::parallel across processes, every rank's optimizer must have
-/// the same kind and options (a collective; a difference throws on every rank, naming it).
-template <class O>
-void agree_options(O& owner, std::string_view kind, const std::vector<std::pair<std::string, std::string>>& options) {
+/// An optimizer's options `o`, checked by `check(o)` and, on a dp::parallel across processes, agreed
+/// with the other ranks: every rank's optimizer must have the same kind and options, `describe(o)`
+/// (a collective; a difference throws on every rank, naming it). A rank whose own check fails
+/// still takes part, then throws its own error: refused alone, it left the others waiting for it
+/// until the timeout.
+template <class O, class Options, class Check, class Describe>
+const Options& agreed_options(O& owner, std::string_view kind, const Options& o, Check check, Describe describe) {
+  std::exception_ptr own;
+  try {
+    check(o);
+  } catch (...) {
+    own = std::current_exception();
+  }
   std::string text = dp::detail::concat("optimizer ", kind, "\n");
-  for (const auto& [name, value] : options) {
+  for (const auto& [name, value] : describe(o)) {
     text += dp::detail::concat(name, " ", value, "\n");
   }
-  dp::detail::replica_access::agree_options(owner, std::string(kind).c_str(), text);
+  text += own ? "options in range no (its own error says which)\n" : "options in range yes\n";
+  try {
+    dp::detail::replica_access::agree_options(owner, std::string(kind).c_str(), text);
+  } catch (...) {
+    if (!own) {
+      throw;
+    }
+  }
+  if (own) {
+    std::rethrow_exception(own);
+  }
+  return o;
 }
 
 /// Per-replica state tensors of the flat parameter size (zero-initialised).

@@ -71,8 +71,12 @@ class option_list {
  public:
   option_list& add(std::string name, double v) {
     char buf[32];
-    const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    const auto end = std::to_chars(buf, buf + sizeof buf, v == 0 ? 0.0 : v).ptr;  // -0 reads as 0
     items_.emplace_back(std::move(name), std::string(buf, end));
+    return *this;
+  }
+  option_list& add(std::string name, std::int64_t v) {
+    items_.emplace_back(std::move(name), std::to_string(v));
     return *this;
   }
   option_list& add(std::string name, bool v) {
@@ -82,15 +86,16 @@ class option_list {
   /// The schedule's kind and the fields it reads (those it ignores would refuse a resume for nothing).
   option_list& add(const lr_schedule& s) {
     using k = lr_schedule::kind;
+    const auto kind = static_cast<unsigned>(s.type);
     const char* const kinds[] = {"constant", "step", "cosine", "linear"};
-    items_.emplace_back("schedule", kinds[static_cast<int>(s.type)]);
+    items_.emplace_back("schedule", kind < 4 ? kinds[kind] : std::to_string(kind));
     if (s.type == k::step) {
-      add("schedule.step_size", static_cast<double>(s.step_size)).add("schedule.gamma", s.gamma);
+      add("schedule.step_size", s.step_size).add("schedule.gamma", s.gamma);
     } else if (s.type == k::cosine || s.type == k::linear) {
-      add("schedule.total_steps", static_cast<double>(s.total_steps)).add("schedule.final_factor", s.final_factor);
+      add("schedule.total_steps", s.total_steps).add("schedule.final_factor", s.final_factor);
     }
     if (s.warmup_steps > 0) {
-      add("schedule.warmup_steps", static_cast<double>(s.warmup_steps)).add("schedule.warmup_start", s.warmup_start);
+      add("schedule.warmup_steps", s.warmup_steps).add("schedule.warmup_start", s.warmup_start);
     }
     return *this;
   }

@@ -72,14 +72,16 @@ class sgd {
  public:
   using T = typename detail::owner_value<Owner>::type;
 
-  sgd(Owner& owner, sgd_options o = {}) : owner_(&owner), o_(checked(o)), steps_(detail::replica_devices(owner)) {
+  sgd(Owner& owner, sgd_options o = {})
+      : owner_(&owner),
+        o_(detail::agreed_options(owner, kind(), o, checked, describe)),
+        steps_(detail::replica_devices(owner)) {
     if (o.momentum != 0) {
       buf_ = detail::state_like(owner);
       for (const device d : detail::replica_devices(owner)) {
         filled_.push_back(zeros<double>({1}, d));
       }
     }
-    detail::agree_options(owner, kind(), option_values());
   }
 
   /// One update of every parameter (on every replica), from the owner's gradients.
@@ -104,16 +106,7 @@ class sgd {
   const sgd_options& options() const noexcept { return o_; }
   /// The options as (name, value) texts: a checkpoint stores them, and a resume made with other
   /// options is refused unless asked for.
-  std::vector<std::pair<std::string, std::string>> option_values() const {
-    return detail::option_list{}
-        .add("lr", o_.lr)
-        .add("momentum", o_.momentum)
-        .add("dampening", o_.dampening)
-        .add("nesterov", o_.nesterov)
-        .add("weight_decay", o_.weight_decay)
-        .add(o_.schedule)
-        .items();
-  }
+  std::vector<std::pair<std::string, std::string>> option_values() const { return describe(o_); }
   /// The optimizer's name, stored in checkpoints: another optimizer with the same state names does
   /// not load them.
   static constexpr std::string_view kind() noexcept { return "sgd"; }
@@ -168,6 +161,17 @@ class sgd {
     detail::check_non_negative_option<T>("sgd", "weight_decay", o.weight_decay);
     detail::check_schedule(o.schedule, "sgd");
     return o;
+  }
+
+  static std::vector<std::pair<std::string, std::string>> describe(const sgd_options& o) {
+    return detail::option_list{}
+        .add("lr", o.lr)
+        .add("momentum", o.momentum)
+        .add("dampening", o.dampening)
+        .add("nesterov", o.nesterov)
+        .add("weight_decay", o.weight_decay)
+        .add(o.schedule)
+        .items();
   }
 
   Owner* owner_;

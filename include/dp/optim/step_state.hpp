@@ -17,7 +17,8 @@ namespace dp::inline DP_ABI::optim::detail {
 
 /// Per-replica buffers an optimizer owns (its state, its step count). A copy of the optimizer gets
 /// copies of them: tensors share storage when copied, and two optimizers stepping one buffer
-/// would each apply the other's updates.
+/// would each apply the other's updates. Assignment writes the values into the buffers it has where
+/// they are alike (the memory a step captured in a CUDA graph goes on updating).
 template <class T>
 class replica_buffers : public std::vector<tensor<T>> {
   using base = std::vector<tensor<T>>;
@@ -28,7 +29,14 @@ class replica_buffers : public std::vector<tensor<T>> {
   replica_buffers(const replica_buffers& o) : base(clones(o)) {}
   replica_buffers(replica_buffers&&) noexcept = default;
   replica_buffers& operator=(const replica_buffers& o) {
-    if (this != &o) {
+    if (this == &o) {
+      return *this;
+    }
+    if (alike(o)) {
+      for (std::size_t i = 0; i < o.size(); ++i) {
+        tensor<T>((*this)[i]) = o[i];
+      }
+    } else {
       base::operator=(clones(o));  // every copy made before the first is replaced
     }
     return *this;
@@ -37,6 +45,17 @@ class replica_buffers : public std::vector<tensor<T>> {
   ~replica_buffers() = default;
 
  private:
+  bool alike(const base& o) const {
+    if (o.size() != this->size()) {
+      return false;
+    }
+    for (std::size_t i = 0; i < o.size(); ++i) {
+      if (o[i].shape() != (*this)[i].shape() || o[i].device() != (*this)[i].device()) {
+        return false;
+      }
+    }
+    return true;
+  }
   static base clones(const base& v) {
     base out;
     out.reserve(v.size());
