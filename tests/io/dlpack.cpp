@@ -259,6 +259,29 @@ TEST_CASE("from_dlpack of a host bool tensor refuses a byte other than 0 or 1, n
   CHECK(deleted == 1);
 }
 
+TEST_CASE("from_dlpack of a broadcast bool tensor reads each byte once: 2^41 elements of stride 0 are two bytes") {
+  static unsigned char bytes[2] = {1, 7};
+  std::int64_t shape[2] = {std::int64_t{1} << 40, 2};  // torch.tensor([True, False]).expand(2**40, 2)
+  std::int64_t strides[2] = {0, 1};
+  dl::DLManagedTensor m{};
+  m.dl_tensor.data = bytes;
+  m.dl_tensor.device = {dl::kDLCPU, 0};
+  m.dl_tensor.ndim = 2;
+  m.dl_tensor.dtype = {dl::kDLBool, 8, 1};
+  m.dl_tensor.shape = shape;
+  m.dl_tensor.strides = strides;
+  m.deleter = [](dl::DLManagedTensor*) {};
+  // It read the byte of every element: 2^41 reads, a hang.
+  CHECK_THROWS_WITH_AS(
+      dl::from_dlpack<bool>(&m),
+      doctest::Contains("the bool tensor of shape {1099511627776, 2} holds the byte 7 at index {0, 1}"),
+      dp::value_error);
+  bytes[1] = 0;
+  const auto t = dl::from_dlpack<bool>(&m);
+  CHECK(t.shape() == dp::shape{std::int64_t{1} << 40, 2});
+  CHECK(t[12345].to_vector() == std::vector<bool>{true, false});
+}
+
 TEST_CASE("from_dlpack refuses a null data pointer for elements, and data not aligned for its element type") {
   static int deleted = 0;
   alignas(8) static float buffer[6] = {1, 2, 3, 4, 5, 6};

@@ -134,14 +134,22 @@ inline void check_no_overlap(const dp::shape& s, const dp::shape& st) {
 }
 
 /// Refuses a host bool tensor holding a byte other than 0 or 1: reading it as bool is undefined
-/// behaviour (a kernel may see it as true and false at once). Names the first such element.
-inline void check_bool_bytes(const unsigned char* p, const dp::shape& s, const dp::shape& st) {
+/// behaviour (a kernel may see it as true and false at once). Names the first such element. Each
+/// byte is read once: a dimension of stride 0 (a broadcast, torch's expand) is walked as one index,
+/// since {2^62} elements of stride 0 are one byte, read 2^62 times.
+inline void check_bool_bytes(const unsigned char* p, const dp::shape& shape, const dp::shape& st) {
+  dp::shape s = shape;  // the indices walked
+  for (int i = 0; i < s.rank(); ++i) {
+    if (st[i] == 0 && s[i] > 0) {
+      s[i] = 1;
+    }
+  }
   index_t at[max_rank] = {};
   index_t offset = 0;
   for (index_t n = s.numel(); n > 0; --n) {
     if (p[offset] > 1) {
       throw value_error(dp::detail::concat(
-          "dp: from_dlpack: the bool tensor of shape ", s, " holds the byte ", int(p[offset]), " at index ",
+          "dp: from_dlpack: the bool tensor of shape ", shape, " holds the byte ", int(p[offset]), " at index ",
           dp::shape(std::span<const index_t>(at, static_cast<std::size_t>(s.rank()))),
           " (expected 0 or 1, the only bytes a bool may hold); convert it to 0 and 1 before exporting it"));
     }
