@@ -266,6 +266,23 @@ struct conv2d {
 
   template <class X>
   auto forward(const X& x) const {
+    // A traced input of another type has a slot among that type's values, which the op would read
+    // among T's: another tensor's memory.
+    constexpr bool same = std::is_same_v<typename decltype(detail::materialize(x))::value_type, T>;
+    static_assert(same,
+                  "dp: conv2d: the input's element type differs from the layer's (the operands have different element "
+                  "types); convert the input with dp::cast<T>(x), or give the layer the input's type as its last "
+                  "template argument");
+    if constexpr (same) {
+      return forward_same(x);
+    } else {
+      return tensor<T>{};  // the static_assert above is the error, and the only one
+    }
+  }
+
+ private:
+  template <class X>
+  auto forward_same(const X& x) const {
     auto in = detail::materialize(x).contiguous();  // im2col reads rows in order
     DP_CHECK(in.rank() == 4 && in.shape()[1] == In, shape_error, "dp: conv2d<", In, ", ", Out, ", ", K,
              ">: the input has shape ", in.shape(), " but must be [N, ", In, ", H, W]");
@@ -313,6 +330,8 @@ struct conv2d {
       return y4 * T(1);  // traced: the op added the bias
     }
   }
+
+ public:
   template <class X>
   auto operator()(const X& x) const {
     return forward(x);

@@ -114,12 +114,13 @@ struct batch_norm {
         auto var = dp::mean(dp::square(in - mu), axes, true);
         // No rows (a rank whose share of the batch is empty): an empty output and the running
         // statistics as they were, as in PyTorch; dp::parallel weights this share 0 when it syncs.
+        // The batch is counted either way, as PyTorch's forward counts it before it normalises.
         if (n > 0) {
           const T m = momentum, unbias = T(n) / T(n - 1);
           nn::update(running_mean, (T(1) - m) * running_mean + m * nn::detach(mu).reshape({C}));
           nn::update(running_var, (T(1) - m) * running_var + (m * unbias) * nn::detach(var).reshape({C}));
-          nn::update(num_batches_tracked, num_batches_tracked + std::int64_t{1});
         }
+        nn::update(num_batches_tracked, num_batches_tracked + std::int64_t{1});
         return std::pair{mu, var};
       }
       // Evaluation: the running statistics, as constants of the same kind as the input.
