@@ -33,6 +33,13 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
     z_stream* z;
     ~end_inflate() { inflateEnd(z); }
   } const ending{&z};
+  // The output is held whole: past the memory this process may use it would end in the OOM
+  // killer, not an error (4 MB of gzipped zeros inflate to 4 GiB).
+  const std::uint64_t memory = dp::detail::physical_memory();
+  const bool memory_bound = memory != 0 && memory < limit;
+  if (memory_bound) {
+    limit = static_cast<std::size_t>(memory);
+  }
   std::string out;
   z.next_in = const_cast<Bytef*>(in);
   z.avail_in = static_cast<uInt>(std::min<std::size_t>(raw.size(), UINT32_MAX));
@@ -40,13 +47,21 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
   auto fail = [&](const std::string& why) {
     throw io_error(dp::detail::concat("dp: cannot read '", path, "': ", why));
   };
+  const auto no_memory = [&] {
+    fail(dp::detail::concat("no memory to decompress it (", out.size(), " bytes decompressed so far)"));
+  };
   for (;;) {
     z.next_out = reinterpret_cast<Bytef*>(buf);
     z.avail_out = sizeof buf;
     const int r = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - z.avail_out);
+    try {
+      out.append(buf, sizeof buf - z.avail_out);
+    } catch (const std::bad_alloc&) {
+      no_memory();
+    }
     if (out.size() > limit) {
-      fail(dp::detail::concat("it decompresses to more than ", limit, " bytes"));
+      fail(dp::detail::concat("it decompresses to more than ", limit,
+                              memory_bound ? " bytes, the memory this process may use" : " bytes"));
     }
     const std::size_t at = fed - z.avail_in;  // compressed bytes consumed so far
     if (r == Z_STREAM_END) {
@@ -61,7 +76,7 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
                               " bytes (trailing data: a damaged or concatenated file)"));
     }
     if (r == Z_MEM_ERROR) {  // the machine's fault, not the file's
-      throw std::bad_alloc();
+      no_memory();
     }
     if (r == Z_DATA_ERROR || r == Z_NEED_DICT) {
       fail(dp::detail::concat("corrupt gzip data near byte ", at, " of ", raw.size(), ": ",
