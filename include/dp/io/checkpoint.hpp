@@ -214,9 +214,15 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
   const header& h = r.info();
   // verify() checks the CRCs a file has: a checkpoint whose CRC keys were lost (a damaged or edited
   // header) would load unverified. The data's CRC is in every dp checkpoint. The header's came after
-  // dp 0.1.0, whose checkpoints still load (their data verified); a file that has keys 0.1.0 never
-  // wrote was written with a header CRC, so without one it is refused.
-  const bool after_0_1_0 = h.meta("dp.optimizer") || h.meta("dp.settings") || h.meta("dp.recipe");
+  // dp 0.1.0, whose checkpoints still load (their data verified); a file with any key 0.1.0 never
+  // wrote was written with a header CRC, so without one it is refused (a list of what 0.1.0 wrote,
+  // so that deleting more keys cannot pass a file off as one of its).
+  const auto of_0_1_0 = [](const std::pair<std::string, std::string>& kv) {
+    const std::string& k = kv.first;
+    return k == "format" || k == "dp.kind" || k == "dp.epoch" || k == "dp.batch" || k == "dp.optimizer_steps" ||
+           k == "dp.trainer_steps" || k == "dp.crc32" || k.starts_with("dp.seed.");
+  };
+  const bool after_0_1_0 = !std::all_of(h.metadata.begin(), h.metadata.end(), of_0_1_0);
   for (const char* key : {"dp.crc32", "dp.header_crc32"}) {
     const bool data = std::string_view(key) == "dp.crc32";
     DP_CHECK(h.meta(key) != nullptr || (!data && !after_0_1_0), io_error, "dp: ", path,
