@@ -257,6 +257,37 @@ TEST_CASE("max and min share their gradient evenly among tied elements, as PyTor
 }
 
 namespace {
+const double nan = std::numeric_limits<double>::quiet_NaN();
+struct nan_through_max {
+  nn::parameter<double> a{dp::from_vector<double>({nan, 1.0, 0.0})};
+  nn::parameter<double> b{dp::from_vector<double>({1.0, 2.0, 0.0})};
+  nn::parameter<double> w{dp::from_vector<double>({1.0, nan, 2.0})};
+  auto forward(auto x) const {  // x: ones [1, 3]
+    auto row = x * w;
+    return dp::sum(dp::maximum(x * a, x * b)) + dp::sum(dp::minimum(x * a, x * b)) + dp::sum(dp::max(row, 1, true)) +
+           dp::sum(dp::min(row, 1, true));
+  }
+};
+}  // namespace
+
+TEST_CASE("NaN through max, min, maximum and minimum gives PyTorch's gradients, not 0") {
+  // PyTorch 1.13 (Debian's python3-torch), float64, x = ones(1, 3):
+  //   a = [nan, 1, 0], b = [1, 2, 0]; (maximum(x*a, x*b).sum() + minimum(x*a, x*b).sum()).backward()
+  //   gives a.grad = b.grad = [2, 1, 1] (a NaN comparison passes g to both operands, a tie g / 2);
+  //   w = [1, nan, 2]; (amax(x*w, 1, keepdim=True).sum() + amin(...).sum()).backward() gives
+  //   w.grad = [nan, nan, nan] (dp gave 0 for all of these where a NaN was involved).
+  nn::trainer<nan_through_max> t{nan_through_max{}};
+  t.allow_non_finite_loss(true);
+  const auto sum_loss = [](const auto& out, const auto& y) { return dp::sum(out - y); };
+  (void)t.backward(sum_loss, dp::ones<double>({1, 3}), dp::zeros<double>({1}));
+  CHECK(t.model().a.grad().to_vector() == std::vector<double>{2.0, 1.0, 1.0});
+  CHECK(t.model().b.grad().to_vector() == std::vector<double>{2.0, 1.0, 1.0});
+  for (const double g : t.model().w.grad().to_vector()) {
+    CHECK(std::isnan(g));
+  }
+}
+
+namespace {
 struct masked_by_double {  // a double value that needs a gradient, used only in a comparison
   nn::parameter<float> w{dp::from_vector<float>({1.f, 2.f, 3.f})};
   auto forward(auto x) const {

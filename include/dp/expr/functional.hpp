@@ -165,7 +165,9 @@ struct pow_op {
     return a > T(0) ? g * math::pow(a, b) * math::log(a) : T(0);
   }
 };
-// Ties split the gradient evenly, as PyTorch does.
+// Ties split the gradient evenly, as PyTorch does. PyTorch's formula is kept to the letter, NaN
+// included: the operand that loses gets 0, a tie g / 2, otherwise g, so both operands of a NaN
+// comparison get g (where(a == b, g / 2, g).masked_fill_(a < b, 0) for maximum's a).
 struct maximum_op {
   static constexpr const char* name = "maximum";
   template <class T>
@@ -174,11 +176,11 @@ struct maximum_op {
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
-    return a > b ? g : (a == b ? g / T(2) : T(0));
+    return a < b ? T(0) : (a == b ? g / T(2) : g);
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
-    return b > a ? g : (a == b ? g / T(2) : T(0));
+    return b < a ? T(0) : (a == b ? g / T(2) : g);
   }
 };
 struct minimum_op {
@@ -189,11 +191,11 @@ struct minimum_op {
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
-    return a < b ? g : (a == b ? g / T(2) : T(0));
+    return a > b ? T(0) : (a == b ? g / T(2) : g);
   }
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
-    return b < a ? g : (a == b ? g / T(2) : T(0));
+    return b > a ? T(0) : (a == b ? g / T(2) : g);
   }
 };
 

@@ -267,12 +267,13 @@ struct reduce_op final : op {
       }
     } else {  // max / min: the gradient is shared evenly by the elements equal to the result (ties)
       const dd::tensor_node<V> val{g.value<V>(out).broadcast_to(in_shape)};
-      const auto hit = dd::make_binary_node(dd::equal_op{}, node, val);
-      dd::reduce_into<dd::sum_reduce>(
-          ties, dd::make_select_node(hit, dd::scalar_node<V>{V(1)}, dd::scalar_node<V>{V(0)}), dd::eager_ctx{}, false);
+      const auto hit = dd::make_select_node(dd::make_binary_node(dd::equal_op{}, node, val), dd::scalar_node<V>{V(1)},
+                                            dd::scalar_node<V>{V(0)});
+      dd::reduce_into<dd::sum_reduce>(ties, hit, dd::eager_ctx{}, false);
       const dd::tensor_node<V> share{ties.broadcast_to(in_shape)};
-      bw.apply(g, node,
-               dd::make_select_node(hit, dd::make_binary_node(dd::div_op{}, gn, share), dd::scalar_node<V>{V(0)}));
+      // g / ties x hit, PyTorch's scale_grad_by_count: a NaN result equals no element, and its
+      // slice's gradient is then NaN (g / 0 x 0), not 0.
+      bw.apply(g, node, dd::make_binary_node(dd::mul_op{}, dd::make_binary_node(dd::div_op{}, gn, share), hit));
     }
   }
 };
