@@ -288,6 +288,34 @@ TEST_CASE("NaN through max, min, maximum and minimum gives PyTorch's gradients, 
 }
 
 namespace {
+struct power {
+  nn::parameter<double> a{dp::from_vector<double>({-2.0, 0.0, 0.0, 3.0, -1.5})};
+  nn::parameter<double> b{dp::from_vector<double>({2.0, 2.0, -1.0, 0.5, 0.0})};
+  auto forward(auto x) const { return dp::sum(dp::pow(x * a, x * b)); }  // x: ones [1, 5]
+};
+}  // namespace
+
+TEST_CASE("pow's gradients are PyTorch's at a negative or zero base") {
+  // PyTorch 1.13, float64: a = [-2, 0, 0, 3, -1.5], b = [2, 2, -1, 0.5, 0]; pow(a, b).sum().backward()
+  // gives a.grad = [-4, 0, -inf, 0.288675, 0] and b.grad = [nan, 0, -inf, 1.902852, nan].
+  nn::trainer<power> t{power{}};
+  t.allow_non_finite_loss(true);  // 0^-1 is inf
+  const auto sum_loss = [](const auto& out, const auto& y) { return dp::sum(out - y); };
+  (void)t.backward(sum_loss, dp::ones<double>({1, 5}), dp::zeros<double>({1}));
+  const auto ga = t.model().a.grad().to_vector(), gb = t.model().b.grad().to_vector();
+  CHECK(ga[0] == -4.0);
+  CHECK(ga[1] == 0.0);
+  CHECK(ga[2] == -std::numeric_limits<double>::infinity());
+  CHECK(ga[3] == doctest::Approx(0.288675).epsilon(1e-6));
+  CHECK(ga[4] == 0.0);
+  CHECK(std::isnan(gb[0]));
+  CHECK(gb[1] == 0.0);
+  CHECK(gb[2] == -std::numeric_limits<double>::infinity());
+  CHECK(gb[3] == doctest::Approx(1.902852).epsilon(1e-6));
+  CHECK(std::isnan(gb[4]));
+}
+
+namespace {
 struct masked_by_double {  // a double value that needs a gradient, used only in a comparison
   nn::parameter<float> w{dp::from_vector<float>({1.f, 2.f, 3.f})};
   auto forward(auto x) const {

@@ -160,9 +160,11 @@ struct pow_op {
   DP_HOST_DEVICE DP_FORCEINLINE T grad_a(T a, T b, T g) const {
     return b == T(0) ? T(0) : g * b * math::pow(a, b - T(1));
   }
+  /// PyTorch's: 0 where a is 0 and b >= 0, else g a^b log(a), NaN for a < 0 (the power of a
+  /// negative base has no derivative in its exponent) and -inf for 0 to a negative power.
   template <class T>
   DP_HOST_DEVICE DP_FORCEINLINE T grad_b(T a, T b, T g) const {
-    return a > T(0) ? g * math::pow(a, b) * math::log(a) : T(0);
+    return a == T(0) && b >= T(0) ? T(0) : g * math::pow(a, b) * math::log(a);
   }
 };
 // Ties split the gradient evenly, as PyTorch does. PyTorch's formula is kept to the letter, NaN
