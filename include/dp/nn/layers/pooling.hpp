@@ -331,6 +331,26 @@ struct max_pool2d {
 
   template <class X>
   auto forward(const X& x) const {
+    using T = typename decltype(detail::materialize(x))::value_type;
+    // Its branch-free select works on 4- and 8-byte words.
+    constexpr bool word = sizeof(T) == 4 || sizeof(T) == 8;
+    static_assert(word,
+                  "dp: max_pool2d pools elements of 4 or 8 bytes (float, double, int32, int64); convert the input "
+                  "with dp::cast<float>(x)");
+    if constexpr (word) {
+      return forward_words(x);
+    } else {
+      return tensor<T>{};  // the static_assert above is the error, and the only one
+    }
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    return forward(x);
+  }
+
+ private:
+  template <class X>
+  auto forward_words(const X& x) const {
     auto in = detail::materialize(x).contiguous();  // the window reads rows in order
     using T = typename decltype(in)::value_type;
     DP_CHECK(in.rank() == 4, shape_error, "dp: max_pool2d: the input has shape ", in.shape(),
@@ -355,10 +375,6 @@ struct max_pool2d {
       detail::maxpool_forward(in.device(), in.data(), y.data(), nullptr, g);
       return y;
     }
-  }
-  template <class X>
-  auto operator()(const X& x) const {
-    return forward(x);
   }
 };
 
