@@ -2,9 +2,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <string>
 #include <unistd.h>
@@ -508,6 +510,40 @@ TEST_CASE("save_checkpoint refuses optimizer state load_checkpoint would refuse 
   CHECK(said.find(".exp_avg_sq' holds inf at element 0; load_checkpoint takes finite optimizer state only") !=
         std::string::npos);
   CHECK_FALSE(std::filesystem::exists(path));
+  // Such a file (written before save checked it, or edited with its CRCs made anew) is refused on
+  // load, naming the file and the tensor; nothing is loaded.
+  opt.load_state(0, [&] {
+    auto s = opt.state();
+    for (auto& e : s) {
+      e.value.fill(0.f);
+    }
+    return s;
+  }());
+  io::save_checkpoint(path, t, opt);
+  const io::reader r(path);
+  std::vector<io::entry> entries;
+  for (const auto& e : r.info().tensors) {
+    const std::string_view raw = r.raw(e);
+    std::vector<char> bytes(raw.begin(), raw.end());
+    if (e.name == "optimizer.fc1.bias.exp_avg_sq") {
+      const float inf = std::numeric_limits<float>::infinity();
+      std::memcpy(bytes.data(), &inf, sizeof inf);
+    }
+    entries.push_back({e.name, e.type, e.shape, bytes});
+  }
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (const auto& [k, v] : r.info().metadata) {
+    if (k != "dp.crc32" && k != "dp.header_crc32") {
+      meta.emplace_back(k, v);
+    }
+  }
+  io::write(path, std::move(entries), std::move(meta));
+  const auto before = t.model().fc1.bias.value().to_vector();
+  const std::string refused =
+      "dp: load_checkpoint(" + path + "): adam: load_state: 'fc1.bias.exp_avg_sq' holds inf at element 0";
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, t, opt), doctest::Contains(refused.c_str()), dp::value_error);
+  CHECK(t.model().fc1.bias.value().to_vector() == before);
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("a checkpoint pairs a trainer only with the optimizer made from it, on save and on load") {

@@ -307,7 +307,13 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
       s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
     }
     if constexpr (requires { opt.load_state(opt_steps, slots, std::function<void()>{}); }) {
-      opt.load_state(opt_steps, slots, agreed);  // agreed() after its copies, before its first write
+      try {
+        opt.load_state(opt_steps, slots, agreed);  // agreed() after its copies, before its first write
+      } catch (const value_error& e) {             // state it refuses (a NaN moment): said with the file's name
+        const std::string_view why = e.what();
+        throw value_error(dp::detail::concat("dp: load_checkpoint(", path, "): ",
+                                             why.starts_with("dp: ") ? why.substr(4) : why, "; nothing was loaded"));
+      }
     } else {  // an optimizer of the application's own: its copies come after the agreement
       agreed();
       opt.load_state(opt_steps, slots);
