@@ -267,13 +267,19 @@ struct reduce_op final : op {
       }
     } else {  // max / min: the gradient is shared evenly by the elements equal to the result (ties)
       const dd::tensor_node<V> val{g.value<V>(out).broadcast_to(in_shape)};
-      const auto hit = dd::make_select_node(dd::make_binary_node(dd::equal_op{}, node, val), dd::scalar_node<V>{V(1)},
-                                            dd::scalar_node<V>{V(0)});
+      const auto equal = dd::make_binary_node(dd::equal_op{}, node, val);
+      const auto hit = dd::make_select_node(equal, dd::scalar_node<V>{V(1)}, dd::scalar_node<V>{V(0)});
       dd::reduce_into<dd::sum_reduce>(ties, hit, dd::eager_ctx{}, false);
       const dd::tensor_node<V> share{ties.broadcast_to(in_shape)};
-      // g / ties x hit, PyTorch's scale_grad_by_count: a NaN result equals no element, and its
-      // slice's gradient is then NaN (g / 0 x 0), not 0.
-      bw.apply(g, node, dd::make_binary_node(dd::mul_op{}, dd::make_binary_node(dd::div_op{}, gn, share), hit));
+      const auto share_of_g = dd::make_binary_node(dd::div_op{}, gn, share);
+      // Where the result is NaN, g / ties x hit, PyTorch's scale_grad_by_count: a NaN equals no
+      // element, and its slice's gradient is NaN (g / 0 x 0), not 0. Elsewhere g / ties where the
+      // element equals the result: an input recomputed a bit off the stored result (fused
+      // differently on a GPU) then gets 0, not NaN.
+      const auto nan_result = dd::make_binary_node(dd::not_equal_op{}, val, val);
+      bw.apply(g, node,
+               dd::make_select_node(nan_result, dd::make_binary_node(dd::mul_op{}, share_of_g, hit),
+                                    dd::make_select_node(equal, share_of_g, dd::scalar_node<V>{V(0)})));
     }
   }
 };
