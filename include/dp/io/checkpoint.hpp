@@ -198,11 +198,12 @@ void check_options(const std::string& path, const header& h, const Opt& opt, cha
     }
     // One the optimizer given lacks (a warm-up the resumed run left out).
     const std::string prefix = "dp.option.";
-    for (const auto& [key, value] : h.metadata) {
+    for (const auto& entry : h.metadata) {  // not a structured binding: clang before 16 cannot capture one
+      const std::string& key = entry.first;
       if (key.starts_with(prefix) && std::none_of(given.begin(), given.end(), [&](const auto& g) {
             return key.substr(prefix.size()) == g.first;
           })) {
-        differ(key.substr(prefix.size()), &value, nullptr);
+        differ(key.substr(prefix.size()), &entry.second, nullptr);
       }
     }
   }
