@@ -43,6 +43,12 @@ TEST_CASE("a file written by the format's rules is read: names, dtypes, shapes, 
   CHECK(w->shape == dp::shape{2, 3});
   CHECK(r.read<float>(*w).to_vector() == std::vector<float>{1, 2, 3, 4, 5, 6});
   CHECK(r.read<std::int64_t>(*r.info().find("n")).item() == 7);
+  // reader::find (by binary search, for loads of many tensors) gives the same entries, in a file
+  // whose names are out of order.
+  CHECK(r.find("w") == w);
+  CHECK(r.find("n") == r.info().find("n"));
+  CHECK(r.find("x") == nullptr);
+  CHECK(r.find("") == nullptr);
   CHECK(*r.info().meta("format") == "pt");
   CHECK_THROWS_WITH_AS(r.read<double>(*w), doctest::Contains("'w' is F32, expected F64"), dp::io_error);
 }

@@ -293,7 +293,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
   auto slots = opt.state();
   for (const auto& s : slots) {
     opt_names.push_back("optimizer." + s.name);
-    const tensor_entry* e = h.find("optimizer." + s.name);
+    const tensor_entry* e = r.find("optimizer." + s.name);
     DP_CHECK(e && e->shape == s.value.shape() && e->type == dtype_of<typename Owner::value_type>(), io_error,
              "dp: ", path, " does not fit this optimizer: state '", s.name, "' is ",
              e ? (e->shape != s.value.shape() ? "mis-shaped" : "of another element type") : "missing",
@@ -305,7 +305,7 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
   {
     detail::staged_tensors model(owner, r, "");
     for (auto& s : slots) {
-      s.value = r.read<typename Owner::value_type>(*h.find("optimizer." + s.name));
+      s.value = r.read<typename Owner::value_type>(*r.find("optimizer." + s.name));
     }
     if constexpr (requires { opt.load_state(opt_steps, slots, std::function<void()>{}); }) {
       try {

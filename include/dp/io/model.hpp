@@ -66,11 +66,12 @@ void check_against(const M& model, const header& h, const std::string& source, c
                    const std::vector<std::string>& also_expected = {}) {
   std::vector<std::string> missing, wrong, extra;
   std::vector<std::string> expected = also_expected;
+  const std::vector<std::size_t> order = name_order(h.tensors);  // lookups by name: n log n, not n^2
   state<M>::for_each_tensor(model, [&](const std::string& name, const auto& member) {
     using V = typename std::remove_cvref_t<decltype(member)>::value_type;
     const std::string full = prefix + name;
     expected.push_back(full);
-    const tensor_entry* e = h.find(full);
+    const tensor_entry* e = find_in_order(h.tensors, order, full);
     if (!e) {
       missing.push_back(full);
     } else if (e->type != dtype_of<V>() || e->shape != member.shape()) {
@@ -78,8 +79,9 @@ void check_against(const M& model, const header& h, const std::string& source, c
                                          ", model: ", dtype_name(dtype_of<V>()), " ", member.shape(), ")"));
     }
   });
+  std::sort(expected.begin(), expected.end());
   for (const auto& t : h.tensors) {
-    if (std::find(expected.begin(), expected.end(), t.name) == expected.end()) {
+    if (!std::binary_search(expected.begin(), expected.end(), t.name)) {
       extra.push_back(t.name);
     }
   }
@@ -144,7 +146,7 @@ class staged_tensors {
     visit_models(target, [&](const auto& m) {
       state<decltype(m)>::for_each_tensor(m, [&](const std::string& name, const auto& member) {
         using V = typename std::remove_cvref_t<decltype(member)>::value_type;
-        staged_.emplace_back(r.read<V>(*r.info().find(prefix + name)).to(member.device()));
+        staged_.emplace_back(r.read<V>(*r.find(prefix + name)).to(member.device()));
       });
     });
   }

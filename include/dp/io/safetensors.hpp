@@ -286,6 +286,26 @@ inline header parse_header(std::string_view bytes, std::uint64_t file_size, std:
   return h;
 }
 
+namespace detail {
+/// The positions of `t`'s entries sorted by name, for lookups by binary search: header::find is
+/// linear, and a model of M tensors checked against a file of M took M^2 string compares.
+inline std::vector<std::size_t> name_order(const std::vector<tensor_entry>& t) {
+  std::vector<std::size_t> order(t.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return t[a].name < t[b].name; });
+  return order;
+}
+/// The entry named `name` through name_order's `order` of `t`, or null.
+inline const tensor_entry* find_in_order(const std::vector<tensor_entry>& t, const std::vector<std::size_t>& order,
+                                         std::string_view name) {
+  const auto at = std::lower_bound(order.begin(), order.end(), name,
+                                   [&](std::size_t i, std::string_view n) { return t[i].name < n; });
+  return at != order.end() && t[*at].name == name ? &t[*at] : nullptr;
+}
+}  // namespace detail
+
 /// A whole file in memory, validated.
 class reader {
  public:
@@ -293,13 +313,17 @@ class reader {
   explicit reader(const std::string& path)
       : source_(path), bytes_(dp::detail::read_bytes(path, std::size_t{1} << 40, true)) {
     h_ = parse_header(bytes_, bytes_.size(), source_);
+    order_ = detail::name_order(h_.tensors);
   }
   /// Validates bytes already in memory (fuzzing, tests).
   reader(std::string bytes, std::string source) : source_(std::move(source)), bytes_(std::move(bytes)) {
     h_ = parse_header(bytes_, bytes_.size(), source_);
+    order_ = detail::name_order(h_.tensors);
   }
 
   const header& info() const noexcept { return h_; }
+  /// The entry named `name`, or null (info().find's answer, by binary search).
+  const tensor_entry* find(std::string_view name) const { return detail::find_in_order(h_.tensors, order_, name); }
   const std::string& source() const noexcept { return source_; }
 
   /// The stored CRC-32s of the header and the data (when the writer recorded them) match. A file
@@ -358,6 +382,7 @@ class reader {
  private:
   std::string source_, bytes_;
   header h_;
+  std::vector<std::size_t> order_;  // h_'s entries by name
 };
 
 /// A tensor to write: its name, dtype, shape and host bytes.
