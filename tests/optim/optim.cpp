@@ -316,6 +316,63 @@ TEST_CASE("a copy of an optimizer has its own state and step count: stepping one
   run([](auto& owner) { return dp::optim::adamw(owner, {.lr = 0.1}); });
 }
 
+TEST_CASE("an optimizer's buffers take assigned values in place, by copy or by move, where the layout matches") {
+  // A step captured in a CUDA graph keeps the addresses of the state it updates: an assignment that
+  // took the other optimizer's buffers would leave the graph writing freed memory.
+  using buffers = dp::optim::detail::replica_buffers<float>;
+  const auto make = [](std::vector<float> a, std::vector<float> b) {
+    return buffers{std::vector<dp::tensor<float>>{dp::from_vector<float>(a), dp::from_vector<float>(b)}};
+  };
+  buffers mine = make({1, 2, 3}, {4, 5});
+  const float* first = mine[0].data();
+  const float* second = mine[1].data();
+  const buffers theirs = make({6, 7, 8}, {9, 10});
+  mine = theirs;
+  CHECK(mine[0].data() == first);
+  CHECK(mine[1].data() == second);
+  CHECK(mine[0].to_vector() == std::vector<float>{6, 7, 8});
+  CHECK(theirs[0].data() != first);
+  mine = make({11, 12, 13}, {14, 15});
+  CHECK(mine[0].data() == first);
+  CHECK(mine[1].data() == second);
+  CHECK(mine[1].to_vector() == std::vector<float>{14, 15});
+  // Another layout cannot be written in place: the buffers are replaced.
+  buffers other = make({1, 2}, {3});
+  const float* others = other[0].data();
+  mine = std::move(other);
+  CHECK(mine[0].data() == others);
+  CHECK(mine[0].to_vector() == std::vector<float>{1, 2});
+}
+
+TEST_CASE("a moved optimizer takes the other's state and step count") {
+  const auto values = [](const auto& opt) {
+    std::vector<std::vector<double>> out;
+    for (const auto& s : opt.state()) {
+      out.push_back(s.value.to_vector());
+    }
+    return out;
+  };
+  const auto run = [&](auto make_opt) {
+    nn::trainer<one> t{one{}};
+    auto opt = make_opt(t);
+    set_grads(t, grads[0]);
+    opt.step();
+    auto other = make_opt(t);
+    set_grads(t, grads[1]);
+    other.step();
+    set_grads(t, grads[2]);
+    other.step();
+    const auto want = values(other);
+    opt = std::move(other);
+    CHECK(opt.steps() == 2);
+    CHECK(values(opt) == want);
+    opt = make_opt(t);  // a fresh optimizer: state and step count start over
+    CHECK(opt.steps() == 0);
+  };
+  run([](auto& owner) { return dp::optim::sgd(owner, {.lr = 0.1, .momentum = 0.9}); });
+  run([](auto& owner) { return dp::optim::adam(owner, {.lr = 0.1}); });
+}
+
 TEST_CASE("clip_grad_norm scales to the maximum norm and returns the norm before") {
   nn::trainer<one> t{one{}};
   set_grads(t, {3, 0, 4});

@@ -17,8 +17,9 @@ namespace dp::inline DP_ABI::optim::detail {
 
 /// Per-replica buffers an optimizer owns (its state, its step count). A copy of the optimizer gets
 /// copies of them: tensors share storage when copied, and two optimizers stepping one buffer
-/// would each apply the other's updates. Assignment writes the values into the buffers it has where
-/// they are alike (the memory a step captured in a CUDA graph goes on updating).
+/// would each apply the other's updates. Assignment, copy or move, writes the values into the buffers
+/// it has where they are alike: a step captured in a CUDA graph goes on updating that memory, and a
+/// move that took the other's buffers would leave the graph writing memory already freed.
 template <class T>
 class replica_buffers : public std::vector<tensor<T>> {
   using base = std::vector<tensor<T>>;
@@ -29,23 +30,22 @@ class replica_buffers : public std::vector<tensor<T>> {
   replica_buffers(const replica_buffers& o) : base(clones(o)) {}
   replica_buffers(replica_buffers&&) noexcept = default;
   replica_buffers& operator=(const replica_buffers& o) {
-    if (this == &o) {
-      return *this;
-    }
-    if (alike(o)) {
-      for (std::size_t i = 0; i < o.size(); ++i) {
-        tensor<T>((*this)[i]) = o[i];
-      }
-    } else {
+    if (this != &o && !assign_in_place(o)) {
       base::operator=(clones(o));  // every copy made before the first is replaced
     }
     return *this;
   }
-  replica_buffers& operator=(replica_buffers&&) noexcept = default;
+  replica_buffers& operator=(replica_buffers&& o) {  // NOLINT(performance-noexcept-move-constructor): copies
+    if (this != &o && !assign_in_place(o)) {
+      base::operator=(std::move(o));
+    }
+    return *this;
+  }
   ~replica_buffers() = default;
 
  private:
-  bool alike(const base& o) const {
+  /// Writes o's values into these buffers when they have o's layout; false (nothing written) if not.
+  bool assign_in_place(const base& o) {
     if (o.size() != this->size()) {
       return false;
     }
@@ -53,6 +53,9 @@ class replica_buffers : public std::vector<tensor<T>> {
       if (o[i].shape() != (*this)[i].shape() || o[i].device() != (*this)[i].device()) {
         return false;
       }
+    }
+    for (std::size_t i = 0; i < o.size(); ++i) {
+      tensor<T>((*this)[i]) = o[i];
     }
     return true;
   }
