@@ -474,7 +474,12 @@ TEST_CASE("save_checkpoint refuses progress load_checkpoint would refuse, before
   CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt), doctest::Contains("gradients are being accumulated"),
                        dp::value_error);
   CHECK_FALSE(std::filesystem::exists(path));
+  // Between backward and step: the file would hold the step count and batch statistics of a batch
+  // whose gradients it drops, so the resumed run would train on that batch again, counting it twice.
   (void)par.backward(nn::cross_entropy, x, y);
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(path, par, opt), doctest::Contains("wait for the optimizer's step"),
+                       dp::value_error);
+  CHECK_FALSE(std::filesystem::exists(path));
   opt.step();
   io::save_checkpoint(path, par, opt, {.epoch = 0, .batch = 0, .recipe = "batch=16"});
   const io::progress back = io::load_checkpoint(path, par, opt);

@@ -412,6 +412,36 @@ TEST_CASE("clip_grad_norm sums float squares in double, and refuses a norm that 
   }
 }
 
+namespace {
+struct normed_sqrt {
+  nn::batch_norm<2> bn;
+  nn::parameter<float> w{dp::zeros<float>({2})};
+  auto forward(auto x) const { return bn(x) * dp::sqrt(w); }  // sqrt's gradient at 0 is infinite
+};
+}  // namespace
+
+TEST_CASE("a clip_grad_norm that refuses the gradients undoes their step: batch statistics and step count as before") {
+  // The loss is finite (the output is 0), so backward succeeds; the gradient of w is not. The step
+  // then fails whole, as one with a non-finite loss does: batch_norm's running statistics, its batch
+  // count and the trainer's step count are put back, so a retried batch is not counted twice.
+  const auto run = [](auto& t) {
+    const auto x = dp::from_vector<float>({1, 2, 3, 5, 4, 1, 2, 7}, {4, 2});
+    CHECK(t.backward(nn::mse_loss, x, dp::ones<float>({4, 2})) == doctest::Approx(1.0));
+    REQUIRE(t.model().bn.num_batches_tracked.value().item() == 1);  // forward counted the batch
+    CHECK_THROWS_WITH_AS((void)dp::optim::clip_grad_norm(t, 1.0), doctest::Contains("a gradient is infinite or NaN"),
+                         dp::value_error);
+    CHECK(t.gradients() == nn::grad_state::none);
+    CHECK(t.steps() == 0);
+    CHECK(t.model().bn.num_batches_tracked.value().item() == 0);
+    CHECK(t.model().bn.running_mean.value().to_vector() == std::vector<float>{0.f, 0.f});
+    CHECK(t.model().bn.running_var.value().to_vector() == std::vector<float>{1.f, 1.f});
+  };
+  nn::trainer<normed_sqrt> one_device{normed_sqrt{}};
+  run(one_device);
+  dp::parallel<normed_sqrt> two_workers{normed_sqrt{}, {dp::cpu(0), dp::cpu(1)}};
+  run(two_workers);
+}
+
 TEST_CASE("clip_grad_norm clips double gradients whose squares overflow double, and returns their norm") {
   // 1e160 squared is 1e320, past double's 1.8e308: the sum was inf, the error said a gradient was
   // infinite or NaN, and the gradients were dropped. The norm is 1e160; clipped to 1, g = 1e160 / (1e160 + 1e-6).

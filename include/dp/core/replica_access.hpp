@@ -54,6 +54,12 @@ struct replica_access {
   static void set_gradients(O& o, S state) {
     o.set_gradients(state);
   }
+  /// Every replica as it was before the step that began last (buffers, step count), gradients
+  /// dropped: a step refused after its backward (clip_grad_norm of a non-finite norm).
+  template <class O>
+  static void undo_step(O& o) {
+    o.undo_step();
+  }
 };
 
 }  // namespace dp::inline DP_ABI::detail

@@ -69,12 +69,13 @@ class cuda_graph {
     reset();
     detail::cuda_device_guard guard(d.index);
     const cudaStream_t s = detail::cuda_stream(d.index);
-    std::optional<detail::capture_pool> pool(std::in_place, d);
     // What dp allocates on a device's first use, CUDA refuses during a capture: the fault status
     // words (pinned host memory) and the cuBLAS handle with its workspace. Made before it begins, so
-    // work that did not run uncaptured first captures too.
+    // work that did not run uncaptured first captures too; and before the capture's pool opens,
+    // which takes no new block (the workspace is 32 MiB of the device's pool).
     (void)detail::device_status_word(d.index);
     (void)detail::cublas_handle(d.index);
+    std::optional<detail::capture_pool> pool(std::in_place, d);
     DP_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     std::exception_ptr failed;
     try {

@@ -131,12 +131,16 @@ template <class Owner, class Opt>
 void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt, const progress& p) {
   check_pair("save_checkpoint", path, owner, opt);
   check_progress(path, p);
-  // Gradients are not stored: mid-accumulation the resumed run would lose the micro-batches its
-  // step count already holds.
+  // Gradients are not stored, but the step count and the batch statistics of their forward are:
+  // the resumed run would lose those batches (mid-accumulation) or count them twice (run again).
   using grad_state = std::remove_cvref_t<decltype(owner.gradients())>;  // nn's, named through the owner
   DP_CHECK(owner.gradients() != grad_state::local, value_error, "dp: save_checkpoint(", path,
            "): gradients are being accumulated (dp::no_sync) and a checkpoint does not store them, so a resumed run "
            "would lose those micro-batches; save after the optimizer's step");
+  DP_CHECK(owner.gradients() != grad_state::complete, value_error, "dp: save_checkpoint(", path,
+           "): a backward's gradients wait for the optimizer's step and a checkpoint does not store them, though it "
+           "stores the step count and batch statistics that backward moved on: a resumed run would train on that "
+           "batch again and count it twice; save after the optimizer's step");
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     check_saved_state(path, s.name, s.value);

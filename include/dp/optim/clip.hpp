@@ -2,7 +2,9 @@
 // clip_grad_norm_: coefficient max_norm / (norm + 1e-6), applied only when below 1). Returns the
 // norm before clipping. Replicas hold equal gradients after synchronisation, so each clips its own.
 // A norm that is not finite is refused (PyTorch's error_if_nonfinite=True): scaling by it would
-// write NaN or zeros into every gradient. Finite gradients whose squares overflow double still clip.
+// write NaN or zeros into every gradient. The refused step is undone as a non-finite loss is: its
+// gradients dropped, the buffers its forward updated and the step count put back. Finite gradients
+// whose squares overflow double still clip.
 #pragma once
 
 #include <cmath>
@@ -48,7 +50,7 @@ double clip_grad_norm(Owner& owner, double max_norm) {
       }
     });
   } catch (...) {  // every replica holds the same gradients, so all refused before scaling
-    dp::detail::replica_access::set_gradients(owner, nn::grad_state::none);
+    dp::detail::replica_access::undo_step(owner);  // the step fails whole: its buffer updates too
     throw;
   }
   return norm;
