@@ -170,7 +170,7 @@ TEST_CASE("batch_norm over [N, C, H, W] and in evaluation mode") {
 TEST_CASE("layer_norm and batch_norm refuse eps <= 0 or not finite and momentum outside [0, 1], at every forward") {
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   const auto x = dp::randn<double>({4, 6}, dp::cpu(), 30);
-  for (double eps : {-1.0, 0.0, nan, inf}) {
+  for (double eps : {-1.0, 0.0, nan, inf, 1e-310}) {  // 1e-310: subnormal, flushed to 0 on the host
     CAPTURE(eps);
     nn::layer_norm<6, double> ln;
     ln.eps = eps;
@@ -202,13 +202,21 @@ TEST_CASE("layer_norm and batch_norm refuse eps <= 0 or not finite and momentum 
     CHECK(bn.running_mean.value().to_vector() ==
           (momentum == 0 ? std::vector<double>{0, 0} : std::vector<double>{2, 20}));
   }
+  // In float, 1e-40 is subnormal: it read as 0 and a constant row gave NaN (PyTorch gives the bias).
+  nn::layer_norm<4> flushed;
+  flushed.eps = 1e-40f;
+  CHECK_THROWS_WITH_AS((void)flushed(dp::full<float>({1, 4}, 3.f)), doctest::Contains("a normal number"),
+                       dp::value_error);
+  flushed.eps = std::numeric_limits<float>::min();
+  CHECK(dp::tensor<float>(flushed(dp::full<float>({1, 4}, 3.f))).to_vector() == std::vector<float>(4, 0.f));
   // A trainer reads settings when it traces a step; an edit retraces, and the new value is checked.
   nn::trainer<model0> t{model0{}};
   (void)t.backward(nn::mse_loss, x, dp::randn<double>({4, 6}, dp::cpu(), 31));
   t.edit([](model0& m) { m.ln.eps = -1e-5; });
   CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, x, dp::randn<double>({4, 6}, dp::cpu(), 31)),
                        doctest::Contains("layer_norm<6>: eps must be finite and > 0 (it keeps 1/sqrt(var + eps) "
-                                         "finite), got -1e-05"),
+                                         "finite), and a normal number of the layer's type (a subnormal one is "
+                                         "flushed to 0), got -1e-05"),
                        dp::value_error);
 }
 

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include <dp/exec/reduce.hpp>
 #include <dp/expr/operators.hpp>
@@ -21,11 +22,14 @@ namespace dp::inline DP_ABI::nn {
 namespace detail {
 /// eps keeps 1/sqrt(var + eps) finite where a row or channel is constant (var = 0): it must be finite
 /// and positive. PyTorch takes any value, but 0 or less turns a constant input into a silent NaN.
+/// A subnormal eps is 0 too: host loops flush subnormals (exec/fp_env.hpp), as Adam's eps check says.
 /// Checked at each forward, as settings may be edited between steps.
 template <class T>
 void check_norm_eps(const char* layer, index_t n, T eps) {
-  DP_CHECK(std::isfinite(eps) && eps > T(0), value_error, "dp: ", layer, "<", n,
-           ">: eps must be finite and > 0 (it keeps 1/sqrt(var + eps) finite), got ", eps);
+  DP_CHECK(std::isfinite(eps) && eps >= std::numeric_limits<T>::min(), value_error, "dp: ", layer, "<", n,
+           ">: eps must be finite and > 0 (it keeps 1/sqrt(var + eps) finite), and a normal number of the layer's "
+           "type (a subnormal one is flushed to 0), got ",
+           eps);
 }
 }  // namespace detail
 
