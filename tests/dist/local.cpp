@@ -257,6 +257,40 @@ TEST_CASE("ranks that pass different sizes all refuse at once, naming the sizes 
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
 }
 
+TEST_CASE("ranks that pass other element types, ops or roots all refuse at once, naming both") {
+  // Each rank reads the others' buffers as its own element type: a double read where a float was
+  // posted went past its end (heap overflow), and other ops or roots mixed results silently.
+  auto comms = dp::dist::make_local_communicators(2, {.timeout = std::chrono::milliseconds(60000)});
+  const auto t0 = std::chrono::steady_clock::now();
+  dp::tensor<float> f = dp::ones<float>({1024});
+  dp::tensor<double> d = dp::ones<double>({1024});
+  on_ranks(2, [&](int r) {
+    const auto expect = doctest::Contains("all_reduce: rank 1 passed double elements but rank 0 passed float");
+    if (r == 0) {
+      CHECK_THROWS_WITH_AS(comms[r].all_reduce(f, dp::dist::reduce_op::sum), expect, dp::value_error);
+    } else {
+      CHECK_THROWS_WITH_AS(comms[r].all_reduce(d, dp::dist::reduce_op::sum), expect, dp::value_error);
+    }
+  });
+  CHECK(f.to_vector() == std::vector<float>(1024, 1.f));  // nothing written
+  CHECK(d.to_vector() == std::vector<double>(1024, 1.0));
+  std::vector<dp::tensor<float>> x{dp::ones<float>({8}), dp::ones<float>({8})};
+  on_ranks(2, [&](int r) {
+    CHECK_THROWS_WITH_AS(comms[r].all_reduce(x[r], r == 0 ? dp::dist::reduce_op::sum : dp::dist::reduce_op::max),
+                         doctest::Contains("all_reduce: rank 1 reduces by max but rank 0 by sum"), dp::value_error);
+  });
+  on_ranks(2, [&](int r) {
+    CHECK_THROWS_WITH_AS(comms[r].broadcast(x[r], r), doctest::Contains("broadcast: rank 1 names root 1 but rank 0"),
+                         dp::value_error);
+  });
+  on_ranks(2, [&](int r) {  // the group is usable after the refusals
+    auto y = dp::full<float>({8}, static_cast<float>(r + 1));
+    comms[r].all_reduce(y, dp::dist::reduce_op::sum);
+    CHECK(y.to_vector() == std::vector<float>(8, 3.f));
+  });
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+}
+
 TEST_CASE("a refused collective keeps the ranks in step: each rank's next call meets the others' next call") {
   // The rank that arrives last leaves the rendezvous first. It used to throw at once and post its
   // next call's buffer while the other still read the sizes: that rank then saw equal sizes, summed

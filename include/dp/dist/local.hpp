@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -14,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #if defined(__linux__)
@@ -32,6 +35,47 @@
 namespace dp::inline DP_ABI::dist {
 
 namespace detail {
+/// What a rank passes to a collective besides its buffer. Every rank compares every rank's with
+/// rank 0's: a rank that read another's buffer as its own element type or count would read or write
+/// past it, and ranks reducing by different ops or naming different roots would mix results.
+struct posted_call {
+  void* data = nullptr;
+  index_t count = 0;
+  const std::type_info* type = &typeid(void);  // the elements (raw bytes for broadcast_bytes)
+  const char* type_name = "";
+  int op = -1;    // a reduce_op, or -1 where the collective takes none
+  int root = -1;  // broadcast's, or -1
+};
+
+template <class T>
+constexpr const char* element_name() {
+  if constexpr (std::is_same_v<T, float>) {
+    return "float";
+  } else if constexpr (std::is_same_v<T, double>) {
+    return "double";
+  } else if constexpr (std::is_same_v<T, std::int64_t>) {
+    return "int64";
+  } else {
+    return typeid(T).name();
+  }
+}
+
+template <class T>
+posted_call post_of(T* data, index_t count, int op = -1, int root = -1) {
+  using U = std::remove_const_t<T>;  // const or not, the same elements
+  return {.data = const_cast<U*>(data),
+          .count = count,
+          .type = &typeid(U),
+          .type_name = element_name<U>(),
+          .op = op,
+          .root = root};
+}
+
+inline const char* op_name(int op) {
+  constexpr const char* names[] = {"sum", "mean", "max", "min"};
+  return op >= 0 && op < 4 ? names[op] : "none";
+}
+
 /// Sleeps while *word == expected, for at most `ns` nanoseconds (a futex on Linux, else a yield).
 inline void wait_for_change(std::atomic<unsigned>& word, unsigned expected, long ns) {
 #if defined(__linux__)
@@ -97,7 +141,6 @@ class local_group {
       : size_(checked_size(size)),
         opts_(o),
         posted_(static_cast<std::size_t>(size)),
-        counts_(static_cast<std::size_t>(size)),
         arrived_(static_cast<std::size_t>(size)) {
     detail::check_timeout(o, "local communicator");
     // Spinning only pays when every rank has a core; with more ranks than cores it starves the
@@ -164,12 +207,9 @@ class local_group {
     why_.clear();
   }
 
-  void post(int rank, void* p, index_t n) {
-    posted_[static_cast<std::size_t>(rank)] = p;
-    counts_[static_cast<std::size_t>(rank)] = n;
-  }
-  void* posted(int rank) const { return posted_[static_cast<std::size_t>(rank)]; }
-  index_t count(int rank) const { return counts_[static_cast<std::size_t>(rank)]; }
+  void post(int rank, const detail::posted_call& c) { posted_[static_cast<std::size_t>(rank)] = c; }
+  void* posted(int rank) const { return posted_[static_cast<std::size_t>(rank)].data; }
+  const detail::posted_call& call(int rank) const { return posted_[static_cast<std::size_t>(rank)]; }
 
  private:
   /// Checked before the vectors are sized by it (-1 made them std::length_error).
@@ -221,8 +261,7 @@ class local_group {
   int size_;
   std::vector<dp::detail::adaptive_spin> spins_;  // each rank's
   communicator_options opts_;
-  std::vector<void*> posted_;
-  std::vector<index_t> counts_;
+  std::vector<detail::posted_call> posted_;
   std::vector<std::atomic<unsigned>> arrived_;  // each rank's last barrier: its generation + 1
   std::atomic<int> arriving_{0};
   std::atomic<unsigned> generation_{0};
@@ -263,16 +302,7 @@ class local_communicator {
 
   /// Copies `bytes` bytes at `p` from `root` to every rank (the hierarchical communicator's hand-back).
   void broadcast_bytes(void* p, std::size_t bytes, int root) {
-    if (size() == 1) {
-      return;
-    }
-    g_->post(rank_, p, static_cast<index_t>(bytes));
-    g_->arrive("broadcast", rank_);
-    require_same_counts("broadcast", "bytes");
-    if (rank_ != root) {
-      std::memcpy(p, g_->posted(root), bytes);
-    }
-    g_->arrive("broadcast", rank_);
+    broadcast_posted(detail::post_of(static_cast<std::byte*>(p), static_cast<index_t>(bytes), -1, root), bytes);
   }
 
   template <class T>
@@ -282,10 +312,10 @@ class local_communicator {
     if (n == 1) {
       return;
     }
-    g_->post(rank_, t.data(), t.numel());
+    g_->post(rank_, detail::post_of(t.data(), t.numel(), static_cast<int>(op)));
     g_->arrive("all_reduce", rank_);
-    require_same_counts("all_reduce", "elements");
-    const index_t total = g_->count(0);
+    require_same_call("all_reduce", "elements");
+    const index_t total = g_->call(0).count;
     // My chunk: read every rank's values in rank order, then write the result to every rank.
     detail::combine_into_all([&](int r) { return static_cast<T*>(g_->posted(r)); }, n, total * rank_ / n,
                              total * (rank_ + 1) / n, op);
@@ -295,15 +325,16 @@ class local_communicator {
   template <class T>
   void broadcast(tensor<T>& t, int root) {
     detail::check_broadcast(call_of("broadcast"), t, root);
-    broadcast_bytes(t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T), root);
+    const std::size_t bytes = static_cast<std::size_t>(t.numel()) * sizeof(T);
+    broadcast_posted(detail::post_of(t.data(), static_cast<index_t>(bytes), -1, root), bytes);
   }
 
   template <class T>
   void all_gather(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_gather(call_of("all_gather"), in, out);
-    g_->post(rank_, in.data(), in.numel());
+    g_->post(rank_, detail::post_of(in.data(), in.numel()));
     g_->arrive("all_gather", rank_);
-    require_same_counts("all_gather", "elements");
+    require_same_call("all_gather", "elements");
     for (int r = 0; r < size(); ++r) {
       std::memcpy(out.data() + r * in.numel(), g_->posted(r), static_cast<std::size_t>(in.numel()) * sizeof(T));
     }
@@ -314,9 +345,9 @@ class local_communicator {
   void reduce_scatter(const tensor<T>& in, tensor<T>& out, reduce_op op) {
     detail::check_reduce_scatter(call_of("reduce_scatter"), in, out);
     const int n = size();
-    g_->post(rank_, in.data(), in.numel());
+    g_->post(rank_, detail::post_of(in.data(), in.numel(), static_cast<int>(op)));
     g_->arrive("reduce_scatter", rank_);
-    require_same_counts("reduce_scatter", "elements");  // a rank with more would read past the others'
+    require_same_call("reduce_scatter", "elements");  // a rank with more would read past the others'
     const index_t c = out.numel(), off = c * rank_;
     T* dst = out.data();
     for (index_t i = 0; i < c; ++i) {
@@ -333,9 +364,9 @@ class local_communicator {
   void all_to_all(const tensor<T>& in, tensor<T>& out) {
     detail::check_all_to_all(call_of("all_to_all"), in, out);
     const int n = size();
-    g_->post(rank_, in.data(), in.numel());
+    g_->post(rank_, detail::post_of(in.data(), in.numel()));
     g_->arrive("all_to_all", rank_);
-    require_same_counts("all_to_all", "elements");
+    require_same_call("all_to_all", "elements");
     const index_t c = in.numel() / n;
     for (int r = 0; r < n; ++r) {
       std::memcpy(out.data() + r * c, static_cast<const T*>(g_->posted(r)) + rank_ * c,
@@ -345,14 +376,41 @@ class local_communicator {
   }
 
  private:
-  /// Every rank checks every rank's count after posting, so that all refuse together. A refusal
-  /// still meets the others at the closing rendezvous: a rank that left early could post its next
-  /// call's buffer and count while a slower one still read these.
-  void require_same_counts(const char* what, const char* unit) {
+  /// Posts `c` (its count in bytes) and copies `bytes` bytes from the root's buffer to every other rank's.
+  void broadcast_posted(const detail::posted_call& c, std::size_t bytes) {
+    if (size() == 1) {
+      return;
+    }
+    g_->post(rank_, c);
+    g_->arrive("broadcast", rank_);
+    require_same_call("broadcast", "bytes");
+    if (rank_ != c.root) {
+      std::memcpy(c.data, g_->posted(c.root), bytes);
+    }
+    g_->arrive("broadcast", rank_);
+  }
+  /// Every rank checks every rank's call (count, element type, op, root) after posting, so that all
+  /// refuse together. A refusal still meets the others at the closing rendezvous: a rank that left
+  /// early could post its next call's buffer and count while a slower one still read these.
+  void require_same_call(const char* what, const char* unit) {
+    const detail::posted_call& first = g_->call(0);
     for (int r = 1; r < size(); ++r) {
-      if (g_->count(r) != g_->count(0)) {
-        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " passed ", g_->count(r), " ", unit,
-                                  " but rank 0 passed ", g_->count(0), "; every rank passes the same size"));
+      const detail::posted_call& c = g_->call(r);
+      if (*c.type != *first.type) {
+        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " passed ", c.type_name, " elements but rank 0 passed ",
+                                  first.type_name, "; every rank passes the same element type"));
+      }
+      if (c.count != first.count) {
+        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " passed ", c.count, " ", unit, " but rank 0 passed ",
+                                  first.count, "; every rank passes the same size"));
+      }
+      if (c.op != first.op) {
+        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " reduces by ", detail::op_name(c.op), " but rank 0 by ",
+                                  detail::op_name(first.op), "; every rank passes the same op"));
+      }
+      if (c.root != first.root) {
+        refuse(dp::detail::concat("dp: ", what, ": rank ", r, " names root ", c.root, " but rank 0 names root ",
+                                  first.root, "; every rank names the same root"));
       }
     }
   }
