@@ -149,13 +149,24 @@ tensor<T> matmul(const tensor<T>& a0, const tensor<T>& b0) {
   return c.reshape(result);
 }
 
-/// matmul of expressions: the operands are evaluated first.
+/// matmul of expressions (or of tensors of two element types, refused): the operands are evaluated
+/// first.
 template <expression A, expression B>
-  requires((!tensor_type<A> || !tensor_type<B>) && !detail::traced_v<detail::node_of<A>> &&
-           !detail::traced_v<detail::node_of<B>>)
+  requires((!tensor_type<A> || !tensor_type<B> ||
+            !std::is_same_v<typename detail::node_of<A>::value_type, typename detail::node_of<B>::value_type>) &&
+           !detail::traced_v<detail::node_of<A>> && !detail::traced_v<detail::node_of<B>>)
 auto matmul(const A& a, const B& b) {
   using T = typename detail::node_of<A>::value_type;
-  return matmul<T>(tensor<T>(a), tensor<T>(b));
+  // Evaluating b as a's type would round a double operand to float (or an integer one) silently.
+  constexpr bool same = std::is_same_v<T, typename detail::node_of<B>::value_type>;
+  static_assert(same,
+                "dp: matmul: the operands have different element types; convert one with dp::cast<T>(x) "
+                "(PyTorch refuses this too)");
+  if constexpr (same) {
+    return matmul<T>(tensor<T>(a), tensor<T>(b));
+  } else {
+    return tensor<T>{};  // the static_assert above is the error
+  }
 }
 
 }  // namespace dp::inline DP_ABI
