@@ -2,6 +2,7 @@
 // replicas (to rounding), construction rejects ranks that hold different models, and the rank-
 // sharded loader gives every rank its share of each global batch.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -593,6 +594,15 @@ TEST_CASE("ranks given different parallel_options are rejected on every rank, na
   CHECK_THROWS_WITH_AS(dp::parallel<sized>(m(), test::world(), dp::parallel_options{.allow_non_finite_loss = r == 1}),
                        doctest::Contains("'allow_non_finite_loss false' where rank 1 has 'allow_non_finite_loss true'"),
                        dp::value_error);
+  // A chunk refused on one rank alone: that rank says why, and the others are refused with it at
+  // once (they waited for it in the model check until the timeout).
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(
+      dp::parallel<sized>(m(), test::world(), dp::parallel_options{.deterministic = true, .chunk = r == 1 ? 0 : 32}),
+      doctest::Contains(r == 1 ? "parallel_options::chunk must be positive, got 0"
+                               : "rank 0 has 'chunk 32' where rank 1 has 'chunk 0'"),
+      dp::value_error);
+  CHECK(std::chrono::steady_clock::now() - t0 < test::world().options().timeout / 2);
   // Alike, they train together (the chunk is the deterministic mode's only).
   dp::parallel<sized> par{m(), test::world(), dp::parallel_options{.chunk = r == 1 ? 64 : 32}};
   CHECK(par.replica_count() == 1);

@@ -120,7 +120,10 @@ class parallel {
                  o.first_bucket_bytes),
         losses_(static_cast<std::size_t>(group_.size())),
         batch_(group_.world_size()) {
-    DP_CHECK(o.chunk >= 1, value_error, "dp: parallel: parallel_options::chunk must be positive, got ", o.chunk);
+    if (group_.world_size() > 1) {
+      check_world();  // before this rank's own refusals: every rank takes part, and none waits for it
+    }
+    check_chunk(o.chunk);
     for (int i = 0; i < group_.size(); ++i) {
       buffers_.emplace_back(detail::trainer_access::mutable_model(group_[i]));
       group_[i].check_trace(o.check_trace);
@@ -132,7 +135,8 @@ class parallel {
       reducer_.overlap(detail::trainer_access::flat_grads(group_[0]), &group_.comm(0));
     }
     if (group_.world_size() > 1) {
-      join_world();
+      broadcast_model("broadcast of rank 0's model at construction", 0);
+      share_settings("broadcast of rank 0's module settings at construction", 0);
     }
   }
 
@@ -560,7 +564,11 @@ class parallel {
 
   /// Every rank must hold the same model (names, element types, shapes); then rank 0's parameters,
   /// buffers and module settings become everyone's. A difference is the same error on every rank, naming it.
-  void join_world() {
+  static void check_chunk(index_t chunk) {
+    DP_CHECK(chunk >= 1, value_error, "dp: parallel: parallel_options::chunk must be positive, got ", chunk);
+  }
+  /// Every rank holds the same model and options (each rank's refusal of its own options comes after).
+  void check_world() {
     const dist::detail::context_scope context("model check at construction", 0);
     dist::detail::require_same_text(
         *group_.world(), dist::detail::model_signature<Model, T>(model(), layout(), replica_count()),
@@ -570,15 +578,18 @@ class parallel {
     std::string options =
         dp::detail::concat("bucket_bytes ", opts_.bucket_bytes, "\nfirst_bucket_bytes ", opts_.first_bucket_bytes,
                            "\ndeterministic ", opts_.deterministic ? "true" : "false", "\n");
-    if (opts_.deterministic) {
+    if (opts_.deterministic || opts_.chunk < 1) {  // a refused chunk differs wherever it is read
       options += dp::detail::concat("chunk ", opts_.chunk, "\n");
     }
     options += dp::detail::concat("allow_non_finite_loss ", opts_.allow_non_finite_loss ? "true" : "false", "\n");
     const dist::detail::context_scope options_check("parallel_options check at construction", 0);
-    dist::detail::require_same_text(*group_.world(), options, "the ranks were given different parallel_options",
-                                    "every rank must pass the same options");
-    broadcast_model("broadcast of rank 0's model at construction", 0);
-    share_settings("broadcast of rank 0's module settings at construction", 0);
+    try {
+      dist::detail::require_same_text(*group_.world(), options, "the ranks were given different parallel_options",
+                                      "every rank must pass the same options");
+    } catch (const value_error&) {
+      check_chunk(opts_.chunk);  // the rank whose own option is refused says why; the others name the difference
+      throw;
+    }
   }
   /// Replica 0 of rank 0's parameters and buffers become every replica's.
   void broadcast_model(const char* what, std::uint64_t step) {
