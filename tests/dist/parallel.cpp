@@ -514,6 +514,24 @@ TEST_CASE("a shape error inside a replica says which rows of which batch its sha
   CHECK_MESSAGE(what.find("of the batch of shape {8, 11})") != std::string::npos, what);  // it said {5}
 }
 
+TEST_CASE("a value error inside a replica says which rows of which batch it ran on") {
+  // 5 rows over 4 workers leave replicas 1 to 3 one row each, too few for batch_norm in training:
+  // the error named a shape of {1, 16} the user never passed (one device takes the batch).
+  dp::parallel<classifier> par{classifier{}, workers(4)};
+  std::string what;
+  try {
+    (void)par.backward(nn::cross_entropy, dp::randn<float>({5, 12}, dp::cpu(), 1), labels(5, 1));
+  } catch (const dp::value_error& e) {
+    what = e.what();
+  }
+  CHECK_MESSAGE(what.find("batch_norm<16>: training needs more than one value per channel") != std::string::npos, what);
+  const auto names = [&](const char* replica) { return what.find(replica) != std::string::npos; };
+  CHECK_MESSAGE((names("(in dp::parallel's replica 1, on rows [2, 3) of the batch of shape {5, 12})") ||
+                 names("(in dp::parallel's replica 2, on rows [3, 4) of the batch of shape {5, 12})") ||
+                 names("(in dp::parallel's replica 3, on rows [4, 5) of the batch of shape {5, 12})")),
+                what);
+}
+
 TEST_CASE("on one device parallel is the bare trainer: the same passes, no copy") {
   nn::manual_seed(8);
   const classifier model;

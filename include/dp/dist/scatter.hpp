@@ -290,16 +290,21 @@ std::string batch_shape_of(const A&... args) {
 }
 
 /// Runs `step` (the last argument) for replica `i` on rows [lo, hi) of the batch `args` (the other
-/// arguments). A shape error inside it shows the shard's shapes, so it is told which rows of which
-/// batch they are.
+/// arguments). A shape or value error inside it shows the shard's shapes and rows (batch_norm's one
+/// row per channel, a class index's row), so it is told which rows of which batch they are.
 template <class... A>
 double on_shard(int i, index_t lo, index_t hi, const A&... args_then_step) {
   auto all = std::forward_as_tuple(args_then_step...);
+  const auto where = [&](const std::exception& e) {
+    return concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi, ") of the batch",
+                  batch_shape_of(args_then_step...), ")");
+  };
   try {
     return std::get<sizeof...(A) - 1>(all)();
   } catch (const shape_error& e) {
-    throw shape_error(concat(e.what(), " (in dp::parallel's replica ", i, ", on rows [", lo, ", ", hi, ") of the batch",
-                             batch_shape_of(args_then_step...), ")"));
+    throw shape_error(where(e));
+  } catch (const value_error& e) {
+    throw value_error(where(e));
   }
 }
 
