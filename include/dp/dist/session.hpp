@@ -32,14 +32,25 @@
 namespace dp::inline DP_ABI::dist {
 
 namespace detail {
-/// The number of processes a launcher (Open MPI, MPICH/PMI, PMIx, Slurm) says it started, or 0.
+/// The number of processes a launcher says it started: Open MPI's mpirun, MPICH's and Intel MPI's
+/// (PMI, Hydra), or Slurm's srun when it started several (SLURM_STEP_NUM_TASKS is a step's;
+/// SLURM_NTASKS is not read, as a batch script, one process, has it too). -1: a PMIx launcher
+/// (srun --mpi=pmix, prterun) named this process's rank but not the size, which MPI then gives.
+/// 0: no launcher.
 inline int launcher_size() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
-    if (const char* v = std::getenv(var); v && *v) {
+  const auto set = [](const char* var) -> const char* {
+    const char* v = std::getenv(var);
+    return v && *v ? v : nullptr;
+  };
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = set(var)) {
       return std::atoi(v);
     }
   }
-  return 0;
+  if (const char* v = set("SLURM_STEP_NUM_TASKS"); v && std::atoi(v) > 1) {
+    return std::atoi(v);
+  }
+  return set("PMIX_RANK") ? -1 : 0;
 }
 }  // namespace detail
 
