@@ -123,6 +123,9 @@ TEST_CASE("a checkpoint for another optimizer or a plain weights file is refused
   auto plain = dp::optim::sgd(par, {.lr = 0.1});
   io::save_checkpoint(path, par, plain, {.epoch = 2});
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, sgd),
+                       doctest::Contains("had sgd momentum 0, and the optimizer given has momentum 0.9"), dp::io_error);
+  // Kept on purpose, the state must still fit: the file holds no buffers to go on from.
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, sgd, io::changed_options::keep),
                        doctest::Contains("does not fit this optimizer: state 'fc2.bias.momentum_buffer' is missing"),
                        dp::io_error);
   io::save(path, par);
@@ -211,6 +214,12 @@ TEST_CASE("a resume with other optimizer options is refused, naming the option a
   auto other_gamma = nesterov_sgd(0.0, 0.5, true);
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, other_gamma),
                        doctest::Contains("had sgd schedule.gamma 0.1, and the optimizer given has schedule.gamma 0.5"),
+                       dp::io_error);
+  // Without momentum the optimizer keeps no buffers: named as the option, not as file entries the
+  // model lacks ("does not fit this model ... extra: optimizer.fc1.weight.momentum_buffer").
+  auto no_momentum = dp::optim::sgd(par, {.lr = 0.1, .schedule = dp::optim::step_lr(100000, 0.1)});
+  CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, no_momentum),
+                       doctest::Contains("had sgd momentum 0.9, and the optimizer given has momentum 0"),
                        dp::io_error);
   std::filesystem::remove(path);
   std::filesystem::remove(old_path);

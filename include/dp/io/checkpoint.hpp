@@ -289,6 +289,9 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
            kind ? *kind : std::string(), "', and the optimizer given is '", opt.kind(),
            "': resume with dp::optim::", kind ? *kind : std::string(),
            " made from this trainer or dp::parallel; nothing was loaded");
+  // Options before state: one that decides which state there is (SGD's momentum) is named as the
+  // option, not as a state name the model lacks.
+  check_options(path, h, opt, rule);
   // load_state's own bound, checked here so that nothing is loaded when the count would be refused.
   const auto opt_steps = static_cast<std::int64_t>(number("dp.optimizer_steps", (std::uint64_t{1} << 53) - 1));
   const auto trainer_steps = static_cast<std::int64_t>(number("dp.trainer_steps"));
@@ -304,7 +307,6 @@ progress load_checkpoint(const std::string& path, Owner& owner, Opt& opt, Ready&
              "; nothing was loaded");
   }
   detail::check_against(owner.model(), h, path, "", opt_names);
-  check_options(path, h, opt, rule);
   // Everything fits: read it all (the allocations that may fail), then assign.
   {
     detail::staged_tensors model(owner, r, "");
