@@ -650,10 +650,16 @@ TEST_CASE("check_trace finds a loss whose == hides a changed value") {
                        dp::value_error);
 }
 
-TEST_CASE("arguments on another device are rejected with both devices named") {
+TEST_CASE("arguments on another device or undefined are rejected, naming the argument and both devices") {
   nn::trainer<nn::linear<3, 2>> t{nn::linear<3, 2>{}};
   CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::randn<float>({4, 3}, dp::cpu(1)), dp::randn<float>({4, 2})),
-                       doctest::Contains("runs on cpu:0 but an argument is on cpu:1"), dp::device_error);
+                       doctest::Contains("runs on cpu:0 but input 0 (argument 1 after the loss) is on cpu:1"),
+                       dp::device_error);
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::randn<float>({4, 3}), dp::randn<float>({4, 2}, dp::cpu(1))),
+                       doctest::Contains("runs on cpu:0 but the target (last argument) is on cpu:1"), dp::device_error);
+  CHECK_THROWS_WITH_AS((void)t.backward(nn::mse_loss, dp::randn<float>({4, 3}), dp::tensor<float>{}),
+                       doctest::Contains("backward got an undefined tensor as the target (last argument)"),
+                       dp::value_error);
 }
 
 TEST_CASE("a small classifier learns a separable problem") {

@@ -477,7 +477,8 @@ class trainer {
     if constexpr (sizeof...(Args) < 2 || sizeof...(Args) > detail::max_step_args || !tensors) {
       return tensor<T>{};  // the static_assert above is the error, and the only one
     } else {
-      (check_arg(args), ...);
+      std::size_t i = 0;
+      (check_arg(args, i++, sizeof...(Args)), ...);
       detail::require_samples(std::get<sizeof...(Args) - 1>(std::forward_as_tuple(args...)).shape());
       // A step that fails leaves the model as it was: forward may change batch statistics and
       // counters (nn::update), so they are copied first (models without buffers copy nothing).
@@ -597,10 +598,15 @@ class trainer {
   }
 
   template <class X>
-  void check_arg(const X& x) const {
-    DP_CHECK(x.defined(), value_error, "dp: backward got an undefined tensor");
-    DP_CHECK(x.device() == dev_, device_error, "dp: the trainer runs on ", dev_, " but an argument is on ", x.device(),
-             "; move it with .to(", dev_, ")");
+  /// Argument `i` of `n` (the last is the target) is defined and on the trainer's device.
+  void check_arg(const X& x, std::size_t i, std::size_t n) const {
+    const auto which = [&] {
+      return i + 1 == n ? std::string("the target (last argument)")
+                        : dp::detail::concat("input ", i, " (argument ", i + 1, " after the loss)");
+    };
+    DP_CHECK(x.defined(), value_error, "dp: backward got an undefined tensor as ", which());
+    DP_CHECK(x.device() == dev_, device_error, "dp: the trainer runs on ", dev_, " but ", which(), " is on ",
+             x.device(), "; move it with .to(", dev_, ")");
   }
 
   template <class Loss, class... Args>
