@@ -662,6 +662,32 @@ TEST_CASE("arguments on another device or undefined are rejected, naming the arg
                        dp::value_error);
 }
 
+TEST_CASE("a trainer keeps at most max_plans plans: a loss whose value changes every step does not grow memory") {
+  // Each label smoothing is another loss, so another plan with its own activations; annealed every
+  // step, the plans (and the memory they hold) grew with the steps.
+  using model = nn::linear<3, 2>;
+  const auto x = dp::randn<float>({4, 3}, dp::cpu(), 5);
+  const dp::tensor<std::int64_t> y = dp::from_vector<std::int64_t>({0, 1, 1, 0});
+  const auto smoothing = [](int k) {
+    return nn::cross_entropy_loss{.label_smoothing = 0.001f * static_cast<float>(k)};
+  };
+  nn::trainer<model> t{model{}};
+  const int cap = static_cast<int>(nn::trainer<model>::max_plans);
+  for (int k = 0; k < cap; ++k) {
+    (void)t.backward(smoothing(k), x, y);
+  }
+  CHECK(t.plan_count() == nn::trainer<model>::max_plans);
+  const std::size_t full = dp::memory_usage(dp::cpu()).in_use;
+  for (int k = cap; k < 3 * cap; ++k) {
+    (void)t.backward(smoothing(k), x, y);
+  }
+  CHECK(t.plan_count() == nn::trainer<model>::max_plans);
+  CHECK(dp::memory_usage(dp::cpu()).in_use <= full);
+  // A loss whose plan went traces again, and gives what a fresh trainer gives.
+  nn::trainer<model> fresh{model{t.model()}};
+  CHECK(t.backward(smoothing(0), x, y) == fresh.backward(smoothing(0), x, y));
+}
+
 TEST_CASE("a small classifier learns a separable problem") {
   nn::manual_seed(7);
   using mlp = nn::sequential<nn::linear<2, 16>, nn::relu, nn::linear<16, 2>>;

@@ -400,7 +400,12 @@ class trainer {
   std::uint64_t steps() const noexcept { return step_; }
   /// A trainer is one replica.
   std::size_t replica_count() const noexcept { return 1; }
-  /// The number of traced plans (one per input shape, mode and loss seen).
+  /// The most plans a trainer keeps: past it, the one used least recently goes (its memory with it),
+  /// and traces again if its shapes, mode and loss come back. A loss whose value changes every step
+  /// (an annealed label smoothing) or inputs of ever new shapes would otherwise keep every step's
+  /// activations.
+  static constexpr std::size_t max_plans = 64;
+  /// The number of traced plans kept (one per input shape, mode and loss seen, at most max_plans).
   std::size_t plan_count() const noexcept { return plans_.size(); }
   /// Whether this trainer's model was moved into a dp::parallel (it trains nothing any more).
   bool retired() const noexcept { return retired_; }
@@ -579,13 +584,16 @@ class trainer {
     }
   }
   void drop_plans() {
-    if (!dev_.is_cpu()) {  // a CUDA graph captured from them may still replay into their memory
-      for (auto& p : plans_) {
-        replaced_plans_.push_back(std::move(p));
-      }
+    for (auto& p : plans_) {
+      drop_plan(std::move(p));
     }
     plans_.clear();
     last_ = nullptr;
+  }
+  void drop_plan(std::unique_ptr<detail::plan_entry> p) {
+    if (!dev_.is_cpu()) {  // a CUDA graph captured from it may still replay into its memory
+      replaced_plans_.push_back(std::move(p));
+    }
   }
   /// Restores the step counter (it seeds dropout's random streams) when resuming a run.
   void restore_steps(std::uint64_t steps) noexcept { step_ = steps; }
@@ -609,9 +617,12 @@ class trainer {
              x.device(), "; move it with .to(", dev_, ")");
   }
 
+  /// The plan for these arguments, mode and loss, moved to the back (plans_ runs from the least
+  /// recently used); nullptr if none.
   template <class Loss, class... Args>
   detail::plan_entry* find_plan(const Loss& loss, const Args&... args) {
-    for (auto& pe : plans_) {
+    for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+      const auto& pe = *it;
       if (pe->n != static_cast<int>(sizeof...(Args)) || pe->training != training_ || !detail::traced_loss(*pe, loss)) {
         continue;
       }
@@ -619,7 +630,8 @@ class trainer {
       bool ok = true;
       ((ok = ok && pe->kinds[i] == detail::kind_of<Args>() && pe->shapes[i] == args.shape(), ++i), ...);
       if (ok) {
-        return pe.get();
+        std::rotate(it, it + 1, plans_.end());  // no allocation: a steady step stays allocation-free
+        return plans_.back().get();
       }
     }
     return nullptr;
@@ -633,7 +645,15 @@ class trainer {
 
   template <class Loss, class... Args>
   detail::plan_entry* trace(const Loss& loss, index_t sample_offset, const Args&... args) {
-    plans_.push_back(record_plan(true, loss, sample_offset, args...));
+    auto p = record_plan(true, loss, sample_offset, args...);
+    if (plans_.size() >= max_plans) {
+      if (last_ == plans_.front().get()) {
+        last_ = nullptr;
+      }
+      drop_plan(std::move(plans_.front()));
+      plans_.erase(plans_.begin());
+    }
+    plans_.push_back(std::move(p));
     return plans_.back().get();
   }
 
