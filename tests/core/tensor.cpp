@@ -54,6 +54,10 @@ TEST_CASE("slice, select, transpose, permute and broadcast_to are views") {
   CHECK(x[1].to_vector() == std::vector<float>{4, 5, 6, 7});
   CHECK(x.select(1, -1).to_vector() == std::vector<float>{3, 7, 11});
   CHECK(x.t().to_vector() == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+  CHECK(dp::arange<float>(3).t().to_vector() == std::vector<float>{0, 1, 2});  // 0-D and 1-D as they are (PyTorch)
+  CHECK(dp::full<float>({}, 2.f).t().shape() == dp::shape{});
+  CHECK_THROWS_WITH_AS((void)iota({2, 3, 4}).t(), doctest::Contains("t() takes a tensor of at most 2 dimensions"),
+                       dp::shape_error);
   auto p = iota({2, 3, 4}).permute({2, 0, 1});
   CHECK(p.shape() == dp::shape{4, 2, 3});
   CHECK(p.select(0, 1).to_vector() == std::vector<float>{1, 5, 9, 13, 17, 21});
@@ -203,6 +207,9 @@ TEST_CASE("a shape whose byte count overflows is a shape_error, not a small bloc
   CHECK_THROWS_WITH_AS((void)dp::empty<double>({dp::index_t{1} << 61, 2}), doctest::Contains("overflows 64 bits"),
                        dp::shape_error);
   CHECK(dp::empty<float>({0, big, big}).numel() == 0);  // no elements, and strides up to 2^62 fit
+  // The zero after the large extent, too: the byte count was multiplied up to 2^64 before reaching it.
+  CHECK(dp::empty<float>({dp::index_t{1} << 62, 0}).numel() == 0);
+  CHECK(dp::empty<float>({big, big, 0}).shape() == dp::shape{big, big, 0});
   // No elements, but strides that overflow ({0, 2^40, 2^40}: the extent after dimension 0 is 2^80).
   const dp::index_t huge = dp::index_t{1} << 40;
   CHECK_THROWS_WITH_AS((void)dp::empty<float>({0, huge, huge}),

@@ -482,3 +482,29 @@ TEST_CASE("a traced view or softmax refuses an axis past int's range instead of 
   check_far_axis<4>();
   check_far_axis<5>();
 }
+
+namespace {
+template <int Rank>
+struct transposed {
+  nn::parameter<double> w{dp::from_vector<double>({1.0, 2.0, 3.0})};
+  auto forward(auto x) const {  // x: [2, 3]
+    auto y = x * w;
+    if constexpr (Rank == 1) {
+      return dp::sum(y, 1, false).t();  // [2]: as it is
+    } else {
+      return nn::detail::materialize(y).reshape({1, 2, 3}).t();  // refused, as PyTorch's t() of a 3-D tensor
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("a traced t() keeps a 1-D value as it is and refuses more than 2 dimensions, as PyTorch's") {
+  // It transposed dimensions 0 and 1 of any value: a 1-D one failed, a 3-D one was silently permuted.
+  nn::trainer<transposed<1>> one{transposed<1>{}};
+  const auto x = dp::ones<double>({2, 3});
+  CHECK(one.backward(nn::mse_loss, x, dp::zeros<double>({2})) == doctest::Approx(36.0));  // (1 + 2 + 3)^2
+  nn::trainer<transposed<3>> three{transposed<3>{}};
+  CHECK_THROWS_WITH_AS((void)three.backward(nn::mse_loss, x, dp::zeros<double>({3, 2, 1})),
+                       doctest::Contains("t() takes a value of at most 2 dimensions, got shape {1, 2, 3}"),
+                       dp::shape_error);
+}

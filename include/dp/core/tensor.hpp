@@ -196,10 +196,11 @@ class tensor<T, dynamic_extents> {
     std::swap(r.strides_[a], r.strides_[b]);
     return r;
   }
-  /// The transpose of a 2-D tensor.
+  /// The transpose of a 2-D tensor; a 0-D or 1-D one as it is (PyTorch's t()).
   tensor t() const {
-    DP_CHECK(rank() == 2, shape_error, "dp: t() needs a 2-D tensor, got shape ", shape_, "; use transpose(d0, d1)");
-    return transpose(0, 1);
+    DP_CHECK(rank() <= 2, shape_error, "dp: t() takes a tensor of at most 2 dimensions, got shape ", shape_,
+             "; use transpose(d0, d1)");
+    return rank() < 2 ? *this : transpose(0, 1);
   }
   /// Reorders dimensions: result dimension i is dimension order[i].
   tensor permute(const dp::shape& order) const {
@@ -387,7 +388,8 @@ tensor<T> empty(const shape& shp, device d = cpu()) {
   // Every extent non-negative, the byte count representable (a product that wraps would allocate a
   // small block and let the kernels write far past it), and the product of the non-zero extents, as
   // reshape requires ({0, 2^40, 2^40} holds nothing, but its stride 2^80 overflowed).
-  std::size_t bytes = sizeof(T);
+  // A zero extent anywhere holds no bytes, whatever the others: {2^62, 0} as {0, 2^62}.
+  std::size_t bytes = std::find(shp.begin(), shp.end(), index_t{0}) != shp.end() ? 0 : sizeof(T);
   index_t extent = 1;
   for (int i = 0; i < shp.rank(); ++i) {
     DP_CHECK(shp[i] >= 0, shape_error, "dp: empty: shape ", shp, " has a negative extent");

@@ -57,7 +57,12 @@ class var {
   var view(dp::shape target) const { return reshape(target); }
   var flatten(index_t start = 0, index_t end = -1) const;
   var transpose(index_t d0, index_t d1) const;
-  var t() const { return transpose(0, 1); }
+  /// The transpose of a 2-D value; a 0-D or 1-D one as it is (PyTorch's t()).
+  var t() const {
+    DP_CHECK(rank() <= 2, shape_error, "dp: t() takes a value of at most 2 dimensions, got shape ", shape_,
+             "; use transpose(d0, d1)");
+    return rank() < 2 ? *this : transpose(0, 1);
+  }
   var unsqueeze(index_t dim) const;
   var squeeze(index_t dim) const;
   /// This var, or a recorded copy when its value is a transposed view: ops that read their input's
