@@ -125,6 +125,14 @@ TEST_CASE("empty reductions: sum is 0, mean is NaN, max is an error") {
   CHECK(dp::sum(e, 0).to_vector() == std::vector<float>(3, 0.f));
   CHECK(dp::sum(e, 1).shape() == dp::shape{0});
   CHECK_THROWS_AS((void)dp::max(e), dp::value_error);
+  // Along an axis of size 0, max and min have no value even where the result is empty ({0, 0} along
+  // 1: PyTorch raises "Expected reduction dim 1 to have non-zero size"); dp returned shape {0}.
+  CHECK_THROWS_WITH_AS((void)dp::max(dp::zeros<float>({0, 0}), 1),
+                       doctest::Contains("max along an axis of size 0 (dimension 1 of shape {0, 0})"), dp::value_error);
+  CHECK_THROWS_AS((void)dp::min(dp::zeros<float>({3, 0}), 1), dp::value_error);
+  // Along an axis that has elements, another of size 0 leaves an empty result (PyTorch's too).
+  CHECK(dp::max(e, 1).shape() == dp::shape{0});
+  CHECK(dp::min(dp::zeros<float>({3, 0}), 0, true).shape() == dp::shape{1, 0});
 }
 
 TEST_CASE("integer sums are int64 (uint64 ones uint64); max propagates NaN") {

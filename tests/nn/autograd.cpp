@@ -508,3 +508,22 @@ TEST_CASE("a traced t() keeps a 1-D value as it is and refuses more than 2 dimen
                        doctest::Contains("t() takes a value of at most 2 dimensions, got shape {1, 2, 3}"),
                        dp::shape_error);
 }
+
+namespace {
+struct zero_width {
+  nn::parameter<double> w{dp::zeros<double>({0})};
+  nn::parameter<double> b{dp::from_vector<double>({1.0})};
+  auto forward(auto x) const {  // x: [2, 0]
+    auto h = x * w;             // [2, 0]
+    return dp::sum(h, 1, false) + dp::sum(dp::max(h, 0, true)) + dp::sum(dp::min(h, 0, true)) + b;
+  }
+};
+}  // namespace
+
+TEST_CASE("a traced max or min over an axis with elements gives an empty result where another axis is 0") {
+  // PyTorch 1.13: torch.zeros(2, 0).amax(0, keepdim=True) has shape (1, 0) and sums to 0. The traced
+  // reduction refused any input without elements, where the eager one (and PyTorch) gave this.
+  nn::trainer<zero_width> t{zero_width{}};
+  CHECK(t.backward(nn::mse_loss, dp::zeros<double>({2, 0}), dp::zeros<double>({2})) == doctest::Approx(1.0));
+  CHECK(t.model().b.grad().to_vector() == std::vector<double>{2.0});  // d/db mean((0 + b)^2) = 2b
+}

@@ -75,6 +75,18 @@ inline shape reduced_shape(const shape& in, std::span<const int> axes, bool all,
   return out;
 }
 
+/// max and min along an axis of size 0 have no value (PyTorch raises too); a sum is 0 and a mean
+/// NaN. Another axis of size 0 leaves an empty result, not an error (`kd`: reduced_shape's).
+template <class Op>
+void check_reduced_axes(const shape& in, const shape& kd, const char* op) {
+  if constexpr (!std::is_same_v<Op, sum_reduce>) {
+    for (int i = 0; i < in.rank(); ++i) {
+      DP_CHECK(!(in[i] == 0 && kd[i] == 1), value_error, "dp: ", op, " along an axis of size 0 (dimension ", i,
+               " of shape ", in, ") has no value");
+    }
+  }
+}
+
 inline shape drop_reduced(const shape& in, std::span<const int> axes, bool all) {
   if (all) {
     return {};
@@ -98,6 +110,7 @@ tensor<OutT> eager_reduce(const Node& node, std::span<const int> axes, bool all,
   check_eager(node);
   const node_meta m = meta_of(node);
   const shape kd = reduced_shape(m.shape, axes, all, op);
+  check_reduced_axes<Op>(m.shape, kd, op);
   tensor<OutT> out = empty<OutT>(kd, m.has_device ? m.dev : cpu());
   reduce_into<Op>(out, node, eager_ctx{}, mean);
   return keepdim ? out : out.reshape(drop_reduced(m.shape, axes, all));

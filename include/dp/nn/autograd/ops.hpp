@@ -579,13 +579,11 @@ auto traced_reduce(const Node& node, std::span<const int> axes, bool all, bool k
   graph& g = *graph_of(node);
   const dd::node_meta m = dd::meta_of(node);
   const dp::shape kd = dd::reduced_shape(m.shape, axes, all, op);
+  dd::check_reduced_axes<Op>(m.shape, kd, op);  // as eager: an empty result where no reduced axis is
   const bool rg = any_requires_grad(node);
   refuse_parameter_values(g, node);
   const int out = g.add_slot<V>(empty<V>(kd, m.has_device ? m.dev : dp::cpu()), rg);
   auto o = std::make_unique<reduce_op<Op, V, Node>>(node, out, mean);
-  if (m.shape.numel() == 0 && !std::is_same_v<Op, dd::sum_reduce>) {
-    throw value_error(dd::concat("dp: ", op, " of an empty tensor (shape ", m.shape, ") has no value"));
-  }
   o->forward(g);
   g.record(std::move(o));
   var<V> v = g.make_var<V>(out);
