@@ -118,6 +118,18 @@ TEST_CASE("a whole-tensor sum is accurate over many elements and independent of 
   CHECK(mean_sq == doctest::Approx(1.0 / 3).epsilon(2e-3));
 }
 
+TEST_CASE("an empty axis list is refused: PyTorch reduces every axis there, NumPy none") {
+  // PyTorch 1.13: torch.ones(2, 3).sum(dim=[]) is tensor(6.); dp returned the input unreduced.
+  const auto x = dp::ones<float>({2, 3});
+  const std::vector<int> none;
+  CHECK_THROWS_WITH_AS((void)dp::sum(x, std::span<const int>(none)),
+                       doctest::Contains("dp: sum: an empty axis list reduces every axis in PyTorch and none in NumPy"),
+                       dp::value_error);
+  CHECK_THROWS_AS((void)dp::max(x, std::span<const int>(none)), dp::value_error);
+  CHECK_THROWS_AS((void)dp::mean(x, std::span<const int>(none), true), dp::value_error);
+  CHECK(dp::sum(x).item() == 6.f);
+}
+
 TEST_CASE("empty reductions: sum is 0, mean is NaN, max is an error") {
   auto e = dp::zeros<float>({0, 3});
   CHECK(dp::sum(e).item() == 0.f);

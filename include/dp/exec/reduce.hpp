@@ -65,6 +65,9 @@ inline shape reduced_shape(const shape& in, std::span<const int> axes, bool all,
     }
     return out;
   }
+  // PyTorch's sum(x, dim=[]) reduces every axis, NumPy's sum(x, axis=()) none: refused, not guessed.
+  DP_CHECK(!axes.empty(), value_error, "dp: ", op, ": an empty axis list reduces every axis in PyTorch and none in ",
+           "NumPy; write dp::", op, "(x) for every axis, or use x itself for none");
   bool seen[max_rank] = {};
   for (int a : axes) {
     const int d = normalize_axis(a, in.rank(), op);
