@@ -22,6 +22,28 @@ TEST_CASE("tensors print like PyTorch with shape and device") {
   CHECK(sci.str().find("e-06") != std::string::npos);
 }
 
+TEST_CASE("a large tensor prints its first and last three entries per dimension, reading only those") {
+  std::ostringstream rows;
+  rows << dp::arange<std::int64_t>(1200).reshape({2, 600});
+  CHECK(rows.str() ==
+        "tensor([[   0,    1,    2, ...,  597,  598,  599],\n"
+        "        [ 600,  601,  602, ..., 1197, 1198, 1199]], shape={2, 600}, device=cpu:0)");
+  // A transposed view: the corners are read through its strides.
+  std::ostringstream corners;
+  corners << dp::arange<float>(2000).reshape({50, 40}).t();
+  CHECK(
+      corners.str().starts_with("tensor([[   0.0000,   40.0000,   80.0000, ..., 1880.0000, 1920.0000, 1960.0000],\n"
+                                "        [   1.0000,   41.0000,   81.0000, ..., 1881.0000, 1921.0000, 1961.0000],"));
+  CHECK(
+      corners.str().ends_with("[  39.0000,   79.0000,  119.0000, ..., 1919.0000, 1959.0000, 1999.0000]], "
+                              "shape={40, 50}, device=cpu:0)"));
+  // A broadcast view of 2^40 elements (4 TiB as floats) printed by copying all of them: it threw.
+  std::ostringstream huge;
+  huge << dp::ones<float>({1}).broadcast_to({dp::index_t{1} << 40});
+  CHECK(huge.str() ==
+        "tensor([1.0000, 1.0000, 1.0000, ..., 1.0000, 1.0000, 1.0000], shape={1099511627776}, device=cpu:0)");
+}
+
 TEST_CASE("an empty tensor prints as [] with its shape, not one [] per row") {
   std::ostringstream os;
   os << dp::zeros<float>({100000, 0});  // printed 100000 rows of "[]" (1.2 MB)

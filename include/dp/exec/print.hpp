@@ -41,23 +41,58 @@ std::string format_value(T v, const print_style& s) {
   return buf;
 }
 
+/// Entries shown at each end of a dimension of a summarised tensor.
+inline constexpr index_t print_edge = 3;
+
+/// What a summarised tensor shows (the first and last print_edge entries along each longer
+/// dimension), copied out alone: a broadcast view of 2^40 elements prints without holding them.
+template <class T, class E>
+tensor<T> shown_entries(const tensor<T, E>& t) {
+  shape kept = t.shape();
+  int longer[max_rank] = {};
+  int k = 0;
+  for (int d = 0; d < kept.rank(); ++d) {
+    if (kept[d] > 2 * print_edge) {
+      kept[d] = 2 * print_edge;
+      longer[k++] = d;
+    }
+  }
+  tensor<T> out = empty<T>(kept, t.device());
+  for (unsigned mask = 0; mask < (1u << k); ++mask) {  // each corner: the head or the tail of each longer one
+    tensor<T> to = out;
+    tensor<T> from = t;
+    for (int j = 0; j < k; ++j) {
+      const int d = longer[j];
+      const bool tail = (mask >> j & 1u) != 0;
+      to = to.slice(d, tail ? print_edge : 0, tail ? 2 * print_edge : print_edge);
+      from = from.slice(d, tail ? t.shape()[d] - print_edge : 0, tail ? t.shape()[d] : print_edge);
+    }
+    to.assign(from);
+  }
+  return out;
+}
+
+/// Prints dimension `dim` of a tensor of shape `shp` whose shown entries `v` lie at strides `st`
+/// (all of them, or with `summarize` those shown_entries kept).
 template <class T>
 void print_rec(std::ostream& os, const std::vector<T>& v, const shape& shp, int dim, index_t off, const shape& st,
                const print_style& s, bool summarize, int indent) {
   const index_t n = shp[dim];
-  constexpr index_t edge = 3;
+  constexpr index_t edge = print_edge;
+  const bool cut = summarize && n > 2 * edge;
   os << '[';
   for (index_t i = 0; i < n; ++i) {
-    if (summarize && n > 2 * edge && i == edge) {
+    if (cut && i == edge) {
       os << (dim + 1 == shp.rank() ? "..., " : "...,\n" + std::string(indent + 1, ' '));
       i = n - edge - 1;
       continue;
     }
+    const index_t at = off + (cut && i >= edge ? i - (n - 2 * edge) : i) * st[dim];
     if (dim + 1 == shp.rank()) {
-      std::string item = format_value(v[static_cast<std::size_t>(off + i * st[dim])], s);
+      std::string item = format_value(v[static_cast<std::size_t>(at)], s);
       os << std::string(std::max<int>(0, s.width - static_cast<int>(item.size())), ' ') << item;
     } else {
-      print_rec(os, v, shp, dim + 1, off + i * st[dim], st, s, summarize, indent + 1);
+      print_rec(os, v, shp, dim + 1, at, st, s, summarize, indent + 1);
     }
     if (i + 1 < n) {
       os << (dim + 1 == shp.rank() ? ", "
@@ -77,7 +112,9 @@ std::ostream& operator<<(std::ostream& os, const tensor<T, E>& t) {
   if (t.numel() == 0) {  // not one "[]" per row of a {n, 0} tensor
     return os << "tensor([], shape=" << t.shape() << ", device=" << t.device() << ')';
   }
-  const std::vector<T> v = t.to_vector();
+  const bool summarize = t.numel() > 1000;
+  const tensor<T> shown = summarize ? detail::shown_entries(t) : tensor<T>(t);
+  const std::vector<T> v = shown.to_vector();
   detail::print_style s;
   if constexpr (std::is_floating_point_v<T>) {
     double big = 0, small = HUGE_VAL;
@@ -99,7 +136,7 @@ std::ostream& operator<<(std::ostream& os, const tensor<T, E>& t) {
   if (t.rank() == 0) {
     os << detail::format_value(v[0], s);
   } else {
-    detail::print_rec(os, v, t.shape(), 0, 0, contiguous_strides(t.shape()), s, t.numel() > 1000, 7);
+    detail::print_rec(os, v, t.shape(), 0, 0, contiguous_strides(shown.shape()), s, summarize, 7);
   }
   return os << ", shape=" << t.shape() << ", device=" << t.device() << ')';
 }
