@@ -688,6 +688,36 @@ TEST_CASE("a trainer keeps at most max_plans plans: a loss whose value changes e
   CHECK(t.backward(smoothing(0), x, y) == fresh.backward(smoothing(0), x, y));
 }
 
+namespace {
+/// mse scaled by `scale`, counting how often a trainer traced it with scale 1 (a loss runs only
+/// when a step is traced; replays run its recorded operations).
+struct counted_loss {
+  float scale = 1;
+  static inline int traced_at_one = 0;
+  bool operator==(const counted_loss&) const = default;
+  template <class O, class Y>
+  auto operator()(const O& out, const Y& y) const {
+    traced_at_one += scale == 1 ? 1 : 0;
+    return nn::mse_loss(out, y) * scale;
+  }
+};
+}  // namespace
+
+TEST_CASE("the plan a trainer drops is the one used least recently, not the oldest") {
+  using model = nn::linear<3, 2>;
+  nn::trainer<model> t{model{}};
+  const auto x = dp::randn<float>({4, 3}, dp::cpu(), 5);
+  const auto y = dp::randn<float>({4, 2}, dp::cpu(), 6);
+  counted_loss::traced_at_one = 0;
+  // Scale 1, the first plan traced, is used between every two new ones: it stays the most recent.
+  for (int k = 0; k < 3 * static_cast<int>(nn::trainer<model>::max_plans); ++k) {
+    (void)t.backward(counted_loss{}, x, y);
+    (void)t.backward(counted_loss{.scale = 2.f + static_cast<float>(k)}, x, y);
+  }
+  CHECK(counted_loss::traced_at_one == 1);
+  CHECK(t.plan_count() == nn::trainer<model>::max_plans);
+}
+
 TEST_CASE("a small classifier learns a separable problem") {
   nn::manual_seed(7);
   using mlp = nn::sequential<nn::linear<2, 16>, nn::relu, nn::linear<16, 2>>;

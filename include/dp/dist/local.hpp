@@ -16,7 +16,6 @@
 #include <string>
 #include <thread>
 #include <type_traits>
-#include <typeinfo>
 #include <vector>
 
 #if defined(__linux__)
@@ -28,6 +27,7 @@
 
 #include <dp/core/error.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/core/type_tag.hpp>
 #include <dp/dist/communicator.hpp>
 #include <dp/exec/spin.hpp>
 #include <dp/exec/thread_pool.hpp>
@@ -41,7 +41,7 @@ namespace detail {
 struct posted_call {
   void* data = nullptr;
   index_t count = 0;
-  const std::type_info* type = &typeid(void);  // the elements (raw bytes for broadcast_bytes)
+  const void* type = nullptr;  // the elements' dp::detail::type_tag (std::byte for broadcast_bytes)
   const char* type_name = "";
   int op = -1;    // a reduce_op, or -1 where the collective takes none
   int root = -1;  // broadcast's, or -1
@@ -56,7 +56,7 @@ constexpr const char* element_name() {
   } else if constexpr (std::is_same_v<T, std::int64_t>) {
     return "int64";
   } else {
-    return typeid(T).name();
+    return "other-typed";
   }
 }
 
@@ -65,7 +65,7 @@ posted_call post_of(T* data, index_t count, int op = -1, int root = -1) {
   using U = std::remove_const_t<T>;  // const or not, the same elements
   return {.data = const_cast<U*>(data),
           .count = count,
-          .type = &typeid(U),
+          .type = &dp::detail::type_tag<U>,
           .type_name = element_name<U>(),
           .op = op,
           .root = root};
@@ -396,7 +396,7 @@ class local_communicator {
     const detail::posted_call& first = g_->call(0);
     for (int r = 1; r < size(); ++r) {
       const detail::posted_call& c = g_->call(r);
-      if (*c.type != *first.type) {
+      if (c.type != first.type) {
         refuse(dp::detail::concat("dp: ", what, ": rank ", r, " passed ", c.type_name, " elements but rank 0 passed ",
                                   first.type_name, "; every rank passes the same element type"));
       }

@@ -25,6 +25,7 @@
 #include <dp/core/element_types.hpp>
 #include <dp/core/replica_access.hpp>
 #include <dp/core/tensor.hpp>
+#include <dp/core/type_tag.hpp>
 #include <dp/core/write_guard.hpp>
 #include <dp/exec/factory.hpp>
 #include <dp/nn/autograd/ops.hpp>
@@ -144,9 +145,6 @@ struct plan_entry {
   std::shared_ptr<const void> loss;
 };
 
-template <class T>
-inline constexpr char type_tag = 0;  // one address per type: a type's identity without RTTI
-
 template <class Loss>
 inline constexpr bool loss_has_value = std::equality_comparable<Loss> && std::is_copy_constructible_v<Loss>;
 
@@ -177,7 +175,7 @@ std::string exact(V v) {
 /// Whether plan `p` traced `loss`: the same type and, for a loss with ==, an equal value.
 template <class Loss>
 bool traced_loss(const plan_entry& p, const Loss& loss) {
-  if (p.loss_type != &type_tag<Loss>) {
+  if (p.loss_type != &dp::detail::type_tag<Loss>) {
     return false;
   }
   if constexpr (loss_has_value<Loss>) {
@@ -400,12 +398,14 @@ class trainer {
   std::uint64_t steps() const noexcept { return step_; }
   /// A trainer is one replica.
   std::size_t replica_count() const noexcept { return 1; }
-  /// The most plans a trainer keeps: past it, the one used least recently goes (its memory with it),
-  /// and traces again if its shapes, mode and loss come back. A loss whose value changes every step
-  /// (an annealed label smoothing) or inputs of ever new shapes would otherwise keep every step's
-  /// activations.
+  /// The most plans a trainer on the host keeps: past it, the one used least recently goes (its
+  /// memory with it), and traces again if its shapes, mode and loss come back. A loss whose value
+  /// changes every step (an annealed label smoothing) or inputs of ever new shapes would otherwise
+  /// keep every step's activations. A GPU trainer keeps every plan: a captured CUDA graph may replay
+  /// into a dropped one's memory, which would then have to be kept anyway.
   static constexpr std::size_t max_plans = 64;
-  /// The number of traced plans kept (one per input shape, mode and loss seen, at most max_plans).
+  /// The number of traced plans kept (one per input shape, mode and loss seen; at most max_plans on
+  /// the host).
   std::size_t plan_count() const noexcept { return plans_.size(); }
   /// Whether this trainer's model was moved into a dp::parallel (it trains nothing any more).
   bool retired() const noexcept { return retired_; }
@@ -646,7 +646,7 @@ class trainer {
   template <class Loss, class... Args>
   detail::plan_entry* trace(const Loss& loss, index_t sample_offset, const Args&... args) {
     auto p = record_plan(true, loss, sample_offset, args...);
-    if (plans_.size() >= max_plans) {
+    if (dev_.is_cpu() && plans_.size() >= max_plans) {
       if (last_ == plans_.front().get()) {
         last_ = nullptr;
       }
@@ -708,7 +708,7 @@ class trainer {
     pe->g = std::make_unique<detail::graph>();
     pe->n = sizeof...(Args);
     pe->training = training_;
-    pe->loss_type = &detail::type_tag<Loss>;
+    pe->loss_type = &dp::detail::type_tag<Loss>;
     if constexpr (detail::loss_has_value<Loss>) {
       pe->loss = std::make_shared<const Loss>(loss);
     }
