@@ -53,3 +53,14 @@ TEST_CASE("a program built without MPI refuses to run as one of several processe
   CHECK(dp::dist::detail::launcher_size() == -1);
   CHECK(dp::dist::session{}.size() == 1);
 }
+
+TEST_CASE("DP_RUN_ALONE=1 lets a launcher start independent runs together") {
+  // `srun -n 8 ./train --seed=$SLURM_PROCID`: eight runs on purpose, each a session of one.
+  const scoped_env launched("OMPI_COMM_WORLD_SIZE", "8");
+  const scoped_env alone("DP_RUN_ALONE", "1");
+  CHECK(dp::dist::detail::launcher_size() == 0);
+  CHECK(dp::dist::session{}.size() == 1);
+  const scoped_env not_alone("DP_RUN_ALONE", "0");
+  CHECK_THROWS_WITH_AS(dp::dist::session{}, doctest::Contains("or set DP_RUN_ALONE=1 for independent runs"),
+                       dp::runtime_error);
+}

@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -36,12 +37,16 @@ namespace detail {
 /// (PMI, Hydra), or Slurm's srun when it started several (SLURM_STEP_NUM_TASKS is a step's;
 /// SLURM_NTASKS is not read, as a batch script, one process, has it too). -1: a PMIx launcher
 /// (srun --mpi=pmix, prterun) named this process's rank but not the size, which MPI then gives.
-/// 0: no launcher.
+/// 0: no launcher, or DP_RUN_ALONE=1 (independent runs started together: `srun -n 8 ./train
+/// --seed=$SLURM_PROCID`).
 inline int launcher_size() {
   const auto set = [](const char* var) -> const char* {
     const char* v = std::getenv(var);
     return v && *v ? v : nullptr;
   };
+  if (const char* alone = set("DP_RUN_ALONE"); alone && std::string_view(alone) != "0") {
+    return 0;
+  }
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"}) {
     if (const char* v = set(var)) {
       return std::atoi(v);
@@ -119,6 +124,16 @@ class session {
     MPI_Comm_set_errhandler(world_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(world_, &rank_);
     MPI_Comm_size(world_, &size_);
+    if (const int launched = detail::launcher_size(); owns_mpi_ && size_ == 1 && launched > 1) {
+      // MPI_Init found no process manager (srun without its MPI plugin): each copy is a world of one.
+      MPI_Comm_free(&world_);
+      MPI_Finalize();
+      throw runtime_error(dp::detail::concat(
+          "dp: session: the launcher started ", launched,
+          " processes but MPI sees this one alone, so each would train alone: MPI did not reach the launcher's process "
+          "manager (under Slurm run srun --mpi=pmix or --mpi=pmi2, as the cluster's MPI needs, or mpirun); for "
+          "independent runs started together set DP_RUN_ALONE=1"));
+    }
     MPI_Comm local = MPI_COMM_NULL;
     const int split = MPI_Comm_split_type(world_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
     if (split != MPI_SUCCESS) {  // every rank had just joined the duplicate: one died since
@@ -270,7 +285,8 @@ class session {
     const int n = detail::launcher_size();
     DP_CHECK(n <= 1, runtime_error, "dp: session: this process was started as one of ", n,
              " (by mpirun or a launcher) but the program was built without MPI, so each would train alone; link "
-             "dp::mpi (find_package(dp COMPONENTS mpi), target_link_libraries(app PRIVATE dp::mpi))");
+             "dp::mpi (find_package(dp COMPONENTS mpi), target_link_libraries(app PRIVATE dp::mpi)), or set "
+             "DP_RUN_ALONE=1 for independent runs started together");
   }
 
   communicator_options opts_{};
