@@ -602,6 +602,11 @@ TEST_CASE("ranks given different parallel_options are rejected on every rank, na
       doctest::Contains(r == 1 ? "parallel_options::chunk must be positive, got 0"
                                : "rank 0 has 'chunk 32' where rank 1 has 'chunk 0'"),
       dp::value_error);
+  CHECK_THROWS_WITH_AS(dp::parallel<sized>(m(), test::world(), dp::parallel_options{.chunk = r == 1 ? 0 : 32}),
+                       doctest::Contains(r == 1 ? "parallel_options::chunk must be positive, got 0"
+                                                : "rank 0 has 'chunk positive true' where rank 1 has 'chunk "
+                                                  "positive false'"),
+                       dp::value_error);
   CHECK(std::chrono::steady_clock::now() - t0 < test::world().options().timeout / 2);
   // Alike, they train together (the chunk is the deterministic mode's only).
   dp::parallel<sized> par{m(), test::world(), dp::parallel_options{.chunk = r == 1 ? 64 : 32}};

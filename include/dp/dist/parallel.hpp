@@ -578,9 +578,9 @@ class parallel {
     std::string options =
         dp::detail::concat("bucket_bytes ", opts_.bucket_bytes, "\nfirst_bucket_bytes ", opts_.first_bucket_bytes,
                            "\ndeterministic ", opts_.deterministic ? "true" : "false", "\n");
-    if (opts_.deterministic || opts_.chunk < 1) {  // a refused chunk differs wherever it is read
-      options += dp::detail::concat("chunk ", opts_.chunk, "\n");
-    }
+    // The chunk shapes the deterministic mode's tree; elsewhere only a refused one differs.
+    options += opts_.deterministic ? dp::detail::concat("chunk ", opts_.chunk, "\n")
+                                   : dp::detail::concat("chunk positive ", opts_.chunk >= 1 ? "true" : "false", "\n");
     options += dp::detail::concat("allow_non_finite_loss ", opts_.allow_non_finite_loss ? "true" : "false", "\n");
     const dist::detail::context_scope options_check("parallel_options check at construction", 0);
     try {
