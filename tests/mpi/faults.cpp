@@ -21,6 +21,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -71,9 +72,16 @@ int report(const dp::dist::session& world, Steps&& steps) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  dp::dist::session world{argc, argv,
-                          mode == "absent" ? dp::dist::communicator_options{.timeout = std::chrono::milliseconds(300)}
-                                           : dp::dist::communicator_options{}};
+  std::optional<dp::dist::session> made;
+  try {  // a session refused (a world of one under a launcher of several) says why, with no abort
+    made.emplace(argc, argv,
+                 mode == "absent" ? dp::dist::communicator_options{.timeout = std::chrono::milliseconds(300)}
+                                  : dp::dist::communicator_options{});
+  } catch (const dp::error& e) {
+    std::printf("dp error making the session: %s\n", e.what());
+    return 1;
+  }
+  dp::dist::session& world = *made;
   if (mode == "app_finalizes") {
     std::printf("rank %d: finalising MPI itself\n", world.rank());
     std::fflush(stdout);
