@@ -219,8 +219,7 @@ TEST_CASE("a resume with other optimizer options is refused, naming the option a
   // model lacks ("does not fit this model ... extra: optimizer.fc1.weight.momentum_buffer").
   auto no_momentum = dp::optim::sgd(par, {.lr = 0.1, .schedule = dp::optim::step_lr(100000, 0.1)});
   CHECK_THROWS_WITH_AS(io::load_checkpoint(path, par, no_momentum),
-                       doctest::Contains("had sgd momentum 0.9, and the optimizer given has momentum 0"),
-                       dp::io_error);
+                       doctest::Contains("had sgd momentum 0.9, and the optimizer given has momentum 0"), dp::io_error);
   std::filesystem::remove(path);
   std::filesystem::remove(old_path);
 }
