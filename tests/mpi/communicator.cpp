@@ -46,3 +46,50 @@ TEST_CASE(
   const auto sum = static_cast<float>(n * (n + 1)) / 2.0f;  // 1 + 2 + ... + n
   CHECK(t.to_vector() == std::vector<float>{sum, sum, sum});
 }
+
+TEST_CASE("all_reduce and broadcast send a tensor past MPI's int count in pieces, with every element right") {
+  // MPI counts in int: a tensor past 2^31-1 elements goes in pieces. The piece is lowered to 3
+  // elements here, so that 10 elements take 4 calls (3 + 3 + 3 + 1) and none takes 8 GiB.
+  struct piece_scope {
+    dp::index_t saved = dp::dist::detail::mpi_piece_elements;
+    piece_scope() { dp::dist::detail::mpi_piece_elements = 3; }
+    ~piece_scope() { dp::dist::detail::mpi_piece_elements = saved; }
+  } pieces;
+  const int n = test::world().size(), rank = test::world().rank();
+  auto c = test::world().make_communicator({});
+  // Element i of rank r is r * 10 + i: the sum over ranks is 10 i n + 10 n (n - 1) / 2.
+  std::vector<float> mine(10), sums(10), means(10), roots(10);
+  for (int i = 0; i < 10; ++i) {
+    mine[static_cast<std::size_t>(i)] = static_cast<float>(rank * 10 + i);
+    sums[static_cast<std::size_t>(i)] = static_cast<float>(i * n + 10 * n * (n - 1) / 2);
+    means[static_cast<std::size_t>(i)] = sums[static_cast<std::size_t>(i)] / static_cast<float>(n);
+    roots[static_cast<std::size_t>(i)] = static_cast<float>((n - 1) * 10 + i);  // the last rank's
+  }
+  dp::tensor<float> t = dp::from_vector<float>(mine);
+  c.all_reduce(t, dp::dist::reduce_op::sum);
+  CHECK(t.to_vector() == sums);
+  t = dp::from_vector<float>(mine);
+  c.all_reduce(t, dp::dist::reduce_op::mean);
+  CHECK(t.to_vector() == means);
+  t = dp::from_vector<float>(mine);
+  c.all_reduce(t, dp::dist::reduce_op::max);
+  CHECK(t.to_vector() == roots);
+  t = dp::from_vector<float>(mine);
+  c.broadcast(t, n - 1);
+  CHECK(t.to_vector() == roots);
+  // A view into a larger buffer: each piece starts at the view's own elements.
+  dp::tensor<double> whole = dp::full<double>({12}, -1.0);
+  dp::tensor<double> middle = whole.slice(0, 1, 11);
+  middle = static_cast<double>(rank + 1);
+  c.all_reduce(middle, dp::dist::reduce_op::sum);
+  std::vector<double> expect(12, static_cast<double>(n * (n + 1) / 2));
+  expect.front() = expect.back() = -1.0;
+  CHECK(whole.to_vector() == expect);
+  // No elements: one call still meets the other ranks, and the next collective lines up.
+  dp::tensor<float> none = dp::zeros<float>({0});
+  c.all_reduce(none, dp::dist::reduce_op::sum);
+  c.broadcast(none, 0);
+  dp::tensor<float> one = dp::full<float>({1}, 1.f);
+  c.all_reduce(one, dp::dist::reduce_op::sum);
+  CHECK(one.item() == static_cast<float>(n));
+}

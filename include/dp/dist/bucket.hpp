@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include <dp/config.hpp>
@@ -18,22 +19,29 @@ struct bucket {
 };
 
 /// Splits the parameters (in flat-buffer order) into buckets of about `bytes` (the first one of
-/// `first_bytes`), never splitting a parameter.
+/// `first_bytes`), never splitting a parameter unless it alone passes `max_elements`: MPI counts a
+/// collective's elements in int, so a larger embedding is reduced in several buckets.
 inline std::vector<bucket> make_buckets(const std::vector<nn::param_entry>& layout, index_t total, std::size_t elem,
-                                        std::size_t bytes, std::size_t first_bytes) {
+                                        std::size_t bytes, std::size_t first_bytes, index_t max_elements = INT32_MAX) {
   std::vector<bucket> out;
+  auto push = [&](index_t b, index_t e) {
+    for (; e - b > max_elements; b += max_elements) {
+      out.push_back({b, b + max_elements});
+    }
+    out.push_back({b, e});
+  };
   index_t begin = 0;
   std::size_t limit = first_bytes;
   for (std::size_t i = 0; i < layout.size(); ++i) {
     const index_t end = i + 1 < layout.size() ? layout[i + 1].offset : total;
     if (static_cast<std::size_t>(end - begin) * elem >= limit || i + 1 == layout.size()) {
-      out.push_back({begin, end});
+      push(begin, end);
       begin = end;
       limit = bytes;
     }
   }
   if (out.empty() && total > 0) {
-    out.push_back({0, total});
+    push(0, total);
   }
   return out;
 }

@@ -28,6 +28,10 @@ namespace dp::inline DP_ABI::dist {
 
 namespace detail {
 
+/// Elements per MPI call of a blocking all_reduce or broadcast (MPI counts in int): a larger tensor
+/// goes in pieces. Tests lower it to send small tensors in several pieces.
+inline index_t mpi_piece_elements = INT32_MAX;
+
 template <class T>
 MPI_Datatype mpi_type() {
   if constexpr (std::is_same_v<T, float>) {
@@ -162,11 +166,9 @@ class mpi_communicator {
   template <class T>
   void all_reduce(tensor<T>& t, reduce_op op) {
     detail::check_buffer(call_of("all_reduce"), t);
-    MPI_Request r = MPI_REQUEST_NULL;
-    start("all_reduce", [&] {
-      return MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r);
+    in_pieces("all_reduce", t.numel(), {t.storage().get()}, [&](index_t at, int n, MPI_Request& r) {
+      return MPI_Iallreduce(MPI_IN_PLACE, t.data() + at, n, detail::mpi_type<T>(), detail::mpi_op(op), comm_, &r);
     });
-    wait(r, "all_reduce", t.numel(), {t.storage().get()});
     if (op == reduce_op::mean) {
       detail::mean_from_sum(t, size_);
     }
@@ -175,9 +177,9 @@ class mpi_communicator {
   template <class T>
   void broadcast(tensor<T>& t, int root) {
     detail::check_broadcast(call_of("broadcast"), t, root);
-    MPI_Request r = MPI_REQUEST_NULL;
-    start("broadcast", [&] { return MPI_Ibcast(t.data(), count(t), detail::mpi_type<T>(), root, comm_, &r); });
-    wait(r, "broadcast", t.numel(), {t.storage().get()});
+    in_pieces("broadcast", t.numel(), {t.storage().get()}, [&](index_t at, int n, MPI_Request& r) {
+      return MPI_Ibcast(t.data() + at, n, detail::mpi_type<T>(), root, comm_, &r);
+    });
   }
 
   template <class T>
@@ -234,7 +236,8 @@ class mpi_communicator {
     detail::check_start_all_reduce(call_of("all_reduce"), t, op);
     request q{MPI_REQUEST_NULL, "all_reduce", t.numel(), t.storage().get()};
     start("all_reduce", [&] {
-      return MPI_Iallreduce(MPI_IN_PLACE, t.data(), count(t), detail::mpi_type<T>(), detail::mpi_op(op), comm_, &q.r);
+      return MPI_Iallreduce(MPI_IN_PLACE, t.data(), started_count(t.numel()), detail::mpi_type<T>(), detail::mpi_op(op),
+                            comm_, &q.r);
     });
     return q;
   }
@@ -272,13 +275,11 @@ class mpi_communicator {
 
  private:
   detail::call call_of(const char* what) const { return {what, size_, "MPI", dp::cpu()}; }
-  static int count(index_t n) {
-    DP_CHECK(n <= INT32_MAX, value_error, "dp: an MPI collective moves at most 2^31-1 elements at once, got ", n);
+  /// A started all-reduce is one MPI request, whose count is an int.
+  static int started_count(index_t n) {
+    DP_CHECK(n <= INT32_MAX, value_error, "dp: start_all_reduce moves at most 2^31-1 elements (one MPI call), got ", n,
+             "; all_reduce sends a larger tensor in pieces");
     return static_cast<int>(n);
-  }
-  template <class T>
-  static int count(const tensor<T>& t) {
-    return count(t.numel());
   }
   /// A block's count, where the whole holds every rank's blocks: Open MPI indexes the whole with
   /// int arithmetic (rank x count), so the whole is what must fit.
@@ -301,6 +302,20 @@ class mpi_communicator {
     ++owned_->sequence;
   }
   using buffers = std::initializer_list<dp::detail::storage*>;
+  /// A blocking collective of n elements as one MPI call per piece of at most mpi_piece_elements,
+  /// each waited for in turn (at least one call: a collective of none still meets the other ranks).
+  /// `issue(at, count, request)` starts the piece at element `at`.
+  template <class Issue>
+  void in_pieces(const char* what, index_t n, buffers in_flight, Issue&& issue) {
+    index_t at = 0;
+    do {
+      const int piece = static_cast<int>(std::min(n - at, detail::mpi_piece_elements));
+      MPI_Request r = MPI_REQUEST_NULL;
+      start(what, [&] { return issue(at, piece, r); });
+      wait(r, what, n, in_flight);
+      at += piece;
+    } while (at < n);
+  }
   /// Keeps the buffers of a collective that failed in flight with the failed world.
   void hold(buffers b) {
     for (auto* s : b) {
