@@ -5,6 +5,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <zlib.h>
 
 #include <dp/dp.hpp>
 
@@ -140,5 +141,24 @@ TEST_CASE("a gzip file cut short, with bytes after its stream, or corrupt is ref
   flipped[whole.size() / 2] = static_cast<char>(flipped[whole.size() / 2] ^ 0x55);
   CHECK_THROWS_AS(read_with(flipped), dp::io_error);   // corrupt data or a wrong checksum
   CHECK(read_with(whole + whole).size() == 2 * 1797);  // two gzip members: both read, as gunzip does
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a gzip file decompresses up to its limit, never to twice it; one byte more is refused naming the limit") {
+  // The output grows by copying. Doubling took 200000 bytes to a capacity of 262144 (and the copy's
+  // peak to 393216): near the memory this process may use, past it.
+  const std::string path = "dp_test_growing.csv.gz";
+  const std::string content(200000, '7');
+  {
+    gzFile z = gzopen(path.c_str(), "wb");
+    REQUIRE(z != nullptr);
+    REQUIRE(gzwrite(z, content.data(), static_cast<unsigned>(content.size())) == static_cast<int>(content.size()));
+    REQUIRE(gzclose(z) == Z_OK);
+  }
+  const std::string got = data::detail::read_file(path, content.size());
+  CHECK(got == content);
+  CHECK(got.capacity() <= content.size());
+  CHECK_THROWS_WITH_AS((void)data::detail::read_file(path, content.size() - 1),
+                       doctest::Contains("it decompresses to more than 199999 bytes"), dp::io_error);
   std::remove(path.c_str());
 }

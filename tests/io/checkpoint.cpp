@@ -3,12 +3,15 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -700,4 +703,43 @@ TEST_CASE("read_bytes holds a regular file in one allocation of its size; a file
   const std::string status = dp::detail::read_bytes("/proc/self/status");
   CHECK(status.rfind("Name:", 0) == 0);
   CHECK(status.back() == '\n');
+}
+
+TEST_CASE("a pipe read whole grows up to its limit, never to twice it; one byte more is refused naming the limit") {
+  // A stream of unknown size grows by copying. Doubling took 200000 bytes to a capacity of 262144
+  // (and the copy's peak to 393216): near the memory this process may use, past it.
+  const std::string fifo = dp_test::scratch_path("growing.fifo");
+  std::filesystem::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const std::string content(200000, 'x');
+  auto write_all = [&](std::size_t n) {
+    return std::thread([&fifo, &content, n] {
+      const int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);  // waits for the reader
+      if (fd >= 0) {
+        for (std::size_t at = 0; at < n;) {
+          const ssize_t w = ::write(fd, content.data() + at, n - at);
+          if (w <= 0) {
+            break;  // the reader stopped (its limit): EPIPE
+          }
+          at += static_cast<std::size_t>(w);
+        }
+        ::close(fd);
+      }
+    });
+  };
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &old);
+  std::thread writer = write_all(content.size());
+  const std::string got = dp::detail::read_bytes(fifo, content.size());
+  writer.join();
+  CHECK(got == content);
+  CHECK(got.capacity() <= content.size());
+  writer = write_all(content.size());
+  CHECK_THROWS_WITH_AS((void)dp::detail::read_bytes(fifo, content.size() - 1),
+                       doctest::Contains("is larger than 199999 bytes"), dp::io_error);
+  writer.join();
+  ::sigaction(SIGPIPE, &old, nullptr);
+  std::filesystem::remove(fifo);
 }

@@ -47,6 +47,32 @@ inline std::uint64_t physical_memory() noexcept {
   return memory;
 }
 
+/// Appends n bytes to `s`, which holds at most `limit`: false, and `s` unchanged, where they would
+/// pass it. The capacity grows by doubling but never past the limit, so that a string near its limit
+/// is not reallocated to twice it. (A new string takes the bytes: libstdc++'s reserve on the old one
+/// would round a growth of less than double up to double.)
+inline bool append_within(std::string& s, const char* bytes, std::size_t n, std::size_t limit) {
+  if (s.size() > limit || n > limit - s.size()) {
+    return false;
+  }
+  if (n > s.capacity() - s.size()) {
+    std::string grown;
+    grown.reserve(std::min(limit, std::max(s.size() + n, 2 * s.capacity())));
+    grown.append(s);
+    s.swap(grown);
+  }
+  s.append(bytes, n);
+  return true;
+}
+
+/// The bound on a stream of unknown size held whole as it grows: each growth copies the string, so
+/// the old block and the new one must fit together in the memory this process may use (past it the
+/// OOM killer ends the process instead of an error).
+inline std::size_t growing_limit(std::size_t limit) noexcept {
+  const std::uint64_t memory = physical_memory();
+  return memory != 0 && memory / 2 < limit ? static_cast<std::size_t>(memory / 2) : limit;
+}
+
 /// The bytes of the file at `path`: at most `limit` (a longer file, or an endless one such as
 /// /dev/zero, is an error) and, with `regular_only`, only a regular file (not a device or a pipe).
 inline std::string read_bytes(const std::string& path, std::size_t limit = std::size_t{1} << 32,
@@ -99,15 +125,20 @@ inline std::string read_bytes(const std::string& path, std::size_t limit = std::
   const std::unique_ptr<std::FILE, closer> file(opened);
   std::FILE* const f = file.get();
   DP_CHECK(f != nullptr, io_error, "dp: cannot open '", path, "' for reading: ", std::strerror(errno));
+  // A regular file's bytes are reserved at once; a pipe's or a device's grow as they come.
+  const std::size_t stream_limit = expected != 0 ? limit : growing_limit(limit);
   std::string raw;
   try {  // no memory for the bytes (the reservation, or a pipe's growing string) is an io_error naming the file
     raw.reserve(expected);  // a file that grows meanwhile still reads to its end (the string grows)
     char buf[1 << 16];
     for (;;) {
       const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-      raw.append(buf, n);
-      if (raw.size() > limit) {  // also for the last, short read (procfs and growing files pass fstat)
-        throw io_error(concat("dp: '", path, "' is larger than ", limit, " bytes"));
+      // Also for the last, short read (procfs and growing files pass fstat).
+      if (!append_within(raw, buf, n, stream_limit)) {
+        throw io_error(stream_limit < limit ? concat("dp: '", path, "' is larger than ", stream_limit,
+                                                     " bytes, half the memory this process may use (dp reads it "
+                                                     "whole, and a stream of unknown size grows by copying)")
+                                            : concat("dp: '", path, "' is larger than ", limit, " bytes"));
       }
       if (n < sizeof buf) {
         if (std::ferror(f) && errno == EINTR) {  // a signal while a pipe's writer was slow: read on

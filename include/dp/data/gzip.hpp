@@ -33,13 +33,10 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
     z_stream* z;
     ~end_inflate() { inflateEnd(z); }
   } const ending{&z};
-  // The output is held whole: past the memory this process may use it would end in the OOM
-  // killer, not an error (4 MB of gzipped zeros inflate to 4 GiB).
-  const std::uint64_t memory = dp::detail::physical_memory();
-  const bool memory_bound = memory != 0 && memory < limit;
-  if (memory_bound) {
-    limit = static_cast<std::size_t>(memory);
-  }
+  // The output is held whole and grows by copying: past the memory this process may use it would
+  // end in the OOM killer, not an error (4 MB of gzipped zeros inflate to 4 GiB).
+  const std::size_t bound = dp::detail::growing_limit(limit);
+  const bool memory_bound = bound < limit;
   std::string out;
   z.next_in = const_cast<Bytef*>(in);
   z.avail_in = static_cast<uInt>(std::min<std::size_t>(raw.size(), UINT32_MAX));
@@ -54,14 +51,17 @@ inline std::string read_file(const std::string& path, std::size_t limit = std::s
     z.next_out = reinterpret_cast<Bytef*>(buf);
     z.avail_out = sizeof buf;
     const int r = inflate(&z, Z_NO_FLUSH);
+    bool within = false;
     try {
-      out.append(buf, sizeof buf - z.avail_out);
+      within = dp::detail::append_within(out, buf, sizeof buf - z.avail_out, bound);
     } catch (const std::bad_alloc&) {
       no_memory();
     }
-    if (out.size() > limit) {
-      fail(dp::detail::concat("it decompresses to more than ", limit,
-                              memory_bound ? " bytes, the memory this process may use" : " bytes"));
+    if (!within) {
+      fail(dp::detail::concat("it decompresses to more than ", bound,
+                              memory_bound ? " bytes, half the memory this process may use (the output grows by "
+                                             "copying)"
+                                           : " bytes"));
     }
     const std::size_t at = fed - z.avail_in;  // compressed bytes consumed so far
     if (r == Z_STREAM_END) {

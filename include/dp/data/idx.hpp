@@ -3,6 +3,7 @@
 // io_errors naming the file, the offset and what was expected.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -104,6 +105,13 @@ inline tensor<float> parse_idx(std::string_view bytes, std::string_view source =
            ", so the file should end at offset ", header + need);
   // Written in place: through a vector, a 4 GiB file of bytes (what a 4 MB gzip of zeros inflates
   // to) held its 16 GiB of floats twice.
+  // The floats join the bytes, still held: past the memory this process may use the OOM killer
+  // ended the process where this is an error naming the file (a 4 MB gzip inflates to 4 GiB of
+  // bytes, 16 GiB of floats).
+  const std::uint64_t memory = dp::detail::physical_memory(), floats = count * sizeof(float);
+  DP_CHECK(memory == 0 || floats <= memory - std::min<std::uint64_t>(memory, bytes.size()), io_error, "dp: ", source,
+           ": its ", count, " values (shape ", s, ") need ", floats, " bytes as floats besides its ", bytes.size(),
+           " bytes, more than the memory this process may use (", memory, " bytes)");
   tensor<float> out = empty<float>(s);
   float* v = out.data();
   const unsigned char* d = p + header;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include <dp/expr/node.hpp>
 #include <dp/expr/random.hpp>
@@ -79,6 +80,11 @@ struct dropout {
     DP_CHECK(p >= 0.f && p <= 1.f, value_error, "dp: dropout: p must lie in [0, 1], got ", p);
     auto in = detail::materialize(x);
     using V = typename decltype(in)::value_type;
+    // Its scale 1 / (1 - p) is no integer (in an integer type it was a division by zero, even in
+    // evaluation mode, where the node is built all the same).
+    static_assert(std::is_floating_point_v<V>,
+                  "dp: dropout needs floating-point values (it scales the kept ones by 1 / (1 - p)): pass "
+                  "dp::cast<float>(x)");
     const bool active = training() && p > 0.f;
     detail::graph* g = nullptr;
     if constexpr (detail::is_var<decltype(in)>::value) {
