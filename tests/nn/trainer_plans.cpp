@@ -1,5 +1,8 @@
 #include <cmath>
+#include <filesystem>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -7,6 +10,7 @@
 #include <dp/dp.hpp>
 
 #include "../support/models.hpp"
+#include "../support/scratch.hpp"
 
 namespace nn = dp::nn;
 
@@ -167,4 +171,74 @@ TEST_CASE("a NaN in the inputs stops training at that step with a dp error; noth
   CHECK(dp::detail::trainer_access::flat_params(t).to_vector() == before);
   t.allow_non_finite_loss(true);  // asked for: the NaN is returned
   CHECK(std::isnan(t.backward(nn::cross_entropy, x, y)));
+}
+
+namespace {
+/// Three steps of a classifier (batch norm, dropout) with a batch of NaN between the first two,
+/// skipped, or without it: the parameters and batch statistics after the last step.
+template <class Owner>
+std::vector<float> run_around_a_nan_batch(Owner& t, bool nan_batch) {
+  auto opt = dp::optim::sgd(t, {.lr = 0.05, .momentum = 0.9});
+  const dp::tensor<std::int64_t> y = dp::from_vector<std::int64_t>({0, 1, 2, 3, 4, 5, 6, 7});
+  for (int s = 0; s < 3; ++s) {
+    if (s == 1 && nan_batch) {
+      dp::tensor<float> bad = dp::randn<float>({8, 64}, dp::cpu(), 99);
+      bad[3][5] = std::numeric_limits<float>::quiet_NaN();
+      CHECK(std::isnan(t.backward(nn::cross_entropy, bad, y)));
+      t.skip_step();
+      CHECK(t.gradients() == nn::grad_state::none);
+      CHECK(t.steps() == 1);
+      CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("dp: skip_step: no step to skip"), dp::value_error);
+      CHECK_THROWS_AS(opt.step(), dp::runtime_error);  // the NaN gradients are gone, not applied
+      // Nothing waits for a step: a checkpoint may be saved (it was refused until the next step).
+      const std::string path = dp_test::scratch_path("after_skip.ckpt");
+      dp::io::save_checkpoint(path, t, opt, {.epoch = 0, .batch = 2});
+      std::filesystem::remove(path);
+    }
+    CHECK(std::isfinite(t.backward(nn::cross_entropy, dp::randn<float>({8, 64}, dp::cpu(), 10 + s), y)));
+    opt.step();
+  }
+  std::vector<float> out;
+  nn::for_each_tensor(t.model(), [&](const std::string&, const auto& member) {
+    if constexpr (std::is_same_v<typename std::remove_cvref_t<decltype(member)>::value_type, float>) {
+      const auto v = member.value().to_vector();
+      out.insert(out.end(), v.begin(), v.end());
+    }
+  });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("skip_step drops a step whose loss came back NaN: the run goes on with the bits of one that never saw it") {
+  // PyTorch's recipe (zero_grad and go on) keeps the batch statistics the NaN batch moved and its
+  // dropout draw; here the model is put back, so the bits match a run without the batch.
+  nn::manual_seed(21);
+  nn::trainer<classifier> clean{classifier{}};
+  nn::manual_seed(21);
+  nn::trainer<classifier> skipping{classifier{}};
+  skipping.allow_non_finite_loss(true);
+  CHECK(run_around_a_nan_batch(skipping, true) == run_around_a_nan_batch(clean, false));
+  nn::manual_seed(21);
+  dp::parallel<classifier> par_clean{classifier{}, {dp::cpu(0), dp::cpu(1)}};
+  nn::manual_seed(21);
+  dp::parallel<classifier> par_skipping{classifier{}, {dp::cpu(0), dp::cpu(1)}, {.allow_non_finite_loss = true}};
+  CHECK(run_around_a_nan_batch(par_skipping, true) == run_around_a_nan_batch(par_clean, false));
+}
+
+TEST_CASE("skip_step refuses a step whose loss was finite or not read, and one the optimizer took") {
+  nn::trainer<classifier> t{classifier{}};
+  t.allow_non_finite_loss(true);
+  auto opt = dp::optim::sgd(t, {.lr = 0.05});
+  const auto x = dp::randn<float>({8, 64}, dp::cpu(), 1);
+  const dp::tensor<std::int64_t> y = dp::zeros<std::int64_t>({8});
+  CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("no step to skip"), dp::value_error);
+  (void)t.backward(nn::cross_entropy, x, y);
+  CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("the last backward's loss was finite, or not read"),
+                       dp::value_error);
+  CHECK(t.gradients() == nn::grad_state::complete);  // refused: the step stands
+  CHECK(t.steps() == 1);
+  opt.step();
+  CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("no step to skip"), dp::value_error);
+  (void)t.backward_async(nn::cross_entropy, x, y);  // its loss is never read: it may be finite
+  CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("or not read (backward_async)"), dp::value_error);
 }

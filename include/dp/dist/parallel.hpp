@@ -199,6 +199,7 @@ class parallel {
   /// dp::no_sync, which accumulates locally). Returns the loss of the whole batch.
   template <class Loss, class... Args>
   double backward(const Loss& loss, const Args&... args) {
+    non_finite_step_ = false;
     const double l = nn::detail::split_no_sync(
         [&](bool local_only, const auto&... a) {
           if constexpr (nn::detail::check_loss<Loss>() && detail::check_scatter<decltype(a)...>()) {
@@ -213,7 +214,18 @@ class parallel {
       undo_step();
       nn::detail::require_finite_loss(l, steps() + 1, false);
     }
+    non_finite_step_ = !std::isfinite(l);
     return l;
+  }
+
+  /// Drops the step whose loss backward just returned as NaN or infinite (allow_non_finite_loss) on
+  /// every replica: the models as they were before it (buffers, step count), its gradients gone.
+  /// That loss is the global batch's, the same on every rank, so every rank skips it; any other step
+  /// is refused (a finite one skipped on one rank alone would leave the ranks apart).
+  void skip_step() {
+    nn::detail::require_skippable(non_finite_step_, gradients());
+    non_finite_step_ = false;
+    undo_step();
   }
 
   // ---------------------------------------------------------------- for optimizers
@@ -704,6 +716,7 @@ class parallel {
   std::optional<dist::detail::deterministic_step<Model>> deterministic_;  // the deterministic mode's step
   // The global batch, its rows the loss scores, and this rank's first sample in it.
   index_t global_n_ = 0, global_scored_ = 0, global_offset_ = 0;
+  bool non_finite_step_ = false;  // backward returned this step's loss as NaN or infinite
 };
 
 }  // namespace dp::inline DP_ABI

@@ -140,7 +140,8 @@ void save_checkpoint(const std::string& path, const Owner& owner, const Opt& opt
   DP_CHECK(owner.gradients() != grad_state::complete, value_error, "dp: save_checkpoint(", path,
            "): a backward's gradients wait for the optimizer's step and a checkpoint does not store them, though it "
            "stores the step count and batch statistics that backward moved on: a resumed run would train on that "
-           "batch again and count it twice; save after the optimizer's step");
+           "batch again and count it twice; save after the optimizer's step (or after skip_step(), where the loss was "
+           "not finite)");
   auto entries = detail::model_entries(owner.model());
   for (const auto& s : opt.state()) {
     check_saved_state(path, s.name, s.value);

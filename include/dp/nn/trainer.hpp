@@ -231,6 +231,18 @@ inline void require_finite_loss(double loss, std::uint64_t step, bool allowed) {
            "parallel_options::allow_non_finite_loss");
 }
 
+/// skip_step's rule: a step whose loss came back NaN or infinite, before the optimizer's step. Such a
+/// loss is the whole batch's, the same on every replica and rank, so every one skips it; a finite
+/// one skipped on one rank alone would leave the ranks' models apart without a word.
+inline void require_skippable(bool non_finite, grad_state s) {
+  DP_CHECK(s != grad_state::none, value_error,
+           "dp: skip_step: no step to skip (no backward since the optimizer's last step, or it was skipped already)");
+  DP_CHECK(non_finite, value_error,
+           "dp: skip_step drops a step whose loss came back NaN or infinite (allow_non_finite_loss(true)); the last "
+           "backward's loss was finite, or not read (backward_async). A step with a finite loss is the optimizer's "
+           "to take; one whose gradients are not finite is refused and undone by clip_grad_norm");
+}
+
 }  // namespace detail
 
 template <class Model>
@@ -356,12 +368,23 @@ class trainer {
       undo_step();
       detail::require_finite_loss(l, step_ + 1, false);
     }
+    non_finite_step_ = !std::isfinite(l);
     return l;
   }
 
   /// Whether a NaN or infinite loss is returned (true) or stops training with a dp::value_error
   /// (false, the default). backward_async never reads the loss, so it never checks.
   void allow_non_finite_loss(bool allow) noexcept { allow_non_finite_ = allow; }
+
+  /// Drops the step whose loss backward just returned as NaN or infinite (allow_non_finite_loss):
+  /// the model as it was before that backward (the buffers its forward updated, the step count) and
+  /// its gradients gone (under dp::no_sync, those accumulated since the optimizer's last step too).
+  /// Training then goes on as if the batch had never come, and a checkpoint may be saved. Any other
+  /// step is refused with a dp::value_error (see detail::require_skippable).
+  void skip_step() {
+    detail::require_skippable(non_finite_step_, state_);
+    undo_step();
+  }
 
   /// A debug mode, like torch.jit.trace's check_trace: each step that replays a traced plan also
   /// traces forward and the loss again on its inputs and compares the two losses, and the buffers
@@ -445,6 +468,7 @@ class trainer {
   /// and drops its gradients; nothing when no step began since then (or it was undone already).
   void undo_step() {
     state_ = grad_state::none;
+    non_finite_step_ = false;
     if (!undo_armed_) {
       return;
     }
@@ -467,6 +491,7 @@ class trainer {
     undo_buffers_ = buffers;
     undo_from_ = step_;
     undo_armed_ = true;
+    non_finite_step_ = false;  // until backward reads this step's loss
   }
 
   /// step_grads without the read-back: the loss stays on the device.
@@ -943,6 +968,7 @@ class trainer {
   detail::buffer_snapshot snapshot_;  // the buffers before the last step, to undo it
   std::uint64_t undo_from_ = 0;       // the step count before it
   bool undo_armed_ = false, undo_buffers_ = false;
+  bool non_finite_step_ = false;  // backward returned this step's loss as NaN or infinite
   grad_state state_ = grad_state::none;
   // check_trace: the buffers before its second trace; an eager training-mode forward: the buffers
   // before it, put back if it fails (the two never overlap).
