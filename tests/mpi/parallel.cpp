@@ -608,6 +608,21 @@ TEST_CASE("ranks given different parallel_options are rejected on every rank, na
                                                   "positive false'"),
                        dp::value_error);
   CHECK(std::chrono::steady_clock::now() - t0 < test::world().options().timeout / 2);
+  // Arguments one rank alone refuses before any collective (a device twice in its list, a timeout
+  // of 0): that rank says why, and the others stop at once. They waited in the communicators'
+  // creation for the timeout (10 s here, 5 minutes by default) and then blamed a missing rank.
+  using namespace std::chrono_literals;
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::vector<dp::device> twice{dp::cpu(0), dp::cpu(0)}, once{dp::cpu(0)};
+  CHECK_THROWS_WITH_AS(dp::parallel<sized>(m(), test::world(), r == 1 ? twice : once, {.comm = {.timeout = 10s}}),
+                       doctest::Contains(r == 1 ? "device cpu:0 appears twice in the device list"
+                                                : "1 other rank(s) refused their arguments at construction"),
+                       dp::error);
+  CHECK_THROWS_WITH_AS(
+      dp::parallel<sized>(m(), test::world(), once, {.comm = {.timeout = r == 1 ? 0ms : 10000ms}}),
+      doctest::Contains(r == 1 ? "parallel_options::comm" : "1 other rank(s) refused their arguments at construction"),
+      dp::error);
+  CHECK(std::chrono::steady_clock::now() - t1 < 5s);
   // Alike, they train together (the chunk is the deterministic mode's only).
   dp::parallel<sized> par{m(), test::world(), dp::parallel_options{.chunk = r == 1 ? 64 : 32}};
   CHECK(par.replica_count() == 1);

@@ -58,15 +58,29 @@ class replica_group {
   replica_group(Model model, std::vector<device> devices, const communicator_options& o, session* world,
                 bool one_thread = false)
       : devices_(std::move(devices)) {
-    validate_devices(devices_);
-    const int n = static_cast<int>(devices_.size());
-    replicas_.push_back(std::make_unique<nn::trainer<Model>>(std::move(model), devices_[0]));
-    for (int i = 1; i < n; ++i) {
-      replicas_.push_back(std::make_unique<nn::trainer<Model>>(Model(replicas_[0]->model()), devices_[i]));
+    // This rank's own refusals come before its first collective (making the communicators), and
+    // across ranks every rank hears of them there: the others waited in that collective until the
+    // timeout (5 minutes by default) and then blamed a missing rank.
+    std::exception_ptr refused;
+    try {
+      validate_devices(devices_);
+      detail::check_timeout(o, "parallel_options::comm");
+      const int n = static_cast<int>(devices_.size());
+      replicas_.push_back(std::make_unique<nn::trainer<Model>>(std::move(model), devices_[0]));
+      for (int i = 1; i < n; ++i) {
+        replicas_.push_back(std::make_unique<nn::trainer<Model>>(Model(replicas_[0]->model()), devices_[i]));
+      }
+      for (auto& r : replicas_) {
+        dp::detail::trainer_access::make_replica(*r);
+      }
+    } catch (...) {
+      refused = std::current_exception();
     }
-    for (auto& r : replicas_) {
-      dp::detail::trainer_access::make_replica(*r);
+    agree_to_start(world, refused != nullptr);
+    if (refused) {
+      std::rethrow_exception(refused);
     }
+    const int n = size();
     make_communicators(o, world);
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     // Host workers share the cores of their machine with the other ranks on it.
@@ -149,8 +163,18 @@ class replica_group {
     }
   }
 
+  /// Across ranks: every rank says whether it refused its own arguments, and one that did not
+  /// fails at once, with a runtime_error, where another did (that one throws its own error).
+  static void agree_to_start([[maybe_unused]] session* world, [[maybe_unused]] bool refused) {
+#if DP_HAS_MPI
+    if (world != nullptr && world->size() > 1) {
+      const std::int64_t n = world->count_failures(refused);
+      DP_CHECK(refused || n == 0, runtime_error, "dp: parallel: ", n,
+               " other rank(s) refused their arguments at construction (their error says why); every rank stops");
+    }
+#endif
+  }
   void make_communicators(const communicator_options& o, [[maybe_unused]] session* world) {
-    detail::check_timeout(o, "parallel_options::comm");
     const int n = size();
 #if DP_HAS_MPI
     if (world != nullptr && world->size() > 1) {

@@ -233,6 +233,18 @@ class session {
 #endif
 
 #if DP_HAS_MPI
+  /// How many ranks pass `failed` (a collective, over the session's options): a refusal one rank
+  /// alone makes reaches the others at once, where they would wait in the next collective for
+  /// the timeout.
+  std::int64_t count_failures(bool failed) const {
+    mpi_communicator c = make_communicator(opts_);
+    tensor<std::int64_t> count = full<std::int64_t>({1}, failed ? 1 : 0);
+    c.all_reduce(count, reduce_op::sum);
+    return count.item();
+  }
+#endif
+
+#if DP_HAS_MPI
   /// A new communicator over every rank (a duplicate: its traffic never meets another's).
   mpi_communicator make_communicator(communicator_options o) const {
     detail::check_timeout(o, "MPI communicator");
