@@ -241,4 +241,11 @@ TEST_CASE("skip_step refuses a step whose loss was finite or not read, and one t
   CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("no step to skip"), dp::value_error);
   (void)t.backward_async(nn::cross_entropy, x, y);  // its loss is never read: it may be finite
   CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("or not read (backward_async)"), dp::value_error);
+  // After edit, putting back the buffers from before the step would undo part of the edit.
+  dp::tensor<float> bad = x * 1.f;
+  bad[0][0] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(t.backward(nn::cross_entropy, bad, y)));
+  t.edit([](classifier& m) { m.bn.running_mean.assign(dp::full<float>({128}, 0.5f)); });
+  CHECK_THROWS_WITH_AS(t.skip_step(), doctest::Contains("or the model was edited since"), dp::value_error);
+  CHECK(t.model().bn.running_mean.value().to_vector() == std::vector<float>(128, 0.5f));
 }

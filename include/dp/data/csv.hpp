@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <limits>
-#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -119,24 +119,26 @@ inline float_cell parse_float(std::string_view cell, float& v) {
   return float_cell::too_large;
 }
 
-/// Reserves room for every row the text may still hold (this one and one per line left) at once:
-/// doubling vectors held the values up to twice, and the tensors made from them are a second copy.
-/// Past the memory this process may use that ended in the OOM killer, not an error naming the file.
-inline void reserve_rows(std::string_view rest, index_t columns, std::string_view source, std::vector<float>& features,
-                         std::vector<std::int64_t>& labels) {
-  const auto rows = static_cast<std::uint64_t>(std::count(rest.begin(), rest.end(), '\n')) + 2;
+/// Reserves room for every row the text may still hold at once: doubling vectors held the values up
+/// to twice, and the tensors made from them are a second copy. Past the memory this process may use
+/// that ended in the OOM killer, not an error naming the file. A row of `columns` numbers takes at
+/// least `columns` bytes, so this one and those in the `rest` bound the rows (blank lines do not
+/// count, nor can a hostile count overflow).
+inline void reserve_rows(std::string_view rest, std::size_t held, index_t columns, std::string_view source,
+                         std::vector<float>& features, std::vector<std::int64_t>& labels) {
   const auto width = static_cast<std::uint64_t>(columns - 1);
+  const std::uint64_t lines = static_cast<std::uint64_t>(std::count(rest.begin(), rest.end(), '\n')) + 1;
+  const std::uint64_t rows = 1 + std::min(lines, rest.size() / static_cast<std::uint64_t>(columns) + 1);
   const std::uint64_t need = 2 * rows * (width * sizeof(float) + sizeof(std::int64_t));
   const std::uint64_t memory = dp::detail::physical_memory();
-  DP_CHECK(memory == 0 || need <= memory, io_error, "dp: ", source, ": up to ", rows, " rows of ", columns,
-           " columns need ", need,
-           " bytes as numbers (the values, then their tensors), more than the memory this "
-           "process may use (",
-           memory, " bytes)");
+  DP_CHECK(memory == 0 || need <= memory - std::min<std::uint64_t>(memory, held), io_error, "dp: ", source, ": up to ",
+           rows, " rows of ", columns, " columns need ", need,
+           " bytes as numbers (the values, then their tensors) besides its ", held,
+           " bytes of text, more than the memory this process may use (", memory, " bytes)");
   try {
     features.reserve(rows * width);
     labels.reserve(rows);
-  } catch (const std::bad_alloc&) {
+  } catch (const std::exception&) {  // bad_alloc, or length_error past what a vector may hold
     throw io_error(dp::detail::concat("dp: ", source, ": no memory for up to ", rows, " rows of ", columns,
                                       " columns (", need / 2, " bytes)"));
   }
@@ -183,7 +185,7 @@ inline tensor_dataset<float, std::int64_t> parse_csv(std::string_view text, cons
       label_col = o.label_column < 0 ? columns + o.label_column : o.label_column;
       DP_CHECK(label_col >= 0 && label_col < columns, io_error, "dp: ", source, ": label column ", o.label_column,
                " does not exist in rows of ", columns, " columns");
-      detail::reserve_rows(text.substr(std::min(pos, text.size())), columns, source, features, labels);
+      detail::reserve_rows(text.substr(std::min(pos, text.size())), text.size(), columns, source, features, labels);
     }
     DP_CHECK(count == columns, io_error, "dp: ", source, " line ", line_no, ": ", count, " columns, expected ", columns,
              " (as in the first row)");

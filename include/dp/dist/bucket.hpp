@@ -18,6 +18,12 @@ struct bucket {
   index_t begin, end;  // element range of the flat gradient buffer
 };
 
+namespace detail {
+/// The most elements a gradient bucket holds (MPI counts in int). Tests lower it to split small
+/// parameters across buckets.
+inline index_t max_bucket_elements = INT32_MAX;
+}  // namespace detail
+
 /// Splits the parameters (in flat-buffer order) into buckets of about `bytes` (the first one of
 /// `first_bytes`), never splitting a parameter unless it alone passes `max_elements`: MPI counts a
 /// collective's elements in int, so a larger embedding is reduced in several buckets.

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -311,7 +312,15 @@ class mpi_communicator {
     do {
       const int piece = static_cast<int>(std::min(n - at, detail::mpi_piece_elements));
       MPI_Request r = MPI_REQUEST_NULL;
-      start(what, [&] { return issue(at, piece, r); });
+      try {
+        start(what, [&] { return issue(at, piece, r); });
+      } catch (const std::exception& e) {
+        if (at == 0) {
+          throw;  // nothing was sent: the ranks are still in step
+        }
+        // The other ranks took part in the earlier pieces: this rank's next collective would meet their next piece.
+        fail(dp::detail::concat(e.what(), " (at element ", at, " of ", n, ", after earlier pieces were sent)"));
+      }
       wait(r, what, n, in_flight);
       at += piece;
     } while (at < n);

@@ -122,6 +122,12 @@ class parallel {
         batch_(group_.world_size()) {
     if (group_.world_size() > 1) {
       check_world();  // before this rank's own refusals: every rank takes part, and none waits for it
+      // The deterministic mode's exchange is one all-to-all and all-gathers, which MPI counts in int
+      // (the same model on every rank, checked above: every rank refuses).
+      const index_t params = detail::trainer_access::flat_params(group_[0]).numel();
+      DP_CHECK(!o.deterministic || params <= INT32_MAX, value_error, "dp: parallel: ", params,
+               " parameters in deterministic mode across ranks; its exchange moves them in one MPI collective, "
+               "which counts at most 2^31-1 elements (the default mode sends them in pieces)");
     }
     check_chunk(o.chunk);
     for (int i = 0; i < group_.size(); ++i) {
@@ -165,6 +171,7 @@ class parallel {
   /// error goes on, on every rank. Gradients already computed are kept: a step after the edit applies them.
   template <class F>
   void edit(F&& f) {
+    non_finite_step_ = false;  // skip_step would put back buffers from before the edit
     std::exception_ptr failed;
     try {
       group_[0].edit(f);
@@ -219,7 +226,8 @@ class parallel {
   }
 
   /// Drops the step whose loss backward just returned as NaN or infinite (allow_non_finite_loss) on
-  /// every replica: the models as they were before it (buffers, step count), its gradients gone.
+  /// every replica: the models as they were before it (buffers, step count), its gradients gone
+  /// (under dp::no_sync, all since the optimizer's last step; earlier micro-batches' statistics stay).
   /// That loss is the global batch's, the same on every rank, so every rank skips it; any other step
   /// is refused (a finite one skipped on one rank alone would leave the ranks apart).
   void skip_step() {

@@ -236,11 +236,13 @@ inline void require_finite_loss(double loss, std::uint64_t step, bool allowed) {
 /// one skipped on one rank alone would leave the ranks' models apart without a word.
 inline void require_skippable(bool non_finite, grad_state s) {
   DP_CHECK(s != grad_state::none, value_error,
-           "dp: skip_step: no step to skip (no backward since the optimizer's last step, or it was skipped already)");
+           "dp: skip_step: no step to skip (no backward since the optimizer's last step, or that step was undone "
+           "already: skipped, or refused by clip_grad_norm)");
   DP_CHECK(non_finite, value_error,
            "dp: skip_step drops a step whose loss came back NaN or infinite (allow_non_finite_loss(true)); the last "
-           "backward's loss was finite, or not read (backward_async). A step with a finite loss is the optimizer's "
-           "to take; one whose gradients are not finite is refused and undone by clip_grad_norm");
+           "backward's loss was finite, or not read (backward_async), or the model was edited since. A step with a "
+           "finite loss is the optimizer's to take; one whose gradients are not finite is refused and undone by "
+           "clip_grad_norm");
 }
 
 }  // namespace detail
@@ -304,6 +306,7 @@ class trainer {
                "edit it there (par.edit(f))");
       const std::vector<std::int64_t> settings = detail::settings_words(model_);
       const std::vector<buffer_sync> policies = buffer_policies();
+      non_finite_step_ = false;  // skip_step would put back buffers from before the edit
       try {
         const dp::detail::owner_write_scope owner(this);  // this model's, not another's
         f(model_);
@@ -378,7 +381,8 @@ class trainer {
 
   /// Drops the step whose loss backward just returned as NaN or infinite (allow_non_finite_loss):
   /// the model as it was before that backward (the buffers its forward updated, the step count) and
-  /// its gradients gone (under dp::no_sync, those accumulated since the optimizer's last step too).
+  /// its gradients gone (under dp::no_sync, those accumulated since the optimizer's last step too,
+  /// while the earlier micro-batches' statistics and counts stay).
   /// Training then goes on as if the batch had never come, and a checkpoint may be saved. Any other
   /// step is refused with a dp::value_error (see detail::require_skippable).
   void skip_step() {
