@@ -50,11 +50,7 @@ TEST_CASE(
 TEST_CASE("all_reduce and broadcast send a tensor past MPI's int count in pieces, with every element right") {
   // MPI counts in int: a tensor past 2^31-1 elements goes in pieces. The piece is lowered to 3
   // elements here, so that 10 elements take 4 calls (3 + 3 + 3 + 1) and none takes 8 GiB.
-  struct piece_scope {
-    dp::index_t saved = dp::dist::detail::mpi_piece_elements;
-    piece_scope() { dp::dist::detail::mpi_piece_elements = 3; }
-    ~piece_scope() { dp::dist::detail::mpi_piece_elements = saved; }
-  } pieces;
+  const test::lowered<dp::index_t> pieces(dp::dist::detail::mpi_piece_elements, 3);
   const int n = test::world().size(), rank = test::world().rank();
   auto c = test::world().make_communicator({});
   // Element i of rank r is r * 10 + i: the sum over ranks is 10 i n + 10 n (n - 1) / 2.
