@@ -10,6 +10,16 @@
 
 using namespace dp_test_parallel;  // the models and helpers of these tests
 
+namespace {
+struct settings_net {
+  nn::linear<12, 10> a;
+  nn::layer_norm<10> ln;
+  nn::dropout drop{0.2f};
+  nn::linear<10, 5> b;
+  auto forward(auto x) const { return b(drop(dp::tanh(ln(a(x))))); }
+};
+}  // namespace
+
 // Replicas are reached only through dp::detail::replica_access (optimizers, checkpoints): the
 // public API of neither parallel nor trainer can touch a replica's parameters, gradients or model,
 // or mark gradients ready without a backward.

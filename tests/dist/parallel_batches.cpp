@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,26 @@
 #include "parallel_models.hpp"
 
 using namespace dp_test_parallel;  // the models and helpers of these tests
+
+namespace {
+struct dropout_net {
+  nn::linear<6, 10> a;
+  nn::dropout drop{0.5f};
+  nn::linear<10, 3> b;
+  auto forward(auto x) const { return b(drop(dp::tanh(a(x)))); }
+};
+struct scaled {
+  nn::linear<4, 3> fc;
+  auto forward(auto x, auto s) const { return fc(x) * s; }
+};
+struct two_heads {
+  nn::linear<4, 3> a;
+  nn::linear<4, 2> b;
+  auto forward(auto x) const {
+    return std::tuple{dp::nn::detail::materialize(a(x)), dp::nn::detail::materialize(b(x))};
+  }
+};
+}  // namespace
 
 TEST_CASE("in training mode dropout masks and gradients do not depend on the device count") {
   // batch_norm is left out: its batch statistics are per replica, as in PyTorch's DataParallel.

@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <tuple>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -20,31 +19,6 @@ struct classifier {
   nn::dropout drop{0.2f};
   nn::linear<8, 5> fc3;
   auto forward(auto x) const { return fc3(drop(dp::gelu(fc2(dp::relu(bn(fc1(x))))))); }
-};
-
-struct dropout_net {
-  nn::linear<6, 10> a;
-  nn::dropout drop{0.5f};
-  nn::linear<10, 3> b;
-  auto forward(auto x) const { return b(drop(dp::tanh(a(x)))); }
-};
-struct settings_net {
-  nn::linear<12, 10> a;
-  nn::layer_norm<10> ln;
-  nn::dropout drop{0.2f};
-  nn::linear<10, 5> b;
-  auto forward(auto x) const { return b(drop(dp::tanh(ln(a(x))))); }
-};
-struct scaled {
-  nn::linear<4, 3> fc;
-  auto forward(auto x, auto s) const { return fc(x) * s; }
-};
-struct two_heads {
-  nn::linear<4, 3> a;
-  nn::linear<4, 2> b;
-  auto forward(auto x) const {
-    return std::tuple{dp::nn::detail::materialize(a(x)), dp::nn::detail::materialize(b(x))};
-  }
 };
 
 inline std::vector<dp::device> workers(int n) {
