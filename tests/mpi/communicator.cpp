@@ -53,11 +53,12 @@ TEST_CASE("all_reduce and broadcast send a tensor past MPI's int count in pieces
   const test::lowered<dp::index_t> pieces(dp::dist::detail::mpi_piece_elements, 3);
   const int n = test::world().size(), rank = test::world().rank();
   auto c = test::world().make_communicator({});
-  // Element i of rank r is r * 10 + i: the sum over ranks is 10 i n + 10 n (n - 1) / 2.
+  // Element i of rank r is r * 10 + i: the sum over ranks is i n + 10 (0 + 1 + ... + n - 1).
+  const int offsets = 10 * n * (n - 1) / 2;
   std::vector<float> mine(10), sums(10), means(10), roots(10);
   for (int i = 0; i < 10; ++i) {
     mine[static_cast<std::size_t>(i)] = static_cast<float>(rank * 10 + i);
-    sums[static_cast<std::size_t>(i)] = static_cast<float>(i * n + 10 * n * (n - 1) / 2);
+    sums[static_cast<std::size_t>(i)] = static_cast<float>(i * n + offsets);
     means[static_cast<std::size_t>(i)] = sums[static_cast<std::size_t>(i)] / static_cast<float>(n);
     roots[static_cast<std::size_t>(i)] = static_cast<float>((n - 1) * 10 + i);  // the last rank's
   }
@@ -78,7 +79,8 @@ TEST_CASE("all_reduce and broadcast send a tensor past MPI's int count in pieces
   dp::tensor<double> middle = whole.slice(0, 1, 11);
   middle = static_cast<double>(rank + 1);
   c.all_reduce(middle, dp::dist::reduce_op::sum);
-  std::vector<double> expect(12, static_cast<double>(n * (n + 1) / 2));
+  const int one_to_n = n * (n + 1) / 2;
+  std::vector<double> expect(12, static_cast<double>(one_to_n));
   expect.front() = expect.back() = -1.0;
   CHECK(whole.to_vector() == expect);
   // No elements: one call still meets the other ranks, and the next collective lines up.
